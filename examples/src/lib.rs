@@ -1,0 +1,1 @@
+//! Examples of littleboss programs; see the `examples/` folder of this package.

@@ -1,0 +1,261 @@
+//! The [`Context`] a littleboss `main` receives: its listeners, lameduck and readiness.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::spec::Network;
+
+/// How the program is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Run directly (`--littleboss=bypass`, the default): the program bound its own
+    /// listeners and no supervisor watches it.
+    Bypass,
+    /// Run as the child of a supervisor (`--littleboss=start`), which holds the listeners.
+    Supervised,
+}
+
+/// One declared listener as the program sees it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub name: String,
+    pub network: Network,
+    pub state: SlotState,
+}
+
+#[derive(Debug)]
+pub(crate) enum SlotState {
+    /// The socket, not yet taken by the program.
+    Open(OwnedFd),
+    /// Taken once already.
+    Taken,
+    /// Declared without an address, or turned off with `--NAME=`.
+    Off,
+}
+
+/// Where [`Context::ready`] goes: the supervisor's channel, or nowhere in bypass mode.
+pub(crate) trait ReadySink: Send + Sync {
+    fn ready(&self);
+}
+
+/// What a littleboss `main` gets: its listeners, the lameduck signal, readiness, and its
+/// arguments.
+///
+/// Cloning is cheap; every clone refers to the same listeners and signal.
+///
+/// ```no_run
+/// #[littleboss::main(name = "echo", listener(tcp = "tcp:127.0.0.1:7000"))]
+/// async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+///     let listener = lb.tcp_listener("tcp")?;
+///     lb.ready();
+///     loop {
+///         tokio::select! {
+///             _ = lb.lameduck() => return Ok(()),
+///             conn = listener.accept() => {
+///                 let (mut stream, _) = conn?;
+///                 tokio::spawn(async move {
+///                     let (mut r, mut w) = stream.split();
+///                     let _ = tokio::io::copy(&mut r, &mut w).await;
+///                 });
+///             }
+///         }
+///     }
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mode: Mode,
+    slots: Mutex<Vec<Slot>>,
+    lameduck: watch::Receiver<bool>,
+    ready_sink: Option<Box<dyn ReadySink>>,
+    ready_sent: AtomicBool,
+    args: Vec<OsString>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("mode", &self.inner.mode)
+            .field("lameduck", &self.is_lameduck())
+            .field("args", &self.inner.args)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(
+        mode: Mode,
+        slots: Vec<Slot>,
+        lameduck: watch::Receiver<bool>,
+        ready_sink: Option<Box<dyn ReadySink>>,
+        args: Vec<OsString>,
+    ) -> Context {
+        Context {
+            inner: Arc::new(Inner {
+                mode,
+                slots: Mutex::new(slots),
+                lameduck,
+                ready_sink,
+                ready_sent: AtomicBool::new(false),
+                args,
+            }),
+        }
+    }
+
+    /// The listener `name` as a tokio [`TcpListener`](tokio::net::TcpListener)
+    /// (non-blocking, registered with the current tokio runtime).
+    ///
+    /// Each listener can be taken once. Errors: an undeclared name (the message lists
+    /// the declared ones), a listener that is off, one already taken, a UDP listener, or
+    /// no tokio runtime to register with.
+    pub fn tcp_listener(&self, name: &str) -> io::Result<tokio::net::TcpListener> {
+        let std = self.take_std_tcp(name, true)?;
+        in_runtime(name)?;
+        tokio::net::TcpListener::from_std(std)
+    }
+
+    /// The listener `name` as a blocking [`std::net::TcpListener`].
+    ///
+    /// Errors as [`tcp_listener`](Self::tcp_listener), but it needs no runtime.
+    pub fn std_tcp_listener(&self, name: &str) -> io::Result<std::net::TcpListener> {
+        self.take_std_tcp(name, false)
+    }
+
+    /// The listener `name` as a tokio [`UdpSocket`](tokio::net::UdpSocket)
+    /// (non-blocking, registered with the current tokio runtime).
+    ///
+    /// Errors as [`tcp_listener`](Self::tcp_listener), with TCP and UDP swapped.
+    pub fn udp_socket(&self, name: &str) -> io::Result<tokio::net::UdpSocket> {
+        let std = self.take_std_udp(name, true)?;
+        in_runtime(name)?;
+        tokio::net::UdpSocket::from_std(std)
+    }
+
+    /// The listener `name` as a blocking [`std::net::UdpSocket`].
+    pub fn std_udp_socket(&self, name: &str) -> io::Result<std::net::UdpSocket> {
+        self.take_std_udp(name, false)
+    }
+
+    /// Resolves when the program must wind down: the supervisor asked it to (a `stop`,
+    /// or a reload whose new process is ready), the supervisor is gone, or, in bypass
+    /// mode, the process got SIGINT or SIGTERM.
+    ///
+    /// Stop accepting, finish the work in flight, and return from `main`; the supervisor
+    /// kills the process group if that takes longer than the `lameduck` option.
+    pub fn lameduck(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.lameduck.clone();
+        async move {
+            // An error means the sender is gone, which only happens when the process
+            // winds down; treat it as lameduck too.
+            let _ = rx.wait_for(|lameduck| *lameduck).await;
+        }
+    }
+
+    /// Whether [`lameduck`](Self::lameduck) has resolved.
+    pub fn is_lameduck(&self) -> bool {
+        *self.inner.lameduck.borrow()
+    }
+
+    /// Tells the supervisor that the program is serving.
+    ///
+    /// During a reload the old process is wound down only once the new one is ready. A
+    /// program that declares `calls_ready = true` is waited for up to its ready timeout;
+    /// one that does not is taken as ready after its settle time. Calling it again, or in
+    /// bypass mode, does nothing.
+    pub fn ready(&self) {
+        if self.inner.ready_sent.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(sink) = &self.inner.ready_sink {
+            sink.ready();
+        }
+    }
+
+    /// The program's arguments without the flags littleboss owns (`--littleboss=MODE`
+    /// and the listener flags), starting with the program name: ready for
+    /// `clap::Parser::parse_from`.
+    pub fn args(&self) -> Vec<OsString> {
+        self.inner.args.clone()
+    }
+
+    /// Whether the program runs directly or under a supervisor.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    fn take(&self, name: &str, tcp: bool) -> io::Result<OwnedFd> {
+        let mut slots = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(slot) = slots.iter_mut().find(|s| s.name == name) else {
+            let declared: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+            let list = if declared.is_empty() {
+                "none are declared".to_string()
+            } else {
+                format!("the declared listeners are {}", declared.join(", "))
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no listener named {name:?}; {list}"),
+            ));
+        };
+        if slot.network.is_tcp() != tcp {
+            let (asked, is) = if tcp { ("TCP", "UDP") } else { ("UDP", "TCP") };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "listener {name:?} is {is} ({}), not {asked}",
+                    slot.network
+                ),
+            ));
+        }
+        match std::mem::replace(&mut slot.state, SlotState::Taken) {
+            SlotState::Open(fd) => Ok(fd),
+            SlotState::Taken => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("listener {name:?} was taken already; each listener can be taken once"),
+            )),
+            SlotState::Off => {
+                slot.state = SlotState::Off;
+                Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("listener {name:?} is off (no address; give one with --{name}=ADDR)"),
+                ))
+            }
+        }
+    }
+
+    fn take_std_tcp(&self, name: &str, nonblocking: bool) -> io::Result<std::net::TcpListener> {
+        let listener = std::net::TcpListener::from(self.take(name, true)?);
+        listener.set_nonblocking(nonblocking)?;
+        Ok(listener)
+    }
+
+    fn take_std_udp(&self, name: &str, nonblocking: bool) -> io::Result<std::net::UdpSocket> {
+        let socket = std::net::UdpSocket::from(self.take(name, false)?);
+        socket.set_nonblocking(nonblocking)?;
+        Ok(socket)
+    }
+}
+
+fn in_runtime(name: &str) -> io::Result<()> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(io::Error::other(format!(
+            "listener {name:?}: no tokio runtime is running here; use an async main, or the std_ accessor"
+        ))),
+    }
+}

@@ -1,0 +1,1 @@
+//! Helper programs and the benchmark for the littleboss integration tests.

@@ -1,13 +1,182 @@
 //! Picks the mode from the command line and runs it.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::builder::Config;
-use crate::context::Context;
+use crate::context::{Context, Mode};
+use crate::flags::{self, Command, Flags};
+use crate::spec::ListenerSpec;
+use crate::{bypass, child, client, supervisor};
 
-pub(crate) fn run(
-    _config: Config,
-    _main: impl FnOnce(Context) -> Result<(), String>,
+/// Exit code for a command line or declaration littleboss cannot accept.
+const USAGE: u8 = 2;
+
+/// The entry point behind [`Littleboss::run`](crate::Littleboss::run) and `run_sync`.
+pub(crate) fn run(config: Config, main: impl FnOnce(Context) -> Result<(), String>) -> ExitCode {
+    // First, before any thread exists: the child's channel and its variable.
+    let channel = child::take_channel();
+    if let Err(e) = validate(&config) {
+        eprintln!("littleboss: {e}");
+        return ExitCode::from(USAGE);
+    }
+    match channel {
+        Some(Ok(fd)) => return run_child(&config, fd, main),
+        Some(Err(e)) => {
+            eprintln!("littleboss: {e}");
+            return ExitCode::FAILURE;
+        }
+        None => {}
+    }
+    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+    let flags = match flags::parse(std::env::args_os().collect(), &names) {
+        Ok(flags) => flags,
+        Err(e) => {
+            eprintln!("littleboss: {e}");
+            eprint!("{}", usage(&config));
+            return ExitCode::from(USAGE);
+        }
+    };
+    let specs = match listener_specs(&config, &flags) {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("littleboss: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    match flags.command {
+        Command::Bypass => run_bypass(&specs, flags.args, main),
+        Command::Start => supervisor::start(config, specs, flags.args),
+        Command::Stop | Command::Status | Command::StatusJson | Command::Reload => {
+            client::run(&config, &flags)
+        }
+    }
+}
+
+fn run_child(
+    config: &Config,
+    fd: std::os::fd::OwnedFd,
+    main: impl FnOnce(Context) -> Result<(), String>,
 ) -> ExitCode {
-    ExitCode::FAILURE
+    let joined = match child::join(config, fd) {
+        Ok(joined) => joined,
+        Err(e) => {
+            eprintln!("littleboss: {}: {e}", config.name);
+            return ExitCode::FAILURE;
+        }
+    };
+    let link = joined.link.clone();
+    let ctx = Context::new(
+        Mode::Supervised,
+        joined.slots,
+        joined.lameduck,
+        Some(Box::new(joined.link)),
+        std::env::args_os().collect(),
+    );
+    let result = main(ctx);
+    link.finished(&result);
+    finish(result)
+}
+
+fn run_bypass(
+    specs: &[(String, ListenerSpec)],
+    args: Vec<OsString>,
+    main: impl FnOnce(Context) -> Result<(), String>,
+) -> ExitCode {
+    let slots = match bypass::bind_all(specs) {
+        Ok(slots) => slots,
+        Err(e) => {
+            eprintln!("littleboss: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lameduck = match bypass::watch_signals() {
+        Ok(rx) => rx,
+        Err(code) => return code,
+    };
+    finish(main(Context::new(Mode::Bypass, slots, lameduck, None, args)))
+}
+
+/// An `Err` from main prints as `Error: ...` and exits 1, as a plain `main` does.
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks what the program declared (the attribute checks the same at compile time).
+fn validate(config: &Config) -> Result<(), String> {
+    let name = &config.name;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "invalid service name {name:?}: use letters, digits, '-' and '_'"
+        ));
+    }
+    for (i, declared) in config.listeners.iter().enumerate() {
+        let lname = &declared.name;
+        if lname.is_empty()
+            || lname == flags::FLAG
+            || !lname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "invalid listener name {lname:?}: use letters, digits, '-' and '_' (and not {:?})",
+                flags::FLAG
+            ));
+        }
+        if config.listeners[..i].iter().any(|l| &l.name == lname) {
+            return Err(format!("listener {lname:?} declared twice"));
+        }
+        if let Err(e) = &declared.spec {
+            return Err(format!("listener {lname}: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Each declared listener's spec, with the address its flag gives, if any.
+fn listener_specs(config: &Config, flags: &Flags) -> Result<Vec<(String, ListenerSpec)>, String> {
+    config
+        .listeners
+        .iter()
+        .map(|declared| {
+            let mut spec = declared.spec.clone()?;
+            if let Some((_, addr)) = flags.listeners.iter().rev().find(|(n, _)| *n == declared.name)
+            {
+                spec = ListenerSpec::with_address(spec.network, addr)
+                    .map_err(|e| format!("flag --{}: {e}", declared.name))?;
+            }
+            Ok((declared.name.clone(), spec))
+        })
+        .collect()
+}
+
+/// The usage text: the modes and the listener flags.
+pub(crate) fn usage(config: &Config) -> String {
+    let mut out = format!(
+        "usage: {} [--{}=MODE] [--LISTENER=ADDR ...] [ARGS...]\n  modes: {} (default bypass: run directly)\n",
+        config.name,
+        flags::FLAG,
+        flags::mode_list()
+    );
+    for declared in &config.listeners {
+        if let Ok(spec) = &declared.spec {
+            out.push_str(&format!(
+                "  --{}=ADDR  {} listener (default {:?}; empty turns it off)\n",
+                declared.name,
+                spec.network,
+                spec.address.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    out
 }

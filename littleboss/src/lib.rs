@@ -5,11 +5,21 @@
 pub mod spec;
 
 mod builder;
+mod bypass;
+mod channel;
+mod child;
+mod client;
 mod context;
+mod dir;
 mod dispatch;
+mod flags;
+mod listener;
+mod protocol;
+mod supervisor;
 
 pub use builder::{Flavor, Littleboss, MainResult};
 pub use context::{Context, Mode};
+pub use protocol::{PROTOCOL, Status};
 pub use littleboss_macros::main;
 
 /// What `#[littleboss::main]` expands to. Not a public API: it may change in any release.

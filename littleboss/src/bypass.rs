@@ -1,0 +1,75 @@
+//! Bypass mode: the program binds its own listeners and runs directly.
+
+use std::process::ExitCode;
+
+use tokio::sync::watch;
+
+use crate::context::{Slot, SlotState};
+use crate::listener;
+use crate::spec::ListenerSpec;
+
+/// Binds every listener that is on; the first failure is the error.
+pub(crate) fn bind_all(specs: &[(String, ListenerSpec)]) -> Result<Vec<Slot>, String> {
+    specs
+        .iter()
+        .map(|(name, spec)| {
+            let state = match listener::bind(name, spec).map_err(|e| e.to_string())? {
+                Some(bound) => SlotState::Open(bound.fd),
+                None => SlotState::Off,
+            };
+            Ok(Slot {
+                name: name.clone(),
+                network: spec.network,
+                state,
+            })
+        })
+        .collect()
+}
+
+/// Sets lameduck on the first SIGINT or SIGTERM, and exits at once on the second.
+pub(crate) fn watch_signals() -> Result<watch::Receiver<bool>, ExitCode> {
+    let (tx, rx) = watch::channel(false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("littleboss: cannot start the signal runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    let (registered_tx, registered_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("littleboss-signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    let _ = registered_tx.send(false);
+                    return;
+                };
+                let _ = registered_tx.send(true);
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tx.send_replace(true);
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                eprintln!("littleboss: second signal; exiting now");
+                std::process::exit(130);
+            });
+        });
+    // Wait until the handlers are installed, so that a signal right after start-up
+    // winds the program down instead of killing it.
+    match spawned.map(|_| registered_rx.recv()) {
+        Ok(Ok(true)) => Ok(rx),
+        _ => {
+            eprintln!("littleboss: cannot install the SIGINT/SIGTERM handlers");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The commands that talk to a running supervisor: `stop`, `status`, `status-json`,
+//! `reload`.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::builder::Config;
+use crate::dir;
+use crate::flags::{Command, Flags};
+use crate::protocol::{self, ReloadRequest, Request, Response, Status};
+
+/// How long `status` waits for an answer (stop and reload wait as long as they take;
+/// the supervisor bounds them with its own timeouts).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a client command and returns the process's exit code.
+pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
+    let name = &config.name;
+    let dir = dir::control_dir();
+    let path = dir::socket_path(&dir, name);
+    let request = match flags.command {
+        Command::Status | Command::StatusJson => Request::Status,
+        Command::Stop => Request::Stop,
+        Command::Reload => match reload_request(flags) {
+            Ok(request) => request,
+            Err(e) => {
+                eprintln!("reload of {name} failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::Bypass | Command::Start => return ExitCode::FAILURE,
+    };
+    if dir.exists() {
+        if let Err(e) = dir::check(&dir) {
+            eprintln!("littleboss: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match flags.command {
+        Command::Stop => println!("stopping {name}"),
+        Command::Reload => println!("reloading {name}"),
+        _ => {}
+    }
+    let response = match ask(&path, &request) {
+        Ok(response) => response,
+        Err(AskError::NotRunning(why)) => {
+            eprintln!("{name}: no supervisor running ({why})");
+            return ExitCode::FAILURE;
+        }
+        Err(AskError::Io(e)) => {
+            eprintln!("{name}: talking to the supervisor at {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match (flags.command, response) {
+        (Command::Status, Response::Status(status)) => {
+            print!("{}", human_status(&status));
+            ExitCode::SUCCESS
+        }
+        (Command::StatusJson, Response::Status(status)) => match serde_json::to_string(&status) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{name}: status: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        (Command::Stop, Response::Stopped { code }) => {
+            println!("stopped {name} exit code {code}");
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        (
+            Command::Reload,
+            Response::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            },
+        ) => {
+            let old = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+            println!("reloaded {name}: pid {old} -> {new_pid} in {ms} ms");
+            ExitCode::SUCCESS
+        }
+        (Command::Reload, Response::Failed { reason }) => {
+            eprintln!("reload of {name} failed: {reason}");
+            ExitCode::FAILURE
+        }
+        (_, Response::Failed { reason }) => {
+            eprintln!("{name}: {reason}");
+            ExitCode::FAILURE
+        }
+        (_, other) => {
+            eprintln!("{name}: unexpected answer from the supervisor: {other:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The reload request: this very binary, and the new arguments and listener flags.
+fn reload_request(flags: &Flags) -> io::Result<Request> {
+    let exe = std::env::current_exe()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot find this executable: {e}")))?;
+    Ok(Request::Reload(ReloadRequest {
+        path: exe.into_os_string().into_vec(),
+        args: flags
+            .reload_args
+            .clone()
+            .map(|args| args.into_iter().map(OsString::into_vec).collect()),
+        listeners: flags.listeners.clone(),
+    }))
+}
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub(crate) enum AskError {
+    /// No supervisor listens at the path; the text says what was found.
+    NotRunning(String),
+    Io(io::Error),
+}
+
+/// Sends one request to the supervisor at `path` and reads its one answer.
+pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
+    let mut stream = match UnixStream::connect(path) {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(AskError::NotRunning(format!(
+                "no socket at {}",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Err(AskError::NotRunning(format!(
+                "stale socket at {}, nobody answers",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(AskError::Io(e)),
+    };
+    if matches!(request, Request::Status) {
+        stream
+            .set_read_timeout(Some(STATUS_TIMEOUT))
+            .map_err(AskError::Io)?;
+    }
+    stream
+        .write_all(&protocol::frame(&protocol::encode(request)))
+        .map_err(AskError::Io)?;
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).map_err(|e| {
+        AskError::Io(io::Error::new(
+            e.kind(),
+            format!("the supervisor closed the connection without answering ({e})"),
+        ))
+    })?;
+    let len = protocol::frame_len(header)
+        .map_err(|e| AskError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).map_err(AskError::Io)?;
+    protocol::decode(&body).map_err(|e| AskError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
+}
+
+/// `status` as text, a line per fact.
+fn human_status(s: &Status) -> String {
+    let mut out = format!(
+        "{}: supervisor pid {} started {} ({}; protocol {})\n",
+        s.name, s.supervisor_pid, s.supervisor_started, s.state, s.protocol
+    );
+    match (s.child_pid, &s.child_started) {
+        (Some(pid), Some(started)) => out.push_str(&format!("  child pid {pid} started {started}\n")),
+        _ => out.push_str("  no child running\n"),
+    }
+    if let Some(path) = &s.child_path {
+        out.push_str(&format!("  binary {path}\n"));
+    }
+    out.push_str(&format!("  command line {}\n", s.child_args.join(" ")));
+    if let Some(previous) = &s.previous_path {
+        out.push_str(&format!("  previous binary {previous}\n"));
+    }
+    out.push_str(&format!(
+        "  reloads {}, failures {}, restarts {}\n",
+        s.reloads, s.failures, s.restarts
+    ));
+    for (name, addr) in &s.listeners {
+        out.push_str(&format!("  listener {name} {addr}\n"));
+    }
+    out
+}

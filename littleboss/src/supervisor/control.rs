@@ -1,0 +1,129 @@
+//! The control socket's server: one request and one answer a connection, from this
+//! user (or root) only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::protocol::{self, Request, Response};
+
+/// A request for the supervisor's loop, with where its answer goes.
+pub(crate) type Incoming = (Request, oneshot::Sender<Response>);
+
+/// Connections served at once; more are closed at once.
+const MAX_CLIENTS: usize = 64;
+
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connections being served: the supervisor waits for them to write their last
+/// answers before it exits.
+#[derive(Clone, Debug)]
+pub(crate) struct Connections(Arc<Semaphore>);
+
+impl Connections {
+    pub(crate) fn new() -> Connections {
+        Connections(Arc::new(Semaphore::new(MAX_CLIENTS)))
+    }
+
+    /// Waits (at most `limit`) until every connection has been answered and closed.
+    pub(crate) async fn drain(&self, limit: Duration) {
+        let all = MAX_CLIENTS as u32;
+        let _ = tokio::time::timeout(limit, self.0.acquire_many(all)).await;
+    }
+}
+
+/// Accepts control connections until the supervisor's loop goes away.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    requests: mpsc::Sender<Incoming>,
+    name: String,
+    connections: Connections,
+) {
+    let slots = connections.0;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of fds, most likely: wait a little rather than spin.
+                eprintln!("littleboss: {name}: control socket accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let requests = requests.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            handle(stream, &requests, &name).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn handle(mut stream: UnixStream, requests: &mpsc::Sender<Incoming>, name: &str) {
+    if let Err(refusal) = check_peer(&stream) {
+        eprintln!("littleboss: {name}: refused a control connection: {refusal}");
+        let _ = reply(&mut stream, &Response::Failed { reason: refusal }).await;
+        return;
+    }
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(e)) => {
+            eprintln!("littleboss: {name}: bad control request: {e}");
+            let _ = reply(&mut stream, &Response::Failed { reason: e }).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let (tx, rx) = oneshot::channel();
+    if requests.send((request, tx)).await.is_err() {
+        return;
+    }
+    if let Ok(response) = rx.await {
+        let _ = reply(&mut stream, &response).await;
+    }
+}
+
+/// Only the supervisor's own user, or root, may command it.
+fn check_peer(stream: &UnixStream) -> Result<(), String> {
+    let cred = rustix::net::sockopt::socket_peercred(stream)
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    let ours = rustix::process::geteuid();
+    if cred.uid == ours || cred.uid.is_root() {
+        Ok(())
+    } else {
+        Err(format!(
+            "permission denied: uid {} (pid {}) is not the supervisor's user (uid {})",
+            cred.uid.as_raw(),
+            cred.pid.as_raw_nonzero(),
+            ours.as_raw()
+        ))
+    }
+}
+
+async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    let mut header = [0u8; 4];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| format!("reading the frame header: {e}"))?;
+    let len = protocol::frame_len(header).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("reading a frame of {len} bytes: {e}"))?;
+    protocol::decode(&body).map_err(|e| e.to_string())
+}
+
+async fn reply(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
+    stream
+        .write_all(&protocol::frame(&protocol::encode(response)))
+        .await
+}

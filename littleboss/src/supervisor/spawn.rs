@@ -1,0 +1,80 @@
+//! Starting a child: the executable by fd, the channel as its one inherited fd, its
+//! own process group.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::FdFlags;
+
+use crate::channel::{self, CHANNEL_ENV};
+use crate::listener::describe;
+
+/// Variables a child must not see: they were meant for the supervisor.
+const SUPERVISOR_ONLY_ENV: &[&str] = &["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// Opens `path` as an executable the supervisor will run: a regular file with an
+/// execute bit. The fd (`O_PATH`, close-on-exec) pins the very file that was checked,
+/// so a rebuild or deploy that replaces the path later does not change what runs.
+pub(crate) fn open_executable(path: &Path) -> Result<OwnedFd, String> {
+    let shown = path.display();
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("cannot open {shown}: {}", describe(&e.into())))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{shown}: {}", describe(&e.into())))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if stat.st_mode & 0o111 == 0 {
+        return Err(format!("{shown} is not executable"));
+    }
+    Ok(fd)
+}
+
+/// A started child: the process and the supervisor's end of its channel.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub process: tokio::process::Child,
+    pub channel: OwnedFd,
+}
+
+/// Runs `exe` (shown as `args[0]`) with `args[1..]` in a new process group, with the
+/// child's end of a new channel as its only inherited fd.
+pub(crate) fn spawn(exe: BorrowedFd<'_>, args: &[OsString]) -> io::Result<Spawned> {
+    let (ours, theirs) = channel::pair()?;
+    // Executing /proc/self/fd/N runs the file the fd refers to, whatever its path now
+    // holds (the fd is close-on-exec, but exec resolves the path before closing it).
+    let mut command = tokio::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    if let Some(arg0) = args.first() {
+        command.arg0(arg0);
+    }
+    command
+        .args(args.iter().skip(1))
+        .env(CHANNEL_ENV, theirs.as_raw_fd().to_string())
+        .process_group(0)
+        .kill_on_drop(false);
+    for var in SUPERVISOR_ONLY_ENV {
+        command.env_remove(var);
+    }
+    let raw = theirs.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and makes one
+    // async-signal-safe system call (fcntl); it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            // SAFETY: `theirs` stays open in the parent until `spawn` returns, so the
+            // child's copy of this fd number is open and is the channel.
+            let fd = BorrowedFd::borrow_raw(raw);
+            // Clear close-on-exec on the child's copy only: the channel is the one fd
+            // the new program inherits.
+            rustix::io::fcntl_setfd(fd, FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    let process = command.spawn()?;
+    drop(theirs);
+    Ok(Spawned {
+        process,
+        channel: ours,
+    })
+}

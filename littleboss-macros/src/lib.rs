@@ -1,9 +1,71 @@
-//! The `#[littleboss::main]` attribute. Use it through the `littleboss` crate.
+//! The `#[littleboss::main]` attribute. Use it through the `littleboss` crate, which
+//! re-exports it and documents it in full; the generated code names only that crate.
+
+mod args;
+mod entry;
+mod errors;
+mod expand;
+mod fallback;
+mod item;
+mod spec;
 
 use proc_macro::TokenStream;
 
-/// Turns `main` into a self-supervising program; see `littleboss::main`.
+/// Turns `main` into a self-supervising program. Use it as `#[littleboss::main(...)]`.
+///
+/// ```ignore
+/// #[littleboss::main(name = "myblog", listener(https = "tcp::443"), lameduck = "5s")]
+/// async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+///     let listener = lb.tcp_listener("https")?;
+///     lb.ready();
+///     // serve until `lb.lameduck()` resolves
+///     Ok(())
+/// }
+/// ```
+///
+/// The function may be `async fn` (run on a tokio runtime) or a plain `fn`; it takes no
+/// argument or one `littleboss::Context`, and returns `()` or `Result<(), E>` with
+/// `E: Debug`.
+///
+/// # Options
+///
+/// | Option | Value | Default |
+/// |---|---|---|
+/// | `name = "myblog"` | the service name, `[A-Za-z0-9_-]+` | required |
+/// | `listener(https = "tcp::443", ...)` | listeners and their specs `NETWORK:ADDRESS`; may be repeated | none |
+/// | `lameduck = "5s"` | how long a winding-down program may take | `"2s"` |
+/// | `persist = true` | restart the program when it exits on its own | `false` |
+/// | `fallback = false` | go back to the previous binary when a reload fails | `true` |
+/// | `calls_ready = true` | the program calls `Context::ready` | `false` |
+/// | `settle = "250ms"` | how long a main that does not call `ready` must run to be ready | `"250ms"` |
+/// | `ready_timeout = "30s"` | how long to wait for `ready` | `"30s"` |
+/// | `flavor = "current_thread"` | the tokio runtime of an `async` main: `"current_thread"` or `"multi_thread"` | `"multi_thread"` |
+///
+/// A network is `tcp`, `tcp4`, `tcp6`, `udp`, `udp4` or `udp6`; an address is empty (the
+/// listener is off until its flag `--NAME=ADDR` gives one), `:PORT`, `HOST:PORT` or
+/// `[IPV6]:PORT`. A duration is an integer followed by `ms`, `s` or `m`. All of it is
+/// checked at compile time.
+///
+/// # Equivalent code without the macro
+///
+/// The example above is the same as:
+///
+/// ```ignore
+/// fn main() -> std::process::ExitCode {
+///     async fn serve(lb: littleboss::Context) -> std::io::Result<()> {
+///         let listener = lb.tcp_listener("https")?;
+///         lb.ready();
+///         Ok(())
+///     }
+///     littleboss::Littleboss::new("myblog")
+///         .listener("https", "tcp::443")
+///         .lameduck(std::time::Duration::from_secs(5))
+///         .run(|lb| serve(lb))
+/// }
+/// ```
+///
+/// A plain `fn` main goes to `run_sync` instead of `run`.
 #[proc_macro_attribute]
-pub fn main(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::main(args.into(), item.into()).into()
 }

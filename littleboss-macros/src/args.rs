@@ -1,0 +1,536 @@
+//! The attribute's arguments: read key by key into [`Options`], then built into a
+//! [`Config`] once the function is known.
+//!
+//! A mistake in a value (a bad spec, a repeated key) is recorded and parsing goes on, so
+//! that one compile reports them all; only a syntax error stops it.
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, Ident, Lit, LitStr, Token, token};
+
+use crate::errors::Errors;
+use crate::item::MainFn;
+use crate::spec::{self, backticked};
+
+/// Every option, in the order messages list them.
+const OPTIONS: &[&str] = &[
+    "name",
+    "listener",
+    "lameduck",
+    "persist",
+    "fallback",
+    "calls_ready",
+    "settle",
+    "ready_timeout",
+    "flavor",
+];
+
+/// The flavors, in the order messages list them.
+const FLAVORS: &[&str] = &["current_thread", "multi_thread"];
+
+/// The listener name that the mode flag `--littleboss` takes.
+const RESERVED_LISTENER: &str = "littleboss";
+
+/// The tokio runtime of an `async` main.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+/// A declared listener: its name and its spec, both checked.
+pub(crate) struct Listener {
+    pub name: LitStr,
+    pub spec: LitStr,
+}
+
+/// The checked configuration; `None` leaves the runtime's default.
+pub(crate) struct Config {
+    pub name: LitStr,
+    pub listeners: Vec<Listener>,
+    /// Milliseconds.
+    pub lameduck: Option<u64>,
+    pub persist: Option<bool>,
+    pub fallback: Option<bool>,
+    pub calls_ready: Option<bool>,
+    /// Milliseconds.
+    pub settle: Option<u64>,
+    /// Milliseconds.
+    pub ready_timeout: Option<u64>,
+    pub flavor: Option<Flavor>,
+}
+
+/// The options as read so far, with the mistakes found on the way.
+#[derive(Default)]
+pub(crate) struct Options {
+    /// The keys given, to report one given twice.
+    seen: Vec<String>,
+    name: Option<LitStr>,
+    listeners: Vec<Listener>,
+    lameduck: Option<u64>,
+    persist: Option<bool>,
+    fallback: Option<bool>,
+    calls_ready: Option<bool>,
+    settle: Option<u64>,
+    ready_timeout: Option<u64>,
+    /// With the span of the `flavor` key, for the error on a non-async main.
+    flavor: Option<(Flavor, Span)>,
+    errors: Errors,
+    /// Whether reading stopped at a syntax error.
+    syntax_error: bool,
+}
+
+impl Options {
+    /// Reads the attribute's arguments.
+    pub fn parse(args: TokenStream) -> Options {
+        let mut options = Options::default();
+        let parsed = syn::meta::parser(|meta| options.parse_option(&meta)).parse2(args);
+        if let Err(error) = parsed {
+            options.errors.push(error);
+            options.syntax_error = true;
+        }
+        options
+    }
+
+    /// Checks what depends on the function too, and gives the configuration or every
+    /// error found.
+    pub fn build(mut self, main: &MainFn) -> syn::Result<Config> {
+        // After a syntax error the options that follow it were never read.
+        if !self.seen("name") && !self.syntax_error {
+            self.errors.push(missing_name());
+        }
+        if let Some((_, span)) = self.flavor {
+            if !main.is_async() {
+                self.errors.push(syn::Error::new(
+                    span,
+                    "`flavor` applies only to an async main",
+                ));
+            }
+        }
+        self.errors.finish()?;
+        Ok(Config {
+            // Set whenever no error was recorded: a missing or invalid name is one.
+            name: self.name.ok_or_else(missing_name)?,
+            listeners: self.listeners,
+            lameduck: self.lameduck,
+            persist: self.persist,
+            fallback: self.fallback,
+            calls_ready: self.calls_ready,
+            settle: self.settle,
+            ready_timeout: self.ready_timeout,
+            flavor: self.flavor.map(|(flavor, _)| flavor),
+        })
+    }
+
+    /// Reads one `KEY = VALUE` or `listener(...)`.
+    fn parse_option(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let Some(key) = meta.path.get_ident().cloned() else {
+            self.errors
+                .push(meta.error(unknown_option(&path_text(&meta.path))));
+            return skip_value(meta);
+        };
+        let result = match key.to_string().as_str() {
+            "name" => {
+                let value = value(meta, "name = \"myblog\"")?;
+                self.set_name(&key, &value)
+            }
+            "listener" => return self.parse_listeners(&key, meta),
+            "lameduck" | "settle" | "ready_timeout" => {
+                let value = value(meta, &format!("{key} = \"2s\""))?;
+                self.set_duration(&key, &value)
+            }
+            "persist" | "fallback" | "calls_ready" => {
+                let value = value(meta, &format!("{key} = true"))?;
+                self.set_bool(&key, &value)
+            }
+            "flavor" => {
+                let value = value(meta, "flavor = \"current_thread\"")?;
+                self.set_flavor(&key, &value)
+            }
+            other => {
+                self.errors
+                    .push(syn::Error::new(key.span(), unknown_option(other)));
+                return skip_value(meta);
+            }
+        };
+        self.errors.record(result);
+        Ok(())
+    }
+
+    /// Reads `listener(NAME = "SPEC", ...)`.
+    fn parse_listeners(&mut self, key: &Ident, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        if !meta.input.peek(token::Paren) {
+            self.errors.push(syn::Error::new(
+                key.span(),
+                "`listener` takes a list, as in `listener(https = \"tcp::443\")`",
+            ));
+            return skip_value(meta);
+        }
+        if parenthesized_empty(meta.input)? {
+            self.errors.push(syn::Error::new(
+                key.span(),
+                "empty `listener()`; declare listeners as in `listener(https = \"tcp::443\")`",
+            ));
+            return skip_value(meta);
+        }
+        meta.parse_nested_meta(|inner| {
+            let Some(name) = inner.path.get_ident().cloned() else {
+                self.errors.push(inner.error(
+                    "a listener name is an identifier, as in `listener(https = \"tcp::443\")`",
+                ));
+                return skip_value(&inner);
+            };
+            let value = value(&inner, &format!("{name} = \"tcp::443\""))?;
+            let added = self.add_listener(&name, &value);
+            self.errors.record(added);
+            Ok(())
+        })
+    }
+
+    /// Whether `key` was given.
+    fn seen(&self, key: &str) -> bool {
+        self.seen.iter().any(|k| k == key)
+    }
+
+    /// Notes that `key` is given, or reports it given twice.
+    fn first_time(&mut self, key: &Ident) -> syn::Result<()> {
+        let text = key.to_string();
+        if self.seen(&text) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("`{text}` set multiple times"),
+            ));
+        }
+        self.seen.push(text);
+        Ok(())
+    }
+
+    /// `name = "myblog"`.
+    fn set_name(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let lit = string(key, value, "name = \"myblog\"")?;
+        spec::check_service_name(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        self.name = Some(LitStr::new(&lit.value(), lit.span()));
+        Ok(())
+    }
+
+    /// `https = "tcp::443"` inside `listener(...)`.
+    fn add_listener(&mut self, name: &Ident, value: &Expr) -> syn::Result<()> {
+        let text = name.unraw().to_string();
+        if self.listeners.iter().any(|l| l.name.value() == text) {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("listener `{text}` declared multiple times"),
+            ));
+        }
+        if text == RESERVED_LISTENER {
+            return Err(syn::Error::new(
+                name.span(),
+                "listener name `littleboss` is taken by the `--littleboss` flag; choose another name",
+            ));
+        }
+        let example = format!("{text} = \"tcp::443\"");
+        let Some(Lit::Str(lit)) = lit(value) else {
+            return Err(syn::Error::new_spanned(
+                value,
+                format!("listener `{text}` takes a spec string, as in `{example}`"),
+            ));
+        };
+        spec::check_listener_spec(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        self.listeners.push(Listener {
+            name: LitStr::new(&text, name.span()),
+            spec: LitStr::new(&lit.value(), lit.span()),
+        });
+        Ok(())
+    }
+
+    /// `lameduck`, `settle` or `ready_timeout` `= "2s"`.
+    fn set_duration(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let lit = string(key, value, &format!("{key} = \"2s\""))?;
+        let millis =
+            spec::parse_duration(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        let slot = if key == "lameduck" {
+            &mut self.lameduck
+        } else if key == "settle" {
+            &mut self.settle
+        } else {
+            &mut self.ready_timeout
+        };
+        *slot = Some(millis);
+        Ok(())
+    }
+
+    /// `persist`, `fallback` or `calls_ready` `= true`.
+    fn set_bool(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let Some(Lit::Bool(lit)) = lit(value) else {
+            return Err(syn::Error::new_spanned(
+                value,
+                format!("`{key}` takes `true` or `false`"),
+            ));
+        };
+        let slot = if key == "persist" {
+            &mut self.persist
+        } else if key == "fallback" {
+            &mut self.fallback
+        } else {
+            &mut self.calls_ready
+        };
+        *slot = Some(lit.value);
+        Ok(())
+    }
+
+    /// `flavor = "current_thread"`.
+    fn set_flavor(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let lit = string(key, value, "flavor = \"current_thread\"")?;
+        let flavor = match lit.value().as_str() {
+            "current_thread" => Flavor::CurrentThread,
+            "multi_thread" => Flavor::MultiThread,
+            other => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown flavor `{other}`; the flavors are {}",
+                        backticked(FLAVORS)
+                    ),
+                ));
+            }
+        };
+        self.flavor = Some((flavor, key.span()));
+        Ok(())
+    }
+}
+
+/// The `VALUE` of `KEY = VALUE`; `example` shows the whole option in the error.
+fn value(meta: &ParseNestedMeta<'_>, example: &str) -> syn::Result<Expr> {
+    if !meta.input.peek(Token![=]) {
+        return Err(meta.error(format!("expected `=`, as in `{example}`")));
+    }
+    meta.value()?.parse()
+}
+
+/// Skips what follows an option that is not understood: `= VALUE`, `(...)` or nothing.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+    }
+    Ok(())
+}
+
+/// Whether the `(...)` ahead in `input` is empty.
+fn parenthesized_empty(input: ParseStream<'_>) -> syn::Result<bool> {
+    let fork = input.fork();
+    let content;
+    syn::parenthesized!(content in fork);
+    Ok(content.is_empty())
+}
+
+/// The literal that `expr` is, looking through the invisible groups of `macro_rules!`.
+fn lit(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(expr) if expr.attrs.is_empty() => Some(&expr.lit),
+        Expr::Group(group) => lit(&group.expr),
+        _ => None,
+    }
+}
+
+/// The string literal that `value` must be.
+fn string(key: &Ident, value: &Expr, example: &str) -> syn::Result<LitStr> {
+    match lit(value) {
+        Some(Lit::Str(lit)) => Ok(lit.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` takes a string, as in `{example}`"),
+        )),
+    }
+}
+
+fn unknown_option(key: &str) -> String {
+    format!(
+        "unknown option `{key}`; the options are {}",
+        backticked(OPTIONS)
+    )
+}
+
+fn missing_name() -> syn::Error {
+    syn::Error::new(
+        Span::call_site(),
+        "missing `name = \"...\"`: every littleboss program names its service",
+    )
+}
+
+/// `a::b` as written, for messages.
+fn path_text(path: &syn::Path) -> String {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let lead = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    format!("{lead}{}", segments.join("::"))
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn build(args: TokenStream, main: TokenStream) -> syn::Result<Config> {
+        let main: MainFn = syn::parse2(main).unwrap();
+        Options::parse(args).build(&main)
+    }
+
+    fn messages(args: TokenStream, main: TokenStream) -> Vec<String> {
+        match build(args, main) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn reads_every_option() {
+        let config = build(
+            quote!(
+                name = "myblog",
+                listener(https = "tcp::443", r#type = "udp:"),
+                lameduck = "5s",
+                persist = true,
+                fallback = false,
+                calls_ready = true,
+                settle = "250ms",
+                ready_timeout = "1m",
+                listener(dns = "udp:127.0.0.1:5353"),
+                flavor = "current_thread",
+            ),
+            quote!(
+                async fn main() {}
+            ),
+        )
+        .unwrap();
+        assert_eq!(config.name.value(), "myblog");
+        let listeners: Vec<(String, String)> = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.value(), l.spec.value()))
+            .collect();
+        assert_eq!(
+            listeners,
+            [
+                ("https".into(), "tcp::443".into()),
+                ("type".into(), "udp:".into()),
+                ("dns".into(), "udp:127.0.0.1:5353".into()),
+            ]
+        );
+        assert_eq!(config.lameduck, Some(5_000));
+        assert_eq!(config.persist, Some(true));
+        assert_eq!(config.fallback, Some(false));
+        assert_eq!(config.calls_ready, Some(true));
+        assert_eq!(config.settle, Some(250));
+        assert_eq!(config.ready_timeout, Some(60_000));
+        assert_eq!(config.flavor, Some(Flavor::CurrentThread));
+    }
+
+    #[test]
+    fn leaves_defaults_to_the_runtime() {
+        let config = build(
+            quote!(name = "x"),
+            quote!(
+                fn main() {}
+            ),
+        )
+        .unwrap();
+        assert!(config.listeners.is_empty());
+        assert_eq!(config.lameduck, None);
+        assert_eq!(config.persist, None);
+        assert_eq!(config.flavor, None);
+    }
+
+    #[test]
+    fn reports_every_mistake() {
+        let cases: &[(TokenStream, &[&str])] = &[
+            (
+                quote!(),
+                &["missing `name = \"...\"`: every littleboss program names its service"],
+            ),
+            (
+                quote!(name = "a", name = "b"),
+                &["`name` set multiple times"],
+            ),
+            (
+                quote!(name = "a", port = 80, flavor = "multi_thread"),
+                &[
+                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `flavor`",
+                ],
+            ),
+            (
+                quote!(name = "a", listener(a = "tcp:"), listener(a = "udp:")),
+                &["listener `a` declared multiple times"],
+            ),
+            (
+                quote!(name = "a", listener(littleboss = "tcp:")),
+                &[
+                    "listener name `littleboss` is taken by the `--littleboss` flag; choose another name",
+                ],
+            ),
+            (
+                quote!(name = "a", listener = "tcp:", listener()),
+                &[
+                    "`listener` takes a list, as in `listener(https = \"tcp::443\")`",
+                    "empty `listener()`; declare listeners as in `listener(https = \"tcp::443\")`",
+                ],
+            ),
+            (
+                quote!(name = "a", listener(a = 443)),
+                &["listener `a` takes a spec string, as in `a = \"tcp::443\"`"],
+            ),
+            (
+                quote!(name = myblog, persist = "yes", settle = 5, flavor = "local"),
+                &[
+                    "`name` takes a string, as in `name = \"myblog\"`",
+                    "`persist` takes `true` or `false`",
+                    "`settle` takes a string, as in `settle = \"2s\"`",
+                    "unknown flavor `local`; the flavors are `current_thread`, `multi_thread`",
+                ],
+            ),
+            // A syntax error stops the reading; no missing `name` is reported after it.
+            (
+                quote!(lameduck, name = "a"),
+                &["expected `=`, as in `lameduck = \"2s\"`"],
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(
+                messages(
+                    args.clone(),
+                    quote!(
+                        async fn main() {}
+                    )
+                ),
+                *expected,
+                "{args}"
+            );
+        }
+    }
+
+    #[test]
+    fn flavor_needs_an_async_main() {
+        assert_eq!(
+            messages(
+                quote!(name = "a", flavor = "current_thread"),
+                quote!(
+                    fn main() {}
+                )
+            ),
+            ["`flavor` applies only to an async main"]
+        );
+    }
+}

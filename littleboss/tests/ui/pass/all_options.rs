@@ -1,0 +1,30 @@
+// Compiled, not run: see async_context_io_result.rs.
+#![deny(warnings)]
+
+mod program {
+    #[littleboss::main(
+        name = "all-options_1",
+        listener(
+            https = "tcp::443",
+            dns = "udp:127.0.0.1:5353",
+            admin = "tcp6:[::1]:8080",
+            off = "tcp4:"
+        ),
+        lameduck = "5s",
+        persist = true,
+        fallback = false,
+        calls_ready = true,
+        settle = "250ms",
+        ready_timeout = "1m",
+        flavor = "multi_thread"
+    )]
+    #[allow(clippy::needless_return)]
+    pub async fn main(lb: littleboss::Context) -> Result<(), String> {
+        lb.ready();
+        return Ok(());
+    }
+}
+
+fn main() {
+    let _: fn() -> std::process::ExitCode = program::main;
+}

@@ -36,8 +36,21 @@ use tokio::task::JoinSet;
 /// How long a connection that sends nothing is kept open after lameduck.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
 
-#[littleboss::main(name = "http", listener(http = "tcp:127.0.0.1:8080"), calls_ready = true)]
+#[littleboss::main(
+    name = "http",
+    listener(http = "tcp:127.0.0.1:8080"),
+    calls_ready = true
+)]
 async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+    // Arguments other than littleboss's are a mistake: refuse them before serving, so a
+    // reload with bad arguments fails and rolls back.
+    if let Some(extra) = lb.args().get(1) {
+        let message = format!("http takes no arguments of its own; got {extra:?}");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            message,
+        ));
+    }
     let listener = lb.tcp_listener("http")?;
     let exe = std::env::current_exe()?;
     let greeting = Bytes::from(format!(

@@ -106,10 +106,14 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
     let listeners = match msg {
         SupervisorMsg::Welcome { listeners } => listeners,
         SupervisorMsg::Refused { reason } => {
-            return Err(io::Error::other(format!("the supervisor refused this binary: {reason}")));
+            return Err(io::Error::other(format!(
+                "the supervisor refused this binary: {reason}"
+            )));
         }
         SupervisorMsg::Lameduck => {
-            return Err(io::Error::other("the supervisor sent lameduck before the listeners"));
+            return Err(io::Error::other(
+                "the supervisor sent lameduck before the listeners",
+            ));
         }
     };
     let expected = listeners.iter().filter(|l| l.addr.is_some()).count();

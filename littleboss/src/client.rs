@@ -53,7 +53,10 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
             return ExitCode::FAILURE;
         }
         Err(AskError::Io(e)) => {
-            eprintln!("{name}: talking to the supervisor at {}: {e}", path.display());
+            eprintln!(
+                "{name}: talking to the supervisor at {}: {e}",
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -172,7 +175,9 @@ fn human_status(s: &Status) -> String {
         s.name, s.supervisor_pid, s.supervisor_started, s.state, s.protocol
     );
     match (s.child_pid, &s.child_started) {
-        (Some(pid), Some(started)) => out.push_str(&format!("  child pid {pid} started {started}\n")),
+        (Some(pid), Some(started)) => {
+            out.push_str(&format!("  child pid {pid} started {started}\n"))
+        }
         _ => out.push_str("  no child running\n"),
     }
     if let Some(path) = &s.child_path {

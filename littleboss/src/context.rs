@@ -216,10 +216,7 @@ impl Context {
             let (asked, is) = if tcp { ("TCP", "UDP") } else { ("UDP", "TCP") };
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "listener {name:?} is {is} ({}), not {asked}",
-                    slot.network
-                ),
+                format!("listener {name:?} is {is} ({}), not {asked}", slot.network),
             ));
         }
         match std::mem::replace(&mut slot.state, SlotState::Taken) {

@@ -94,7 +94,13 @@ fn run_bypass(
         Ok(rx) => rx,
         Err(code) => return code,
     };
-    finish(main(Context::new(Mode::Bypass, slots, lameduck, None, args)))
+    finish(main(Context::new(
+        Mode::Bypass,
+        slots,
+        lameduck,
+        None,
+        args,
+    )))
 }
 
 /// An `Err` from main prints as `Error: ...` and exits 1, as a plain `main` does.
@@ -150,7 +156,11 @@ fn listener_specs(config: &Config, flags: &Flags) -> Result<Vec<(String, Listene
         .iter()
         .map(|declared| {
             let mut spec = declared.spec.clone()?;
-            if let Some((_, addr)) = flags.listeners.iter().rev().find(|(n, _)| *n == declared.name)
+            if let Some((_, addr)) = flags
+                .listeners
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == declared.name)
             {
                 spec = ListenerSpec::with_address(spec.network, addr)
                     .map_err(|e| format!("flag --{}: {e}", declared.name))?;
@@ -160,11 +170,20 @@ fn listener_specs(config: &Config, flags: &Flags) -> Result<Vec<(String, Listene
         .collect()
 }
 
+/// The name the program was run as, for messages.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "program".to_string())
+}
+
 /// The usage text: the modes and the listener flags.
 pub(crate) fn usage(config: &Config) -> String {
     let mut out = format!(
         "usage: {} [--{}=MODE] [--LISTENER=ADDR ...] [ARGS...]\n  modes: {} (default bypass: run directly)\n",
-        config.name,
+        program_name(),
         flags::FLAG,
         flags::mode_list()
     );

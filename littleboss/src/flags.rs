@@ -193,7 +193,13 @@ mod tests {
     #[test]
     fn listener_flags_are_taken_and_the_rest_passed_on() {
         let flags = parse_ok(&[
-            "prog", "-v", "--http=:0", "--other=1", "-dns", "127.0.0.1:53", "file",
+            "prog",
+            "-v",
+            "--http=:0",
+            "--other=1",
+            "-dns",
+            "127.0.0.1:53",
+            "file",
         ]);
         assert_eq!(
             flags.listeners,
@@ -233,6 +239,9 @@ mod tests {
             FlagError::MissingValue("http".into())
         );
         let msg = FlagError::UnknownMode("go".into()).to_string();
-        assert!(msg.contains("bypass, start, stop, reload, status, status-json"), "{msg}");
+        assert!(
+            msg.contains("bypass, start, stop, reload, status, status-json"),
+            "{msg}"
+        );
     }
 }

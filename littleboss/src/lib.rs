@@ -19,8 +19,8 @@ mod supervisor;
 
 pub use builder::{Flavor, Littleboss, MainResult};
 pub use context::{Context, Mode};
-pub use protocol::{PROTOCOL, Status};
 pub use littleboss_macros::main;
+pub use protocol::{PROTOCOL, Status};
 
 /// What `#[littleboss::main]` expands to. Not a public API: it may change in any release.
 #[doc(hidden)]

@@ -47,7 +47,11 @@ pub(crate) fn bind(name: &str, spec: &ListenerSpec) -> Result<Option<Bound>, Bin
         source,
     })?;
     let mut last = None;
-    for addr in addrs.iter().copied().chain(ipv4_fallback(spec.network, &addrs)) {
+    for addr in addrs
+        .iter()
+        .copied()
+        .chain(ipv4_fallback(spec.network, &addrs))
+    {
         match bind_one(spec.network, addr) {
             Ok(bound) => return Ok(Some(bound)),
             Err(e) => last = Some(e),
@@ -134,6 +138,10 @@ mod tests {
         assert_eq!(err, format!("bind http on {}: address in use", bound.addr));
         let udp = ListenerSpec::parse("udp4::0").unwrap();
         assert!(bind("dns", &udp).unwrap().unwrap().addr.is_ipv4());
-        assert!(bind("off", &ListenerSpec::parse("tcp:").unwrap()).unwrap().is_none());
+        assert!(
+            bind("off", &ListenerSpec::parse("tcp:").unwrap())
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -88,14 +88,18 @@ pub(crate) struct ReloadRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Response {
     Status(Box<Status>),
-    Stopped { code: i32 },
+    Stopped {
+        code: i32,
+    },
     Reloaded {
         old_pid: Option<u32>,
         new_pid: u32,
         ms: u64,
     },
     /// The request was carried out in part or not at all; the text says why.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// The supervisor's state as `status` and `status-json` show it.

@@ -84,7 +84,9 @@ impl fmt::Display for Network {
 #[non_exhaustive]
 pub enum SpecError {
     /// The spec has no `:` between network and address.
-    #[error("listener spec {0:?} is not NETWORK:ADDRESS (for example \"tcp::443\" or \"udp:127.0.0.1:5353\")")]
+    #[error(
+        "listener spec {0:?} is not NETWORK:ADDRESS (for example \"tcp::443\" or \"udp:127.0.0.1:5353\")"
+    )]
     NoNetwork(String),
     /// The network is not one of [`NETWORKS`].
     #[error("unknown network {0:?}; the networks are tcp, tcp4, tcp6, udp, udp4 and udp6")]
@@ -252,7 +254,10 @@ mod tests {
             ("tcp:443", SpecError::BadAddress("443".into())),
             ("tcp:::1:80", SpecError::BadAddress("::1:80".into())),
             ("tcp:[::1:80", SpecError::BadAddress("[::1:80".into())),
-            ("tcp:[nothost]:80", SpecError::BadAddress("[nothost]:80".into())),
+            (
+                "tcp:[nothost]:80",
+                SpecError::BadAddress("[nothost]:80".into()),
+            ),
             (
                 "tcp::65536",
                 SpecError::BadPort {

@@ -13,8 +13,9 @@ use crate::protocol::{self, Request, Response};
 /// A request for the supervisor's loop, with where its answer goes.
 pub(crate) type Incoming = (Request, oneshot::Sender<Response>);
 
-/// Connections served at once; more are closed at once.
-const MAX_CLIENTS: usize = 64;
+/// Connections served at once; more are closed at once. Each costs a task and a small
+/// buffer, and an idle one is dropped after [`REQUEST_TIMEOUT`].
+const MAX_CLIENTS: usize = 256;
 
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -95,7 +95,7 @@ impl Drop for SocketFile {
 
 /// What is done before the runtime starts: the lock, the listeners, the control socket.
 struct Setup {
-    _lock: OwnedFd,
+    lock: OwnedFd,
     listeners: Vec<ListenerRecord>,
     fds: FdTable,
     program: ProgramRecord,
@@ -125,8 +125,8 @@ impl Setup {
                 bound: bound.map(|b| (b.addr, fds.insert(b.fd))),
             });
         }
-        let path = std::env::current_exe()
-            .map_err(|e| format!("cannot find this executable: {e}"))?;
+        let path =
+            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         let exe = spawn::open_executable(Path::new("/proc/self/exe"))?;
         let program = ProgramRecord {
             path,
@@ -135,7 +135,7 @@ impl Setup {
         };
         let control = bind_control(&socket_path)?;
         Ok(Setup {
-            _lock: lock,
+            lock,
             listeners,
             fds,
             program,
@@ -178,7 +178,12 @@ fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String>
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot remove stale socket {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot remove stale socket {}: {e}",
+                path.display()
+            ));
+        }
     }
     let old = rustix::process::umask(Mode::from_raw_mode(0o177));
     let bound = std::os::unix::net::UnixListener::bind(path);
@@ -217,6 +222,8 @@ struct Supervisor {
     done: Option<i32>,
     socket: SocketFile,
     connections: control::Connections,
+    /// The flock on `<name>.lock`, held for the supervisor's whole life.
+    _lock: OwnedFd,
 }
 
 impl Supervisor {
@@ -264,6 +271,7 @@ impl Supervisor {
             done: None,
             socket: setup.socket,
             connections,
+            _lock: setup.lock,
         };
         let listeners = supervisor.state.listeners.clone();
         let child = supervisor.spawn_child(setup.program, listeners)?;
@@ -547,9 +555,13 @@ impl Supervisor {
         self.state.current = Some(next);
         self.state.reloads += 1;
         self.state.phase = Phase::Running;
-        let ms = reloading.as_ref().map_or(0, |r| r.since.elapsed().as_millis() as u64);
+        let ms = reloading
+            .as_ref()
+            .map_or(0, |r| r.since.elapsed().as_millis() as u64);
         let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-        self.log(&format!("reloaded: pid {old_shown} -> {new_pid} in {ms} ms"));
+        self.log(&format!(
+            "reloaded: pid {old_shown} -> {new_pid} in {ms} ms"
+        ));
         if let Some(waiter) = reloading.and_then(|r| r.waiter) {
             let _ = waiter.send(Response::Reloaded {
                 old_pid,
@@ -632,7 +644,10 @@ impl Supervisor {
             };
             let delay = self.backoff;
             self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-            self.log(&format!("starting it again in {}", watch::human_duration(delay)));
+            self.log(&format!(
+                "starting it again in {}",
+                watch::human_duration(delay)
+            ));
             self.state.waiting = Some(child.program);
             self.state.phase = Phase::Starting;
             self.respawn_at = Some(Instant::now() + delay);
@@ -684,14 +699,22 @@ impl Supervisor {
             .fds
             .get(program.exe)
             .ok_or_else(|| "the executable's fd is gone".to_string())?;
-        let spawned = spawn::spawn(exe, &program.args)
-            .map_err(|e| format!("cannot start {}: {}", program.path.display(), listener::describe(&e)))?;
+        let spawned = spawn::spawn(exe, &program.args).map_err(|e| {
+            format!(
+                "cannot start {}: {}",
+                program.path.display(),
+                listener::describe(&e)
+            )
+        })?;
         let mut infos = Vec::with_capacity(listeners.len());
         let mut fds = Vec::new();
         for record in &listeners {
             let addr = match record.bound {
                 Some((addr, key)) => {
-                    let dup = self.fds.get(key).map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0));
+                    let dup = self
+                        .fds
+                        .get(key)
+                        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0));
                     match dup {
                         Some(Ok(fd)) => fds.push(fd),
                         // The child cannot get this listener; it will see it as off.

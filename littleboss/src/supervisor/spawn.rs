@@ -13,7 +13,12 @@ use crate::channel::{self, CHANNEL_ENV};
 use crate::listener::describe;
 
 /// Variables a child must not see: they were meant for the supervisor.
-const SUPERVISOR_ONLY_ENV: &[&str] = &["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+const SUPERVISOR_ONLY_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
 
 /// Opens `path` as an executable the supervisor will run: a regular file with an
 /// execute bit. The fd (`O_PATH`, close-on-exec) pins the very file that was checked,

@@ -147,7 +147,12 @@ impl State {
             listeners(&child.listeners);
             exes.insert(child.program.exe);
         }
-        exes.extend(self.previous.iter().chain(self.waiting.iter()).map(|p| p.exe));
+        exes.extend(
+            self.previous
+                .iter()
+                .chain(self.waiting.iter())
+                .map(|p| p.exe),
+        );
         keys.extend(exes);
         keys
     }

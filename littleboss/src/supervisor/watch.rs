@@ -253,10 +253,7 @@ impl Watch {
     /// Checks a hello and answers it: the listeners, or a refusal.
     async fn welcome(&self, channel: &AsyncChannel, hello: &ChildHello) -> Result<(), String> {
         if hello.name != self.name {
-            let reason = format!(
-                "it is service {:?}, not {:?}",
-                hello.name, self.name
-            );
+            let reason = format!("it is service {:?}, not {:?}", hello.name, self.name);
             let refusal = SupervisorMsg::Refused {
                 reason: reason.clone(),
             };

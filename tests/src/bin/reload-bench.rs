@@ -1,0 +1,672 @@
+//! The reload benchmark: the `http` example under load from several threads, reloaded
+//! again and again, with failing reloads among them; prints one table.
+//!
+//! ```text
+//! cargo build --release -p littleboss-examples --example http
+//! cargo run --release -p littleboss-tests --bin reload-bench -- [--reloads 20] [--threads 4]
+//! ```
+//!
+//! Load: `--threads` threads that open a fresh connection for each request, and as many
+//! that keep connections alive (reconnecting when the server says `Connection: close`).
+//! Every request is checked (status 200, a whole body); anything else is a failed
+//! request. The reloads alternate two copies of the binary; every fifth one is a reload
+//! that must fail (new arguments the program refuses, so the new process exits at
+//! start) and roll back. A reload window runs from the reload command's start until the
+//! old process has exited. Throughput supervised and bypassed is measured side by side,
+//! in alternating slices, on the same machine in the same run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Options {
+    reloads: usize,
+    threads: usize,
+    interval: Duration,
+    slices: usize,
+    slice: Duration,
+    rate: u64,
+    bin: PathBuf,
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("reload-bench: {e}");
+            eprintln!(
+                "usage: reload-bench [--reloads N] [--threads N] [--interval-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH]"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&options) {
+        eprintln!("reload-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_options() -> Result<Options, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let default_bin = exe
+        .parent()
+        .map(|dir| dir.join("examples").join("http"))
+        .unwrap_or_default();
+    let mut options = Options {
+        reloads: 20,
+        threads: 4,
+        interval: Duration::from_millis(300),
+        slices: 3,
+        slice: Duration::from_secs(2),
+        rate: 500,
+        bin: default_bin,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: {value:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--reloads" => options.reloads = number()? as usize,
+            "--threads" => options.threads = number()?.max(1) as usize,
+            "--interval-ms" => options.interval = Duration::from_millis(number()?),
+            "--slices" => options.slices = number()?.max(1) as usize,
+            "--slice-ms" => options.slice = Duration::from_millis(number()?),
+            "--rate" => options.rate = number()?,
+            "--bin" => options.bin = PathBuf::from(&value),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if !options.bin.is_file() {
+        return Err(format!(
+            "{} not found; build it first: cargo build --release -p littleboss-examples --example http",
+            options.bin.display()
+        ));
+    }
+    Ok(options)
+}
+
+/// Kills and reaps what the benchmark started, whatever happens.
+struct Cleanup {
+    children: Vec<Child>,
+    pids: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for pid in self.pids.lock().map(|p| p.clone()).unwrap_or_default() {
+            kill(pid);
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let lb_dir = dir.path().join("lb");
+    std::fs::create_dir(&lb_dir).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&lb_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(|e| e.to_string())?;
+    let copies = [dir.path().join("http-a"), dir.path().join("http-b")];
+    for copy in &copies {
+        std::fs::copy(&options.bin, copy).map_err(|e| format!("copy: {e}"))?;
+    }
+    let command = |bin: &Path| {
+        let mut command = Command::new(bin);
+        command.env("LITTLEBOSS_DIR", &lb_dir);
+        command
+    };
+    let mut cleanup = Cleanup {
+        children: Vec::new(),
+        pids: Arc::new(Mutex::new(Vec::new())),
+    };
+
+    // The supervised server.
+    let supervisor = command(&copies[0])
+        .args(["--littleboss=start", "--http=127.0.0.1:0"])
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start: {e}"))?;
+    let supervisor_pid = supervisor.id();
+    cleanup.children.push(supervisor);
+    let status = wait_status(&command, &copies[0], |s| s["state"] == "running")?;
+    let supervised: SocketAddr = address(&status)?;
+    remember_child(&cleanup, &status);
+    // The baseline is taken once a reload cycle has run (a previous binary is held).
+    let mut fds_before = fd_count(supervisor_pid);
+    let mut rss_before = rss_kib(supervisor_pid);
+
+    // The same binary bypassed, on a port of its own.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let bypass = command(&copies[1])
+        .arg(format!("--http=127.0.0.1:{port}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("bypass: {e}"))?;
+    cleanup.children.push(bypass);
+    let bypassed: SocketAddr = format!("127.0.0.1:{port}").parse().map_err(|_| "addr")?;
+    wait_until(Duration::from_secs(10), || get_fresh(bypassed).is_ok())
+        .ok_or("the bypassed server does not answer")?;
+
+    // Throughput, supervised and bypassed, in alternating slices.
+    let (mut sup_requests, mut byp_requests) = (0u64, 0u64);
+    for _ in 0..options.slices {
+        sup_requests += throughput(supervised, options.threads, options.slice);
+        byp_requests += throughput(bypassed, options.threads, options.slice);
+    }
+    let seconds = options.slice.as_secs_f64() * options.slices as f64;
+    let sup_rps = sup_requests as f64 / seconds;
+    let byp_rps = byp_requests as f64 / seconds;
+
+    // Reloads under load.
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for i in 0..options.threads * 2 {
+        let stop = Arc::clone(&stop);
+        let keep_alive = i % 2 == 1;
+        let rate = options.rate;
+        workers.push(std::thread::spawn(move || {
+            load(supervised, keep_alive, rate, &stop, started)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut windows = Vec::new();
+    let mut reload_times = Vec::new();
+    let mut failed_reloads = 0;
+    let mut unexpected = Vec::new();
+    let mut good = 0usize;
+    for i in 0..options.reloads {
+        let failing = i % 5 == 4;
+        let bin = &copies[(good + 1) % 2];
+        let before = status_of(&command, bin)?;
+        let old_pid = before["child_pid"].as_u64().unwrap_or(0) as u32;
+        let mut reload = command(bin);
+        reload.arg("--littleboss=reload");
+        if failing {
+            reload.args(["--", "--refuse-to-start"]);
+        }
+        let t0 = Instant::now();
+        let output = reload.output().map_err(|e| format!("reload: {e}"))?;
+        let took = t0.elapsed();
+        let ok = output.status.success();
+        if ok == failing {
+            unexpected.push(format!(
+                "reload {i} ({}) exited {}: {}",
+                if failing {
+                    "meant to fail"
+                } else {
+                    "meant to succeed"
+                },
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        if ok {
+            good += 1;
+            reload_times.push(took);
+            let after = status_of(&command, bin)?;
+            remember_child(&cleanup, &after);
+            let new_pid = after["child_pid"].as_u64().unwrap_or(0) as u32;
+            // The window lasts until the old process is gone.
+            wait_until(Duration::from_secs(10), || {
+                !Path::new(&format!("/proc/{old_pid}")).exists()
+            });
+            windows.push(Window {
+                start: t0 - started,
+                end: started.elapsed(),
+                new_pid,
+                served: None,
+            });
+        } else {
+            failed_reloads += 1;
+            windows.push(Window {
+                start: t0 - started,
+                end: started.elapsed(),
+                new_pid: 0,
+                served: None,
+            });
+        }
+        if i == 4 {
+            fds_before = fd_count(supervisor_pid);
+            rss_before = rss_kib(supervisor_pid);
+        }
+        std::thread::sleep(options.interval);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let mut samples = Vec::new();
+    let mut failures = Vec::new();
+    for worker in workers {
+        let result = worker.join().map_err(|_| "a load thread panicked")?;
+        samples.extend(result.samples);
+        failures.extend(result.failures);
+    }
+    let rss = rss_kib(supervisor_pid);
+    let fds_after = fd_count(supervisor_pid);
+    let zombies = zombie_children(supervisor_pid);
+    let final_status = status_of(&command, &copies[0])?;
+
+    // When each new process answered first.
+    for window in &mut windows {
+        window.served = samples
+            .iter()
+            .filter(|s| s.pid == window.new_pid && s.at >= window.start)
+            .map(|s| s.at)
+            .min();
+    }
+    let in_window = |at: Duration| windows.iter().any(|w| at >= w.start && at <= w.end);
+    let (mut inside, mut outside): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+    for s in &samples {
+        if in_window(s.at) {
+            inside.push(s.latency);
+        } else {
+            outside.push(s.latency);
+        }
+    }
+    if std::env::var_os("RELOAD_BENCH_DEBUG").is_some() {
+        for w in &windows {
+            let mut lat: Vec<Duration> = samples
+                .iter()
+                .filter(|s| s.at >= w.start && s.at <= w.end)
+                .map(|s| s.latency)
+                .collect();
+            let mut slow: Vec<(Duration, bool, Duration)> = samples
+                .iter()
+                .filter(|s| {
+                    s.at >= w.start && s.at <= w.end && s.latency > Duration::from_micros(800)
+                })
+                .map(|s| (s.at - w.start, s.pid == w.new_pid, s.latency))
+                .collect();
+            slow.sort();
+            eprintln!(
+                "window {:?} len {:?}: {} (slow at {:?})",
+                w.start,
+                w.end - w.start,
+                percentiles(&mut lat),
+                slow.iter().take(8).collect::<Vec<_>>()
+            );
+        }
+    }
+    let serve_delays: Vec<Duration> = windows
+        .iter()
+        .filter_map(|w| w.served.map(|at| at.saturating_sub(w.start)))
+        .collect();
+
+    let pace = if options.rate == 0 {
+        "as fast as they can".to_string()
+    } else {
+        format!("{} requests/s each", options.rate)
+    };
+    println!(
+        "reload-bench: {} reloads ({} meant to fail), {} load threads ({} fresh-connection, {} keep-alive, {pace})",
+        options.reloads,
+        failed_reloads,
+        options.threads * 2,
+        options.threads,
+        options.threads
+    );
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| requests | {} |", samples.len() + failures.len());
+    println!("| failed requests | {} |", failures.len());
+    println!(
+        "| latency outside reloads p50 / p99 / max | {} |",
+        percentiles(&mut outside)
+    );
+    println!(
+        "| latency inside reload windows p50 / p99 / max | {} |",
+        percentiles(&mut inside)
+    );
+    println!(
+        "| reload command time median / max | {} |",
+        median_max(&mut reload_times)
+    );
+    println!(
+        "| reload request until the new process serves, median / max | {} |",
+        median_max(&mut serve_delays.clone())
+    );
+    println!(
+        "| failed reloads rolled back | {failed_reloads} (reloads {}, failures {}) |",
+        final_status["reloads"], final_status["failures"]
+    );
+    let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!(
+        "| supervisor RSS after 5 reloads / at the end | {} / {} |",
+        mib(rss_before),
+        mib(rss)
+    );
+    println!(
+        "| supervisor open fds after 5 reloads / at the end | {} / {} |",
+        fds_before.map_or("?".into(), |n| n.to_string()),
+        fds_after.map_or("?".into(), |n| n.to_string())
+    );
+    println!("| zombie children of the supervisor | {zombies} |");
+    println!(
+        "| requests/s supervised / bypass | {sup_rps:.0} / {byp_rps:.0} = {:.3} |",
+        sup_rps / byp_rps
+    );
+    for failure in failures.iter().take(10) {
+        println!("failed: {failure}");
+    }
+    for problem in &unexpected {
+        println!("unexpected: {problem}");
+    }
+    let stop = command(&copies[0]).arg("--littleboss=stop").output();
+    if stop.map(|o| !o.status.success()).unwrap_or(true) {
+        unexpected.push("stop did not exit 0".into());
+        println!("unexpected: stop did not exit 0");
+    }
+    drop(cleanup);
+    if zombies > 0 || fds_before != fds_after {
+        unexpected.push(format!(
+            "supervisor leaked: fds {fds_before:?} -> {fds_after:?}, {zombies} zombies"
+        ));
+        println!("unexpected: {}", unexpected[unexpected.len() - 1]);
+    }
+    if !failures.is_empty() || !unexpected.is_empty() {
+        return Err("the run had failures (see above)".into());
+    }
+    Ok(())
+}
+
+struct Window {
+    start: Duration,
+    end: Duration,
+    new_pid: u32,
+    served: Option<Duration>,
+}
+
+struct Sample {
+    at: Duration,
+    latency: Duration,
+    pid: u32,
+}
+
+struct LoadResult {
+    samples: Vec<Sample>,
+    failures: Vec<String>,
+}
+
+/// One load thread until `stop`: `rate` requests a second, or back to back if 0.
+///
+/// Paced requests are timed from when they were due, not from when they were sent, so
+/// a stall shows in the latency of every request it delayed.
+fn load(
+    addr: SocketAddr,
+    keep_alive: bool,
+    rate: u64,
+    stop: &AtomicBool,
+    started: Instant,
+) -> LoadResult {
+    let mut result = LoadResult {
+        samples: Vec::new(),
+        failures: Vec::new(),
+    };
+    let mut conn: Option<BufReader<TcpStream>> = None;
+    let period = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
+    let mut due = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let t0 = match period {
+            Some(period) => {
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let t0 = due;
+                due += period;
+                t0
+            }
+            None => Instant::now(),
+        };
+        let outcome = if keep_alive {
+            get_keep_alive(addr, &mut conn)
+        } else {
+            get_fresh(addr)
+        };
+        match outcome {
+            Ok(pid) => result.samples.push(Sample {
+                at: t0 - started,
+                latency: t0.elapsed(),
+                pid,
+            }),
+            Err(e) => {
+                conn = None;
+                result.failures.push(format!(
+                    "at {:?} ({}): {e}",
+                    t0 - started,
+                    if keep_alive { "keep-alive" } else { "fresh" }
+                ));
+            }
+        }
+    }
+    result
+}
+
+/// Requests per slice: fresh connections from `threads` threads.
+fn throughput(addr: SocketAddr, threads: usize, slice: Duration) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || load(addr, false, 0, &stop, started))
+        })
+        .collect();
+    std::thread::sleep(slice);
+    stop.store(true, Ordering::SeqCst);
+    workers
+        .into_iter()
+        .filter_map(|w| w.join().ok())
+        .map(|r| r.samples.len() as u64)
+        .sum()
+}
+
+fn get_fresh(addr: SocketAddr) -> Result<u32, String> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut reader = BufReader::new(stream);
+    request(&mut reader, true).map(|(pid, _)| pid)
+}
+
+fn get_keep_alive(
+    addr: SocketAddr,
+    conn: &mut Option<BufReader<TcpStream>>,
+) -> Result<u32, String> {
+    if conn.is_none() {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("connect: {e}"))?;
+        *conn = Some(BufReader::new(stream));
+    }
+    let Some(reader) = conn.as_mut() else {
+        return Err("no connection".into());
+    };
+    let (pid, close) = request(reader, false)?;
+    if close {
+        *conn = None;
+    }
+    Ok(pid)
+}
+
+/// Sends `GET /` and reads one response: (the pid in the body, whether the server closes).
+fn request(reader: &mut BufReader<TcpStream>, close: bool) -> Result<(u32, bool), String> {
+    let stream = reader.get_mut();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let head = if close {
+        "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    } else {
+        "GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    };
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| format!("read status: {e}"))?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(format!("status line {line:?}"));
+    }
+    let mut length = None;
+    let mut server_closes = close;
+    loop {
+        line.clear();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| format!("read header: {e}"))?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let lower = header.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        }
+        if lower == "connection: close" {
+            server_closes = true;
+        }
+    }
+    let length = length.ok_or("no content-length")?;
+    let mut body = vec![0u8; length];
+    reader
+        .read_exact(&mut body)
+        .map_err(|e| format!("read body: {e}"))?;
+    let body = String::from_utf8_lossy(&body);
+    let pid = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("body {body:?}"))?;
+    Ok((pid, server_closes))
+}
+
+fn status_of(command: &dyn Fn(&Path) -> Command, bin: &Path) -> Result<serde_json::Value, String> {
+    let output = command(bin)
+        .arg("--littleboss=status-json")
+        .output()
+        .map_err(|e| format!("status: {e}"))?;
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("status-json: {e}"))
+}
+
+fn wait_status(
+    command: &dyn Fn(&Path) -> Command,
+    bin: &Path,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(status) = status_of(command, bin) {
+            if done(&status) {
+                return Ok(status);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the supervisor did not become ready".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return Some(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn address(status: &serde_json::Value) -> Result<SocketAddr, String> {
+    let shown = status["listeners"]["http"]
+        .as_str()
+        .ok_or("no http listener")?;
+    shown
+        .strip_prefix("tcp:")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("listener {shown}"))
+}
+
+fn remember_child(cleanup: &Cleanup, status: &serde_json::Value) {
+    if let (Some(pid), Ok(mut pids)) = (status["child_pid"].as_u64(), cleanup.pids.lock()) {
+        pids.push(pid as u32);
+    }
+}
+
+fn fd_count(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count())
+}
+
+/// Children of `pid` that have exited and not been reaped.
+fn zombie_children(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid ...: the fields after the last ')'.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
+        })
+        .count()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn percentiles(v: &mut [Duration]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    format!(
+        "{} / {} / {}",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(v[v.len() - 1])
+    )
+}
+
+fn median_max(v: &mut [Duration]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort();
+    format!("{} / {}", ms(v[v.len() / 2]), ms(v[v.len() - 1]))
+}

@@ -25,13 +25,17 @@ const OPTIONS: &[&str] = &[
     "settle",
     "ready_timeout",
     "flavor",
+    "flag",
+    "supervisor_init",
+    "user",
+    "group",
 ];
 
 /// The flavors, in the order messages list them.
 const FLAVORS: &[&str] = &["current_thread", "multi_thread"];
 
-/// The listener name that the mode flag `--littleboss` takes.
-const RESERVED_LISTENER: &str = "littleboss";
+/// The control flag's name unless `flag` renames it.
+const DEFAULT_FLAG: &str = "littleboss";
 
 /// The tokio runtime of an `async` main.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +64,10 @@ pub(crate) struct Config {
     /// Milliseconds.
     pub ready_timeout: Option<u64>,
     pub flavor: Option<Flavor>,
+    pub flag: Option<LitStr>,
+    pub supervisor_init: Option<syn::Path>,
+    pub user: Option<LitStr>,
+    pub group: Option<LitStr>,
 }
 
 /// The options as read so far, with the mistakes found on the way.
@@ -77,6 +85,10 @@ pub(crate) struct Options {
     ready_timeout: Option<u64>,
     /// With the span of the `flavor` key, for the error on a non-async main.
     flavor: Option<(Flavor, Span)>,
+    flag: Option<LitStr>,
+    supervisor_init: Option<syn::Path>,
+    user: Option<LitStr>,
+    group: Option<LitStr>,
     errors: Errors,
     /// Whether reading stopped at a syntax error.
     syntax_error: bool,
@@ -109,6 +121,26 @@ impl Options {
                 ));
             }
         }
+        let flag = self
+            .flag
+            .as_ref()
+            .map_or_else(|| DEFAULT_FLAG.to_string(), LitStr::value);
+        for listener in &self.listeners {
+            if listener.name.value() == flag {
+                self.errors.push(syn::Error::new(
+                    listener.name.span(),
+                    format!(
+                        "listener name `{flag}` is taken by the `--{flag}` flag; choose another name"
+                    ),
+                ));
+            }
+        }
+        if let (Some(group), None) = (&self.group, &self.user) {
+            self.errors.push(syn::Error::new(
+                group.span(),
+                "`group` needs `user`: the group is the one the child's user runs with",
+            ));
+        }
         self.errors.finish()?;
         Ok(Config {
             // Set whenever no error was recorded: a missing or invalid name is one.
@@ -121,6 +153,10 @@ impl Options {
             settle: self.settle,
             ready_timeout: self.ready_timeout,
             flavor: self.flavor.map(|(flavor, _)| flavor),
+            flag: self.flag,
+            supervisor_init: self.supervisor_init,
+            user: self.user,
+            group: self.group,
         })
     }
 
@@ -148,6 +184,18 @@ impl Options {
             "flavor" => {
                 let value = value(meta, "flavor = \"current_thread\"")?;
                 self.set_flavor(&key, &value)
+            }
+            "flag" => {
+                let value = value(meta, "flag = \"lb\"")?;
+                self.set_flag(&key, &value)
+            }
+            "user" | "group" => {
+                let value = value(meta, &format!("{key} = \"nobody\""))?;
+                self.set_identity(&key, &value)
+            }
+            "supervisor_init" => {
+                let value = value(meta, "supervisor_init = my_init")?;
+                self.set_supervisor_init(&key, &value)
             }
             other => {
                 self.errors
@@ -225,12 +273,6 @@ impl Options {
                 format!("listener `{text}` declared multiple times"),
             ));
         }
-        if text == RESERVED_LISTENER {
-            return Err(syn::Error::new(
-                name.span(),
-                "listener name `littleboss` is taken by the `--littleboss` flag; choose another name",
-            ));
-        }
         let example = format!("{text} = \"tcp::443\"");
         let Some(Lit::Str(lit)) = lit(value) else {
             return Err(syn::Error::new_spanned(
@@ -281,6 +323,48 @@ impl Options {
         };
         *slot = Some(lit.value);
         Ok(())
+    }
+
+    /// `flag = "lb"`: the control flag's name.
+    fn set_flag(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let lit = string(key, value, "flag = \"lb\"")?;
+        spec::check_flag_name(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        self.flag = Some(lit);
+        Ok(())
+    }
+
+    /// `user = "nobody"` or `group = "nogroup"`.
+    fn set_identity(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let lit = string(key, value, &format!("{key} = \"nobody\""))?;
+        if lit.value().is_empty() {
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("`{key}` is empty; name a {key}, as in `{key} = \"nobody\"`"),
+            ));
+        }
+        if key == "user" {
+            self.user = Some(lit);
+        } else {
+            self.group = Some(lit);
+        }
+        Ok(())
+    }
+
+    /// `supervisor_init = path::to::function`.
+    fn set_supervisor_init(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        match value {
+            Expr::Path(path) if path.attrs.is_empty() && path.qself.is_none() => {
+                self.supervisor_init = Some(path.path.clone());
+                Ok(())
+            }
+            _ => Err(syn::Error::new_spanned(
+                value,
+                "`supervisor_init` takes the path of a function, as in `supervisor_init = my_init`",
+            )),
+        }
     }
 
     /// `flavor = "current_thread"`.

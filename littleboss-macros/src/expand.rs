@@ -62,6 +62,18 @@ pub(crate) fn main(main: &MainFn, config: &Config) -> TokenStream {
         let ready_timeout = duration(millis);
         builder.extend(quote!(.ready_timeout(#ready_timeout)));
     }
+    if let Some(flag) = &config.flag {
+        builder.extend(quote!(.flag(#flag)));
+    }
+    if let Some(user) = &config.user {
+        builder.extend(quote!(.user(#user)));
+    }
+    if let Some(group) = &config.group {
+        builder.extend(quote!(.group(#group)));
+    }
+    if let Some(init) = &config.supervisor_init {
+        builder.extend(quote!(.supervisor_init(#init)));
+    }
     if let Some(flavor) = config.flavor {
         let flavor = match flavor {
             Flavor::CurrentThread => quote!(CurrentThread),

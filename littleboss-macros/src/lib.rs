@@ -40,6 +40,10 @@ use proc_macro::TokenStream;
 /// | `settle = "250ms"` | how long a main that does not call `ready` must run to be ready | `"250ms"` |
 /// | `ready_timeout = "30s"` | how long to wait for `ready` | `"30s"` |
 /// | `flavor = "current_thread"` | the tokio runtime of an `async` main: `"current_thread"` or `"multi_thread"` | `"multi_thread"` |
+/// | `flag = "lb"` | the control flag's name: `--lb=start` | `"littleboss"` |
+/// | `supervisor_init = my_init` | a `fn() -> ()` or `fn() -> Result<(), E>` run once in the supervisor, after binding, before the first child | none |
+/// | `user = "nobody"` | the user every child runs as (the supervisor must be root) | the supervisor's |
+/// | `group = "nogroup"` | the group every child runs as (needs `user`) | the user's primary group |
 ///
 /// A network is `tcp`, `tcp4`, `tcp6`, `udp`, `udp4` or `udp6`; an address is empty (the
 /// listener is off until its flag `--NAME=ADDR` gives one), `:PORT`, `HOST:PORT` or

@@ -101,6 +101,17 @@ pub(crate) fn check_service_name(name: &str) -> Result<(), String> {
 }
 
 /// The choices as "`a`, `b`, `c`".
+/// The control flag's name: `[A-Za-z0-9_-]+`, not starting with `-`.
+pub(crate) fn check_flag_name(name: &str) -> Result<(), String> {
+    let fits = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if name.is_empty() || name.starts_with('-') || !name.bytes().all(fits) {
+        return Err(format!(
+            "invalid flag name `{name}`: use letters, digits, `-` and `_`, without leading dashes (`flag = \"lb\"` gives `--lb=start`)"
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn backticked(choices: &[&str]) -> String {
     choices
         .iter()

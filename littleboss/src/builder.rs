@@ -37,7 +37,20 @@ pub(crate) struct Config {
     pub settle: Duration,
     pub ready_timeout: Duration,
     pub flavor: Flavor,
+    /// The control flag's name (`littleboss` gives `--littleboss=MODE`).
+    pub flag: String,
+    /// The mode as the program's own parser read it, instead of from argv.
+    pub command: Option<String>,
+    /// Listener addresses as the program's own parser read them: `(name, address)`.
+    pub addresses: Vec<(String, String)>,
+    /// The user (and group) every child runs as.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
+
+/// Code the supervisor runs once, after binding the listeners and before the first
+/// child starts.
+pub(crate) type SupervisorInit = Box<dyn FnOnce() -> Result<(), String>>;
 
 /// A self-supervising program: the Go littleboss `New` / `Listener` / `Run`.
 ///
@@ -65,10 +78,19 @@ pub(crate) struct Config {
 /// Mistakes in what is declared (an invalid name, a spec that does not parse, a
 /// listener declared twice) are reported when the program runs, on stderr, with exit
 /// code 2; the attribute reports the same mistakes at compile time.
-#[derive(Clone, Debug)]
 #[must_use = "a Littleboss does nothing until `run` or `run_sync` is called"]
 pub struct Littleboss {
     config: Config,
+    init: Option<SupervisorInit>,
+}
+
+impl std::fmt::Debug for Littleboss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Littleboss")
+            .field("config", &self.config)
+            .field("supervisor_init", &self.init.is_some())
+            .finish()
+    }
 }
 
 impl Littleboss {
@@ -86,7 +108,13 @@ impl Littleboss {
                 settle: Duration::from_millis(250),
                 ready_timeout: Duration::from_secs(30),
                 flavor: Flavor::MultiThread,
+                flag: crate::flags::FLAG.to_string(),
+                command: None,
+                addresses: Vec::new(),
+                user: None,
+                group: None,
             },
+            init: None,
         }
     }
 
@@ -151,6 +179,77 @@ impl Littleboss {
         self
     }
 
+    /// Renames the control flag (default `littleboss`): `.flag("lb")` gives `--lb=start`,
+    /// and `--littleboss=...` is then an ordinary argument of the program.
+    pub fn flag(mut self, flag: &str) -> Littleboss {
+        self.config.flag = flag.to_string();
+        self
+    }
+
+    /// Takes the mode from the program's own parser (the Go `Command`), for a program
+    /// whose parser owns every flag: the mode it read for the control flag (`"start"`,
+    /// `"stop"`, ...; `"bypass"` or an empty string to run directly).
+    ///
+    /// littleboss then does not read the mode from the command line, but it still
+    /// removes its own flags from the arguments it passes to the child and to
+    /// [`Context::args`]. See the `clap` example:
+    ///
+    /// ```no_run
+    /// # let parsed_mode: Option<String> = None;
+    /// # let parsed_http: Option<String> = None;
+    /// let mut lb = littleboss::Littleboss::new("myblog")
+    ///     .listener("http", "tcp:127.0.0.1:8080")
+    ///     .command(parsed_mode.as_deref().unwrap_or("bypass"));
+    /// if let Some(addr) = &parsed_http {
+    ///     lb = lb.listener_address("http", addr);
+    /// }
+    /// ```
+    pub fn command(mut self, mode: &str) -> Littleboss {
+        self.config.command = Some(mode.to_string());
+        self
+    }
+
+    /// Sets listener `name`'s address as the program's own parser read it from
+    /// `--NAME=ADDR` (an empty address turns it off); it takes precedence over the
+    /// command line.
+    pub fn listener_address(mut self, name: &str, address: &str) -> Littleboss {
+        self.config
+            .addresses
+            .push((name.to_string(), address.to_string()));
+        self
+    }
+
+    /// Runs `init` in the supervisor only, once, after the listeners are bound and
+    /// before the first child starts (the Go `SupervisorInit`): for work that needs the
+    /// supervisor's privileges or must happen once per start, not once per reload. An
+    /// error stops the start with that error.
+    pub fn supervisor_init<F, R>(mut self, init: F) -> Littleboss
+    where
+        F: FnOnce() -> R + 'static,
+        R: MainResult,
+    {
+        self.init = Some(Box::new(move || init().into_result()));
+        self
+    }
+
+    /// Runs every child as `user` (its uid, its primary group unless [`group`] is set,
+    /// and its supplementary groups; `HOME`, `USER` and `LOGNAME` set to match), while
+    /// the supervisor keeps its own privileges: bind port 443 as root, serve as an
+    /// unprivileged user. Starting a supervisor that is not root with another user is
+    /// an error.
+    ///
+    /// [`group`]: Self::group
+    pub fn user(mut self, user: &str) -> Littleboss {
+        self.config.user = Some(user.to_string());
+        self
+    }
+
+    /// The group every child runs as (default: the [`user`](Self::user)'s primary group).
+    pub fn group(mut self, group: &str) -> Littleboss {
+        self.config.group = Some(group.to_string());
+        self
+    }
+
     /// Runs an `async` main in the mode that the command line asks for, on a tokio
     /// runtime of the chosen [`Flavor`], and returns the exit code for `main` to return.
     pub fn run<F, Fut>(self, main: F) -> ExitCode
@@ -160,7 +259,7 @@ impl Littleboss {
         Fut::Output: MainResult,
     {
         let flavor = self.config.flavor;
-        crate::dispatch::run(self.config, move |ctx| {
+        crate::dispatch::run(self.config, self.init, move |ctx| {
             let runtime = match flavor {
                 Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -183,7 +282,7 @@ impl Littleboss {
         F: FnOnce(Context) -> R,
         R: MainResult,
     {
-        crate::dispatch::run(self.config, move |ctx| main(ctx).into_result())
+        crate::dispatch::run(self.config, self.init, move |ctx| main(ctx).into_result())
     }
 }
 

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::builder::Config;
+use crate::builder::{Config, SupervisorInit};
 use crate::context::{Context, Mode};
 use crate::flags::{self, Command, Flags};
 use crate::spec::ListenerSpec;
@@ -13,7 +13,11 @@ use crate::{bypass, child, client, supervisor};
 const USAGE: u8 = 2;
 
 /// The entry point behind [`Littleboss::run`](crate::Littleboss::run) and `run_sync`.
-pub(crate) fn run(config: Config, main: impl FnOnce(Context) -> Result<(), String>) -> ExitCode {
+pub(crate) fn run(
+    config: Config,
+    init: Option<SupervisorInit>,
+    main: impl FnOnce(Context) -> Result<(), String>,
+) -> ExitCode {
     // First, before any thread exists: the child's channel and its variable.
     let channel = child::take_channel();
     if let Err(e) = validate(&config) {
@@ -28,8 +32,7 @@ pub(crate) fn run(config: Config, main: impl FnOnce(Context) -> Result<(), Strin
         }
         None => {}
     }
-    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
-    let flags = match flags::parse(std::env::args_os().collect(), &names) {
+    let flags = match parse_flags(&config) {
         Ok(flags) => flags,
         Err(e) => {
             eprintln!("littleboss: {e}");
@@ -46,7 +49,7 @@ pub(crate) fn run(config: Config, main: impl FnOnce(Context) -> Result<(), Strin
     };
     match flags.command {
         Command::Bypass => run_bypass(&specs, flags.args, main),
-        Command::Start => supervisor::start(config, specs, flags.args),
+        Command::Start => supervisor::start(config, init, specs, flags.args),
         Command::Stop | Command::Status | Command::StatusJson | Command::Reload => {
             client::run(&config, &flags)
         }
@@ -66,12 +69,17 @@ fn run_child(
         }
     };
     let link = joined.link.clone();
+    // The supervisor passes the listener flags as bound; the program's arguments are
+    // the rest.
+    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let args = flags::parse(argv.clone(), &config.flag, &names).map_or(argv, |f| f.args);
     let ctx = Context::new(
         Mode::Supervised,
         joined.slots,
         joined.lameduck,
         Some(Box::new(joined.link)),
-        std::env::args_os().collect(),
+        args,
     );
     let result = main(ctx);
     link.finished(&result);
@@ -114,29 +122,44 @@ fn finish(result: Result<(), String>) -> ExitCode {
     }
 }
 
+/// The command line, with the mode and addresses the program's own parser gave, if any.
+fn parse_flags(config: &Config) -> Result<Flags, flags::FlagError> {
+    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+    let mut flags = flags::parse(std::env::args_os().collect(), &config.flag, &names)?;
+    if let Some(mode) = &config.command {
+        flags.command = flags::mode(&config.flag, mode)?;
+    }
+    flags.listeners.extend(config.addresses.iter().cloned());
+    Ok(flags)
+}
+
+/// `[A-Za-z0-9_-]+`: service, flag and listener names.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Checks what the program declared (the attribute checks the same at compile time).
 fn validate(config: &Config) -> Result<(), String> {
     let name = &config.name;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !is_name(name) {
         return Err(format!(
             "invalid service name {name:?}: use letters, digits, '-' and '_'"
         ));
     }
+    let flag = &config.flag;
+    if !is_name(flag) {
+        return Err(format!(
+            "invalid control flag name {flag:?}: use letters, digits, '-' and '_'"
+        ));
+    }
     for (i, declared) in config.listeners.iter().enumerate() {
         let lname = &declared.name;
-        if lname.is_empty()
-            || lname == flags::FLAG
-            || !lname
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_name(lname) || lname == flag {
             return Err(format!(
-                "invalid listener name {lname:?}: use letters, digits, '-' and '_' (and not {:?})",
-                flags::FLAG
+                "invalid listener name {lname:?}: use letters, digits, '-' and '_' (and not {flag:?}, the control flag)"
             ));
         }
         if config.listeners[..i].iter().any(|l| &l.name == lname) {
@@ -184,7 +207,7 @@ pub(crate) fn usage(config: &Config) -> String {
     let mut out = format!(
         "usage: {} [--{}=MODE] [--LISTENER=ADDR ...] [ARGS...]\n  modes: {} (default bypass: run directly)\n",
         program_name(),
-        flags::FLAG,
+        config.flag,
         flags::mode_list()
     );
     for declared in &config.listeners {

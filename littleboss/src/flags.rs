@@ -11,7 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 
-/// The control flag's name.
+/// The control flag's default name.
 pub(crate) const FLAG: &str = "littleboss";
 
 /// What `--littleboss=MODE` asks for.
@@ -50,7 +50,8 @@ pub(crate) struct Flags {
 /// A command line that littleboss cannot accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum FlagError {
-    UnknownMode(String),
+    /// The mode given to the control flag (named first) is not one of [`MODES`].
+    UnknownMode(String, String),
     MissingValue(String),
     NotUtf8(String),
 }
@@ -58,9 +59,9 @@ pub(crate) enum FlagError {
 impl fmt::Display for FlagError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FlagError::UnknownMode(mode) => write!(
+            FlagError::UnknownMode(flag, mode) => write!(
                 f,
-                "unknown mode {mode:?} for --{FLAG}; the modes are {}",
+                "unknown mode {mode:?} for --{flag}; the modes are {}",
                 mode_list()
             ),
             FlagError::MissingValue(flag) => write!(f, "flag --{flag} needs a value"),
@@ -78,8 +79,25 @@ pub(crate) fn mode_list() -> String {
         .join(", ")
 }
 
-/// Splits `argv` (program name first) into littleboss's flags and the program's arguments.
-pub(crate) fn parse(argv: Vec<OsString>, listener_names: &[&str]) -> Result<Flags, FlagError> {
+/// Parses a mode as the control flag `flag` gives it; empty means bypass.
+pub(crate) fn mode(flag: &str, mode: &str) -> Result<Command, FlagError> {
+    if mode.is_empty() {
+        return Ok(Command::Bypass);
+    }
+    MODES
+        .iter()
+        .find(|(name, _)| *name == mode)
+        .map(|(_, command)| *command)
+        .ok_or_else(|| FlagError::UnknownMode(flag.to_string(), mode.to_string()))
+}
+
+/// Splits `argv` (program name first) into littleboss's flags (the control flag `flag`
+/// and one per listener) and the program's arguments.
+pub(crate) fn parse(
+    argv: Vec<OsString>,
+    flag: &str,
+    listener_names: &[&str],
+) -> Result<Flags, FlagError> {
     let mut argv = argv.into_iter();
     let mut args: Vec<OsString> = argv.next().into_iter().collect();
     let mut mode: Option<String> = None;
@@ -90,38 +108,35 @@ pub(crate) fn parse(argv: Vec<OsString>, listener_names: &[&str]) -> Result<Flag
             after_dashes = Some(argv.by_ref().collect());
             break;
         }
-        let Some((flag, inline)) = split_flag(&arg) else {
+        let parsed = split_flag(&arg)
+            .map(|(name, value)| (name.to_string(), value.map(OsStr::to_os_string)));
+        let Some((name, inline)) =
+            parsed.filter(|(name, _)| name == flag || listener_names.contains(&name.as_str()))
+        else {
             args.push(arg);
             continue;
         };
-        let owned = flag == FLAG || listener_names.contains(&flag);
-        if !owned {
-            args.push(arg);
-            continue;
-        }
-        let flag = flag.to_string();
         let value = match inline {
-            Some(value) => value.to_os_string(),
+            Some(value) => value,
             None => argv
                 .next()
-                .ok_or_else(|| FlagError::MissingValue(flag.clone()))?,
+                .ok_or_else(|| FlagError::MissingValue(name.clone()))?,
         };
         let value = value
             .into_string()
-            .map_err(|_| FlagError::NotUtf8(flag.clone()))?;
-        if flag == FLAG {
+            .map_err(|_| FlagError::NotUtf8(name.clone()))?;
+        if name == flag {
             mode = Some(value);
         } else {
-            listeners.push((flag, value));
+            listeners.push((name, value));
         }
     }
     let command = match mode {
         None => Command::Bypass,
-        Some(mode) => MODES
-            .iter()
-            .find(|(name, _)| *name == mode)
-            .map(|(_, command)| *command)
-            .ok_or(FlagError::UnknownMode(mode))?,
+        Some(value) if value.is_empty() => {
+            return Err(FlagError::UnknownMode(flag.to_string(), value));
+        }
+        Some(value) => self::mode(flag, &value)?,
     };
     let mut reload_args = None;
     if let Some(rest) = after_dashes {
@@ -168,7 +183,7 @@ mod tests {
     }
 
     fn parse_ok(args: &[&str]) -> Flags {
-        parse(argv(args), &["http", "dns"]).unwrap()
+        parse(argv(args), FLAG, &["http", "dns"]).unwrap()
     }
 
     #[test]
@@ -229,16 +244,25 @@ mod tests {
     }
 
     #[test]
+    fn renamed_flag() {
+        let flags = parse(argv(&["p", "--lb=start", "--littleboss=stop"]), "lb", &[]).unwrap();
+        assert_eq!(flags.command, Command::Start);
+        assert_eq!(flags.args, argv(&["p", "--littleboss=stop"]));
+        assert_eq!(mode("lb", ""), Ok(Command::Bypass));
+        assert_eq!(mode("lb", "reload"), Ok(Command::Reload));
+    }
+
+    #[test]
     fn errors() {
         assert_eq!(
-            parse(argv(&["p", "--littleboss=go"]), &[]).unwrap_err(),
-            FlagError::UnknownMode("go".into())
+            parse(argv(&["p", "--littleboss=go"]), FLAG, &[]).unwrap_err(),
+            FlagError::UnknownMode(FLAG.into(), "go".into())
         );
         assert_eq!(
-            parse(argv(&["p", "--http"]), &["http"]).unwrap_err(),
+            parse(argv(&["p", "--http"]), FLAG, &["http"]).unwrap_err(),
             FlagError::MissingValue("http".into())
         );
-        let msg = FlagError::UnknownMode("go".into()).to_string();
+        let msg = FlagError::UnknownMode(FLAG.into(), "go".into()).to_string();
         assert!(
             msg.contains("bypass, start, stop, reload, status, status-json"),
             "{msg}"

@@ -8,6 +8,7 @@
 mod control;
 mod spawn;
 mod state;
+mod user;
 mod watch;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::builder::Config;
+use crate::builder::{Config, SupervisorInit};
 use crate::client::{self, AskError};
 use crate::dir;
 use crate::listener;
@@ -42,6 +43,7 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// `--littleboss=start`: runs the supervisor in the foreground until it is stopped.
 pub(crate) fn start(
     config: Config,
+    init: Option<SupervisorInit>,
     specs: Vec<(String, ListenerSpec)>,
     args: Vec<OsString>,
 ) -> ExitCode {
@@ -53,6 +55,13 @@ pub(crate) fn start(
             return ExitCode::FAILURE;
         }
     };
+    // Once, in the supervisor only: after the listeners are bound, before any child.
+    if let Some(init) = init {
+        if let Err(e) = init() {
+            eprintln!("littleboss: {name}: supervisor init failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,6 +105,7 @@ impl Drop for SocketFile {
 /// What is done before the runtime starts: the lock, the listeners, the control socket.
 struct Setup {
     lock: OwnedFd,
+    run_as: Option<user::RunAs>,
     listeners: Vec<ListenerRecord>,
     fds: FdTable,
     program: ProgramRecord,
@@ -109,10 +119,11 @@ impl Setup {
         specs: Vec<(String, ListenerSpec)>,
         args: Vec<OsString>,
     ) -> Result<Setup, String> {
+        let run_as = user::resolve(config.user.as_deref(), config.group.as_deref())?;
         let dir = dir::control_dir();
         dir::prepare(&dir).map_err(|e| e.to_string())?;
         let socket_path = dir::socket_path(&dir, &config.name);
-        let lock = take_lock(&dir, &config.name, &socket_path)?;
+        let lock = take_lock(&dir, config, &socket_path)?;
         // The lock is ours: no live supervisor of this name exists, so any socket file
         // left at the path is stale.
         let mut fds = FdTable::default();
@@ -136,6 +147,7 @@ impl Setup {
         let control = bind_control(&socket_path)?;
         Ok(Setup {
             lock,
+            run_as,
             listeners,
             fds,
             program,
@@ -147,8 +159,8 @@ impl Setup {
 
 /// Takes `<dir>/<name>.lock`, held for the supervisor's life; if another supervisor
 /// holds it, names that supervisor's pid.
-fn take_lock(dir: &Path, name: &str, socket: &Path) -> Result<OwnedFd, String> {
-    let path = dir::lock_path(dir, name);
+fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, String> {
+    let path = dir::lock_path(dir, &config.name);
     let fd = rustix::fs::open(
         &path,
         OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
@@ -164,8 +176,9 @@ fn take_lock(dir: &Path, name: &str, socket: &Path) -> Result<OwnedFd, String> {
                     format!("its lock {} is held", path.display())
                 }
             };
+            let flag = &config.flag;
             Err(format!(
-                "already running ({who}); stop it with --littleboss=stop or reload it with --littleboss=reload"
+                "already running ({who}); stop it with --{flag}=stop or reload it with --{flag}=reload"
             ))
         }
         Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
@@ -224,6 +237,7 @@ struct Supervisor {
     connections: control::Connections,
     /// The flock on `<name>.lock`, held for the supervisor's whole life.
     _lock: OwnedFd,
+    run_as: Option<user::RunAs>,
 }
 
 impl Supervisor {
@@ -272,6 +286,7 @@ impl Supervisor {
             socket: setup.socket,
             connections,
             _lock: setup.lock,
+            run_as: setup.run_as,
         };
         let listeners = supervisor.state.listeners.clone();
         let child = supervisor.spawn_child(setup.program, listeners)?;
@@ -695,11 +710,12 @@ impl Supervisor {
         program: ProgramRecord,
         listeners: Vec<ListenerRecord>,
     ) -> Result<ChildRecord, String> {
+        let argv = self.child_argv(&program.args, &listeners);
         let exe = self
             .fds
             .get(program.exe)
             .ok_or_else(|| "the executable's fd is gone".to_string())?;
-        let spawned = spawn::spawn(exe, &program.args).map_err(|e| {
+        let spawned = spawn::spawn(exe, &argv, self.run_as.as_ref()).map_err(|e| {
             format!(
                 "cannot start {}: {}",
                 program.path.display(),
@@ -761,10 +777,27 @@ impl Supervisor {
             id,
             pid,
             program,
+            argv,
             listeners,
             started: SystemTime::now(),
             ready: false,
         })
+    }
+
+    /// What a child runs with: the program name, its listener flags as bound (so `ps`
+    /// and the program's own parser see the real addresses), then the program's
+    /// arguments.
+    fn child_argv(&self, args: &[OsString], listeners: &[ListenerRecord]) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = args.iter().take(1).cloned().collect();
+        for listener in listeners {
+            let addr = listener
+                .bound
+                .map(|(addr, _)| addr.to_string())
+                .unwrap_or_default();
+            argv.push(format!("--{}={addr}", listener.name).into());
+        }
+        argv.extend(args.iter().skip(1).cloned());
+        argv
     }
 
     fn command(&self, id: u64, cmd: ChildCmd) {

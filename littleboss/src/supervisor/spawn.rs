@@ -12,6 +12,8 @@ use rustix::io::FdFlags;
 use crate::channel::{self, CHANNEL_ENV};
 use crate::listener::describe;
 
+use super::user::{self, RunAs};
+
 /// Variables a child must not see: they were meant for the supervisor.
 const SUPERVISOR_ONLY_ENV: &[&str] = &[
     "NOTIFY_SOCKET",
@@ -45,8 +47,12 @@ pub(crate) struct Spawned {
 }
 
 /// Runs `exe` (shown as `args[0]`) with `args[1..]` in a new process group, with the
-/// child's end of a new channel as its only inherited fd.
-pub(crate) fn spawn(exe: BorrowedFd<'_>, args: &[OsString]) -> io::Result<Spawned> {
+/// child's end of a new channel as its only inherited fd, as `run_as` if given.
+pub(crate) fn spawn(
+    exe: BorrowedFd<'_>,
+    args: &[OsString],
+    run_as: Option<&RunAs>,
+) -> io::Result<Spawned> {
     let (ours, theirs) = channel::pair()?;
     // Executing /proc/self/fd/N runs the file the fd refers to, whatever its path now
     // holds (the fd is close-on-exec, but exec resolves the path before closing it).
@@ -62,9 +68,17 @@ pub(crate) fn spawn(exe: BorrowedFd<'_>, args: &[OsString]) -> io::Result<Spawne
     for var in SUPERVISOR_ONLY_ENV {
         command.env_remove(var);
     }
+    if let Some(run_as) = run_as {
+        command
+            .env("HOME", &run_as.home)
+            .env("USER", &run_as.name)
+            .env("LOGNAME", &run_as.name);
+    }
     let raw = theirs.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and makes one
-    // async-signal-safe system call (fcntl); it allocates nothing and takes no lock.
+    let run_as = run_as.cloned();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (fcntl, setgroups, setgid, setuid) on data prepared
+    // before the fork; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             // SAFETY: `theirs` stays open in the parent until `spawn` returns, so the
@@ -73,6 +87,9 @@ pub(crate) fn spawn(exe: BorrowedFd<'_>, args: &[OsString]) -> io::Result<Spawne
             // Clear close-on-exec on the child's copy only: the channel is the one fd
             // the new program inherits.
             rustix::io::fcntl_setfd(fd, FdFlags::empty())?;
+            if let Some(run_as) = &run_as {
+                user::switch(run_as)?;
+            }
             Ok(())
         });
     }

@@ -100,6 +100,8 @@ pub(crate) struct ChildRecord {
     pub id: u64,
     pub pid: u32,
     pub program: ProgramRecord,
+    /// The whole command line the child got (the program's, with the listener flags).
+    pub argv: Vec<OsString>,
     pub listeners: Vec<ListenerRecord>,
     pub started: SystemTime,
     pub ready: bool,
@@ -169,8 +171,7 @@ impl State {
             child_path: current.map(|c| c.program.path.display().to_string()),
             child_args: current
                 .map(|c| {
-                    c.program
-                        .args
+                    c.argv
                         .iter()
                         .map(|a| a.to_string_lossy().into_owned())
                         .collect()

@@ -576,10 +576,10 @@ fn wait_status(
 ) -> Result<serde_json::Value, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(status) = status_of(command, bin) {
-            if done(&status) {
-                return Ok(status);
-            }
+        if let Ok(status) = status_of(command, bin)
+            && done(&status)
+        {
+            return Ok(status);
         }
         if Instant::now() > deadline {
             return Err("the supervisor did not become ready".into());

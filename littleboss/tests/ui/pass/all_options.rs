@@ -2,6 +2,10 @@
 #![deny(warnings)]
 
 mod program {
+    fn init() -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
     #[littleboss::main(
         name = "all-options_1",
         listener(
@@ -16,7 +20,11 @@ mod program {
         calls_ready = true,
         settle = "250ms",
         ready_timeout = "1m",
-        flavor = "multi_thread"
+        flavor = "multi_thread",
+        flag = "lb",
+        user = "nobody",
+        group = "nogroup",
+        supervisor_init = init
     )]
     #[allow(clippy::needless_return)]
     pub async fn main(lb: littleboss::Context) -> Result<(), String> {

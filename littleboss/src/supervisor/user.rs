@@ -1,0 +1,74 @@
+//! Running children as another user: the supervisor keeps its privileges (it bound the
+//! listeners), each child drops to the configured user between fork and exec.
+
+use std::ffi::OsString;
+
+use rustix::process::{Gid, Uid};
+use uzers::os::unix::UserExt;
+
+/// The identity a child takes on.
+#[derive(Clone, Debug)]
+pub(crate) struct RunAs {
+    pub name: String,
+    pub uid: Uid,
+    pub gid: Gid,
+    pub groups: Vec<Gid>,
+    pub home: OsString,
+}
+
+/// Looks up `user` (and `group`): `None` when the child runs as the supervisor does.
+///
+/// A supervisor that is not root can only run its children as itself.
+pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<RunAs>, String> {
+    let (Some(user), group) = (user, group) else {
+        if let Some(group) = group {
+            return Err(format!(
+                "group {group:?} is set without a user; set the user too"
+            ));
+        }
+        return Ok(None);
+    };
+    let entry = uzers::get_user_by_name(user)
+        .ok_or_else(|| format!("cannot run the child as user {user:?}: no such user"))?;
+    let gid = match group {
+        Some(group) => uzers::get_group_by_name(group)
+            .ok_or_else(|| format!("cannot run the child as group {group:?}: no such group"))?
+            .gid(),
+        None => entry.primary_group_id(),
+    };
+    let euid = rustix::process::geteuid();
+    if !euid.is_root() {
+        if entry.uid() == euid.as_raw() && gid == rustix::process::getegid().as_raw() {
+            return Ok(None);
+        }
+        return Err(format!(
+            "cannot run the child as user {user:?}: the supervisor runs as uid {}, not root (start it as root, or drop the user option)",
+            euid.as_raw()
+        ));
+    }
+    let mut groups: Vec<Gid> = uzers::get_user_groups(user, gid)
+        .unwrap_or_default()
+        .iter()
+        .map(|g| Gid::from_raw(g.gid()))
+        .collect();
+    if groups.is_empty() {
+        groups.push(Gid::from_raw(gid));
+    }
+    Ok(Some(RunAs {
+        name: user.to_string(),
+        uid: Uid::from_raw(entry.uid()),
+        gid: Gid::from_raw(gid),
+        groups,
+        home: entry.home_dir().as_os_str().to_os_string(),
+    }))
+}
+
+/// In the forked child, before exec: supplementary groups, then the group, then the
+/// user (in that order: after `setuid` the others are no longer allowed). The thread
+/// calls are process-wide here, since a forked child has one thread.
+pub(crate) fn switch(run_as: &RunAs) -> std::io::Result<()> {
+    rustix::thread::set_thread_groups(&run_as.groups)?;
+    rustix::thread::set_thread_gid(run_as.gid)?;
+    rustix::thread::set_thread_uid(run_as.uid)?;
+    Ok(())
+}

@@ -1,0 +1,2 @@
+#[littleboss::main(name = "svc", flag = "--lb")]
+fn main() {}

@@ -1,0 +1,2 @@
+#[littleboss::main(name = "svc", group = "nogroup")]
+fn main() {}

@@ -1,0 +1,2 @@
+#[littleboss::main(name = "svc", flag = "lb", listener(lb = "tcp::80"))]
+fn main() {}

@@ -1,0 +1,2 @@
+#[littleboss::main(name = "svc", supervisor_init = "init")]
+fn main() {}

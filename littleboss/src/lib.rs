@@ -1,6 +1,115 @@
-//! littleboss: self-supervising network services.
+//! littleboss: a network service that supervises itself and reloads without dropping a
+//! connection, from one attribute on `main`.
 //!
-//! (The crate documentation is filled in below.)
+//! ```no_run
+//! #[littleboss::main(name = "myblog", listener(https = "tcp::443"), calls_ready = true)]
+//! async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+//!     let listener = lb.tcp_listener("https")?;
+//!     lb.ready();
+//!     loop {
+//!         tokio::select! {
+//!             _ = lb.lameduck() => return Ok(()),   // finish in-flight work, then return
+//!             conn = listener.accept() => { let _ = conn?; /* serve it */ }
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! # The process model
+//!
+//! The compiled program is one binary with several modes, chosen by `--littleboss=MODE`
+//! (rename the flag with the `flag` option):
+//!
+//! - `bypass` (the default): the program binds its listeners itself and runs directly,
+//!   as if littleboss were not there. SIGINT or SIGTERM resolves
+//!   [`Context::lameduck`]; a second one exits at once.
+//! - `start`: the process becomes the **supervisor**. It binds every listener once,
+//!   creates its control socket `<dir>/<name>.sock`, and starts the same executable
+//!   again as its **child**, in a process group of its own. The child receives the
+//!   listening sockets over a private socket pair and runs `main`. The supervisor stays
+//!   in the foreground, its pid never changes (what systemd's `MAINPID` needs), and it
+//!   is the only process that waits for the child.
+//! - `reload`: asks the supervisor to replace the child with the binary that ran the
+//!   command; `stop`, `status` and `status-json` do what they say.
+//!
+//! `<dir>` is `$LITTLEBOSS_DIR`, else `$XDG_RUNTIME_DIR/littleboss`, else
+//! `$TMPDIR/littleboss-UID`; it must be owned by the user and closed to others (mode
+//! 0700), and the supervisor accepts commands only from its own user and root.
+//!
+//! # The reload sequence
+//!
+//! 1. The supervisor opens the new executable (and keeps that fd, so the very file it
+//!    checked is what runs, even if the path is replaced later), binds any listener
+//!    whose address the reload command changed, and starts the new child beside the
+//!    old one. Both hold the same listening sockets: the kernel's accept queue is
+//!    shared, so no connection is refused at any moment.
+//! 2. The new child says hello and gets its listeners. It is **ready** when it calls
+//!    [`Context::ready`] (with `calls_ready = true`, waited for up to `ready_timeout`,
+//!    30 s by default), or, if it does not declare that it calls it, once it has run for
+//!    `settle` (250 ms by default) without exiting.
+//! 3. Only then does the old child get lameduck: it stops accepting, finishes its
+//!    in-flight work and exits; after `lameduck` (2 s by default) its process group is
+//!    killed. The reload command exits 0 and prints
+//!    `reloaded NAME: pid OLD -> NEW in N ms`.
+//! 4. If the new child fails before it is ready (it exits, is killed, does not become
+//!    ready in time, speaks another protocol or is another service), its process group
+//!    is killed, the old child never noticed, and the reload command exits 1 with the
+//!    reason. If a reloaded child that was ready later fails, the supervisor starts the
+//!    previous binary again (`fallback`, on by default).
+//!
+//! One reload runs at a time; a second one is refused with the reason, and a stop
+//! cancels a reload under way. SIGHUP reloads from the current binary's path, SIGTERM
+//! and SIGINT stop.
+//!
+//! # Options
+//!
+//! | attribute | builder | default | meaning |
+//! |---|---|---|---|
+//! | `name = "myblog"` | [`Littleboss::new`] | required | the service name, `[A-Za-z0-9_-]+` |
+//! | `listener(https = "tcp::443")` | [`Littleboss::listener`] | none | a listener and its default address |
+//! | `lameduck = "2s"` | [`Littleboss::lameduck`] | 2 s | how long a winding-down child may take |
+//! | `persist = true` | [`Littleboss::persist`] | false | start the child again when it exits (backoff 100 ms to 30 s) |
+//! | `fallback = false` | [`Littleboss::fallback`] | true | go back to the previous binary when a reloaded one fails |
+//! | `calls_ready = true` | [`Littleboss::calls_ready`] | false | readiness is the program's [`Context::ready`] call |
+//! | `settle = "250ms"` | [`Littleboss::settle`] | 250 ms | readiness of a program that does not call `ready` |
+//! | `ready_timeout = "30s"` | [`Littleboss::ready_timeout`] | 30 s | how long to wait for `ready` |
+//! | `flavor = "current_thread"` | [`Littleboss::flavor`] | multi_thread | the tokio runtime of an async main |
+//! | `flag = "lb"` | [`Littleboss::flag`] | `littleboss` | the control flag's name |
+//! | `supervisor_init = f` | [`Littleboss::supervisor_init`] | none | run once in the supervisor, after binding |
+//! | `user = "www"`, `group = "www"` | [`Littleboss::user`], [`Littleboss::group`] | the supervisor's | who the children run as |
+//!
+//! A listener spec is `NETWORK:ADDRESS`: networks `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`,
+//! `udp6`; `:443` is every interface (IPv6 and IPv4), `127.0.0.1:0` a free port,
+//! `[::1]:8080` IPv6, and an empty address declares a listener that is off until its
+//! flag gives one. Each listener is also a flag: `--https=ADDR` moves it, `--https=`
+//! turns it off; given to `reload`, it rebinds that listener for the new child.
+//!
+//! # Without the macro
+//!
+//! The attribute is sugar over [`Littleboss`], the Go `New` / `Listener` / `Run`:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     littleboss::Littleboss::new("myblog")
+//!         .listener("https", "tcp::443")
+//!         .run(|lb| async move {
+//!             let listener = lb.tcp_listener("https")?;
+//!             lb.lameduck().await;
+//!             drop(listener);
+//!             Ok::<(), std::io::Error>(())
+//!         })
+//! }
+//! ```
+//!
+//! # The wire protocol
+//!
+//! The supervisor and its child speak over a `SOCK_SEQPACKET` socket pair, one message a
+//! packet, listener fds attached with `SCM_RIGHTS`; clients speak to the control socket
+//! with length-prefixed frames. Every message starts with the protocol version
+//! ([`PROTOCOL`]), read before anything else, so a supervisor refuses a child or client
+//! of another version with a message naming both. The layouts are in `PROTOCOL.md`.
+
+#![deny(missing_docs)]
 
 pub mod spec;
 
@@ -19,8 +128,23 @@ mod supervisor;
 
 pub use builder::{Flavor, Littleboss, MainResult};
 pub use context::{Context, Mode};
-pub use littleboss_macros::main;
 pub use protocol::{PROTOCOL, Status};
+
+/// Turns `main` into a self-supervising program: see the [crate documentation](crate).
+///
+/// ```no_run
+/// #[littleboss::main(name = "myblog", listener(https = "tcp::443"), lameduck = "5s")]
+/// async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+///     let _listener = lb.tcp_listener("https")?;
+///     lb.lameduck().await;
+///     Ok(())
+/// }
+/// ```
+///
+/// `main` may be `async fn` (run on a tokio runtime) or a plain `fn`, takes no argument
+/// or one [`Context`], and returns `()` or `Result<(), E>` with `E: Debug`. Every option
+/// is checked at compile time; the options are listed in the crate documentation.
+pub use littleboss_macros::main;
 
 /// What `#[littleboss::main]` expands to. Not a public API: it may change in any release.
 #[doc(hidden)]

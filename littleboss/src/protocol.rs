@@ -245,4 +245,66 @@ mod tests {
         assert!(frame_len(*b"{\"ve").is_err());
         assert_eq!(frame_len(16u32.to_le_bytes()), Ok(16));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn with_version(body: Vec<u8>) -> Vec<u8> {
+            let mut bytes = PROTOCOL.to_le_bytes().to_vec();
+            bytes.extend(body);
+            bytes
+        }
+
+        proptest! {
+            // Bytes from a client or a child never panic a decoder: they decode, or
+            // they are an error.
+            #[test]
+            fn decoders_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = decode::<Request>(&bytes);
+                let _ = decode::<Response>(&bytes);
+                let _ = decode::<ChildMsg>(&bytes);
+                let _ = decode::<SupervisorMsg>(&bytes);
+                let framed = with_version(bytes);
+                let _ = decode::<Request>(&framed);
+                let _ = decode::<Response>(&framed);
+                let _ = decode::<ChildMsg>(&framed);
+                let _ = decode::<SupervisorMsg>(&framed);
+            }
+
+            #[test]
+            fn frame_lengths_are_capped(header in any::<[u8; 4]>()) {
+                let len = u32::from_le_bytes(header) as usize;
+                prop_assert_eq!(frame_len(header).is_ok(), len <= MAX_CONTROL_FRAME);
+            }
+
+            #[test]
+            fn reload_requests_round_trip(
+                path in proptest::collection::vec(any::<u8>(), 0..64),
+                args in proptest::option::of(proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..16), 0..4)),
+                listeners in proptest::collection::vec((".{0,8}", ".{0,16}"), 0..4),
+            ) {
+                let request = Request::Reload(ReloadRequest { path, args, listeners });
+                prop_assert_eq!(decode::<Request>(&encode(&request)), Ok(request));
+            }
+
+            #[test]
+            fn hellos_round_trip(name in ".{0,32}", pid: u32, calls_ready: bool, settle_ms: u64, ready_timeout_ms: u64, lameduck_ms: u64) {
+                let hello = ChildMsg::Hello(ChildHello { name, pid, calls_ready, settle_ms, ready_timeout_ms, lameduck_ms });
+                prop_assert_eq!(decode::<ChildMsg>(&encode(&hello)), Ok(hello));
+            }
+
+            // A valid message cut short is an error, never a panic or a different message.
+            #[test]
+            fn truncated_messages_are_errors(cut in 0usize..64) {
+                let msg = encode(&Request::Reload(ReloadRequest {
+                    path: b"/usr/local/bin/myblog".to_vec(),
+                    args: Some(vec![b"myblog".to_vec(), b"-v".to_vec()]),
+                    listeners: vec![("https".into(), ":443".into())],
+                }));
+                let cut = cut.min(msg.len() - 1);
+                prop_assert!(decode::<Request>(&msg[..cut]).is_err());
+            }
+        }
+    }
 }

@@ -29,6 +29,7 @@ const OPTIONS: &[&str] = &[
     "supervisor_init",
     "user",
     "group",
+    "unix_mode",
 ];
 
 /// The flavors, in the order messages list them.
@@ -68,6 +69,7 @@ pub(crate) struct Config {
     pub supervisor_init: Option<syn::Path>,
     pub user: Option<LitStr>,
     pub group: Option<LitStr>,
+    pub unix_mode: Option<u32>,
 }
 
 /// The options as read so far, with the mistakes found on the way.
@@ -89,6 +91,7 @@ pub(crate) struct Options {
     supervisor_init: Option<syn::Path>,
     user: Option<LitStr>,
     group: Option<LitStr>,
+    unix_mode: Option<u32>,
     errors: Errors,
     /// Whether reading stopped at a syntax error.
     syntax_error: bool,
@@ -157,6 +160,7 @@ impl Options {
             supervisor_init: self.supervisor_init,
             user: self.user,
             group: self.group,
+            unix_mode: self.unix_mode,
         })
     }
 
@@ -192,6 +196,10 @@ impl Options {
             "user" | "group" => {
                 let value = value(meta, &format!("{key} = \"nobody\""))?;
                 self.set_identity(&key, &value)
+            }
+            "unix_mode" => {
+                let value = value(meta, "unix_mode = \"0660\"")?;
+                self.set_unix_mode(&key, &value)
             }
             "supervisor_init" => {
                 let value = value(meta, "supervisor_init = my_init")?;
@@ -349,6 +357,15 @@ impl Options {
         } else {
             self.group = Some(lit);
         }
+        Ok(())
+    }
+
+    /// `unix_mode = "0660"`.
+    fn set_unix_mode(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let lit = string(key, value, "unix_mode = \"0660\"")?;
+        let mode = spec::parse_mode(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        self.unix_mode = Some(mode);
         Ok(())
     }
 
@@ -552,7 +569,7 @@ mod tests {
             (
                 quote!(name = "a", port = 80, flavor = "multi_thread"),
                 &[
-                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `flavor`",
+                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `flavor`, `flag`, `supervisor_init`, `user`, `group`, `unix_mode`",
                 ],
             ),
             (

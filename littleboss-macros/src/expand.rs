@@ -71,6 +71,10 @@ pub(crate) fn main(main: &MainFn, config: &Config) -> TokenStream {
     if let Some(group) = &config.group {
         builder.extend(quote!(.group(#group)));
     }
+    if let Some(mode) = config.unix_mode {
+        let mode = Literal::u32_unsuffixed(mode);
+        builder.extend(quote!(.unix_mode(#mode)));
+    }
     if let Some(init) = &config.supervisor_init {
         builder.extend(quote!(.supervisor_init(#init)));
     }

@@ -44,11 +44,12 @@ use proc_macro::TokenStream;
 /// | `supervisor_init = my_init` | a `fn() -> ()` or `fn() -> Result<(), E>` run once in the supervisor, after binding, before the first child | none |
 /// | `user = "nobody"` | the user every child runs as (the supervisor must be root) | the supervisor's |
 /// | `group = "nogroup"` | the group every child runs as (needs `user`) | the user's primary group |
+/// | `unix_mode = "0660"` | the mode of `unix:` listeners' socket files | as the umask leaves it |
 ///
-/// A network is `tcp`, `tcp4`, `tcp6`, `udp`, `udp4` or `udp6`; an address is empty (the
-/// listener is off until its flag `--NAME=ADDR` gives one), `:PORT`, `HOST:PORT` or
-/// `[IPV6]:PORT`. A duration is an integer followed by `ms`, `s` or `m`. All of it is
-/// checked at compile time.
+/// A network is `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6` or `unix`; an address is
+/// empty (the listener is off until its flag `--NAME=ADDR` gives one), `:PORT`,
+/// `HOST:PORT` or `[IPV6]:PORT`, or for `unix` a path or `@name` (abstract). A duration
+/// is an integer followed by `ms`, `s` or `m`. All of it is checked at compile time.
 ///
 /// # Equivalent code without the macro
 ///

@@ -9,7 +9,7 @@
 use std::net::Ipv6Addr;
 
 /// The networks a listener spec may name, in the order messages list them.
-const NETWORKS: &[&str] = &["tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"];
+const NETWORKS: &[&str] = &["tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix"];
 
 /// Checks a listener spec `NETWORK:ADDRESS`, where ADDRESS is empty (the listener is off),
 /// `:PORT`, `HOST:PORT` or `[IPV6]:PORT`. Host names are not resolved.
@@ -26,6 +26,15 @@ pub(crate) fn check_listener_spec(spec: &str) -> Result<(), String> {
         ));
     }
     if address.is_empty() {
+        return Ok(());
+    }
+    if network == "unix" {
+        // A path, or `@name` in the abstract namespace.
+        if address.len() > 107 || address.contains('\0') {
+            return Err(format!(
+                "unix socket path `{address}` must be at most 107 bytes, without NUL"
+            ));
+        }
         return Ok(());
     }
     if address.bytes().all(|b| b.is_ascii_digit()) {
@@ -112,6 +121,17 @@ pub(crate) fn check_flag_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A file mode written in octal, as in `"0660"`.
+pub(crate) fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if !digits.is_empty() && mode <= 0o7777 => Ok(mode),
+        _ => Err(format!(
+            "invalid mode `{text}`; write it in octal, as in `\"0660\"`"
+        )),
+    }
+}
+
 pub(crate) fn backticked(choices: &[&str]) -> String {
     choices
         .iter()
@@ -137,6 +157,9 @@ mod tests {
             "tcp::65535",
             "tcp:",
             "udp6:",
+            "unix:/run/myblog.sock",
+            "unix:@myblog",
+            "unix:",
         ];
         for spec in good {
             assert_eq!(check_listener_spec(spec), Ok(()), "{spec}");
@@ -150,7 +173,7 @@ mod tests {
             ("", "listener spec `` is not NETWORK:ADDRESS"),
             (
                 "sctp::1",
-                "unknown network `sctp`; the networks are `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6`",
+                "unknown network `sctp`; the networks are `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6`, `unix`",
             ),
             ("TCP::1", "unknown network `TCP`"),
             (":443", "unknown network ``"),

@@ -46,6 +46,8 @@ pub(crate) struct Config {
     /// The user (and group) every child runs as.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// The mode of unix listeners' socket files.
+    pub unix_mode: Option<u32>,
 }
 
 /// Code the supervisor runs once, after binding the listeners and before the first
@@ -113,6 +115,7 @@ impl Littleboss {
                 addresses: Vec::new(),
                 user: None,
                 group: None,
+                unix_mode: None,
             },
             init: None,
         }
@@ -247,6 +250,15 @@ impl Littleboss {
     /// The group every child runs as (default: the [`user`](Self::user)'s primary group).
     pub fn group(mut self, group: &str) -> Littleboss {
         self.config.group = Some(group.to_string());
+        self
+    }
+
+    /// The permissions of the socket files of `unix:` listeners, such as `0o660` to let a
+    /// group connect (default: as the umask leaves them). The supervisor removes a
+    /// listener's socket file when it closes the listener, and replaces a stale one left
+    /// by a dead process, never one a live process answers on.
+    pub fn unix_mode(mut self, mode: u32) -> Littleboss {
+        self.config.unix_mode = Some(mode & 0o7777);
         self
     }
 

@@ -9,11 +9,15 @@ use crate::listener;
 use crate::spec::ListenerSpec;
 
 /// Binds every listener that is on; the first failure is the error.
-pub(crate) fn bind_all(specs: &[(String, ListenerSpec)]) -> Result<Vec<Slot>, String> {
+pub(crate) fn bind_all(
+    specs: &[(String, ListenerSpec)],
+    unix_mode: Option<u32>,
+) -> Result<Vec<Slot>, String> {
     specs
         .iter()
         .map(|(name, spec)| {
-            let state = match listener::bind(name, spec).map_err(|e| e.to_string())? {
+            let bound = listener::bind(name, spec, unix_mode).map_err(|e| e.to_string())?;
+            let state = match bound {
                 Some(bound) => SlotState::Open(bound.fd),
                 None => SlotState::Off,
             };

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::spec::Network;
+use crate::spec::{Kind, Network};
 
 /// How the program is running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,9 +120,8 @@ impl Context {
     /// the declared ones), a listener that is off, one already taken, a UDP listener, or
     /// no tokio runtime to register with.
     pub fn tcp_listener(&self, name: &str) -> io::Result<tokio::net::TcpListener> {
-        let std = self.take_std_tcp(name, true)?;
         in_runtime(name)?;
-        tokio::net::TcpListener::from_std(std)
+        tokio::net::TcpListener::from_std(self.take_std_tcp(name, true)?)
     }
 
     /// The listener `name` as a blocking [`std::net::TcpListener`].
@@ -137,14 +136,26 @@ impl Context {
     ///
     /// Errors as [`tcp_listener`](Self::tcp_listener), with TCP and UDP swapped.
     pub fn udp_socket(&self, name: &str) -> io::Result<tokio::net::UdpSocket> {
-        let std = self.take_std_udp(name, true)?;
         in_runtime(name)?;
-        tokio::net::UdpSocket::from_std(std)
+        tokio::net::UdpSocket::from_std(self.take_std_udp(name, true)?)
     }
 
     /// The listener `name` as a blocking [`std::net::UdpSocket`].
     pub fn std_udp_socket(&self, name: &str) -> io::Result<std::net::UdpSocket> {
         self.take_std_udp(name, false)
+    }
+
+    /// The `unix:` listener `name` as a tokio [`UnixListener`](tokio::net::UnixListener)
+    /// (non-blocking, registered with the current tokio runtime).
+    pub fn unix_listener(&self, name: &str) -> io::Result<tokio::net::UnixListener> {
+        in_runtime(name)?;
+        tokio::net::UnixListener::from_std(self.take_std_unix(name, true)?)
+    }
+
+    /// The `unix:` listener `name` as a blocking
+    /// [`std::os::unix::net::UnixListener`].
+    pub fn std_unix_listener(&self, name: &str) -> io::Result<std::os::unix::net::UnixListener> {
+        self.take_std_unix(name, false)
     }
 
     /// Resolves when the program must wind down: the supervisor asked it to (a `stop`,
@@ -194,7 +205,7 @@ impl Context {
         self.inner.mode
     }
 
-    fn take(&self, name: &str, tcp: bool) -> io::Result<OwnedFd> {
+    fn take(&self, name: &str, kind: Kind) -> io::Result<OwnedFd> {
         let mut slots = self
             .inner
             .slots
@@ -212,11 +223,15 @@ impl Context {
                 format!("no listener named {name:?}; {list}"),
             ));
         };
-        if slot.network.is_tcp() != tcp {
-            let (asked, is) = if tcp { ("TCP", "UDP") } else { ("UDP", "TCP") };
+        if slot.network.kind() != kind {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("listener {name:?} is {is} ({}), not {asked}", slot.network),
+                format!(
+                    "listener {name:?} is {} ({}), not {}",
+                    slot.network.kind().as_str(),
+                    slot.network,
+                    kind.as_str()
+                ),
             ));
         }
         match std::mem::replace(&mut slot.state, SlotState::Taken) {
@@ -236,15 +251,25 @@ impl Context {
     }
 
     fn take_std_tcp(&self, name: &str, nonblocking: bool) -> io::Result<std::net::TcpListener> {
-        let listener = std::net::TcpListener::from(self.take(name, true)?);
+        let listener = std::net::TcpListener::from(self.take(name, Kind::Tcp)?);
         listener.set_nonblocking(nonblocking)?;
         Ok(listener)
     }
 
     fn take_std_udp(&self, name: &str, nonblocking: bool) -> io::Result<std::net::UdpSocket> {
-        let socket = std::net::UdpSocket::from(self.take(name, false)?);
+        let socket = std::net::UdpSocket::from(self.take(name, Kind::Udp)?);
         socket.set_nonblocking(nonblocking)?;
         Ok(socket)
+    }
+
+    fn take_std_unix(
+        &self,
+        name: &str,
+        nonblocking: bool,
+    ) -> io::Result<std::os::unix::net::UnixListener> {
+        let listener = std::os::unix::net::UnixListener::from(self.take(name, Kind::Unix)?);
+        listener.set_nonblocking(nonblocking)?;
+        Ok(listener)
     }
 }
 

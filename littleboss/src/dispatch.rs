@@ -48,7 +48,7 @@ pub(crate) fn run(
         }
     };
     match flags.command {
-        Command::Bypass => run_bypass(&specs, flags.args, main),
+        Command::Bypass => run_bypass(&specs, config.unix_mode, flags.args, main),
         Command::Start => supervisor::start(config, init, specs, flags.args),
         Command::Stop | Command::Status | Command::StatusJson | Command::Reload => {
             client::run(&config, &flags)
@@ -88,10 +88,11 @@ fn run_child(
 
 fn run_bypass(
     specs: &[(String, ListenerSpec)],
+    unix_mode: Option<u32>,
     args: Vec<OsString>,
     main: impl FnOnce(Context) -> Result<(), String>,
 ) -> ExitCode {
-    let slots = match bypass::bind_all(specs) {
+    let slots = match bypass::bind_all(specs, unix_mode) {
         Ok(slots) => slots,
         Err(e) => {
             eprintln!("littleboss: {e}");

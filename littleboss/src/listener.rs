@@ -1,18 +1,71 @@
 //! Binding the declared listeners, once, in the supervisor (or in a bypassed program).
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
-use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+use rustix::fs::{FileType, Mode};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+use serde::Serialize;
 
-use crate::spec::{ListenerSpec, Network, SpecError};
+use crate::spec::{Kind, ListenerSpec, Network, SpecError};
 
-/// A bound socket and the address the kernel gave it (so `:0` shows its port).
+/// Where a listener is bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) enum BoundAddr {
+    /// An IP address and port, as the kernel gave it (so `:0` shows its port).
+    Ip(SocketAddr),
+    /// A unix socket path, or `@name` in the abstract namespace.
+    Unix(String),
+}
+
+impl fmt::Display for BoundAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoundAddr::Ip(addr) => addr.fmt(f),
+            BoundAddr::Unix(path) => f.write_str(path),
+        }
+    }
+}
+
+/// A bound socket and its address.
 #[derive(Debug)]
 pub(crate) struct Bound {
     pub fd: OwnedFd,
-    pub addr: SocketAddr,
+    pub addr: BoundAddr,
+    /// The socket file of a unix listener bound to a path.
+    pub file: Option<SocketFile>,
+}
+
+/// The file a unix listener created, identified so that only that file is removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    fn of(path: &Path) -> io::Result<SocketFile> {
+        let stat = rustix::fs::lstat(path)?;
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        })
+    }
+
+    /// Removes the file if it is still the one this listener created (a later process
+    /// may have put its own socket at the path).
+    pub(crate) fn remove(&self) {
+        if let Ok(now) = rustix::fs::lstat(&self.path) {
+            if now.st_dev == self.dev && now.st_ino == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
 }
 
 /// Why a listener could not be bound.
@@ -37,11 +90,25 @@ pub(crate) enum BindError {
 /// TCP sockets get `SO_REUSEADDR` (a quick restart must not fail on connections in
 /// TIME_WAIT) and the system's largest backlog. UDP sockets do not, since on Linux it
 /// would let a second process bind the same port. A wildcard address of `tcp`/`udp`
-/// listens on IPv6 and IPv4; on a host without IPv6 it falls back to IPv4.
-pub(crate) fn bind(name: &str, spec: &ListenerSpec) -> Result<Option<Bound>, BindError> {
+/// listens on IPv6 and IPv4; on a host without IPv6 it falls back to IPv4. A unix
+/// socket replaces a stale socket file that nobody answers on, never a live one, and
+/// gets `unix_mode` if given.
+pub(crate) fn bind(
+    name: &str,
+    spec: &ListenerSpec,
+    unix_mode: Option<u32>,
+) -> Result<Option<Bound>, BindError> {
     let Some(shown) = spec.address.clone() else {
         return Ok(None);
     };
+    let fail = |reason: String| BindError::Bind {
+        name: name.to_string(),
+        addr: shown.clone(),
+        reason,
+    };
+    if spec.network == Network::Unix {
+        return bind_unix(&shown, unix_mode).map(Some).map_err(fail);
+    }
     let addrs = spec.resolve().map_err(|source| BindError::Spec {
         name: name.to_string(),
         source,
@@ -52,17 +119,14 @@ pub(crate) fn bind(name: &str, spec: &ListenerSpec) -> Result<Option<Bound>, Bin
         .copied()
         .chain(ipv4_fallback(spec.network, &addrs))
     {
-        match bind_one(spec.network, addr) {
+        match bind_ip(spec.network, addr) {
             Ok(bound) => return Ok(Some(bound)),
             Err(e) => last = Some(e),
         }
     }
-    let reason = last.map_or_else(|| "no address".to_string(), |e| describe(&e));
-    Err(BindError::Bind {
-        name: name.to_string(),
-        addr: shown,
-        reason,
-    })
+    Err(fail(
+        last.map_or_else(|| "no address".to_string(), |e| describe(&e)),
+    ))
 }
 
 /// For a dual-stack wildcard (`[::]`), the IPv4 wildcard to try if IPv6 is missing.
@@ -73,13 +137,14 @@ fn ipv4_fallback(network: Network, addrs: &[SocketAddr]) -> Option<SocketAddr> {
         .then(|| SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), first.port()))
 }
 
-fn bind_one(network: Network, addr: SocketAddr) -> io::Result<Bound> {
+fn bind_ip(network: Network, addr: SocketAddr) -> io::Result<Bound> {
     let family = if addr.is_ipv4() {
         AddressFamily::INET
     } else {
         AddressFamily::INET6
     };
-    let kind = if network.is_tcp() {
+    let tcp = network.kind() == Kind::Tcp;
+    let kind = if tcp {
         SocketType::STREAM
     } else {
         SocketType::DGRAM
@@ -89,16 +154,72 @@ fn bind_one(network: Network, addr: SocketAddr) -> io::Result<Bound> {
         let v6only = matches!(network, Network::Tcp6 | Network::Udp6);
         sockopt::set_ipv6_v6only(&fd, v6only)?;
     }
-    if network.is_tcp() {
+    if tcp {
         sockopt::set_socket_reuseaddr(&fd, true)?;
     }
     rustix::net::bind(&fd, &addr)?;
-    if network.is_tcp() {
+    if tcp {
         rustix::net::listen(&fd, max_backlog())?;
     }
     let addr = SocketAddr::try_from(rustix::net::getsockname(&fd)?)
         .map_err(|_| io::Error::other("bound socket has no IP address"))?;
-    Ok(Bound { fd, addr })
+    Ok(Bound {
+        fd,
+        addr: BoundAddr::Ip(addr),
+        file: None,
+    })
+}
+
+fn bind_unix(address: &str, mode: Option<u32>) -> Result<Bound, String> {
+    let addr = match address.strip_prefix('@') {
+        Some(name) => SocketAddrUnix::new_abstract_name(name.as_bytes()),
+        None => {
+            remove_stale(Path::new(address))?;
+            SocketAddrUnix::new(address)
+        }
+    }
+    .map_err(|e| describe(&e.into()))?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| describe(&e.into()))?;
+    rustix::net::bind(&fd, &addr).map_err(|e| describe(&e.into()))?;
+    if let (Some(mode), false) = (mode, address.starts_with('@')) {
+        rustix::fs::chmod(address, Mode::from_raw_mode(mode))
+            .map_err(|e| format!("chmod {mode:o}: {}", describe(&e.into())))?;
+    }
+    rustix::net::listen(&fd, max_backlog()).map_err(|e| describe(&e.into()))?;
+    let file = match address.starts_with('@') {
+        true => None,
+        false => Some(SocketFile::of(Path::new(address)).map_err(|e| describe(&e))?),
+    };
+    Ok(Bound {
+        fd,
+        addr: BoundAddr::Unix(address.to_string()),
+        file,
+    })
+}
+
+/// Removes a socket file that a dead process left; refuses a live one, and anything
+/// that is not a socket.
+fn remove_stale(path: &Path) -> Result<(), String> {
+    let stat = match rustix::fs::lstat(path) {
+        Ok(stat) => stat,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(describe(&e.into())),
+    };
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
+        return Err("the path exists and is not a socket".into());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err("a live process answers on that socket".into()),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove the stale socket: {}", describe(&e))),
+        Err(e) => Err(describe(&e)),
+    }
 }
 
 /// The system's largest accept backlog (`net.core.somaxconn`), as Go uses.
@@ -120,7 +241,7 @@ pub(crate) fn describe(e: &io::Error) -> String {
 }
 
 /// `tcp:127.0.0.1:41234`: a bound listener as `status` shows it.
-pub(crate) fn shown(network: Network, addr: &SocketAddr) -> String {
+pub(crate) fn shown(network: Network, addr: &BoundAddr) -> String {
     format!("{network}:{addr}")
 }
 
@@ -131,17 +252,45 @@ mod tests {
     #[test]
     fn binds_port_zero_and_reports_busy_ports() {
         let spec = ListenerSpec::parse("tcp:127.0.0.1:0").unwrap();
-        let bound = bind("http", &spec).unwrap().unwrap();
-        assert_ne!(bound.addr.port(), 0);
-        let busy = ListenerSpec::parse(&format!("tcp:{}", bound.addr)).unwrap();
-        let err = bind("http", &busy).unwrap_err().to_string();
-        assert_eq!(err, format!("bind http on {}: address in use", bound.addr));
+        let bound = bind("http", &spec, None).unwrap().unwrap();
+        let BoundAddr::Ip(addr) = bound.addr else {
+            panic!("not an IP address")
+        };
+        assert_ne!(addr.port(), 0);
+        let busy = ListenerSpec::parse(&format!("tcp:{addr}")).unwrap();
+        let err = bind("http", &busy, None).unwrap_err().to_string();
+        assert_eq!(err, format!("bind http on {addr}: address in use"));
         let udp = ListenerSpec::parse("udp4::0").unwrap();
-        assert!(bind("dns", &udp).unwrap().unwrap().addr.is_ipv4());
-        assert!(
-            bind("off", &ListenerSpec::parse("tcp:").unwrap())
-                .unwrap()
-                .is_none()
+        let udp = bind("dns", &udp, None).unwrap().unwrap();
+        assert!(matches!(udp.addr, BoundAddr::Ip(a) if a.is_ipv4()));
+        let off = ListenerSpec::parse("tcp:").unwrap();
+        assert!(bind("off", &off, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn unix_sockets_replace_stale_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let spec = ListenerSpec::parse(&format!("unix:{}", path.display())).unwrap();
+        let live = bind("api", &spec, Some(0o600)).unwrap().unwrap();
+        let mode = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
         );
+        let err = bind("api", &spec, None).unwrap_err().to_string();
+        assert!(err.contains("a live process answers"), "{err}");
+        drop(live);
+        // The file is left behind by a "dead" process: it is replaced.
+        assert!(path.exists());
+        bind("api", &spec, None).unwrap().unwrap();
+        std::fs::write(dir.path().join("plain"), b"x").unwrap();
+        let plain =
+            ListenerSpec::parse(&format!("unix:{}", dir.path().join("plain").display())).unwrap();
+        let err = bind("api", &plain, None).unwrap_err().to_string();
+        assert!(err.contains("not a socket"), "{err}");
+        let abstract_spec =
+            ListenerSpec::parse(&format!("unix:@littleboss-test-{}", std::process::id())).unwrap();
+        bind("api", &abstract_spec, None).unwrap().unwrap();
     }
 }

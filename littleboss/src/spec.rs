@@ -20,10 +20,38 @@ pub enum Network {
     Udp4,
     /// UDP over IPv6 only.
     Udp6,
+    /// A unix stream socket: a path (`unix:/run/myblog.sock`) or, with `@`, a name in
+    /// Linux's abstract namespace (`unix:@myblog`).
+    Unix,
 }
 
 /// The networks a spec may name, in the order error messages list them.
-pub const NETWORKS: &[&str] = &["tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"];
+pub const NETWORKS: &[&str] = &["tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix"];
+
+/// The longest unix socket path (or abstract name) Linux takes, in bytes.
+const MAX_UNIX_PATH: usize = 107;
+
+/// What kind of socket a network gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A TCP listener.
+    Tcp,
+    /// A UDP socket.
+    Udp,
+    /// A unix stream listener.
+    Unix,
+}
+
+impl Kind {
+    /// `TCP`, `UDP` or `unix`, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tcp => "TCP",
+            Kind::Udp => "UDP",
+            Kind::Unix => "unix",
+        }
+    }
+}
 
 impl Network {
     /// Parses `tcp`, `tcp4`, `tcp6`, `udp`, `udp4` or `udp6`.
@@ -35,6 +63,7 @@ impl Network {
             "udp" => Network::Udp,
             "udp4" => Network::Udp4,
             "udp6" => Network::Udp6,
+            "unix" => Network::Unix,
             _ => return Err(SpecError::UnknownNetwork(s.to_string())),
         })
     }
@@ -48,12 +77,17 @@ impl Network {
             Network::Udp => "udp",
             Network::Udp4 => "udp4",
             Network::Udp6 => "udp6",
+            Network::Unix => "unix",
         }
     }
 
-    /// Whether this is a stream (TCP) network.
-    pub fn is_tcp(self) -> bool {
-        matches!(self, Network::Tcp | Network::Tcp4 | Network::Tcp6)
+    /// The kind of socket this network gives.
+    pub fn kind(self) -> Kind {
+        match self {
+            Network::Tcp | Network::Tcp4 | Network::Tcp6 => Kind::Tcp,
+            Network::Udp | Network::Udp4 | Network::Udp6 => Kind::Udp,
+            Network::Unix => Kind::Unix,
+        }
     }
 
     /// The wildcard address of this network for a spec like `:443`.
@@ -69,6 +103,7 @@ impl Network {
             Network::Tcp4 | Network::Udp4 => addr.is_ipv4(),
             Network::Tcp6 | Network::Udp6 => addr.is_ipv6(),
             Network::Tcp | Network::Udp => true,
+            Network::Unix => false,
         }
     }
 }
@@ -89,7 +124,7 @@ pub enum SpecError {
     )]
     NoNetwork(String),
     /// The network is not one of [`NETWORKS`].
-    #[error("unknown network {0:?}; the networks are tcp, tcp4, tcp6, udp, udp4 and udp6")]
+    #[error("unknown network {0:?}; the networks are tcp, tcp4, tcp6, udp, udp4, udp6 and unix")]
     UnknownNetwork(String),
     /// The address is not `HOST:PORT`, `:PORT` or `[IPV6]:PORT`.
     #[error("address {0:?} is not HOST:PORT, :PORT or [IPV6]:PORT")]
@@ -102,6 +137,9 @@ pub enum SpecError {
         /// The port part.
         port: String,
     },
+    /// A unix socket path that Linux cannot take.
+    #[error("unix socket path {0:?} must be at most 107 bytes, without NUL")]
+    BadPath(String),
     /// The host did not resolve to an address of the network.
     #[error("host in {addr:?} has no {network} address")]
     NoAddress {
@@ -147,16 +185,27 @@ impl ListenerSpec {
                 address: None,
             });
         }
-        split_host_port(address)?;
+        if network == Network::Unix {
+            if address.len() > MAX_UNIX_PATH || address.contains('\0') {
+                return Err(SpecError::BadPath(address.to_string()));
+            }
+        } else {
+            split_host_port(address)?;
+        }
         Ok(ListenerSpec {
             network,
             address: Some(address.to_string()),
         })
     }
 
-    /// The socket addresses to bind, in order of preference: host names are resolved here.
+    /// The socket addresses to bind, in order of preference: host names are resolved
+    /// here. Empty for a listener that is off, or a unix one.
     pub fn resolve(&self) -> Result<Vec<SocketAddr>, SpecError> {
-        let Some(address) = &self.address else {
+        let Some(address) = self
+            .address
+            .as_ref()
+            .filter(|_| self.network != Network::Unix)
+        else {
             return Ok(Vec::new());
         };
         let (host, port) = split_host_port(address)?;
@@ -237,6 +286,9 @@ mod tests {
             ("udp6:[::]:53", Network::Udp6, Some("[::]:53")),
             ("tcp:localhost:80", Network::Tcp, Some("localhost:80")),
             ("tcp:", Network::Tcp, None),
+            ("unix:/run/x.sock", Network::Unix, Some("/run/x.sock")),
+            ("unix:@abstract", Network::Unix, Some("@abstract")),
+            ("unix:", Network::Unix, None),
         ];
         for (spec, network, address) in cases {
             let parsed = ListenerSpec::parse(spec).unwrap();
@@ -257,6 +309,10 @@ mod tests {
             (
                 "tcp:[nothost]:80",
                 SpecError::BadAddress("[nothost]:80".into()),
+            ),
+            (
+                "unix:/very/long/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock",
+                SpecError::BadPath("/very/long/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock".into()),
             ),
             (
                 "tcp::65536",

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::builder::{Config, SupervisorInit};
 use crate::client::{self, AskError};
 use crate::dir;
-use crate::listener;
+use crate::listener::{self, BoundAddr};
 use crate::protocol::{ListenerInfo, ReloadRequest, Request, Response};
 use crate::spec::ListenerSpec;
 
@@ -129,11 +129,11 @@ impl Setup {
         let mut fds = FdTable::default();
         let mut listeners = Vec::new();
         for (name, spec) in &specs {
-            let bound = listener::bind(name, spec).map_err(|e| e.to_string())?;
+            let bound = listener::bind(name, spec, config.unix_mode).map_err(|e| e.to_string())?;
             listeners.push(ListenerRecord {
                 name: name.clone(),
                 network: spec.network,
-                bound: bound.map(|b| (b.addr, fds.insert(b.fd))),
+                bound: bound.map(|b| (b.addr, fds.insert_with_file(b.fd, b.file))),
             });
         }
         let path =
@@ -333,6 +333,8 @@ impl Supervisor {
     /// Removes the socket and answers whoever asked to stop.
     fn finish(&mut self, code: i32) {
         self.socket.remove();
+        // Close the listeners and remove their socket files before anyone hears "stopped".
+        self.fds.clear();
         self.log(&format!("stopped, exit code {code}"));
         for waiter in self.stop_waiters.drain(..) {
             let _ = waiter.send(Response::Stopped { code });
@@ -469,16 +471,20 @@ impl Supervisor {
             };
             let spec = ListenerSpec::with_address(record.network, address)
                 .map_err(|e| format!("flag --{name}: {e}"))?;
-            let unchanged = match (&record.bound, spec.resolve()) {
-                (Some((bound, _)), Ok(addrs)) => bound.port() != 0 && addrs.first() == Some(bound),
-                (None, Ok(addrs)) => addrs.is_empty(),
-                (_, Err(_)) => false,
+            let unchanged = match (&record.bound, &spec.address) {
+                (None, None) => true,
+                (Some((BoundAddr::Unix(path), _)), Some(address)) => path == address,
+                (Some((BoundAddr::Ip(bound), _)), Some(_)) => spec
+                    .resolve()
+                    .is_ok_and(|addrs| bound.port() != 0 && addrs.first() == Some(bound)),
+                _ => false,
             };
             if unchanged {
                 continue;
             }
-            let bound = listener::bind(name, &spec).map_err(|e| e.to_string())?;
-            record.bound = bound.map(|b| (b.addr, self.fds.insert(b.fd)));
+            let bound =
+                listener::bind(name, &spec, self.config.unix_mode).map_err(|e| e.to_string())?;
+            record.bound = bound.map(|b| (b.addr, self.fds.insert_with_file(b.fd, b.file)));
         }
         Ok(set)
     }
@@ -725,8 +731,9 @@ impl Supervisor {
         let mut infos = Vec::with_capacity(listeners.len());
         let mut fds = Vec::new();
         for record in &listeners {
-            let addr = match record.bound {
+            let addr = match &record.bound {
                 Some((addr, key)) => {
+                    let key = *key;
                     let dup = self
                         .fds
                         .get(key)
@@ -792,6 +799,7 @@ impl Supervisor {
         for listener in listeners {
             let addr = listener
                 .bound
+                .as_ref()
                 .map(|(addr, _)| addr.to_string())
                 .unwrap_or_default();
             argv.push(format!("--{}={addr}", listener.name).into());

@@ -7,41 +7,64 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::listener;
+use crate::listener::{self, BoundAddr, SocketFile};
 use crate::protocol::{self, Status};
 use crate::spec::Network;
 
 /// A key into the [`FdTable`].
 pub(crate) type FdKey = u64;
 
-/// The fds the supervisor holds.
+/// The fds the supervisor holds. A unix listener's socket file goes with its fd.
 #[derive(Debug, Default)]
 pub(crate) struct FdTable {
     next: FdKey,
-    fds: BTreeMap<FdKey, OwnedFd>,
+    fds: BTreeMap<FdKey, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    fd: OwnedFd,
+    file: Option<SocketFile>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            file.remove();
+        }
+    }
 }
 
 impl FdTable {
     pub(crate) fn insert(&mut self, fd: OwnedFd) -> FdKey {
+        self.insert_with_file(fd, None)
+    }
+
+    /// Inserts a listener's fd with the socket file to remove when it is closed.
+    pub(crate) fn insert_with_file(&mut self, fd: OwnedFd, file: Option<SocketFile>) -> FdKey {
         self.next += 1;
-        self.fds.insert(self.next, fd);
+        self.fds.insert(self.next, Entry { fd, file });
         self.next
     }
 
     pub(crate) fn get(&self, key: FdKey) -> Option<BorrowedFd<'_>> {
-        self.fds.get(&key).map(|fd| fd.as_fd())
+        self.fds.get(&key).map(|entry| entry.fd.as_fd())
     }
 
     /// Closes every fd whose key is not in `keep`.
     pub(crate) fn retain(&mut self, keep: &BTreeSet<FdKey>) {
         self.fds.retain(|key, _| keep.contains(key));
+    }
+
+    /// Closes every fd (and removes the socket files).
+    pub(crate) fn clear(&mut self) {
+        self.fds.clear();
     }
 }
 
@@ -73,7 +96,7 @@ pub(crate) struct ListenerRecord {
     pub name: String,
     pub network: Network,
     /// The bound address and the socket's key, or `None` if the listener is off.
-    pub bound: Option<(SocketAddr, FdKey)>,
+    pub bound: Option<(BoundAddr, FdKey)>,
 }
 
 impl ListenerRecord {
@@ -136,7 +159,10 @@ impl State {
     pub(crate) fn fd_keys(&self) -> BTreeSet<FdKey> {
         let mut keys = BTreeSet::new();
         let mut listeners = |set: &[ListenerRecord]| {
-            keys.extend(set.iter().filter_map(|l| l.bound.map(|(_, key)| key)));
+            keys.extend(
+                set.iter()
+                    .filter_map(|l| l.bound.as_ref().map(|(_, key)| *key)),
+            );
         };
         listeners(&self.listeners);
         let children = self

@@ -48,6 +48,8 @@ pub(crate) struct Config {
     pub group: Option<String>,
     /// The mode of unix listeners' socket files.
     pub unix_mode: Option<u32>,
+    /// Where the supervisor's messages go.
+    pub logger: crate::logger::Logger,
 }
 
 /// Code the supervisor runs once, after binding the listeners and before the first
@@ -116,6 +118,7 @@ impl Littleboss {
                 user: None,
                 group: None,
                 unix_mode: None,
+                logger: crate::logger::Logger::default(),
             },
             init: None,
         }
@@ -259,6 +262,26 @@ impl Littleboss {
     /// by a dead process, never one a live process answers on.
     pub fn unix_mode(mut self, mode: u32) -> Littleboss {
         self.config.unix_mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// Sends the supervisor's own messages (a child started, a reload failed, ...) to
+    /// `log` instead of stderr, where they are `littleboss: NAME: ...` lines by default.
+    /// The text starts with the service name. `log_with(|_, _| {})` silences them; the
+    /// `log` and `tracing` features send them to those facades instead.
+    ///
+    /// ```no_run
+    /// # fn main() -> std::process::ExitCode {
+    /// littleboss::Littleboss::new("myblog")
+    ///     .log_with(|level, line| println!("[{level:?}] {line}"))
+    ///     .run_sync(|_lb| ())
+    /// # }
+    /// ```
+    pub fn log_with<F>(mut self, log: F) -> Littleboss
+    where
+        F: Fn(crate::Level, &str) + Send + Sync + 'static,
+    {
+        self.config.logger = crate::logger::Logger::new(Some(std::sync::Arc::new(log)));
         self
     }
 

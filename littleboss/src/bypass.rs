@@ -4,30 +4,32 @@ use std::process::ExitCode;
 
 use tokio::sync::watch;
 
+use crate::activation::Activated;
 use crate::context::{Slot, SlotState};
 use crate::listener;
 use crate::spec::ListenerSpec;
 
-/// Binds every listener that is on; the first failure is the error.
+/// Opens every listener that is on (adopting sockets systemd passed); the first
+/// failure is the error.
 pub(crate) fn bind_all(
     specs: &[(String, ListenerSpec)],
     unix_mode: Option<u32>,
+    activated: Activated,
 ) -> Result<Vec<Slot>, String> {
-    specs
-        .iter()
-        .map(|(name, spec)| {
-            let bound = listener::bind(name, spec, unix_mode).map_err(|e| e.to_string())?;
-            let state = match bound {
-                Some(bound) => SlotState::Open(bound.fd),
-                None => SlotState::Off,
-            };
-            Ok(Slot {
-                name: name.clone(),
-                network: spec.network,
-                state,
-            })
+    let (opened, unused) = listener::open_all(specs, unix_mode, activated)?;
+    for name in unused {
+        eprintln!(
+            "littleboss: systemd passed a socket named {name:?} that no listener declares; closed it"
+        );
+    }
+    Ok(opened
+        .into_iter()
+        .map(|(name, network, bound)| Slot {
+            name,
+            network,
+            state: bound.map_or(SlotState::Off, |b| SlotState::Open(b.fd)),
         })
-        .collect()
+        .collect())
 }
 
 /// Sets lameduck on the first SIGINT or SIGTERM, and exits at once on the second.

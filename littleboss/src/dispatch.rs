@@ -7,7 +7,7 @@ use crate::builder::{Config, SupervisorInit};
 use crate::context::{Context, Mode};
 use crate::flags::{self, Command, Flags};
 use crate::spec::ListenerSpec;
-use crate::{bypass, child, client, supervisor};
+use crate::{activation, bypass, child, client, supervisor};
 
 /// Exit code for a command line or declaration littleboss cannot accept.
 const USAGE: u8 = 2;
@@ -18,8 +18,10 @@ pub(crate) fn run(
     init: Option<SupervisorInit>,
     main: impl FnOnce(Context) -> Result<(), String>,
 ) -> ExitCode {
-    // First, before any thread exists: the child's channel and its variable.
+    // First, before any thread exists: the child's channel, systemd's sockets, and the
+    // variables that name them.
     let channel = child::take_channel();
+    let activated = activation::take();
     if let Err(e) = validate(&config) {
         eprintln!("littleboss: {e}");
         return ExitCode::from(USAGE);
@@ -48,8 +50,8 @@ pub(crate) fn run(
         }
     };
     match flags.command {
-        Command::Bypass => run_bypass(&specs, config.unix_mode, flags.args, main),
-        Command::Start => supervisor::start(config, init, specs, flags.args),
+        Command::Bypass => run_bypass(&specs, &config, activated, flags.args, main),
+        Command::Start => supervisor::start(config, init, specs, activated, flags.args),
         Command::Stop | Command::Status | Command::StatusJson | Command::Reload => {
             client::run(&config, &flags)
         }
@@ -88,11 +90,12 @@ fn run_child(
 
 fn run_bypass(
     specs: &[(String, ListenerSpec)],
-    unix_mode: Option<u32>,
+    config: &Config,
+    activated: activation::Activated,
     args: Vec<OsString>,
     main: impl FnOnce(Context) -> Result<(), String>,
 ) -> ExitCode {
-    let slots = match bypass::bind_all(specs, unix_mode) {
+    let slots = match bypass::bind_all(specs, config.unix_mode, activated) {
         Ok(slots) => slots,
         Err(e) => {
             eprintln!("littleboss: {e}");

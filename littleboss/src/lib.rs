@@ -113,6 +113,7 @@
 
 pub mod spec;
 
+mod activation;
 mod builder;
 mod bypass;
 mod channel;
@@ -123,11 +124,13 @@ mod dir;
 mod dispatch;
 mod flags;
 mod listener;
+mod logger;
 mod protocol;
 mod supervisor;
 
 pub use builder::{Flavor, Littleboss, MainResult};
 pub use context::{Context, Mode};
+pub use logger::Level;
 pub use protocol::{PROTOCOL, Status};
 
 /// Turns `main` into a self-supervising program: see the [crate documentation](crate).

@@ -203,6 +203,28 @@ fn bind_unix(address: &str, mode: Option<u32>) -> Result<Bound, String> {
     })
 }
 
+/// One declared listener, opened: adopted from systemd, bound, or off (`None`).
+pub(crate) type Opened = (String, Network, Option<Bound>);
+
+/// Opens every declared listener: a socket systemd passed under its name if there is
+/// one, else a new one bound to its spec. Returns the listeners, and the names of
+/// passed sockets that no listener declares (closed).
+pub(crate) fn open_all(
+    specs: &[(String, ListenerSpec)],
+    unix_mode: Option<u32>,
+    mut activated: crate::activation::Activated,
+) -> Result<(Vec<Opened>, Vec<String>), String> {
+    let mut opened = Vec::with_capacity(specs.len());
+    for (name, spec) in specs {
+        let bound = match activated.adopt(name, spec.network) {
+            Some(adopted) => Some(adopted.map_err(|e| format!("listener {name}: {e}"))?),
+            None => bind(name, spec, unix_mode).map_err(|e| e.to_string())?,
+        };
+        opened.push((name.clone(), spec.network, bound));
+    }
+    Ok((opened, activated.unused()))
+}
+
 /// Removes a socket file that a dead process left; refuses a live one, and anything
 /// that is not a socket.
 fn remove_stale(path: &Path) -> Result<(), String> {

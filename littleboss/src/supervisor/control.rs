@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::logger::{Level, Logger};
 use crate::protocol::{self, Request, Response};
 
 /// A request for the supervisor's loop, with where its answer goes.
@@ -42,6 +43,7 @@ pub(crate) async fn serve(
     listener: UnixListener,
     requests: mpsc::Sender<Incoming>,
     name: String,
+    logger: Logger,
     connections: Connections,
 ) {
     let slots = connections.0;
@@ -50,7 +52,7 @@ pub(crate) async fn serve(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of fds, most likely: wait a little rather than spin.
-                eprintln!("littleboss: {name}: control socket accept: {e}");
+                logger.log(Level::Warn, &name, &format!("control socket accept: {e}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -60,23 +62,33 @@ pub(crate) async fn serve(
         };
         let requests = requests.clone();
         let name = name.clone();
+        let logger = logger.clone();
         tokio::spawn(async move {
-            handle(stream, &requests, &name).await;
+            handle(stream, &requests, &name, &logger).await;
             drop(slot);
         });
     }
 }
 
-async fn handle(mut stream: UnixStream, requests: &mpsc::Sender<Incoming>, name: &str) {
+async fn handle(
+    mut stream: UnixStream,
+    requests: &mpsc::Sender<Incoming>,
+    name: &str,
+    logger: &Logger,
+) {
     if let Err(refusal) = check_peer(&stream) {
-        eprintln!("littleboss: {name}: refused a control connection: {refusal}");
+        logger.log(
+            Level::Warn,
+            name,
+            &format!("refused a control connection: {refusal}"),
+        );
         let _ = reply(&mut stream, &Response::Failed { reason: refusal }).await;
         return;
     }
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
         Ok(Ok(request)) => request,
         Ok(Err(e)) => {
-            eprintln!("littleboss: {name}: bad control request: {e}");
+            logger.log(Level::Warn, name, &format!("bad control request: {e}"));
             let _ = reply(&mut stream, &Response::Failed { reason: e }).await;
             return;
         }

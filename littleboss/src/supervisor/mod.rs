@@ -6,6 +6,8 @@
 //! ([`control`]) turns connections into requests for the loop.
 
 mod control;
+mod notify;
+mod reap;
 mod spawn;
 mod state;
 mod user;
@@ -24,10 +26,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::activation::Activated;
 use crate::builder::{Config, SupervisorInit};
 use crate::client::{self, AskError};
 use crate::dir;
 use crate::listener::{self, BoundAddr};
+use crate::logger::Level;
 use crate::protocol::{ListenerInfo, ReloadRequest, Request, Response};
 use crate::spec::ListenerSpec;
 
@@ -45,10 +49,11 @@ pub(crate) fn start(
     config: Config,
     init: Option<SupervisorInit>,
     specs: Vec<(String, ListenerSpec)>,
+    activated: Activated,
     args: Vec<OsString>,
 ) -> ExitCode {
     let name = config.name.clone();
-    let setup = match Setup::new(&config, specs, args) {
+    let setup = match Setup::new(&config, specs, activated, args) {
         Ok(setup) => setup,
         Err(e) => {
             eprintln!("littleboss: {name}: {e}");
@@ -117,6 +122,7 @@ impl Setup {
     fn new(
         config: &Config,
         specs: Vec<(String, ListenerSpec)>,
+        activated: Activated,
         args: Vec<OsString>,
     ) -> Result<Setup, String> {
         let run_as = user::resolve(config.user.as_deref(), config.group.as_deref())?;
@@ -127,15 +133,24 @@ impl Setup {
         // The lock is ours: no live supervisor of this name exists, so any socket file
         // left at the path is stale.
         let mut fds = FdTable::default();
-        let mut listeners = Vec::new();
-        for (name, spec) in &specs {
-            let bound = listener::bind(name, spec, config.unix_mode).map_err(|e| e.to_string())?;
-            listeners.push(ListenerRecord {
-                name: name.clone(),
-                network: spec.network,
-                bound: bound.map(|b| (b.addr, fds.insert_with_file(b.fd, b.file))),
-            });
+        let (opened, unused) = listener::open_all(&specs, config.unix_mode, activated)?;
+        for name in unused {
+            config.logger.log(
+                Level::Warn,
+                &config.name,
+                &format!(
+                    "systemd passed a socket named {name:?} that no listener declares; closed it"
+                ),
+            );
         }
+        let listeners = opened
+            .into_iter()
+            .map(|(name, network, bound)| ListenerRecord {
+                name,
+                network,
+                bound: bound.map(|b| (b.addr, fds.insert_with_file(b.fd, b.file))),
+            })
+            .collect();
         let path =
             std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         let exe = spawn::open_executable(Path::new("/proc/self/exe"))?;
@@ -238,6 +253,7 @@ struct Supervisor {
     /// The flock on `<name>.lock`, held for the supervisor's whole life.
     _lock: OwnedFd,
     run_as: Option<user::RunAs>,
+    notify: Option<notify::Notify>,
 }
 
 impl Supervisor {
@@ -250,6 +266,7 @@ impl Supervisor {
             control,
             requests_tx,
             config.name.clone(),
+            config.logger.clone(),
             connections.clone(),
         ));
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -287,7 +304,13 @@ impl Supervisor {
             connections,
             _lock: setup.lock,
             run_as: setup.run_as,
+            notify: None,
         };
+        match notify::Notify::from_env() {
+            Some(Ok(notify)) => supervisor.notify = Some(notify),
+            Some(Err(e)) => supervisor.warn(&e),
+            None => {}
+        }
         let listeners = supervisor.state.listeners.clone();
         let child = supervisor.spawn_child(setup.program, listeners)?;
         supervisor.log(&format!(
@@ -308,9 +331,15 @@ impl Supervisor {
             signal(SignalKind::hangup()),
         );
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
-            self.log("cannot install signal handlers; stopping");
+            self.warn("cannot install signal handlers; stopping");
             self.kill_all("the supervisor could not start");
             return 1;
+        };
+        // As PID 1, orphans are reparented to us: reap them on SIGCHLD.
+        let mut orphans = if reap::is_init() {
+            signal(SignalKind::child()).ok()
+        } else {
+            None
         };
         loop {
             if let Some(code) = self.done {
@@ -326,6 +355,9 @@ impl Supervisor {
                 _ = int.recv() => self.on_stop_signal("SIGINT"),
                 _ = hup.recv() => self.on_hangup(),
                 _ = sleep_until(self.respawn_at), if self.respawn_at.is_some() => self.respawn(),
+                Some(()) = recv_signal(orphans.as_mut()) => {
+                    reap::reap_orphans(&self.child_pids());
+                }
             }
         }
     }
@@ -386,54 +418,25 @@ impl Supervisor {
     }
 
     fn begin_reload(&mut self, request: ReloadRequest, waiter: Option<Waiter>) {
-        let refuse = |waiter: Option<Waiter>, reason: String| {
+        let refusal = match self.state.phase {
+            Phase::Stopping => Some(format!("{} is stopping", self.state.name)),
+            Phase::Reloading => {
+                let pid = self.state.next.as_ref().map_or(0, |c| c.pid);
+                Some(format!(
+                    "another reload is under way (new child pid {pid}); try again when it has ended"
+                ))
+            }
+            Phase::Starting | Phase::Running => None,
+        };
+        if let Some(reason) = refusal {
+            self.warn(&format!("reload refused: {reason}"));
             if let Some(waiter) = waiter {
                 let _ = waiter.send(Response::Failed { reason });
             }
-        };
-        match self.state.phase {
-            Phase::Stopping => {
-                self.log("reload refused: stopping");
-                return refuse(waiter, format!("{} is stopping", self.state.name));
-            }
-            Phase::Reloading => {
-                let pid = self.state.next.as_ref().map_or(0, |c| c.pid);
-                let reason = format!(
-                    "another reload is under way (new child pid {pid}); try again when it has ended"
-                );
-                self.log(&format!("reload refused: {reason}"));
-                return refuse(waiter, reason);
-            }
-            Phase::Starting | Phase::Running => {}
+            return;
         }
-        let path = PathBuf::from(OsString::from_vec(request.path));
-        let exe = match spawn::open_executable(&path) {
-            Ok(exe) => exe,
-            Err(reason) => {
-                self.state.failures += 1;
-                self.log(&format!("reload failed: {reason}"));
-                return refuse(waiter, reason);
-            }
-        };
-        let args = match (request.args, self.serving_program()) {
-            (Some(args), _) => args.into_iter().map(OsString::from_vec).collect(),
-            (None, Some(program)) => program.args.clone(),
-            (None, None) => vec![path.clone().into_os_string()],
-        };
-        let listeners = match self.rebind(&request.listeners) {
-            Ok(listeners) => listeners,
-            Err(reason) => {
-                self.log(&format!("reload failed: {reason}"));
-                self.collect_fds();
-                return refuse(waiter, reason);
-            }
-        };
-        let program = ProgramRecord {
-            path,
-            args,
-            exe: self.fds.insert(exe),
-        };
-        match self.spawn_child(program, listeners) {
+        self.notify(&notify::reloading("reloading"));
+        match self.start_reload(request) {
             Ok(child) => {
                 self.log(&format!(
                     "reloading: started pid {} ({})",
@@ -449,12 +452,37 @@ impl Supervisor {
                 });
             }
             Err(reason) => {
-                self.state.failures += 1;
-                self.log(&format!("reload failed: {reason}"));
+                self.warn(&format!("reload failed: {reason}"));
                 self.collect_fds();
-                refuse(waiter, reason);
+                self.notify(&format!(
+                    "READY=1\nSTATUS=reload failed; {}",
+                    self.serving()
+                ));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(Response::Failed { reason });
+                }
             }
         }
+    }
+
+    /// Opens the new executable, binds the listeners the request moves, and starts the
+    /// new child beside the serving one.
+    fn start_reload(&mut self, request: ReloadRequest) -> Result<ChildRecord, String> {
+        let path = PathBuf::from(OsString::from_vec(request.path));
+        let exe = spawn::open_executable(&path).inspect_err(|_| self.state.failures += 1)?;
+        let args = match (request.args, self.serving_program()) {
+            (Some(args), _) => args.into_iter().map(OsString::from_vec).collect(),
+            (None, Some(program)) => program.args.clone(),
+            (None, None) => vec![path.clone().into_os_string()],
+        };
+        let listeners = self.rebind(&request.listeners)?;
+        let program = ProgramRecord {
+            path,
+            args,
+            exe: self.fds.insert(exe),
+        };
+        self.spawn_child(program, listeners)
+            .inspect_err(|_| self.state.failures += 1)
     }
 
     /// The listener set for a reload: the current one, with the listeners named in
@@ -495,6 +523,7 @@ impl Supervisor {
             return;
         }
         self.state.phase = Phase::Stopping;
+        self.notify("STOPPING=1\nSTATUS=stopping");
         self.respawn_at = None;
         self.state.waiting = None;
         if let Some(next) = &self.state.next {
@@ -552,6 +581,7 @@ impl Supervisor {
                 self.state.phase = Phase::Running;
             }
             self.log(&format!("child pid {pid} is ready"));
+            self.notify(&format!("READY=1\nSTATUS={}", self.serving()));
         }
     }
 
@@ -583,6 +613,7 @@ impl Supervisor {
         self.log(&format!(
             "reloaded: pid {old_shown} -> {new_pid} in {ms} ms"
         ));
+        self.notify(&format!("READY=1\nSTATUS={}", self.serving()));
         if let Some(waiter) = reloading.and_then(|r| r.waiter) {
             let _ = waiter.send(Response::Reloaded {
                 old_pid,
@@ -597,7 +628,11 @@ impl Supervisor {
         if let Some(next) = self.state.next.take_if(|c| c.id == id) {
             let reason = format!("new child pid {} {}", next.pid, exit.describe());
             self.state.failures += 1;
-            self.log(&format!("reload failed: {reason}"));
+            self.warn(&format!("reload failed: {reason}"));
+            self.notify(&format!(
+                "READY=1\nSTATUS=reload failed; {}",
+                self.serving()
+            ));
             let reloading = self.reloading.take();
             if self.state.phase != Phase::Stopping {
                 self.state.phase = if self.state.current.as_ref().is_some_and(|c| c.ready) {
@@ -690,7 +725,7 @@ impl Supervisor {
             }
             Err(reason) => {
                 self.state.failures += 1;
-                self.log(&format!("cannot start the child: {reason}"));
+                self.warn(&format!("cannot start the child: {reason}"));
                 false
             }
         }
@@ -808,6 +843,18 @@ impl Supervisor {
         argv
     }
 
+    /// The pids of every child the supervisor started and has not seen exit.
+    fn child_pids(&self) -> Vec<u32> {
+        let state = &self.state;
+        state
+            .current
+            .iter()
+            .chain(state.next.iter())
+            .chain(state.draining.iter())
+            .map(|c| c.pid)
+            .collect()
+    }
+
     fn command(&self, id: u64, cmd: ChildCmd) {
         if let Some(tx) = self.children.get(&id) {
             let _ = tx.send(cmd);
@@ -841,7 +888,43 @@ impl Supervisor {
     }
 
     fn log(&self, message: &str) {
-        eprintln!("littleboss: {}: {message}", self.state.name);
+        self.config
+            .logger
+            .log(Level::Info, &self.state.name, message);
+    }
+
+    fn warn(&self, message: &str) {
+        self.config
+            .logger
+            .log(Level::Warn, &self.state.name, message);
+    }
+
+    /// Tells systemd (if it is listening) about the service's state.
+    fn notify(&self, state: &str) {
+        if let Some(notify) = &self.notify {
+            if let Err(e) = notify.send(state) {
+                self.warn(&e);
+            }
+        }
+    }
+
+    /// `serving: child pid N (PATH)`, for systemd's status line.
+    fn serving(&self) -> String {
+        match &self.state.current {
+            Some(c) => format!(
+                "serving: child pid {} ({})",
+                c.pid,
+                c.program.path.display()
+            ),
+            None => "no child running".to_string(),
+        }
+    }
+}
+
+async fn recv_signal(signal: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
     }
 }
 

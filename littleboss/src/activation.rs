@@ -1,0 +1,151 @@
+//! systemd socket activation: sockets passed as `LISTEN_FDS` (named by
+//! `LISTEN_FDNAMES`) are adopted by the declared listeners of the same name instead of
+//! being bound.
+
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+
+use rustix::io::FdFlags;
+use rustix::net::{AddressFamily, SocketType, sockopt};
+
+use crate::listener::{Bound, BoundAddr};
+use crate::spec::{Kind, Network};
+
+/// The first fd systemd passes.
+const FIRST_FD: i32 = 3;
+
+/// The variables of the protocol; removed from the environment once read.
+const VARS: &[&str] = &["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// Sockets passed by systemd, by name.
+#[derive(Debug, Default)]
+pub(crate) struct Activated {
+    sockets: Vec<(String, OwnedFd)>,
+}
+
+/// Takes the sockets systemd passed to this process, if any, and removes the variables.
+///
+/// Must run before the process starts any thread (it is called first thing in `run`).
+pub(crate) fn take() -> Activated {
+    let var = |name: &str| std::env::var(name).ok();
+    let (fds, pid, names) = (var("LISTEN_FDS"), var("LISTEN_PID"), var("LISTEN_FDNAMES"));
+    for name in VARS {
+        // SAFETY: littleboss calls this first thing in `main`, before the program or the
+        // runtime has started any thread, so nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(name) };
+    }
+    let ours = pid.and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count = fds.and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
+    if !ours || count <= 0 {
+        return Activated::default();
+    }
+    let names: Vec<String> = names
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut sockets = Vec::new();
+    for (i, raw) in (FIRST_FD..FIRST_FD.saturating_add(count)).enumerate() {
+        // SAFETY: a syscall on an fd number that may be closed is memory-safe; it fails
+        // with EBADF, and the borrow does not outlive this expression.
+        if rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(raw) }).is_err() {
+            continue;
+        }
+        // SAFETY: the fd is open (checked above) and systemd passed it to this process
+        // alone (LISTEN_PID is our pid); the variables, now removed, were its only record.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let _ = rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC);
+        let name = names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| "unknown".to_string());
+        sockets.push((name, fd));
+    }
+    Activated { sockets }
+}
+
+impl Activated {
+    /// The socket passed under `name`, checked against the listener's network.
+    pub(crate) fn adopt(&mut self, name: &str, network: Network) -> Option<io::Result<Bound>> {
+        let at = self.sockets.iter().position(|(n, _)| n == name)?;
+        let (_, fd) = self.sockets.remove(at);
+        Some(check(name, network, fd))
+    }
+
+    /// The names of the sockets no listener adopted (they are closed).
+    pub(crate) fn unused(self) -> Vec<String> {
+        self.sockets.into_iter().map(|(name, _)| name).collect()
+    }
+}
+
+fn check(name: &str, network: Network, fd: OwnedFd) -> io::Result<Bound> {
+    let mismatch = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the socket systemd passed as {name:?} is {what}, but the listener is {network}"
+            ),
+        )
+    };
+    let kind = sockopt::socket_type(&fd)?;
+    let domain = sockopt::socket_domain(&fd)?;
+    let (want_kind, domains): (SocketType, &[AddressFamily]) = match network {
+        Network::Tcp => (
+            SocketType::STREAM,
+            &[AddressFamily::INET, AddressFamily::INET6],
+        ),
+        Network::Tcp4 => (SocketType::STREAM, &[AddressFamily::INET]),
+        Network::Tcp6 => (SocketType::STREAM, &[AddressFamily::INET6]),
+        Network::Udp => (
+            SocketType::DGRAM,
+            &[AddressFamily::INET, AddressFamily::INET6],
+        ),
+        Network::Udp4 => (SocketType::DGRAM, &[AddressFamily::INET]),
+        Network::Udp6 => (SocketType::DGRAM, &[AddressFamily::INET6]),
+        Network::Unix => (SocketType::STREAM, &[AddressFamily::UNIX]),
+    };
+    if kind != want_kind {
+        let what = if kind == SocketType::DGRAM {
+            "a datagram socket"
+        } else {
+            "not a datagram socket"
+        };
+        return Err(mismatch(what.to_string()));
+    }
+    if !domains.contains(&domain) {
+        let what = match domain {
+            AddressFamily::INET => "IPv4",
+            AddressFamily::INET6 => "IPv6",
+            AddressFamily::UNIX => "a unix socket",
+            _ => "of another family",
+        };
+        return Err(mismatch(what.to_string()));
+    }
+    if network.kind() != Kind::Udp && !sockopt::socket_acceptconn(&fd)? {
+        return Err(mismatch("not listening".to_string()));
+    }
+    let local = rustix::net::getsockname(&fd)?;
+    let addr = if network == Network::Unix {
+        let shown = local
+            .clone()
+            .try_into()
+            .ok()
+            .and_then(|unix: rustix::net::SocketAddrUnix| {
+                unix.path()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .or_else(|| {
+                        unix.abstract_name()
+                            .map(|n| format!("@{}", String::from_utf8_lossy(n)))
+                    })
+            })
+            .unwrap_or_else(|| "(unnamed)".to_string());
+        BoundAddr::Unix(shown)
+    } else {
+        BoundAddr::Ip(
+            std::net::SocketAddr::try_from(local).map_err(|_| io::Error::other("no IP address"))?,
+        )
+    };
+    Ok(Bound {
+        fd,
+        addr,
+        file: None,
+    })
+}

@@ -30,7 +30,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 /// How long a connection that sends nothing is kept open after lameduck.
@@ -58,6 +58,9 @@ async fn main(lb: littleboss::Context) -> std::io::Result<()> {
         std::process::id(),
         exe.display()
     ));
+    // Serve one request in memory before saying ready, so that the first real one is
+    // not the one that pays for a cold process: the old process keeps serving until then.
+    warm_up(lb.clone(), greeting.clone()).await;
     lb.ready();
 
     let mut connections = JoinSet::new();
@@ -66,6 +69,7 @@ async fn main(lb: littleboss::Context) -> std::io::Result<()> {
             _ = lb.lameduck() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(serve(stream, lb.clone(), greeting.clone()));
                 }
                 Err(e) => {
@@ -83,10 +87,24 @@ async fn main(lb: littleboss::Context) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs one request through the server over an in-memory pipe.
+async fn warm_up(lb: littleboss::Context, greeting: Bytes) {
+    let (mut client, server) = tokio::io::duplex(4096);
+    let server = tokio::spawn(serve(server, lb, greeting));
+    let _ = client
+        .write_all(b"GET / HTTP/1.1\r\nHost: warm-up\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut response = Vec::new();
+    let _ = client.read_to_end(&mut response).await;
+    let _ = server.await;
+}
+
 /// Serves one connection until the client closes it, or until lameduck plus the grace
 /// period has passed without a request in flight.
-async fn serve(stream: TcpStream, lb: littleboss::Context, greeting: Bytes) {
-    let _ = stream.set_nodelay(true);
+async fn serve<S>(stream: S, lb: littleboss::Context, greeting: Bytes)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service_lb = lb.clone();
     let service = service_fn(move |_request: Request<Incoming>| {
         let mut response = Response::new(Full::new(greeting.clone()));

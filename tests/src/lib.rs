@@ -1,1 +1,799 @@
-//! Helper programs and the benchmark for the littleboss integration tests.
+//! Support for the littleboss integration tests, and the helper programs they run.
+//!
+//! The tests run real processes with real sockets and signals, on loopback only:
+//!
+//! - `src/bin/lb-http.rs` (service `lbhttp`): an async HTTP server with behaviour
+//!   switches (`--exit-code=N`, `--crash-after-ms=N`, `--never-ready`, ...); see its
+//!   documentation.
+//! - `src/bin/lb-sync.rs` (service `lbsync`): the same answer from a plain `fn main`.
+//!
+//! Both answer every request with `pid PID exe EXE mode MODE\n` (see [`Answer`]) and
+//! print `... pid PID serving LISTENER on ADDR` on stderr for each listener they serve.
+//!
+//! A test builds an [`Env`] (a private `LITTLEBOSS_DIR` and a place for logs), runs
+//! commands with it ([`Env::run`]), and starts supervisors ([`Env::start`]) or other
+//! long-running processes ([`Env::spawn`]) as guards that kill everything they started
+//! when dropped, even when the test panics, and then print the process's stderr. It
+//! waits for conditions with [`wait_for`] (or [`Spawned::wait_for`], which adds the
+//! process's stderr to the failure), never with bare sleeps.
+//!
+//! ```ignore
+//! // (`bin!` works in integration tests only: it reads `CARGO_BIN_EXE_*`.)
+//! use littleboss_tests::{Env, NO_ARGS, bin, get};
+//!
+//! let env = Env::new();
+//! let sup = env.start(bin!("lb-http"), NO_ARGS);
+//! let answer = get(sup.addr("http")).unwrap();
+//! assert_eq!(answer.pid, sup.child_pid());
+//! ```
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::ops::Deref;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use rustix::process::Signal;
+pub use serde_json::Value;
+
+/// How long a test waits for a condition before it fails. Generous: the suite must pass
+/// on a loaded two-core machine; a passing test never waits this long.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// No arguments, for [`Env::spawn`], [`Env::start`] and [`Env::run`]: `&[]` alone
+/// leaves the argument type unknown.
+pub const NO_ARGS: &[&str] = &[];
+
+/// How often [`wait_for`] looks at its condition.
+pub const POLL: Duration = Duration::from_millis(15);
+
+/// How long a command run with [`Env::run`] may take (a `stop` waits for the child's
+/// lameduck) before it is killed and the test fails.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The path of a binary of this package, for an integration test: `bin!("lb-http")`.
+///
+/// Expands to `env!("CARGO_BIN_EXE_<name>")` in the calling test, as a `&Path`.
+#[macro_export]
+macro_rules! bin {
+    ($name:literal) => {
+        ::std::path::Path::new(env!(concat!("CARGO_BIN_EXE_", $name)))
+    };
+}
+
+/// Polls `condition` every [`POLL`] until it returns `Some`, and returns that value.
+///
+/// Panics, naming `what`, if `timeout` passes first.
+pub fn wait_for<T>(timeout: Duration, what: &str, condition: impl FnMut() -> Option<T>) -> T {
+    match poll(timeout, condition) {
+        Some(value) => value,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// [`wait_for`] without the panic: `None` if `timeout` passed.
+fn poll<T>(timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A test's private littleboss environment: a temporary directory that holds the
+/// control directory (`LITTLEBOSS_DIR`), the logs of the processes it starts, and
+/// copies of binaries. Everything is removed when it is dropped.
+///
+/// Guards borrow their `Env`, so they are always dropped (and their processes killed)
+/// before the directory goes away.
+#[derive(Debug)]
+pub struct Env {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+    counter: AtomicUsize,
+}
+
+impl Default for Env {
+    fn default() -> Env {
+        Env::new()
+    }
+}
+
+impl Env {
+    /// A new environment. The control directory does not exist yet; the first
+    /// supervisor creates it (mode 0700), as it would on a real system.
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("lbtest.")
+            .tempdir()
+            .expect("create a temporary directory");
+        let dir = tmp.path().join("run");
+        Env {
+            tmp,
+            dir,
+            counter: AtomicUsize::new(0),
+        }
+    }
+
+    /// The temporary directory (logs and binary copies live here).
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The control directory, `LITTLEBOSS_DIR` for every command of this environment.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The control socket of service `name`: `$LITTLEBOSS_DIR/<name>.sock`.
+    pub fn socket(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.sock"))
+    }
+
+    /// The lock file of service `name`: `$LITTLEBOSS_DIR/<name>.lock`.
+    pub fn lock(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.lock"))
+    }
+
+    /// A command running `bin` in this environment: `LITTLEBOSS_DIR` set, no channel fd
+    /// variable inherited, stdin from `/dev/null`.
+    pub fn command(&self, bin: &Path) -> Command {
+        let mut command = Command::new(bin);
+        command
+            .env("LITTLEBOSS_DIR", &self.dir)
+            .env_remove("LITTLEBOSS_CHANNEL_FD")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `bin ARGS` to completion (at most [`COMMAND_TIMEOUT`]) and returns its exit
+    /// status and output. For short commands (`stop`, `status`, `reload`...): a
+    /// long-running process belongs in [`spawn`](Self::spawn).
+    pub fn run<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Outcome {
+        let mut command = self.command(bin);
+        command.args(args);
+        run_command(command, COMMAND_TIMEOUT)
+    }
+
+    /// `bin --littleboss=status-json`, parsed; panics (with the output) if it fails.
+    pub fn status_json(&self, bin: &Path) -> Value {
+        self.try_status_json(bin)
+            .unwrap_or_else(|outcome| panic!("status-json failed: {outcome}"))
+    }
+
+    /// `bin --littleboss=status-json`, parsed, or the outcome of the failed command.
+    pub fn try_status_json(&self, bin: &Path) -> Result<Value, Outcome> {
+        let outcome = self.run(bin, &["--littleboss=status-json"]);
+        if outcome.code() != Some(0) {
+            return Err(outcome);
+        }
+        match serde_json::from_str(&outcome.stdout) {
+            Ok(value) => Ok(value),
+            Err(e) => panic!("status-json printed invalid JSON ({e}): {outcome}"),
+        }
+    }
+
+    /// Starts `bin ARGS` as a guarded long-running process (bypass mode, or any mode),
+    /// in a process group of its own, with its stdout and stderr captured to files.
+    pub fn spawn<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Spawned {
+        let label = format!(
+            "{} {}",
+            bin.file_name().unwrap_or(bin.as_os_str()).to_string_lossy(),
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let stdout_path = self.path().join(format!("process-{n}.stdout"));
+        let stderr_path = self.path().join(format!("process-{n}.stderr"));
+        let mut command = self.command(bin);
+        command
+            .args(args)
+            .stdout(File::create(&stdout_path).expect("create the stdout file"))
+            .stderr(File::create(&stderr_path).expect("create the stderr file"))
+            .process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
+        Spawned {
+            label: label.trim_end().to_string(),
+            pid: child.id(),
+            child: Mutex::new(child),
+            exited: Mutex::new(None),
+            stdout_path,
+            stderr_path,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts `bin --littleboss=start ARGS` and waits until its first child is ready
+    /// (status `running`).
+    pub fn start<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Supervisor<'_> {
+        let supervisor = self.start_nowait(bin, args);
+        supervisor.wait_running();
+        supervisor
+    }
+
+    /// Starts `bin --littleboss=start ARGS` without waiting for anything.
+    pub fn start_nowait<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Supervisor<'_> {
+        let mut all: Vec<&OsStr> = vec![OsStr::new("--littleboss=start")];
+        all.extend(args.iter().map(AsRef::as_ref));
+        Supervisor {
+            env: self,
+            bin: bin.to_path_buf(),
+            process: self.spawn(bin, &all),
+        }
+    }
+
+    /// Copies `bin` to `<tmp>/<name>` (executable) and returns the new path: "a second
+    /// binary" for a reload.
+    ///
+    /// The copy is made by a `cp` process, so that no process of the test binary ever
+    /// holds the new file open for writing (a file open for writing cannot be executed:
+    /// ETXTBSY, and a concurrent test's fork would inherit the fd).
+    pub fn copy_binary(&self, bin: &Path, name: &str) -> PathBuf {
+        let target = self.path().join(name);
+        let outcome = run_command(
+            {
+                let mut cp = Command::new("cp");
+                cp.arg("--").arg(bin).arg(&target).stdin(Stdio::null());
+                cp
+            },
+            COMMAND_TIMEOUT,
+        );
+        assert_eq!(
+            outcome.code(),
+            Some(0),
+            "copying {} failed: {outcome}",
+            bin.display()
+        );
+        target
+    }
+}
+
+/// How a command that ran to completion ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// The exit code (`None` if a signal killed it).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout ---\n{}--- stderr ---\n{}--------------",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `command` with its output piped, kills it and panics if it takes longer than
+/// `timeout`.
+fn run_command(mut command: Command, timeout: Duration) -> Outcome {
+    let shown = format!("{command:?}");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = poll(timeout, || child.try_wait().expect("wait for a command"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{shown} did not finish within {timeout:?}; stderr so far:\n{}",
+            stderr.join().unwrap_or_default()
+        );
+    };
+    Outcome {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// A process identity that survives pid reuse: its pid and its start time (in clock
+/// ticks since boot, from `/proc/PID/stat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ProcId {
+    pid: u32,
+    start: u64,
+}
+
+impl ProcId {
+    /// The process `pid` as it is now, if it exists.
+    fn of(pid: u32) -> Option<ProcId> {
+        proc_stat(pid).map(|stat| ProcId {
+            pid,
+            start: stat.start,
+        })
+    }
+
+    /// Whether `pid` still names this very process.
+    fn is_same(&self) -> bool {
+        ProcId::of(self.pid) == Some(*self)
+    }
+}
+
+/// The few fields of `/proc/PID/stat` the tests use.
+struct ProcStat {
+    state: char,
+    start: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold anything, so split after its last `)`.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        // Field 22 of the file, the 20th after the command.
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Whether process `pid` is gone: no `/proc/PID`, or a zombie (exited, not yet reaped).
+pub fn is_gone(pid: u32) -> bool {
+    match proc_stat(pid) {
+        None => true,
+        Some(stat) => matches!(stat.state, 'Z' | 'X' | 'x'),
+    }
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+pub fn is_alive(pid: u32) -> bool {
+    !is_gone(pid)
+}
+
+/// Waits (up to [`DEADLINE`]) until process `pid` is gone; `what` names it in the panic.
+pub fn wait_gone(pid: u32, what: &str) {
+    wait_for(DEADLINE, &format!("{what} (pid {pid}) to exit"), || {
+        is_gone(pid).then_some(())
+    });
+}
+
+/// The children of process `pid`, from `/proc/PID/task/*/children`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children.sort_unstable();
+    children.dedup();
+    children
+}
+
+fn rustix_pid(pid: u32) -> io::Result<rustix::process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad pid {pid}")))
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: Signal) -> io::Result<()> {
+    rustix::process::kill_process(rustix_pid(pid)?, signal).map_err(io::Error::from)
+}
+
+/// Sends `signal` to process group `pgid`.
+pub fn send_signal_to_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    rustix::process::kill_process_group(rustix_pid(pgid)?, signal).map_err(io::Error::from)
+}
+
+/// SIGKILL to process `pid` and to its process group (littleboss children lead groups of
+/// their own); errors (already gone) are ignored.
+pub fn kill(pid: u32) {
+    let _ = send_signal_to_group(pid, Signal::KILL);
+    let _ = send_signal(pid, Signal::KILL);
+}
+
+/// A long-running process started by [`Env::spawn`], in a process group of its own.
+///
+/// On drop it SIGKILLs the process, every child it has, and every process recorded with
+/// [`track`](Self::track) (if that pid still names the same process), reaps it, and, if
+/// the test is panicking, prints its stdout and stderr.
+#[derive(Debug)]
+pub struct Spawned {
+    label: String,
+    pid: u32,
+    child: Mutex<Child>,
+    exited: Mutex<Option<ExitStatus>>,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    seen: Mutex<Vec<ProcId>>,
+}
+
+impl Spawned {
+    /// Its pid (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Everything it (and its children, which share it) printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Everything it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Its exit status if it has exited (it is reaped then).
+    pub fn try_exit(&self) -> Option<ExitStatus> {
+        let mut exited = lock(&self.exited);
+        if exited.is_none() {
+            *exited = lock(&self.child).try_wait().expect("try_wait");
+        }
+        *exited
+    }
+
+    /// Waits (up to [`DEADLINE`]) for it to exit, and returns its status.
+    pub fn wait_exit(&self) -> ExitStatus {
+        self.wait_for(&format!("{} to exit", self.label), || self.try_exit())
+    }
+
+    /// Waits for it to exit and returns its exit code (panics if a signal killed it).
+    pub fn wait_code(&self) -> i32 {
+        let status = self.wait_exit();
+        status.code().unwrap_or_else(|| {
+            panic!(
+                "{} was killed by signal {:?}\n{}",
+                self.label,
+                status.signal(),
+                self.logs()
+            )
+        })
+    }
+
+    /// Sends it `signal` (panics if it has already exited and been reaped).
+    pub fn signal(&self, signal: Signal) {
+        let exited = lock(&self.exited);
+        assert!(
+            exited.is_none(),
+            "cannot signal {}: it has exited ({exited:?})",
+            self.label
+        );
+        send_signal(self.pid, signal).expect("send a signal");
+    }
+
+    /// Records `pid` (a process it started) to be killed on drop if it is still the
+    /// same process then.
+    pub fn track(&self, pid: u32) {
+        if let Some(id) = ProcId::of(pid) {
+            let mut seen = lock(&self.seen);
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+        }
+    }
+
+    /// [`wait_for`] with [`DEADLINE`], adding this process's stderr to the failure.
+    pub fn wait_for<T>(&self, what: &str, condition: impl FnMut() -> Option<T>) -> T {
+        match poll(DEADLINE, condition) {
+            Some(value) => value,
+            None => panic!(
+                "timed out after {DEADLINE:?} waiting for {what}\n{}",
+                self.logs()
+            ),
+        }
+    }
+
+    /// Waits for a line of its stderr that contains `needle`, and returns that line.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_for(
+            &format!("{needle:?} on the stderr of {}", self.label),
+            || {
+                self.stderr()
+                    .lines()
+                    .find(|line| line.contains(needle))
+                    .map(str::to_string)
+            },
+        )
+    }
+
+    /// Waits for `... pid PID serving LISTENER on ADDR` from the helper program with pid
+    /// `pid` on its stderr, and returns the address.
+    pub fn wait_serving(&self, pid: u32, listener: &str) -> SocketAddr {
+        let line = self.wait_for_log(&format!("pid {pid} serving {listener} on "));
+        let (_, addr) = line
+            .rsplit_once(" on ")
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        addr.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
+    }
+
+    /// Its label, stdout and stderr, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- stdout of {} (pid {}) ---\n{}--- stderr of {} (pid {}) ---\n{}-----------",
+            self.label,
+            self.pid,
+            self.stdout(),
+            self.label,
+            self.pid,
+            self.stderr()
+        )
+    }
+
+    /// Kills everything; see the type's documentation.
+    fn cleanup(&self) {
+        let mut targets: Vec<u32> = Vec::new();
+        if self.try_exit().is_none() {
+            // Freeze it so that it starts nothing new while its children are listed;
+            // a stopped process cannot reap them either, so their pids stay theirs.
+            let _ = send_signal_to_group(self.pid, Signal::STOP);
+            targets.extend(children_of(self.pid));
+        }
+        targets.extend(
+            lock(&self.seen)
+                .iter()
+                .filter(|id| id.is_same())
+                .map(|id| id.pid),
+        );
+        for pid in &targets {
+            kill(*pid);
+        }
+        if self.try_exit().is_none() {
+            let _ = send_signal_to_group(self.pid, Signal::KILL);
+            let mut child = lock(&self.child);
+            let _ = child.kill();
+            if let Ok(status) = child.wait() {
+                *lock(&self.exited) = Some(status);
+            }
+        }
+        // Orphans are reaped by init; wait (briefly) so that the next test does not
+        // see them, without failing a drop over it.
+        let _ = poll(Duration::from_secs(5), || {
+            targets.iter().all(|pid| is_gone(*pid)).then_some(())
+        });
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.cleanup();
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A supervisor started with `--littleboss=start` by [`Env::start`]: a [`Spawned`]
+/// (it dereferences to it) that also knows its binary and environment, to ask for its
+/// status. Every child pid a status shows is tracked, so that the drop kills it too.
+#[derive(Debug)]
+pub struct Supervisor<'e> {
+    env: &'e Env,
+    bin: PathBuf,
+    process: Spawned,
+}
+
+impl Deref for Supervisor<'_> {
+    type Target = Spawned;
+
+    fn deref(&self) -> &Spawned {
+        &self.process
+    }
+}
+
+impl Supervisor<'_> {
+    /// The binary it was started from (its client commands run this binary too).
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Runs its binary with `args` in its environment (`--littleboss=stop`, ...).
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Outcome {
+        self.env.run(&self.bin, args)
+    }
+
+    /// Its `status-json`, or the failed command's outcome.
+    pub fn try_status(&self) -> Result<Value, Outcome> {
+        let status = self.env.try_status_json(&self.bin)?;
+        if let Some(pid) = status["child_pid"].as_u64() {
+            self.track(u32::try_from(pid).expect("a pid"));
+        }
+        Ok(status)
+    }
+
+    /// Its `status-json`; panics (with its stderr) if the command fails.
+    pub fn status(&self) -> Value {
+        self.try_status()
+            .unwrap_or_else(|outcome| panic!("status-json failed: {outcome}\n{}", self.logs()))
+    }
+
+    /// Waits until its status says `running` with a child, and returns that status.
+    /// Fails at once if the supervisor exits.
+    pub fn wait_running(&self) -> Value {
+        self.wait_for("the supervisor to report state running", || {
+            if let Some(status) = self.try_exit() {
+                panic!(
+                    "the supervisor exited ({status}) before it was running\n{}",
+                    self.logs()
+                );
+            }
+            let status = self.try_status().ok()?;
+            (status["state"] == "running" && status["child_pid"].is_u64()).then_some(status)
+        })
+    }
+
+    /// The serving child's pid, from its status.
+    pub fn child_pid(&self) -> u32 {
+        let status = self.status();
+        let pid = status["child_pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no child_pid in {status}\n{}", self.logs()));
+        u32::try_from(pid).expect("a pid")
+    }
+
+    /// The address listener `name` is bound to, from its status.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        let status = self.status();
+        listener_addr(&status, name)
+            .unwrap_or_else(|| panic!("listener {name} is not bound in {status}"))
+    }
+}
+
+/// The address of listener `name` in a status (`"tcp:127.0.0.1:41234"`), or `None` if
+/// it is `off` or missing.
+pub fn listener_addr(status: &Value, name: &str) -> Option<SocketAddr> {
+    let shown = status["listeners"][name].as_str()?;
+    let (_, addr) = shown.split_once(':')?;
+    addr.parse().ok()
+}
+
+/// The serving child's command line from a status (`child_args`), without the listener
+/// flags (`--NAME=ADDR` for a NAME in `listeners`) that the supervisor may add: the
+/// program's own arguments, program name first.
+pub fn program_args(status: &Value) -> Vec<String> {
+    let listeners = status["listeners"].as_object();
+    let is_listener_flag = |arg: &str| {
+        let Some((flag, _)) = arg.split_once('=') else {
+            return false;
+        };
+        let name = flag.trim_start_matches('-');
+        flag.starts_with('-') && listeners.is_some_and(|l| l.contains_key(name))
+    };
+    status["child_args"]
+        .as_array()
+        .map(|args| {
+            args.iter()
+                .filter_map(Value::as_str)
+                .filter(|arg| !is_listener_flag(arg))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the helper programs answer: `pid PID exe EXE mode MODE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The pid of the process that answered.
+    pub pid: u32,
+    /// Its executable (`std::env::current_exe`).
+    pub exe: String,
+    /// `bypass` or `supervised`.
+    pub mode: String,
+}
+
+impl Answer {
+    /// Parses a response body.
+    pub fn parse(body: &str) -> Option<Answer> {
+        let rest = body.strip_prefix("pid ")?;
+        let (pid, rest) = rest.split_once(" exe ")?;
+        let (exe, mode) = rest.rsplit_once(" mode ")?;
+        Some(Answer {
+            pid: pid.parse().ok()?,
+            exe: exe.to_string(),
+            mode: mode.trim_end().to_string(),
+        })
+    }
+}
+
+/// How long [`http_get`] waits to connect, and for each read and write.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `GET /` on `addr` over a new connection (`Connection: close`); returns the body of a
+/// `200` response, or an error (refused, timed out, another status...).
+pub fn http_get(addr: SocketAddr) -> io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let response = String::from_utf8_lossy(&bytes);
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("incomplete response from {addr}: {response:?}"),
+        ));
+    };
+    if !head.starts_with("HTTP/1.1 200 ") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected response from {addr}: {head:?}"),
+        ));
+    }
+    Ok(body.to_string())
+}
+
+/// [`http_get`], with the body parsed as an [`Answer`].
+pub fn get(addr: SocketAddr) -> io::Result<Answer> {
+    let body = http_get(addr)?;
+    Answer::parse(&body).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected body from {addr}: {body:?}"),
+        )
+    })
+}
+
+/// Whether nothing listens on `addr` any more: it can be bound again.
+pub fn port_is_free(addr: SocketAddr) -> bool {
+    std::net::TcpListener::bind(addr).is_ok()
+}

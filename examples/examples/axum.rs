@@ -34,7 +34,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long connections may stay open after lameduck before the idle ones are closed.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
 
-#[littleboss::main(name = "axum-example", listener(http = "tcp:127.0.0.1:8082"), calls_ready = true)]
+#[littleboss::main(
+    name = "axum-example",
+    listener(http = "tcp:127.0.0.1:8082"),
+    calls_ready = true
+)]
 async fn main(lb: littleboss::Context) -> io::Result<()> {
     let listener = UntilLameduck {
         inner: lb.tcp_listener("http")?,
@@ -61,7 +65,10 @@ async fn hello() -> String {
 }
 
 /// Adds `Connection: close` to every response once lameduck has come.
-async fn close_in_lameduck(State(lb): State<littleboss::Context>, mut response: Response) -> Response {
+async fn close_in_lameduck(
+    State(lb): State<littleboss::Context>,
+    mut response: Response,
+) -> Response {
     if lb.is_lameduck() {
         response
             .headers_mut()

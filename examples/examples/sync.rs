@@ -15,14 +15,21 @@ use std::thread;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-#[littleboss::main(name = "sync-example", listener(http = "tcp:127.0.0.1:8083"), calls_ready = true)]
+#[littleboss::main(
+    name = "sync-example",
+    listener(http = "tcp:127.0.0.1:8083"),
+    calls_ready = true
+)]
 fn main(lb: littleboss::Context) -> io::Result<()> {
     let listener = lb.std_tcp_listener("http")?;
     lb.ready();
     let mut workers = Vec::new();
     while !lb.is_lameduck() {
         let mut fds = [PollFd::new(&listener, PollFlags::IN)];
-        let timeout = Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
         if rustix::event::poll(&mut fds, Some(&timeout))? == 0 {
             continue;
         }

@@ -10,7 +10,11 @@
 //! whichever reads it first; at lameduck the old process stops reading, so none is lost
 //! or answered twice.
 
-#[littleboss::main(name = "udp-example", listener(echo = "udp:127.0.0.1:5300"), calls_ready = true)]
+#[littleboss::main(
+    name = "udp-example",
+    listener(echo = "udp:127.0.0.1:5300"),
+    calls_ready = true
+)]
 async fn main(lb: littleboss::Context) -> std::io::Result<()> {
     let socket = lb.udp_socket("echo")?;
     let pid = std::process::id();

@@ -36,7 +36,7 @@ use crate::protocol::{ListenerInfo, ReloadRequest, Request, Response};
 use crate::spec::ListenerSpec;
 
 use state::{ChildRecord, FdTable, ListenerRecord, Phase, ProgramRecord, State};
-use watch::{ChildCmd, Event, Exit, Timing, Watch};
+use watch::{ChildCmd, Event, Exit, Timing, Watch, sleep_until};
 
 /// The first and the largest delay before a persistent program is started again.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -553,13 +553,6 @@ impl Supervisor {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Hello { id, hello } => {
-                if self.state.phase == Phase::Stopping {
-                    // Asked to stop before it was listening: lameduck reaches it now.
-                    let _ = id;
-                }
-                let _ = hello;
-            }
             Event::Ready { id } => self.on_ready(id),
             Event::Exited { id, exit } => {
                 self.children.remove(&id);
@@ -924,13 +917,6 @@ impl Supervisor {
 async fn recv_signal(signal: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
     match signal {
         Some(signal) => signal.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

@@ -25,8 +25,6 @@ pub(crate) enum ChildCmd {
 /// What a child's task tells the supervisor's loop.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// The child said hello and got its listeners.
-    Hello { id: u64, hello: ChildHello },
     /// The child is ready (it said so, or it ran for its settle time).
     Ready { id: u64 },
     /// The child is gone and reaped. Always the task's last event.
@@ -168,7 +166,6 @@ impl Watch {
                                 phase = Phase::Settling;
                                 phase_deadline = Some(now + Duration::from_millis(hello.settle_ms));
                             }
-                            let _ = self.events.send(Event::Hello { id: self.id, hello });
                         }
                         (Ok(ChildMsg::Ready), Phase::Settling | Phase::AwaitingReady) => {
                             phase = Phase::Ready;
@@ -278,7 +275,8 @@ async fn recv(channel: Option<&AsyncChannel>) -> std::io::Result<Option<crate::c
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`, or forever if there is none (for a `select!` branch).
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

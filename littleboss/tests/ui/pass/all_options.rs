@@ -12,7 +12,8 @@ mod program {
             https = "tcp::443",
             dns = "udp:127.0.0.1:5353",
             admin = "tcp6:[::1]:8080",
-            off = "tcp4:"
+            off = "tcp4:",
+            api = "unix:/run/all-options.sock"
         ),
         lameduck = "5s",
         persist = true,
@@ -24,7 +25,8 @@ mod program {
         flag = "lb",
         user = "nobody",
         group = "nogroup",
-        supervisor_init = init
+        supervisor_init = init,
+        unix_mode = "0660"
     )]
     #[allow(clippy::needless_return)]
     pub async fn main(lb: littleboss::Context) -> Result<(), String> {

@@ -1,0 +1,2 @@
+#[littleboss::main(name = "svc", unix_mode = "0999")]
+fn main() {}

@@ -84,6 +84,31 @@
 //! flag gives one. Each listener is also a flag: `--https=ADDR` moves it, `--https=`
 //! turns it off; given to `reload`, it rebinds that listener for the new child.
 //!
+//! A `unix:` listener is a path (`unix:/run/myblog.sock`) or a name in the abstract
+//! namespace (`unix:@myblog`); the supervisor replaces a stale socket file left by a
+//! dead process but refuses one that a live process answers on, sets the file's mode
+//! with `unix_mode`, and removes the file when it closes the listener.
+//!
+//! # Under systemd and in containers
+//!
+//! The supervisor's pid never changes, so it is systemd's main pid. With
+//! `NOTIFY_SOCKET` set it sends `READY=1` once the first child is ready, `RELOADING=1`
+//! (with `MONOTONIC_USEC`) and `READY=1` around each reload, `STOPPING=1` on stop, and
+//! `STATUS=` lines; SIGHUP reloads, so `Type=notify-reload` works. Sockets passed by
+//! socket activation (`LISTEN_FDS`, `LISTEN_FDNAMES`) are adopted by the listener of
+//! the same name, after a check that they are of its kind and family. Children see
+//! none of these variables. As PID 1 the supervisor also reaps orphans.
+//!
+//! ```ini
+//! [Service]
+//! Type=notify-reload
+//! ExecStart=/usr/local/bin/myblog --littleboss=start
+//! ```
+//!
+//! The supervisor's own messages are `littleboss: NAME: ...` lines on stderr; the `log`
+//! and `tracing` features send them to those facades, and [`Littleboss::log_with`] to a
+//! function of the program's.
+//!
 //! # Without the macro
 //!
 //! The attribute is sugar over [`Littleboss`], the Go `New` / `Listener` / `Run`:

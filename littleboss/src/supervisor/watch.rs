@@ -121,6 +121,7 @@ impl Watch {
         let mut phase = Phase::Hello;
         let mut phase_deadline = Some(started + self.timing.hello_timeout);
         let mut kill_deadline: Option<Instant> = None;
+        let mut lameduck_asked = false;
         let channel = match self.channel.take().map(AsyncChannel::new) {
             Some(Ok(channel)) => Some(channel),
             None => None,
@@ -157,6 +158,9 @@ impl Watch {
                                 continue;
                             }
                             self.fds.clear();
+                            if lameduck_asked {
+                                send_lameduck(Some(channel)).await;
+                            }
                             lameduck_after = Duration::from_millis(hello.lameduck_ms);
                             let now = Instant::now();
                             if hello.calls_ready {
@@ -190,8 +194,11 @@ impl Watch {
                 }
                 cmd = self.cmds.recv(), if cmds_open => match cmd {
                     Some(ChildCmd::Lameduck) => {
-                        if let Some(channel) = channel.as_ref() {
-                            let _ = channel.send(&protocol::encode(&SupervisorMsg::Lameduck), &[]).await;
+                        // Before its hello the child waits for its listeners, not for
+                        // this: it gets lameduck right after them.
+                        lameduck_asked = true;
+                        if !matches!(phase, Phase::Hello) {
+                            send_lameduck(channel.as_ref()).await;
                         }
                         let deadline = Instant::now() + lameduck_after;
                         kill_deadline = Some(kill_deadline.map_or(deadline, |d| d.min(deadline)));
@@ -265,6 +272,15 @@ impl Watch {
             .send(&protocol::encode(&welcome), &fds)
             .await
             .map_err(|e| format!("sending its listeners failed: {e}"))
+    }
+}
+
+async fn send_lameduck(channel: Option<&AsyncChannel>) {
+    if let Some(channel) = channel {
+        // A child that is gone cannot be told; its exit is what the task waits for.
+        let _ = channel
+            .send(&protocol::encode(&SupervisorMsg::Lameduck), &[])
+            .await;
     }
 }
 

@@ -7,7 +7,9 @@
 //!
 //! It waits for connections with `poll(2)` and a timeout, so that it notices lameduck
 //! within 100 ms without ever shutting down the listener it shares with the next
-//! process, and finishes the connections it accepted before it returns.
+//! process, and finishes the connections it accepted before it returns. The listener is
+//! non-blocking: during a reload the other process may accept the connection that woke
+//! this one, and a blocking accept would then wait for the next.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -22,6 +24,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 )]
 fn main(lb: littleboss::Context) -> io::Result<()> {
     let listener = lb.std_tcp_listener("http")?;
+    listener.set_nonblocking(true)?;
     lb.ready();
     let mut workers = Vec::new();
     while !lb.is_lameduck() {
@@ -33,7 +36,13 @@ fn main(lb: littleboss::Context) -> io::Result<()> {
         if rustix::event::poll(&mut fds, Some(&timeout))? == 0 {
             continue;
         }
-        let (stream, _) = listener.accept()?;
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        // Accepted sockets do not inherit non-blocking mode on Linux; be explicit.
+        stream.set_nonblocking(false)?;
         workers.push(thread::spawn(move || answer(stream)));
         workers.retain(|worker| !worker.is_finished());
     }

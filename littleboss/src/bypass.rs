@@ -18,7 +18,7 @@ pub(crate) fn bind_all(
 ) -> Result<Vec<Slot>, String> {
     let (opened, unused) = listener::open_all(specs, unix_mode, activated)?;
     for name in unused {
-        eprintln!(
+        errln!(
             "littleboss: systemd passed a socket named {name:?} that no listener declares; closed it"
         );
     }
@@ -39,7 +39,7 @@ pub(crate) fn watch_signals() -> Result<watch::Receiver<bool>, ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("littleboss: cannot start the signal runtime: {e}");
+            errln!("littleboss: cannot start the signal runtime: {e}");
             ExitCode::FAILURE
         })?;
     let (registered_tx, registered_rx) = std::sync::mpsc::channel();
@@ -65,7 +65,7 @@ pub(crate) fn watch_signals() -> Result<watch::Receiver<bool>, ExitCode> {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
-                eprintln!("littleboss: second signal; exiting now");
+                errln!("littleboss: second signal; exiting now");
                 std::process::exit(130);
             });
         });
@@ -74,7 +74,7 @@ pub(crate) fn watch_signals() -> Result<watch::Receiver<bool>, ExitCode> {
     match spawned.map(|_| registered_rx.recv()) {
         Ok(Ok(true)) => Ok(rx),
         _ => {
-            eprintln!("littleboss: cannot install the SIGINT/SIGTERM handlers");
+            errln!("littleboss: cannot install the SIGINT/SIGTERM handlers");
             Err(ExitCode::FAILURE)
         }
     }

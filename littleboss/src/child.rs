@@ -160,7 +160,7 @@ fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>) {
                     lameduck.send_replace(true);
                 }
                 Ok(_) | Err(_) => {
-                    eprintln!("littleboss: unexpected message from the supervisor; winding down");
+                    errln!("littleboss: unexpected message from the supervisor; winding down");
                     lameduck.send_replace(true);
                 }
             },

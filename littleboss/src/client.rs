@@ -29,7 +29,7 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
         Command::Reload => match reload_request(flags) {
             Ok(request) => request,
             Err(e) => {
-                eprintln!("reload of {name} failed: {e}");
+                errln!("reload of {name} failed: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -37,23 +37,23 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
     };
     if dir.exists() {
         if let Err(e) = dir::check(&dir) {
-            eprintln!("littleboss: {e}");
+            errln!("littleboss: {e}");
             return ExitCode::FAILURE;
         }
     }
     match flags.command {
-        Command::Stop => println!("stopping {name}"),
-        Command::Reload => println!("reloading {name}"),
+        Command::Stop => outln!("stopping {name}"),
+        Command::Reload => outln!("reloading {name}"),
         _ => {}
     }
     let response = match ask(&path, &request) {
         Ok(response) => response,
         Err(AskError::NotRunning(why)) => {
-            eprintln!("{name}: no supervisor running ({why})");
+            errln!("{name}: no supervisor running ({why})");
             return ExitCode::FAILURE;
         }
         Err(AskError::Io(e)) => {
-            eprintln!(
+            errln!(
                 "{name}: talking to the supervisor at {}: {e}",
                 path.display()
             );
@@ -62,21 +62,21 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
     };
     match (flags.command, response) {
         (Command::Status, Response::Status(status)) => {
-            print!("{}", human_status(&status));
+            out!("{}", human_status(&status));
             ExitCode::SUCCESS
         }
         (Command::StatusJson, Response::Status(status)) => match serde_json::to_string(&status) {
             Ok(json) => {
-                println!("{json}");
+                outln!("{json}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{name}: status: {e}");
+                errln!("{name}: status: {e}");
                 ExitCode::FAILURE
             }
         },
         (Command::Stop, Response::Stopped { code }) => {
-            println!("stopped {name} exit code {code}");
+            outln!("stopped {name} exit code {code}");
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         (
@@ -88,19 +88,19 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
             },
         ) => {
             let old = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-            println!("reloaded {name}: pid {old} -> {new_pid} in {ms} ms");
+            outln!("reloaded {name}: pid {old} -> {new_pid} in {ms} ms");
             ExitCode::SUCCESS
         }
         (Command::Reload, Response::Failed { reason }) => {
-            eprintln!("reload of {name} failed: {reason}");
+            errln!("reload of {name} failed: {reason}");
             ExitCode::FAILURE
         }
         (_, Response::Failed { reason }) => {
-            eprintln!("{name}: {reason}");
+            errln!("{name}: {reason}");
             ExitCode::FAILURE
         }
         (_, other) => {
-            eprintln!("{name}: unexpected answer from the supervisor: {other:?}");
+            errln!("{name}: unexpected answer from the supervisor: {other:?}");
             ExitCode::FAILURE
         }
     }
@@ -151,9 +151,12 @@ pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> 
             .set_read_timeout(Some(STATUS_TIMEOUT))
             .map_err(AskError::Io)?;
     }
-    stream
-        .write_all(&protocol::frame(&protocol::encode(request)))
-        .map_err(AskError::Io)?;
+    match stream.write_all(&protocol::frame(&protocol::encode(request))) {
+        Ok(()) => {}
+        // The supervisor may have answered (a refusal) and closed already: read that.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(AskError::Io(e)),
+    }
     let mut header = [0u8; 4];
     stream.read_exact(&mut header).map_err(|e| {
         AskError::Io(io::Error::new(

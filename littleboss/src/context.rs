@@ -127,6 +127,11 @@ impl Context {
     /// The listener `name` as a blocking [`std::net::TcpListener`].
     ///
     /// Errors as [`tcp_listener`](Self::tcp_listener), but it needs no runtime.
+    ///
+    /// Blocking mode belongs to the socket, which every process holding it shares: during
+    /// a reload, the old and the new child. A program that waits with `poll` and then
+    /// accepts must make the listener non-blocking (another process may take the
+    /// connection first), as the `sync` example does.
     pub fn std_tcp_listener(&self, name: &str) -> io::Result<std::net::TcpListener> {
         self.take_std_tcp(name, false)
     }

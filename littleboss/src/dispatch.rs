@@ -23,13 +23,13 @@ pub(crate) fn run(
     let channel = child::take_channel();
     let activated = activation::take();
     if let Err(e) = validate(&config) {
-        eprintln!("littleboss: {e}");
+        errln!("littleboss: {e}");
         return ExitCode::from(USAGE);
     }
     match channel {
         Some(Ok(fd)) => return run_child(&config, fd, main),
         Some(Err(e)) => {
-            eprintln!("littleboss: {e}");
+            errln!("littleboss: {e}");
             return ExitCode::FAILURE;
         }
         None => {}
@@ -37,15 +37,15 @@ pub(crate) fn run(
     let flags = match parse_flags(&config) {
         Ok(flags) => flags,
         Err(e) => {
-            eprintln!("littleboss: {e}");
-            eprint!("{}", usage(&config));
+            errln!("littleboss: {e}");
+            err!("{}", usage(&config));
             return ExitCode::from(USAGE);
         }
     };
     let specs = match listener_specs(&config, &flags) {
         Ok(specs) => specs,
         Err(e) => {
-            eprintln!("littleboss: {e}");
+            errln!("littleboss: {e}");
             return ExitCode::from(USAGE);
         }
     };
@@ -66,7 +66,7 @@ fn run_child(
     let joined = match child::join(config, fd) {
         Ok(joined) => joined,
         Err(e) => {
-            eprintln!("littleboss: {}: {e}", config.name);
+            errln!("littleboss: {}: {e}", config.name);
             return ExitCode::FAILURE;
         }
     };
@@ -98,7 +98,7 @@ fn run_bypass(
     let slots = match bypass::bind_all(specs, config.unix_mode, activated) {
         Ok(slots) => slots,
         Err(e) => {
-            eprintln!("littleboss: {e}");
+            errln!("littleboss: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -120,7 +120,7 @@ fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e}");
+            errln!("Error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -157,6 +157,11 @@ fn validate(config: &Config) -> Result<(), String> {
     if !is_name(flag) {
         return Err(format!(
             "invalid control flag name {flag:?}: use letters, digits, '-' and '_'"
+        ));
+    }
+    if let (Some(group), None) = (&config.group, &config.user) {
+        return Err(format!(
+            "group {group:?} is set without a user; set the user too"
         ));
     }
     for (i, declared) in config.listeners.iter().enumerate() {

@@ -136,6 +136,9 @@
 
 #![deny(missing_docs)]
 
+#[macro_use]
+mod output;
+
 pub mod spec;
 
 mod activation;

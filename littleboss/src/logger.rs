@@ -59,7 +59,7 @@ impl Logger {
         #[cfg(not(any(feature = "log", feature = "tracing")))]
         {
             let _ = level;
-            eprintln!("littleboss: {name}: {message}");
+            errln!("littleboss: {name}: {message}");
         }
     }
 }

@@ -797,3 +797,8 @@ pub fn get(addr: SocketAddr) -> io::Result<Answer> {
 pub fn port_is_free(addr: SocketAddr) -> bool {
     std::net::TcpListener::bind(addr).is_ok()
 }
+
+pub mod hardening_support;
+pub mod privsep_support;
+pub mod reload_support;
+pub mod systemd_support;

@@ -82,6 +82,9 @@ async fn handle(
             name,
             &format!("refused a control connection: {refusal}"),
         );
+        // Let the client finish sending (its request is not looked at), so that it
+        // reads the refusal instead of failing on a closed socket.
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain_frame(&mut stream)).await;
         let _ = reply(&mut stream, &Response::Failed { reason: refusal }).await;
         return;
     }
@@ -104,20 +107,37 @@ async fn handle(
 }
 
 /// Only the supervisor's own user, or root, may command it.
+///
+/// (A peer in another pid namespace, such as a host's root talking to a container's
+/// supervisor, has no pid here; its uid is what counts.)
 fn check_peer(stream: &UnixStream) -> Result<(), String> {
-    let cred = rustix::net::sockopt::socket_peercred(stream)
+    let cred = stream
+        .peer_cred()
         .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
-    let ours = rustix::process::geteuid();
-    if cred.uid == ours || cred.uid.is_root() {
-        Ok(())
-    } else {
-        Err(format!(
-            "permission denied: uid {} (pid {}) is not the supervisor's user (uid {})",
-            cred.uid.as_raw(),
-            cred.pid.as_raw_nonzero(),
-            ours.as_raw()
-        ))
+    let ours = rustix::process::geteuid().as_raw();
+    if cred.uid() == ours || cred.uid() == 0 {
+        return Ok(());
     }
+    let pid = cred
+        .pid()
+        .map_or_else(|| "unknown".to_string(), |pid| pid.to_string());
+    Err(format!(
+        "permission denied: uid {} (pid {pid}) is not the supervisor's user (uid {ours})",
+        cred.uid()
+    ))
+}
+
+/// Reads and discards one frame header and up to its (capped) length.
+async fn drain_frame(stream: &mut UnixStream) {
+    let mut header = [0u8; 4];
+    if stream.read_exact(&mut header).await.is_err() {
+        return;
+    }
+    let Ok(len) = protocol::frame_len(header) else {
+        return;
+    };
+    let mut body = vec![0u8; len];
+    let _ = stream.read_exact(&mut body).await;
 }
 
 async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {

@@ -56,14 +56,14 @@ pub(crate) fn start(
     let setup = match Setup::new(&config, specs, activated, args) {
         Ok(setup) => setup,
         Err(e) => {
-            eprintln!("littleboss: {name}: {e}");
+            errln!("littleboss: {name}: {e}");
             return ExitCode::FAILURE;
         }
     };
     // Once, in the supervisor only: after the listeners are bound, before any child.
     if let Some(init) = init {
         if let Err(e) = init() {
-            eprintln!("littleboss: {name}: supervisor init failed: {e}");
+            errln!("littleboss: {name}: supervisor init failed: {e}");
             return ExitCode::FAILURE;
         }
     }
@@ -73,7 +73,7 @@ pub(crate) fn start(
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("littleboss: {name}: cannot start the runtime: {e}");
+            errln!("littleboss: {name}: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -81,7 +81,7 @@ pub(crate) fn start(
         match Supervisor::new(config, setup) {
             Ok(supervisor) => supervisor.run().await,
             Err(e) => {
-                eprintln!("littleboss: {name}: {e}");
+                errln!("littleboss: {name}: {e}");
                 1
             }
         }
@@ -445,6 +445,9 @@ impl Supervisor {
                 ));
                 self.state.next = Some(child);
                 self.state.phase = Phase::Reloading;
+                // A program waiting to be started again (persist) waits for the reload:
+                // it is started only if the reload fails.
+                self.respawn_at = None;
                 self.reloading = Some(Reloading {
                     waiter,
                     since: Instant::now(),
@@ -593,7 +596,11 @@ impl Supervisor {
             self.state.draining.push(old);
         } else if let Some((orphan, _)) = reloading.as_ref().and_then(|r| r.orphaned.as_ref()) {
             self.state.previous = Some(orphan.program.clone());
+        } else if let Some(waiting) = self.state.waiting.take() {
+            self.state.previous = Some(waiting);
         }
+        self.state.waiting = None;
+        self.respawn_at = None;
         let new_pid = next.pid;
         self.state.listeners = next.listeners.clone();
         self.state.current = Some(next);
@@ -641,6 +648,10 @@ impl Supervisor {
                 if let Some((orphan, orphan_exit)) = reloading.orphaned {
                     self.child_gone(orphan, orphan_exit);
                 }
+            }
+            // A program that was waiting to be started again (persist) is started now.
+            if self.state.waiting.is_some() && self.state.phase != Phase::Stopping {
+                self.respawn_at = Some(Instant::now() + self.backoff);
             }
             return;
         }

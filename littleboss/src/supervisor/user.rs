@@ -20,12 +20,8 @@ pub(crate) struct RunAs {
 ///
 /// A supervisor that is not root can only run its children as itself.
 pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<RunAs>, String> {
-    let (Some(user), group) = (user, group) else {
-        if let Some(group) = group {
-            return Err(format!(
-                "group {group:?} is set without a user; set the user too"
-            ));
-        }
+    // A group without a user is refused when the program starts (`dispatch::validate`).
+    let Some(user) = user else {
         return Ok(None);
     };
     let entry = uzers::get_user_by_name(user)

@@ -1,0 +1,18 @@
+//! `lb-priv-user`: a helper whose children run as `nobody` (service `lbuser`).
+//!
+//! Answers every request on its `http` listener with its report: uid, gid, groups,
+//! `HOME`, `USER`, `LOGNAME` (see `littleboss_tests::privsep_support`).
+
+use littleboss::Context;
+use littleboss_tests::privsep_support::{report, serve};
+
+#[littleboss::main(
+    name = "lbuser",
+    user = "nobody",
+    listener(http = "tcp:127.0.0.1:0"),
+    calls_ready = true
+)]
+async fn main(lb: Context) -> std::io::Result<()> {
+    let report = report(&lb);
+    serve(lb, "lb-priv-user", report).await
+}

@@ -1,0 +1,74 @@
+//! `lb-sd-quiet`: a program built with the builder whose supervisor messages go to a
+//! function of its own (service `lbsdquiet`).
+//!
+//! By default it calls `.log_with(|_, _| {})`: the supervisor writes no
+//! `littleboss: ...` line at all. With `--log-to-stdout` anywhere on its command line it
+//! calls `.log_with(|level, line| println!("LOG {level:?} {line}"))` instead.
+//!
+//! It serves its `http` listener (default `tcp:127.0.0.1:0`) as `lb-sd-unix` does: one
+//! line `pid PID exe EXE mode MODE\n` per connection, prints
+//! `lb-sd-quiet: pid PID serving http on ADDR` on stderr, calls `lb.ready()` and returns
+//! at lameduck. With `--exit-at-start` (read from `lb.args()`, so a reload can pass it)
+//! it exits with code 3 before taking its listener.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use littleboss::{Context, Littleboss, Mode};
+use tokio::io::AsyncWriteExt;
+
+fn main() -> ExitCode {
+    let to_stdout = std::env::args_os().any(|arg| arg == "--log-to-stdout");
+    let lb = Littleboss::new("lbsdquiet")
+        .listener("http", "tcp:127.0.0.1:0")
+        .calls_ready(true);
+    let lb = if to_stdout {
+        lb.log_with(|level, line| println!("LOG {level:?} {line}"))
+    } else {
+        lb.log_with(|_, _| {})
+    };
+    lb.run(serve)
+}
+
+async fn serve(lb: Context) -> std::io::Result<()> {
+    let pid = std::process::id();
+    if lb.args().iter().any(|arg| arg == "--exit-at-start") {
+        eprintln!("lb-sd-quiet: pid {pid} exiting at start with code 3");
+        std::process::exit(3);
+    }
+    let mode = match lb.mode() {
+        Mode::Bypass => "bypass",
+        Mode::Supervised => "supervised",
+    };
+    let line = format!(
+        "pid {pid} exe {} mode {mode}\n",
+        std::env::current_exe()?.display()
+    );
+    let listener = lb.tcp_listener("http")?;
+    eprintln!(
+        "lb-sd-quiet: pid {pid} serving http on {}",
+        listener.local_addr()?
+    );
+    lb.ready();
+    loop {
+        tokio::select! {
+            _ = lb.lameduck() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((mut stream, _)) => {
+                    let line = line.clone();
+                    tokio::spawn(async move {
+                        if stream.write_all(line.as_bytes()).await.is_ok() {
+                            let _ = stream.shutdown().await;
+                        }
+                    });
+                }
+                Err(e) => {
+                    eprintln!("lb-sd-quiet: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    Ok(())
+}

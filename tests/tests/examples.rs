@@ -1,0 +1,275 @@
+//! The example programs of `littleboss-examples` (`examples/examples/*.rs`), run as
+//! they are: supervised with their listener moved to port 0, answering, reloaded to a
+//! copy, stopped.
+//!
+//! They are built by `cargo test` of the workspace into `<target>/debug/examples/NAME`
+//! (`cargo build -p littleboss-examples --examples` builds them alone).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use littleboss_tests::systemd_support::supervise_running;
+use littleboss_tests::{Env, Supervisor, bin, http_get, wait_gone};
+
+/// The example `name`, as `cargo test` built it.
+fn example(name: &str) -> PathBuf {
+    let dir = bin!("lb-http")
+        .parent()
+        .expect("the target directory")
+        .join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "the example {name} is not built at {}: run `cargo test --workspace`, or \
+         `cargo build -p littleboss-examples --examples` before `cargo test -p littleboss-tests`",
+        path.display()
+    );
+    path
+}
+
+/// The pid in an example's answer: the number after the last `pid `.
+fn pid_in(body: &str) -> u32 {
+    body.rsplit_once("pid ")
+        .and_then(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no pid in the answer {body:?}"))
+}
+
+fn addr_of(sup: &Supervisor<'_>, listener: &str) -> SocketAddr {
+    sup.addr(listener)
+}
+
+/// Sends `message` to a UDP service and returns its answer.
+fn udp_ask(addr: SocketAddr, message: &str) -> std::io::Result<String> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+    socket.send_to(message.as_bytes(), addr)?;
+    let mut buf = [0u8; 2048];
+    let (n, from) = socket.recv_from(&mut buf)?;
+    if from != addr {
+        return Err(std::io::Error::other(format!("an answer from {from}")));
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// How to ask an example for an answer.
+#[derive(Clone, Copy)]
+enum Ask {
+    Http,
+    Udp,
+}
+
+impl Ask {
+    fn listener(self) -> &'static str {
+        match self {
+            Ask::Http => "http",
+            Ask::Udp => "echo",
+        }
+    }
+
+    fn once(self, addr: SocketAddr) -> std::io::Result<String> {
+        match self {
+            Ask::Http => http_get(addr),
+            Ask::Udp => udp_ask(addr, "hi"),
+        }
+    }
+}
+
+/// Waits for an answer from process `pid`; returns the body.
+fn answer_from(sup: &Supervisor<'_>, ask: Ask, addr: SocketAddr, pid: u32) -> String {
+    sup.wait_for(&format!("an answer from pid {pid} on {addr}"), || {
+        ask.once(addr).ok().filter(|body| pid_in(body) == pid)
+    })
+}
+
+/// Starts `name ARGS` (a command line that starts the supervisor), asks it, reloads it
+/// to a copy, asks the new child, stops it.
+fn start_reload_stop(name: &str, args: &[&str], ask: Ask, check: impl Fn(&str)) {
+    let env = Env::new();
+    let bin = example(name);
+    let mut argv = vec![bin.display().to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let sup = supervise_running(&env, &argv, &bin);
+    let first = sup.child_pid();
+    let addr = addr_of(&sup, ask.listener());
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(addr.port(), 0);
+    check(&answer_from(&sup, ask, addr, first));
+
+    let copy = env.copy_binary(&bin, &format!("{name}-2"));
+    let reload = env.run(&copy, &["--littleboss=reload"]);
+    assert_eq!(reload.code(), Some(0), "{reload}\n{}", sup.logs());
+    assert!(
+        reload.stdout.contains(&format!("pid {first} -> ")),
+        "{reload}"
+    );
+    let second = sup.child_pid();
+    assert_ne!(second, first);
+    let status = sup.status();
+    assert_eq!(status["child_path"], copy.to_str().expect("UTF-8"));
+    assert_eq!(addr_of(&sup, ask.listener()), addr, "the listener stays");
+    check(&answer_from(&sup, ask, addr, second));
+    wait_gone(first, "the old child");
+
+    let stop = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stop.code(), Some(0), "{stop}");
+    assert_eq!(sup.wait_code(), 0, "{}", sup.logs());
+    wait_gone(second, "the child");
+}
+
+#[test]
+fn http_example() {
+    start_reload_stop(
+        "http",
+        &["--littleboss=start", "--http=127.0.0.1:0"],
+        Ask::Http,
+        |body| {
+            assert!(
+                body.starts_with("pid ") && body.contains(" exe "),
+                "{body:?}"
+            );
+        },
+    );
+}
+
+#[test]
+fn axum_example() {
+    start_reload_stop(
+        "axum",
+        &["--littleboss=start", "--http=127.0.0.1:0"],
+        Ask::Http,
+        |body| {
+            assert!(body.starts_with("hello from axum, pid "), "{body:?}");
+        },
+    );
+}
+
+#[test]
+fn udp_example() {
+    start_reload_stop(
+        "udp",
+        &["--littleboss=start", "--echo=127.0.0.1:0"],
+        Ask::Udp,
+        |body| {
+            assert!(
+                body.starts_with("pid ") && body.ends_with(": hi"),
+                "{body:?}"
+            );
+        },
+    );
+}
+
+#[test]
+fn sync_example() {
+    start_reload_stop(
+        "sync",
+        &["--littleboss=start", "--http=127.0.0.1:0"],
+        Ask::Http,
+        |body| {
+            assert!(body.starts_with("hello from a sync main, pid "), "{body:?}");
+        },
+    );
+}
+
+#[test]
+fn clap_example() {
+    start_reload_stop(
+        "clap",
+        &["--littleboss", "start", "--http", "127.0.0.1:0"],
+        Ask::Http,
+        |body| {
+            assert!(body.starts_with("hello from pid "), "{body:?}");
+        },
+    );
+}
+
+#[test]
+fn http_example_refuses_arguments_before_it_is_ready() {
+    let env = Env::new();
+    let bin = example("http");
+    // Run directly, it exits at once.
+    let outcome = env.run(&bin, &["--http=127.0.0.1:0", "--bogus"]);
+    assert_eq!(outcome.code(), Some(1), "{outcome}");
+    assert!(
+        outcome
+            .stderr
+            .contains("http takes no arguments of its own; got \\\"--bogus\\\""),
+        "{outcome}"
+    );
+    // A reload to it fails, and the old child keeps serving.
+    let sup = env.start(&bin, &["--http=127.0.0.1:0"]);
+    let child = sup.child_pid();
+    let addr = sup.addr("http");
+    assert_eq!(pid_in(&http_get(addr).expect("GET")), child);
+    let reload = sup.run(&["--littleboss=reload", "--", "--bogus"]);
+    assert_eq!(reload.code(), Some(1), "{reload}");
+    assert!(
+        reload
+            .stderr
+            .contains("reload of http failed: new child pid ")
+            && reload.stderr.contains("exited with code 1"),
+        "{reload}"
+    );
+    assert_eq!(sup.child_pid(), child, "the old child still serves");
+    assert_eq!(
+        pid_in(&http_get(addr).expect("GET after the failed reload")),
+        child
+    );
+    let status = sup.status();
+    assert_eq!(status["reloads"], 0);
+    assert_eq!(status["failures"], 1);
+    assert_eq!(status["state"], "running");
+}
+
+#[test]
+fn clap_example_help_lists_littleboss_flags() {
+    let env = Env::new();
+    let outcome = env.run(&example("clap"), &["--help"]);
+    assert_eq!(outcome.code(), Some(0), "{outcome}");
+    for flag in [
+        "--littleboss <LITTLEBOSS>",
+        "--http <HTTP>",
+        "--greeting <GREETING>",
+    ] {
+        assert!(outcome.stdout.contains(flag), "{flag} in:\n{outcome}");
+    }
+}
+
+#[test]
+fn clap_example_takes_its_flags_at_start_and_at_reload() {
+    let env = Env::new();
+    let bin = example("clap");
+    let mut argv = vec![bin.display().to_string()];
+    argv.extend(
+        [
+            "--littleboss",
+            "start",
+            "--http",
+            "127.0.0.1:0",
+            "--greeting",
+            "hi",
+        ]
+        .map(String::from),
+    );
+    let sup = supervise_running(&env, &argv, &bin);
+    let first = sup.child_pid();
+    let addr = sup.addr("http");
+    let body = answer_from(&sup, Ask::Http, addr, first);
+    assert_eq!(body, format!("hi from pid {first}\n"));
+
+    let reload = sup.run(&["--littleboss", "reload", "--", "--greeting", "bonjour"]);
+    assert_eq!(reload.code(), Some(0), "{reload}");
+    let second = sup.child_pid();
+    assert_ne!(second, first);
+    let body = answer_from(&sup, Ask::Http, addr, second);
+    assert_eq!(body, format!("bonjour from pid {second}\n"));
+    assert_eq!(sup.addr("http"), addr, "the listener stays where it was");
+
+    let stop = sup.run(&["--littleboss", "stop"]);
+    assert_eq!(stop.code(), Some(0), "{stop}");
+    assert_eq!(sup.wait_code(), 0, "{}", sup.logs());
+}

@@ -109,6 +109,25 @@
 //! and `tracing` features send them to those facades, and [`Littleboss::log_with`] to a
 //! function of the program's.
 //!
+//! # Which flags are littleboss's
+//!
+//! littleboss owns exactly two kinds of flags: the control flag `--littleboss=MODE`
+//! (renamed by `flag`) and one flag per declared listener, `--NAME=ADDR`. Each may be
+//! written with one or two dashes, and with `=` or as two arguments. Everything else is
+//! the program's, and so is everything after a `--` (in `reload` mode, the arguments
+//! after `--` are the new child's).
+//!
+//! - [`Context::args`] is the command line without littleboss's flags, program name
+//!   first, in the original order.
+//! - A supervised child runs with the program name, then one `--NAME=ADDR` per listener
+//!   as bound (`--https=[::]:443`; `--https=` if it is off), then the program's
+//!   arguments unchanged. The control flag is never passed on. So `ps` shows the real
+//!   addresses, and a program whose own parser (clap, say) declares the listener flags
+//!   sees them too.
+//! - A program whose parser owns every flag reads the mode and the addresses itself and
+//!   hands them over with [`Littleboss::command`] and [`Littleboss::listener_address`]
+//!   (the Go `Command`); see the `clap` example.
+//!
 //! # Without the macro
 //!
 //! The attribute is sugar over [`Littleboss`], the Go `New` / `Listener` / `Run`:

@@ -242,7 +242,8 @@ impl Littleboss {
     /// and its supplementary groups; `HOME`, `USER` and `LOGNAME` set to match), while
     /// the supervisor keeps its own privileges: bind port 443 as root, serve as an
     /// unprivileged user. Starting a supervisor that is not root with another user is
-    /// an error.
+    /// an error. The option applies to supervised children only: a program run directly
+    /// (bypass mode) runs as whoever started it.
     ///
     /// [`group`]: Self::group
     pub fn user(mut self, user: &str) -> Littleboss {

@@ -143,7 +143,10 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
     let reader = Arc::clone(&link);
     std::thread::Builder::new()
         .name("littleboss-channel".into())
-        .spawn(move || watch_supervisor(&reader, &tx))?;
+        .spawn({
+            let lameduck_time = config.lameduck;
+            move || watch_supervisor(&reader, &tx, lameduck_time)
+        })?;
     Ok(Joined {
         slots,
         lameduck: rx,
@@ -152,7 +155,11 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
 }
 
 /// Sets lameduck when the supervisor asks for it or goes away.
-fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>) {
+///
+/// When the supervisor is gone, nobody is left to kill a program that does not wind
+/// down: after its lameduck time the child kills its own process group, as the
+/// supervisor would have, so that no orphan keeps the listeners forever.
+fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: Duration) {
     loop {
         match channel::recv(link.fd.as_fd(), RecvFlags::empty()) {
             Ok(Some(msg)) => match protocol::decode::<SupervisorMsg>(&msg.bytes) {
@@ -167,7 +174,12 @@ fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(None) | Err(_) => {
                 lameduck.send_replace(true);
-                return;
+                std::thread::sleep(lameduck_time);
+                errln!(
+                    "littleboss: the supervisor is gone and the program did not wind down within {lameduck_time:?}; exiting"
+                );
+                let _ = rustix::process::kill_current_process_group(rustix::process::Signal::KILL);
+                std::process::exit(1);
             }
         }
     }

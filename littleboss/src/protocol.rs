@@ -125,7 +125,9 @@ pub struct Status {
     pub previous_path: Option<String>,
     /// Reloads that succeeded.
     pub reloads: u64,
-    /// Children that failed: before ready, or exiting on their own with an error.
+    /// Children that failed (before ready, or exiting on their own with an error), and
+    /// reloads whose binary could not be opened or started. A reload refused for its
+    /// listener flags (a busy address, say) started nothing and is not counted.
     pub failures: u64,
     /// Times the supervisor started a child again by itself (persist or fallback).
     pub restarts: u64,

@@ -81,6 +81,15 @@ pub(crate) fn human_duration(d: Duration) -> String {
     }
 }
 
+/// The longest settle, ready or lameduck time a child may declare in its hello: a
+/// reload never waits on a child for longer than this.
+const MAX_CHILD_WAIT: Duration = Duration::from_secs(3600);
+
+/// A time a child declared, in milliseconds, capped at [`MAX_CHILD_WAIT`].
+fn declared(ms: u64) -> Duration {
+    Duration::from_millis(ms).min(MAX_CHILD_WAIT)
+}
+
 /// The supervisor's defaults for a child that has not said hello yet.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timing {
@@ -161,14 +170,14 @@ impl Watch {
                             if lameduck_asked {
                                 send_lameduck(Some(channel)).await;
                             }
-                            lameduck_after = Duration::from_millis(hello.lameduck_ms);
+                            lameduck_after = declared(hello.lameduck_ms);
                             let now = Instant::now();
                             if hello.calls_ready {
                                 phase = Phase::AwaitingReady;
-                                phase_deadline = Some(now + Duration::from_millis(hello.ready_timeout_ms));
+                                phase_deadline = Some(now + declared(hello.ready_timeout_ms));
                             } else {
                                 phase = Phase::Settling;
-                                phase_deadline = Some(now + Duration::from_millis(hello.settle_ms));
+                                phase_deadline = Some(now + declared(hello.settle_ms));
                             }
                         }
                         (Ok(ChildMsg::Ready), Phase::Settling | Phase::AwaitingReady) => {

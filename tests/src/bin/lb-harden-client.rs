@@ -1,0 +1,40 @@
+//! `lb-harden-client SOCKET REQUEST`: a control client that speaks hand-encoded frames
+//! and prints what the supervisor answered, one line on stdout.
+//!
+//! `REQUEST` is `status` or `stop`. The answer is printed as `failed: REASON`,
+//! `stopped: CODE`, `status: child pid PID`, `reloaded: ...`, `closed` (the connection
+//! closed without an answer) or `error: ...`. The hardening tests run it as another
+//! user (uid 65534) to check the supervisor's peer-credential check.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use littleboss_tests::hardening_support::raw;
+use littleboss_tests::hardening_support::wire::{self, Response};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(socket), Some(request)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: lb-harden-client SOCKET status|stop");
+        return ExitCode::from(2);
+    };
+    let frame = match request.as_str() {
+        "status" => wire::status_request(),
+        "stop" => wire::stop_request(),
+        other => {
+            eprintln!("lb-harden-client: unknown request {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    match raw::exchange(Path::new(socket), &frame) {
+        Ok(Some(Response::Failed { reason })) => println!("failed: {reason}"),
+        Ok(Some(Response::Stopped { code })) => println!("stopped: {code}"),
+        Ok(Some(Response::Status(status))) => {
+            println!("status: child pid {:?}", status.child_pid)
+        }
+        Ok(Some(Response::Reloaded { new_pid, .. })) => println!("reloaded: new pid {new_pid}"),
+        Ok(None) => println!("closed"),
+        Err(e) => println!("error: {e}"),
+    }
+    ExitCode::SUCCESS
+}

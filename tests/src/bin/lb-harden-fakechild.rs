@@ -1,0 +1,215 @@
+//! `lb-harden-fakechild MODE`: a plain program that poses as a littleboss child and
+//! misbehaves on its channel, for the hardening tests. The supervisor runs it through a
+//! hand-encoded `Reload` request.
+//!
+//! It takes its end of the channel from `LITTLEBOSS_CHANNEL_FD` (a `SOCK_SEQPACKET`
+//! socket), sends what `MODE` says, prints on stderr what the supervisor answers, and
+//! waits (at most a minute) for the supervisor to end it. `MODE` is its first argument
+//! that does not start with `--` (the supervisor puts its listener flags first):
+//!
+//! | mode | first packet |
+//! |---|---|
+//! | `garbage` | bytes that are no message |
+//! | `wrong-name` | a valid hello of service `intruder` |
+//! | `wrong-version` | a hello of protocol version 2 |
+//! | `ready-first` | `Ready` before any hello |
+//! | `with-fds` | a valid hello with an fd attached |
+//! | `oversized` | a valid hello padded to 70 000 bytes |
+//! | `garbage-after-hello` | a valid hello (calls ready); after the welcome, garbage |
+//! | `huge-ready-timeout` | a hello with `ready_timeout_ms` = `u64::MAX`; then `Ready` |
+//! | `huge-settle` | a hello with `calls_ready` false and `settle_ms` = `u64::MAX` |
+//! | `huge-lameduck` | a hello with `lameduck_ms` = `u64::MAX`; then `Ready` |
+//!
+//! In the `huge-*` modes it behaves well otherwise: it exits 0 when it gets lameduck
+//! (or when the channel closes), so a supervisor that copes with the values can retire
+//! it.
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use littleboss_tests::hardening_support::wire;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
+
+fn main() -> ExitCode {
+    let pid = std::process::id();
+    let Some(mode) = std::env::args().skip(1).find(|arg| !arg.starts_with("--")) else {
+        eprintln!("lb-harden-fakechild: no mode given");
+        return ExitCode::from(2);
+    };
+    let Some(raw) = std::env::var("LITTLEBOSS_CHANNEL_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        eprintln!("lb-harden-fakechild: LITTLEBOSS_CHANNEL_FD is not set");
+        return ExitCode::from(2);
+    };
+    if rustix::io::fcntl_getfd(
+        // SAFETY: a syscall on an fd number that may be closed is memory-safe (EBADF);
+        // the borrow ends with the call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) },
+    )
+    .is_err()
+    {
+        eprintln!("lb-harden-fakechild: fd {raw} is not open");
+        return ExitCode::from(2);
+    }
+    // SAFETY: the fd is open (checked above) and the supervisor left it to this process
+    // alone; nothing else here owns it.
+    let channel = unsafe { OwnedFd::from_raw_fd(raw) };
+    let hello = wire::Hello {
+        name: "lbhttp",
+        pid,
+        calls_ready: true,
+        settle_ms: 250,
+        ready_timeout_ms: 30_000,
+        lameduck_ms: 2_000,
+    };
+    let good_hello = wire::message(wire::VERSION, &wire::hello_body(&hello));
+    // Said before sending: the supervisor may kill this process at once.
+    eprintln!("lb-harden-fakechild: pid {pid} sending {mode}");
+    let sent = match mode.as_str() {
+        "garbage" => send(&channel, b"\xde\xad\xbe\xef garbage, not a message"),
+        "wrong-name" => send(
+            &channel,
+            &wire::message(
+                wire::VERSION,
+                &wire::hello_body(&wire::Hello {
+                    name: "intruder",
+                    ..hello
+                }),
+            ),
+        ),
+        "wrong-version" => send(&channel, &wire::message(2, &wire::hello_body(&hello))),
+        "ready-first" => send(&channel, &wire::message(wire::VERSION, &wire::ready_body())),
+        "with-fds" => send_with_fd(&channel, &good_hello),
+        "oversized" => {
+            let mut padded = good_hello.clone();
+            padded.resize(70_000, 0);
+            send(&channel, &padded)
+        }
+        "garbage-after-hello" => send(&channel, &good_hello).and_then(|()| {
+            report(&channel, pid);
+            send(&channel, b"\xff\xff\xff after the welcome")
+        }),
+        "huge-ready-timeout" => well_behaved(
+            &channel,
+            pid,
+            &wire::Hello {
+                ready_timeout_ms: u64::MAX,
+                ..hello
+            },
+        ),
+        "huge-settle" => well_behaved(
+            &channel,
+            pid,
+            &wire::Hello {
+                calls_ready: false,
+                settle_ms: u64::MAX,
+                ..hello
+            },
+        ),
+        "huge-lameduck" => well_behaved(
+            &channel,
+            pid,
+            &wire::Hello {
+                lameduck_ms: u64::MAX,
+                ..hello
+            },
+        ),
+        other => {
+            eprintln!("lb-harden-fakechild: unknown mode {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = sent {
+        eprintln!("lb-harden-fakechild: pid {pid} send failed: {e}");
+    }
+    // Wait to be killed: the supervisor must end this process, not its own exit.
+    let _ = rustix::net::sockopt::set_socket_timeout(
+        &channel,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(60)),
+    );
+    while report(&channel, pid) {}
+    eprintln!("lb-harden-fakechild: pid {pid} exiting");
+    ExitCode::SUCCESS
+}
+
+/// Says `hello`, takes the welcome, says ready (if the hello says it calls it), and
+/// exits 0 at lameduck or at the end of the channel.
+fn well_behaved(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix::io::Result<()> {
+    send(
+        channel,
+        &wire::message(wire::VERSION, &wire::hello_body(hello)),
+    )?;
+    report(channel, pid);
+    if hello.calls_ready {
+        send(channel, &wire::message(wire::VERSION, &wire::ready_body()))?;
+    }
+    let lameduck = wire::message(wire::VERSION, &[2]);
+    loop {
+        let mut buf = [0u8; 64];
+        match rustix::net::recv(channel, &mut buf, RecvFlags::empty()) {
+            Ok((0, _)) => break,
+            Ok((n, _)) if buf[..n] == lameduck[..] => break,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
+    eprintln!("lb-harden-fakechild: pid {pid} got lameduck; exiting 0");
+    std::process::exit(0);
+}
+
+fn send(channel: &OwnedFd, bytes: &[u8]) -> rustix::io::Result<()> {
+    rustix::net::send(channel, bytes, SendFlags::NOSIGNAL).map(|_| ())
+}
+
+/// Sends `bytes` with a copy of stdin's fd attached.
+fn send_with_fd(channel: &OwnedFd, bytes: &[u8]) -> rustix::io::Result<()> {
+    let stdin = std::io::stdin();
+    let fds = [stdin.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        channel,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .map(|_| ())
+}
+
+/// Receives one packet and prints its size; `false` at the end of the channel or on an
+/// error (a timeout included).
+fn report(channel: &OwnedFd, pid: u32) -> bool {
+    let mut buf = vec![0u8; 65536];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    match rustix::net::recvmsg(
+        channel,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    ) {
+        Ok(msg) if msg.bytes == 0 => false,
+        Ok(msg) => {
+            let fds = control.drain().count();
+            eprintln!(
+                "lb-harden-fakechild: pid {pid} got {} bytes and {fds} control messages from the supervisor",
+                msg.bytes
+            );
+            true
+        }
+        Err(rustix::io::Errno::INTR) => true,
+        Err(e) => {
+            eprintln!("lb-harden-fakechild: pid {pid} recv: {e}");
+            false
+        }
+    }
+}

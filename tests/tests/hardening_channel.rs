@@ -1,0 +1,279 @@
+//! Attacks on the child channel: a reload (a hand-encoded `Reload` request) to
+//! `lb-harden-fakechild`, a program that poses as a child and sends what no child
+//! should. Each reload must fail with a reason, the fake child must be killed, the old
+//! child must keep serving, and the failure must be counted.
+
+use std::io::Write;
+use std::time::Duration;
+
+use littleboss_tests::hardening_support::wire::{self, Response};
+use littleboss_tests::hardening_support::{Serving, fd_count, raw};
+use littleboss_tests::{Env, NO_ARGS, bin, wait_gone};
+
+/// Reloads a fresh `lb-http` supervisor to the fake child in `mode`; checks the refusal
+/// (its reason contains `expected`) and that nothing else changed. Returns the
+/// supervisor's log.
+fn reload_to_fake_child(mode: &str, expected: &str) -> String {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    let serving = Serving::of(&sup, env.socket("lbhttp"));
+    let fake = bin!("lb-harden-fakechild");
+    let path = fake.to_str().expect("a UTF-8 path").as_bytes();
+    let args: [&[u8]; 2] = [b"lb-harden-fakechild", mode.as_bytes()];
+    let request = wire::reload_request(path, Some(&args), &[]);
+    let response = raw::ask(&serving.socket, &request)
+        .unwrap_or_else(|e| panic!("{mode}: no answer to the reload: {e}\n{}", sup.logs()));
+    let Response::Failed { reason } = &response else {
+        panic!(
+            "{mode}: the reload did not fail: {response:?}\n{}",
+            sup.logs()
+        );
+    };
+    assert!(
+        reason.contains(expected),
+        "{mode}: the reason {reason:?} lacks {expected:?}\n{}",
+        sup.logs()
+    );
+    assert!(reason.contains("was killed"), "{mode}: {reason}");
+    let pid: u32 = reason
+        .strip_prefix("new child pid ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{mode}: no pid in {reason:?}"));
+    sup.track(pid);
+    wait_gone(pid, "the fake child");
+    assert!(
+        sup.stderr()
+            .contains(&format!("lb-harden-fakechild: pid {pid} sending {mode}")),
+        "{mode}: the fake child ran\n{}",
+        sup.logs()
+    );
+    serving.assert_unchanged(&sup, &format!("a reload to a fake child ({mode})"));
+    let status = sup.status();
+    assert_eq!(status["failures"], 1, "{mode}: {status}");
+    assert_eq!(status["reloads"], 0, "{mode}: {status}");
+    assert!(status["previous_path"].is_null(), "{mode}: {status}");
+    sup.stderr()
+}
+
+#[test]
+fn a_child_that_sends_garbage_instead_of_hello_is_refused() {
+    reload_to_fake_child("garbage", "it sent a malformed message");
+}
+
+#[test]
+fn a_child_of_another_service_is_refused() {
+    // (The supervisor sends `Refused` and kills the process group at once, so whether
+    // the fake child reads the refusal first is a race: not checked.)
+    reload_to_fake_child("wrong-name", "it is service \"intruder\", not \"lbhttp\"");
+}
+
+#[test]
+fn a_child_of_another_protocol_version_is_refused() {
+    reload_to_fake_child(
+        "wrong-version",
+        "peer speaks littleboss protocol 2, this binary speaks 1",
+    );
+}
+
+#[test]
+fn a_child_that_says_ready_before_hello_is_refused() {
+    reload_to_fake_child("ready-first", "it sent an unexpected message: Ready");
+}
+
+#[test]
+fn a_child_that_sends_fds_is_refused() {
+    reload_to_fake_child("with-fds", "it sent fds");
+}
+
+#[test]
+fn an_oversized_hello_is_refused() {
+    reload_to_fake_child("oversized", "message longer than 65536 bytes");
+}
+
+#[test]
+fn garbage_after_a_good_hello_is_refused() {
+    let log = reload_to_fake_child("garbage-after-hello", "it sent a malformed message");
+    assert!(
+        log.contains("bytes and 1 control messages from the supervisor"),
+        "the fake child was welcomed with its listener fds first:\n{log}"
+    );
+}
+
+/// Reloads a fresh `lb-http` supervisor to a fake child that declares a timing of
+/// `u64::MAX` ms in its hello and otherwise behaves; then stops the supervisor.
+///
+/// The child's own times govern it (`PROTOCOL.md`), so a reload may legitimately wait
+/// for an endless settle time; but nothing may wedge: the stop is answered, and it
+/// cancels a reload still waiting.
+fn huge_timing(mode: &str) {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    let serving = Serving::of(&sup, env.socket("lbhttp"));
+    let fake = bin!("lb-harden-fakechild");
+    let path = fake.to_str().expect("a UTF-8 path").as_bytes();
+    let args: [&[u8]; 2] = [b"lb-harden-fakechild", mode.as_bytes()];
+    let mut reload = raw::connect(&serving.socket).expect("connect");
+    reload
+        .write_all(&wire::reload_request(path, Some(&args), &[]))
+        .expect("send the reload");
+    reload
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a timeout");
+    let early = raw::read_response(&mut reload);
+    eprintln!("{mode}: within 5 s the reload answered {early:?}");
+    let fake_pid = sup.stderr().lines().find_map(|l| {
+        l.split("reloading: started pid ")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    let fake_pid = fake_pid.unwrap_or_else(|| panic!("{mode}: no fake child\n{}", sup.logs()));
+    sup.track(fake_pid);
+    assert!(
+        sup.try_exit().is_none(),
+        "{mode}: the supervisor exited\n{}",
+        sup.logs()
+    );
+    let stop = raw::ask(&serving.socket, &wire::stop_request());
+    eprintln!("{mode}: the stop answered {stop:?}");
+    assert!(
+        matches!(stop, Ok(Response::Stopped { .. })),
+        "{mode}: no answer to the stop within {:?}: {stop:?}\n{}",
+        raw::REPLY_TIMEOUT,
+        sup.logs()
+    );
+    if early.is_err() {
+        reload
+            .set_read_timeout(Some(raw::REPLY_TIMEOUT))
+            .expect("a timeout");
+        let late = raw::read_response(&mut reload);
+        eprintln!("{mode}: after the stop the reload answered {late:?}");
+        let late = late.ok().flatten();
+        assert!(
+            late.as_ref()
+                .and_then(Response::failed)
+                .is_some_and(|r| r.contains("cancelled: lbhttp is stopping")),
+            "{mode}: the pending reload is cancelled by the stop: {late:?}\n{}",
+            sup.logs()
+        );
+    }
+    sup.wait_exit();
+    wait_gone(serving.child, "the first child");
+    wait_gone(fake_pid, "the fake child");
+}
+
+#[test]
+fn a_hello_with_a_huge_ready_timeout_does_not_wedge_the_supervisor() {
+    huge_timing("huge-ready-timeout");
+}
+
+#[test]
+fn a_hello_with_a_huge_settle_time_does_not_wedge_the_supervisor() {
+    huge_timing("huge-settle");
+}
+
+#[test]
+fn a_hello_with_a_huge_lameduck_does_not_wedge_the_supervisor() {
+    huge_timing("huge-lameduck");
+}
+
+/// A reload request (path, arguments, listener flags) and a part of its refusal.
+type BadReload<'a> = (
+    Vec<u8>,
+    Option<Vec<&'a [u8]>>,
+    Vec<(&'a str, &'a str)>,
+    String,
+);
+
+#[test]
+fn bad_reload_requests_fail_cleanly_and_leak_no_fd() {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    let serving = Serving::of(&sup, env.socket("lbhttp"));
+    let fds_before = fd_count(sup.pid()).expect("the supervisor's fds");
+    let not_executable = env.path().join("not-executable");
+    std::fs::write(&not_executable, b"#!/bin/sh\n").expect("write");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy_addr = busy.local_addr().expect("an address").to_string();
+    let lb_http = bin!("lb-http").to_str().expect("a UTF-8 path");
+    let missing = env.path().join("missing");
+    let cases: Vec<BadReload<'_>> = vec![
+        (
+            missing.to_str().expect("UTF-8").into(),
+            None,
+            vec![],
+            format!("cannot open {}", missing.display()),
+        ),
+        (
+            env.path().to_str().expect("UTF-8").into(),
+            None,
+            vec![],
+            "is not a regular file".into(),
+        ),
+        (
+            not_executable.to_str().expect("UTF-8").into(),
+            None,
+            vec![],
+            "is not executable".into(),
+        ),
+        (b"/bin/tr\0ue".to_vec(), None, vec![], "cannot open".into()),
+        (
+            lb_http.into(),
+            None,
+            vec![("http", busy_addr.as_str())],
+            format!("bind http on {busy_addr}: address in use"),
+        ),
+        (
+            lb_http.into(),
+            None,
+            vec![("nope", ":0")],
+            "no listener named \"nope\"; the listeners are http, spare".into(),
+        ),
+        (
+            lb_http.into(),
+            None,
+            vec![("http", "nonsense")],
+            "flag --http: address \"nonsense\" is not HOST:PORT".into(),
+        ),
+        (
+            lb_http.into(),
+            Some(vec![b"lb-http", b"--exit-at-start"]),
+            vec![],
+            "exited with code 3".into(),
+        ),
+        (
+            lb_http.into(),
+            Some(vec![b"lb-http", b"--bad\0arg"]),
+            vec![],
+            "cannot start".into(),
+        ),
+    ];
+    for (path, args, listeners, expected) in &cases {
+        let request = wire::reload_request(path, args.as_deref(), listeners);
+        let answer = raw::ask(&serving.socket, &request).expect("an answer");
+        let reason = answer
+            .failed()
+            .unwrap_or_else(|| panic!("{expected}: the reload did not fail: {answer:?}"));
+        assert!(
+            reason.contains(expected.as_str()),
+            "the reason {reason:?} lacks {expected:?}"
+        );
+        serving.assert_unchanged(&sup, &format!("a reload that failed with {reason:?}"));
+    }
+    let status = sup.status();
+    eprintln!(
+        "{} bad reloads: failures {}, reloads {}",
+        cases.len(),
+        status["failures"],
+        status["reloads"]
+    );
+    assert_eq!(status["reloads"], 0);
+    let fds_after = sup.wait_for("the supervisor's fds to settle", || {
+        let now = fd_count(sup.pid())?;
+        (now == fds_before).then_some(now)
+    });
+    assert_eq!(fds_after, fds_before);
+}

@@ -3,44 +3,27 @@
 //! reload meant to fail failed and every other one succeeded, the supervisor's open fds
 //! did not change, and no zombie child is left.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use littleboss_tests::bin;
 use littleboss_tests::hardening_support::run_for;
 
-/// How long the build of the example and the benchmark may take.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long the benchmark may take.
 const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// `<target>/debug/examples/http`, next to this package's binaries, built (or brought
-/// up to date) with cargo: `cargo test -p littleboss-tests` does not build the examples
-/// of another package.
+/// `<target>/debug/examples/http`, next to this package's binaries: `cargo test
+/// --workspace` (the README's test command) builds it; `cargo test -p littleboss-tests`
+/// alone does not.
 fn http_example() -> PathBuf {
     let dir = bin!("lb-http").parent().expect("the binaries' directory");
     let example = dir.join("examples").join("http");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace");
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(workspace)
-        .args(["build", "-p", "littleboss-examples", "--example", "http"]);
-    let outcome = run_for(build, BUILD_TIMEOUT);
-    if outcome.code() != Some(0) {
-        assert!(
-            example.is_file(),
-            "cannot build the http example, and there is none at {}: {outcome}",
-            example.display()
-        );
-        eprintln!(
-            "WARNING: building the http example failed; using the one at {}:\n{}",
-            example.display(),
-            outcome.stderr
-        );
-    }
+    assert!(
+        example.is_file(),
+        "{} is missing: run `cargo test --workspace`, or `cargo build -p littleboss-examples --example http` first",
+        example.display()
+    );
     example
 }
 

@@ -7,17 +7,15 @@
 //! - [`raw`]: a control client that sends any bytes and reports what came back.
 //! - [`Serving`]: what a supervisor serves before an attack, and the check that it
 //!   still serves the same way after it.
-//! - `/proc` readings: memory ([`vm_kib`]), open fds, zombie children.
-//! - [`run_for`]: a command run to completion with a timeout, in any environment.
-//! - [`serve_http`]: the tiny HTTP server of the helper programs.
+//! - `/proc` readings: memory ([`vm_kib`]), open fds ([`fd_count`]).
+//!
+//! The helper programs serve HTTP with
+//! [`serve_greeting`](crate::serve::serve_greeting).
 
-use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use crate::{Outcome, Supervisor, get, is_gone, wait_for};
+use crate::{Supervisor, get, status_field};
 
 /// Messages of the littleboss wire protocol, version 1, written byte by byte.
 ///
@@ -451,11 +449,11 @@ impl Serving {
 
 /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
 pub fn vm_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.split(':').next() == Some(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    status_field(pid, field)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// How many fds process `pid` has open.
@@ -463,164 +461,4 @@ pub fn fd_count(pid: u32) -> Option<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()
         .map(|d| d.count())
-}
-
-/// `(state, ppid)` of process `pid`, from `/proc/PID/stat`.
-pub fn state_and_parent(pid: u32) -> Option<(char, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
-/// The children of `pid` that have exited and not been reaped (state `Z`).
-pub fn zombie_children(pid: u32) -> Vec<u32> {
-    crate::children_of(pid)
-        .into_iter()
-        .filter(|child| matches!(state_and_parent(*child), Some(('Z', parent)) if parent == pid))
-        .collect()
-}
-
-/// Whether `pid` has no `/proc` entry at all: exited and reaped (a zombie is not
-/// vanished).
-pub fn is_vanished(pid: u32) -> bool {
-    !Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Whether process `pid` holds at least one socket fd.
-pub fn holds_a_socket(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.flatten().any(|entry| {
-                std::fs::read_link(entry.path())
-                    .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
-            })
-        })
-        .unwrap_or(false)
-}
-
-/// Waits (up to `timeout`) until `pid` is gone (exited, reaped or a zombie).
-pub fn wait_gone_within(pid: u32, timeout: Duration, what: &str) -> Duration {
-    let started = Instant::now();
-    wait_for(timeout, &format!("{what} (pid {pid}) to exit"), || {
-        is_gone(pid).then_some(())
-    });
-    started.elapsed()
-}
-
-/// A free TCP port on 127.0.0.1 (free when this returns; a test that binds it later may
-/// race another process, which is unlikely in the ephemeral range).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Runs `command` to completion (stdin from `/dev/null`, output captured), killing it
-/// and panicking if it takes longer than `timeout`.
-pub fn run_for(mut command: Command, timeout: Duration) -> Outcome {
-    let shown = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for a command") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{shown} did not finish within {timeout:?}; stderr:\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(crate::POLL);
-    };
-    Outcome {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
-
-/// The helper programs' HTTP server: answers every request on `listener` with
-/// `pid PID exe EXE mode supervised` (the [`crate::Answer`] format) and
-/// `Connection: close`, until lameduck; then finishes the connections it has.
-pub async fn serve_http(
-    listener: tokio::net::TcpListener,
-    lb: littleboss::Context,
-) -> io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let greeting = format!(
-        "pid {} exe {} mode supervised\n",
-        std::process::id(),
-        std::env::current_exe()?.display()
-    );
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{greeting}",
-        greeting.len()
-    );
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = lb.lameduck() => break,
-            accepted = listener.accept() => {
-                let Ok((mut stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let response = response.clone();
-                connections.spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    let read = tokio::time::timeout(Duration::from_secs(10), async {
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                            match stream.read(&mut buf).await {
-                                Ok(0) | Err(_) => return false,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        true
-                    });
-                    if matches!(read.await, Ok(true)) && stream.write_all(response.as_bytes()).await.is_ok() {
-                        let _ = stream.shutdown().await;
-                    }
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    // Stop accepting by closing this process's copy of the shared socket.
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-    Ok(())
 }

@@ -27,7 +27,7 @@
 //! assert_eq!(answer.pid, sup.child_pid());
 //! ```
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -66,6 +66,34 @@ macro_rules! bin {
     ($name:literal) => {
         ::std::path::Path::new(env!(concat!("CARGO_BIN_EXE_", $name)))
     };
+}
+
+/// The path of an example of `littleboss-examples`, for an integration test:
+/// `example!("http")`; see [`built_example`].
+#[macro_export]
+macro_rules! example {
+    ($name:expr) => {
+        $crate::built_example($crate::bin!("lb-http"), $name)
+    };
+}
+
+/// Example `name` of `littleboss-examples` as `cargo test --workspace` (the README's test
+/// command) builds it, `<target>/debug/examples/NAME`, found next to `bin`, a binary of
+/// this package. Panics, saying how to build it, if it is not there: `cargo test -p
+/// littleboss-tests` alone does not build it.
+pub fn built_example(bin: &Path, name: &str) -> PathBuf {
+    let path = bin
+        .parent()
+        .expect("the binaries' directory")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "the example {name} is not built at {}: run `cargo test --workspace`, or \
+         `cargo build -p littleboss-examples --examples` before `cargo test -p littleboss-tests`",
+        path.display()
+    );
+    path
 }
 
 /// Polls `condition` every [`POLL`] until it returns `Some`, and returns that value.
@@ -164,7 +192,7 @@ impl Env {
     pub fn run<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Outcome {
         let mut command = self.command(bin);
         command.args(args);
-        run_command(command, COMMAND_TIMEOUT)
+        run_for(command, COMMAND_TIMEOUT)
     }
 
     /// `bin --littleboss=status-json`, parsed; panics (with the output) if it fails.
@@ -238,30 +266,30 @@ impl Env {
         }
     }
 
-    /// Copies `bin` to `<tmp>/<name>` (executable) and returns the new path: "a second
-    /// binary" for a reload.
-    ///
-    /// The copy is made by a `cp` process, so that no process of the test binary ever
-    /// holds the new file open for writing (a file open for writing cannot be executed:
-    /// ETXTBSY, and a concurrent test's fork would inherit the fd).
+    /// Copies `bin` to `<tmp>/<name>` (executable, with [`copy_binary`]) and returns the
+    /// new path: "a second binary" for a reload.
     pub fn copy_binary(&self, bin: &Path, name: &str) -> PathBuf {
         let target = self.path().join(name);
-        let outcome = run_command(
-            {
-                let mut cp = Command::new("cp");
-                cp.arg("--").arg(bin).arg(&target).stdin(Stdio::null());
-                cp
-            },
-            COMMAND_TIMEOUT,
-        );
-        assert_eq!(
-            outcome.code(),
-            Some(0),
-            "copying {} failed: {outcome}",
-            bin.display()
-        );
+        copy_binary(bin, &target);
         target
     }
+}
+
+/// Copies `bin` to `target`, and panics if that fails.
+///
+/// The copy is made by a `cp` process, so that no process of the test binary ever holds
+/// the new file open for writing (a file open for writing cannot be executed: ETXTBSY,
+/// and a concurrent test's fork would inherit the fd).
+pub fn copy_binary(bin: &Path, target: &Path) {
+    let mut cp = Command::new("cp");
+    cp.arg("--").arg(bin).arg(target);
+    let outcome = run_for(cp, COMMAND_TIMEOUT);
+    assert_eq!(
+        outcome.code(),
+        Some(0),
+        "copying {} failed: {outcome}",
+        bin.display()
+    );
 }
 
 /// How a command that ran to completion ended.
@@ -292,11 +320,13 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Runs `command` with its output piped, kills it and panics if it takes longer than
-/// `timeout`.
-fn run_command(mut command: Command, timeout: Duration) -> Outcome {
+/// Runs `command` to completion (stdin from `/dev/null`, output captured), killing it
+/// and panicking if it takes longer than `timeout`: [`Env::run`] for a command of any
+/// environment.
+pub fn run_for(mut command: Command, timeout: Duration) -> Outcome {
     let shown = format!("{command:?}");
     let mut child = command
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -379,6 +409,55 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
     })
 }
 
+/// The state letter of process `pid` (`R`, `S`, `Z`...), `None` if it does not exist.
+pub fn proc_state(pid: u32) -> Option<char> {
+    proc_stat(pid).map(|stat| stat.state)
+}
+
+/// Whether `/proc/PID` exists at all: a zombie's still does; a process that exited and
+/// was reaped has none.
+pub fn proc_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A field of `/proc/PID/status` (`PPid`, `NSpid`, `VmRSS`, ...), without its name.
+pub fn status_field(pid: u32, field: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let prefix = format!("{field}:");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim().to_string())
+}
+
+/// The numbers of a field of `/proc/PID/status` that holds a list of them (`Uid`, `Gid`,
+/// `Groups`).
+pub fn status_numbers(pid: u32, field: &str) -> Option<Vec<u64>> {
+    let value = status_field(pid, field)?;
+    value.split_whitespace().map(|n| n.parse().ok()).collect()
+}
+
+/// The inodes of the sockets process `pid` holds (`socket:[INODE]` in `/proc/PID/fd`).
+pub fn socket_inodes(pid: u32) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return inodes;
+    };
+    for entry in entries.flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            let target = target.to_string_lossy();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|n| n.parse().ok())
+            {
+                inodes.push(inode);
+            }
+        }
+    }
+    inodes.sort_unstable();
+    inodes
+}
+
 /// Whether process `pid` is gone: no `/proc/PID`, or a zombie (exited, not yet reaped).
 pub fn is_gone(pid: u32) -> bool {
     match proc_stat(pid) {
@@ -416,6 +495,40 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     children.sort_unstable();
     children.dedup();
     children
+}
+
+/// Every process of the host whose parent is `parent`, from `/proc/*/status` (unlike
+/// [`children_of`], this also sees the children of a process whose threads list none,
+/// and zombies).
+pub fn processes_with_parent(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ppid = status_field(pid, "PPid").and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// The children of `pid` that have exited and not been reaped (state `Z`), among
+/// [`processes_with_parent`].
+pub fn zombie_children(pid: u32) -> Vec<u32> {
+    processes_with_parent(pid)
+        .into_iter()
+        .filter(|child| proc_state(*child) == Some('Z'))
+        .collect()
 }
 
 fn rustix_pid(pid: u32) -> io::Result<rustix::process::Pid> {
@@ -499,6 +612,14 @@ impl Spawned {
                 self.logs()
             )
         })
+    }
+
+    /// Waits for it to exit, and panics (with its logs) unless its exit code is `code`
+    /// and its stderr says `message`.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32, message: &str) {
+        assert_eq!(self.wait_code(), code, "{}", self.logs());
+        assert!(self.stderr().contains(message), "{}", self.logs());
     }
 
     /// Sends it `signal` (panics if it has already exited and been reaped).
@@ -729,6 +850,19 @@ pub fn program_args(status: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The switches of a helper program: its arguments (`lb.args()`) after the program
+/// name, each as UTF-8 or an error that names it, without `--` (`start ... -- ARGS`
+/// passes the `--` on; the switches after it are the program's all the same).
+pub fn switches(args: Vec<OsString>) -> impl Iterator<Item = Result<String, String>> {
+    args.into_iter()
+        .skip(1)
+        .filter(|arg| arg != "--")
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|a| format!("argument {a:?} is not UTF-8"))
+        })
+}
+
 /// What the helper programs answer: `pid PID exe EXE mode MODE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -760,9 +894,15 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `GET /` on `addr` over a new connection (`Connection: close`); returns the body of a
 /// `200` response, or an error (refused, timed out, another status...).
 pub fn http_get(addr: SocketAddr) -> io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    http_get_within(addr, HTTP_TIMEOUT)
+}
+
+/// [`http_get`], waiting up to `timeout` (instead of [`HTTP_TIMEOUT`]) to connect, and
+/// for each read and write.
+pub fn http_get_within(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes)?;
@@ -798,7 +938,18 @@ pub fn port_is_free(addr: SocketAddr) -> bool {
     std::net::TcpListener::bind(addr).is_ok()
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed; a
+/// test that binds it later may race another process, which is unlikely in the
+/// ephemeral range).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
 pub mod hardening_support;
 pub mod privsep_support;
 pub mod reload_support;
+pub mod serve;
 pub mod systemd_support;

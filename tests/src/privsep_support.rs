@@ -8,14 +8,12 @@
 //! start, until lameduck.
 
 use std::io;
-use std::sync::Arc;
-use std::time::Duration;
 
-use littleboss::{Context, Mode};
+use littleboss::Context;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::task::JoinSet;
+
+use crate::serve::{mode_name, serve_http, take_http};
+use crate::status_numbers;
 
 /// What a helper answers: a JSON object.
 pub type Report = Map<String, Value>;
@@ -30,33 +28,18 @@ pub fn report(lb: &Context) -> Report {
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
     };
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let ids = |key: &str| -> Vec<u64> {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key))
-            .map(|rest| {
-                rest.split_whitespace()
-                    .filter_map(|n| n.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let ids = |field: &str| status_numbers(std::process::id(), field).unwrap_or_default();
     let var = |name: &str| -> Value {
         std::env::var_os(name).map_or(Value::Null, |v| json!(v.to_string_lossy()))
     };
-    let mode = match lb.mode() {
-        Mode::Bypass => "bypass",
-        Mode::Supervised => "supervised",
-    };
     let mut report = Map::new();
     report.insert("pid".into(), json!(std::process::id()));
-    report.insert("mode".into(), json!(mode));
+    report.insert("mode".into(), json!(mode_name(lb)));
     report.insert("args".into(), json!(lossy(lb.args())));
     report.insert("argv".into(), json!(lossy(std::env::args_os().collect())));
-    report.insert("uid".into(), json!(ids("Uid:")));
-    report.insert("gid".into(), json!(ids("Gid:")));
-    report.insert("groups".into(), json!(ids("Groups:")));
+    report.insert("uid".into(), json!(ids("Uid")));
+    report.insert("gid".into(), json!(ids("Gid")));
+    report.insert("groups".into(), json!(ids("Groups")));
     report.insert(
         "env".into(),
         json!({ "HOME": var("HOME"), "USER": var("USER"), "LOGNAME": var("LOGNAME") }),
@@ -67,61 +50,17 @@ pub fn report(lb: &Context) -> Report {
 /// Serves the `http` listener, answering every request with `report` as JSON, until
 /// lameduck; `program` names the helper in its stderr lines.
 pub async fn serve(lb: Context, program: &str, report: Report) -> io::Result<()> {
-    let pid = std::process::id();
-    let listener = lb.tcp_listener("http")?;
-    let addr = listener.local_addr()?;
-    eprintln!("{program}: pid {pid} serving http on {addr}");
-    let body: Arc<str> = format!("{}\n", Value::Object(report)).into();
+    let listener = take_http(&lb, program)?;
+    let body = format!("{}\n", Value::Object(report));
     lb.ready();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = lb.lameduck() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(answer(stream, Arc::clone(&body)));
-                }
-                Err(e) => {
-                    eprintln!("{program}: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    // Stop accepting (the socket is shared with the supervisor: close, never shut down),
-    // then finish what was accepted.
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-    eprintln!("{program}: pid {pid} wound down");
-    Ok(())
-}
-
-/// Reads a request head (up to 10 s) and answers it with `body`.
-async fn answer(mut stream: TcpStream, body: Arc<str>) {
-    let head = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 2048];
-        loop {
-            let n = stream.read(&mut buf).await.ok()?;
-            if n == 0 || head.len() > 64 * 1024 {
-                return None;
-            }
-            head.extend_from_slice(&buf[..n]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                return Some(());
-            }
-        }
-    })
+    serve_http(
+        listener,
+        lb.lameduck(),
+        &format!("{program}: accept"),
+        "application/json",
+        &body,
+    )
     .await;
-    if !matches!(head, Ok(Some(()))) {
-        return;
-    }
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if stream.write_all(response.as_bytes()).await.is_ok() {
-        let _ = stream.shutdown().await;
-    }
+    eprintln!("{program}: pid {} wound down", std::process::id());
+    Ok(())
 }

@@ -5,8 +5,8 @@
 //!   winds down the way a reload needs: at lameduck it stops accepting (drops its copy
 //!   of the shared listener), answers each connection's next request with
 //!   `Connection: close`, and closes a connection that sends nothing only
-//!   [`IDLE_GRACE`] after lameduck. Every answer is `pid PID exe EXE mode MODE\n`, as
-//!   `lb-http`'s ([`Answer`](crate::Answer) parses it).
+//!   [`IDLE_GRACE`] after lameduck. Every answer is `pid PID exe EXE mode MODE\n`
+//!   ([`greeting`]), as `lb-http`'s.
 //! - [`KeepAlive`]: the client side, one HTTP/1.1 connection kept alive across requests,
 //!   which tells a complete response from an early end of the connection.
 
@@ -15,34 +15,16 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use littleboss::{Context, Mode};
+use littleboss::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinSet;
 
 use crate::HTTP_TIMEOUT;
+use crate::serve::{MAX_HEAD, accept_until, end_of_head, finish, greeting};
 
 /// How long after lameduck a connection that has not sent a request is kept open: a
 /// request already on its way on an idle keep-alive connection is still answered.
 /// Shorter than the helpers' `lameduck` option, so that they are never killed for it.
 pub const IDLE_GRACE: Duration = Duration::from_secs(2);
-
-/// The largest request head a helper reads.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// `pid PID exe EXE mode MODE\n` for this process.
-pub fn greeting(lb: &Context) -> io::Result<Arc<str>> {
-    let mode = match lb.mode() {
-        Mode::Bypass => "bypass",
-        Mode::Supervised => "supervised",
-    };
-    let exe = std::env::current_exe()?;
-    Ok(format!(
-        "pid {} exe {} mode {mode}\n",
-        std::process::id(),
-        exe.display()
-    )
-    .into())
-}
 
 /// Serves `listener` until lameduck, then stops accepting and finishes its connections
 /// (see the module documentation). `program` names the helper in its stderr lines:
@@ -54,28 +36,18 @@ pub async fn serve(
 ) -> io::Result<()> {
     let pid = std::process::id();
     let greeting = greeting(&lb)?;
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = lb.lameduck() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(connection(stream, lb.clone(), Arc::clone(&greeting)));
-                }
-                Err(e) => {
-                    // Out of fds, most likely: back off instead of spinning.
-                    eprintln!("{program}: pid {pid} accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    // Close this process's copy of the listening socket only: the supervisor and the
-    // new child hold the same socket, and the connections in its queue are theirs.
-    drop(listener);
+    let connections = accept_until(
+        listener,
+        lb.lameduck(),
+        &format!("{program}: pid {pid} accept"),
+        |stream| connection(stream, lb.clone(), Arc::clone(&greeting)),
+    )
+    .await;
+    // The listener is closed: this process's copy of the listening socket only. The
+    // supervisor and the new child hold the same socket, and the connections in its
+    // queue are theirs.
     eprintln!("{program}: pid {pid} lameduck");
-    while connections.join_next().await.is_some() {}
+    finish(connections).await;
     Ok(())
 }
 
@@ -91,11 +63,7 @@ async fn connection(mut stream: tokio::net::TcpStream, lb: Context, greeting: Ar
         };
         let Ok(Some(head)) = head else { return };
         let close = lb.is_lameduck() || asks_to_close(&head);
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{greeting}",
-            greeting.len(),
-            if close { "Connection: close\r\n" } else { "" }
-        );
+        let response = crate::serve::response("text/plain", &greeting, close);
         if stream.write_all(response.as_bytes()).await.is_err() {
             return;
         }
@@ -121,7 +89,7 @@ async fn read_head(
 ) -> io::Result<Option<String>> {
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = find_end_of_head(buffer) {
+        if let Some(end) = end_of_head(buffer) {
             let head: Vec<u8> = buffer.drain(..end).collect();
             return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
         }
@@ -134,14 +102,6 @@ async fn read_head(
         }
         buffer.extend_from_slice(&chunk[..n]);
     }
-}
-
-/// The length of the head at the start of `bytes`, its final empty line included.
-fn find_end_of_head(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
 }
 
 /// Whether a request head has `Connection: close`.
@@ -198,7 +158,7 @@ impl KeepAlive {
         self.stream
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
         let end = loop {
-            if let Some(end) = find_end_of_head(&self.buffer) {
+            if let Some(end) = end_of_head(&self.buffer) {
                 break end;
             }
             self.fill("the response head")?;

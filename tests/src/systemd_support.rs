@@ -1,6 +1,7 @@
 //! Support for the systemd, unix-listener, example and container tests: supervisors
 //! started through another program (`env`, `systemd-socket-activate`, `unshare`), a
-//! receiver for systemd's notify protocol, and a few views of `/proc`.
+//! receiver for systemd's notify protocol, and a few views of `/proc` (the general ones
+//! are in the crate's root).
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
@@ -10,7 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{DEADLINE, Env, Spawned, Supervisor};
+use crate::{DEADLINE, Env, Spawned, Supervisor, status_field};
 
 /// Starts `argv` (the program first, found in `PATH` if it has no `/`) as a guarded
 /// supervisor of `bin`: for a program that runs the supervisor by `exec`, with the same
@@ -56,12 +57,6 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         })
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
 /// The environment process `pid` was started with, `NAME=VALUE` each.
 pub fn environ(pid: u32) -> Vec<String> {
     let bytes = std::fs::read(format!("/proc/{pid}/environ"))
@@ -82,25 +77,6 @@ pub fn environ_names_with(pid: u32, prefixes: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// A field of `/proc/PID/status` (`PPid`, `NSpid`, ...), without its name.
-pub fn status_field(pid: u32, field: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let prefix = format!("{field}:");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map(|value| value.trim().to_string())
-}
-
-/// The state letter of process `pid` (`R`, `S`, `Z`...), `None` if it does not exist.
-pub fn proc_state(pid: u32) -> Option<char> {
-    status_field(pid, "State").and_then(|s| s.chars().next())
-}
-
-/// Whether `/proc/PID` exists at all (a zombie still does).
-pub fn proc_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// The pid of process `pid` in its innermost pid namespace (the last of `NSpid`).
 pub fn innermost_pid(pid: u32) -> Option<u32> {
     status_field(pid, "NSpid")?
@@ -108,53 +84,6 @@ pub fn innermost_pid(pid: u32) -> Option<u32> {
         .last()?
         .parse()
         .ok()
-}
-
-/// Every process of the host whose parent is `parent`, from `/proc/*/status` (unlike
-/// [`children_of`](crate::children_of), this also sees the children of a process whose
-/// threads list none, and zombies).
-pub fn processes_with_parent(parent: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let ppid = status_field(pid, "PPid").and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found.sort_unstable();
-    found
-}
-
-/// The inodes of the sockets process `pid` holds (`socket:[INODE]` in `/proc/PID/fd`).
-pub fn socket_inodes(pid: u32) -> Vec<u64> {
-    let mut inodes = Vec::new();
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return inodes;
-    };
-    for entry in entries.flatten() {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            let target = target.to_string_lossy();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .and_then(|n| n.parse().ok())
-            {
-                inodes.push(inode);
-            }
-        }
-    }
-    inodes.sort_unstable();
-    inodes
 }
 
 /// `CLOCK_MONOTONIC` in microseconds, as systemd's `MONOTONIC_USEC` counts.

@@ -11,12 +11,10 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use littleboss_tests::systemd_support::{
-    find_program, innermost_pid, proc_exists, proc_state, processes_with_parent, tcp_line,
-};
+use littleboss_tests::systemd_support::{find_program, innermost_pid, tcp_line};
 use littleboss_tests::{
     Answer, DEADLINE, Env, Outcome, POLL, Signal, Spawned, Value, bin, children_of, listener_addr,
-    wait_for,
+    proc_exists, proc_state, processes_with_parent, wait_for, zombie_children,
 };
 
 /// `unshare` and `nsenter`, if this test can run here (root, and a pid namespace can be
@@ -36,6 +34,20 @@ fn usable_tools(env: &Env) -> Option<(PathBuf, PathBuf)> {
         return None;
     }
     Some((unshare, nsenter))
+}
+
+/// Starts `unshare --pid --fork --mount-proc lb-sd-orphans --littleboss=start ARGS`:
+/// the supervisor as PID 1 of a new pid namespace.
+fn start_as_pid1(env: &Env, unshare: &Path, args: &[&str]) -> Spawned {
+    let mut all = vec![
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        bin!("lb-sd-orphans").to_str().expect("UTF-8"),
+        "--littleboss=start",
+    ];
+    all.extend(args);
+    env.spawn(unshare, &all)
 }
 
 /// Runs `lb-sd-orphans ARGS` inside the supervisor's pid and mount namespaces, as
@@ -87,14 +99,6 @@ fn host_pid_of_child(supervisor: u32, ns_pid: u64) -> u32 {
         .unwrap_or_else(|| panic!("no child of {supervisor} has namespace pid {ns_pid}"))
 }
 
-/// The supervisor's children on the host that are zombies.
-fn zombies_of(supervisor: u32) -> Vec<u32> {
-    processes_with_parent(supervisor)
-        .into_iter()
-        .filter(|pid| proc_state(*pid) == Some('Z'))
-        .collect()
-}
-
 /// Waits until `orphans` have left `/proc` altogether (a zombie would stay) and the
 /// supervisor has no zombie child.
 fn wait_reaped(unshare: &Spawned, supervisor: u32, orphans: &[u32]) {
@@ -106,7 +110,7 @@ fn wait_reaped(unshare: &Spawned, supervisor: u32, orphans: &[u32]) {
                 .copied()
                 .filter(|p| proc_exists(*p))
                 .collect();
-            (left.is_empty() && zombies_of(supervisor).is_empty()).then_some(())
+            (left.is_empty() && zombie_children(supervisor).is_empty()).then_some(())
         },
     );
 }
@@ -140,18 +144,7 @@ fn pid1_reaps_orphans_reparented_to_it_and_stops_on_sigterm() {
     };
     let release = env.path().join("release-1");
     let release_arg = format!("--release={}", release.display());
-    let process = env.spawn(
-        &unshare,
-        &[
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            bin!("lb-sd-orphans").to_str().expect("UTF-8"),
-            "--littleboss=start",
-            "--orphans=3",
-            &release_arg,
-        ],
-    );
+    let process = start_as_pid1(&env, &unshare, &["--orphans=3", &release_arg]);
     let supervisor = supervisor_host_pid(&process);
     let status = wait_running(&env, &nsenter, &process, supervisor);
     assert_eq!(
@@ -214,18 +207,7 @@ fn pid1_reaps_short_lived_orphans() {
     let Some((unshare, nsenter)) = usable_tools(&env) else {
         return;
     };
-    let process = env.spawn(
-        &unshare,
-        &[
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            bin!("lb-sd-orphans").to_str().expect("UTF-8"),
-            "--littleboss=start",
-            "--orphans=5",
-            "--linger-ms=20",
-        ],
-    );
+    let process = start_as_pid1(&env, &unshare, &["--orphans=5", "--linger-ms=20"]);
     let supervisor = supervisor_host_pid(&process);
     let status = wait_running(&env, &nsenter, &process, supervisor);
     let child = host_pid_of_child(supervisor, status["child_pid"].as_u64().expect("a child"));
@@ -237,7 +219,7 @@ fn pid1_reaps_short_lived_orphans() {
     let watch_until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < watch_until {
         assert_eq!(
-            zombies_of(supervisor),
+            zombie_children(supervisor),
             Vec::<u32>::new(),
             "{}",
             process.logs()
@@ -255,16 +237,7 @@ fn control_commands_from_outside_the_pid_namespace() {
     let Some((unshare, nsenter)) = usable_tools(&env) else {
         return;
     };
-    let process = env.spawn(
-        &unshare,
-        &[
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            bin!("lb-sd-orphans").to_str().expect("UTF-8"),
-            "--littleboss=start",
-        ],
-    );
+    let process = start_as_pid1(&env, &unshare, &[]);
     let supervisor = supervisor_host_pid(&process);
     wait_running(&env, &nsenter, &process, supervisor);
     let outside = env.run(bin!("lb-sd-orphans"), &["--littleboss=status-json"]);

@@ -6,27 +6,10 @@
 //! (`cargo build -p littleboss-examples --examples` builds them alone).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use littleboss_tests::systemd_support::supervise_running;
-use littleboss_tests::{Env, Supervisor, bin, http_get, wait_gone};
-
-/// The example `name`, as `cargo test` built it.
-fn example(name: &str) -> PathBuf {
-    let dir = bin!("lb-http")
-        .parent()
-        .expect("the target directory")
-        .join("examples");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "the example {name} is not built at {}: run `cargo test --workspace`, or \
-         `cargo build -p littleboss-examples --examples` before `cargo test -p littleboss-tests`",
-        path.display()
-    );
-    path
-}
+use littleboss_tests::{Env, Supervisor, example, http_get, wait_gone};
 
 /// The pid in an example's answer: the number after the last `pid `.
 fn pid_in(body: &str) -> u32 {
@@ -90,7 +73,7 @@ fn answer_from(sup: &Supervisor<'_>, ask: Ask, addr: SocketAddr, pid: u32) -> St
 /// to a copy, asks the new child, stops it.
 fn start_reload_stop(name: &str, args: &[&str], ask: Ask, check: impl Fn(&str)) {
     let env = Env::new();
-    let bin = example(name);
+    let bin = example!(name);
     let mut argv = vec![bin.display().to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
     let sup = supervise_running(&env, &argv, &bin);
@@ -190,7 +173,7 @@ fn clap_example() {
 #[test]
 fn http_example_refuses_arguments_before_it_is_ready() {
     let env = Env::new();
-    let bin = example("http");
+    let bin = example!("http");
     // Run directly, it exits at once.
     let outcome = env.run(&bin, &["--http=127.0.0.1:0", "--bogus"]);
     assert_eq!(outcome.code(), Some(1), "{outcome}");
@@ -228,7 +211,7 @@ fn http_example_refuses_arguments_before_it_is_ready() {
 #[test]
 fn clap_example_help_lists_littleboss_flags() {
     let env = Env::new();
-    let outcome = env.run(&example("clap"), &["--help"]);
+    let outcome = env.run(&example!("clap"), &["--help"]);
     assert_eq!(outcome.code(), Some(0), "{outcome}");
     for flag in [
         "--littleboss <LITTLEBOSS>",
@@ -242,7 +225,7 @@ fn clap_example_help_lists_littleboss_flags() {
 #[test]
 fn clap_example_takes_its_flags_at_start_and_at_reload() {
     let env = Env::new();
-    let bin = example("clap");
+    let bin = example!("clap");
     let mut argv = vec![bin.display().to_string()];
     argv.extend(
         [

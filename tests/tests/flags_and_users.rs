@@ -9,19 +9,18 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use littleboss_tests::{
-    COMMAND_TIMEOUT, DEADLINE, Env, Outcome, POLL, Spawned, Value, bin, children_of, http_get,
-    is_gone, listener_addr, port_is_free, wait_for, wait_gone,
+    COMMAND_TIMEOUT, DEADLINE, Env, Outcome, Spawned, Value, bin, children_of, copy_binary,
+    free_port, http_get, is_gone, listener_addr, port_is_free, run_for, status_numbers, wait_for,
+    wait_gone,
 };
 
 /// `env`, to start a helper with variables of its own (it execs the helper, which
@@ -91,7 +90,7 @@ impl<'e> Sup<'e> {
                     .current_dir("/")
                     .uid(*uid)
                     .gid(*uid);
-                run_timeout(command)
+                run_for(command, COMMAND_TIMEOUT)
             }
         }
     }
@@ -172,48 +171,6 @@ fn spawn_with(env: &Env, bin: &Path, vars: &[(&str, String)], args: &[&str]) -> 
     env.spawn(Path::new(ENV), &all)
 }
 
-/// Runs `command` to completion with its output captured (at most [`COMMAND_TIMEOUT`];
-/// it is killed and the test fails if it takes longer).
-fn run_timeout(mut command: Command) -> Outcome {
-    let shown = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut pipe) = pipe {
-                let mut bytes = Vec::new();
-                let _ = pipe.read_to_end(&mut bytes);
-                text = String::from_utf8_lossy(&bytes).into_owned();
-            }
-            text
-        })
-    };
-    let stdout = read_all(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = read_all(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for a command") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(POLL);
-    };
-    Outcome {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
-
 /// `GET /` on `addr`, its JSON answer.
 fn get_json(addr: SocketAddr) -> Value {
     let body = http_get(addr).unwrap_or_else(|e| panic!("GET http://{addr}/: {e}"));
@@ -260,27 +217,6 @@ fn owned(args: &[&str]) -> Vec<String> {
 /// A path as a string (the helpers' paths are UTF-8).
 fn shown(path: &Path) -> String {
     path.to_str().expect("a UTF-8 path").to_string()
-}
-
-/// The numbers on line `key` (`Uid:`, `Gid:`, `Groups:`) of `/proc/PID/status`.
-fn proc_ids(pid: u32, key: &str) -> Vec<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .unwrap_or_else(|| panic!("no {key} line in /proc/{pid}/status"))
-        .split_whitespace()
-        .map(|n| n.parse().expect("a number"))
-        .collect()
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 /// A privileged TCP port (600..1000) on 127.0.0.1 that was free a moment ago; each call
@@ -400,21 +336,13 @@ fn open_tempdir() -> tempfile::TempDir {
 }
 
 /// `bin` itself if `nobody` can execute it, else a 0755 copy of it in `dir` (copied by
-/// `cp`, so that no process of this test holds it open for writing).
+/// [`copy_binary`], so that no process of this test holds it open for writing).
 fn runnable_by_nobody(bin: &Path, dir: &Path) -> PathBuf {
     if executable_by_others(bin) {
         return bin.to_path_buf();
     }
     let target = dir.join(bin.file_name().expect("a file name"));
-    let mut cp = Command::new("cp");
-    cp.arg("--").arg(bin).arg(&target);
-    let outcome = run_timeout(cp);
-    assert_eq!(
-        outcome.code(),
-        Some(0),
-        "copying {}: {outcome}",
-        bin.display()
-    );
+    copy_binary(bin, &target);
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     assert!(executable_by_others(&target), "{}", target.display());
     target
@@ -959,10 +887,10 @@ fn children_run_as_nobody_behind_a_privileged_port() {
     let sup_pid = pid_of(&status, "supervisor_pid");
     assert_eq!(sup_pid, sup.pid());
     // The supervisor keeps root; the child is nobody.
-    assert_eq!(proc_ids(sup_pid, "Uid:"), vec![0; 4]);
-    assert_eq!(proc_ids(sup_pid, "Gid:"), vec![0; 4]);
+    assert_eq!(status_numbers(sup_pid, "Uid"), Some(vec![0; 4]));
+    assert_eq!(status_numbers(sup_pid, "Gid"), Some(vec![0; 4]));
     let child = pid_of(&status, "child_pid");
-    assert_eq!(proc_ids(child, "Uid:"), vec![u64::from(uid); 4]);
+    assert_eq!(status_numbers(child, "Uid"), Some(vec![u64::from(uid); 4]));
 
     let answer = get_json(addr);
     assert_eq!(pid_of(&answer, "pid"), child, "{answer}");
@@ -979,7 +907,7 @@ fn children_run_as_nobody_behind_a_privileged_port() {
     let answer = get_json(addr);
     assert_eq!(pid_of(&answer, "pid"), new_child, "{answer}");
     assert_runs_as(&answer, uid, gid, &groups, &home);
-    assert_eq!(proc_ids(sup_pid, "Uid:"), vec![0; 4]);
+    assert_eq!(status_numbers(sup_pid, "Uid"), Some(vec![0; 4]));
     wait_gone(child, "the old child");
 
     // A reload that moves the listener to another privileged port: the supervisor
@@ -1221,7 +1149,7 @@ fn supervisor_not_root_refuses_to_run_children_as_another_user() {
         .current_dir("/")
         .uid(NOBODY)
         .gid(NOBODY);
-    let outcome = run_timeout(command);
+    let outcome = run_for(command, COMMAND_TIMEOUT);
     assert_eq!(outcome.code(), Some(1), "{outcome}");
     assert!(
         outcome.stderr.contains("littleboss: lbroot: ")
@@ -1279,7 +1207,10 @@ fn supervisor_not_root_may_name_its_own_user() {
     let status = sup.wait_running();
     let sup_pid = pid_of(&status, "supervisor_pid");
     assert_eq!(sup_pid, sup.pid());
-    assert_eq!(proc_ids(sup_pid, "Uid:"), vec![u64::from(NOBODY); 4]);
+    assert_eq!(
+        status_numbers(sup_pid, "Uid"),
+        Some(vec![u64::from(NOBODY); 4])
+    );
     let addr = listener_addr(&status, "http").unwrap_or_else(|| panic!("{status}"));
     let answer = get_json(addr);
     assert_eq!(pid_of(&answer, "pid"), pid_of(&status, "child_pid"));

@@ -10,6 +10,14 @@ use littleboss_tests::hardening_support::wire::{self, Response};
 use littleboss_tests::hardening_support::{Serving, fd_count, raw};
 use littleboss_tests::{Env, NO_ARGS, bin, wait_gone};
 
+/// A hand-encoded `Reload` request to `lb-harden-fakechild MODE`.
+fn fake_child_reload(mode: &str) -> Vec<u8> {
+    let fake = bin!("lb-harden-fakechild");
+    let path = fake.to_str().expect("a UTF-8 path").as_bytes();
+    let args: [&[u8]; 2] = [b"lb-harden-fakechild", mode.as_bytes()];
+    wire::reload_request(path, Some(&args), &[])
+}
+
 /// Reloads a fresh `lb-http` supervisor to the fake child in `mode`; checks the refusal
 /// (its reason contains `expected`) and that nothing else changed. Returns the
 /// supervisor's log.
@@ -17,11 +25,7 @@ fn reload_to_fake_child(mode: &str, expected: &str) -> String {
     let env = Env::new();
     let sup = env.start(bin!("lb-http"), NO_ARGS);
     let serving = Serving::of(&sup, env.socket("lbhttp"));
-    let fake = bin!("lb-harden-fakechild");
-    let path = fake.to_str().expect("a UTF-8 path").as_bytes();
-    let args: [&[u8]; 2] = [b"lb-harden-fakechild", mode.as_bytes()];
-    let request = wire::reload_request(path, Some(&args), &[]);
-    let response = raw::ask(&serving.socket, &request)
+    let response = raw::ask(&serving.socket, &fake_child_reload(mode))
         .unwrap_or_else(|e| panic!("{mode}: no answer to the reload: {e}\n{}", sup.logs()));
     let Response::Failed { reason } = &response else {
         panic!(
@@ -110,12 +114,9 @@ fn huge_timing(mode: &str) {
     let env = Env::new();
     let sup = env.start(bin!("lb-http"), NO_ARGS);
     let serving = Serving::of(&sup, env.socket("lbhttp"));
-    let fake = bin!("lb-harden-fakechild");
-    let path = fake.to_str().expect("a UTF-8 path").as_bytes();
-    let args: [&[u8]; 2] = [b"lb-harden-fakechild", mode.as_bytes()];
     let mut reload = raw::connect(&serving.socket).expect("connect");
     reload
-        .write_all(&wire::reload_request(path, Some(&args), &[]))
+        .write_all(&fake_child_reload(mode))
         .expect("send the reload");
     reload
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use littleboss_tests::hardening_support::wire::{self, Response};
-use littleboss_tests::hardening_support::{Serving, fd_count, raw, run_for, vm_kib};
-use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, get};
+use littleboss_tests::hardening_support::{Serving, fd_count, raw, vm_kib};
+use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, get, run_for};
 
 /// The service name of `lb-http`.
 const NAME: &str = "lbhttp";

@@ -4,8 +4,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 
-use littleboss_tests::hardening_support::{Serving, run_for};
-use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin};
+use littleboss_tests::hardening_support::Serving;
+use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, run_for};
 
 /// The service name of `lb-http`.
 const NAME: &str = "lbhttp";

@@ -3,33 +3,17 @@
 //! reload meant to fail failed and every other one succeeded, the supervisor's open fds
 //! did not change, and no zombie child is left.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use littleboss_tests::bin;
-use littleboss_tests::hardening_support::run_for;
+use littleboss_tests::{bin, example, run_for};
 
 /// How long the benchmark may take.
 const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// `<target>/debug/examples/http`, next to this package's binaries: `cargo test
-/// --workspace` (the README's test command) builds it; `cargo test -p littleboss-tests`
-/// alone does not.
-fn http_example() -> PathBuf {
-    let dir = bin!("lb-http").parent().expect("the binaries' directory");
-    let example = dir.join("examples").join("http");
-    assert!(
-        example.is_file(),
-        "{} is missing: run `cargo test --workspace`, or `cargo build -p littleboss-examples --example http` first",
-        example.display()
-    );
-    example
-}
-
 #[test]
 fn a_short_soak_under_reloads_fails_no_request_and_leaks_nothing() {
-    let example = http_example();
+    let example = example!("http");
     let mut bench = Command::new(bin!("reload-bench"));
     bench
         .args([

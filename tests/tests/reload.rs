@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use littleboss_tests::reload_support::KeepAlive;
 use littleboss_tests::{
-    Env, NO_ARGS, Outcome, Signal, Spawned, Supervisor, Value, bin, children_of, get, http_get,
-    is_alive, listener_addr, port_is_free, program_args, wait_gone,
+    Env, NO_ARGS, Outcome, Signal, Spawned, Supervisor, Value, bin, children_of, example, get,
+    http_get, is_alive, listener_addr, port_is_free, program_args, wait_gone,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -46,22 +46,6 @@ fn pid_in(status: &Value, key: &str) -> Option<u32> {
     status[key]
         .as_u64()
         .map(|pid| u32::try_from(pid).expect("a pid"))
-}
-
-/// The `http` example, built by `cargo build -p littleboss-examples --example http` next
-/// to this package's binaries (`<target>/debug/examples/http`).
-fn http_example() -> PathBuf {
-    let path = bin!("lb-http")
-        .parent()
-        .expect("the binaries' directory")
-        .join("examples")
-        .join("http");
-    assert!(
-        path.is_file(),
-        "{} is missing; build it first: cargo build -p littleboss-examples --example http",
-        path.display()
-    );
-    path
 }
 
 /// The pid and executable in an answer: `pid PID exe EXE mode MODE` (the helpers) or
@@ -429,7 +413,7 @@ fn reload_of_lb_http_under_load_loses_no_request() {
 fn reload_of_the_http_example_under_load_loses_no_request() {
     use Client::{Fresh, KeepAlive};
     reload_under_load(
-        &http_example(),
+        &example!("http"),
         "http",
         &["--http=127.0.0.1:0"],
         &[Fresh, Fresh, KeepAlive, KeepAlive],
@@ -469,30 +453,40 @@ fn failing_reload(reload: impl FnOnce(&Env) -> Outcome) -> String {
     reason
 }
 
-#[test]
-fn reload_to_a_binary_that_exits_at_start_fails_and_the_old_child_serves_on() {
+/// [`failing_reload`] by a copy of `bin` (named `copy`) run with `args`, whose new child
+/// fails: checks that the reason says `expected`, and waits for that child to be gone.
+fn failing_new_child(bin: &Path, copy: &str, args: &[&str], expected: &str) {
     let reason = failing_reload(|env| {
-        let copy = env.copy_binary(bin!("lb-http"), "lb-http-new");
-        env.run(&copy, &["--littleboss=reload", "--", "--exit-at-start"])
+        let copy = env.copy_binary(bin, copy);
+        env.run(&copy, args)
     });
     assert!(
-        reason.contains(" exited with code 3 after "),
-        "the reason names the exit code: {reason:?}"
+        reason.contains(expected),
+        "the reason names {expected:?}: {reason:?}"
     );
     wait_gone(new_child_pid(&reason), "the failed new child");
 }
 
 #[test]
-fn reload_to_a_binary_that_never_becomes_ready_fails_and_the_old_child_serves_on() {
-    let reason = failing_reload(|env| {
-        let copy = env.copy_binary(bin!("lb-reload-ready"), "never-ready");
-        env.run(&copy, &["--littleboss=reload"])
-    });
-    assert!(
-        reason.contains(" was killed: it did not call ready() within "),
-        "the reason names the missing ready(): {reason:?}"
+fn reload_to_a_binary_that_exits_at_start_fails_and_the_old_child_serves_on() {
+    // The reason names the exit code.
+    failing_new_child(
+        bin!("lb-http"),
+        "lb-http-new",
+        &["--littleboss=reload", "--", "--exit-at-start"],
+        " exited with code 3 after ",
     );
-    wait_gone(new_child_pid(&reason), "the new child that was not ready");
+}
+
+#[test]
+fn reload_to_a_binary_that_never_becomes_ready_fails_and_the_old_child_serves_on() {
+    // The reason names the missing ready().
+    failing_new_child(
+        bin!("lb-reload-ready"),
+        "never-ready",
+        &["--littleboss=reload"],
+        " was killed: it did not call ready() within ",
+    );
 }
 
 #[test]
@@ -850,15 +844,8 @@ fn stop_during_a_reload_cancels_it_and_stops_cleanly() {
         stop.stdout, "stopping lbhttp\nstopped lbhttp exit code 0\n",
         "{stop}"
     );
-    assert_eq!(reload.wait_code(), 1, "{}", reload.logs());
+    reload.assert_exit(1, "reload of lbhttp failed: cancelled: lbhttp is stopping");
     assert_eq!(reload.stdout(), "reloading lbhttp\n");
-    assert!(
-        reload
-            .stderr()
-            .contains("reload of lbhttp failed: cancelled: lbhttp is stopping"),
-        "{}",
-        reload.logs()
-    );
     assert_eq!(sup.wait_code(), 0, "{}", sup.logs());
     wait_gone(old, "the old child");
     wait_gone(new, "the cancelled new child");
@@ -1011,7 +998,7 @@ fn keepalive_connections_of_the_old_child_are_finished_not_reset() {
 
 #[test]
 fn keepalive_connections_of_the_http_example_are_finished_not_reset() {
-    keepalive_connections_are_finished(&http_example(), "http", &["--http=127.0.0.1:0"], None);
+    keepalive_connections_are_finished(&example!("http"), "http", &["--http=127.0.0.1:0"], None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1049,7 +1036,17 @@ fn status_during_and_after_a_reload() {
         "{text}"
     );
 
-    // After: the new child, the previous binary, one reload.
+    // After: the new child, the previous binary, one reload (and `failures` failures).
+    let status_after = |failures: u64| {
+        let status = sup.status();
+        assert_eq!(status["state"], "running", "{status}");
+        assert_eq!(pid_in(&status, "child_pid"), Some(new), "{status}");
+        assert_eq!(status["child_path"], shown(&copy), "{status}");
+        assert_eq!(status["previous_path"], shown(lb_http), "{status}");
+        assert_eq!(status["reloads"], 1, "{status}");
+        assert_eq!(status["failures"], failures, "{status}");
+        status
+    };
     open_gate(&gate);
     assert_eq!(reload.wait_code(), 0, "{}", reload.logs());
     let stdout = reload.stdout();
@@ -1061,13 +1058,7 @@ fn status_during_and_after_a_reload() {
         .and_then(|rest| rest.strip_suffix(" ms"))
         .and_then(|ms| ms.parse::<u64>().ok());
     assert!(ms.is_some(), "{stdout}");
-    let status = sup.status();
-    assert_eq!(status["state"], "running", "{status}");
-    assert_eq!(pid_in(&status, "child_pid"), Some(new), "{status}");
-    assert_eq!(status["child_path"], shown(&copy), "{status}");
-    assert_eq!(status["previous_path"], shown(lb_http), "{status}");
-    assert_eq!(status["reloads"], 1, "{status}");
-    assert_eq!(status["failures"], 0, "{status}");
+    let status = status_after(0);
     assert_eq!(status["restarts"], 0, "{status}");
     assert_eq!(
         program_args(&status),
@@ -1092,13 +1083,7 @@ fn status_during_and_after_a_reload() {
     let crasher = env.copy_binary(lb_http, "exits");
     let outcome = env.run(&crasher, &["--littleboss=reload", "--", "--exit-at-start"]);
     reload_failed(&outcome, "lbhttp");
-    let status = sup.status();
-    assert_eq!(status["state"], "running", "{status}");
-    assert_eq!(pid_in(&status, "child_pid"), Some(new), "{status}");
-    assert_eq!(status["child_path"], shown(&copy), "{status}");
-    assert_eq!(status["previous_path"], shown(lb_http), "{status}");
-    assert_eq!(status["reloads"], 1, "{status}");
-    assert_eq!(status["failures"], 1, "{status}");
+    status_after(1);
 }
 
 // ---------------------------------------------------------------------------------------

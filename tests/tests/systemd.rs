@@ -2,17 +2,17 @@
 //! notify protocol (`NOTIFY_SOCKET`), the example unit files, and where the
 //! supervisor's log lines go (`Littleboss::log_with`).
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use littleboss_tests::systemd_support::{
-    NotifyReceiver, environ_names_with, find_program, free_port, monotonic_usec, socket_inodes,
-    supervise, supervise_running, tcp_line,
+    NotifyReceiver, environ_names_with, find_program, monotonic_usec, supervise, supervise_running,
+    tcp_line,
 };
 use littleboss_tests::{
-    Answer, DEADLINE, Env, Signal, Supervisor, bin, get, listener_addr, wait_gone,
+    Answer, DEADLINE, Env, Signal, Supervisor, bin, free_port, get, http_get_within, listener_addr,
+    socket_inodes, wait_gone,
 };
 
 /// The variables that are the supervisor's alone.
@@ -96,19 +96,9 @@ fn activate_argv_with(listen: &[String], fdnames: &str, extra: &[&str], bin: &Pa
 /// `GET /` on a fresh connection, with a deadline long enough for the supervisor and its
 /// first child to start behind it.
 fn first_get(addr: SocketAddr) -> Answer {
-    let mut stream = TcpStream::connect_timeout(&addr, DEADLINE)
-        .unwrap_or_else(|e| panic!("connect to the activated socket {addr}: {e}"));
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("send the first request");
-    let response = littleboss_tests::systemd_support::read_all(&stream, "the activated socket")
-        .expect("the answer to the first request");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("incomplete response: {response:?}"));
-    assert!(head.starts_with("HTTP/1.1 200 "), "{response:?}");
-    Answer::parse(body).unwrap_or_else(|| panic!("unexpected body {body:?}"))
+    let body = http_get_within(addr, DEADLINE)
+        .unwrap_or_else(|e| panic!("the first request to the activated socket {addr}: {e}"));
+    Answer::parse(&body).unwrap_or_else(|| panic!("unexpected body {body:?}"))
 }
 
 fn pid_of(status: &littleboss_tests::Value) -> u32 {

@@ -10,7 +10,7 @@ use std::io;
 use std::time::Duration;
 
 use littleboss::Context;
-use littleboss_tests::hardening_support::serve_http;
+use littleboss_tests::serve::{serve_greeting, take_http};
 
 #[littleboss::main(
     name = "lbexit",
@@ -32,16 +32,12 @@ async fn main(lb: Context) -> io::Result<()> {
             std::process::exit(2);
         }
     }
-    let listener = lb.tcp_listener("http")?;
-    eprintln!(
-        "lb-harden-exit: pid {pid} serving http on {}",
-        listener.local_addr()?
-    );
+    let listener = take_http(&lb, "lb-harden-exit")?;
     lb.ready();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
         eprintln!("lb-harden-exit: pid {pid} exiting with code {code}");
         std::process::exit(code);
     });
-    serve_http(listener, lb).await
+    serve_greeting(listener, &lb, "lb-harden-exit: accept").await
 }

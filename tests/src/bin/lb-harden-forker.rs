@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::{Command, Stdio};
 
 use littleboss::Context;
-use littleboss_tests::hardening_support::serve_http;
+use littleboss_tests::serve::serve_greeting;
 use rustix::io::FdFlags;
 
 #[littleboss::main(
@@ -49,7 +49,7 @@ async fn main(lb: Context) -> io::Result<()> {
     eprintln!("lb-harden-forker: pid {pid} grandchild {}", grandchild.id());
     eprintln!("lb-harden-forker: pid {pid} serving http on {addr}");
     lb.ready();
-    serve_http(listener, lb).await?;
+    serve_greeting(listener, &lb, "lb-harden-forker: accept").await?;
     eprintln!("lb-harden-forker: pid {pid} wound down");
     Ok(())
 }

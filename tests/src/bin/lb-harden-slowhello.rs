@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use littleboss::Littleboss;
-use littleboss_tests::hardening_support::serve_http;
+use littleboss_tests::serve::{serve_greeting, take_http};
 
 /// How long a child waits before littleboss says hello for it.
 const DELAY: Duration = Duration::from_millis(500);
@@ -27,13 +27,8 @@ fn main() -> ExitCode {
         .listener("http", "tcp:127.0.0.1:0")
         .calls_ready(true)
         .run(|lb| async move {
-            let listener = lb.tcp_listener("http")?;
-            eprintln!(
-                "lb-harden-slowhello: pid {} serving http on {}",
-                std::process::id(),
-                listener.local_addr()?
-            );
+            let listener = take_http(&lb, "lb-harden-slowhello")?;
             lb.ready();
-            serve_http(listener, lb).await
+            serve_greeting(listener, &lb, "lb-harden-slowhello: accept").await
         })
 }

@@ -31,16 +31,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use littleboss::{Context, Mode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use littleboss::Context;
+use littleboss_tests::serve::{self, accept_until, answer_once, finish};
+use littleboss_tests::switches;
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-
-/// How long a client may take to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The largest request head read.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// The behaviour switches.
 #[derive(Debug, Default)]
@@ -59,14 +54,8 @@ impl Opts {
     /// so that a typo in a test fails loudly.
     fn parse(args: Vec<std::ffi::OsString>) -> Result<Opts, String> {
         let mut opts = Opts::default();
-        for arg in args.into_iter().skip(1) {
-            let arg = arg
-                .into_string()
-                .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
-            if arg == "--" {
-                // `start ... -- ARGS` passes the `--` on; the switches after it are ours.
-                continue;
-            }
+        for arg in switches(args) {
+            let arg = arg?;
             let (name, value) = match arg.split_once('=') {
                 Some((name, value)) => (name, Some(value)),
                 None => (arg.as_str(), None),
@@ -119,12 +108,7 @@ async fn main(lb: Context) -> io::Result<()> {
             std::process::exit(4);
         });
     }
-    let mode = match lb.mode() {
-        Mode::Bypass => "bypass",
-        Mode::Supervised => "supervised",
-    };
-    let exe = std::env::current_exe()?;
-    let greeting: Arc<str> = format!("pid {pid} exe {} mode {mode}\n", exe.display()).into();
+    let response: Arc<str> = serve::response("text/plain", &serve::greeting(&lb)?, true).into();
 
     let mut names = vec!["http"];
     if opts.take_spare {
@@ -140,7 +124,7 @@ async fn main(lb: Context) -> io::Result<()> {
                     listener,
                     lb.clone(),
                     Arc::clone(&opts),
-                    Arc::clone(&greeting),
+                    Arc::clone(&response),
                 ));
             }
             Err(e) => eprintln!("lb-http: pid {pid} cannot take {name}: {e}"),
@@ -166,62 +150,19 @@ async fn main(lb: Context) -> io::Result<()> {
     Ok(())
 }
 
-/// Accepts on `listener` until lameduck, then finishes the connections it has.
-async fn serve(listener: TcpListener, lb: Context, opts: Arc<Opts>, greeting: Arc<str>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = lb.lameduck(), if !opts.ignore_lameduck => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(answer(stream, opts.slow_ms, Arc::clone(&greeting)));
-                }
-                Err(e) => {
-                    // Out of fds, most likely: back off instead of spinning.
-                    eprintln!("lb-http: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+/// Answers the requests on `listener` with `response` until lameduck (or forever, with
+/// `--ignore-lameduck`), then finishes the connections it has.
+async fn serve(listener: TcpListener, lb: Context, opts: Arc<Opts>, response: Arc<str>) {
+    let delay = Duration::from_millis(opts.slow_ms);
+    let until = async move {
+        if opts.ignore_lameduck {
+            std::future::pending::<()>().await;
         }
-    }
-    // Stop accepting: close this process's copy of the socket (a new process may be
-    // accepting from the same socket).
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
-/// Reads one request head and answers it; errors only end the connection.
-async fn answer(mut stream: TcpStream, slow_ms: u64, greeting: Arc<str>) {
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await;
-    if !matches!(read, Ok(Ok(true))) {
-        return;
-    }
-    if slow_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(slow_ms)).await;
-    }
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{greeting}",
-        greeting.len()
-    );
-    if stream.write_all(response.as_bytes()).await.is_ok() {
-        let _ = stream.shutdown().await;
-    }
-}
-
-/// Reads until the end of the request head: `Ok(true)` once `\r\n\r\n` arrived,
-/// `Ok(false)` if the client closed first or sent too much.
-async fn read_head(stream: &mut TcpStream) -> io::Result<bool> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() + n > MAX_HEAD {
-            return Ok(false);
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(true);
-        }
-    }
+        lb.lameduck().await;
+    };
+    let connections = accept_until(listener, until, "lb-http: accept", |stream| {
+        answer_once(stream, Arc::clone(&response), delay)
+    })
+    .await;
+    finish(connections).await;
 }

@@ -14,6 +14,7 @@
 use std::io::Write;
 
 use littleboss::Context;
+use littleboss_tests::children_of;
 use littleboss_tests::privsep_support::{report, serve};
 use serde_json::json;
 
@@ -31,18 +32,6 @@ fn append(var: &str, line: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.to_string_lossy()))
 }
 
-/// The processes this process has started and not yet reaped.
-fn children() -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .map(|text| text.split_whitespace().count())
-        .sum()
-}
-
 fn init() -> Result<(), String> {
     let port_bound = match std::env::var("LB_PRIV_INIT_PORT") {
         Ok(port) => {
@@ -58,7 +47,7 @@ fn init() -> Result<(), String> {
         &format!(
             "init pid {} port_bound {port_bound} children {}\n",
             std::process::id(),
-            children()
+            children_of(std::process::id()).len()
         ),
     )?;
     match std::env::var("LB_PRIV_INIT_FAIL") {

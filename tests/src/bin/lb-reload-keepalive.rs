@@ -12,6 +12,7 @@
 
 use littleboss::Context;
 use littleboss_tests::reload_support;
+use littleboss_tests::serve::take_http;
 
 #[littleboss::main(
     name = "lbkeep",
@@ -20,12 +21,7 @@ use littleboss_tests::reload_support;
     lameduck = "5s"
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
-    let listener = lb.tcp_listener("http")?;
-    eprintln!(
-        "lb-reload-keepalive: pid {} serving http on {}",
-        std::process::id(),
-        listener.local_addr()?
-    );
+    let listener = take_http(&lb, "lb-reload-keepalive")?;
     lb.ready();
     reload_support::serve(listener, lb, "lb-reload-keepalive").await
 }

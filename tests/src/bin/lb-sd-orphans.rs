@@ -21,8 +21,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use littleboss::{Context, Littleboss, Mode};
-use tokio::io::AsyncWriteExt;
+use littleboss::{Context, Littleboss};
+use littleboss_tests::serve::{greeting, serve_lines, take_http};
+use littleboss_tests::switches;
 
 const ROLE: &str = "LB_SD_ORPHANS_ROLE";
 const RELEASE: &str = "LB_SD_ORPHANS_RELEASE";
@@ -96,13 +97,8 @@ struct Opts {
 
 fn parse(args: Vec<std::ffi::OsString>) -> Result<Opts, String> {
     let mut opts = Opts::default();
-    for arg in args.into_iter().skip(1) {
-        let arg = arg
-            .into_string()
-            .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
-        if arg == "--" {
-            continue;
-        }
+    for arg in switches(args) {
+        let arg = arg?;
         match arg.split_once('=') {
             Some(("--orphans", n)) => {
                 opts.orphans = n.parse().map_err(|e| format!("{arg}: {e}"))?;
@@ -141,37 +137,10 @@ async fn serve(lb: Context) -> std::io::Result<()> {
         }
     }
     eprintln!("lb-sd-orphans: pid {pid} made {} orphans", opts.orphans);
-    let mode = match lb.mode() {
-        Mode::Bypass => "bypass",
-        Mode::Supervised => "supervised",
-    };
-    let line = format!("pid {pid} exe {} mode {mode}\n", exe.display());
-    let listener = lb.tcp_listener("http")?;
-    eprintln!(
-        "lb-sd-orphans: pid {pid} serving http on {}",
-        listener.local_addr()?
-    );
+    let line = greeting(&lb)?;
+    let listener = take_http(&lb, "lb-sd-orphans")?;
     lb.ready();
-    loop {
-        tokio::select! {
-            _ = lb.lameduck() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((mut stream, _)) => {
-                    let line = line.clone();
-                    tokio::spawn(async move {
-                        if stream.write_all(line.as_bytes()).await.is_ok() {
-                            let _ = stream.shutdown().await;
-                        }
-                    });
-                }
-                Err(e) => {
-                    eprintln!("lb-sd-orphans: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
+    serve_lines(listener, lb.lameduck(), "lb-sd-orphans: accept", line).await;
     eprintln!("lb-sd-orphans: pid {pid} wound down");
     Ok(())
 }

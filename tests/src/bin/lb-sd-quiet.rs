@@ -12,10 +12,9 @@
 //! it exits with code 3 before taking its listener.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use littleboss::{Context, Littleboss, Mode};
-use tokio::io::AsyncWriteExt;
+use littleboss::{Context, Littleboss};
+use littleboss_tests::serve::{greeting, serve_lines, take_http};
 
 fn main() -> ExitCode {
     let to_stdout = std::env::args_os().any(|arg| arg == "--log-to-stdout");
@@ -36,39 +35,9 @@ async fn serve(lb: Context) -> std::io::Result<()> {
         eprintln!("lb-sd-quiet: pid {pid} exiting at start with code 3");
         std::process::exit(3);
     }
-    let mode = match lb.mode() {
-        Mode::Bypass => "bypass",
-        Mode::Supervised => "supervised",
-    };
-    let line = format!(
-        "pid {pid} exe {} mode {mode}\n",
-        std::env::current_exe()?.display()
-    );
-    let listener = lb.tcp_listener("http")?;
-    eprintln!(
-        "lb-sd-quiet: pid {pid} serving http on {}",
-        listener.local_addr()?
-    );
+    let line = greeting(&lb)?;
+    let listener = take_http(&lb, "lb-sd-quiet")?;
     lb.ready();
-    loop {
-        tokio::select! {
-            _ = lb.lameduck() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((mut stream, _)) => {
-                    let line = line.clone();
-                    tokio::spawn(async move {
-                        if stream.write_all(line.as_bytes()).await.is_ok() {
-                            let _ = stream.shutdown().await;
-                        }
-                    });
-                }
-                Err(e) => {
-                    eprintln!("lb-sd-quiet: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
+    serve_lines(listener, lb.lameduck(), "lb-sd-quiet: accept", line).await;
     Ok(())
 }

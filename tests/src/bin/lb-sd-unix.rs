@@ -11,11 +11,9 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use littleboss::{Context, Mode};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
+use littleboss::Context;
+use littleboss_tests::serve::{greeting, serve_lines};
 
 #[littleboss::main(
     name = "lbsdunix",
@@ -25,12 +23,7 @@ use tokio::net::{TcpListener, UnixListener};
 )]
 async fn main(lb: Context) -> io::Result<()> {
     let pid = std::process::id();
-    let mode = match lb.mode() {
-        Mode::Bypass => "bypass",
-        Mode::Supervised => "supervised",
-    };
-    let exe = std::env::current_exe()?;
-    let line: Arc<str> = format!("pid {pid} exe {} mode {mode}\n", exe.display()).into();
+    let line = greeting(&lb)?;
 
     let unix = match lb.unix_listener("api") {
         Ok(listener) => {
@@ -64,10 +57,12 @@ async fn main(lb: Context) -> io::Result<()> {
     lb.ready();
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = unix {
-        tasks.spawn(serve_unix(listener, lb.clone(), Arc::clone(&line)));
+        let who = "lb-sd-unix: accept api";
+        tasks.spawn(serve_lines(listener, lb.lameduck(), who, Arc::clone(&line)));
     }
     if let Some(listener) = tcp {
-        tasks.spawn(serve_tcp(listener, lb.clone(), Arc::clone(&line)));
+        let who = "lb-sd-unix: accept http";
+        tasks.spawn(serve_lines(listener, lb.lameduck(), who, Arc::clone(&line)));
     }
     if tasks.is_empty() {
         lb.lameduck().await;
@@ -75,48 +70,4 @@ async fn main(lb: Context) -> io::Result<()> {
     while tasks.join_next().await.is_some() {}
     eprintln!("lb-sd-unix: pid {pid} wound down");
     Ok(())
-}
-
-async fn serve_unix(listener: UnixListener, lb: Context, line: Arc<str>) {
-    loop {
-        tokio::select! {
-            _ = lb.lameduck() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(answer(stream, Arc::clone(&line)));
-                }
-                Err(e) => {
-                    eprintln!("lb-sd-unix: accept api: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
-    // Stop accepting: close this process's copy only (the socket is shared).
-    drop(listener);
-}
-
-async fn serve_tcp(listener: TcpListener, lb: Context, line: Arc<str>) {
-    loop {
-        tokio::select! {
-            _ = lb.lameduck() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(answer(stream, Arc::clone(&line)));
-                }
-                Err(e) => {
-                    eprintln!("lb-sd-unix: accept http: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-}
-
-/// Writes the line and closes the connection; errors only end it.
-async fn answer(mut stream: impl AsyncWrite + Unpin, line: Arc<str>) {
-    if stream.write_all(line.as_bytes()).await.is_ok() {
-        let _ = stream.shutdown().await;
-    }
 }

@@ -11,7 +11,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use littleboss::{Context, Mode};
+use littleboss::Context;
+use littleboss_tests::serve;
 
 /// How often the accept loop looks at lameduck when no client is waiting.
 const POLL: Duration = Duration::from_millis(10);
@@ -24,19 +25,12 @@ fn main(lb: Context) -> io::Result<()> {
         "lb-sync: pid {pid} serving http on {}",
         listener.local_addr()?
     );
-    let mode = match lb.mode() {
-        Mode::Bypass => "bypass",
-        Mode::Supervised => "supervised",
-    };
-    let greeting = format!(
-        "pid {pid} exe {} mode {mode}\n",
-        std::env::current_exe()?.display()
-    );
+    let response = serve::response("text/plain", &serve::greeting(&lb)?, true);
     listener.set_nonblocking(true)?;
     while !lb.is_lameduck() {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = answer(stream, &greeting) {
+                if let Err(e) = answer(stream, &response) {
                     eprintln!("lb-sync: connection: {e}");
                 }
             }
@@ -51,8 +45,8 @@ fn main(lb: Context) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads one request head (up to the empty line) and answers it.
-fn answer(stream: TcpStream, greeting: &str) -> io::Result<()> {
+/// Reads one request head (up to the empty line) and answers it with `response`.
+fn answer(stream: TcpStream, response: &str) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
@@ -65,11 +59,7 @@ fn answer(stream: TcpStream, greeting: &str) -> io::Result<()> {
         }
     }
     let mut stream = &stream;
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{greeting}",
-        greeting.len()
-    )?;
+    stream.write_all(response.as_bytes())?;
     stream.flush()?;
     stream.shutdown(std::net::Shutdown::Write)
 }

@@ -23,6 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use littleboss_tests::hardening_support::{fd_count, vm_kib};
+use littleboss_tests::zombie_children;
+
 struct Options {
     reloads: usize,
     threads: usize,
@@ -150,7 +153,7 @@ fn run(options: &Options) -> Result<(), String> {
     remember_child(&cleanup, &status);
     // The baseline is taken once a reload cycle has run (a previous binary is held).
     let mut fds_before = fd_count(supervisor_pid);
-    let mut rss_before = rss_kib(supervisor_pid);
+    let mut rss_before = vm_kib(supervisor_pid, "VmRSS");
 
     // The same binary bypassed, on a port of its own.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -248,7 +251,7 @@ fn run(options: &Options) -> Result<(), String> {
         }
         if i == 4 {
             fds_before = fd_count(supervisor_pid);
-            rss_before = rss_kib(supervisor_pid);
+            rss_before = vm_kib(supervisor_pid, "VmRSS");
         }
         std::thread::sleep(options.interval);
     }
@@ -261,9 +264,9 @@ fn run(options: &Options) -> Result<(), String> {
         samples.extend(result.samples);
         failures.extend(result.failures);
     }
-    let rss = rss_kib(supervisor_pid);
+    let rss = vm_kib(supervisor_pid, "VmRSS");
     let fds_after = fd_count(supervisor_pid);
-    let zombies = zombie_children(supervisor_pid);
+    let zombies = zombie_children(supervisor_pid).len();
     let final_status = status_of(&command, &copies[0])?;
 
     // When each new process answered first.
@@ -613,36 +616,6 @@ fn remember_child(cleanup: &Cleanup, status: &serde_json::Value) {
     if let (Some(pid), Ok(mut pids)) = (status["child_pid"].as_u64(), cleanup.pids.lock()) {
         pids.push(pid as u32);
     }
-}
-
-fn fd_count(pid: u32) -> Option<usize> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()
-        .map(|d| d.count())
-}
-
-/// Children of `pid` that have exited and not been reaped.
-fn zombie_children(pid: u32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            // pid (comm) state ppid ...: the fields after the last ')'.
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-            fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
-        })
-        .count()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn ms(d: Duration) -> String {

@@ -152,7 +152,7 @@ fn run(options: &Options) -> Result<(), String> {
     let supervised: SocketAddr = address(&status)?;
     remember_child(&cleanup, &status);
     // The baseline is taken once a reload cycle has run (a previous binary is held).
-    let mut fds_before = fd_count(supervisor_pid);
+    let mut fds_before = settled_fd_count(supervisor_pid);
     let mut rss_before = vm_kib(supervisor_pid, "VmRSS");
 
     // The same binary bypassed, on a port of its own.
@@ -263,7 +263,7 @@ fn run(options: &Options) -> Result<(), String> {
             });
         }
         if i == 4 {
-            fds_before = fd_count(supervisor_pid);
+            fds_before = settled_fd_count(supervisor_pid);
             rss_before = vm_kib(supervisor_pid, "VmRSS");
         }
         std::thread::sleep(options.interval);
@@ -278,7 +278,7 @@ fn run(options: &Options) -> Result<(), String> {
         failures.extend(result.failures);
     }
     let rss = vm_kib(supervisor_pid, "VmRSS");
-    let fds_after = fd_count(supervisor_pid);
+    let fds_after = settled_fd_count(supervisor_pid);
     let zombies = zombie_children(supervisor_pid).len();
     let final_status = status_of(&command, &copies[0])?;
 
@@ -648,6 +648,18 @@ fn percentiles(v: &mut [Duration]) -> String {
         ms(at(0.99)),
         ms(v[v.len() - 1])
     )
+}
+
+/// The supervisor's open fds once the work of the last command has settled: the least
+/// of a few looks over 100 ms (a control connection whose answer the client has
+/// already read may still be open for a moment).
+fn settled_fd_count(pid: u32) -> Option<usize> {
+    (0..20)
+        .filter_map(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            fd_count(pid)
+        })
+        .min()
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -31,12 +31,12 @@ pub(crate) fn prepare(dir: &Path) -> io::Result<()> {
         Ok(()) => {}
         Err(rustix::io::Errno::EXIST) => {}
         Err(e) => {
+            let kind = io::Error::from(e).kind();
             return Err(io::Error::new(
-                io::Error::from(e).kind(),
+                kind,
                 format!(
-                    "cannot create the control directory {}: {} (set LITTLEBOSS_DIR to a directory you own)",
-                    dir.display(),
-                    io::Error::from(e).kind()
+                    "cannot create the control directory {}: {kind} (set LITTLEBOSS_DIR to a directory you own)",
+                    dir.display()
                 ),
             ));
         }

@@ -702,8 +702,7 @@ impl Supervisor {
             } else {
                 self.backoff
             };
-            let delay = self.backoff;
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            let delay = self.next_backoff();
             self.log(&format!(
                 "starting it again in {}",
                 watch::human_duration(delay)
@@ -735,6 +734,13 @@ impl Supervisor {
         }
     }
 
+    /// The delay before the next restart, doubling the one after it (up to the cap).
+    fn next_backoff(&mut self) -> Duration {
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        delay
+    }
+
     fn respawn(&mut self) {
         self.respawn_at = None;
         let Some(program) = self.state.waiting.take() else {
@@ -743,9 +749,7 @@ impl Supervisor {
         self.state.restarts += 1;
         if !self.start_serving(program.clone()) {
             self.state.waiting = Some(program);
-            let delay = self.backoff;
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-            self.respawn_at = Some(Instant::now() + delay);
+            self.respawn_at = Some(Instant::now() + self.next_backoff());
         }
     }
 

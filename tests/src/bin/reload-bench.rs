@@ -299,30 +299,6 @@ fn run(options: &Options) -> Result<(), String> {
             outside.push(s.latency);
         }
     }
-    if std::env::var_os("RELOAD_BENCH_DEBUG").is_some() {
-        for w in &windows {
-            let mut lat: Vec<Duration> = samples
-                .iter()
-                .filter(|s| s.at >= w.start && s.at <= w.end)
-                .map(|s| s.latency)
-                .collect();
-            let mut slow: Vec<(Duration, bool, Duration)> = samples
-                .iter()
-                .filter(|s| {
-                    s.at >= w.start && s.at <= w.end && s.latency > Duration::from_micros(800)
-                })
-                .map(|s| (s.at - w.start, s.pid == w.new_pid, s.latency))
-                .collect();
-            slow.sort();
-            eprintln!(
-                "window {:?} len {:?}: {} (slow at {:?})",
-                w.start,
-                w.end - w.start,
-                percentiles(&mut lat),
-                slow.iter().take(8).collect::<Vec<_>>()
-            );
-        }
-    }
     let serve_delays: Vec<Duration> = windows
         .iter()
         .filter_map(|w| w.served.map(|at| at.saturating_sub(w.start)))

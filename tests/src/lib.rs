@@ -33,6 +33,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -273,6 +274,37 @@ impl Env {
         copy_binary(bin, &target);
         target
     }
+}
+
+/// Whether `nobody` can execute `path`: every directory above it searchable by others,
+/// the file executable by others.
+pub fn executable_by_others(path: &Path) -> bool {
+    let mode = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode());
+    mode(path) & 0o001 != 0 && path.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0)
+}
+
+/// A 0755 temporary directory, for what `nobody` must reach.
+pub fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("lbpriv.")
+        .tempdir()
+        .expect("create a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod 0755");
+    dir
+}
+
+/// `bin` itself if `nobody` can execute it, else a 0755 copy of it in `dir` (copied by
+/// [`copy_binary`], so that no process of this test holds it open for writing).
+pub fn runnable_by_nobody(bin: &Path, dir: &Path) -> PathBuf {
+    if executable_by_others(bin) {
+        return bin.to_path_buf();
+    }
+    let target = dir.join(bin.file_name().expect("a file name"));
+    copy_binary(bin, &target);
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert!(executable_by_others(&target), "{}", target.display());
+    target
 }
 
 /// Copies `bin` to `target`, and panics if that fails.

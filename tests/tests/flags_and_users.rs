@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use littleboss_tests::{
-    COMMAND_TIMEOUT, DEADLINE, Env, Outcome, Spawned, Value, bin, children_of, copy_binary,
-    free_port, http_get, is_gone, listener_addr, port_is_free, run_for, status_numbers, wait_for,
-    wait_gone,
+    COMMAND_TIMEOUT, DEADLINE, Env, Outcome, Spawned, Value, bin, children_of,
+    executable_by_others, free_port, http_get, is_gone, listener_addr, open_tempdir, port_is_free,
+    run_for, runnable_by_nobody, status_numbers, wait_for, wait_gone,
 };
 
 /// `env`, to start a helper with variables of its own (it execs the helper, which
@@ -315,37 +315,6 @@ fn member_gids(user: &str) -> BTreeSet<u64> {
                 .flatten()
         })
         .collect()
-}
-
-/// Whether `nobody` can execute `path`: every directory above it searchable by others,
-/// the file executable by others.
-fn executable_by_others(path: &Path) -> bool {
-    let mode = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode());
-    mode(path) & 0o001 != 0 && path.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0)
-}
-
-/// A 0755 temporary directory, for what `nobody` must reach.
-fn open_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("lbpriv.")
-        .tempdir()
-        .expect("create a temporary directory");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod 0755");
-    dir
-}
-
-/// `bin` itself if `nobody` can execute it, else a 0755 copy of it in `dir` (copied by
-/// [`copy_binary`], so that no process of this test holds it open for writing).
-fn runnable_by_nobody(bin: &Path, dir: &Path) -> PathBuf {
-    if executable_by_others(bin) {
-        return bin.to_path_buf();
-    }
-    let target = dir.join(bin.file_name().expect("a file name"));
-    copy_binary(bin, &target);
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    assert!(executable_by_others(&target), "{}", target.display());
-    target
 }
 
 /// A control directory owned by `nobody`, mode 0700, in `dir`.

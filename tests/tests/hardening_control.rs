@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use littleboss_tests::hardening_support::wire::{self, Response};
 use littleboss_tests::hardening_support::{Serving, fd_count, raw, vm_kib};
-use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, get, run_for};
+use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, get, run_for, runnable_by_nobody};
 
 /// The service name of `lb-http`.
 const NAME: &str = "lbhttp";
@@ -372,8 +372,10 @@ fn a_client_of_another_user_is_refused() {
     chmod(env.path(), 0o755);
     chmod(env.dir(), 0o755);
     chmod(&serving.socket, 0o666);
+    // The client must be executable by uid 65534 wherever the tree was checked out.
+    let client_bin = runnable_by_nobody(bin!("lb-harden-client"), env.path());
     for request in ["stop", "status"] {
-        let mut client = Command::new(bin!("lb-harden-client"));
+        let mut client = Command::new(&client_bin);
         client
             .arg(&serving.socket)
             .arg(request)

@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 
 use littleboss_tests::hardening_support::Serving;
-use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, run_for};
+use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, run_for, runnable_by_nobody};
 
 /// The service name of `lb-http`.
 const NAME: &str = "lbhttp";
@@ -78,14 +78,23 @@ fn a_read_only_control_dir_is_refused() {
     let env = Env::new();
     std::fs::create_dir(env.dir()).expect("mkdir");
     std::fs::set_permissions(env.dir(), std::fs::Permissions::from_mode(0o500)).expect("chmod");
-    let mut start = env.command(bin!("lb-http"));
-    start.arg("--littleboss=start");
-    if rustix::process::geteuid().is_root() {
+    let root = rustix::process::geteuid().is_root();
+    if root {
         // Root writes anywhere: run the start as uid 65534, the directory's owner.
         eprintln!("a_read_only_control_dir_is_refused: as root, runs the start as uid 65534");
         std::os::unix::fs::chown(env.dir(), Some(65534), Some(65534)).expect("chown");
         std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
+    }
+    // Run as uid 65534, the binary must be executable by it wherever the tree is.
+    let bin = if root {
+        runnable_by_nobody(bin!("lb-http"), env.path())
+    } else {
+        bin!("lb-http").to_path_buf()
+    };
+    let mut start = env.command(&bin);
+    start.arg("--littleboss=start");
+    if root {
         start.uid(65534).gid(65534);
     }
     let outcome = run_for(start, COMMAND_TIMEOUT);

@@ -4,57 +4,11 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::config::{Config, Declared, SupervisorInit};
 use crate::context::Context;
 use crate::spec::ListenerSpec;
 
-/// Which tokio runtime runs an `async` main (the supervisor itself always uses a
-/// single-threaded one).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Flavor {
-    /// `tokio::runtime::Builder::new_current_thread`.
-    CurrentThread,
-    /// `tokio::runtime::Builder::new_multi_thread` (the default).
-    #[default]
-    MultiThread,
-}
-
-/// A declared listener: its name and spec as the program wrote it.
-#[derive(Clone, Debug)]
-pub(crate) struct Declared {
-    pub name: String,
-    pub spec: Result<ListenerSpec, String>,
-}
-
-/// Everything the program declared about itself, fixed at build time.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub name: String,
-    pub listeners: Vec<Declared>,
-    pub lameduck: Duration,
-    pub persist: bool,
-    pub fallback: bool,
-    pub calls_ready: bool,
-    pub settle: Duration,
-    pub ready_timeout: Duration,
-    pub flavor: Flavor,
-    /// The control flag's name (`littleboss` gives `--littleboss=MODE`).
-    pub flag: String,
-    /// The mode as the program's own parser read it, instead of from argv.
-    pub command: Option<String>,
-    /// Listener addresses as the program's own parser read them: `(name, address)`.
-    pub addresses: Vec<(String, String)>,
-    /// The user (and group) every child runs as.
-    pub user: Option<String>,
-    pub group: Option<String>,
-    /// The mode of unix listeners' socket files.
-    pub unix_mode: Option<u32>,
-    /// Where the supervisor's messages go.
-    pub logger: crate::logger::Logger,
-}
-
-/// Code the supervisor runs once, after binding the listeners and before the first
-/// child starts.
-pub(crate) type SupervisorInit = Box<dyn FnOnce() -> Result<(), String>>;
+pub use crate::config::Flavor;
 
 /// A self-supervising program: the Go littleboss `New` / `Listener` / `Run`.
 ///

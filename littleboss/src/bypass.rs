@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use tokio::sync::watch;
 
-use crate::activation::Activated;
 use crate::context::{Slot, SlotState};
-use crate::listener;
+use crate::socket;
+use crate::socket::activation::Activated;
 use crate::spec::ListenerSpec;
 
 /// Opens every listener that is on (adopting sockets systemd passed); the first
@@ -16,7 +16,7 @@ pub(crate) fn bind_all(
     unix_mode: Option<u32>,
     activated: Activated,
 ) -> Result<Vec<Slot>, String> {
-    let (opened, unused) = listener::open_all(specs, unix_mode, activated)?;
+    let (opened, unused) = socket::open_all(specs, unix_mode, activated)?;
     for name in unused {
         errln!(
             "littleboss: systemd passed a socket named {name:?} that no listener declares; closed it"

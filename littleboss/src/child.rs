@@ -9,10 +9,10 @@ use rustix::io::FdFlags;
 use rustix::net::RecvFlags;
 use tokio::sync::watch;
 
-use crate::builder::Config;
 use crate::channel::{self, CHANNEL_ENV};
+use crate::config::Config;
 use crate::context::{ReadySink, Slot, SlotState};
-use crate::protocol::{self, ChildHello, ChildMsg, SupervisorMsg};
+use crate::control::protocol::{self, ChildHello, ChildMsg, SupervisorMsg};
 
 /// How long the child waits for the supervisor's answer to its hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);

@@ -3,11 +3,12 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::builder::{Config, SupervisorInit};
+use crate::config::{Config, SupervisorInit};
 use crate::context::{Context, Mode};
 use crate::flags::{self, Command, Flags};
+use crate::socket::activation;
 use crate::spec::ListenerSpec;
-use crate::{activation, bypass, child, client, supervisor};
+use crate::{bypass, child, commands, supervisor};
 
 /// Exit code for a command line or declaration littleboss cannot accept.
 const USAGE: u8 = 2;
@@ -53,7 +54,7 @@ pub(crate) fn run(
         Command::Bypass => run_bypass(&specs, &config, activated, flags.args, main),
         Command::Start => supervisor::start(config, init, specs, activated, flags.args),
         Command::Stop | Command::Status | Command::StatusJson | Command::Reload => {
-            client::run(&config, &flags)
+            commands::run(&config, &flags)
         }
     }
 }

@@ -160,25 +160,26 @@ mod output;
 
 pub mod spec;
 
-mod activation;
 mod builder;
 mod bypass;
 mod channel;
 mod child;
-mod client;
+mod commands;
+mod config;
 mod context;
+mod control;
 mod dir;
 mod dispatch;
 mod flags;
-mod listener;
 mod logger;
-mod protocol;
+mod socket;
 mod supervisor;
 
-pub use builder::{Flavor, Littleboss, MainResult};
+pub use builder::{Littleboss, MainResult};
+pub use config::Flavor;
 pub use context::{Context, Mode};
+pub use control::protocol::{PROTOCOL, Status};
 pub use logger::Level;
-pub use protocol::{PROTOCOL, Status};
 
 /// Turns `main` into a self-supervising program: see the [crate documentation](crate).
 ///
@@ -199,7 +200,8 @@ pub use littleboss_macros::main;
 /// What `#[littleboss::main]` expands to. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::builder::{Flavor, Littleboss};
+    pub use crate::builder::Littleboss;
+    pub use crate::config::Flavor;
     pub use std::process::ExitCode;
     pub use std::time::Duration;
 }

@@ -5,7 +5,6 @@
 //! ([`watch`]) that is the one place waiting for it, and the control server
 //! ([`control`]) turns connections into requests for the loop.
 
-mod control;
 mod notify;
 mod reap;
 mod spawn;
@@ -26,13 +25,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::activation::Activated;
-use crate::builder::{Config, SupervisorInit};
-use crate::client::{self, AskError};
+use crate::config::{Config, SupervisorInit};
+use crate::control::client::{self, AskError};
+use crate::control::protocol::{ListenerInfo, ReloadRequest, Request, Response};
+use crate::control::server;
 use crate::dir;
-use crate::listener::{self, BoundAddr};
 use crate::logger::Level;
-use crate::protocol::{ListenerInfo, ReloadRequest, Request, Response};
+use crate::socket::activation::Activated;
+use crate::socket::{self, BoundAddr};
 use crate::spec::ListenerSpec;
 
 use state::{ChildRecord, FdTable, ListenerRecord, Phase, ProgramRecord, State};
@@ -133,7 +133,7 @@ impl Setup {
         // The lock is ours: no live supervisor of this name exists, so any socket file
         // left at the path is stale.
         let mut fds = FdTable::default();
-        let (opened, unused) = listener::open_all(&specs, config.unix_mode, activated)?;
+        let (opened, unused) = socket::open_all(&specs, config.unix_mode, activated)?;
         for name in unused {
             config.logger.log(
                 Level::Warn,
@@ -241,7 +241,7 @@ struct Supervisor {
     next_id: u64,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
-    requests: mpsc::Receiver<control::Incoming>,
+    requests: mpsc::Receiver<server::Incoming>,
     reloading: Option<Reloading>,
     stop_waiters: Vec<Waiter>,
     stop_code: Option<i32>,
@@ -249,7 +249,7 @@ struct Supervisor {
     backoff: Duration,
     done: Option<i32>,
     socket: SocketFile,
-    connections: control::Connections,
+    connections: server::Connections,
     /// The flock on `<name>.lock`, held for the supervisor's whole life.
     _lock: OwnedFd,
     run_as: Option<user::RunAs>,
@@ -261,8 +261,8 @@ impl Supervisor {
         let control = tokio::net::UnixListener::from_std(setup.control)
             .map_err(|e| format!("control socket: {e}"))?;
         let (requests_tx, requests) = mpsc::channel(16);
-        let connections = control::Connections::new();
-        tokio::spawn(control::serve(
+        let connections = server::Connections::new();
+        tokio::spawn(server::serve(
             control,
             requests_tx,
             config.name.clone(),
@@ -514,7 +514,7 @@ impl Supervisor {
                 continue;
             }
             let bound =
-                listener::bind(name, &spec, self.config.unix_mode).map_err(|e| e.to_string())?;
+                socket::bind(name, &spec, self.config.unix_mode).map_err(|e| e.to_string())?;
             record.bound = bound.map(|b| (b.addr, self.fds.insert_with_file(b.fd, b.file)));
         }
         Ok(set)
@@ -768,7 +768,7 @@ impl Supervisor {
             format!(
                 "cannot start {}: {}",
                 program.path.display(),
-                listener::describe(&e)
+                socket::describe(&e)
             )
         })?;
         let mut infos = Vec::with_capacity(listeners.len());

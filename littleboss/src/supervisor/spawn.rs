@@ -10,7 +10,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::FdFlags;
 
 use crate::channel::{self, CHANNEL_ENV};
-use crate::listener::describe;
+use crate::socket::describe;
 
 use super::user::{self, RunAs};
 

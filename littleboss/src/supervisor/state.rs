@@ -13,8 +13,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::listener::{self, BoundAddr, SocketFile};
-use crate::protocol::{self, Status};
+use crate::control::protocol::{self, Status};
+use crate::socket::{self, BoundAddr, SocketFile};
 use crate::spec::Network;
 
 /// A key into the [`FdTable`].
@@ -103,7 +103,7 @@ impl ListenerRecord {
     /// `tcp:127.0.0.1:41234`, or `off`.
     pub(crate) fn shown(&self) -> String {
         match &self.bound {
-            Some((addr, _)) => listener::shown(self.network, addr),
+            Some((addr, _)) => socket::shown(self.network, addr),
             None => "off".to_string(),
         }
     }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::channel::AsyncChannel;
-use crate::protocol::{self, ChildHello, ChildMsg, ListenerInfo, SupervisorMsg};
+use crate::control::protocol::{self, ChildHello, ChildMsg, ListenerInfo, SupervisorMsg};
 
 /// What the supervisor's loop tells a child's task.
 #[derive(Debug)]

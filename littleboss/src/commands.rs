@@ -1,22 +1,17 @@
-//! The commands that talk to a running supervisor: `stop`, `status`, `status-json`,
-//! `reload`.
+//! The command-line modes that talk to a running supervisor: `stop`, `status`,
+//! `status-json`, `reload`. What they print is here; the talking is
+//! [`control::client`](crate::control::client).
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use crate::builder::Config;
+use crate::config::Config;
+use crate::control::client::{AskError, ask};
+use crate::control::protocol::{ReloadRequest, Request, Response, Status};
 use crate::dir;
 use crate::flags::{Command, Flags};
-use crate::protocol::{self, ReloadRequest, Request, Response, Status};
-
-/// How long `status` waits for an answer (stop and reload wait as long as they take;
-/// the supervisor bounds them with its own timeouts).
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a client command and returns the process's exit code.
 pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
@@ -118,57 +113,6 @@ fn reload_request(flags: &Flags) -> io::Result<Request> {
             .map(|args| args.into_iter().map(OsString::into_vec).collect()),
         listeners: flags.listeners.clone(),
     }))
-}
-
-/// Why a request got no answer.
-#[derive(Debug)]
-pub(crate) enum AskError {
-    /// No supervisor listens at the path; the text says what was found.
-    NotRunning(String),
-    Io(io::Error),
-}
-
-/// Sends one request to the supervisor at `path` and reads its one answer.
-pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
-    let mut stream = match UnixStream::connect(path) {
-        Ok(stream) => stream,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(AskError::NotRunning(format!(
-                "no socket at {}",
-                path.display()
-            )));
-        }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            return Err(AskError::NotRunning(format!(
-                "stale socket at {}, nobody answers",
-                path.display()
-            )));
-        }
-        Err(e) => return Err(AskError::Io(e)),
-    };
-    if matches!(request, Request::Status) {
-        stream
-            .set_read_timeout(Some(STATUS_TIMEOUT))
-            .map_err(AskError::Io)?;
-    }
-    match stream.write_all(&protocol::frame(&protocol::encode(request))) {
-        Ok(()) => {}
-        // The supervisor may have answered (a refusal) and closed already: read that.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(AskError::Io(e)),
-    }
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).map_err(|e| {
-        AskError::Io(io::Error::new(
-            e.kind(),
-            format!("the supervisor closed the connection without answering ({e})"),
-        ))
-    })?;
-    let len = protocol::frame_len(header)
-        .map_err(|e| AskError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).map_err(AskError::Io)?;
-    protocol::decode(&body).map_err(|e| AskError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 /// `status` as text, a line per fact.

@@ -8,8 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::control::protocol::{self, Request, Response};
 use crate::logger::{Level, Logger};
-use crate::protocol::{self, Request, Response};
 
 /// A request for the supervisor's loop, with where its answer goes.
 pub(crate) type Incoming = (Request, oneshot::Sender<Response>);

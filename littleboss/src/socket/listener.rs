@@ -1,72 +1,15 @@
 //! Binding the declared listeners, once, in the supervisor (or in a bypassed program).
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{FileType, Mode};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
-use serde::Serialize;
 
 use crate::spec::{Kind, ListenerSpec, Network, SpecError};
 
-/// Where a listener is bound.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub(crate) enum BoundAddr {
-    /// An IP address and port, as the kernel gave it (so `:0` shows its port).
-    Ip(SocketAddr),
-    /// A unix socket path, or `@name` in the abstract namespace.
-    Unix(String),
-}
-
-impl fmt::Display for BoundAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BoundAddr::Ip(addr) => addr.fmt(f),
-            BoundAddr::Unix(path) => f.write_str(path),
-        }
-    }
-}
-
-/// A bound socket and its address.
-#[derive(Debug)]
-pub(crate) struct Bound {
-    pub fd: OwnedFd,
-    pub addr: BoundAddr,
-    /// The socket file of a unix listener bound to a path.
-    pub file: Option<SocketFile>,
-}
-
-/// The file a unix listener created, identified so that only that file is removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SocketFile {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-impl SocketFile {
-    fn of(path: &Path) -> io::Result<SocketFile> {
-        let stat = rustix::fs::lstat(path)?;
-        Ok(SocketFile {
-            path: path.to_path_buf(),
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-        })
-    }
-
-    /// Removes the file if it is still the one this listener created (a later process
-    /// may have put its own socket at the path).
-    pub(crate) fn remove(&self) {
-        if let Ok(now) = rustix::fs::lstat(&self.path) {
-            if now.st_dev == self.dev && now.st_ino == self.ino {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
+use super::{Bound, BoundAddr, SocketFile, activation, describe};
 
 /// Why a listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +155,7 @@ pub(crate) type Opened = (String, Network, Option<Bound>);
 pub(crate) fn open_all(
     specs: &[(String, ListenerSpec)],
     unix_mode: Option<u32>,
-    mut activated: crate::activation::Activated,
+    mut activated: activation::Activated,
 ) -> Result<(Vec<Opened>, Vec<String>), String> {
     let mut opened = Vec::with_capacity(specs.len());
     for (name, spec) in specs {
@@ -250,21 +193,6 @@ fn max_backlog() -> i32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(4096)
-}
-
-/// `address in use`, `permission denied`: the short form of an OS error.
-pub(crate) fn describe(e: &io::Error) -> String {
-    let kind = e.kind().to_string();
-    if e.kind() == io::ErrorKind::Other || kind.contains("uncategorized") {
-        e.to_string()
-    } else {
-        kind
-    }
-}
-
-/// `tcp:127.0.0.1:41234`: a bound listener as `status` shows it.
-pub(crate) fn shown(network: Network, addr: &BoundAddr) -> String {
-    format!("{network}:{addr}")
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, SocketType, sockopt};
 
-use crate::listener::{Bound, BoundAddr};
+use super::{Bound, BoundAddr};
 use crate::spec::{Kind, Network};
 
 /// The first fd systemd passes.

@@ -1,0 +1,88 @@
+//! The sockets a service listens on: bound here ([`listener`]) or passed by systemd
+//! ([`activation`]), and the types both hand to the rest of the crate.
+
+pub(crate) mod activation;
+pub(crate) mod listener;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::spec::Network;
+
+pub(crate) use listener::{bind, open_all};
+
+/// Where a listener is bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) enum BoundAddr {
+    /// An IP address and port, as the kernel gave it (so `:0` shows its port).
+    Ip(SocketAddr),
+    /// A unix socket path, or `@name` in the abstract namespace.
+    Unix(String),
+}
+
+impl fmt::Display for BoundAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoundAddr::Ip(addr) => addr.fmt(f),
+            BoundAddr::Unix(path) => f.write_str(path),
+        }
+    }
+}
+
+/// A bound socket and its address.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub fd: OwnedFd,
+    pub addr: BoundAddr,
+    /// The socket file of a unix listener bound to a path.
+    pub file: Option<SocketFile>,
+}
+
+/// The file a unix listener created, identified so that only that file is removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    pub(crate) fn of(path: &Path) -> io::Result<SocketFile> {
+        let stat = rustix::fs::lstat(path)?;
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        })
+    }
+
+    /// Removes the file if it is still the one this listener created (a later process
+    /// may have put its own socket at the path).
+    pub(crate) fn remove(&self) {
+        if let Ok(now) = rustix::fs::lstat(&self.path) {
+            if now.st_dev == self.dev && now.st_ino == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// `address in use`, `permission denied`: the short form of an OS error.
+pub(crate) fn describe(e: &io::Error) -> String {
+    let kind = e.kind().to_string();
+    if e.kind() == io::ErrorKind::Other || kind.contains("uncategorized") {
+        e.to_string()
+    } else {
+        kind
+    }
+}
+
+/// `tcp:127.0.0.1:41234`: a bound listener as `status` shows it.
+pub(crate) fn shown(network: Network, addr: &BoundAddr) -> String {
+    format!("{network}:{addr}")
+}

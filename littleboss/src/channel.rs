@@ -127,6 +127,11 @@ impl AsyncChannel {
         }
     }
 
+    /// Receives one message if one is waiting, without waiting for one.
+    pub(crate) fn try_recv(&self) -> io::Result<Option<Received>> {
+        recv(self.fd.get_ref().as_fd(), RecvFlags::DONTWAIT)
+    }
+
     /// Receives one message; `Ok(None)` when the child's end is closed.
     pub(crate) async fn recv(&self) -> io::Result<Option<Received>> {
         loop {

@@ -61,6 +61,35 @@
 //! cancels a reload under way. SIGHUP reloads from the current binary's path, SIGTERM
 //! and SIGINT stop.
 //!
+//! # How the supervisor decides
+//!
+//! Every decision of the supervisor is made by one state machine that does no I/O: it
+//! takes an input and the time, and returns effects; a thin loop around it turns
+//! sockets, signals, exits and timers into inputs and carries the effects out. So the
+//! rules below hold by construction, and are checked by a property test over random
+//! sequences of inputs.
+//!
+//! | state | what it holds | ends when |
+//! |---|---|---|
+//! | starting | the serving child, not yet ready (or a program waiting out its restart backoff) | it is ready, exits, or a stop comes |
+//! | running | the serving child, ready | a reload, its exit, or a stop |
+//! | reloading | the serving child, and the new one (or its binary being opened) | the new one is ready (it serves), fails (the old one never noticed), or a stop (the new one is killed) |
+//! | stopping | only children winding down: nothing starts in this state | the last child is gone: the stop is answered with the serving child's exit code |
+//!
+//! Each child goes through its own states: started, then (after its hello) welcomed
+//! with its listeners and settling or awaiting `ready()`, ready, in lameduck, killed;
+//! at its exit its process group is killed and then it is reaped, so the group's id
+//! cannot belong to anyone else yet.
+//!
+//! | inputs | effects |
+//! |---|---|
+//! | a child started, or could not be | start a child |
+//! | a child said hello, ready or finished, or sent garbage | welcome it with its listeners, refuse it, send lameduck |
+//! | a child exited | kill a process group, reap a child |
+//! | `status`, `stop`, `reload` from a client; a client went away | answer a client; open a reload's binary and bind its listeners (off the loop) |
+//! | SIGTERM, SIGINT (stop; twice: kill now), SIGHUP (reload) | tell systemd; log |
+//! | a deadline passed (hello, settle, ready, lameduck, restart backoff) | close the listeners and the control socket, last |
+//!
 //! # Options
 //!
 //! | attribute | builder | default | meaning |

@@ -11,8 +11,19 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::control::protocol::{self, Request, Response};
 use crate::logger::{Level, Logger};
 
-/// A request for the supervisor's loop, with where its answer goes.
-pub(crate) type Incoming = (Request, oneshot::Sender<Response>);
+/// What the server tells the supervisor's loop about its clients, each named by a
+/// number of its own.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A request, with where its answer goes.
+    Request {
+        client: u64,
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    /// The client closed its connection before it was answered.
+    Gone { client: u64 },
+}
 
 /// Connections served at once; more are closed at once. Each costs a task and a small
 /// buffer, and an idle one is dropped after [`REQUEST_TIMEOUT`].
@@ -47,6 +58,7 @@ pub(crate) async fn serve(
     connections: Connections,
 ) {
     let slots = connections.0;
+    let mut next_client = 0u64;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -63,8 +75,10 @@ pub(crate) async fn serve(
         let requests = requests.clone();
         let name = name.clone();
         let logger = logger.clone();
+        next_client += 1;
+        let client = next_client;
         tokio::spawn(async move {
-            handle(stream, &requests, &name, &logger).await;
+            handle(stream, client, &requests, &name, &logger).await;
             drop(slot);
         });
     }
@@ -72,6 +86,7 @@ pub(crate) async fn serve(
 
 async fn handle(
     mut stream: UnixStream,
+    client: u64,
     requests: &mpsc::Sender<Incoming>,
     name: &str,
     logger: &Logger,
@@ -98,11 +113,34 @@ async fn handle(
         Err(_) => return,
     };
     let (tx, rx) = oneshot::channel();
-    if requests.send((request, tx)).await.is_err() {
+    let incoming = Incoming::Request {
+        client,
+        request,
+        reply: tx,
+    };
+    if requests.send(incoming).await.is_err() {
         return;
     }
-    if let Ok(response) = rx.await {
-        let _ = reply(&mut stream, &response).await;
+    tokio::select! {
+        response = rx => {
+            if let Ok(response) = response {
+                let _ = reply(&mut stream, &response).await;
+            }
+        }
+        () = closed(&mut stream) => {
+            let _ = requests.send(Incoming::Gone { client }).await;
+        }
+    }
+}
+
+/// Resolves when the client has closed its end (anything more it sends is ignored).
+async fn closed(stream: &mut UnixStream) {
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => continue,
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::FdFlags;
+use rustix::process::{Pid, PidfdFlags};
+use std::os::unix::process::CommandExt;
 
 use crate::channel::{self, CHANNEL_ENV};
 use crate::socket::describe;
@@ -39,10 +41,12 @@ pub(crate) fn open_executable(path: &Path) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
-/// A started child: the process and the supervisor's end of its channel.
+/// A started child: its pid, a pidfd to wait on (where the kernel has them), and the
+/// supervisor's end of its channel. Nobody else waits for it: the supervisor reaps it.
 #[derive(Debug)]
 pub(crate) struct Spawned {
-    pub process: tokio::process::Child,
+    pub pid: u32,
+    pub pidfd: Option<OwnedFd>,
     pub channel: OwnedFd,
 }
 
@@ -56,15 +60,14 @@ pub(crate) fn spawn(
     let (ours, theirs) = channel::pair()?;
     // Executing /proc/self/fd/N runs the file the fd refers to, whatever its path now
     // holds (the fd is close-on-exec, but exec resolves the path before closing it).
-    let mut command = tokio::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    let mut command = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     if let Some(arg0) = args.first() {
         command.arg0(arg0);
     }
     command
         .args(args.iter().skip(1))
         .env(CHANNEL_ENV, theirs.as_raw_fd().to_string())
-        .process_group(0)
-        .kill_on_drop(false);
+        .process_group(0);
     for var in SUPERVISOR_ONLY_ENV {
         command.env_remove(var);
     }
@@ -95,8 +98,16 @@ pub(crate) fn spawn(
     }
     let process = command.spawn()?;
     drop(theirs);
+    let pid = process.id();
+    // Dropping a std `Child` neither kills nor waits for it: the supervisor reaps it
+    // itself, after it has killed what is left of its process group.
+    drop(process);
+    // The child is not reaped yet, so its pid cannot name another process here.
+    let pidfd = Pid::from_raw(pid as i32)
+        .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
     Ok(Spawned {
-        process,
+        pid,
+        pidfd,
         channel: ours,
     })
 }

@@ -1,0 +1,233 @@
+//! One task per child that only moves bytes: it reads the child's channel and turns
+//! what arrives into inputs, sends what the machine says, and reports the child's
+//! exit, without reaping it (the shell kills its group first, then reaps it).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::process::{Pid, WaitId, WaitIdOptions, WaitIdStatus};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::channel::{self, AsyncChannel};
+use crate::control::protocol::{self, ChildMsg, SupervisorMsg};
+
+use super::machine::{ChildId, Input, WaitStatus};
+
+/// How often a child without a pidfd is looked at.
+const POLL_EXIT: Duration = Duration::from_millis(20);
+
+/// What the shell asks a child's task to send.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A message, with fds (the welcome's listeners).
+    Message(SupervisorMsg, Vec<OwnedFd>),
+}
+
+/// Everything one child's task needs.
+#[derive(Debug)]
+pub(crate) struct ChildIo {
+    pub id: ChildId,
+    pub pid: u32,
+    pub pidfd: Option<OwnedFd>,
+    pub channel: OwnedFd,
+    pub outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    pub inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl ChildIo {
+    /// Runs until the child has exited; its last input is [`Input::Exited`].
+    pub(crate) async fn run(self) {
+        let ChildIo {
+            id,
+            pid,
+            pidfd,
+            channel,
+            mut outgoing,
+            inputs,
+        } = self;
+        // The loop outlives every child task; if it is gone, so is the supervisor.
+        let report = |input: Input| {
+            let _ = inputs.send(input);
+        };
+        let exited = Exited::new(pid, pidfd);
+        let channel = match AsyncChannel::new(channel) {
+            Ok(channel) => Some(channel),
+            Err(e) => {
+                report(Input::ChannelFailed {
+                    child: id,
+                    reason: format!("its channel failed: {e}"),
+                });
+                None
+            }
+        };
+        let mut reading = channel.is_some();
+        let mut sending = true;
+        let status = loop {
+            tokio::select! {
+                status = exited.wait() => break status,
+                received = recv(channel.as_ref()), if reading => {
+                    match received {
+                        Ok(Some(received)) => {
+                            let input = decode(id, received);
+                            reading = matches!(input, Input::Message { .. });
+                            report(input);
+                        }
+                        Ok(None) => reading = false,
+                        Err(e) => {
+                            reading = false;
+                            report(Input::ChannelFailed {
+                                child: id,
+                                reason: format!("it sent a malformed message: {e}"),
+                            });
+                        }
+                    }
+                }
+                out = outgoing.recv(), if sending => match (out, channel.as_ref()) {
+                    (Some(Outgoing::Message(msg, fds)), Some(channel)) => {
+                        let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
+                        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
+                        let sent = channel.send(&protocol::encode(&msg), &borrowed).await;
+                        // A child that is gone cannot be told; its exit is what counts.
+                        if let (Err(e), true) = (sent, welcome) {
+                            report(Input::ChannelFailed {
+                                child: id,
+                                reason: format!("sending its listeners failed: {e}"),
+                            });
+                        }
+                    }
+                    (Some(_), None) => {}
+                    (None, _) => sending = false,
+                },
+            }
+        };
+        // What the child said just before it exited (its `Finished`) comes first.
+        if let Some(channel) = channel.as_ref().filter(|_| reading) {
+            while let Ok(Some(received)) = channel.try_recv() {
+                let input = decode(id, received);
+                let more = matches!(input, Input::Message { .. });
+                report(input);
+                if !more {
+                    break;
+                }
+            }
+        }
+        report(Input::Exited { child: id, status });
+    }
+}
+
+fn decode(child: ChildId, received: channel::Received) -> Input {
+    if !received.fds.is_empty() {
+        return Input::ChannelFailed {
+            child,
+            reason: "it sent fds".to_string(),
+        };
+    }
+    match protocol::decode::<ChildMsg>(&received.bytes) {
+        Ok(msg) => Input::Message { child, msg },
+        Err(e) => Input::ChannelFailed {
+            child,
+            reason: format!("it sent a malformed message: {e}"),
+        },
+    }
+}
+
+async fn recv(channel: Option<&AsyncChannel>) -> std::io::Result<Option<channel::Received>> {
+    match channel {
+        Some(channel) => channel.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a child's exit without reaping it (`waitid` with `WNOWAIT`): until it is
+/// reaped, its pid, and so its process group's id, stays its own.
+#[derive(Debug)]
+struct Exited {
+    pid: Option<Pid>,
+    pidfd: Option<AsyncFd<OwnedFd>>,
+}
+
+impl Exited {
+    fn new(pid: u32, pidfd: Option<OwnedFd>) -> Exited {
+        Exited {
+            pid: Pid::from_raw(pid as i32),
+            pidfd: pidfd.and_then(|fd| {
+                // SAFETY: an `OwnedFd` is open for as long as it lives and always
+                // returns the same fd number, and the `AsyncFd` owns it until dropped.
+                unsafe { AsyncFd::register(fd) }.ok()
+            }),
+        }
+    }
+
+    async fn wait(&self) -> WaitStatus {
+        loop {
+            match &self.pidfd {
+                // A pidfd is readable once the process has exited.
+                Some(pidfd) => match pidfd.readable().await {
+                    Ok(mut guard) => guard.clear_ready(),
+                    Err(_) => tokio::time::sleep(POLL_EXIT).await,
+                },
+                None => tokio::time::sleep(POLL_EXIT).await,
+            }
+            let Some(pid) = self.pid else {
+                return WaitStatus::Unknown;
+            };
+            // By pid: it is our child and not reaped, so the pid is still its own (and
+            // this works on kernels whose waitid does not take a pidfd).
+            let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+            match rustix::process::waitid(WaitId::Pid(pid), options) {
+                Ok(Some(status)) => return wait_status(&status),
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                // Not our child (it cannot be): nothing is left to wait for.
+                Err(_) => return WaitStatus::Unknown,
+            }
+        }
+    }
+}
+
+fn wait_status(status: &WaitIdStatus) -> WaitStatus {
+    match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => WaitStatus::Code(code),
+        (None, Some(signal)) => WaitStatus::Signal(signal),
+        (None, None) => WaitStatus::Unknown,
+    }
+}
+
+/// Reaps an exited child (it is a zombie, so this does not block).
+pub(crate) fn reap(pid: u32) {
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = rustix::process::waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeing a child's exit does not reap it: until [`reap`], its pid (and the id of
+    /// the process group it leads) cannot be taken by another process, so the group
+    /// can be killed safely after the exit.
+    #[tokio::test]
+    async fn an_exit_is_seen_without_reaping_the_child() {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .expect("sh runs");
+        let pid = child.id();
+        drop(child);
+        let pidfd = Pid::from_raw(pid as i32).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        for pidfd in [pidfd, None] {
+            let status = Exited::new(pid, pidfd).wait().await;
+            assert_eq!(status, WaitStatus::Code(3));
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there");
+            assert!(stat.contains(") Z "), "a zombie until reaped: {stat}");
+        }
+        reap(pid);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+}

@@ -1,0 +1,138 @@
+//! One child as the machine knows it: where it is in its life, and how it ended.
+
+use std::ffi::OsString;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::supervisor::state::{ListenerRecord, ProgramRecord};
+
+use super::{ChildId, Time};
+
+/// Where a child is in its life. A child that has exited is not here: it is reaped and
+/// forgotten in the same step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) enum Life {
+    /// The shell was asked to start it; its pid is not known yet.
+    Spawning,
+    /// Started; its hello is due by `by`.
+    Started { by: Time },
+    /// Welcomed (it has its listeners); ready once it has run until `at`.
+    Settling { at: Time },
+    /// Welcomed; it must call `ready()` by `by`.
+    AwaitingReady { by: Time },
+    /// Ready: it serves, or would.
+    Ready,
+    /// Asked to wind down; killed at `kill_at`. A child asked before its hello is
+    /// welcomed first (it waits for its listeners), then told.
+    Lameduck { kill_at: Time, welcomed: bool },
+    /// Its process group was sent SIGKILL; its exit is what is left.
+    Killed,
+}
+
+/// A child process the supervisor started.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Child {
+    pub id: ChildId,
+    /// 0 until the shell reports the spawn.
+    pub pid: u32,
+    pub program: ProgramRecord,
+    /// The whole command line the child got (the program's, with the listener flags).
+    pub argv: Vec<OsString>,
+    pub listeners: Vec<ListenerRecord>,
+    /// Wall-clock start, for `status`.
+    pub started: Option<SystemTime>,
+    /// Monotonic start, for how long it ran.
+    pub started_at: Time,
+    pub life: Life,
+    /// How long it may take to wind down: the supervisor's default until its hello
+    /// says otherwise.
+    pub lameduck_ms: u64,
+    pub killed_because: Option<String>,
+    pub finished: Option<Result<(), String>>,
+}
+
+impl Child {
+    /// Whether it was ready (and not yet winding down).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.life == Life::Ready
+    }
+
+    /// Whether it has said hello and been given its listeners.
+    pub(crate) fn welcomed(&self) -> bool {
+        match self.life {
+            Life::Spawning | Life::Started { .. } => false,
+            Life::Lameduck { welcomed, .. } => welcomed,
+            Life::Settling { .. } | Life::AwaitingReady { .. } | Life::Ready | Life::Killed => true,
+        }
+    }
+
+    /// The moment something is due for this child, if any.
+    pub(crate) fn deadline(&self) -> Option<Time> {
+        match self.life {
+            Life::Started { by } | Life::AwaitingReady { by } => Some(by),
+            Life::Settling { at } => Some(at),
+            Life::Lameduck { kill_at, .. } => Some(kill_at),
+            Life::Spawning | Life::Ready | Life::Killed => None,
+        }
+    }
+}
+
+/// How a process ended, as `waitid` reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) enum WaitStatus {
+    Code(i32),
+    Signal(i32),
+    /// Neither (should not happen).
+    Unknown,
+}
+
+/// How a child ended.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Exit {
+    pub status: WaitStatus,
+    /// Why the supervisor killed it, if it did.
+    pub killed_because: Option<String>,
+    pub ran: Duration,
+    /// What its main reported before exiting (`Finished`), if anything.
+    pub finished: Option<Result<(), String>>,
+}
+
+impl Exit {
+    /// The exit code the supervisor passes on: the child's, or 1 for a signal.
+    pub(crate) fn code(&self) -> i32 {
+        match self.status {
+            WaitStatus::Code(code) => code,
+            WaitStatus::Signal(_) | WaitStatus::Unknown => 1,
+        }
+    }
+
+    /// Whether it ended badly (non-zero, a signal, or killed by the supervisor).
+    pub(crate) fn failed(&self) -> bool {
+        self.killed_because.is_some() || self.status != WaitStatus::Code(0)
+    }
+
+    /// `exited with code 3 after 120 ms`, `killed by signal 9 after 2.1 s`, ...
+    pub(crate) fn describe(&self) -> String {
+        let how = match (&self.killed_because, self.status) {
+            (Some(why), _) => format!("was killed: {why}"),
+            (None, WaitStatus::Code(code)) => format!("exited with code {code}"),
+            (None, WaitStatus::Signal(sig)) => format!("was killed by signal {sig}"),
+            (None, WaitStatus::Unknown) => "ended".to_string(),
+        };
+        let mut text = format!("{how} after {}", human_duration(self.ran));
+        if let Some(Err(e)) = &self.finished {
+            text.push_str(&format!(" (its main returned an error: {e})"));
+        }
+        text
+    }
+}
+
+/// `120 ms`, `2.1 s`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}

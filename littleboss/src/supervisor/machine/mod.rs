@@ -1,0 +1,1477 @@
+//! The supervisor's decisions, with no I/O: it takes an [`Input`] and the time, and
+//! hands back [`Effect`]s for the shell to carry out.
+//!
+//! Everything that decides is here; the shell ([`super::shell`]) only turns sockets,
+//! signals, exits and timers into inputs, and effects into system calls. Time is a
+//! plain number of milliseconds on a monotonic clock ([`Time`]); clients and children
+//! are ids, so the whole [`State`] is a value that can be serialized.
+//!
+//! The phase carries its data ([`Phase`]), so the rules hold by construction:
+//!
+//! - nothing starts while stopping: [`Phase::Stopping`] holds no serving or incoming
+//!   child, only children winding down;
+//! - at most one serving and one incoming child: [`Phase::Up`] has one
+//!   [`Current`] and at most one [`Reload`];
+//! - every child that was started is in exactly one place until its exit, when its
+//!   process group is killed and then it is reaped, in that order, once.
+
+mod child;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::control::protocol::{self, ChildMsg, Request, Response, Status, SupervisorMsg};
+use crate::logger::Level;
+use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
+
+pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration};
+
+/// Milliseconds on the supervisor's monotonic clock (since it started).
+pub(crate) type Time = u64;
+
+/// A child the supervisor started, for as long as it is not reaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub(crate) struct ChildId(pub u64);
+
+/// A client waiting on the control socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub(crate) struct ClientId(pub u64);
+
+/// The first and the largest delay before a persistent program is started again.
+const BACKOFF_MIN_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 30_000;
+/// A child that ran this long resets the backoff.
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// The longest settle, ready or lameduck time a child may declare in its hello: a
+/// reload never waits on a child for longer than this.
+pub(crate) const MAX_CHILD_WAIT_MS: u64 = 3_600_000;
+
+/// A time a child declared, in milliseconds, capped at [`MAX_CHILD_WAIT_MS`].
+fn declared(ms: u64) -> u64 {
+    ms.min(MAX_CHILD_WAIT_MS)
+}
+
+/// What the program declared that the machine needs.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Settings {
+    pub name: String,
+    pub persist: bool,
+    pub fallback: bool,
+    /// A child's lameduck time until its hello says otherwise.
+    pub lameduck_ms: u64,
+    /// How long a child has to say hello.
+    pub hello_timeout_ms: u64,
+}
+
+/// A signal the supervisor handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Term,
+    Int,
+    Hup,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Int => "SIGINT",
+            Signal::Hup => "SIGHUP",
+        }
+    }
+}
+
+/// Something that happened.
+#[derive(Clone, Debug)]
+pub(crate) enum Input {
+    /// The child asked for by [`Effect::Spawn`] runs.
+    Spawned {
+        child: ChildId,
+        pid: u32,
+        started: SystemTime,
+    },
+    /// The child asked for by [`Effect::Spawn`] could not be started.
+    SpawnFailed {
+        child: ChildId,
+        reason: String,
+    },
+    /// A child sent a message (hello, ready, finished).
+    Message {
+        child: ChildId,
+        msg: ChildMsg,
+    },
+    /// A child's channel failed, or it sent something that is not a message.
+    ChannelFailed {
+        child: ChildId,
+        reason: String,
+    },
+    /// A child exited. It is not reaped yet: its pid (and so its process group id)
+    /// cannot be reused until [`Effect::Reap`].
+    Exited {
+        child: ChildId,
+        status: WaitStatus,
+    },
+    /// A client asked something.
+    Request {
+        client: ClientId,
+        request: Request,
+    },
+    /// A client went away before its answer.
+    ClientGone {
+        client: ClientId,
+    },
+    /// The [`Effect::Prepare`] of the reload under way is done.
+    Prepared {
+        program: ProgramRecord,
+        listeners: Vec<ListenerRecord>,
+    },
+    /// The [`Effect::Prepare`] of the reload under way failed; `counts` if it is a
+    /// failure of the program (its binary), not of the request.
+    PrepareFailed {
+        reason: String,
+        counts: bool,
+    },
+    Signal(Signal),
+}
+
+/// What systemd is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// `READY=1` with a status line.
+    Ready(String),
+    /// `RELOADING=1` (the shell adds the clock).
+    Reloading,
+    /// `STOPPING=1`.
+    Stopping,
+}
+
+/// Something the shell is to do.
+#[derive(Clone, Debug)]
+pub(crate) enum Effect {
+    /// Start a child; answered by [`Input::Spawned`] or [`Input::SpawnFailed`].
+    Spawn {
+        child: ChildId,
+        program: ProgramRecord,
+        argv: Vec<OsString>,
+    },
+    /// Answer a child's hello with its listeners: their names and addresses, and the
+    /// fds of those that are on, in order.
+    Welcome {
+        child: ChildId,
+        listeners: Vec<ListenerRecord>,
+    },
+    /// Send a child a message that carries no fds (a refusal, lameduck).
+    Send {
+        child: ChildId,
+        msg: SupervisorMsg,
+    },
+    /// SIGKILL to the child's process group.
+    Kill {
+        child: ChildId,
+    },
+    /// Reap the exited child and forget it.
+    Reap {
+        child: ChildId,
+    },
+    /// Open the executable at `path` and bind the listeners that `overrides` moves
+    /// (off the loop: binding may resolve names); answered by [`Input::Prepared`] or
+    /// [`Input::PrepareFailed`].
+    Prepare {
+        path: PathBuf,
+        args: Vec<OsString>,
+        listeners: Vec<ListenerRecord>,
+        overrides: Vec<(String, String)>,
+    },
+    Answer {
+        client: ClientId,
+        response: Response,
+    },
+    Notify(Notice),
+    Log(Level, String),
+    /// Close every listener and remove the control socket: the last step before the
+    /// stop is answered.
+    Close,
+}
+
+/// The serving slot of [`Phase::Up`].
+#[derive(Clone, Debug, Serialize)]
+pub(crate) enum Current {
+    /// The child that serves (or is starting to, until it is ready).
+    Child(Child),
+    /// Persist: the program is started again at `at` (unless a reload is under way).
+    Backoff { program: ProgramRecord, at: Time },
+    /// The serving child exited while a reload was under way; what follows depends on
+    /// the reload.
+    Exited {
+        program: ProgramRecord,
+        pid: u32,
+        exit: Exit,
+        was_ready: bool,
+    },
+}
+
+/// A reload under way.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Reload {
+    pub waiter: Option<ClientId>,
+    pub since: Time,
+    pub incoming: Incoming,
+    /// Reloads asked for while this one was being prepared: each is refused once this
+    /// one's child has started (naming it), or started if this one fails first.
+    pub queued: Vec<Asked>,
+}
+
+/// A reload as it was asked for.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Asked {
+    pub waiter: Option<ClientId>,
+    pub path: PathBuf,
+    pub args: Option<Vec<OsString>>,
+    pub overrides: Vec<(String, String)>,
+}
+
+/// The new child of a reload.
+// One value in one place for the supervisor's life: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, Serialize)]
+pub(crate) enum Incoming {
+    /// The binary is being opened and the listeners bound.
+    Preparing,
+    Child(Child),
+}
+
+/// Where the supervisor is in its life.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, Serialize)]
+pub(crate) enum Phase {
+    /// Serving, starting, or reloading.
+    Up {
+        current: Current,
+        reload: Option<Reload>,
+    },
+    /// Every child winds down; the supervisor ends when none is left.
+    Stopping {
+        waiters: Vec<ClientId>,
+        /// The child that served when the stop came: its exit code is the stop's.
+        serving: Option<ChildId>,
+        /// The new child of the reload that the stop cancelled.
+        cancelled: Option<ChildId>,
+        code: Option<i32>,
+    },
+    /// Stopped with this exit code.
+    Done { code: i32 },
+}
+
+/// Everything the supervisor knows: one serializable value.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct State {
+    pub name: String,
+    pub pid: u32,
+    pub started: SystemTime,
+    pub phase: Phase,
+    /// Children winding down or killed, waiting for their exit.
+    pub retiring: Vec<Child>,
+    /// The listeners a new child gets.
+    pub listeners: Vec<ListenerRecord>,
+    /// The program a failing reloaded child falls back to.
+    pub previous: Option<ProgramRecord>,
+    pub reloads: u64,
+    pub failures: u64,
+    pub restarts: u64,
+    /// The next restart's delay (persist).
+    pub backoff_ms: u64,
+    pub next_child: u64,
+    /// Whether the first child has been reported started.
+    pub announced: bool,
+}
+
+/// Where a child is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Current,
+    Incoming,
+    Retiring(usize),
+}
+
+/// The supervisor's state machine.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    settings: Settings,
+    state: State,
+    effects: VecDeque<Effect>,
+}
+
+impl Machine {
+    /// A supervisor that starts `program` with `listeners` at once.
+    pub(crate) fn new(
+        settings: Settings,
+        pid: u32,
+        started: SystemTime,
+        listeners: Vec<ListenerRecord>,
+        program: ProgramRecord,
+        now: Time,
+    ) -> Machine {
+        let placeholder = Current::Backoff {
+            program: program.clone(),
+            at: now,
+        };
+        let mut machine = Machine {
+            state: State {
+                name: settings.name.clone(),
+                pid,
+                started,
+                phase: Phase::Up {
+                    current: placeholder,
+                    reload: None,
+                },
+                retiring: Vec::new(),
+                listeners,
+                previous: None,
+                reloads: 0,
+                failures: 0,
+                restarts: 0,
+                backoff_ms: BACKOFF_MIN_MS,
+                next_child: 0,
+                announced: false,
+            },
+            settings,
+            effects: VecDeque::new(),
+        };
+        let child = machine.spawn(program, machine.state.listeners.clone(), now);
+        machine.set_current(Current::Child(child));
+        machine
+    }
+
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Every fd key the state refers to: the fds to keep.
+    pub(crate) fn fd_keys(&self) -> BTreeSet<FdKey> {
+        let mut keys = BTreeSet::new();
+        let mut listeners = |set: &[ListenerRecord]| {
+            keys.extend(
+                set.iter()
+                    .filter_map(|l| l.bound.as_ref().map(|(_, key)| *key)),
+            );
+        };
+        listeners(&self.state.listeners);
+        let mut exes: Vec<FdKey> = Vec::new();
+        for child in self.children() {
+            listeners(&child.listeners);
+            exes.push(child.program.exe);
+        }
+        if let Phase::Up {
+            current: Current::Backoff { program, .. } | Current::Exited { program, .. },
+            ..
+        } = &self.state.phase
+        {
+            exes.push(program.exe);
+        }
+        exes.extend(self.state.previous.iter().map(|p| p.exe));
+        keys.extend(exes);
+        keys
+    }
+
+    /// The next effect to carry out, in order.
+    pub(crate) fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// The exit code, once the supervisor is done.
+    pub(crate) fn done(&self) -> Option<i32> {
+        match self.state.phase {
+            Phase::Done { code } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// When [`Machine::handle_timeout`] is next due.
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
+        let mut next = self.children().filter_map(Child::deadline).min();
+        if let Phase::Up {
+            current: Current::Backoff { at, .. },
+            reload: None,
+        } = &self.state.phase
+        {
+            next = Some(next.map_or(*at, |n| n.min(*at)));
+        }
+        next
+    }
+
+    /// Every child not yet reaped.
+    pub(crate) fn children(&self) -> impl Iterator<Item = &Child> {
+        let (current, incoming) = match &self.state.phase {
+            Phase::Up { current, reload } => (
+                match current {
+                    Current::Child(c) => Some(c),
+                    _ => None,
+                },
+                match reload {
+                    Some(Reload {
+                        incoming: Incoming::Child(c),
+                        ..
+                    }) => Some(c),
+                    _ => None,
+                },
+            ),
+            _ => (None, None),
+        };
+        current
+            .into_iter()
+            .chain(incoming)
+            .chain(self.state.retiring.iter())
+    }
+
+    /// Handles one input at `now`.
+    pub(crate) fn handle(&mut self, input: Input, now: Time) {
+        if matches!(self.state.phase, Phase::Done { .. }) {
+            return;
+        }
+        match input {
+            Input::Spawned {
+                child,
+                pid,
+                started,
+            } => self.on_spawned(child, pid, started, now),
+            Input::SpawnFailed { child, reason } => self.on_spawn_failed(child, reason, now),
+            Input::Message { child, msg } => self.on_message(child, msg, now),
+            Input::ChannelFailed { child, reason } => {
+                if let Some(place) = self.find(child) {
+                    self.kill(place, reason);
+                }
+            }
+            Input::Exited { child, status } => self.on_exit(child, status, now),
+            Input::Request { client, request } => self.on_request(client, request, now),
+            Input::ClientGone { client } => self.on_client_gone(client),
+            Input::Prepared { program, listeners } => self.on_prepared(program, listeners, now),
+            Input::PrepareFailed { reason, counts } => {
+                if let Phase::Up {
+                    reload:
+                        Some(Reload {
+                            incoming: Incoming::Preparing,
+                            ..
+                        }),
+                    ..
+                } = self.state.phase
+                {
+                    self.reload_failed(reason, counts, now);
+                }
+            }
+            Input::Signal(signal) => self.on_signal(signal, now),
+        }
+        self.check_done();
+    }
+
+    /// Acts on every deadline that has passed by `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Time) {
+        if matches!(self.state.phase, Phase::Done { .. }) {
+            return;
+        }
+        loop {
+            let due = self
+                .places()
+                .into_iter()
+                .find(|&(place, _)| self.child(place).deadline().is_some_and(|d| d <= now));
+            let Some((place, _)) = due else { break };
+            self.on_deadline(place, now);
+        }
+        if let Phase::Up {
+            current: Current::Backoff { at, .. },
+            reload: None,
+        } = &self.state.phase
+        {
+            if *at <= now {
+                self.restart(now);
+            }
+        }
+        self.check_done();
+    }
+
+    // --- children -----------------------------------------------------------------
+
+    fn places(&self) -> Vec<(Place, ChildId)> {
+        let mut places = Vec::new();
+        if let Phase::Up { current, reload } = &self.state.phase {
+            if let Current::Child(c) = current {
+                places.push((Place::Current, c.id));
+            }
+            if let Some(Reload {
+                incoming: Incoming::Child(c),
+                ..
+            }) = reload
+            {
+                places.push((Place::Incoming, c.id));
+            }
+        }
+        places.extend(
+            self.state
+                .retiring
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (Place::Retiring(i), c.id)),
+        );
+        places
+    }
+
+    fn find(&self, id: ChildId) -> Option<Place> {
+        self.places()
+            .into_iter()
+            .find(|&(_, c)| c == id)
+            .map(|(p, _)| p)
+    }
+
+    fn child(&self, place: Place) -> &Child {
+        self.try_child(place).expect("a place found in this state")
+    }
+
+    fn try_child(&self, place: Place) -> Option<&Child> {
+        match (place, &self.state.phase) {
+            (
+                Place::Current,
+                Phase::Up {
+                    current: Current::Child(c),
+                    ..
+                },
+            ) => Some(c),
+            (
+                Place::Incoming,
+                Phase::Up {
+                    reload:
+                        Some(Reload {
+                            incoming: Incoming::Child(c),
+                            ..
+                        }),
+                    ..
+                },
+            ) => Some(c),
+            (Place::Retiring(i), _) => self.state.retiring.get(i),
+            _ => None,
+        }
+    }
+
+    fn child_mut(&mut self, place: Place) -> Option<&mut Child> {
+        match (place, &mut self.state.phase) {
+            (
+                Place::Current,
+                Phase::Up {
+                    current: Current::Child(c),
+                    ..
+                },
+            ) => Some(c),
+            (
+                Place::Incoming,
+                Phase::Up {
+                    reload:
+                        Some(Reload {
+                            incoming: Incoming::Child(c),
+                            ..
+                        }),
+                    ..
+                },
+            ) => Some(c),
+            (Place::Retiring(i), _) => self.state.retiring.get_mut(i),
+            _ => None,
+        }
+    }
+
+    /// Takes the child out of its place (the place is left empty or removed).
+    fn take(&mut self, place: Place) -> Option<Child> {
+        match place {
+            Place::Retiring(i) => Some(self.state.retiring.remove(i)),
+            Place::Current => {
+                let Phase::Up { current, .. } = &mut self.state.phase else {
+                    return None;
+                };
+                if !matches!(current, Current::Child(_)) {
+                    return None;
+                }
+                let program = self.try_child(place).map(|c| c.program.clone())?;
+                let Phase::Up { current, .. } = &mut self.state.phase else {
+                    return None;
+                };
+                // A placeholder; every caller puts what follows in its place.
+                match std::mem::replace(current, Current::Backoff { program, at: 0 }) {
+                    Current::Child(c) => Some(c),
+                    _ => None,
+                }
+            }
+            Place::Incoming => {
+                let Phase::Up { reload, .. } = &mut self.state.phase else {
+                    return None;
+                };
+                match reload.as_mut().map(|r| &mut r.incoming) {
+                    Some(incoming @ Incoming::Child(_)) => {
+                        match std::mem::replace(incoming, Incoming::Preparing) {
+                            Incoming::Child(c) => Some(c),
+                            Incoming::Preparing => None,
+                        }
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn set_current(&mut self, value: Current) {
+        if let Phase::Up { current, .. } = &mut self.state.phase {
+            *current = value;
+        }
+    }
+
+    /// A new child record, and the effect that starts it.
+    fn spawn(
+        &mut self,
+        program: ProgramRecord,
+        listeners: Vec<ListenerRecord>,
+        now: Time,
+    ) -> Child {
+        self.state.next_child += 1;
+        let id = ChildId(self.state.next_child);
+        let argv = child_argv(&program.args, &listeners);
+        self.effects.push_back(Effect::Spawn {
+            child: id,
+            program: program.clone(),
+            argv: argv.clone(),
+        });
+        Child {
+            id,
+            pid: 0,
+            program,
+            argv,
+            listeners,
+            started: None,
+            started_at: now,
+            life: Life::Spawning,
+            lameduck_ms: self.settings.lameduck_ms,
+            killed_because: None,
+            finished: None,
+        }
+    }
+
+    /// SIGKILL to the child's group, once, for `reason`.
+    fn kill(&mut self, place: Place, reason: String) {
+        let Some(child) = self.child_mut(place) else {
+            return;
+        };
+        if child.life == Life::Killed {
+            return;
+        }
+        child.killed_because.get_or_insert(reason);
+        child.life = Life::Killed;
+        let id = child.id;
+        self.effects.push_back(Effect::Kill { child: id });
+    }
+
+    /// Asks the child to wind down; it is killed after its lameduck time.
+    fn lameduck(&mut self, child: &mut Child, now: Time) -> Option<Effect> {
+        let kill_at = now.saturating_add(child.lameduck_ms);
+        let (life, tell) = match child.life {
+            Life::Spawning | Life::Started { .. } => (
+                Life::Lameduck {
+                    kill_at,
+                    welcomed: false,
+                },
+                false,
+            ),
+            Life::Settling { .. } | Life::AwaitingReady { .. } | Life::Ready => (
+                Life::Lameduck {
+                    kill_at,
+                    welcomed: true,
+                },
+                true,
+            ),
+            Life::Lameduck {
+                kill_at: earlier,
+                welcomed,
+            } => (
+                Life::Lameduck {
+                    kill_at: earlier.min(kill_at),
+                    welcomed,
+                },
+                false,
+            ),
+            Life::Killed => (Life::Killed, false),
+        };
+        child.life = life;
+        tell.then_some(Effect::Send {
+            child: child.id,
+            msg: SupervisorMsg::Lameduck,
+        })
+    }
+
+    /// Moves a child to the retiring list, winding down.
+    fn retire(&mut self, mut child: Child, now: Time) {
+        if let Some(effect) = self.lameduck(&mut child, now) {
+            self.effects.push_back(effect);
+        }
+        self.state.retiring.push(child);
+    }
+
+    fn on_spawned(&mut self, id: ChildId, pid: u32, started: SystemTime, now: Time) {
+        let Some(place) = self.find(id) else { return };
+        let hello_by = now.saturating_add(self.settings.hello_timeout_ms);
+        let Some(child) = self.child_mut(place) else {
+            return;
+        };
+        child.pid = pid;
+        child.started = Some(started);
+        if child.life == Life::Spawning {
+            child.life = Life::Started { by: hello_by };
+        }
+        let path = child.program.path.display().to_string();
+        match place {
+            Place::Incoming => {
+                self.log(format!("reloading: started pid {pid} ({path})"));
+                self.replay_queued(now);
+            }
+            Place::Current if !self.state.announced => {
+                self.state.announced = true;
+                let shown = listeners_shown(&self.state.listeners);
+                self.log(format!(
+                    "supervisor pid {} started child pid {pid}; listeners {shown}",
+                    self.state.pid
+                ));
+            }
+            Place::Current | Place::Retiring(_) => {
+                self.log(format!("started child pid {pid}"));
+            }
+        }
+    }
+
+    fn on_spawn_failed(&mut self, id: ChildId, reason: String, now: Time) {
+        let Some(place) = self.find(id) else { return };
+        self.state.failures += 1;
+        match place {
+            Place::Incoming => {
+                self.take(place);
+                self.reload_failed(reason, false, now);
+            }
+            Place::Current => {
+                let Some(child) = self.take(place) else {
+                    return;
+                };
+                self.warn(reason);
+                if self.state.announced && self.settings.persist {
+                    let delay = self.next_backoff();
+                    self.log(format!(
+                        "starting it again in {}",
+                        human_duration(Duration::from_millis(delay))
+                    ));
+                    self.set_current(Current::Backoff {
+                        program: child.program,
+                        at: now.saturating_add(delay),
+                    });
+                } else {
+                    self.state.announced = true;
+                    self.stop_now(1, now);
+                }
+            }
+            Place::Retiring(_) => {
+                self.take(place);
+            }
+        }
+    }
+
+    fn on_message(&mut self, id: ChildId, msg: ChildMsg, now: Time) {
+        let Some(place) = self.find(id) else { return };
+        let name = self.settings.name.clone();
+        let child = self.child(place).clone();
+        match (msg, &child.life) {
+            (
+                ChildMsg::Hello(hello),
+                Life::Started { .. }
+                | Life::Lameduck {
+                    welcomed: false, ..
+                },
+            ) => {
+                if hello.name != name {
+                    let reason = format!("it is service {:?}, not {:?}", hello.name, name);
+                    self.effects.push_back(Effect::Send {
+                        child: id,
+                        msg: SupervisorMsg::Refused {
+                            reason: reason.clone(),
+                        },
+                    });
+                    return self.kill(place, reason);
+                }
+                self.effects.push_back(Effect::Welcome {
+                    child: id,
+                    listeners: child.listeners.clone(),
+                });
+                let Some(c) = self.child_mut(place) else {
+                    return;
+                };
+                c.lameduck_ms = declared(hello.lameduck_ms);
+                c.life = match c.life {
+                    Life::Lameduck { kill_at, .. } => Life::Lameduck {
+                        kill_at,
+                        welcomed: true,
+                    },
+                    _ if hello.calls_ready => Life::AwaitingReady {
+                        by: now.saturating_add(declared(hello.ready_timeout_ms)),
+                    },
+                    _ => Life::Settling {
+                        at: now.saturating_add(declared(hello.settle_ms)),
+                    },
+                };
+                if matches!(c.life, Life::Lameduck { .. }) {
+                    self.effects.push_back(Effect::Send {
+                        child: id,
+                        msg: SupervisorMsg::Lameduck,
+                    });
+                }
+            }
+            (ChildMsg::Ready, Life::Settling { .. } | Life::AwaitingReady { .. }) => {
+                if let Some(c) = self.child_mut(place) {
+                    c.life = Life::Ready;
+                }
+                self.became_ready(place, now);
+            }
+            (
+                ChildMsg::Ready,
+                Life::Ready | Life::Lameduck { welcomed: true, .. } | Life::Killed,
+            ) => {}
+            (ChildMsg::Finished(result), _) if child.welcomed() => {
+                if let Some(c) = self.child_mut(place) {
+                    c.finished = Some(result);
+                }
+            }
+            (other, _) => {
+                self.kill(place, format!("it sent an unexpected message: {other:?}"));
+            }
+        }
+    }
+
+    fn on_deadline(&mut self, place: Place, now: Time) {
+        let child = self.child(place);
+        let ran = Duration::from_millis(now.saturating_sub(child.started_at));
+        match child.life {
+            Life::Started { .. } => {
+                let within = human_duration(Duration::from_millis(self.settings.hello_timeout_ms));
+                self.kill(place, format!("it did not say hello within {within}"));
+            }
+            Life::AwaitingReady { .. } => {
+                let within = human_duration(ran);
+                self.kill(place, format!("it did not call ready() within {within}"));
+            }
+            Life::Settling { .. } => {
+                if let Some(c) = self.child_mut(place) {
+                    c.life = Life::Ready;
+                }
+                self.became_ready(place, now);
+            }
+            Life::Lameduck { .. } => {
+                let after = human_duration(Duration::from_millis(child.lameduck_ms));
+                self.kill(
+                    place,
+                    format!("it was still running {after} after lameduck"),
+                );
+            }
+            Life::Spawning | Life::Ready | Life::Killed => {}
+        }
+    }
+
+    fn became_ready(&mut self, place: Place, now: Time) {
+        match place {
+            Place::Incoming => self.promote(now),
+            Place::Current => {
+                let pid = self.child(place).pid;
+                self.log(format!("child pid {pid} is ready"));
+                let serving = self.serving();
+                self.notify(Notice::Ready(serving));
+            }
+            Place::Retiring(_) => {}
+        }
+    }
+
+    /// The new child is ready: it serves, and the old one winds down.
+    fn promote(&mut self, now: Time) {
+        let Some(new) = self.take(Place::Incoming) else {
+            return;
+        };
+        let Phase::Up { current, reload } = &mut self.state.phase else {
+            return;
+        };
+        let reload = reload.take();
+        let old = std::mem::replace(current, Current::Child(new.clone()));
+        let old_pid = match old {
+            Current::Child(old) => {
+                let pid = old.pid;
+                self.state.previous = Some(old.program.clone());
+                self.retire(old, now);
+                Some(pid)
+            }
+            Current::Backoff { program, .. } | Current::Exited { program, .. } => {
+                self.state.previous = Some(program);
+                None
+            }
+        };
+        self.state.listeners = new.listeners.clone();
+        self.state.reloads += 1;
+        let ms = reload.as_ref().map_or(0, |r| now.saturating_sub(r.since));
+        let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+        self.log(format!(
+            "reloaded: pid {old_shown} -> {} in {ms} ms",
+            new.pid
+        ));
+        let serving = self.serving();
+        self.notify(Notice::Ready(serving));
+        if let Some(client) = reload.and_then(|r| r.waiter) {
+            self.answer(
+                client,
+                Response::Reloaded {
+                    old_pid,
+                    new_pid: new.pid,
+                    ms,
+                },
+            );
+        }
+    }
+
+    fn on_exit(&mut self, id: ChildId, status: WaitStatus, now: Time) {
+        let Some(place) = self.find(id) else { return };
+        // Whatever the program left in its process group goes with it, while its pid
+        // (the group's id) still cannot be reused; then it is reaped.
+        self.effects.push_back(Effect::Kill { child: id });
+        self.effects.push_back(Effect::Reap { child: id });
+        let Some(child) = self.take(place) else {
+            return;
+        };
+        let exit = Exit {
+            status,
+            killed_because: child.killed_because.clone(),
+            ran: Duration::from_millis(now.saturating_sub(child.started_at)),
+            finished: child.finished.clone(),
+        };
+        match place {
+            Place::Retiring(_) => {
+                if let Phase::Stopping {
+                    serving,
+                    cancelled,
+                    code,
+                    ..
+                } = &mut self.state.phase
+                {
+                    if *serving == Some(id) {
+                        *code = Some(exit.code());
+                        let text = format!("child pid {} {}", child.pid, exit.describe());
+                        return self.log(text);
+                    }
+                    if *cancelled == Some(id) {
+                        let text = format!("new child pid {} {}", child.pid, exit.describe());
+                        return self.warn(format!("reload failed: {text}"));
+                    }
+                }
+                self.log(format!("old child pid {} {}", child.pid, exit.describe()));
+            }
+            Place::Incoming => {
+                let reason = format!("new child pid {} {}", child.pid, exit.describe());
+                self.state.failures += 1;
+                self.reload_failed(reason, false, now);
+            }
+            Place::Current => {
+                let reloading = matches!(
+                    self.state.phase,
+                    Phase::Up {
+                        reload: Some(_),
+                        ..
+                    }
+                );
+                if reloading {
+                    self.log(format!(
+                        "child pid {} {} during a reload; waiting for the new one",
+                        child.pid,
+                        exit.describe()
+                    ));
+                    let was_ready = child.is_ready();
+                    self.set_current(Current::Exited {
+                        program: child.program,
+                        pid: child.pid,
+                        exit,
+                        was_ready,
+                    });
+                } else {
+                    let was_ready = child.is_ready();
+                    self.child_gone(child.program, child.pid, exit, was_ready, now);
+                }
+            }
+        }
+    }
+
+    /// The serving child exited on its own: fall back, start it again, or stop.
+    fn child_gone(
+        &mut self,
+        program: ProgramRecord,
+        pid: u32,
+        exit: Exit,
+        was_ready: bool,
+        now: Time,
+    ) {
+        self.log(format!("child pid {pid} {}", exit.describe()));
+        if exit.failed() {
+            self.state.failures += 1;
+        }
+        if self.settings.fallback && exit.failed() && was_ready {
+            if let Some(previous) = self.state.previous.take() {
+                self.log(format!("falling back to {}", previous.path.display()));
+                self.state.restarts += 1;
+                let child = self.spawn(previous, self.state.listeners.clone(), now);
+                return self.set_current(Current::Child(child));
+            }
+        }
+        if self.settings.persist {
+            if exit.ran >= BACKOFF_RESET {
+                self.state.backoff_ms = BACKOFF_MIN_MS;
+            }
+            let delay = self.next_backoff();
+            self.log(format!(
+                "starting it again in {}",
+                human_duration(Duration::from_millis(delay))
+            ));
+            return self.set_current(Current::Backoff {
+                program,
+                at: now.saturating_add(delay),
+            });
+        }
+        self.stop_now(exit.code(), now);
+    }
+
+    /// Starts the program waiting out its backoff.
+    fn restart(&mut self, now: Time) {
+        let Phase::Up {
+            current: Current::Backoff { program, .. },
+            ..
+        } = &self.state.phase
+        else {
+            return;
+        };
+        let program = program.clone();
+        self.state.restarts += 1;
+        let child = self.spawn(program, self.state.listeners.clone(), now);
+        self.set_current(Current::Child(child));
+    }
+
+    /// The delay before the next restart, doubling the one after it (up to the cap).
+    fn next_backoff(&mut self) -> u64 {
+        let delay = self.state.backoff_ms;
+        self.state.backoff_ms = delay.saturating_mul(2).min(BACKOFF_MAX_MS);
+        delay
+    }
+
+    // --- requests -----------------------------------------------------------------
+
+    fn on_request(&mut self, client: ClientId, request: Request, now: Time) {
+        match request {
+            Request::Status => {
+                let status = self.status();
+                self.answer(client, Response::Status(Box::new(status)));
+            }
+            Request::Stop => self.begin_stop(Some(client), now),
+            Request::Reload(request) => {
+                let path = PathBuf::from(OsString::from_vec(request.path));
+                let args = request
+                    .args
+                    .map(|args| args.into_iter().map(OsString::from_vec).collect());
+                self.begin_reload(Some(client), path, args, request.listeners, now);
+            }
+        }
+    }
+
+    fn on_client_gone(&mut self, client: ClientId) {
+        match &mut self.state.phase {
+            Phase::Up {
+                reload: Some(reload),
+                ..
+            } => {
+                let waiters = reload.queued.iter_mut().map(|a| &mut a.waiter);
+                for waiter in std::iter::once(&mut reload.waiter).chain(waiters) {
+                    if *waiter == Some(client) {
+                        *waiter = None;
+                    }
+                }
+            }
+            Phase::Stopping { waiters, .. } => waiters.retain(|w| *w != client),
+            _ => {}
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal, now: Time) {
+        let name = signal.name();
+        match (signal, &self.state.phase) {
+            (Signal::Hup, Phase::Up { current, .. }) => {
+                let program = match current {
+                    Current::Child(c) => &c.program,
+                    Current::Backoff { program, .. } | Current::Exited { program, .. } => program,
+                };
+                let path = program.path.clone();
+                self.log(format!("{name}: reloading"));
+                self.begin_reload(None, path, None, Vec::new(), now);
+            }
+            (Signal::Hup, _) => self.begin_reload(None, PathBuf::new(), None, Vec::new(), now),
+            (_, Phase::Stopping { .. }) => {
+                self.log(format!("{name} again: killing the children now"));
+                for place in self.places() {
+                    self.kill(place.0, format!("{name} arrived twice"));
+                }
+            }
+            (_, _) => {
+                self.log(format!("{name}: stopping"));
+                self.begin_stop(None, now);
+            }
+        }
+    }
+
+    fn begin_reload(
+        &mut self,
+        waiter: Option<ClientId>,
+        path: PathBuf,
+        args: Option<Vec<OsString>>,
+        overrides: Vec<(String, String)>,
+        now: Time,
+    ) {
+        let refusal = match &mut self.state.phase {
+            Phase::Stopping { .. } | Phase::Done { .. } => {
+                Some(format!("{} is stopping", self.state.name))
+            }
+            Phase::Up {
+                reload: Some(reload),
+                ..
+            } => match &reload.incoming {
+                Incoming::Child(c) => Some(format!(
+                    "another reload is under way (new child pid {}); try again when it has ended",
+                    c.pid
+                )),
+                Incoming::Preparing => {
+                    reload.queued.push(Asked {
+                        waiter,
+                        path,
+                        args,
+                        overrides,
+                    });
+                    return;
+                }
+            },
+            Phase::Up { reload: None, .. } => None,
+        };
+        if let Some(reason) = refusal {
+            self.warn(format!("reload refused: {reason}"));
+            if let Some(client) = waiter {
+                self.answer(client, Response::Failed { reason });
+            }
+            return;
+        }
+        let Phase::Up { current, reload } = &mut self.state.phase else {
+            return;
+        };
+        let base = match current {
+            Current::Child(c) => &c.program,
+            Current::Backoff { program, .. } | Current::Exited { program, .. } => program,
+        };
+        let args = args.unwrap_or_else(|| base.args.clone());
+        *reload = Some(Reload {
+            waiter,
+            since: now,
+            incoming: Incoming::Preparing,
+            queued: Vec::new(),
+        });
+        self.notify(Notice::Reloading);
+        self.effects.push_back(Effect::Prepare {
+            path,
+            args,
+            listeners: self.state.listeners.clone(),
+            overrides,
+        });
+    }
+
+    fn on_prepared(&mut self, program: ProgramRecord, listeners: Vec<ListenerRecord>, now: Time) {
+        let preparing = matches!(
+            self.state.phase,
+            Phase::Up {
+                reload: Some(Reload {
+                    incoming: Incoming::Preparing,
+                    ..
+                }),
+                ..
+            }
+        );
+        // A reload cancelled meanwhile: what was opened is not referred to, and closed.
+        if !preparing {
+            return;
+        }
+        let child = self.spawn(program, listeners, now);
+        if let Phase::Up {
+            reload: Some(reload),
+            ..
+        } = &mut self.state.phase
+        {
+            reload.incoming = Incoming::Child(child);
+        }
+    }
+
+    /// The reload under way failed: the serving child never noticed.
+    fn reload_failed(&mut self, reason: String, counts: bool, now: Time) {
+        let Phase::Up { reload, .. } = &mut self.state.phase else {
+            return;
+        };
+        let Some(mut reload) = reload.take() else {
+            return;
+        };
+        let queued = std::mem::take(&mut reload.queued);
+        if counts {
+            self.state.failures += 1;
+        }
+        self.warn(format!("reload failed: {reason}"));
+        let serving = self.serving();
+        self.notify(Notice::Ready(format!("reload failed; {serving}")));
+        if let Some(client) = reload.waiter {
+            self.answer(client, Response::Failed { reason });
+        }
+        let exited = match &mut self.state.phase {
+            // A program waiting to be started again waited for the reload.
+            Phase::Up {
+                current: Current::Backoff { at, .. },
+                ..
+            } => {
+                *at = (*at).max(now);
+                None
+            }
+            // The serving child exited meanwhile: what it would have done then.
+            Phase::Up {
+                current:
+                    Current::Exited {
+                        program,
+                        pid,
+                        exit,
+                        was_ready,
+                    },
+                ..
+            } => Some((program.clone(), *pid, exit.clone(), *was_ready)),
+            _ => None,
+        };
+        if let Some((program, pid, exit, was_ready)) = exited {
+            self.child_gone(program, pid, exit, was_ready, now);
+        }
+        self.replay(queued, now);
+    }
+
+    /// The reloads queued behind the one under way, asked again now that it has a
+    /// child (they are refused, naming it).
+    fn replay_queued(&mut self, now: Time) {
+        let queued = match &mut self.state.phase {
+            Phase::Up {
+                reload: Some(reload),
+                ..
+            } => std::mem::take(&mut reload.queued),
+            _ => Vec::new(),
+        };
+        self.replay(queued, now);
+    }
+
+    fn replay(&mut self, queued: Vec<Asked>, now: Time) {
+        for asked in queued {
+            self.begin_reload(asked.waiter, asked.path, asked.args, asked.overrides, now);
+        }
+    }
+
+    fn begin_stop(&mut self, waiter: Option<ClientId>, now: Time) {
+        if let Phase::Stopping { waiters, .. } = &mut self.state.phase {
+            waiters.extend(waiter);
+            return;
+        }
+        self.notify(Notice::Stopping);
+        self.enter_stopping(waiter, None, now);
+    }
+
+    /// Stops with `code` because the serving child is gone and nothing follows it.
+    fn stop_now(&mut self, code: i32, now: Time) {
+        self.enter_stopping(None, Some(code), now);
+    }
+
+    /// Every child winds down: the serving one gets lameduck, a new one of a reload is
+    /// killed (and the reload's client told), nothing starts again.
+    fn enter_stopping(&mut self, waiter: Option<ClientId>, code: Option<i32>, now: Time) {
+        let stopping = Phase::Stopping {
+            waiters: waiter.into_iter().collect(),
+            serving: None,
+            cancelled: None,
+            code,
+        };
+        let Phase::Up { current, reload } = std::mem::replace(&mut self.state.phase, stopping)
+        else {
+            return;
+        };
+        if let Some(reload) = reload {
+            let waiters = reload.queued.iter().filter_map(|a| a.waiter);
+            for client in reload.waiter.into_iter().chain(waiters) {
+                let reason = format!("cancelled: {} is stopping", self.state.name);
+                self.answer(client, Response::Failed { reason });
+            }
+            if let Incoming::Child(incoming) = reload.incoming {
+                if let Phase::Stopping { cancelled, .. } = &mut self.state.phase {
+                    *cancelled = Some(incoming.id);
+                }
+                self.state.retiring.push(incoming);
+                let place = Place::Retiring(self.state.retiring.len() - 1);
+                self.kill(place, "the supervisor is stopping".to_string());
+            }
+        }
+        let (serving, exited) = match current {
+            Current::Child(child) => {
+                let id = child.id;
+                self.retire(child, now);
+                (Some(id), None)
+            }
+            Current::Exited { exit, .. } => (None, Some(exit.code())),
+            Current::Backoff { .. } => (None, None),
+        };
+        if let Phase::Stopping {
+            serving: s,
+            code: c,
+            ..
+        } = &mut self.state.phase
+        {
+            *s = serving;
+            *c = c.or(exited);
+        }
+    }
+
+    /// Ends the supervisor once it is stopping and no child is left.
+    fn check_done(&mut self) {
+        let Phase::Stopping { waiters, code, .. } = &self.state.phase else {
+            return;
+        };
+        if !self.state.retiring.is_empty() {
+            return;
+        }
+        let code = code.unwrap_or(0);
+        let waiters = waiters.clone();
+        self.state.phase = Phase::Done { code };
+        self.effects.push_back(Effect::Close);
+        self.log(format!("stopped, exit code {code}"));
+        for client in waiters {
+            self.answer(client, Response::Stopped { code });
+        }
+    }
+
+    // --- what the outside sees -----------------------------------------------------
+
+    fn answer(&mut self, client: ClientId, response: Response) {
+        self.effects.push_back(Effect::Answer { client, response });
+    }
+
+    fn log(&mut self, text: String) {
+        self.effects.push_back(Effect::Log(Level::Info, text));
+    }
+
+    fn warn(&mut self, text: String) {
+        self.effects.push_back(Effect::Log(Level::Warn, text));
+    }
+
+    fn notify(&mut self, notice: Notice) {
+        self.effects.push_back(Effect::Notify(notice));
+    }
+
+    /// The child that serves, or served when the stop came.
+    fn serving_child(&self) -> Option<&Child> {
+        match &self.state.phase {
+            Phase::Up {
+                current: Current::Child(c),
+                ..
+            } => Some(c),
+            Phase::Stopping {
+                serving: Some(id), ..
+            } => self.state.retiring.iter().find(|c| c.id == *id),
+            _ => None,
+        }
+    }
+
+    /// `serving: child pid N (PATH)`, for systemd's status line.
+    fn serving(&self) -> String {
+        match self.serving_child() {
+            Some(c) => format!(
+                "serving: child pid {} ({})",
+                c.pid,
+                c.program.path.display()
+            ),
+            None => "no child running".to_string(),
+        }
+    }
+
+    /// `starting`, `running`, `reloading` or `stopping`.
+    fn phase_name(&self) -> &'static str {
+        match &self.state.phase {
+            Phase::Up {
+                reload: Some(_), ..
+            } => "reloading",
+            Phase::Up {
+                current: Current::Child(c),
+                ..
+            } if c.is_ready() => "running",
+            Phase::Up { .. } => "starting",
+            Phase::Stopping { .. } | Phase::Done { .. } => "stopping",
+        }
+    }
+
+    /// What `status` reports.
+    pub(crate) fn status(&self) -> Status {
+        let current = self.serving_child();
+        Status {
+            name: self.state.name.clone(),
+            protocol: protocol::PROTOCOL,
+            supervisor_pid: self.state.pid,
+            supervisor_started: rfc3339(self.state.started),
+            child_pid: current.map(|c| c.pid),
+            child_path: current.map(|c| c.program.path.display().to_string()),
+            child_args: current
+                .map(|c| {
+                    c.argv
+                        .iter()
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            child_started: current.and_then(|c| c.started).map(rfc3339),
+            previous_path: self
+                .state
+                .previous
+                .as_ref()
+                .map(|p| p.path.display().to_string()),
+            reloads: self.state.reloads,
+            failures: self.state.failures,
+            restarts: self.state.restarts,
+            state: self.phase_name().to_string(),
+            listeners: self
+                .state
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.shown()))
+                .collect(),
+        }
+    }
+}
+
+/// What a child runs with: the program name, its listener flags as bound (so `ps` and
+/// the program's own parser see the real addresses), then the program's arguments.
+fn child_argv(args: &[OsString], listeners: &[ListenerRecord]) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = args.iter().take(1).cloned().collect();
+    for listener in listeners {
+        let addr = listener
+            .bound
+            .as_ref()
+            .map(|(addr, _)| addr.to_string())
+            .unwrap_or_default();
+        argv.push(format!("--{}={addr}", listener.name).into());
+    }
+    argv.extend(args.iter().skip(1).cloned());
+    argv
+}

@@ -1,0 +1,944 @@
+//! The machine without processes: a driver that plays the shell and the kernel, table
+//! tests of transitions, and a property test over random sequences of inputs that
+//! checks the supervisor's promises after every step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::control::protocol::{ChildHello, ReloadRequest};
+
+const NAME: &str = "svc";
+
+fn settings(persist: bool, fallback: bool) -> Settings {
+    Settings {
+        name: NAME.to_string(),
+        persist,
+        fallback,
+        lameduck_ms: 2_000,
+        hello_timeout_ms: 30_000,
+    }
+}
+
+fn program(path: &str, exe: FdKey) -> ProgramRecord {
+    ProgramRecord {
+        path: PathBuf::from(path),
+        args: vec![OsString::from(path)],
+        exe,
+    }
+}
+
+fn hello(calls_ready: bool, lameduck_ms: u64) -> ChildMsg {
+    ChildMsg::Hello(ChildHello {
+        name: NAME.to_string(),
+        pid: 0,
+        calls_ready,
+        settle_ms: 250,
+        ready_timeout_ms: 30_000,
+        lameduck_ms,
+    })
+}
+
+/// What the driver saw of one child.
+#[derive(Debug, Default, Clone)]
+struct Proc {
+    pid: u32,
+    hello: bool,
+    exited: bool,
+    reaped: bool,
+    killed: bool,
+}
+
+/// Plays the shell and the kernel around a machine, and checks every effect.
+struct Driver {
+    m: Machine,
+    now: Time,
+    procs: BTreeMap<ChildId, Proc>,
+    next_pid: u32,
+    fail_spawns: bool,
+    preparing: bool,
+    next_client: u64,
+    asked: BTreeSet<ClientId>,
+    gone: BTreeSet<ClientId>,
+    answers: BTreeMap<ClientId, Vec<Response>>,
+    stop_clients: BTreeSet<ClientId>,
+    logs: Vec<String>,
+    spawns: usize,
+    stopping_since: Option<Time>,
+    /// The longest lameduck any child declared (capped), to bound a stop's time.
+    longest_lameduck: u64,
+}
+
+impl Driver {
+    fn new(settings: Settings) -> Driver {
+        let lameduck = settings.lameduck_ms;
+        let m = Machine::new(
+            settings,
+            1,
+            SystemTime::UNIX_EPOCH,
+            Vec::new(),
+            program("/bin/v1", 1),
+            0,
+        );
+        let mut d = Driver {
+            m,
+            now: 0,
+            procs: BTreeMap::new(),
+            next_pid: 100,
+            fail_spawns: false,
+            preparing: false,
+            next_client: 0,
+            asked: BTreeSet::new(),
+            gone: BTreeSet::new(),
+            answers: BTreeMap::new(),
+            stop_clients: BTreeSet::new(),
+            logs: Vec::new(),
+            spawns: 0,
+            stopping_since: None,
+            longest_lameduck: lameduck,
+        };
+        d.drain(false);
+        d.check();
+        d
+    }
+
+    fn stopping(&self) -> bool {
+        matches!(
+            self.m.state().phase,
+            Phase::Stopping { .. } | Phase::Done { .. }
+        )
+    }
+
+    /// Feeds one input, carries out what follows, checks the promises.
+    fn input(&mut self, input: Input) {
+        let was_stopping = self.stopping();
+        self.m.handle(input, self.now);
+        self.drain(was_stopping);
+        self.check();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now.saturating_add(ms);
+        let was_stopping = self.stopping();
+        self.m.handle_timeout(self.now);
+        self.drain(was_stopping);
+        self.check();
+    }
+
+    fn client(&mut self) -> ClientId {
+        self.next_client += 1;
+        let client = ClientId(self.next_client);
+        self.asked.insert(client);
+        client
+    }
+
+    fn request(&mut self, request: Request) -> ClientId {
+        let client = self.client();
+        if request == Request::Stop {
+            self.stop_clients.insert(client);
+        }
+        self.input(Input::Request { client, request });
+        client
+    }
+
+    fn reload(&mut self, path: &str) -> ClientId {
+        self.request(Request::Reload(ReloadRequest {
+            path: path.as_bytes().to_vec(),
+            args: None,
+            listeners: Vec::new(),
+        }))
+    }
+
+    fn prepared(&mut self, ok: bool, exe: FdKey) {
+        if !self.preparing {
+            return;
+        }
+        self.preparing = false;
+        if ok {
+            self.input(Input::Prepared {
+                program: program("/bin/next", exe),
+                listeners: Vec::new(),
+            });
+        } else {
+            self.input(Input::PrepareFailed {
+                reason: "cannot open /bin/next".into(),
+                counts: true,
+            });
+        }
+    }
+
+    fn msg(&mut self, child: ChildId, msg: ChildMsg) {
+        if let ChildMsg::Hello(h) = &msg {
+            self.longest_lameduck = self.longest_lameduck.max(declared(h.lameduck_ms));
+        }
+        self.input(Input::Message { child, msg });
+    }
+
+    fn exit(&mut self, child: ChildId, status: WaitStatus) {
+        let p = self
+            .procs
+            .get_mut(&child)
+            .expect("a child the machine started");
+        assert!(!p.exited, "{child:?} exits twice");
+        p.exited = true;
+        self.input(Input::Exited { child, status });
+    }
+
+    /// The children that run (started, not exited).
+    fn running(&self) -> Vec<ChildId> {
+        self.procs
+            .iter()
+            .filter(|(_, p)| !p.exited)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn answer(&self, client: ClientId) -> Option<&Response> {
+        self.answers.get(&client).and_then(|a| a.first())
+    }
+
+    /// Carries out the effects, answering spawns at once as the shell does.
+    fn drain(&mut self, was_stopping: bool) {
+        let mut spawned_now = false;
+        while let Some(effect) = self.m.poll_effect() {
+            match effect {
+                Effect::Spawn { child, .. } => {
+                    assert!(!was_stopping, "a child was started while stopping");
+                    assert!(!self.procs.contains_key(&child), "{child:?} started twice");
+                    self.spawns += 1;
+                    if self.fail_spawns {
+                        self.m.handle(
+                            Input::SpawnFailed {
+                                child,
+                                reason: "cannot start: no".into(),
+                            },
+                            self.now,
+                        );
+                    } else {
+                        spawned_now = true;
+                        self.next_pid += 1;
+                        self.procs.insert(
+                            child,
+                            Proc {
+                                pid: self.next_pid,
+                                ..Proc::default()
+                            },
+                        );
+                        self.m.handle(
+                            Input::Spawned {
+                                child,
+                                pid: self.next_pid,
+                                started: SystemTime::UNIX_EPOCH,
+                            },
+                            self.now,
+                        );
+                    }
+                }
+                Effect::Welcome { child, .. } => {
+                    let p = self
+                        .procs
+                        .get_mut(&child)
+                        .expect("welcome to a known child");
+                    assert!(!p.reaped, "welcome to a reaped child");
+                    assert!(!p.hello, "a second welcome");
+                    p.hello = true;
+                }
+                Effect::Send { child, .. } => {
+                    let p = self.procs.get(&child).expect("send to a known child");
+                    assert!(!p.reaped, "send to a reaped child");
+                }
+                Effect::Kill { child } => {
+                    let p = self.procs.get_mut(&child).expect("kill of a known child");
+                    assert!(!p.reaped, "{child:?}'s group signalled after it was reaped");
+                    p.killed = true;
+                }
+                Effect::Reap { child } => {
+                    let p = self.procs.get_mut(&child).expect("reap of a known child");
+                    assert!(p.exited, "{child:?} reaped before it exited");
+                    assert!(!p.reaped, "{child:?} reaped twice");
+                    p.reaped = true;
+                }
+                Effect::Prepare { .. } => {
+                    assert!(!self.preparing, "two reloads prepared at once");
+                    self.preparing = true;
+                }
+                Effect::Answer { client, response } => {
+                    assert!(
+                        self.asked.contains(&client),
+                        "answer to {client:?}, who never asked"
+                    );
+                    let answers = self.answers.entry(client).or_default();
+                    answers.push(response);
+                    assert_eq!(answers.len(), 1, "{client:?} answered twice: {answers:?}");
+                }
+                Effect::Log(_, text) => self.logs.push(text),
+                Effect::Notify(_) | Effect::Close => {}
+            }
+        }
+        if self.stopping() {
+            assert!(!spawned_now, "a child was started in the step that stopped");
+            self.stopping_since.get_or_insert(self.now);
+        }
+    }
+
+    /// The promises that hold after every step.
+    fn check(&self) {
+        let known: BTreeSet<ChildId> = self.m.children().map(|c| c.id).collect();
+        for (id, p) in &self.procs {
+            if p.exited {
+                assert!(p.reaped, "{id:?} exited and was not reaped");
+                assert!(!known.contains(id), "{id:?} reaped and still known");
+            } else {
+                assert!(known.contains(id), "{id:?} runs and the machine forgot it");
+            }
+        }
+        for id in &known {
+            assert!(
+                self.procs.contains_key(id),
+                "{id:?} is known but never started"
+            );
+        }
+        for c in self.m.children() {
+            let p = &self.procs[&c.id];
+            assert_eq!(c.pid, p.pid);
+        }
+        if let Phase::Up { current, reload } = &self.m.state().phase {
+            if let (
+                Current::Child(a),
+                Some(Reload {
+                    incoming: Incoming::Child(b),
+                    ..
+                }),
+            ) = (current, reload)
+            {
+                assert_ne!(a.id, b.id);
+            }
+        }
+        if let Some(code) = self.m.done() {
+            assert!(self.running().is_empty(), "done while children run");
+            for client in &self.stop_clients {
+                if !self.gone.contains(client) {
+                    assert_eq!(
+                        self.answer(*client),
+                        Some(&Response::Stopped { code }),
+                        "stop of {client:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops, lets every killed child exit and time pass, until the machine is done;
+    /// then every request has been answered, exactly once.
+    fn finish(&mut self) {
+        let stop = self.request(Request::Stop);
+        let asked_at = self.now;
+        // A reload's binary opened after the stop is not started.
+        self.prepared(true, 9);
+        for _ in 0..16 {
+            if self.m.done().is_some() {
+                break;
+            }
+            for child in self.running() {
+                if self.procs[&child].killed {
+                    self.exit(child, WaitStatus::Signal(9));
+                }
+            }
+            if self.m.done().is_some() {
+                break;
+            }
+            let next = self.m.next_deadline().unwrap_or(self.now);
+            self.advance(next.saturating_sub(self.now).max(1));
+        }
+        let code = self.m.done().expect("the supervisor ends after a stop");
+        assert!(
+            self.now - asked_at <= self.longest_lameduck + 1,
+            "the stop took {} ms; lameduck is at most {} ms",
+            self.now - asked_at,
+            self.longest_lameduck
+        );
+        assert_eq!(self.answer(stop), Some(&Response::Stopped { code }));
+        for client in &self.asked {
+            if !self.gone.contains(client) {
+                assert!(self.answer(*client).is_some(), "{client:?} never answered");
+            }
+        }
+    }
+
+    /// The one child in `Current`, which must be there.
+    fn current(&self) -> ChildId {
+        match &self.m.state().phase {
+            Phase::Up {
+                current: Current::Child(c),
+                ..
+            } => c.id,
+            other => panic!("no serving child: {other:?}"),
+        }
+    }
+
+    fn incoming(&self) -> ChildId {
+        match &self.m.state().phase {
+            Phase::Up {
+                reload:
+                    Some(Reload {
+                        incoming: Incoming::Child(c),
+                        ..
+                    }),
+                ..
+            } => c.id,
+            other => panic!("no incoming child: {other:?}"),
+        }
+    }
+
+    fn status(&mut self) -> Status {
+        let client = self.request(Request::Status);
+        match self.answer(client) {
+            Some(Response::Status(status)) => (**status).clone(),
+            other => panic!("status answered {other:?}"),
+        }
+    }
+
+    /// Starts the first child and makes it ready (it calls `ready()`).
+    fn serving(settings: Settings) -> (Driver, ChildId) {
+        let mut d = Driver::new(settings);
+        let first = d.current();
+        d.msg(first, hello(true, 2_000));
+        d.msg(first, ChildMsg::Ready);
+        assert_eq!(d.status().state, "running");
+        (d, first)
+    }
+
+    /// Reloads to a new child that becomes ready.
+    fn reloaded(&mut self) -> ChildId {
+        let client = self.reload("/bin/next");
+        self.prepared(true, 1);
+        let new = self.incoming();
+        self.msg(new, hello(true, 2_000));
+        self.msg(new, ChildMsg::Ready);
+        assert!(matches!(
+            self.answer(client),
+            Some(Response::Reloaded { .. })
+        ));
+        new
+    }
+}
+
+// --- table tests --------------------------------------------------------------------
+
+#[test]
+fn start_ready_stop() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let stop = d.request(Request::Stop);
+    assert_eq!(d.status().state, "stopping");
+    assert_eq!(d.answer(stop), None);
+    d.exit(first, WaitStatus::Code(0));
+    assert_eq!(d.m.done(), Some(0));
+    assert_eq!(d.answer(stop), Some(&Response::Stopped { code: 0 }));
+    assert!(d.logs.iter().any(|l| l == "stopped, exit code 0"));
+}
+
+#[test]
+fn a_settling_child_is_ready_after_its_settle_time() {
+    let mut d = Driver::new(settings(false, true));
+    let first = d.current();
+    d.msg(first, hello(false, 2_000));
+    d.advance(249);
+    assert_eq!(d.status().state, "starting");
+    d.advance(1);
+    assert_eq!(d.status().state, "running");
+}
+
+#[test]
+fn a_reload_overlaps_and_the_old_child_gets_lameduck_when_the_new_is_ready() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let client = d.reload("/bin/next");
+    assert_eq!(d.status().state, "reloading");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello(true, 2_000));
+    assert!(d.answer(client).is_none());
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(
+        d.answer(client),
+        Some(&Response::Reloaded {
+            old_pid: Some(d.procs[&first].pid),
+            new_pid: d.procs[&new].pid,
+            ms: 0
+        })
+    );
+    assert_eq!(d.current(), new);
+    // The old child is killed after its lameduck time if it has not exited.
+    d.advance(2_000);
+    assert!(d.procs[&first].killed);
+    d.exit(first, WaitStatus::Signal(9));
+    let status = d.status();
+    assert_eq!((status.state.as_str(), status.reloads), ("running", 1));
+    assert_eq!(status.previous_path.as_deref(), Some("/bin/v1"));
+}
+
+#[test]
+fn a_second_reload_is_refused_while_one_is_under_way() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    d.reload("/bin/next");
+    // Asked while the first one's binary is being opened: refused once its child runs,
+    // naming it.
+    let second = d.reload("/bin/other");
+    assert_eq!(d.answer(second), None);
+    d.prepared(true, 1);
+    let pid = d.procs[&d.incoming()].pid;
+    let Some(Response::Failed { reason }) = d.answer(second) else {
+        panic!("{:?}", d.answer(second))
+    };
+    assert_eq!(
+        reason,
+        &format!("another reload is under way (new child pid {pid}); try again when it has ended")
+    );
+    let third = d.reload("/bin/third");
+    assert!(matches!(d.answer(third), Some(Response::Failed { .. })));
+    d.finish();
+}
+
+#[test]
+fn a_reload_queued_behind_one_that_fails_to_open_goes_ahead() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let first = d.reload("/bin/missing");
+    let second = d.reload("/bin/next");
+    d.prepared(false, 0);
+    assert!(matches!(d.answer(first), Some(Response::Failed { .. })));
+    assert_eq!(d.status().state, "reloading");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello(true, 0));
+    d.msg(new, ChildMsg::Ready);
+    assert!(matches!(d.answer(second), Some(Response::Reloaded { .. })));
+    assert_eq!(d.status().failures, 1);
+}
+
+#[test]
+fn a_reload_whose_child_exits_before_ready_fails_and_the_old_child_never_noticed() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let client = d.reload("/bin/next");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.exit(new, WaitStatus::Code(3));
+    let Some(Response::Failed { reason }) = d.answer(client) else {
+        panic!()
+    };
+    assert!(reason.contains("exited with code 3"), "{reason}");
+    assert_eq!(d.current(), first);
+    assert!(!d.procs[&first].killed);
+    assert_eq!(d.status().failures, 1);
+}
+
+/// The bug that made this machine: a stop during a reload whose serving child died was
+/// lost; the supervisor fell back to the first binary and kept running.
+#[test]
+fn a_stop_during_a_reload_whose_serving_child_died_stops() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let second = d.reloaded();
+    d.exit(first, WaitStatus::Code(0));
+    let reload = d.reload("/bin/gate");
+    d.prepared(true, 2);
+    let gate = d.incoming();
+    d.msg(gate, hello(true, 2_000));
+    d.exit(second, WaitStatus::Signal(9));
+    let spawns = d.spawns;
+    let stop = d.request(Request::Stop);
+    let Some(Response::Failed { reason }) = d.answer(reload) else {
+        panic!()
+    };
+    assert_eq!(reason, "cancelled: svc is stopping");
+    assert!(d.procs[&gate].killed);
+    d.exit(gate, WaitStatus::Signal(9));
+    assert_eq!(d.spawns, spawns, "nothing started after the stop");
+    assert_eq!(d.m.done(), Some(1));
+    assert_eq!(d.answer(stop), Some(&Response::Stopped { code: 1 }));
+}
+
+#[test]
+fn a_stop_during_a_persist_backoff_starts_nothing() {
+    let (mut d, first) = Driver::serving(settings(true, true));
+    d.exit(first, WaitStatus::Signal(9));
+    assert!(
+        d.logs
+            .iter()
+            .any(|l| l.starts_with("starting it again in 100 ms"))
+    );
+    let spawns = d.spawns;
+    let stop = d.request(Request::Stop);
+    assert_eq!(d.m.done(), Some(0));
+    assert_eq!(d.answer(stop), Some(&Response::Stopped { code: 0 }));
+    d.advance(1_000);
+    assert_eq!(d.spawns, spawns);
+}
+
+#[test]
+fn a_stop_during_a_reload_on_the_persist_path_stops() {
+    let (mut d, first) = Driver::serving(settings(true, true));
+    let reload = d.reload("/bin/gate");
+    d.prepared(true, 2);
+    let gate = d.incoming();
+    d.msg(gate, hello(true, 2_000));
+    d.exit(first, WaitStatus::Signal(9));
+    let spawns = d.spawns;
+    d.request(Request::Stop);
+    assert!(matches!(d.answer(reload), Some(Response::Failed { .. })));
+    d.exit(gate, WaitStatus::Signal(9));
+    d.advance(60_000);
+    assert_eq!(d.spawns, spawns);
+    assert_eq!(d.m.done(), Some(1));
+}
+
+/// A `Ready` queued before a stop's kill must not promote the killed child, nor make
+/// its death look like a ready child failing (which would fall back).
+#[test]
+fn a_ready_that_arrives_after_the_stop_changes_nothing() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let second = d.reloaded();
+    d.exit(first, WaitStatus::Code(0));
+    let reload = d.reload("/bin/third");
+    d.prepared(true, 2);
+    let third = d.incoming();
+    d.msg(third, hello(true, 2_000));
+    let spawns = d.spawns;
+    d.request(Request::Stop);
+    d.msg(third, ChildMsg::Ready);
+    assert!(matches!(d.answer(reload), Some(Response::Failed { .. })));
+    d.exit(third, WaitStatus::Signal(9));
+    d.exit(second, WaitStatus::Code(0));
+    assert_eq!(d.spawns, spawns);
+    assert_eq!(d.m.done(), Some(0));
+}
+
+#[test]
+fn a_ready_reloaded_child_that_fails_falls_back_to_the_previous_binary() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let second = d.reloaded();
+    d.exit(first, WaitStatus::Code(0));
+    d.exit(second, WaitStatus::Code(1));
+    assert!(d.logs.iter().any(|l| l == "falling back to /bin/v1"));
+    let status = d.status();
+    assert_eq!((status.state.as_str(), status.restarts), ("starting", 1));
+    d.finish();
+}
+
+#[test]
+fn a_child_that_exits_on_its_own_stops_the_supervisor_with_its_code() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.exit(first, WaitStatus::Code(7));
+    assert_eq!(d.m.done(), Some(7));
+}
+
+#[test]
+fn the_first_child_that_cannot_start_stops_the_supervisor() {
+    let mut m = Machine::new(
+        settings(true, true),
+        1,
+        SystemTime::UNIX_EPOCH,
+        Vec::new(),
+        program("/bin/v1", 1),
+        0,
+    );
+    let Some(Effect::Spawn { child, .. }) = m.poll_effect() else {
+        panic!()
+    };
+    m.handle(
+        Input::SpawnFailed {
+            child,
+            reason: "cannot start /bin/v1: permission denied".into(),
+        },
+        0,
+    );
+    assert_eq!(m.done(), Some(1));
+}
+
+#[test]
+fn a_second_stop_signal_kills_every_child_at_once() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.input(Input::Signal(Signal::Term));
+    assert!(!d.procs[&first].killed);
+    d.input(Input::Signal(Signal::Int));
+    assert!(d.procs[&first].killed);
+    d.exit(first, WaitStatus::Signal(9));
+    assert_eq!(d.m.done(), Some(1));
+}
+
+#[test]
+fn sighup_reloads_the_serving_binary_and_is_refused_while_stopping() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.input(Input::Signal(Signal::Hup));
+    assert_eq!(d.status().state, "reloading");
+    d.input(Input::Signal(Signal::Term));
+    d.input(Input::Signal(Signal::Hup));
+    assert!(
+        d.logs
+            .iter()
+            .any(|l| l == "reload refused: svc is stopping")
+    );
+    d.prepared(true, 1);
+    d.exit(first, WaitStatus::Code(0));
+    assert_eq!(d.m.done(), Some(0));
+}
+
+#[test]
+fn a_child_that_never_says_hello_or_ready_is_killed_in_time() {
+    let mut d = Driver::new(settings(false, true));
+    let first = d.current();
+    d.advance(30_000);
+    assert!(d.procs[&first].killed);
+    d.exit(first, WaitStatus::Signal(9));
+    assert_eq!(d.m.done(), Some(1));
+    assert!(
+        d.logs
+            .iter()
+            .any(|l| l.contains("was killed: it did not say hello within 30.0 s"))
+    );
+}
+
+#[test]
+fn another_service_is_refused_and_unexpected_messages_kill() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let client = d.reload("/bin/other");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(
+        new,
+        ChildMsg::Hello(ChildHello {
+            name: "other".into(),
+            pid: 0,
+            calls_ready: true,
+            settle_ms: 0,
+            ready_timeout_ms: 0,
+            lameduck_ms: 0,
+        }),
+    );
+    assert!(d.procs[&new].killed);
+    d.exit(new, WaitStatus::Signal(9));
+    let Some(Response::Failed { reason }) = d.answer(client) else {
+        panic!()
+    };
+    assert!(
+        reason.contains("it is service \"other\", not \"svc\""),
+        "{reason}"
+    );
+    let current = d.current();
+    d.msg(current, hello(true, 0));
+    assert!(d.procs[&current].killed);
+}
+
+#[test]
+fn absurd_times_saturate_instead_of_overflowing() {
+    let mut s = settings(false, true);
+    s.lameduck_ms = u64::MAX;
+    s.hello_timeout_ms = u64::MAX;
+    let mut d = Driver::new(s);
+    d.now = u64::MAX - 5;
+    let first = d.current();
+    d.msg(
+        first,
+        ChildMsg::Hello(ChildHello {
+            name: NAME.into(),
+            pid: 0,
+            calls_ready: true,
+            settle_ms: u64::MAX,
+            ready_timeout_ms: u64::MAX,
+            lameduck_ms: u64::MAX,
+        }),
+    );
+    d.advance(u64::MAX);
+    assert!(d.procs[&first].killed);
+    d.exit(first, WaitStatus::Signal(9));
+    assert_eq!(d.m.done(), Some(1));
+}
+
+#[test]
+fn a_client_that_went_away_is_not_answered() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let client = d.reload("/bin/next");
+    d.gone.insert(client);
+    d.input(Input::ClientGone { client });
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello(false, 0));
+    d.advance(250);
+    assert_eq!(d.current(), new);
+    assert_eq!(d.answer(client), None);
+    d.exit(first, WaitStatus::Code(0));
+    d.finish();
+}
+
+#[test]
+fn the_state_serializes() {
+    let (mut d, _) = Driver::serving(settings(true, true));
+    d.reload("/bin/next");
+    let json = serde_json::to_string(d.m.state()).expect("serializable");
+    assert!(json.contains("\"Up\""), "{json}");
+}
+
+// --- random sequences ---------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Action {
+    Hello {
+        child: usize,
+        ok: bool,
+        calls_ready: bool,
+        lameduck_ms: u64,
+    },
+    Ready(usize),
+    Finished(usize),
+    Garbage(usize),
+    Exit {
+        child: usize,
+        code: i32,
+    },
+    Status,
+    Stop,
+    Reload,
+    Prepared(bool),
+    Gone(usize),
+    Signal(Signal),
+    Advance(u64),
+    FailSpawns(bool),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let child = 0usize..4;
+    prop_oneof![
+        3 => (child.clone(), prop::bool::weighted(0.9), any::<bool>(), prop_oneof![Just(0u64), 0..3_000u64, Just(u64::MAX)])
+            .prop_map(|(child, ok, calls_ready, lameduck_ms)| Action::Hello { child, ok, calls_ready, lameduck_ms }),
+        3 => child.clone().prop_map(Action::Ready),
+        1 => child.clone().prop_map(Action::Finished),
+        1 => child.clone().prop_map(Action::Garbage),
+        3 => (child.clone(), prop_oneof![Just(0), Just(1), Just(-9)]).prop_map(|(child, code)| Action::Exit { child, code }),
+        1 => Just(Action::Status),
+        1 => Just(Action::Stop),
+        3 => Just(Action::Reload),
+        3 => any::<bool>().prop_map(Action::Prepared),
+        1 => (0usize..8).prop_map(Action::Gone),
+        1 => prop_oneof![Just(Signal::Term), Just(Signal::Int), Just(Signal::Hup)].prop_map(Action::Signal),
+        3 => prop_oneof![0..300u64, 0..40_000u64].prop_map(Action::Advance),
+        1 => prop::bool::weighted(0.2).prop_map(Action::FailSpawns),
+    ]
+}
+
+fn play(d: &mut Driver, action: Action) {
+    let pick = |d: &Driver, i: usize| {
+        let running = d.running();
+        (!running.is_empty()).then(|| running[i % running.len()])
+    };
+    match action {
+        Action::Hello {
+            child,
+            ok,
+            calls_ready,
+            lameduck_ms,
+        } => {
+            if let Some(c) = pick(d, child) {
+                let msg = ChildMsg::Hello(ChildHello {
+                    name: if ok { NAME.into() } else { "other".into() },
+                    pid: 0,
+                    calls_ready,
+                    settle_ms: 250,
+                    ready_timeout_ms: 5_000,
+                    lameduck_ms,
+                });
+                d.msg(c, msg);
+            }
+        }
+        Action::Ready(i) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(c, ChildMsg::Ready);
+            }
+        }
+        Action::Finished(i) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(c, ChildMsg::Finished(Ok(())));
+            }
+        }
+        Action::Garbage(i) => {
+            if let Some(c) = pick(d, i) {
+                d.input(Input::ChannelFailed {
+                    child: c,
+                    reason: "it sent fds".into(),
+                });
+            }
+        }
+        Action::Exit { child, code } => {
+            if let Some(c) = pick(d, child) {
+                let status = if code < 0 {
+                    WaitStatus::Signal(-code)
+                } else {
+                    WaitStatus::Code(code)
+                };
+                d.exit(c, status);
+            }
+        }
+        Action::Status => {
+            let client = d.request(Request::Status);
+            assert!(matches!(d.answer(client), Some(Response::Status(_))));
+        }
+        Action::Stop => {
+            d.request(Request::Stop);
+            assert!(d.stopping());
+        }
+        Action::Reload => {
+            d.reload("/bin/next");
+        }
+        Action::Prepared(ok) => d.prepared(ok, 1),
+        Action::Gone(i) => {
+            let waiting: Vec<ClientId> = d
+                .asked
+                .iter()
+                .filter(|c| !d.answers.contains_key(c) && !d.gone.contains(c))
+                .copied()
+                .collect();
+            if !waiting.is_empty() {
+                let client = waiting[i % waiting.len()];
+                d.gone.insert(client);
+                d.input(Input::ClientGone { client });
+            }
+        }
+        Action::Signal(signal) => {
+            d.input(Input::Signal(signal));
+            if signal != Signal::Hup {
+                assert!(d.stopping());
+            }
+        }
+        Action::Advance(ms) => d.advance(ms),
+        Action::FailSpawns(fail) => d.fail_spawns = fail,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 10_000,
+        max_shrink_iters: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any sequence of inputs, in any phase, keeps every promise at every step, and a
+    /// stop at the end always ends the supervisor within the lameduck time.
+    #[test]
+    fn every_interleaving_keeps_the_promises(
+        persist in any::<bool>(),
+        fallback in any::<bool>(),
+        actions in prop::collection::vec(action(), 0..60),
+    ) {
+        let mut d = Driver::new(settings(persist, fallback));
+        for action in actions {
+            if d.m.done().is_some() {
+                break;
+            }
+            play(&mut d, action);
+        }
+        if d.m.done().is_none() {
+            d.fail_spawns = false;
+            d.finish();
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! What is done before the supervisor's loop starts: the lock that keeps a second
+//! supervisor out, the listeners, the executable, the control socket.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+
+use crate::config::Config;
+use crate::control::client::{self, AskError};
+use crate::control::protocol::{Request, Response};
+use crate::dir;
+use crate::logger::Level;
+use crate::socket::{self, activation::Activated};
+use crate::spec::ListenerSpec;
+
+use super::fds::FdTable;
+use super::spawn;
+use super::state::{ListenerRecord, ProgramRecord};
+use super::user;
+
+/// The control socket file; removed when dropped (or earlier, by `remove`).
+#[derive(Debug)]
+pub(crate) struct SocketFile(Option<PathBuf>);
+
+impl SocketFile {
+    pub(crate) fn remove(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// What is done before the runtime starts: the lock, the listeners, the control socket.
+pub(crate) struct Setup {
+    pub lock: OwnedFd,
+    pub run_as: Option<user::RunAs>,
+    pub listeners: Vec<ListenerRecord>,
+    pub fds: FdTable,
+    pub program: ProgramRecord,
+    pub control: std::os::unix::net::UnixListener,
+    pub socket: SocketFile,
+}
+
+impl Setup {
+    pub(crate) fn new(
+        config: &Config,
+        specs: Vec<(String, ListenerSpec)>,
+        activated: Activated,
+        args: Vec<OsString>,
+    ) -> Result<Setup, String> {
+        let run_as = user::resolve(config.user.as_deref(), config.group.as_deref())?;
+        let dir = dir::control_dir();
+        dir::prepare(&dir).map_err(|e| e.to_string())?;
+        let socket_path = dir::socket_path(&dir, &config.name);
+        let lock = take_lock(&dir, config, &socket_path)?;
+        // The lock is ours: no live supervisor of this name exists, so any socket file
+        // left at the path is stale.
+        let mut fds = FdTable::default();
+        let (opened, unused) = socket::open_all(&specs, config.unix_mode, activated)?;
+        for name in unused {
+            config.logger.log(
+                Level::Warn,
+                &config.name,
+                &format!(
+                    "systemd passed a socket named {name:?} that no listener declares; closed it"
+                ),
+            );
+        }
+        let listeners = opened
+            .into_iter()
+            .map(|(name, network, bound)| ListenerRecord {
+                name,
+                network,
+                bound: bound.map(|b| (b.addr, fds.insert_with_file(b.fd, b.file))),
+            })
+            .collect();
+        let path =
+            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        let exe = spawn::open_executable(Path::new("/proc/self/exe"))?;
+        let program = ProgramRecord {
+            path,
+            args,
+            exe: fds.insert(exe),
+        };
+        let control = bind_control(&socket_path)?;
+        Ok(Setup {
+            lock,
+            run_as,
+            listeners,
+            fds,
+            program,
+            control,
+            socket: SocketFile(Some(socket_path)),
+        })
+    }
+}
+
+/// Takes `<dir>/<name>.lock`, held for the supervisor's life; if another supervisor
+/// holds it, names that supervisor's pid.
+fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, String> {
+    let path = dir::lock_path(dir, &config.name);
+    let fd = rustix::fs::open(
+        &path,
+        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::RUSR | Mode::WUSR,
+    )
+    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(fd),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let who = match client::ask(socket, &Request::Status) {
+                Ok(Response::Status(status)) => format!("supervisor pid {}", status.supervisor_pid),
+                Ok(_) | Err(AskError::Io(_)) | Err(AskError::NotRunning(_)) => {
+                    format!("its lock {} is held", path.display())
+                }
+            };
+            let flag = &config.flag;
+            Err(format!(
+                "already running ({who}); stop it with --{flag}=stop or reload it with --{flag}=reload"
+            ))
+        }
+        Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Binds the control socket with mode 0600 from the start (no window in which it is
+/// wider), replacing a stale file.
+fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(format!(
+                "cannot remove stale socket {}: {e}",
+                path.display()
+            ));
+        }
+    }
+    let old = rustix::process::umask(Mode::from_raw_mode(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = bound.map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("control socket: {e}"))?;
+    Ok(listener)
+}

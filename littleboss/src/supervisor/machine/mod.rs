@@ -4,7 +4,9 @@
 //! Everything that decides is here; the shell ([`super::shell`]) only turns sockets,
 //! signals, exits and timers into inputs, and effects into system calls. Time is a
 //! plain number of milliseconds on a monotonic clock ([`Time`]); clients and children
-//! are ids, so the whole [`State`] is a value that can be serialized.
+//! are ids, so the whole [`State`] is a value that can be serialized. The one timer is
+//! [`Machine::next_deadline`]: the shell sleeps until then and calls
+//! [`Machine::handle_timeout`], as quinn-proto's `poll_timeout` / `handle_timeout` do.
 //!
 //! The phase carries its data ([`Phase`]), so the rules hold by construction:
 //!

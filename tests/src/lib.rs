@@ -833,6 +833,19 @@ impl Supervisor<'_> {
         })
     }
 
+    /// Waits until its status says `reloading`. Fails at once if the supervisor exits.
+    pub fn wait_reloading_state(&self) {
+        self.wait_for("the supervisor to report state reloading", || {
+            if let Some(status) = self.try_exit() {
+                panic!("the supervisor exited ({status})\n{}", self.logs());
+            }
+            self.try_status()
+                .ok()
+                .filter(|s| s["state"] == "reloading")
+                .map(drop)
+        });
+    }
+
     /// The serving child's pid, from its status.
     pub fn child_pid(&self) -> u32 {
         let status = self.status();

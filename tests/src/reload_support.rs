@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::HTTP_TIMEOUT;
 use crate::serve::{MAX_HEAD, accept_until, end_of_head, finish, greeting};
+use std::path::Path;
 
 /// How long after lameduck a connection that has not sent a request is kept open: a
 /// request already on its way on an idle keep-alive connection is still answered.
@@ -219,4 +220,21 @@ impl KeepAlive {
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// How often [`wait_for_gate`] looks for the gate file.
+const GATE_POLL: Duration = Duration::from_millis(10);
+
+/// Waits until the file `gate` exists, as a program still setting up would; `false` if
+/// lameduck came first.
+pub async fn wait_for_gate(lb: &Context, gate: &Path) -> bool {
+    let opened = async {
+        while !gate.exists() {
+            tokio::time::sleep(GATE_POLL).await;
+        }
+    };
+    tokio::select! {
+        () = opened => true,
+        () = lb.lameduck() => false,
+    }
 }

@@ -106,15 +106,7 @@ fn new_child_pid(reason: &str) -> u32 {
 /// Waits until the supervisor's status says `reloading`, and returns the pid of the new
 /// child it started (from its log line `reloading: started pid N`).
 fn wait_reloading(sup: &Supervisor<'_>) -> u32 {
-    sup.wait_for("the supervisor to report state reloading", || {
-        if let Some(status) = sup.try_exit() {
-            panic!("the supervisor exited ({status})\n{}", sup.logs());
-        }
-        sup.try_status()
-            .ok()
-            .filter(|s| s["state"] == "reloading")
-            .map(drop)
-    });
+    sup.wait_reloading_state();
     let line = sup.wait_for_log("reloading: started pid ");
     let pid = line
         .split_once("reloading: started pid ")

@@ -85,23 +85,10 @@ fn open_gate(gate: &Path) {
     std::fs::write(gate, b"").expect("create the gate file");
 }
 
-/// Waits until the supervisor's status says `reloading`; fails at once if it exits.
-fn wait_reloading_state(sup: &Supervisor<'_>) {
-    sup.wait_for("the supervisor to report state reloading", || {
-        if let Some(status) = sup.try_exit() {
-            panic!("the supervisor exited ({status})\n{}", sup.logs());
-        }
-        sup.try_status()
-            .ok()
-            .filter(|s| s["state"] == "reloading")
-            .map(drop)
-    });
-}
-
 /// Waits until the supervisor's status says `reloading` and it has a child that is not
 /// one of `known`: the reload's new child, whose pid it returns (tracked by the guard).
 fn wait_reloading(sup: &Supervisor<'_>, known: &[u32]) -> u32 {
-    wait_reloading_state(sup);
+    sup.wait_reloading_state();
     sup.wait_for("the reload's new child", || {
         children_of(sup.pid())
             .into_iter()
@@ -522,7 +509,7 @@ fn stop_at(ender: Ender, moment: Moment) {
     match moment {
         // The delay is the moment itself, chosen per iteration, not a wait for anything.
         Moment::AfterMs(ms) => std::thread::sleep(Duration::from_millis(ms)),
-        Moment::Reloading => wait_reloading_state(&sup),
+        Moment::Reloading => sup.wait_reloading_state(),
         Moment::Holding => {
             holding(&sup);
         }

@@ -13,13 +13,10 @@
 //! it to make the supervisor start it again.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use littleboss::Context;
+use littleboss_tests::reload_support;
 use littleboss_tests::serve::{serve_greeting, take_http};
-
-/// How often the gate file is looked for.
-const GATE_POLL: Duration = Duration::from_millis(10);
 
 #[littleboss::main(
     name = "lbpgate",
@@ -45,16 +42,12 @@ async fn main(lb: Context) -> std::io::Result<()> {
         }
     }
     let listener = take_http(&lb, "lb-persist-gate")?;
-    if let Some(gate) = gate {
-        let opened = async {
-            while !gate.exists() {
-                tokio::time::sleep(GATE_POLL).await;
-            }
-        };
-        tokio::select! {
-            () = opened => {}
-            () = lb.lameduck() => return Ok(()),
-        }
+    let opened = match &gate {
+        Some(gate) => reload_support::wait_for_gate(&lb, gate).await,
+        None => true,
+    };
+    if !opened {
+        return Ok(());
     }
     eprintln!("lb-persist-gate: pid {pid} ready");
     lb.ready();

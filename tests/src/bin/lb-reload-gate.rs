@@ -12,13 +12,9 @@
 //! `pid PID exe EXE mode MODE\n` as `lb-http` does.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use littleboss::Context;
 use littleboss_tests::reload_support;
-
-/// How often the gate file is looked for.
-const GATE_POLL: Duration = Duration::from_millis(10);
 
 #[littleboss::main(
     name = "lbhttp",
@@ -45,16 +41,12 @@ async fn main(lb: Context) -> std::io::Result<()> {
         "lb-reload-gate: pid {pid} holding http on {}",
         listener.local_addr()?
     );
-    if let Some(gate) = gate {
-        let opened = async {
-            while !gate.exists() {
-                tokio::time::sleep(GATE_POLL).await;
-            }
-        };
-        tokio::select! {
-            () = opened => {}
-            () = lb.lameduck() => return Ok(()),
-        }
+    let opened = match &gate {
+        Some(gate) => reload_support::wait_for_gate(&lb, gate).await,
+        None => true,
+    };
+    if !opened {
+        return Ok(());
     }
     eprintln!("lb-reload-gate: pid {pid} serving and ready");
     lb.ready();

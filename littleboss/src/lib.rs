@@ -181,6 +181,13 @@ pub use context::{Context, Mode};
 pub use control::protocol::{PROTOCOL, Status};
 pub use logger::Level;
 
+/// The longest `lameduck`, `settle` or `ready_timeout` a program may declare: one hour.
+///
+/// The attribute refuses a longer one at compile time, the builder when the program
+/// runs (exit code 2), so that no deadline the supervisor computes can overflow and no
+/// reload hangs on a child for longer.
+pub use littleboss_rules::wait::MAX_WAIT;
+
 /// Turns `main` into a self-supervising program: see the [crate documentation](crate).
 ///
 /// ```no_run

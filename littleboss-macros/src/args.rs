@@ -4,6 +4,11 @@
 //! A mistake in a value (a bad spec, a repeated key) is recorded and parsing goes on, so
 //! that one compile reports them all; only a syntax error stops it.
 
+use std::time::Duration;
+
+use littleboss_rules::names::{self, DEFAULT_FLAG, NameError};
+use littleboss_rules::spec::ListenerSpec;
+use littleboss_rules::wait::Wait;
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
@@ -12,7 +17,7 @@ use syn::{Expr, Ident, Lit, LitStr, Token, token};
 
 use crate::errors::Errors;
 use crate::item::MainFn;
-use crate::spec::{self, backticked};
+use crate::unix_mode;
 
 /// Every option, in the order messages list them.
 const OPTIONS: &[&str] = &[
@@ -35,9 +40,6 @@ const OPTIONS: &[&str] = &[
 /// The flavors, in the order messages list them.
 const FLAVORS: &[&str] = &["current_thread", "multi_thread"];
 
-/// The control flag's name unless `flag` renames it.
-const DEFAULT_FLAG: &str = "littleboss";
-
 /// The tokio runtime of an `async` main.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flavor {
@@ -45,7 +47,8 @@ pub(crate) enum Flavor {
     MultiThread,
 }
 
-/// A declared listener: its name and its spec, both checked.
+/// A declared listener: its name and its spec, both checked (the name in
+/// [`Options::build`], once the control flag's name is known).
 pub(crate) struct Listener {
     pub name: LitStr,
     pub spec: LitStr,
@@ -55,15 +58,13 @@ pub(crate) struct Listener {
 pub(crate) struct Config {
     pub name: LitStr,
     pub listeners: Vec<Listener>,
-    /// Milliseconds.
-    pub lameduck: Option<u64>,
+    /// Whole milliseconds, at most `MAX_WAIT`, as each wait below.
+    pub lameduck: Option<Duration>,
     pub persist: Option<bool>,
     pub fallback: Option<bool>,
     pub calls_ready: Option<bool>,
-    /// Milliseconds.
-    pub settle: Option<u64>,
-    /// Milliseconds.
-    pub ready_timeout: Option<u64>,
+    pub settle: Option<Duration>,
+    pub ready_timeout: Option<Duration>,
     pub flavor: Option<Flavor>,
     pub flag: Option<LitStr>,
     pub supervisor_init: Option<syn::Path>,
@@ -79,12 +80,12 @@ pub(crate) struct Options {
     seen: Vec<String>,
     name: Option<LitStr>,
     listeners: Vec<Listener>,
-    lameduck: Option<u64>,
+    lameduck: Option<Duration>,
     persist: Option<bool>,
     fallback: Option<bool>,
     calls_ready: Option<bool>,
-    settle: Option<u64>,
-    ready_timeout: Option<u64>,
+    settle: Option<Duration>,
+    ready_timeout: Option<Duration>,
     /// With the span of the `flavor` key, for the error on a non-async main.
     flavor: Option<(Flavor, Span)>,
     flag: Option<LitStr>,
@@ -129,13 +130,9 @@ impl Options {
             .as_ref()
             .map_or_else(|| DEFAULT_FLAG.to_string(), LitStr::value);
         for listener in &self.listeners {
-            if listener.name.value() == flag {
-                self.errors.push(syn::Error::new(
-                    listener.name.span(),
-                    format!(
-                        "listener name `{flag}` is taken by the `--{flag}` flag; choose another name"
-                    ),
-                ));
+            // An identifier may still be one the command line cannot spell (`café`).
+            if let Err(e) = names::check_listener_name(&listener.name.value(), &flag) {
+                self.errors.push(syn::Error::new(listener.name.span(), e));
             }
         }
         if let (Some(group), None) = (&self.group, &self.user) {
@@ -267,7 +264,7 @@ impl Options {
     fn set_name(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
         self.first_time(key)?;
         let lit = string(key, value, "name = \"myblog\"")?;
-        spec::check_service_name(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        names::check_service_name(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
         self.name = Some(LitStr::new(&lit.value(), lit.span()));
         Ok(())
     }
@@ -278,7 +275,7 @@ impl Options {
         if self.listeners.iter().any(|l| l.name.value() == text) {
             return Err(syn::Error::new(
                 name.span(),
-                format!("listener `{text}` declared multiple times"),
+                NameError::Duplicate { name: text },
             ));
         }
         let example = format!("{text} = \"tcp::443\"");
@@ -288,7 +285,7 @@ impl Options {
                 format!("listener `{text}` takes a spec string, as in `{example}`"),
             ));
         };
-        spec::check_listener_spec(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        ListenerSpec::parse(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
         self.listeners.push(Listener {
             name: LitStr::new(&text, name.span()),
             spec: LitStr::new(&lit.value(), lit.span()),
@@ -300,16 +297,18 @@ impl Options {
     fn set_duration(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
         self.first_time(key)?;
         let lit = string(key, value, &format!("{key} = \"2s\""))?;
-        let millis =
-            spec::parse_duration(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
-        let slot = if key == "lameduck" {
-            &mut self.lameduck
-        } else if key == "settle" {
-            &mut self.settle
-        } else {
-            &mut self.ready_timeout
+        let unknown = || syn::Error::new(key.span(), unknown_option(&key.to_string()));
+        let wait = Wait::from_name(&key.to_string()).ok_or_else(unknown)?;
+        let duration = wait
+            .parse(&lit.value())
+            .map_err(|e| syn::Error::new(lit.span(), e))?;
+        let slot = match wait {
+            Wait::Lameduck => &mut self.lameduck,
+            Wait::Settle => &mut self.settle,
+            Wait::ReadyTimeout => &mut self.ready_timeout,
+            _ => return Err(unknown()),
         };
-        *slot = Some(millis);
+        *slot = Some(duration);
         Ok(())
     }
 
@@ -337,7 +336,7 @@ impl Options {
     fn set_flag(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
         self.first_time(key)?;
         let lit = string(key, value, "flag = \"lb\"")?;
-        spec::check_flag_name(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        names::check_flag_name(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
         self.flag = Some(lit);
         Ok(())
     }
@@ -364,7 +363,8 @@ impl Options {
     fn set_unix_mode(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
         self.first_time(key)?;
         let lit = string(key, value, "unix_mode = \"0660\"")?;
-        let mode = spec::parse_mode(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+        let mode =
+            unix_mode::parse_mode(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
         self.unix_mode = Some(mode);
         Ok(())
     }
@@ -454,6 +454,15 @@ fn string(key: &Ident, value: &Expr, example: &str) -> syn::Result<LitStr> {
     }
 }
 
+/// The choices as "`a`, `b`, `c`".
+fn backticked(choices: &[&str]) -> String {
+    choices
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn unknown_option(key: &str) -> String {
     format!(
         "unknown option `{key}`; the options are {}",
@@ -531,12 +540,12 @@ mod tests {
                 ("dns".into(), "udp:127.0.0.1:5353".into()),
             ]
         );
-        assert_eq!(config.lameduck, Some(5_000));
+        assert_eq!(config.lameduck, Some(Duration::from_secs(5)));
         assert_eq!(config.persist, Some(true));
         assert_eq!(config.fallback, Some(false));
         assert_eq!(config.calls_ready, Some(true));
-        assert_eq!(config.settle, Some(250));
-        assert_eq!(config.ready_timeout, Some(60_000));
+        assert_eq!(config.settle, Some(Duration::from_millis(250)));
+        assert_eq!(config.ready_timeout, Some(Duration::from_secs(60)));
         assert_eq!(config.flavor, Some(Flavor::CurrentThread));
     }
 
@@ -574,12 +583,12 @@ mod tests {
             ),
             (
                 quote!(name = "a", listener(a = "tcp:"), listener(a = "udp:")),
-                &["listener `a` declared multiple times"],
+                &["listener \"a\" declared twice"],
             ),
             (
                 quote!(name = "a", listener(littleboss = "tcp:")),
                 &[
-                    "listener name `littleboss` is taken by the `--littleboss` flag; choose another name",
+                    "listener name \"littleboss\" is taken by the --littleboss control flag; choose another name",
                 ],
             ),
             (
@@ -600,6 +609,47 @@ mod tests {
                     "`persist` takes `true` or `false`",
                     "`settle` takes a string, as in `settle = \"2s\"`",
                     "unknown flavor `local`; the flavors are `current_thread`, `multi_thread`",
+                ],
+            ),
+            (
+                quote!(
+                    name = "a",
+                    lameduck = "18446744073709551615ms",
+                    settle = "61m",
+                    ready_timeout = "0s"
+                ),
+                &[
+                    "lameduck of 18446744073709551615ms is longer than the maximum of 60m (one hour)",
+                    "settle of 61m is longer than the maximum of 60m (one hour)",
+                    "ready_timeout of 0s would fail every child before it could say hello; the shortest is 1ms",
+                ],
+            ),
+            (
+                quote!(
+                    name = "a",
+                    lameduck = "60m",
+                    settle = "0ms",
+                    ready_timeout = "3600000ms"
+                ),
+                &[],
+            ),
+            (
+                quote!(
+                    name = "a",
+                    listener(café = "tcp:", lb = "tcp:"),
+                    flag = "lb"
+                ),
+                &[
+                    "invalid listener name \"café\": a name is one or more of A-Z, a-z, 0-9, '_' and '-', not starting with '-'",
+                    "listener name \"lb\" is taken by the --lb control flag; choose another name",
+                ],
+            ),
+            (
+                quote!(name = "my blog", flag = "--lb", listener(http = "tcp:80")),
+                &[
+                    "invalid service name \"my blog\": a name is one or more of A-Z, a-z, 0-9, '_' and '-'",
+                    "invalid control flag name \"--lb\": it may not start with '-', since the dashes of a flag are not part of its name (\"lb\" gives --lb=MODE)",
+                    "address \"80\" is not HOST:PORT, :PORT or [IPV6]:PORT; for port 80 on every address, write \":80\"",
                 ],
             ),
             // A syntax error stops the reading; no missing `name` is reported after it.

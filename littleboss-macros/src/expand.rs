@@ -1,6 +1,8 @@
 //! The code the attribute generates: a plain `main` that runs the user's function through
 //! the runtime's builder.
 
+use std::time::Duration;
+
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -37,12 +39,13 @@ pub(crate) fn main(main: &MainFn, config: &Config) -> TokenStream {
         let (name, spec) = (&listener.name, &listener.spec);
         builder.extend(quote!(.listener(#name, #spec)));
     }
-    let duration = |millis: u64| {
-        let millis = Literal::u64_unsuffixed(millis);
+    // The waits are whole milliseconds, at most an hour: `from_millis` holds them.
+    let duration = |wait: Duration| {
+        let millis = Literal::u128_unsuffixed(wait.as_millis());
         quote!(::littleboss::__private::Duration::from_millis(#millis))
     };
-    if let Some(millis) = config.lameduck {
-        let lameduck = duration(millis);
+    if let Some(wait) = config.lameduck {
+        let lameduck = duration(wait);
         builder.extend(quote!(.lameduck(#lameduck)));
     }
     if let Some(persist) = config.persist {
@@ -54,12 +57,12 @@ pub(crate) fn main(main: &MainFn, config: &Config) -> TokenStream {
     if let Some(calls_ready) = config.calls_ready {
         builder.extend(quote!(.calls_ready(#calls_ready)));
     }
-    if let Some(millis) = config.settle {
-        let settle = duration(millis);
+    if let Some(wait) = config.settle {
+        let settle = duration(wait);
         builder.extend(quote!(.settle(#settle)));
     }
-    if let Some(millis) = config.ready_timeout {
-        let ready_timeout = duration(millis);
+    if let Some(wait) = config.ready_timeout {
+        let ready_timeout = duration(wait);
         builder.extend(quote!(.ready_timeout(#ready_timeout)));
     }
     if let Some(flag) = &config.flag {

@@ -7,7 +7,7 @@ mod errors;
 mod expand;
 mod fallback;
 mod item;
-mod spec;
+mod unix_mode;
 
 use proc_macro::TokenStream;
 
@@ -49,7 +49,11 @@ use proc_macro::TokenStream;
 /// A network is `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6` or `unix`; an address is
 /// empty (the listener is off until its flag `--NAME=ADDR` gives one), `:PORT`,
 /// `HOST:PORT` or `[IPV6]:PORT`, or for `unix` a path or `@name` (abstract). A duration
-/// is an integer followed by `ms`, `s` or `m`. All of it is checked at compile time.
+/// is an integer followed by `ms`, `s` or `m`, at most an hour (`"60m"`), and a
+/// `ready_timeout` at least `"1ms"`. The control flag and listener names are
+/// `[A-Za-z0-9_-]+`, not starting with `-`, and no listener is named like the control
+/// flag. All of it is checked at compile time, by the same rules (`littleboss-rules`) that
+/// the builder applies when the program runs, and with the same messages.
 ///
 /// # Equivalent code without the macro
 ///

@@ -34,8 +34,9 @@ pub use crate::config::Flavor;
 /// ```
 ///
 /// Mistakes in what is declared (an invalid name, a spec that does not parse, a
-/// listener declared twice) are reported when the program runs, on stderr, with exit
-/// code 2; the attribute reports the same mistakes at compile time.
+/// listener declared twice, a wait longer than [`MAX_WAIT`](crate::MAX_WAIT)) are
+/// reported when the program runs, on stderr, with exit code 2; the attribute reports
+/// the same mistakes at compile time, in the same words.
 #[must_use = "a Littleboss does nothing until `run` or `run_sync` is called"]
 pub struct Littleboss {
     config: Config,
@@ -80,7 +81,8 @@ impl Littleboss {
 
     /// Declares a listener `name` with its default spec `NETWORK:ADDRESS` (`tcp::443`,
     /// `udp:127.0.0.1:5353`, `tcp6:[::1]:8080`, or `tcp:` for one that is off unless its
-    /// flag `--NAME=ADDR` gives an address).
+    /// flag `--NAME=ADDR` gives an address). Since the name is a flag too, it is
+    /// `[A-Za-z0-9_-]+`, does not start with `-`, and is not the control flag's name.
     pub fn listener(mut self, name: &str, spec: &str) -> Littleboss {
         self.config.listeners.push(Declared {
             name: name.to_string(),
@@ -90,7 +92,8 @@ impl Littleboss {
     }
 
     /// How long a winding-down program may take before its process group is killed
-    /// (default 2 s).
+    /// (default 2 s; zero kills it at once). At most [`MAX_WAIT`](crate::MAX_WAIT), one
+    /// hour: `run` refuses a longer one.
     pub fn lameduck(mut self, lameduck: Duration) -> Littleboss {
         self.config.lameduck = lameduck;
         self
@@ -119,14 +122,17 @@ impl Littleboss {
     }
 
     /// For a program that does not call [`Context::ready`]: how long its main must run
-    /// without exiting to count as ready (default 250 ms, as Go littleboss).
+    /// without exiting to count as ready (default 250 ms, as Go littleboss; zero is ready
+    /// as soon as it said hello). At most [`MAX_WAIT`](crate::MAX_WAIT), one hour.
     pub fn settle(mut self, settle: Duration) -> Littleboss {
         self.config.settle = settle;
         self
     }
 
     /// For a program that calls [`Context::ready`]: how long the supervisor waits for it
-    /// before it gives up on the new process (default 30 s).
+    /// before it gives up on the new process (default 30 s). The supervisor waits as
+    /// long for any child's hello, so it is at least 1 ms, and at most
+    /// [`MAX_WAIT`](crate::MAX_WAIT), one hour.
     pub fn ready_timeout(mut self, ready_timeout: Duration) -> Littleboss {
         self.config.ready_timeout = ready_timeout;
         self
@@ -140,7 +146,8 @@ impl Littleboss {
     }
 
     /// Renames the control flag (default `littleboss`): `.flag("lb")` gives `--lb=start`,
-    /// and `--littleboss=...` is then an ordinary argument of the program.
+    /// and `--littleboss=...` is then an ordinary argument of the program. The name is
+    /// `[A-Za-z0-9_-]+` without its dashes: `"--lb"` is refused, as it could never match.
     pub fn flag(mut self, flag: &str) -> Littleboss {
         self.config.flag = flag.to_string();
         self
@@ -238,6 +245,12 @@ impl Littleboss {
     {
         self.config.logger = crate::logger::Logger::new(Some(std::sync::Arc::new(log)));
         self
+    }
+
+    /// What was declared, for the tests of what is refused.
+    #[cfg(test)]
+    pub(crate) fn into_config(self) -> Config {
+        self.config
     }
 
     /// Runs an `async` main in the mode that the command line asks for, on a tokio

@@ -8,6 +8,7 @@ use crate::spec::ListenerSpec;
 /// Which tokio runtime runs an `async` main (the supervisor itself always uses a
 /// single-threaded one).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Flavor {
     /// `tokio::runtime::Builder::new_current_thread`.
     CurrentThread,

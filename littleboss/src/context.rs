@@ -14,6 +14,7 @@ use crate::spec::{Kind, Network};
 
 /// How the program is running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// Run directly (`--littleboss=bypass`, the default): the program bound its own
     /// listeners and no supervisor watches it.

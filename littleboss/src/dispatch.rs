@@ -3,6 +3,9 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+use littleboss_rules::names::{self, NameError};
+use littleboss_rules::wait::Wait;
+
 use crate::config::{Config, SupervisorInit};
 use crate::context::{Context, Mode};
 use crate::flags::{self, Command, Flags};
@@ -138,27 +141,18 @@ fn parse_flags(config: &Config) -> Result<Flags, flags::FlagError> {
     Ok(flags)
 }
 
-/// `[A-Za-z0-9_-]+`: service, flag and listener names.
-fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Checks what the program declared (the attribute checks the same at compile time).
+/// Checks what the program declared, by the rules the attribute applies at compile time
+/// (`littleboss-rules`), so a builder's mistakes read as the attribute's do.
 fn validate(config: &Config) -> Result<(), String> {
-    let name = &config.name;
-    if !is_name(name) {
-        return Err(format!(
-            "invalid service name {name:?}: use letters, digits, '-' and '_'"
-        ));
-    }
+    names::check_service_name(&config.name).map_err(|e| e.to_string())?;
     let flag = &config.flag;
-    if !is_name(flag) {
-        return Err(format!(
-            "invalid control flag name {flag:?}: use letters, digits, '-' and '_'"
-        ));
+    names::check_flag_name(flag).map_err(|e| e.to_string())?;
+    for (wait, value) in [
+        (Wait::Lameduck, config.lameduck),
+        (Wait::Settle, config.settle),
+        (Wait::ReadyTimeout, config.ready_timeout),
+    ] {
+        wait.check(value).map_err(|e| e.to_string())?;
     }
     if let (Some(group), None) = (&config.group, &config.user) {
         return Err(format!(
@@ -167,13 +161,12 @@ fn validate(config: &Config) -> Result<(), String> {
     }
     for (i, declared) in config.listeners.iter().enumerate() {
         let lname = &declared.name;
-        if !is_name(lname) || lname == flag {
-            return Err(format!(
-                "invalid listener name {lname:?}: use letters, digits, '-' and '_' (and not {flag:?}, the control flag)"
-            ));
-        }
+        names::check_listener_name(lname, flag).map_err(|e| e.to_string())?;
         if config.listeners[..i].iter().any(|l| &l.name == lname) {
-            return Err(format!("listener {lname:?} declared twice"));
+            return Err(NameError::Duplicate {
+                name: lname.clone(),
+            }
+            .to_string());
         }
         if let Err(e) = &declared.spec {
             return Err(format!("listener {lname}: {e}"));
@@ -231,4 +224,80 @@ pub(crate) fn usage(config: &Config) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Littleboss, MAX_WAIT as MAX};
+
+    fn refusal(lb: Littleboss) -> Option<String> {
+        validate(&lb.into_config()).err()
+    }
+
+    #[test]
+    fn refuses_what_the_attribute_refuses() {
+        let lb = || Littleboss::new("svc").listener("http", "tcp::0");
+        let cases: Vec<(Littleboss, Option<&str>)> = vec![
+            (lb(), None),
+            (lb().lameduck(MAX), None),
+            (lb().settle(Duration::ZERO).lameduck(Duration::ZERO), None),
+            (
+                lb().lameduck(Duration::MAX),
+                Some(
+                    "lameduck of 18446744073709551615.999999999s is longer than the maximum of 60m (one hour)",
+                ),
+            ),
+            (
+                lb().settle(MAX + Duration::from_millis(1)),
+                Some("settle of 3600.001s is longer than the maximum of 60m (one hour)"),
+            ),
+            (
+                lb().ready_timeout(Duration::ZERO),
+                Some(
+                    "ready_timeout of 0ns would fail every child before it could say hello; the shortest is 1ms",
+                ),
+            ),
+            (
+                Littleboss::new("my blog"),
+                Some(
+                    "invalid service name \"my blog\": a name is one or more of A-Z, a-z, 0-9, '_' and '-'",
+                ),
+            ),
+            (
+                lb().flag("--lb"),
+                Some(
+                    "invalid control flag name \"--lb\": it may not start with '-', since the dashes of a flag are not part of its name (\"lb\" gives --lb=MODE)",
+                ),
+            ),
+            (
+                lb().listener("-dns", "udp::53"),
+                Some(
+                    "invalid listener name \"-dns\": it may not start with '-', since the dashes of a flag are not part of its name (\"dns\" gives --dns=ADDR)",
+                ),
+            ),
+            (
+                lb().flag("http"),
+                Some(
+                    "listener name \"http\" is taken by the --http control flag; choose another name",
+                ),
+            ),
+            (
+                lb().listener("http", "tcp::1"),
+                Some("listener \"http\" declared twice"),
+            ),
+            (
+                lb().listener("dns", "udp:53"),
+                Some(
+                    "listener dns: address \"53\" is not HOST:PORT, :PORT or [IPV6]:PORT; for port 53 on every address, write \":53\"",
+                ),
+            ),
+        ];
+        for (lb, expected) in cases {
+            let shown = format!("{lb:?}");
+            assert_eq!(refusal(lb).as_deref(), expected, "{shown}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 
 /// The control flag's default name.
-pub(crate) const FLAG: &str = "littleboss";
+pub(crate) const FLAG: &str = littleboss_rules::names::DEFAULT_FLAG;
 
 /// What `--littleboss=MODE` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -96,16 +96,27 @@
 //! |---|---|---|---|
 //! | `name = "myblog"` | [`Littleboss::new`] | required | the service name, `[A-Za-z0-9_-]+` |
 //! | `listener(https = "tcp::443")` | [`Littleboss::listener`] | none | a listener and its default address |
-//! | `lameduck = "2s"` | [`Littleboss::lameduck`] | 2 s | how long a winding-down child may take |
+//! | `lameduck = "2s"` | [`Littleboss::lameduck`] | 2 s | how long a winding-down child may take (zero: killed at once) |
 //! | `persist = true` | [`Littleboss::persist`] | false | start the child again when it exits (backoff 100 ms to 30 s) |
 //! | `fallback = false` | [`Littleboss::fallback`] | true | go back to the previous binary when a reloaded one fails |
 //! | `calls_ready = true` | [`Littleboss::calls_ready`] | false | readiness is the program's [`Context::ready`] call |
 //! | `settle = "250ms"` | [`Littleboss::settle`] | 250 ms | readiness of a program that does not call `ready` |
-//! | `ready_timeout = "30s"` | [`Littleboss::ready_timeout`] | 30 s | how long to wait for `ready` |
+//! | `ready_timeout = "30s"` | [`Littleboss::ready_timeout`] | 30 s | how long to wait for `ready` (and the hello), at least 1 ms |
 //! | `flavor = "current_thread"` | [`Littleboss::flavor`] | multi_thread | the tokio runtime of an async main |
-//! | `flag = "lb"` | [`Littleboss::flag`] | `littleboss` | the control flag's name |
+//! | `flag = "lb"` | [`Littleboss::flag`] | `littleboss` | the control flag's name, `[A-Za-z0-9_-]+` not starting with `-` |
 //! | `supervisor_init = f` | [`Littleboss::supervisor_init`] | none | run once in the supervisor, after binding |
 //! | `user = "www"`, `group = "www"` | [`Littleboss::user`], [`Littleboss::group`] | the supervisor's | who the children run as |
+//!
+//! The attribute writes a duration as an integer followed by `ms`, `s` or `m`. Each of
+//! `lameduck`, `settle` and `ready_timeout` is at most [`MAX_WAIT`], one hour: no
+//! reload should hang on a child for longer, and every deadline the supervisor
+//! computes from them stays in the clock's range. The attribute refuses a longer one
+//! at compile time; the builder refuses it (and every other mistake the attribute
+//! would catch) when the program runs, with the same message on stderr and exit code
+//! 2. Both apply the rules of the `littleboss-rules` crate.
+//!
+//! A listener's name is also its flag, so it is `[A-Za-z0-9_-]+`, does not start with
+//! `-`, and is not the control flag's name.
 //!
 //! A listener spec is `NETWORK:ADDRESS`: networks `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`,
 //! `udp6`; `:443` is every interface (IPv6 and IPv4), `127.0.0.1:0` a free port,
@@ -209,6 +220,13 @@ pub use config::Flavor;
 pub use context::{Context, Mode};
 pub use control::protocol::{PROTOCOL, Status};
 pub use logger::Level;
+
+/// The longest `lameduck`, `settle` or `ready_timeout` a program may declare: one hour.
+///
+/// The attribute refuses a longer one at compile time, the builder when the program
+/// runs (exit code 2), so that no deadline the supervisor computes can overflow and no
+/// reload hangs on a child for longer.
+pub use littleboss_rules::wait::MAX_WAIT;
 
 /// Turns `main` into a self-supervising program: see the [crate documentation](crate).
 ///

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 /// How much a message matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Level {
     /// The supervisor's ordinary work: a child started, ready, reloaded, stopped.
     Info,

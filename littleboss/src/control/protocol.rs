@@ -104,6 +104,7 @@ pub(crate) enum Response {
 
 /// The supervisor's state as `status` and `status-json` show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Status {
     /// The service name.
     pub name: String,

@@ -183,6 +183,7 @@ impl Env {
         command
             .env("LITTLEBOSS_DIR", &self.dir)
             .env_remove("LITTLEBOSS_CHANNEL_FD")
+            .env_remove("LITTLEBOSS_SUPERVISOR_PID")
             .stdin(Stdio::null());
         command
     }

@@ -2,8 +2,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rustix::fs::FileType;
@@ -167,28 +167,78 @@ pub(crate) struct Joined {
     pub link: Arc<Link>,
 }
 
-/// The child's end of the channel, shared by `ready()` and the final message.
+/// The child's end of the channel, shared by `ready()`, the final message and the
+/// thread that reads the supervisor's messages.
+///
+/// Nothing the program calls blocks on the channel: messages go to a queue that one
+/// writer thread sends, in order, blocking while the supervisor does not read. Only the
+/// final message waits for that thread, and for at most [`FINISH_TIMEOUT`].
 #[derive(Debug)]
 pub(crate) struct Link {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
+    outbox: mpsc::Sender<Outgoing>,
 }
 
+/// A message for the writer thread, and whom to tell whether it was sent.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Vec<u8>,
+    sent: Option<mpsc::SyncSender<bool>>,
+}
+
+/// How long the end of main waits for its `Finished` message to be sent.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Link {
-    fn send(&self, msg: &ChildMsg) {
-        // If the supervisor is gone there is nobody to tell; the reader thread has seen
-        // the channel close and set lameduck already.
-        let _ = channel::send(self.fd.as_fd(), &protocol::encode(msg), &[]);
+    /// Wraps the channel and starts its writer thread.
+    fn start(fd: OwnedFd) -> io::Result<Link> {
+        let fd = Arc::new(fd);
+        let (outbox, queue) = mpsc::channel();
+        let writer = Arc::clone(&fd);
+        std::thread::Builder::new()
+            .name("littleboss-send".into())
+            .spawn(move || send_queued(&writer, &queue))?;
+        Ok(Link { fd, outbox })
     }
 
-    /// Reports how the program's main ended.
+    /// Queues `msg`; returns at once.
+    fn post(&self, msg: &ChildMsg, sent: Option<mpsc::SyncSender<bool>>) {
+        // If the writer is gone, so is the channel: nobody is left to tell.
+        let _ = self.outbox.send(Outgoing {
+            bytes: protocol::encode(msg),
+            sent,
+        });
+    }
+
+    /// Reports how the program's main ended, waiting up to [`FINISH_TIMEOUT`] for the
+    /// message to be sent.
     pub(crate) fn finished(&self, result: &Result<(), String>) {
-        self.send(&ChildMsg::Finished(result.clone()));
+        self.finished_within(result, FINISH_TIMEOUT);
+    }
+
+    /// [`finished`](Self::finished), waiting up to `timeout`; whether it was sent.
+    fn finished_within(&self, result: &Result<(), String>, timeout: Duration) -> bool {
+        let (sent, done) = mpsc::sync_channel(1);
+        self.post(&ChildMsg::Finished(result.clone()), Some(sent));
+        done.recv_timeout(timeout).unwrap_or(false)
+    }
+}
+
+/// The writer thread: sends each queued message in turn, until the `Link` is dropped.
+fn send_queued(fd: &OwnedFd, queue: &mpsc::Receiver<Outgoing>) {
+    for msg in queue {
+        // If the supervisor is gone there is nobody to tell; the reader thread has seen
+        // the channel close and set lameduck already.
+        let result = channel::send(fd.as_fd(), &msg.bytes, &[]);
+        if let Some(sent) = msg.sent {
+            let _ = sent.send(result.is_ok());
+        }
     }
 }
 
 impl ReadySink for Arc<Link> {
     fn ready(&self) {
-        self.send(&ChildMsg::Ready);
+        self.post(&ChildMsg::Ready, None);
     }
 }
 
@@ -249,7 +299,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
             },
         })
         .collect();
-    let link = Arc::new(Link { fd });
+    let link = Arc::new(Link::start(fd)?);
     let (tx, rx) = watch::channel(false);
     let reader = Arc::clone(&link);
     std::thread::Builder::new()
@@ -272,7 +322,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
 /// supervisor would have, so that no orphan keeps the listeners forever.
 fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: Duration) {
     loop {
-        match channel::recv(link.fd.as_fd(), RecvFlags::empty()) {
+        match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
             Ok(Some(msg)) => match protocol::decode::<SupervisorMsg>(&msg.bytes) {
                 Ok(SupervisorMsg::Lameduck) => {
                     lameduck.send_replace(true);
@@ -302,7 +352,9 @@ fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use rustix::net::SocketFlags;
+    use std::time::Instant;
+
+    use rustix::net::{SendFlags, SocketFlags};
 
     use super::*;
 
@@ -358,6 +410,81 @@ mod tests {
         assert_eq!(
             check_channel(udp.as_fd(), us()).unwrap_err(),
             "not a unix-domain socket"
+        );
+    }
+
+    /// Fills the channel from `child` towards the supervisor, who does not read;
+    /// returns how many 1 KiB messages it took.
+    fn fill(child: &OwnedFd) -> usize {
+        let filler = [7u8; 1024];
+        let mut sent = 0;
+        loop {
+            match rustix::net::send(child, &filler, SendFlags::DONTWAIT) {
+                Ok(_) => sent += 1,
+                Err(rustix::io::Errno::AGAIN) => return sent,
+                Err(e) => panic!("filling the channel: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ready_returns_at_once_when_the_supervisor_does_not_read() {
+        let (supervisor, child) = channel::pair().unwrap();
+        let queued = fill(&child);
+        let link = Arc::new(Link::start(child).unwrap());
+        let (returned, took) = mpsc::channel();
+        let caller = Arc::clone(&link);
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            caller.ready();
+            let _ = returned.send(start.elapsed());
+        });
+        let took = took
+            .recv_timeout(Duration::from_secs(10))
+            .expect("ready() returned");
+        assert!(took < Duration::from_secs(1), "ready() took {took:?}");
+        // Once the supervisor reads, the message arrives, after what was queued before.
+        rustix::net::sockopt::set_socket_timeout(
+            &supervisor,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+        for _ in 0..queued {
+            let filler = channel::recv(supervisor.as_fd(), RecvFlags::empty())
+                .unwrap()
+                .unwrap();
+            assert_eq!(filler.bytes, [7u8; 1024]);
+        }
+        let msg = channel::recv(supervisor.as_fd(), RecvFlags::empty())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            protocol::decode::<ChildMsg>(&msg.bytes).unwrap(),
+            ChildMsg::Ready
+        );
+    }
+
+    #[test]
+    fn the_final_message_waits_a_bounded_time() {
+        let (supervisor, child) = channel::pair().unwrap();
+        fill(&child);
+        let link = Link::start(child).unwrap();
+        let start = Instant::now();
+        assert!(!link.finished_within(&Ok(()), Duration::from_millis(200)));
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "finished took {took:?}");
+        drop(supervisor);
+        // And it is sent at once when the supervisor reads.
+        let (supervisor, child) = channel::pair().unwrap();
+        let link = Link::start(child).unwrap();
+        assert!(link.finished_within(&Err("boom".into()), Duration::from_secs(10)));
+        let msg = channel::recv(supervisor.as_fd(), RecvFlags::empty())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            protocol::decode::<ChildMsg>(&msg.bytes).unwrap(),
+            ChildMsg::Finished(Err("boom".into()))
         );
     }
 }

@@ -981,7 +981,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub mod hardening_support;
+pub mod attack_support;
 pub mod privsep_support;
 pub mod reload_support;
 pub mod serve;

@@ -11,8 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use littleboss_tests::hardening_support::wire::{self, Response};
-use littleboss_tests::hardening_support::{Serving, fd_count, raw, vm_kib};
+use littleboss_tests::attack_support::wire::{self, Response};
+use littleboss_tests::attack_support::{Serving, fd_count, raw, vm_kib};
 use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, get, run_for, runnable_by_nobody};
 
 /// The service name of `lb-http`.

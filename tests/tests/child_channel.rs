@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use littleboss_tests::hardening_support::wire::{self, Response};
-use littleboss_tests::hardening_support::{Serving, fd_count, raw};
+use littleboss_tests::attack_support::wire::{self, Response};
+use littleboss_tests::attack_support::{Serving, fd_count, raw};
 use littleboss_tests::{Env, NO_ARGS, bin, wait_gone};
 
 /// A hand-encoded `Reload` request to `lb-harden-fakechild MODE`.

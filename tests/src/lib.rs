@@ -982,7 +982,7 @@ pub fn free_port() -> u16 {
 }
 
 pub mod attack_support;
-pub mod privsep_support;
 pub mod reload_support;
+pub mod report_support;
 pub mod serve;
 pub mod systemd_support;

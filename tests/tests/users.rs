@@ -4,11 +4,12 @@
 //!
 //! The helpers (`src/bin/lb-priv-*.rs`) answer every HTTP request with a JSON report of
 //! themselves: pid, mode, `lb.args()`, argv, uid, gid, groups, `HOME`, `USER`, `LOGNAME`
-//! (see `littleboss_tests::report_support`). The tests about users need root; without
-//! it they say so on stderr and pass without checking anything.
+//! (see `littleboss_tests::report_support`). The tests that need root are
+//! `#[ignore = "needs root"]`: run them as root with `cargo test -p littleboss-tests
+//! --test users -- --ignored` (`.ci/run` does). Run that way, a test that cannot check
+//! what it is about (not root, no user `nobody`) fails; it never passes without running.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -20,7 +21,8 @@ use littleboss_tests::report_support::{
 };
 use littleboss_tests::{
     COMMAND_TIMEOUT, DEADLINE, Env, Value, bin, executable_by_others, is_gone, listener_addr,
-    open_tempdir, port_is_free, run_for, runnable_by_nobody, status_numbers, wait_for, wait_gone,
+    open_tempdir, port_is_free, require_root, run_for, runnable_by_nobody, status_numbers,
+    wait_for, wait_gone,
 };
 
 /// `setpriv`, to start a helper as another user (it execs the helper too).
@@ -54,23 +56,13 @@ fn free_privileged_port() -> u16 {
         .expect("a free port in 600..1000")
 }
 
-/// Says on stderr that `test` checked nothing, and why. Written to the process's
-/// stderr directly, past the test harness's capture of `eprintln!`, so that a skipped
-/// test never passes silently.
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
+/// What a test about users needs root for.
+const ROOT: &str = "run processes as another user";
 
-/// Whether the test runs as root; if not, says on stderr that `test` is skipped.
-fn root_or_skip(test: &str) -> bool {
-    let uid = rustix::process::geteuid().as_raw();
-    if uid != 0 {
-        skip(
-            test,
-            &format!("needs root to run children as another user (uid is {uid})"),
-        );
-    }
-    uid == 0
+/// Fails `test`, which cannot check anything here, saying why.
+#[track_caller]
+fn cannot_run(test: &str, why: &str) -> ! {
+    panic!("{test} cannot run here: {why}")
 }
 
 /// A `/etc/passwd` entry: uid, gid, home.
@@ -163,16 +155,14 @@ fn start_privileged<'e>(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn children_run_as_nobody_behind_a_privileged_port() {
-    if !root_or_skip("children_run_as_nobody_behind_a_privileged_port") {
-        return;
-    }
+    require_root(ROOT);
     let Some((uid, gid, home)) = passwd("nobody") else {
-        skip(
+        cannot_run(
             "children_run_as_nobody_behind_a_privileged_port",
             "no user nobody",
         );
-        return;
     };
     let mut groups = member_gids("nobody");
     groups.insert(u64::from(gid));
@@ -241,14 +231,12 @@ fn children_run_as_nobody_behind_a_privileged_port() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn child_runs_as_nobody_from_a_binary_nobody_cannot_reach() {
     let test = "child_runs_as_nobody_from_a_binary_nobody_cannot_reach";
-    if !root_or_skip(test) {
-        return;
-    }
+    require_root(ROOT);
     let Some((uid, _, _)) = passwd("nobody") else {
-        skip(test, "no user nobody");
-        return;
+        cannot_run(test, "no user nobody");
     };
     // The copy lives in a directory of root's, mode 0700: the supervisor runs it by
     // fd, so nobody never resolves its path.
@@ -278,11 +266,9 @@ fn child_runs_as_nobody_from_a_binary_nobody_cannot_reach() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn binary_nobody_cannot_execute_fails_the_start_clearly() {
-    let test = "binary_nobody_cannot_execute_fails_the_start_clearly";
-    if !root_or_skip(test) {
-        return;
-    }
+    require_root(ROOT);
     let env = Env::new();
     let bin = env.copy_binary(bin!("lb-priv-user"), "lb-priv-user");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -369,16 +355,14 @@ fn builder_group_without_user_is_a_declaration_error_in_every_mode() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn group_option_sets_the_childs_group() {
-    if !root_or_skip("group_option_sets_the_childs_group") {
-        return;
-    }
+    require_root(ROOT);
     let (Some((uid, _, home)), Some((nogroup, _))) = (passwd("nobody"), group("nogroup")) else {
-        skip(
+        cannot_run(
             "group_option_sets_the_childs_group",
             "no user nobody or group nogroup",
         );
-        return;
     };
     let mut groups = member_gids("nobody");
     groups.insert(u64::from(nogroup));
@@ -396,18 +380,15 @@ fn group_option_sets_the_childs_group() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn builder_group_other_than_the_users_primary_group() {
     let test = "builder_group_other_than_the_users_primary_group";
-    if !root_or_skip(test) {
-        return;
-    }
+    require_root(ROOT);
     let (Some((uid, gid, home)), Some((daemon, _))) = (passwd("nobody"), group("daemon")) else {
-        skip(test, "no user nobody or group daemon");
-        return;
+        cannot_run(test, "no user nobody or group daemon");
     };
     if daemon == gid {
-        skip(test, "daemon is nobody's primary group");
-        return;
+        cannot_run(test, "daemon is nobody's primary group");
     }
     // The group given, and the groups that list nobody as a member; not its primary
     // group, not root's.
@@ -431,11 +412,9 @@ fn builder_group_other_than_the_users_primary_group() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn supervisor_not_root_refuses_to_run_children_as_another_user() {
-    let test = "supervisor_not_root_refuses_to_run_children_as_another_user";
-    if !root_or_skip(test) {
-        return;
-    }
+    require_root(ROOT);
     let env = Env::new();
     let open = open_tempdir();
     let bin = runnable_by_nobody(bin!("lb-priv-root"), open.path());
@@ -465,21 +444,18 @@ fn supervisor_not_root_refuses_to_run_children_as_another_user() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn supervisor_not_root_may_name_its_own_user() {
     let test = "supervisor_not_root_may_name_its_own_user";
-    if !root_or_skip(test) {
-        return;
-    }
+    require_root(ROOT);
     let Some((uid, gid, _)) = passwd("nobody") else {
-        skip(test, "no user nobody");
-        return;
+        cannot_run(test, "no user nobody");
     };
     if (uid, gid) != (NOBODY, NOBODY) || !Path::new(SETPRIV).exists() {
-        skip(
+        cannot_run(
             test,
             &format!("nobody is not {NOBODY}:{NOBODY}, or no {SETPRIV}"),
         );
-        return;
     }
     let env = Env::new();
     let open = open_tempdir();

@@ -19,6 +19,11 @@ pub(crate) const MAX_FDS: usize = 128;
 /// The environment variable that gives the child its end of the channel.
 pub(crate) const CHANNEL_ENV: &str = "LITTLEBOSS_CHANNEL_FD";
 
+/// The environment variable that names the supervisor whose child the channel is for:
+/// a process whose parent is another one (a program the child started) ignores the
+/// channel variable it inherited.
+pub(crate) const SUPERVISOR_PID_ENV: &str = "LITTLEBOSS_SUPERVISOR_PID";
+
 /// A new channel: (supervisor's end, child's end), both close-on-exec.
 pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(

@@ -1,52 +1,163 @@
 //! The child's side of the channel: hello, the listeners, ready, lameduck.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use rustix::fs::FileType;
 use rustix::io::FdFlags;
-use rustix::net::RecvFlags;
+use rustix::net::{AddressFamily, RecvFlags, SocketType, sockopt};
 use tokio::sync::watch;
 
-use crate::channel::{self, CHANNEL_ENV};
+use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
 use crate::config::Config;
 use crate::context::{ReadySink, Slot, SlotState};
 use crate::control::protocol::{self, ChildHello, ChildMsg, SupervisorMsg};
+use crate::environ;
 
 /// How long the child waits for the supervisor's answer to its hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Takes the channel fd that a supervisor left in the environment, if any, and removes
-/// the variable so that the program's own children do not take themselves for ours.
+/// Whether a call of [`take_channel`] has taken the channel fd: it is this process's to
+/// own once.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The channel fd that a supervisor left for this process, if any.
 ///
-/// Must run before the process starts any thread (it is the first thing `run` does).
+/// `None` when `LITTLEBOSS_CHANNEL_FD` is unset, or when `LITTLEBOSS_SUPERVISOR_PID`
+/// names a process other than our parent: the variables were inherited from a
+/// supervised process by a program it started, and this process runs unsupervised.
+/// Otherwise the fd must be a unix `SOCK_SEQPACKET` socket whose peer is our parent, or
+/// the answer is an error: a number that means something else (stdout, a pipe, a file)
+/// is never used as a channel. The variables are read from the environment as it was at
+/// start and left as they are. The fd is made close-on-exec.
 pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
-    let value = std::env::var_os(CHANNEL_ENV)?;
-    // SAFETY: littleboss calls this first thing in `main`, before the program or the
-    // runtime has started any thread, so nothing reads the environment concurrently.
-    unsafe { std::env::remove_var(CHANNEL_ENV) };
-    let Some(raw) = value.to_str().and_then(|v| v.parse::<i32>().ok()) else {
-        return Some(Err(format!("{CHANNEL_ENV}={value:?} is not an fd number")));
+    let value = environ::var(CHANNEL_ENV)?;
+    let parent = rustix::process::Pid::as_raw(rustix::process::getppid());
+    if let Some(named) = environ::var(SUPERVISOR_PID_ENV) {
+        match named.to_str().and_then(|v| v.parse::<i32>().ok()) {
+            Some(pid) if pid == parent => {}
+            Some(_) => return None,
+            None => {
+                return Some(Err(format!(
+                    "{SUPERVISOR_PID_ENV}={named:?} is not a pid; {ASK}"
+                )));
+            }
+        }
+    }
+    let Some(raw) = value
+        .to_str()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|&raw| raw >= 0)
+    else {
+        return Some(Err(format!(
+            "{CHANNEL_ENV}={value:?} is not an fd number; {ASK}"
+        )));
     };
-    if raw < 0 {
-        return Some(Err(format!("{CHANNEL_ENV}={raw} is not an fd number")));
+    let not_channel =
+        |why: String| format!("{CHANNEL_ENV}={raw} is not a littleboss channel ({why}); {ASK}");
+    // SAFETY: F_GETFD on any fd number only reads its flags; it fails with EBADF if the
+    // number is not open.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+        return Some(Err(not_channel("not an open fd".to_string())));
     }
-    // SAFETY: a syscall on an fd number that may be closed is memory-safe; it fails with
-    // EBADF, and the borrow does not outlive this expression.
-    let open = rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(raw) });
-    if open.is_err() {
-        return Some(Err(format!("{CHANNEL_ENV}={raw} is not an open fd")));
+    // SAFETY: the number is open (checked just above), not -1, and the borrow lives only
+    // for the checks below, which only describe the fd (fstat, getsockopt): nothing is
+    // read from or written to it. Had another thread of the program closed that number
+    // meanwhile, they would fail with EBADF or describe whatever took the number, and
+    // then refuse it or take it for ours only if it is a channel from our parent.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    if let Err(why) = check_channel(borrowed, parent) {
+        return Some(Err(not_channel(why)));
     }
-    // SAFETY: the fd is open (checked above), the supervisor left it for this process
-    // alone, and the environment variable, now removed, was its only record: nothing
-    // else in the process owns it.
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Some(Err(format!(
+            "{CHANNEL_ENV}={raw} was taken already by an earlier run in this process"
+        )));
+    }
+    // SAFETY: the fd is open and is a unix seqpacket socket connected to our parent
+    // (checked above): the channel the supervisor created and left at this number for
+    // this process. The variable is its only record, and `TAKEN` lets only one call in
+    // the process own it, so nothing else in the process owns or closes it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // The program's own children must not inherit it.
     if let Err(e) = rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC) {
         return Some(Err(format!("{CHANNEL_ENV}: {e}")));
     }
     Some(Ok(fd))
+}
+
+/// The end of the message about a channel variable that is not what it should be.
+const ASK: &str = "was this started by a littleboss supervisor?";
+
+/// Whether `fd` is a channel from our parent, `parent`: a unix-domain `SOCK_SEQPACKET`
+/// socket whose peer is that process. Else what it is instead.
+fn check_channel(fd: BorrowedFd<'_>, parent: i32) -> Result<(), String> {
+    let stat = rustix::fs::fstat(fd).map_err(|e| format!("cannot look at it: {e}"))?;
+    let kind = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Socket => None,
+        FileType::Fifo => Some("a pipe"),
+        FileType::RegularFile => Some("a file"),
+        FileType::Directory => Some("a directory"),
+        FileType::CharacterDevice => Some("a terminal or device"),
+        FileType::BlockDevice => Some("a block device"),
+        FileType::Symlink | FileType::Unknown => Some("something else"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!("{kind}, not a socket"));
+    }
+    let domain = sockopt::socket_domain(fd).map_err(|e| format!("socket: {e}"))?;
+    if domain != AddressFamily::UNIX {
+        return Err("not a unix-domain socket".to_string());
+    }
+    let kind = sockopt::socket_type(fd).map_err(|e| format!("socket: {e}"))?;
+    if kind != SocketType::SEQPACKET {
+        let shown = match kind {
+            SocketType::STREAM => "a stream socket",
+            SocketType::DGRAM => "a datagram socket",
+            _ => "a socket of another type",
+        };
+        return Err(format!("{shown}, not a seqpacket socket"));
+    }
+    match peer_pid(fd).map_err(|e| format!("its peer: {e}"))? {
+        0 => Err("its peer is not known: not connected, or outside this pid namespace".to_string()),
+        pid if pid != parent => Err(format!(
+            "its peer is pid {pid}, not the parent process, pid {parent}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The pid of the process that created or connected the other end of unix socket `fd`
+/// (`SO_PEERCRED`); 0 when there is none, or it is outside this pid namespace.
+///
+/// (rustix's `socket_peercred` returns a non-zero `Pid`, which a 0 from the kernel
+/// would break.)
+fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes, `len` is `cred`'s size, and the
+    // kernel writes at most `len` bytes of a `struct ucred` there; any bit pattern is a
+    // valid `ucred` (three integers). `fd` is open for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.pid)
 }
 
 /// What the child has once the supervisor welcomed it.
@@ -56,28 +167,78 @@ pub(crate) struct Joined {
     pub link: Arc<Link>,
 }
 
-/// The child's end of the channel, shared by `ready()` and the final message.
+/// The child's end of the channel, shared by `ready()`, the final message and the
+/// thread that reads the supervisor's messages.
+///
+/// Nothing the program calls blocks on the channel: messages go to a queue that one
+/// writer thread sends, in order, blocking while the supervisor does not read. Only the
+/// final message waits for that thread, and for at most [`FINISH_TIMEOUT`].
 #[derive(Debug)]
 pub(crate) struct Link {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
+    outbox: mpsc::Sender<Outgoing>,
 }
 
+/// A message for the writer thread, and whom to tell whether it was sent.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Vec<u8>,
+    sent: Option<mpsc::SyncSender<bool>>,
+}
+
+/// How long the end of main waits for its `Finished` message to be sent.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Link {
-    fn send(&self, msg: &ChildMsg) {
-        // If the supervisor is gone there is nobody to tell; the reader thread has seen
-        // the channel close and set lameduck already.
-        let _ = channel::send(self.fd.as_fd(), &protocol::encode(msg), &[]);
+    /// Wraps the channel and starts its writer thread.
+    fn start(fd: OwnedFd) -> io::Result<Link> {
+        let fd = Arc::new(fd);
+        let (outbox, queue) = mpsc::channel();
+        let writer = Arc::clone(&fd);
+        std::thread::Builder::new()
+            .name("littleboss-send".into())
+            .spawn(move || send_queued(&writer, &queue))?;
+        Ok(Link { fd, outbox })
     }
 
-    /// Reports how the program's main ended.
+    /// Queues `msg`; returns at once.
+    fn post(&self, msg: &ChildMsg, sent: Option<mpsc::SyncSender<bool>>) {
+        // If the writer is gone, so is the channel: nobody is left to tell.
+        let _ = self.outbox.send(Outgoing {
+            bytes: protocol::encode(msg),
+            sent,
+        });
+    }
+
+    /// Reports how the program's main ended, waiting up to [`FINISH_TIMEOUT`] for the
+    /// message to be sent.
     pub(crate) fn finished(&self, result: &Result<(), String>) {
-        self.send(&ChildMsg::Finished(result.clone()));
+        self.finished_within(result, FINISH_TIMEOUT);
+    }
+
+    /// [`finished`](Self::finished), waiting up to `timeout`; whether it was sent.
+    fn finished_within(&self, result: &Result<(), String>, timeout: Duration) -> bool {
+        let (sent, done) = mpsc::sync_channel(1);
+        self.post(&ChildMsg::Finished(result.clone()), Some(sent));
+        done.recv_timeout(timeout).unwrap_or(false)
+    }
+}
+
+/// The writer thread: sends each queued message in turn, until the `Link` is dropped.
+fn send_queued(fd: &OwnedFd, queue: &mpsc::Receiver<Outgoing>) {
+    for msg in queue {
+        // If the supervisor is gone there is nobody to tell; the reader thread has seen
+        // the channel close and set lameduck already.
+        let result = channel::send(fd.as_fd(), &msg.bytes, &[]);
+        if let Some(sent) = msg.sent {
+            let _ = sent.send(result.is_ok());
+        }
     }
 }
 
 impl ReadySink for Arc<Link> {
     fn ready(&self) {
-        self.send(&ChildMsg::Ready);
+        self.post(&ChildMsg::Ready, None);
     }
 }
 
@@ -138,7 +299,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
             },
         })
         .collect();
-    let link = Arc::new(Link { fd });
+    let link = Arc::new(Link::start(fd)?);
     let (tx, rx) = watch::channel(false);
     let reader = Arc::clone(&link);
     std::thread::Builder::new()
@@ -161,7 +322,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
 /// supervisor would have, so that no orphan keeps the listeners forever.
 fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: Duration) {
     loop {
-        match channel::recv(link.fd.as_fd(), RecvFlags::empty()) {
+        match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
             Ok(Some(msg)) => match protocol::decode::<SupervisorMsg>(&msg.bytes) {
                 Ok(SupervisorMsg::Lameduck) => {
                     lameduck.send_replace(true);
@@ -187,4 +348,143 @@ fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: 
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rustix::net::{SendFlags, SocketFlags};
+
+    use super::*;
+
+    fn us() -> i32 {
+        rustix::process::Pid::as_raw(Some(rustix::process::getpid()))
+    }
+
+    #[test]
+    fn a_channel_is_a_seqpacket_socket_from_the_parent() {
+        let (ours, _theirs) = channel::pair().unwrap();
+        // A socket pair we made has us as its peer: ours if we are the "parent".
+        assert_eq!(check_channel(ours.as_fd(), us()), Ok(()));
+        let other = check_channel(ours.as_fd(), us() + 1).unwrap_err();
+        assert!(other.contains(&format!("its peer is pid {}, not the parent", us())));
+    }
+
+    #[test]
+    fn what_is_not_a_channel_says_what_it_is() {
+        let (read, _write) = rustix::pipe::pipe().unwrap();
+        assert_eq!(
+            check_channel(read.as_fd(), us()).unwrap_err(),
+            "a pipe, not a socket"
+        );
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(
+            check_channel(file.as_fd(), us()).unwrap_err(),
+            "a file, not a socket"
+        );
+        let (stream, _peer) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            check_channel(stream.as_fd(), us()).unwrap_err(),
+            "a stream socket, not a seqpacket socket"
+        );
+        let unconnected = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        assert!(
+            check_channel(unconnected.as_fd(), us())
+                .unwrap_err()
+                .contains("its peer is not known")
+        );
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            check_channel(udp.as_fd(), us()).unwrap_err(),
+            "not a unix-domain socket"
+        );
+    }
+
+    /// Fills the channel from `child` towards the supervisor, who does not read;
+    /// returns how many 1 KiB messages it took.
+    fn fill(child: &OwnedFd) -> usize {
+        let filler = [7u8; 1024];
+        let mut sent = 0;
+        loop {
+            match rustix::net::send(child, &filler, SendFlags::DONTWAIT) {
+                Ok(_) => sent += 1,
+                Err(rustix::io::Errno::AGAIN) => return sent,
+                Err(e) => panic!("filling the channel: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ready_returns_at_once_when_the_supervisor_does_not_read() {
+        let (supervisor, child) = channel::pair().unwrap();
+        let queued = fill(&child);
+        let link = Arc::new(Link::start(child).unwrap());
+        let (returned, took) = mpsc::channel();
+        let caller = Arc::clone(&link);
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            caller.ready();
+            let _ = returned.send(start.elapsed());
+        });
+        let took = took
+            .recv_timeout(Duration::from_secs(10))
+            .expect("ready() returned");
+        assert!(took < Duration::from_secs(1), "ready() took {took:?}");
+        // Once the supervisor reads, the message arrives, after what was queued before.
+        rustix::net::sockopt::set_socket_timeout(
+            &supervisor,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+        for _ in 0..queued {
+            let filler = channel::recv(supervisor.as_fd(), RecvFlags::empty())
+                .unwrap()
+                .unwrap();
+            assert_eq!(filler.bytes, [7u8; 1024]);
+        }
+        let msg = channel::recv(supervisor.as_fd(), RecvFlags::empty())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            protocol::decode::<ChildMsg>(&msg.bytes).unwrap(),
+            ChildMsg::Ready
+        );
+    }
+
+    #[test]
+    fn the_final_message_waits_a_bounded_time() {
+        let (supervisor, child) = channel::pair().unwrap();
+        fill(&child);
+        let link = Link::start(child).unwrap();
+        let start = Instant::now();
+        assert!(!link.finished_within(&Ok(()), Duration::from_millis(200)));
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "finished took {took:?}");
+        drop(supervisor);
+        // And it is sent at once when the supervisor reads.
+        let (supervisor, child) = channel::pair().unwrap();
+        let link = Link::start(child).unwrap();
+        assert!(link.finished_within(&Err("boom".into()), Duration::from_secs(10)));
+        let msg = channel::recv(supervisor.as_fd(), RecvFlags::empty())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            protocol::decode::<ChildMsg>(&msg.bytes).unwrap(),
+            ChildMsg::Finished(Err("boom".into()))
+        );
+    }
 }

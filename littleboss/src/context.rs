@@ -190,6 +190,9 @@ impl Context {
     /// program that declares `calls_ready = true` is waited for up to its ready timeout;
     /// one that does not is taken as ready after its settle time. Calling it again, or in
     /// bypass mode, does nothing.
+    ///
+    /// It returns at once, in async code too: the message is queued for a thread of
+    /// littleboss's that sends it, even if the supervisor is slow to read.
     pub fn ready(&self) {
         if self.inner.ready_sent.swap(true, Ordering::SeqCst) {
             return;

@@ -11,7 +11,7 @@ use crate::context::{Context, Mode};
 use crate::flags::{self, Command, Flags};
 use crate::socket::activation;
 use crate::spec::ListenerSpec;
-use crate::{bypass, child, commands, supervisor};
+use crate::{bypass, child, commands, environ, supervisor};
 
 /// Exit code for a command line or declaration littleboss cannot accept.
 const USAGE: u8 = 2;
@@ -22,8 +22,9 @@ pub(crate) fn run(
     init: Option<SupervisorInit>,
     main: impl FnOnce(Context) -> Result<(), String>,
 ) -> ExitCode {
-    // First, before any thread exists: the child's channel, systemd's sockets, and the
-    // variables that name them.
+    // First: the environment, read once and never changed; from it, the child's
+    // channel and systemd's sockets.
+    environ::at_start();
     let channel = child::take_channel();
     let activated = activation::take();
     if let Err(e) = validate(&config) {
@@ -33,7 +34,7 @@ pub(crate) fn run(
     match channel {
         Some(Ok(fd)) => return run_child(&config, fd, main),
         Some(Err(e)) => {
-            errln!("littleboss: {e}");
+            errln!("littleboss: {}: {e}", config.name);
             return ExitCode::FAILURE;
         }
         None => {}

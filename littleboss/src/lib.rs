@@ -137,7 +137,8 @@
 //! `STATUS=` lines; SIGHUP reloads, so `Type=notify-reload` works. Sockets passed by
 //! socket activation (`LISTEN_FDS`, `LISTEN_FDNAMES`) are adopted by the listener of
 //! the same name, after a check that they are of its kind and family. Children see
-//! none of these variables. As PID 1 the supervisor also reaps orphans.
+//! none of these variables. littleboss reads the environment once and never changes
+//! it: a child gets an explicit environment instead. As PID 1 the supervisor also reaps orphans.
 //!
 //! ```ini
 //! [Service]
@@ -210,6 +211,7 @@ mod context;
 mod control;
 mod dir;
 mod dispatch;
+mod environ;
 mod flags;
 mod logger;
 mod socket;

@@ -121,6 +121,18 @@ fn poll<T>(timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// Panics unless the test runs as root: a test that needs root is `#[ignore = "needs
+/// root"]` and run on purpose (`-- --ignored`, as `.ci/run` does), and must never pass
+/// without checking anything. `what` says what it needs root for.
+#[track_caller]
+pub fn require_root(what: &str) {
+    let uid = rustix::process::geteuid().as_raw();
+    assert_eq!(
+        uid, 0,
+        "this test needs root to {what}, but runs as uid {uid}: run the ignored tests as root"
+    );
+}
+
 /// A test's private littleboss environment: a temporary directory that holds the
 /// control directory (`LITTLEBOSS_DIR`), the logs of the processes it starts, and
 /// copies of binaries. Everything is removed when it is dropped.
@@ -183,6 +195,7 @@ impl Env {
         command
             .env("LITTLEBOSS_DIR", &self.dir)
             .env_remove("LITTLEBOSS_CHANNEL_FD")
+            .env_remove("LITTLEBOSS_SUPERVISOR_PID")
             .stdin(Stdio::null());
         command
     }
@@ -993,8 +1006,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub mod hardening_support;
-pub mod privsep_support;
+pub mod attack_support;
 pub mod reload_support;
+pub mod report_support;
 pub mod serve;
 pub mod systemd_support;

@@ -2,8 +2,11 @@
 //! (`unshare --pid --fork --mount-proc`), reaps the orphans the kernel hands to it, and
 //! stops gracefully on SIGTERM.
 //!
-//! The tests need root and a working `unshare`; elsewhere they are skipped with a
-//! message. They never ask the namespaced supervisor's status through
+//! The tests need root and a working `unshare`: they are `#[ignore = "needs root and
+//! unshare"]`, run on purpose with `cargo test -p littleboss-tests --test container --
+//! --ignored` (`.ci/run` does), and fail, saying why, where they cannot run.
+//!
+//! They never ask the namespaced supervisor's status through
 //! [`Supervisor`](littleboss_tests::Supervisor): the pids it reports are the
 //! namespace's, which mean other processes on the host.
 
@@ -14,26 +17,23 @@ use std::time::{Duration, Instant};
 use littleboss_tests::systemd_support::{find_program, innermost_pid, tcp_line};
 use littleboss_tests::{
     Answer, DEADLINE, Env, Outcome, POLL, Signal, Spawned, Value, bin, children_of, listener_addr,
-    proc_exists, proc_state, processes_with_parent, wait_for, zombie_children,
+    proc_exists, proc_state, processes_with_parent, require_root, wait_for, zombie_children,
 };
 
-/// `unshare` and `nsenter`, if this test can run here (root, and a pid namespace can be
-/// made).
-fn usable_tools(env: &Env) -> Option<(PathBuf, PathBuf)> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: not root, cannot make a pid namespace");
-        return None;
-    }
+/// `unshare` and `nsenter`; panics, saying why, if this test cannot run here (it needs
+/// root, and a pid namespace that can be made).
+fn usable_tools(env: &Env) -> (PathBuf, PathBuf) {
+    require_root("make a pid namespace");
     let (Some(unshare), Some(nsenter)) = (find_program("unshare"), find_program("nsenter")) else {
-        eprintln!("SKIPPED: unshare or nsenter is not installed (Debian package util-linux)");
-        return None;
+        panic!("unshare or nsenter is not installed (Debian package util-linux)");
     };
     let probe = env.run(&unshare, &["--pid", "--fork", "--mount-proc", "true"]);
-    if probe.code() != Some(0) {
-        eprintln!("SKIPPED: unshare cannot make a pid namespace here:\n{probe}");
-        return None;
-    }
-    Some((unshare, nsenter))
+    assert_eq!(
+        probe.code(),
+        Some(0),
+        "unshare cannot make a pid namespace here:\n{probe}"
+    );
+    (unshare, nsenter)
 }
 
 /// Starts `unshare --pid --fork --mount-proc lb-sd-orphans --littleboss=start ARGS`:
@@ -137,11 +137,10 @@ fn stop_with_sigterm(unshare: &Spawned, supervisor: u32, child: u32) {
 }
 
 #[test]
+#[ignore = "needs root and unshare"]
 fn pid1_reaps_orphans_reparented_to_it_and_stops_on_sigterm() {
     let env = Env::new();
-    let Some((unshare, nsenter)) = usable_tools(&env) else {
-        return;
-    };
+    let (unshare, nsenter) = usable_tools(&env);
     let release = env.path().join("release-1");
     let release_arg = format!("--release={}", release.display());
     let process = start_as_pid1(&env, &unshare, &["--orphans=3", &release_arg]);
@@ -202,11 +201,10 @@ fn pid1_reaps_orphans_reparented_to_it_and_stops_on_sigterm() {
 }
 
 #[test]
+#[ignore = "needs root and unshare"]
 fn pid1_reaps_short_lived_orphans() {
     let env = Env::new();
-    let Some((unshare, nsenter)) = usable_tools(&env) else {
-        return;
-    };
+    let (unshare, nsenter) = usable_tools(&env);
     let process = start_as_pid1(&env, &unshare, &["--orphans=5", "--linger-ms=20"]);
     let supervisor = supervisor_host_pid(&process);
     let status = wait_running(&env, &nsenter, &process, supervisor);
@@ -232,11 +230,10 @@ fn pid1_reaps_short_lived_orphans() {
 /// A command from outside the pid namespace (a root shell on the host, with the control
 /// directory mounted) is a command from root like any other.
 #[test]
+#[ignore = "needs root and unshare"]
 fn control_commands_from_outside_the_pid_namespace() {
     let env = Env::new();
-    let Some((unshare, nsenter)) = usable_tools(&env) else {
-        return;
-    };
+    let (unshare, nsenter) = usable_tools(&env);
     let process = start_as_pid1(&env, &unshare, &[]);
     let supervisor = supervisor_host_pid(&process);
     wait_running(&env, &nsenter, &process, supervisor);

@@ -4,18 +4,17 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, SocketType, sockopt};
 
 use super::{Bound, BoundAddr};
+use crate::environ;
 use crate::spec::{Kind, Network};
 
 /// The first fd systemd passes.
 const FIRST_FD: i32 = 3;
-
-/// The variables of the protocol; removed from the environment once read.
-const VARS: &[&str] = &["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 
 /// Sockets passed by systemd, by name.
 #[derive(Debug, Default)]
@@ -23,20 +22,19 @@ pub(crate) struct Activated {
     sockets: Vec<(String, OwnedFd)>,
 }
 
-/// Takes the sockets systemd passed to this process, if any, and removes the variables.
+/// Whether a call of [`take`] has taken the sockets: they are this process's to own once.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Takes the sockets systemd passed to this process, if any.
 ///
-/// Must run before the process starts any thread (it is called first thing in `run`).
+/// The variables are read from the environment as it was at start, and left as they
+/// are (children get an environment without them); a second call takes nothing.
 pub(crate) fn take() -> Activated {
-    let var = |name: &str| std::env::var(name).ok();
+    let var = |name: &str| environ::var(name).and_then(|v| v.to_str());
     let (fds, pid, names) = (var("LISTEN_FDS"), var("LISTEN_PID"), var("LISTEN_FDNAMES"));
-    for name in VARS {
-        // SAFETY: littleboss calls this first thing in `main`, before the program or the
-        // runtime has started any thread, so nothing reads the environment concurrently.
-        unsafe { std::env::remove_var(name) };
-    }
     let ours = pid.and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
     let count = fds.and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
-    if !ours || count <= 0 {
+    if !ours || count <= 0 || TAKEN.swap(true, Ordering::SeqCst) {
         return Activated::default();
     }
     let names: Vec<String> = names
@@ -50,7 +48,8 @@ pub(crate) fn take() -> Activated {
             continue;
         }
         // SAFETY: the fd is open (checked above) and systemd passed it to this process
-        // alone (LISTEN_PID is our pid); the variables, now removed, were its only record.
+        // alone (LISTEN_PID is our pid); the variables are its only record, and `TAKEN`
+        // lets only one call of `take` in the process read them, so nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let _ = rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC);
         let name = names
@@ -101,6 +100,11 @@ fn check(name: &str, network: Network, fd: OwnedFd) -> io::Result<Bound> {
         Network::Udp4 => (SocketType::DGRAM, &[AddressFamily::INET]),
         Network::Udp6 => (SocketType::DGRAM, &[AddressFamily::INET6]),
         Network::Unix => (SocketType::STREAM, &[AddressFamily::UNIX]),
+        other => {
+            return Err(mismatch(format!(
+                "a socket for {other}, which cannot be adopted"
+            )));
+        }
     };
     if kind != want_kind {
         let what = if kind == SocketType::DGRAM {

@@ -19,7 +19,7 @@ pub(crate) struct Notify {
 impl Notify {
     /// The notify socket named by `NOTIFY_SOCKET`, if it is set.
     pub(crate) fn from_env() -> Option<Result<Notify, String>> {
-        let value = std::env::var_os("NOTIFY_SOCKET").filter(|v| !v.is_empty())?;
+        let value = crate::environ::var("NOTIFY_SOCKET").filter(|v| !v.is_empty())?;
         Some(Notify::connect(&value.to_string_lossy()))
     }
 

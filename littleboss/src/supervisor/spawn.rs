@@ -11,18 +11,11 @@ use rustix::io::FdFlags;
 use rustix::process::{Pid, PidfdFlags};
 use std::os::unix::process::CommandExt;
 
-use crate::channel::{self, CHANNEL_ENV};
+use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
+use crate::environ;
 use crate::socket::describe;
 
 use super::user::{self, RunAs};
-
-/// Variables a child must not see: they were meant for the supervisor.
-const SUPERVISOR_ONLY_ENV: &[&str] = &[
-    "NOTIFY_SOCKET",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-];
 
 /// Opens `path` as an executable the supervisor will run: a regular file with an
 /// execute bit. The fd (`O_PATH`, close-on-exec) pins the very file that was checked,
@@ -52,6 +45,11 @@ pub(crate) struct Spawned {
 
 /// Runs `exe` (shown as `args[0]`) with `args[1..]` in a new process group, with the
 /// child's end of a new channel as its only inherited fd, as `run_as` if given.
+///
+/// The child's environment is explicit: the supervisor's as it was at start, without
+/// the variables meant for littleboss or for the supervisor alone
+/// ([`environ::NOT_INHERITED`]), plus `LITTLEBOSS_CHANNEL_FD` (the channel's fd number)
+/// and `LITTLEBOSS_SUPERVISOR_PID` (this process, the child's parent).
 pub(crate) fn spawn(
     exe: BorrowedFd<'_>,
     args: &[OsString],
@@ -66,11 +64,11 @@ pub(crate) fn spawn(
     }
     command
         .args(args.iter().skip(1))
+        .env_clear()
+        .envs(environ::inherited())
         .env(CHANNEL_ENV, theirs.as_raw_fd().to_string())
+        .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
         .process_group(0);
-    for var in SUPERVISOR_ONLY_ENV {
-        command.env_remove(var);
-    }
     if let Some(run_as) = run_as {
         command
             .env("HOME", &run_as.home)

@@ -3,14 +3,14 @@
 //!
 //! `REQUEST` is `status` or `stop`. The answer is printed as `failed: REASON`,
 //! `stopped: CODE`, `status: child pid PID`, `reloaded: ...`, `closed` (the connection
-//! closed without an answer) or `error: ...`. The hardening tests run it as another
-//! user (uid 65534) to check the supervisor's peer-credential check.
+//! closed without an answer) or `error: ...`. `tests/control_socket.rs` runs it as
+//! another user (uid 65534) to check the supervisor's peer-credential check.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use littleboss_tests::hardening_support::raw;
-use littleboss_tests::hardening_support::wire::{self, Response};
+use littleboss_tests::attack_support::raw;
+use littleboss_tests::attack_support::wire::{self, Response};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();

@@ -1,5 +1,5 @@
 //! `lb-harden-exit`: a littleboss program (service `lbexit`) that exits on its own, for
-//! the hardening tests.
+//! `tests/faults.rs`.
 //!
 //! It serves HTTP on its `http` listener (default `tcp:127.0.0.1:0`), prints
 //! `lb-harden-exit: pid PID serving http on ADDR` on stderr and calls `ready()`; then,

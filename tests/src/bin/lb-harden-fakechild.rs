@@ -1,6 +1,6 @@
 //! `lb-harden-fakechild MODE`: a plain program that poses as a littleboss child and
-//! misbehaves on its channel, for the hardening tests. The supervisor runs it through a
-//! hand-encoded `Reload` request.
+//! misbehaves on its channel, for `tests/child_channel.rs`. The supervisor runs it
+//! through a hand-encoded `Reload` request.
 //!
 //! It takes its end of the channel from `LITTLEBOSS_CHANNEL_FD` (a `SOCK_SEQPACKET`
 //! socket), sends what `MODE` says, prints on stderr what the supervisor answers, and
@@ -30,7 +30,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use littleboss_tests::hardening_support::wire;
+use littleboss_tests::attack_support::wire;
 use rustix::net::{
     RecvAncillaryBuffer, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };

@@ -1,5 +1,5 @@
 //! `lb-harden-forker`: a littleboss program (service `lbforker`) that leaves a
-//! grandchild holding its listener, for the hardening tests.
+//! grandchild holding its listener, for `tests/faults.rs`.
 //!
 //! Once it has its `http` listener (default `tcp:127.0.0.1:0`), it starts `sleep 600`
 //! with the listening socket inherited (close-on-exec cleared in the new process only),

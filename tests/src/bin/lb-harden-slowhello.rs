@@ -1,6 +1,6 @@
 //! `lb-harden-slowhello`: a littleboss program (service `lbslow`) whose child takes
 //! 500 ms before its handshake, as a large binary on a loaded machine may; for the
-//! hardening tests of a stop that arrives before the child said hello.
+//! tests of a stop that arrives before the child said hello.
 //!
 //! It uses the builder rather than `#[littleboss::main]`, because the delay must come
 //! before littleboss takes over `main`: when `LITTLEBOSS_CHANNEL_FD` is set (it runs as

@@ -3,10 +3,10 @@
 //! Two listeners, `http` (`tcp:127.0.0.1:0`) and `spare` (off unless `--spare=ADDR`);
 //! it takes any argument and answers every request on `http` with its report, whose
 //! `args` is `lb.args()` and `argv` its real command line (see
-//! `littleboss_tests::privsep_support`).
+//! `littleboss_tests::report_support`).
 
 use littleboss::Context;
-use littleboss_tests::privsep_support::{report, serve};
+use littleboss_tests::report_support::{report, serve};
 
 #[littleboss::main(
     name = "lbargs",

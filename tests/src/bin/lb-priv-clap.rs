@@ -4,13 +4,13 @@
 //! clap reads `--littleboss MODE`, `--http ADDR` and `--name-to-greet NAME`; the program
 //! hands littleboss the mode and the address it parsed. The process that serves parses
 //! `lb.args()` again and answers every request with its report (see
-//! `littleboss_tests::privsep_support`) plus `greet`, the name it read from there.
+//! `littleboss_tests::report_support`) plus `greet`, the name it read from there.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use littleboss::Context;
-use littleboss_tests::privsep_support::{report, serve};
+use littleboss_tests::report_support::{report, serve};
 use serde_json::json;
 
 /// Greets someone over HTTP, supervised by littleboss.

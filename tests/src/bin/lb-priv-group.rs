@@ -2,10 +2,10 @@
 //! (service `lbgroup`).
 //!
 //! Answers every request on its `http` listener with its report: uid, gid, groups,
-//! `HOME`, `USER`, `LOGNAME` (see `littleboss_tests::privsep_support`).
+//! `HOME`, `USER`, `LOGNAME` (see `littleboss_tests::report_support`).
 
 use littleboss::Context;
-use littleboss_tests::privsep_support::{report, serve};
+use littleboss_tests::report_support::{report, serve};
 
 #[littleboss::main(
     name = "lbgroup",

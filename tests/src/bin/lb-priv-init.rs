@@ -8,14 +8,14 @@
 //!
 //! The program appends `child pid PID mode MODE` to the file named by
 //! `LB_PRIV_CHILD_LOG` when it starts, and answers every request on `http` with its
-//! report (see `littleboss_tests::privsep_support`) plus `init_log_at_start`, the init
+//! report (see `littleboss_tests::report_support`) plus `init_log_at_start`, the init
 //! log's content when it started (`null` if there was none).
 
 use std::io::Write;
 
 use littleboss::Context;
 use littleboss_tests::children_of;
-use littleboss_tests::privsep_support::{report, serve};
+use littleboss_tests::report_support::{report, serve};
 use serde_json::json;
 
 /// Appends `line` to the file named by the variable `var`, if it is set.

@@ -1,10 +1,10 @@
 //! `lb-priv-lb`: a helper with its control flag renamed to `--lb` (service `lbflag`).
 //!
 //! Answers every request on its `http` listener with its report (pid, mode,
-//! `lb.args()`, argv: see `littleboss_tests::privsep_support`), as JSON.
+//! `lb.args()`, argv: see `littleboss_tests::report_support`), as JSON.
 
 use littleboss::Context;
-use littleboss_tests::privsep_support::{report, serve};
+use littleboss_tests::report_support::{report, serve};
 
 #[littleboss::main(
     name = "lbflag",

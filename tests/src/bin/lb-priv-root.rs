@@ -2,10 +2,10 @@
 //! supervisor that is not root must refuse to start it.
 //!
 //! Answers every request on its `http` listener with its report (see
-//! `littleboss_tests::privsep_support`).
+//! `littleboss_tests::report_support`).
 
 use littleboss::Context;
-use littleboss_tests::privsep_support::{report, serve};
+use littleboss_tests::report_support::{report, serve};
 
 #[littleboss::main(
     name = "lbroot",

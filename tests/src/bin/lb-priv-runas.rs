@@ -3,11 +3,11 @@
 //! variable is (the client commands need neither).
 //!
 //! Answers every request on its `http` listener with its report: uid, gid, groups,
-//! `HOME`, `USER`, `LOGNAME` (see `littleboss_tests::privsep_support`).
+//! `HOME`, `USER`, `LOGNAME` (see `littleboss_tests::report_support`).
 
 use std::process::ExitCode;
 
-use littleboss_tests::privsep_support::{report, serve};
+use littleboss_tests::report_support::{report, serve};
 
 fn main() -> ExitCode {
     let mut lb = littleboss::Littleboss::new("lbrunas")

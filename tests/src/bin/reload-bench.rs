@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use littleboss_tests::hardening_support::{fd_count, vm_kib};
+use littleboss_tests::attack_support::{fd_count, vm_kib};
 use littleboss_tests::zombie_children;
 
 struct Options {

@@ -54,7 +54,7 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 
 /// The longest settle, ready or lameduck time a child may declare in its hello: a
 /// reload never waits on a child for longer than this.
-pub(crate) const MAX_CHILD_WAIT_MS: u64 = 3_600_000;
+pub(crate) const MAX_CHILD_WAIT_MS: u64 = littleboss_rules::wait::MAX_WAIT.as_secs() * 1000;
 
 /// A time a child declared, in milliseconds, capped at [`MAX_CHILD_WAIT_MS`].
 fn declared(ms: u64) -> u64 {

@@ -4,7 +4,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 
-use littleboss_tests::hardening_support::Serving;
+use littleboss_tests::attack_support::Serving;
 use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, run_for, runnable_by_nobody};
 
 /// The service name of `lb-http`.

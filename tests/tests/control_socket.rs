@@ -4,6 +4,9 @@
 //!
 //! After each attack the supervisor must still serve: `status` answers, the child's pid
 //! is unchanged, and a request is answered by it.
+//!
+//! The two tests that need root (another user's client, another user's directory) are
+//! `#[ignore = "needs root"]`: `.ci/run` runs them as root with `-- --ignored`.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -11,9 +14,11 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use littleboss_tests::hardening_support::wire::{self, Response};
-use littleboss_tests::hardening_support::{Serving, fd_count, raw, vm_kib};
-use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, get, run_for, runnable_by_nobody};
+use littleboss_tests::attack_support::wire::{self, Response};
+use littleboss_tests::attack_support::{Serving, fd_count, raw, vm_kib};
+use littleboss_tests::{
+    COMMAND_TIMEOUT, Env, NO_ARGS, bin, get, require_root, run_for, runnable_by_nobody,
+};
 
 /// The service name of `lb-http`.
 const NAME: &str = "lbhttp";
@@ -348,23 +353,15 @@ fn a_hand_encoded_status_request_follows_protocol_md() {
     serving.assert_unchanged(&sup, "a hand-encoded status");
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 fn chmod(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_client_of_another_user_is_refused() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED a_client_of_another_user_is_refused: needs root to run a client as uid 65534"
-        );
-        return;
-    }
+    require_root("run a client as uid 65534");
     let env = Env::new();
     let sup = env.start(bin!("lb-http"), NO_ARGS);
     let serving = Serving::of(&sup, env.socket(NAME));
@@ -454,13 +451,9 @@ fn a_symlinked_control_dir_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_control_dir_of_another_user_is_refused() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED a_control_dir_of_another_user_is_refused: needs root to chown the directory"
-        );
-        return;
-    }
+    require_root("chown the directory");
     let env = Env::new();
     std::fs::create_dir(env.dir()).expect("mkdir");
     chmod(env.dir(), 0o700);

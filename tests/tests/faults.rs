@@ -6,8 +6,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use littleboss_tests::hardening_support::wire::{self, Response};
-use littleboss_tests::hardening_support::{Serving, raw};
+use littleboss_tests::attack_support::wire::{self, Response};
+use littleboss_tests::attack_support::{Serving, raw};
 use littleboss_tests::{
     DEADLINE, Env, NO_ARGS, Signal, Spawned, Supervisor, bin, children_of, free_port, get,
     is_alive, is_gone, port_is_free, proc_exists, send_signal, socket_inodes, wait_for, wait_gone,
@@ -438,7 +438,7 @@ fn stop_before_the_child_said_hello() {
         }
         raw::ask(
             &socket,
-            &littleboss_tests::hardening_support::wire::stop_request(),
+            &littleboss_tests::attack_support::wire::stop_request(),
         )
         .ok()
     });

@@ -480,10 +480,11 @@ impl Machine {
             return;
         }
         loop {
-            let due = self
-                .places()
-                .into_iter()
-                .find(|&(place, _)| self.child(place).deadline().is_some_and(|d| d <= now));
+            let due = self.places().into_iter().find(|&(place, _)| {
+                self.try_child(place)
+                    .and_then(Child::deadline)
+                    .is_some_and(|d| d <= now)
+            });
             let Some((place, _)) = due else { break };
             self.on_deadline(place, now);
         }
@@ -530,10 +531,6 @@ impl Machine {
             .into_iter()
             .find(|&(_, c)| c == id)
             .map(|(p, _)| p)
-    }
-
-    fn child(&self, place: Place) -> &Child {
-        self.try_child(place).expect("a place found in this state")
     }
 
     fn try_child(&self, place: Place) -> Option<&Child> {
@@ -787,7 +784,9 @@ impl Machine {
     fn on_message(&mut self, id: ChildId, msg: ChildMsg, now: Time) {
         let Some(place) = self.find(id) else { return };
         let name = self.settings.name.clone();
-        let child = self.child(place).clone();
+        let Some(child) = self.try_child(place).cloned() else {
+            return;
+        };
         match (msg, &child.life) {
             (
                 ChildMsg::Hello(hello),
@@ -855,7 +854,9 @@ impl Machine {
     }
 
     fn on_deadline(&mut self, place: Place, now: Time) {
-        let child = self.child(place);
+        let Some(child) = self.try_child(place) else {
+            return;
+        };
         let ran = Duration::from_millis(now.saturating_sub(child.started_at));
         match child.life {
             Life::Started { .. } => {
@@ -887,7 +888,7 @@ impl Machine {
         match place {
             Place::Incoming => self.promote(now),
             Place::Current => {
-                let pid = self.child(place).pid;
+                let pid = self.try_child(place).map_or(0, |c| c.pid);
                 self.log(format!("child pid {pid} is ready"));
                 let serving = self.serving();
                 self.notify(Notice::Ready(serving));

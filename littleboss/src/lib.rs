@@ -189,6 +189,11 @@ mod output;
 
 pub mod spec;
 
+#[cfg(feature = "axum")]
+pub mod axum;
+#[cfg(feature = "hyper")]
+pub mod http;
+
 mod builder;
 mod bypass;
 mod channel;

@@ -981,6 +981,7 @@ pub fn free_port() -> u16 {
 }
 
 pub mod hardening_support;
+pub mod http_support;
 pub mod privsep_support;
 pub mod reload_support;
 pub mod serve;

@@ -2,11 +2,12 @@
 //! `littleboss::axum::serve` (service `axumplain`):
 //! `axum::serve(listener, app).with_graceful_shutdown(lb.lameduck())`, nothing more.
 //!
-//! It answers `GET /` with `hello from axum, pid PID`, as the `axum` example does, and
+//! (With `TCP_NODELAY` on its connections, as the helper has.) It answers `GET /` with `hello from axum, pid PID`, as the `axum` example does, and
 //! refuses arguments of its own (so that a reload with arguments fails and rolls back).
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 
 #[littleboss::main(
     name = "axumplain",
@@ -21,7 +22,10 @@ async fn main(lb: littleboss::Context) -> std::io::Result<()> {
             message,
         ));
     }
-    let listener = lb.tcp_listener("http")?;
+    // TCP_NODELAY as the helper sets it, so that the comparison is of the wind-down.
+    let listener = lb.tcp_listener("http")?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let app = Router::new().route("/", get(hello));
     lb.ready();
     axum::serve(listener, app)

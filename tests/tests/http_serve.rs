@@ -391,3 +391,86 @@ fn read_until(stream: &mut TcpStream, end: &[u8]) -> String {
     }
     String::from_utf8_lossy(&read).into_owned()
 }
+
+/// `GET /` over a unix socket: the pid in the answer.
+fn unix_get(path: &std::path::Path) -> std::io::Result<Option<u32>> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .starts_with("HTTP/1.1 200")
+        .then(|| littleboss_tests::http_support::pid_in(&response))
+        .flatten())
+}
+
+#[test]
+fn a_unix_listener_is_served_beside_a_tcp_one_through_reloads() {
+    let env = Env::new();
+    let path = env.path().join("serve.sock");
+    let flag = format!("--sock={}", path.display());
+    let sup = env.start(
+        bin!("lb-serve"),
+        &["--http=127.0.0.1:0", flag.as_str(), "--", "--unix"],
+    );
+    let first = sup.child_pid();
+    assert_eq!(
+        unix_get(&path).expect("GET over the unix socket"),
+        Some(first)
+    );
+    let runtime = runtime();
+    let tcp = Client::plain(sup.addr("http"), Version::Http2);
+    assert_eq!(
+        runtime.block_on(tcp.get_once("/")),
+        Outcome::Answered {
+            pid: first,
+            close: false
+        }
+    );
+    let old = reload(&sup);
+    let second = sup.child_pid();
+    assert_eq!(unix_get(&path).expect("GET after the reload"), Some(second));
+    wait_gone(old, "the old child");
+    sup.wait_for_log(&format!("old child pid {old} exited with code 0"));
+}
+
+/// The CPU time process `pid` has used, from `/proc/PID/stat` (in clock ticks).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the stat file");
+    let rest = &stat[stat.rfind(')').expect("a command") + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the file, the 12th and 13th after the command.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn out_of_file_descriptors_it_pauses_accepts_instead_of_spinning_and_recovers() {
+    let env = Env::new();
+    let sup = start(&env, &["--max-fds", "64"]);
+    let addr = sup.addr("http");
+    let pid = sup.child_pid();
+    // Connections that send nothing hold the server's fds; the rest wait in the queue.
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    sup.wait_for_log("littleboss: listener http: accept: Too many open files");
+    // A second with accepts failing: a loop that spun on them would use all of it.
+    let before = cpu_ticks(pid);
+    let window = Instant::now();
+    sup.wait_for("a second out of fds", || {
+        (window.elapsed() >= Duration::from_secs(1)).then_some(())
+    });
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 30, "{used} ticks of CPU in a second out of fds");
+    drop(held);
+    // It serves again once fds are free.
+    let client = Client::plain(addr, Version::Http1);
+    let runtime = runtime();
+    sup.wait_for("an answer once fds are free", || {
+        match runtime.block_on(client.get_once("/")) {
+            Outcome::Answered { pid: p, .. } if p == pid => Some(()),
+            _ => None,
+        }
+    });
+}

@@ -3,7 +3,9 @@
 //!
 //! It serves its `http` listener (default `tcp:127.0.0.1:0`, lameduck 2 s) with
 //! `littleboss::http::serve`, or with `littleboss::axum::serve` given `--axum`, over TLS
-//! given `--cert PATH --key PATH`. Every answer names its pid (`pid PID\n`):
+//! given `--cert PATH --key PATH`; with `--unix`, also its `sock` listener (off until
+//! `--sock=PATH`); with `--max-fds N`, under a limit of N open files. Every answer
+//! names its pid (`pid PID\n`):
 //!
 //! - `GET /`: at once.
 //! - `GET /slow/MS`: after MS milliseconds.
@@ -25,20 +27,31 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use littleboss::Context;
 use littleboss_tests::switches;
+use rustix::process::{Resource, Rlimit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[littleboss::main(
     name = "lbserve",
-    listener(http = "tcp:127.0.0.1:0"),
+    listener(http = "tcp:127.0.0.1:0", sock = "unix:"),
     calls_ready = true,
     lameduck = "2s"
 )]
 async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
-    let (mut axum, mut cert, mut key) = (false, None, None);
+    let (mut axum, mut cert, mut key, mut unix) = (false, None, None, false);
     let mut args = switches(lb.args());
     while let Some(arg) = args.next() {
         match arg?.as_str() {
             "--axum" => axum = true,
+            "--unix" => unix = true,
+            "--max-fds" => {
+                let max: u64 = args.next().transpose()?.ok_or("--max-fds N")?.parse()?;
+                let limit = rustix::process::getrlimit(Resource::Nofile);
+                let limit = Rlimit {
+                    current: Some(max),
+                    ..limit
+                };
+                rustix::process::setrlimit(Resource::Nofile, limit)?;
+            }
             "--cert" => cert = args.next().transpose()?,
             "--key" => key = args.next().transpose()?,
             other => return Err(format!("lb-serve: unknown argument {other:?}").into()),
@@ -69,7 +82,14 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
                 answer::<Full<Bytes>>(request.uri().path(), on_upgrade.zip(lb)).await,
             )
         });
-        server.serve(&lb, "http", service).await?;
+        if unix {
+            // Two listeners: the second server says ready, once both are taken.
+            let tcp = server.clone().ready(false).serve(&lb, "http", service);
+            let sock = server.serve(&lb, "sock", service);
+            tokio::try_join!(tcp, sock)?;
+        } else {
+            server.serve(&lb, "http", service).await?;
+        }
     }
     eprintln!("lb-serve: pid {pid} done");
     Ok(())

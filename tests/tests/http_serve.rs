@@ -474,3 +474,33 @@ fn out_of_file_descriptors_it_pauses_accepts_instead_of_spinning_and_recovers() 
         }
     });
 }
+
+#[test]
+fn a_tls_handshake_that_does_not_come_times_out() {
+    let env = Env::new();
+    let certs = Certs::new(env.path(), "localhost");
+    let cert = certs.cert.to_str().expect("UTF-8");
+    let key = certs.key.to_str().expect("UTF-8");
+    let sup = start(
+        &env,
+        &["--cert", cert, "--key", key, "--tls-handshake-ms", "300"],
+    );
+    let addr = sup.addr("http");
+    let mut silent = TcpStream::connect(addr).expect("connect");
+    silent
+        .set_read_timeout(Some(HTTP_TIMEOUT))
+        .expect("timeout");
+    let t0 = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = silent.read(&mut buf).expect("the server closes it");
+    assert_eq!(n, 0);
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    // A real handshake still works.
+    let client = Client::tls(addr, Version::Http2, &certs);
+    let outcome = runtime().block_on(client.get_once("/"));
+    assert!(matches!(outcome, Outcome::Answered { .. }), "{outcome:?}");
+}

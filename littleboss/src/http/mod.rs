@@ -324,6 +324,9 @@ impl Server {
             tokio::select! {
                 biased;
                 _ = lameduck.as_mut() => break,
+                // Finished connections first, so that a busy listener does not pile
+                // them up.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((Stream::Tcp(stream), peer)) => {
                         pause.reset();
@@ -343,7 +346,6 @@ impl Server {
                         }
                     }
                 },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
         // Only this process's copy of the listening socket: the new process accepts

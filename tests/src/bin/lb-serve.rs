@@ -4,7 +4,8 @@
 //! It serves its `http` listener (default `tcp:127.0.0.1:0`, lameduck 2 s) with
 //! `littleboss::http::serve`, or with `littleboss::axum::serve` given `--axum`, over TLS
 //! given `--cert PATH --key PATH`; with `--unix`, also its `sock` listener (off until
-//! `--sock=PATH`); with `--max-fds N`, under a limit of N open files. Every answer
+//! `--sock=PATH`); with `--max-fds N`, under a limit of N open files;
+//! `--tls-handshake-ms N` sets the TLS handshake timeout. Every answer
 //! names its pid (`pid PID\n`):
 //!
 //! - `GET /`: at once.
@@ -38,11 +39,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 )]
 async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
     let (mut axum, mut cert, mut key, mut unix) = (false, None, None, false);
+    let mut handshake = None;
     let mut args = switches(lb.args());
     while let Some(arg) = args.next() {
         match arg?.as_str() {
             "--axum" => axum = true,
             "--unix" => unix = true,
+            "--tls-handshake-ms" => {
+                let ms = args
+                    .next()
+                    .transpose()?
+                    .ok_or("--tls-handshake-ms N")?
+                    .parse()?;
+                handshake = Some(Duration::from_millis(ms));
+            }
             "--max-fds" => {
                 let max: u64 = args.next().transpose()?.ok_or("--max-fds N")?.parse()?;
                 let limit = rustix::process::getrlimit(Resource::Nofile);
@@ -60,6 +70,9 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
     let mut server = littleboss::http::Server::new();
     if let (Some(cert), Some(key)) = (cert, key) {
         server = server.tls(littleboss::http::Tls::from_pem_files(cert, key)?);
+    }
+    if let Some(timeout) = handshake {
+        server = server.tls_handshake_timeout(timeout);
     }
     let pid = std::process::id();
     eprintln!("lb-serve: pid {pid} lameduck time {:?}", lb.lameduck_time());

@@ -11,13 +11,12 @@
 //! }
 //! ```
 //!
-//! It serves exactly as [`http::serve`](crate::http::serve) does (HTTP/1.1 and h2c, TLS
-//! with [`Server::tls`](crate::http::Server::tls), no request lost through a reload:
-//! see [`crate::http`]), where `axum::serve(listener, app)
-//! .with_graceful_shutdown(lb.lameduck())` alone keeps accepting until lameduck, then
-//! closes at once the connections that have not sent their request yet and the idle
-//! keep-alive ones whose next request may be on its way, and waits without a deadline
-//! for the rest.
+//! It serves exactly as [`http::serve`](crate::http::serve) does: HTTP/1.1 and h2c,
+//! TLS with `Server::tls` (feature `rustls`), and no request lost through a reload (see
+//! [`crate::http`]). `axum::serve(listener, app).with_graceful_shutdown(lb.lameduck())`
+//! alone keeps accepting until lameduck, then closes at once the connections that have
+//! not sent their request yet and the idle keep-alive ones whose next request may be on
+//! its way, and waits without a deadline for the rest.
 //!
 //! Handlers can extract:
 //!

@@ -1,5 +1,5 @@
 //! Serving HTTP the littleboss way: a hyper service on a declared listener, in one
-//! line, that loses no request through reloads (feature `hyper`; [`crate::axum`] does
+//! line, that loses no request through reloads (feature `hyper`; `littleboss::axum` does
 //! the same for axum).
 //!
 //! ```no_run
@@ -158,7 +158,7 @@ where
     Server::new().serve(lb, listener, service).await
 }
 
-/// The options of [`serve`] (and of [`axum::serve`](crate::axum::serve)), for a server
+/// The options of [`serve`] (and of `littleboss::axum::serve`), for a server
 /// that needs other than the defaults or TLS.
 ///
 /// ```no_run

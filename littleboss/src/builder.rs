@@ -60,7 +60,7 @@ impl Littleboss {
             config: Config {
                 name: name.to_string(),
                 listeners: Vec::new(),
-                lameduck: Duration::from_secs(2),
+                lameduck: crate::context::DEFAULT_LAMEDUCK,
                 persist: false,
                 fallback: true,
                 calls_ready: false,
@@ -262,7 +262,9 @@ impl Littleboss {
         Fut::Output: MainResult,
     {
         let flavor = self.config.flavor;
+        let lameduck = self.config.lameduck;
         crate::dispatch::run(self.config, self.init, move |ctx| {
+            ctx.set_lameduck_time(lameduck);
             let runtime = match flavor {
                 Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -285,7 +287,11 @@ impl Littleboss {
         F: FnOnce(Context) -> R,
         R: MainResult,
     {
-        crate::dispatch::run(self.config, self.init, move |ctx| main(ctx).into_result())
+        let lameduck = self.config.lameduck;
+        crate::dispatch::run(self.config, self.init, move |ctx| {
+            ctx.set_lameduck_time(lameduck);
+            main(ctx).into_result()
+        })
     }
 }
 

@@ -6,11 +6,15 @@ use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::spec::{Kind, Network};
+
+/// The lameduck time when the program declared none.
+pub(crate) const DEFAULT_LAMEDUCK: Duration = Duration::from_secs(2);
 
 /// How the program is running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +86,7 @@ struct Inner {
     ready_sink: Option<Box<dyn ReadySink>>,
     ready_sent: AtomicBool,
     args: Vec<OsString>,
+    lameduck_time: OnceLock<Duration>,
 }
 
 impl fmt::Debug for Context {
@@ -110,6 +115,7 @@ impl Context {
                 ready_sink,
                 ready_sent: AtomicBool::new(false),
                 args,
+                lameduck_time: OnceLock::new(),
             }),
         }
     }
@@ -182,6 +188,23 @@ impl Context {
     /// Whether [`lameduck`](Self::lameduck) has resolved.
     pub fn is_lameduck(&self) -> bool {
         *self.inner.lameduck.borrow()
+    }
+
+    /// The program's declared lameduck time (the `lameduck` option, 2 s by default): how
+    /// long it has, from the moment [`lameduck`](Self::lameduck) resolves, before the
+    /// supervisor kills its process group. The same value in bypass mode, so a program
+    /// winds down the same way run either way.
+    pub fn lameduck_time(&self) -> Duration {
+        self.inner
+            .lameduck_time
+            .get()
+            .copied()
+            .unwrap_or(DEFAULT_LAMEDUCK)
+    }
+
+    /// Records the lameduck time from the program's config; done once, before `main`.
+    pub(crate) fn set_lameduck_time(&self, lameduck: Duration) {
+        let _ = self.inner.lameduck_time.set(lameduck);
     }
 
     /// Tells the supervisor that the program is serving.

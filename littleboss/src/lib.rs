@@ -186,6 +186,29 @@
 //! }
 //! ```
 //!
+//! # Serving HTTP
+//!
+//! The `hyper` and `axum` features add one-line servers that wind down the way a reload
+//! needs, so that no request is lost: `littleboss::http::serve(&lb, "http", service)`
+//! for a hyper service, `littleboss::axum::serve(&lb, "http", app)` for an axum app, and
+//! `littleboss::http::Server` for their options and, with the `rustls` feature, TLS. They
+//! stop accepting at lameduck without touching the shared listener, close HTTP/1.1
+//! connections between requests (`Connection: close`, a grace period for idle ones),
+//! send HTTP/2 connections a GOAWAY, close every connection with a lingering close, and
+//! fit it all in [`Context::lameduck_time`]. See the `http` module's documentation.
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `hyper` | the `http` module: hyper services over HTTP/1.1 and h2c |
+//! | `axum` | the `axum` module: axum apps, served the same way (implies `hyper`) |
+//! | `rustls` | TLS for the `http` module, through tokio-rustls with ring (implies `hyper`) |
+//! | `log` | the supervisor's messages go to the `log` facade |
+//! | `tracing` | the supervisor's messages go to `tracing` |
+//!
+//! None is on by default, so that the core keeps its dependencies few.
+//!
 //! # The wire protocol
 //!
 //! The supervisor and its child speak over a `SOCK_SEQPACKET` socket pair, one message a
@@ -200,6 +223,11 @@
 mod output;
 
 pub mod spec;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+#[cfg(feature = "hyper")]
+pub mod http;
 
 mod builder;
 mod bypass;

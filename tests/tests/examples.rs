@@ -8,6 +8,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use littleboss_tests::http_support::{Certs, Client, Outcome, Version, https_get};
 use littleboss_tests::systemd_support::supervise_running;
 use littleboss_tests::{Env, Supervisor, example, http_get, wait_gone};
 
@@ -255,4 +256,104 @@ fn clap_example_takes_its_flags_at_start_and_at_reload() {
     let stop = sup.run(&["--littleboss", "stop"]);
     assert_eq!(stop.code(), Some(0), "{stop}");
     assert_eq!(sup.wait_code(), 0, "{}", sup.logs());
+}
+
+#[test]
+fn https_example_reloads_keeps_its_certificate_and_refuses_a_bad_one() {
+    let env = Env::new();
+    let bin = example!("https");
+    let certs = Certs::new(env.path(), "first");
+    let path = |p: &std::path::Path| p.to_str().expect("UTF-8").to_string();
+    let (cert, key) = (path(&certs.cert), path(&certs.key));
+    let sup = env.start(
+        &bin,
+        &["--https=127.0.0.1:0", "--cert", &cert, "--key", &key],
+    );
+    let addr = sup.addr("https");
+    let first = sup.child_pid();
+    let body = https_get(addr, &certs).expect("GET over TLS");
+    assert!(body.starts_with(&format!("pid {first} exe ")), "{body:?}");
+
+    // A reload without `--` keeps the certificate arguments.
+    let copy = env.copy_binary(&bin, "https-2");
+    let reload = env.run(&copy, &["--littleboss=reload"]);
+    assert_eq!(reload.code(), Some(0), "{reload}\n{}", sup.logs());
+    let second = sup.child_pid();
+    assert_ne!(second, first);
+    let body = https_get(addr, &certs).expect("GET after the reload");
+    assert_eq!(pid_in(&body), second);
+
+    // A certificate that is missing, or not PEM: the reload fails before the new process
+    // is ready, says why, and the old one keeps serving.
+    let missing = path(&env.path().join("missing.pem"));
+    let garbage = env.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").expect("write");
+    let garbage = path(&garbage);
+    for (bad, why) in [
+        (
+            &missing,
+            format!("certificate chain {missing}: No such file or directory"),
+        ),
+        (
+            &garbage,
+            format!("certificate chain {garbage}: no PEM item of the expected kind in it"),
+        ),
+    ] {
+        let reload = sup.run(&["--littleboss=reload", "--", "--cert", bad, "--key", &key]);
+        assert_eq!(reload.code(), Some(1), "{reload}");
+        assert!(
+            reload
+                .stderr
+                .contains("reload of https failed: new child pid ")
+                && reload.stderr.contains("exited with code 1")
+                && reload
+                    .stderr
+                    .contains(&format!("(its main returned an error: {why}")),
+            "{reload}"
+        );
+        assert_eq!(sup.child_pid(), second, "the old child still serves");
+        let body = https_get(addr, &certs).expect("GET after the failed reload");
+        assert_eq!(pid_in(&body), second);
+    }
+    let status = sup.status();
+    assert_eq!(status["reloads"], 1);
+    assert_eq!(status["failures"], 2);
+    assert_eq!(status["state"], "running");
+
+    // A new certificate, given at reload.
+    let renewed = Certs::new(env.path(), "second");
+    let (cert, key) = (path(&renewed.cert), path(&renewed.key));
+    let reload = sup.run(&["--littleboss=reload", "--", "--cert", &cert, "--key", &key]);
+    assert_eq!(reload.code(), Some(0), "{reload}");
+    let third = sup.child_pid();
+    let body = https_get(addr, &renewed).expect("GET with the new certificate");
+    assert_eq!(pid_in(&body), third);
+    assert!(
+        https_get(addr, &certs).is_err(),
+        "the old certificate is gone"
+    );
+
+    let stop = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stop.code(), Some(0), "{stop}");
+    assert_eq!(sup.wait_code(), 0, "{}", sup.logs());
+    wait_gone(third, "the child");
+}
+
+#[test]
+fn http_example_answers_http2() {
+    let env = Env::new();
+    let sup = env.start(&example!("http"), &["--http=127.0.0.1:0"]);
+    let client = Client::plain(sup.addr("http"), Version::Http2);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let outcome = runtime.block_on(client.get_once("/"));
+    assert_eq!(
+        outcome,
+        Outcome::Answered {
+            pid: sup.child_pid(),
+            close: false
+        }
+    );
 }

@@ -14,6 +14,26 @@
 //! start) and roll back. A reload window runs from the reload command's start until the
 //! old process has exited. Throughput supervised and bypassed is measured side by side,
 //! in alternating slices, on the same machine in the same run.
+//!
+//! `--mode compare` puts the HTTP helpers beside the plain way, each server supervised
+//! and reloaded `--reloads` times under the same load:
+//!
+//! ```text
+//! cargo build --release -p littleboss-examples --examples
+//! cargo build --release -p littleboss-tests --bins
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode compare
+//! ```
+//!
+//! - HTTP/1.1 (`--threads` fresh-connection and as many keep-alive workers) and h2c
+//!   (`--threads` connections of 8 concurrent streams), against the `axum` example
+//!   (`littleboss::axum::serve`) and `lb-axum-plain` (`axum::serve(listener, app)
+//!   .with_graceful_shutdown(lb.lameduck())`);
+//! - HTTPS, HTTP/1.1 and HTTP/2 by ALPN, against the `https` example
+//!   (`littleboss::http` with TLS; plain `axum::serve` has no TLS).
+//!
+//! An HTTP/2 stream the server refused (above its GOAWAY's last stream id) and a request
+//! hyper handed back unsent are retried on a new connection and counted as retried,
+//! not failed.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,6 +54,17 @@ struct Options {
     slice: Duration,
     rate: u64,
     bin: PathBuf,
+    mode: Mode,
+}
+
+/// What a run measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The `http` example over HTTP/1.1, with failing reloads and the bypass baseline.
+    Http1,
+    /// Side by side: `littleboss::axum::serve` and plain `axum::serve`, over HTTP/1.1
+    /// and h2c, and `littleboss::http` over HTTPS.
+    Compare,
 }
 
 fn main() {
@@ -42,12 +73,16 @@ fn main() {
         Err(e) => {
             eprintln!("reload-bench: {e}");
             eprintln!(
-                "usage: reload-bench [--reloads N] [--threads N] [--interval-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH]"
+                "usage: reload-bench [--mode http1|compare] [--reloads N] [--threads N] [--interval-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH]"
             );
             std::process::exit(2);
         }
     };
-    if let Err(e) = run(&options) {
+    let result = match options.mode {
+        Mode::Http1 => run(&options),
+        Mode::Compare => compare::run(&options),
+    };
+    if let Err(e) = result {
         eprintln!("reload-bench: {e}");
         std::process::exit(1);
     }
@@ -67,6 +102,7 @@ fn parse_options() -> Result<Options, String> {
         slice: Duration::from_secs(2),
         rate: 500,
         bin: default_bin,
+        mode: Mode::Http1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -84,8 +120,18 @@ fn parse_options() -> Result<Options, String> {
             "--slice-ms" => options.slice = Duration::from_millis(number()?),
             "--rate" => options.rate = number()?,
             "--bin" => options.bin = PathBuf::from(&value),
+            "--mode" => {
+                options.mode = match value.as_str() {
+                    "http1" => Mode::Http1,
+                    "compare" => Mode::Compare,
+                    _ => return Err(format!("--mode: {value:?} is not http1 or compare")),
+                }
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
+    }
+    if options.mode == Mode::Compare {
+        return Ok(options);
     }
     if !options.bin.is_file() {
         return Err(format!(
@@ -649,4 +695,270 @@ fn median_max(v: &mut [Duration]) -> String {
     }
     v.sort();
     format!("{} / {}", ms(v[v.len() / 2]), ms(v[v.len() - 1]))
+}
+
+/// `--mode compare`: see the crate documentation.
+mod compare {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use littleboss_tests::http_support::{Certs, Client, Load, Pattern, Report, Version, load};
+
+    use super::{
+        Cleanup, Options, median_max, percentiles, remember_child, status_of, wait_status,
+        wait_until,
+    };
+
+    /// One column of the table.
+    struct Column {
+        title: &'static str,
+        bin: &'static str,
+        tls: bool,
+        workers: Vec<(Version, Pattern)>,
+    }
+
+    struct Measured {
+        workers: String,
+        report: Report,
+        reload_times: Vec<Duration>,
+        exits: Vec<Duration>,
+        killed: usize,
+        failed_reloads: usize,
+    }
+
+    pub(super) fn run(options: &Options) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe.parent().ok_or("no directory")?.to_path_buf();
+        let threads = options.threads;
+        let http1 = || {
+            let mut w = vec![(Version::Http1, Pattern::Fresh); threads];
+            w.extend(vec![(Version::Http1, Pattern::KeepAlive); threads]);
+            w
+        };
+        let h2 = || vec![(Version::Http2, Pattern::Streams(8)); threads];
+        let mut https = vec![(Version::Http1, Pattern::Fresh); threads / 2 + 1];
+        https.extend(vec![(Version::Http1, Pattern::KeepAlive); threads / 2 + 1]);
+        https.extend(vec![(Version::Http2, Pattern::Streams(8)); threads / 2 + 1]);
+        let columns = [
+            Column {
+                title: "HTTP/1.1 helper",
+                bin: "examples/axum",
+                tls: false,
+                workers: http1(),
+            },
+            Column {
+                title: "HTTP/1.1 plain axum",
+                bin: "lb-axum-plain",
+                tls: false,
+                workers: http1(),
+            },
+            Column {
+                title: "h2c helper",
+                bin: "examples/axum",
+                tls: false,
+                workers: h2(),
+            },
+            Column {
+                title: "h2c plain axum",
+                bin: "lb-axum-plain",
+                tls: false,
+                workers: h2(),
+            },
+            Column {
+                title: "HTTPS helper",
+                bin: "examples/https",
+                tls: true,
+                workers: https,
+            },
+        ];
+        for column in &columns {
+            let bin = dir.join(column.bin);
+            if !bin.is_file() {
+                return Err(format!(
+                    "{} not found; build first: cargo build --release -p littleboss-examples --examples && cargo build --release -p littleboss-tests --bins",
+                    bin.display()
+                ));
+            }
+        }
+        let mut results = Vec::new();
+        for column in &columns {
+            eprintln!("reload-bench: {} ...", column.title);
+            results.push(measure(options, &dir.join(column.bin), column)?);
+        }
+        let pace = Duration::from_millis(2);
+        println!(
+            "reload-bench --mode compare: {} reloads a server, {} ms between them; load paced at a request (or a round of 8 streams) every {} ms per worker",
+            options.reloads,
+            options.interval.as_millis(),
+            pace.as_millis()
+        );
+        let mut header = "| measure |".to_string();
+        let mut rule = "|---|".to_string();
+        for column in &columns {
+            header.push_str(&format!(" {} |", column.title));
+            rule.push_str("---|");
+        }
+        println!("{header}\n{rule}");
+        let row = |name: &str, cell: &dyn Fn(&Measured) -> String| {
+            let mut line = format!("| {name} |");
+            for m in &results {
+                line.push_str(&format!(" {} |", cell(m)));
+            }
+            println!("{line}");
+        };
+        row("load workers", &|m| m.workers.clone());
+        row("requests", &|m| {
+            (m.report.answered + m.report.failures.len() as u64).to_string()
+        });
+        row("failed requests", &|m| {
+            format!("**{}**", m.report.failures.len())
+        });
+        row("retried (never taken by the server)", &|m| {
+            m.report.retried.to_string()
+        });
+        row("latency p50 / p99 / max", &|m| {
+            let mut l: Vec<Duration> = m.report.samples.iter().map(|s| s.1).collect();
+            percentiles(&mut l)
+        });
+        row("reload command median / max", &|m| {
+            median_max(&mut m.reload_times.clone())
+        });
+        row("old process gone after its reload, median / max", &|m| {
+            median_max(&mut m.exits.clone())
+        });
+        row("old processes killed at the lameduck limit", &|m| {
+            m.killed.to_string()
+        });
+        row("failed reloads", &|m| m.failed_reloads.to_string());
+        for (column, m) in columns.iter().zip(&results) {
+            for failure in m.report.failures.iter().take(3) {
+                println!("failed ({}): {failure}", column.title);
+            }
+        }
+        Ok(())
+    }
+
+    fn measure(options: &Options, bin: &Path, column: &Column) -> Result<Measured, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let lb_dir = dir.path().join("lb");
+        std::fs::create_dir(&lb_dir).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&lb_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        let copies: Vec<PathBuf> = ["a", "b"].iter().map(|c| dir.path().join(c)).collect();
+        for copy in &copies {
+            std::fs::copy(bin, copy).map_err(|e| format!("copy: {e}"))?;
+        }
+        let command = |bin: &Path| {
+            let mut command = Command::new(bin);
+            command.env("LITTLEBOSS_DIR", &lb_dir);
+            command
+        };
+        let mut cleanup = Cleanup {
+            children: Vec::new(),
+            pids: Default::default(),
+        };
+        let certs = Certs::new(dir.path(), "localhost");
+        let listener = if column.tls { "https" } else { "http" };
+        let mut start = command(&copies[0]);
+        start
+            .arg("--littleboss=start")
+            .arg(format!("--{listener}=127.0.0.1:0"));
+        if column.tls {
+            start
+                .arg("--cert")
+                .arg(&certs.cert)
+                .arg("--key")
+                .arg(&certs.key);
+        }
+        let log = dir.path().join("supervisor.log");
+        let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let supervisor = start
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("start: {e}"))?;
+        cleanup.children.push(supervisor);
+        let status = wait_status(&command, &copies[0], |s| s["state"] == "running")?;
+        remember_child(&cleanup, &status);
+        let addr: std::net::SocketAddr = status["listeners"][listener]
+            .as_str()
+            .and_then(|a| a.strip_prefix("tcp:"))
+            .and_then(|a| a.parse().ok())
+            .ok_or("no listener address")?;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let shared = Load::new(u64::MAX, Duration::from_millis(2));
+        let handles: Vec<_> = column
+            .workers
+            .iter()
+            .map(|(version, pattern)| {
+                let client = if column.tls {
+                    Client::tls(addr, *version, &certs)
+                } else {
+                    Client::plain(addr, *version)
+                };
+                runtime.spawn(load(client, *pattern, shared.clone()))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut reload_times = Vec::new();
+        let mut exits = Vec::new();
+        let mut failed_reloads = 0;
+        for i in 0..options.reloads {
+            let bin = &copies[(i + 1) % 2];
+            let before = status_of(&command, bin)?;
+            let old_pid = before["child_pid"].as_u64().unwrap_or(0) as u32;
+            let t0 = Instant::now();
+            let output = command(bin)
+                .arg("--littleboss=reload")
+                .output()
+                .map_err(|e| format!("reload: {e}"))?;
+            reload_times.push(t0.elapsed());
+            if !output.status.success() {
+                failed_reloads += 1;
+            }
+            let after = status_of(&command, bin)?;
+            remember_child(&cleanup, &after);
+            wait_until(Duration::from_secs(10), || {
+                !Path::new(&format!("/proc/{old_pid}")).exists()
+            });
+            exits.push(t0.elapsed());
+            std::thread::sleep(options.interval);
+        }
+        shared.stop();
+        let mut report = Report::default();
+        for handle in handles {
+            report.merge(runtime.block_on(handle).map_err(|e| e.to_string())?);
+        }
+        let _ = command(&copies[0]).arg("--littleboss=stop").output();
+        drop(cleanup);
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        let killed = logs
+            .lines()
+            .filter(|l| l.contains("old child pid") && l.contains("was killed"))
+            .count();
+        let mut kinds: Vec<String> = Vec::new();
+        for (version, pattern) in &column.workers {
+            let kind = match (version, pattern) {
+                (_, Pattern::Fresh) => "fresh".to_string(),
+                (_, Pattern::KeepAlive) => "keep-alive".to_string(),
+                (_, Pattern::Streams(n)) => format!("{n} streams"),
+            };
+            kinds.push(kind);
+        }
+        kinds.dedup();
+        Ok(Measured {
+            workers: format!("{} ({})", column.workers.len(), kinds.join(", ")),
+            report,
+            reload_times,
+            exits,
+            killed,
+            failed_reloads,
+        })
+    }
 }

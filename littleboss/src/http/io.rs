@@ -1,0 +1,272 @@
+//! The connection's byte stream as hyper sees it: the bytes read while sniffing the
+//! protocol, replayed first ([`Rewind`]), and a stream that comes back to the
+//! connection's task when hyper (or an upgrade's owner) drops it ([`Returning`]), so
+//! that the task can close it with a lingering close ([`linger`]).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::oneshot;
+
+/// The 24 bytes every HTTP/2 connection starts with (RFC 9113, section 3.4).
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the first bytes of a connection say it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proto {
+    Http1,
+    Http2,
+}
+
+/// Reads until the bytes read tell HTTP/2's preface from anything else, and returns
+/// the protocol and every byte read. `None` if the peer closed first.
+pub(crate) async fn sniff<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+) -> io::Result<Option<(Proto, Vec<u8>)>> {
+    let mut read = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        read.extend_from_slice(&chunk[..n]);
+        let k = read.len().min(PREFACE.len());
+        if read[..k] != PREFACE[..k] {
+            return Ok(Some((Proto::Http1, read)));
+        }
+        if k == PREFACE.len() {
+            return Ok(Some((Proto::Http2, read)));
+        }
+    }
+}
+
+/// A stream whose reads give `prefix` first, then the stream's own bytes.
+#[derive(Debug)]
+pub(crate) struct Rewind<IO> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: IO,
+}
+
+impl<IO> Rewind<IO> {
+    pub(crate) fn new(prefix: Vec<u8>, inner: IO) -> Rewind<IO> {
+        Rewind {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let rest = &this.prefix[this.at..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A stream that, when dropped, goes back to whoever holds the receiver instead of
+/// closing: the connection's task, which closes it with [`linger`]. If the receiver is
+/// gone, it closes as any stream does.
+#[derive(Debug)]
+pub(crate) struct Returning<IO> {
+    io: Option<IO>,
+    back: Option<oneshot::Sender<IO>>,
+}
+
+impl<IO> Returning<IO> {
+    pub(crate) fn new(io: IO) -> (Returning<IO>, oneshot::Receiver<IO>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Returning {
+                io: Some(io),
+                back: Some(tx),
+            },
+            rx,
+        )
+    }
+
+    fn inner(&mut self) -> io::Result<&mut IO> {
+        self.io
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the stream was returned"))
+    }
+}
+
+impl<IO> Drop for Returning<IO> {
+    fn drop(&mut self) {
+        if let (Some(io), Some(back)) = (self.io.take(), self.back.take()) {
+            // A receiver that is gone drops the stream here: a plain close.
+            let _ = back.send(io);
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Returning<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.inner() {
+            Ok(io) => Pin::new(io).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Returning<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.inner() {
+            Ok(io) => Pin::new(io).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.inner() {
+            Ok(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner() {
+            Ok(io) => Pin::new(io).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner() {
+            Ok(io) => Pin::new(io).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Closes a connection without destroying what was written to it: shuts down the write
+/// side (the peer reads the end of the response, then end of file), then reads and
+/// discards until the peer closes too or `limit` passes. Closing a socket that has
+/// unread input sends an RST, and an RST can make the peer's kernel throw away a
+/// response it has received but its program has not read yet.
+pub(crate) async fn linger<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = io.read(&mut sink).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sniff_tells_http2_from_http1() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(&PREFACE[..10]).await.unwrap();
+        client.write_all(&PREFACE[10..]).await.unwrap();
+        client.write_all(b"rest").await.unwrap();
+        let (proto, read) = sniff(&mut server).await.unwrap().unwrap();
+        assert_eq!(proto, Proto::Http2);
+        assert!(read.starts_with(PREFACE));
+
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"PRIVATE / HTTP/1.1\r\n").await.unwrap();
+        let (proto, read) = sniff(&mut server).await.unwrap().unwrap();
+        assert_eq!(proto, Proto::Http1);
+        assert_eq!(read, b"PRIVATE / HTTP/1.1\r\n");
+
+        let (client, mut server) = tokio::io::duplex(64);
+        drop(client);
+        assert!(sniff(&mut server).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn rewind_replays_the_prefix_then_the_stream() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut rewind = Rewind::new(b"hello".to_vec(), server);
+        let mut all = String::new();
+        rewind.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "hello world");
+    }
+
+    #[tokio::test]
+    async fn a_returning_stream_comes_back_when_dropped() {
+        let (_client, server) = tokio::io::duplex(64);
+        let (returning, back) = Returning::new(server);
+        drop(returning);
+        assert!(back.await.is_ok());
+    }
+}

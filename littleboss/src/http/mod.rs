@@ -1,0 +1,514 @@
+//! Serving HTTP the littleboss way: a hyper service on a declared listener, in one
+//! line, that loses no request through reloads (feature `hyper`; `littleboss::axum` does
+//! the same for axum).
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//!
+//! use http_body_util::Full;
+//! use hyper::body::{Bytes, Incoming};
+//! use hyper::{Request, Response};
+//!
+//! async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     Ok(Response::new(Full::new(Bytes::from("hello\n"))))
+//! }
+//!
+//! #[littleboss::main(name = "hello", listener(http = "tcp:127.0.0.1:8080"), calls_ready = true)]
+//! async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+//!     littleboss::http::serve(&lb, "http", hyper::service::service_fn(hello)).await
+//! }
+//! ```
+//!
+//! # What it does
+//!
+//! It takes the listener by name from the [`Context`] (a `tcp` or a `unix` one), says
+//! [`ready`](Context::ready), and serves every connection with hyper's own HTTP/1.1 and
+//! HTTP/2 connections: HTTP/2 with prior knowledge (h2c) is told from HTTP/1.1 by the
+//! 24-byte preface it starts with, and over TLS by ALPN. Then at lameduck:
+//!
+//! - It stops accepting by dropping its copy of the listener. The listening socket is
+//!   shared with the new process, which goes on accepting from the same queue: it is
+//!   never `shutdown()`, which would stop the new process's accepts too.
+//! - HTTP/1.1: each connection's next response carries `Connection: close`, and the
+//!   connection closes after it, so keep-alive clients move to the new process between
+//!   two requests, never during one. A connection that sends nothing is closed only
+//!   after a grace period ([`Server::idle_grace`], 1 s), so a request already on its way
+//!   (on an idle keep-alive connection, or on a connection accepted just before
+//!   lameduck) is still answered.
+//! - HTTP/2: GOAWAY at once (the two-step shutdown of RFC 9113, section 6.8), then the
+//!   streams in flight finish; a client sends its new streams elsewhere, and retries a
+//!   stream above the GOAWAY's last stream id, which the server never saw.
+//! - Every connection is closed with a lingering close: the write side is shut down,
+//!   then what the peer still sends is read and dropped until it closes too or
+//!   [`Server::linger`] (1 s) passes, because closing a socket with unread input sends
+//!   an RST, which can destroy a response the peer has not read yet.
+//! - It all fits in the lameduck time ([`Context::lameduck_time`]): the grace period is
+//!   at most half of it, and whatever is still open shortly before it ends (a tenth of
+//!   it before, 250 ms at most) is closed, so that `serve` returns and the program exits
+//!   on its own before the supervisor would kill it.
+//!
+//! Before lameduck, accept errors are retried: those that concern one connection at
+//! once, those of a process out of file descriptors or memory (`EMFILE`, `ENFILE`,
+//! `ENOBUFS`, `ENOMEM`) after a pause of 5 ms that doubles up to 1 s, printed once.
+//!
+//! Every request carries the [`Context`] in its extensions
+//! (`request.extensions().get::<littleboss::Context>()`), so that the program's code
+//! sees lameduck too.
+//!
+//! # Upgrades and WebSockets
+//!
+//! HTTP/1.1 upgrades (and HTTP/2's extended CONNECT) work as in hyper: a service that
+//! answers `101 Switching Protocols` gets the connection from `hyper::upgrade::on`, and
+//! from then on it is the program's. littleboss cannot tell what a WebSocket is in the
+//! middle of, so the program winds it down itself: select on
+//! [`lameduck`](Context::lameduck) in the task that owns the upgraded connection, and
+//! send a close frame when it resolves (the client reconnects, to the new process).
+//! `serve` waits for upgraded connections too, until the lameduck time is nearly up.
+//!
+//! ```no_run
+//! # use std::convert::Infallible;
+//! # use http_body_util::Empty;
+//! # use hyper::body::{Bytes, Incoming};
+//! # use hyper::{Request, Response, StatusCode};
+//! async fn upgrade(mut request: Request<Incoming>) -> Result<Response<Empty<Bytes>>, Infallible> {
+//!     let lb = request.extensions().get::<littleboss::Context>().cloned();
+//!     let on_upgrade = hyper::upgrade::on(&mut request);
+//!     tokio::spawn(async move {
+//!         let Ok(upgraded) = on_upgrade.await else { return };
+//!         let Some(lb) = lb else { return };
+//!         tokio::select! {
+//!             _ = lb.lameduck() => { /* send a close frame, then drop `upgraded` */ }
+//!             _ = async { /* speak the new protocol on `upgraded` */ } => {}
+//!         }
+//!         drop(upgraded);
+//!     });
+//!     let mut response = Response::new(Empty::new());
+//!     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+//!     // ... and the `Upgrade` / `Connection: upgrade` headers of the protocol.
+//!     Ok(response)
+//! }
+//! ```
+//!
+//! # TLS
+//!
+//! With the `rustls` feature, `Server::tls` serves TLS (tokio-rustls, with ring as the
+//! crypto provider) from a certificate chain and key in PEM files (`Tls`), with ALPN
+//! `h2` and `http/1.1`; handshakes are bounded by `Server::tls_handshake_timeout`.
+#![cfg_attr(
+    feature = "rustls",
+    doc = "See [`Tls`] and [`Server::tls`] for an example."
+)]
+
+mod conn;
+mod io;
+mod service;
+#[cfg(feature = "rustls")]
+mod tls;
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::task::JoinSet;
+
+use crate::Context;
+
+#[cfg(feature = "rustls")]
+pub use self::tls::{Tls, TlsError};
+/// The rustls crate [`Tls::from_config`] takes a configuration of (feature `rustls`).
+#[cfg(feature = "rustls")]
+pub use tokio_rustls::rustls;
+
+/// Serves `service` on the listener named `listener`, until lameduck and the wind-down
+/// after it are over, with the default [`Server`] options: see the [module
+/// documentation](self).
+///
+/// ```no_run
+/// # use std::convert::Infallible;
+/// # use http_body_util::Full;
+/// # use hyper::body::{Bytes, Incoming};
+/// # use hyper::{Request, Response};
+/// #[littleboss::main(name = "hello", listener(http = "tcp:127.0.0.1:8080"), calls_ready = true)]
+/// async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+///     let hello = hyper::service::service_fn(|_: Request<Incoming>| async {
+///         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello\n"))))
+///     });
+///     littleboss::http::serve(&lb, "http", hello).await
+/// }
+/// ```
+///
+/// Errors: only taking the listener fails (an undeclared name, a listener that is off,
+/// taken already, or a UDP one); what happens to one connection is that connection's.
+pub async fn serve<S, B>(lb: &Context, listener: &str, service: S) -> std::io::Result<()>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    Server::new().serve(lb, listener, service).await
+}
+
+/// The options of [`serve`] (and of `littleboss::axum::serve`), for a server
+/// that needs other than the defaults or TLS.
+///
+/// ```no_run
+/// # use std::convert::Infallible;
+/// # use std::time::Duration;
+/// # use http_body_util::Full;
+/// # use hyper::body::{Bytes, Incoming};
+/// # use hyper::{Request, Response};
+/// #[littleboss::main(name = "hello", listener(http = "tcp:127.0.0.1:8080"), lameduck = "5s")]
+/// async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+///     let hello = hyper::service::service_fn(|_: Request<Incoming>| async {
+///         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello\n"))))
+///     });
+///     littleboss::http::Server::new()
+///         .idle_grace(Duration::from_secs(2))
+///         .serve(&lb, "http", hello)
+///         .await
+/// }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a Server does nothing until `serve` is called"]
+pub struct Server {
+    idle_grace: Duration,
+    linger: Duration,
+    ready: bool,
+    #[cfg(feature = "rustls")]
+    tls: Option<Tls>,
+    #[cfg(feature = "rustls")]
+    tls_handshake_timeout: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        Server::new()
+    }
+}
+
+impl Server {
+    /// The defaults: a grace period of 1 s, a lingering close of at most 1 s, `ready`
+    /// said once the listener is taken, plain TCP (no TLS).
+    pub fn new() -> Server {
+        Server {
+            idle_grace: Duration::from_secs(1),
+            linger: Duration::from_secs(1),
+            ready: true,
+            #[cfg(feature = "rustls")]
+            tls: None,
+            #[cfg(feature = "rustls")]
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How long after lameduck an HTTP/1.1 connection that sends nothing is kept open
+    /// (default 1 s): a request already on its way on it is still answered. At most half
+    /// the lameduck time is used, so that the request has time to be answered.
+    pub fn idle_grace(mut self, grace: Duration) -> Server {
+        self.idle_grace = grace;
+        self
+    }
+
+    /// The longest a closing connection is read for its peer to close too, after its
+    /// write side is shut down (default 1 s).
+    pub fn linger(mut self, linger: Duration) -> Server {
+        self.linger = linger;
+        self
+    }
+
+    /// Whether [`serve`](Self::serve) calls [`Context::ready`] once it has taken its
+    /// listener (default `true`). A program that must do more before it is ready (serve
+    /// a second listener, warm a cache) turns this off and calls `ready` itself.
+    pub fn ready(mut self, ready: bool) -> Server {
+        self.ready = ready;
+        self
+    }
+
+    /// Serves TLS with `tls` (feature `rustls`): HTTP/2 or HTTP/1.1 as the client's
+    /// ALPN chooses.
+    ///
+    /// ```no_run
+    /// # use std::convert::Infallible;
+    /// # use http_body_util::Full;
+    /// # use hyper::body::{Bytes, Incoming};
+    /// # use hyper::{Request, Response};
+    /// # async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    /// #     Ok(Response::new(Full::new(Bytes::from("hello\n"))))
+    /// # }
+    /// #[littleboss::main(name = "hello", listener(https = "tcp:127.0.0.1:8443"), calls_ready = true)]
+    /// async fn main(lb: littleboss::Context) -> Result<(), Box<dyn std::error::Error>> {
+    ///     // Before serving (which says ready), so that a reload to a bad certificate
+    ///     // fails and rolls back.
+    ///     let tls = littleboss::http::Tls::from_pem_files("cert.pem", "key.pem")?;
+    ///     littleboss::http::Server::new()
+    ///         .tls(tls)
+    ///         .serve(&lb, "https", hyper::service::service_fn(hello))
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, tls: Tls) -> Server {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// How long a TLS handshake may take before the connection is closed (default 10 s;
+    /// feature `rustls`).
+    #[cfg(feature = "rustls")]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Server {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Serves `service` on the listener named `listener`, as [`serve`] does, with these
+    /// options.
+    pub async fn serve<S, B>(self, lb: &Context, listener: &str, service: S) -> std::io::Result<()>
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        self.run(lb, listener, move |_peer| service.clone()).await
+    }
+
+    /// The server, with a service made for each connection by `make` from its peer's
+    /// address (`None` on a unix listener).
+    pub(crate) async fn run<M, S, B>(self, lb: &Context, name: &str, make: M) -> std::io::Result<()>
+    where
+        M: Fn(Option<SocketAddr>) -> S + Send + Sync + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let listener = Listener::take(lb, name)?;
+        let lameduck_time = lb.lameduck_time();
+        let shared = Arc::new(conn::Shared {
+            lb: lb.clone(),
+            make,
+            idle_grace: self.idle_grace.min(lameduck_time / 2),
+            linger: self.linger,
+            #[cfg(feature = "rustls")]
+            tls: self
+                .tls
+                .map(|tls| (tls.acceptor, self.tls_handshake_timeout)),
+        });
+        if self.ready {
+            lb.ready();
+        }
+        let mut connections = JoinSet::new();
+        let lameduck = lb.lameduck();
+        let mut lameduck = std::pin::pin!(lameduck);
+        let mut pause = Pause::new(name);
+        loop {
+            tokio::select! {
+                biased;
+                _ = lameduck.as_mut() => break,
+                // Finished connections first, so that a busy listener does not pile
+                // them up.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((Stream::Tcp(stream), peer)) => {
+                        pause.reset();
+                        let _ = stream.set_nodelay(true);
+                        connections.spawn(conn::serve(stream, peer, Arc::clone(&shared)));
+                    }
+                    Ok((Stream::Unix(stream), _)) => {
+                        pause.reset();
+                        connections.spawn(conn::serve(stream, None, Arc::clone(&shared)));
+                    }
+                    Err(e) if about_one_connection(&e) => {}
+                    Err(e) => {
+                        tokio::select! {
+                            biased;
+                            _ = lameduck.as_mut() => break,
+                            _ = pause.wait(&e) => {}
+                        }
+                    }
+                },
+            }
+        }
+        // Only this process's copy of the listening socket: the new process accepts
+        // what is in its queue.
+        drop(listener);
+        let budget = wind_down_time(lameduck_time);
+        let drained = tokio::time::timeout(budget, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            let open = connections.len();
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+            errln!(
+                "littleboss: listener {name}: {open} connection(s) still open {} after lameduck, closed",
+                humantime::format_duration(budget)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How long the connections may take to finish after lameduck: the lameduck time, less a
+/// tenth of it (at most 250 ms) for the program to exit before it would be killed.
+fn wind_down_time(lameduck: Duration) -> Duration {
+    lameduck.saturating_sub((lameduck / 10).min(Duration::from_millis(250)))
+}
+
+/// An accepted connection.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// The listener a server accepts from.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    /// The listener `name`, TCP or unix.
+    fn take(lb: &Context, name: &str) -> std::io::Result<Listener> {
+        match lb.tcp_listener(name) {
+            Ok(listener) => Ok(Listener::Tcp(listener)),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                // Not a TCP listener: a unix one, or the TCP error stands.
+                lb.unix_listener(name).map(Listener::Unix).map_err(|_| e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn accept(&self) -> std::io::Result<(Stream, Option<SocketAddr>)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                Ok((Stream::Tcp(stream), Some(peer)))
+            }
+            Listener::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Stream::Unix(stream), None))
+            }
+        }
+    }
+}
+
+/// Whether an accept error concerns only the connection it was about (Linux passes a
+/// new connection's pending network errors on to `accept`): try again at once.
+fn about_one_connection(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+    ) {
+        return true;
+    }
+    let Some(code) = e.raw_os_error() else {
+        return false;
+    };
+    [
+        Errno::PROTO,
+        Errno::NOPROTOOPT,
+        Errno::HOSTDOWN,
+        Errno::NONET,
+        Errno::HOSTUNREACH,
+        Errno::OPNOTSUPP,
+        Errno::NETUNREACH,
+        Errno::NETDOWN,
+        Errno::TIMEDOUT,
+    ]
+    .iter()
+    .any(|errno| errno.raw_os_error() == code)
+}
+
+/// The pause after an accept error that is not about one connection (out of fds, out
+/// of memory): 5 ms, doubling up to 1 s, until an accept succeeds.
+struct Pause<'a> {
+    listener: &'a str,
+    next: Option<Duration>,
+}
+
+impl<'a> Pause<'a> {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn new(listener: &'a str) -> Pause<'a> {
+        Pause {
+            listener,
+            next: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = None;
+    }
+
+    async fn wait(&mut self, e: &std::io::Error) {
+        let delay = match self.next {
+            None => {
+                errln!(
+                    "littleboss: listener {}: accept: {e}; pausing accepts, from {} up to {}",
+                    self.listener,
+                    humantime::format_duration(Self::FIRST),
+                    humantime::format_duration(Self::MAX)
+                );
+                Self::FIRST
+            }
+            Some(delay) => delay,
+        };
+        self.next = Some((delay * 2).min(Self::MAX));
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wind_down_leaves_time_to_exit() {
+        assert_eq!(
+            wind_down_time(Duration::from_secs(2)),
+            Duration::from_millis(1800)
+        );
+        assert_eq!(
+            wind_down_time(Duration::from_secs(30)),
+            Duration::from_millis(29_750)
+        );
+        assert_eq!(wind_down_time(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn errors_about_one_connection_are_retried_at_once() {
+        let aborted = std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+        assert!(about_one_connection(&aborted));
+        let proto = std::io::Error::from_raw_os_error(rustix::io::Errno::PROTO.raw_os_error());
+        assert!(about_one_connection(&proto));
+        let emfile = std::io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
+        assert!(!about_one_connection(&emfile));
+    }
+}

@@ -345,6 +345,25 @@ fn a_crash_keeps_the_session_and_the_next_build_serves_then_ctrl_c_stops_it() {
     sup.wait_for_log("stopped, exit code 0");
 }
 
+/// `cargo clean` removes the directory the running build is in; the next build makes it
+/// again, and is watched.
+#[test]
+fn a_build_directory_removed_and_made_again_is_watched_again() {
+    let env = Env::new();
+    let (sup, path) = start(&env);
+    let old = sup.child_pid();
+    let load = Load::start(sup.addr("http"));
+    let dir = path.parent().expect("the build directory");
+    std::fs::remove_dir_all(dir).expect("remove the build directory");
+    sup.wait_for_log("is gone; watching it again once it is back");
+    std::fs::create_dir(dir).expect("make the build directory again");
+    sup.wait_for_log("again for new builds of lbdev");
+    land_by_rename(bin!("lb-dev"), &path);
+    let new = wait_new_build(&sup, Some(old));
+    assert_eq!(get(sup.addr("http")).expect("GET").pid, new);
+    load.finish(&sup.logs());
+}
+
 /// `Cargo.toml` of the crate a real build makes: littleboss by path, nothing else but
 /// tokio.
 fn manifest(root: &Path) -> String {

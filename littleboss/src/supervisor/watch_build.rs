@@ -231,6 +231,7 @@ pub(crate) fn spawn(
         inputs,
         log: Box::new(log),
         watching: false,
+        dir_id: None,
         quiet_until: None,
         retry_at: None,
     };
@@ -253,6 +254,8 @@ struct Watch {
     inputs: mpsc::UnboundedSender<Input>,
     log: Log,
     watching: bool,
+    /// The directory watched, as (device, inode).
+    dir_id: Option<(u64, u64)>,
     quiet_until: Option<Instant>,
     retry_at: Option<Instant>,
 }
@@ -292,6 +295,7 @@ impl Watch {
         {
             Ok(()) => {
                 self.watching = true;
+                self.dir_id = dir_id(&self.canonical);
                 let again = if first { "" } else { " again" };
                 (self.log)(
                     Level::Info,
@@ -329,10 +333,7 @@ impl Watch {
             EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
         ) && event.paths.iter().any(is_dir);
         if dir_gone {
-            // Removed or moved away (`cargo clean`): watched again once it is back.
-            self.watching = false;
-            self.retry_at = Some(Instant::now() + RETRY);
-            return;
+            return self.lost();
         }
         let ours = event.paths.iter().any(|p| {
             p.file_name() == Some(self.name.as_os_str())
@@ -346,11 +347,33 @@ impl Watch {
         }
     }
 
+    /// The directory was removed or moved away (`cargo clean`): it is watched again
+    /// once it is back.
+    fn lost(&mut self) {
+        if !self.watching {
+            return;
+        }
+        (self.log)(
+            Level::Info,
+            &format!(
+                "dev: {} is gone; watching it again once it is back",
+                self.dir.display()
+            ),
+        );
+        self.watching = false;
+        self.watch(false);
+    }
+
     fn restart_quiet(&mut self) {
         self.quiet_until = Some(Instant::now() + QUIET);
     }
 
     fn on_quiet(&mut self) {
+        // A directory removed while the running build is in it stays busy, and the
+        // backend may say nothing of its removal until the build exits: look.
+        if self.watching && dir_id(&self.canonical) != self.dir_id {
+            return self.lost();
+        }
         match self.tracker.quiet(Found::at(&self.path)) {
             Step::Wait => {}
             Step::Again => self.restart_quiet(),
@@ -359,6 +382,14 @@ impl Watch {
             }
         }
     }
+}
+
+/// The (device, inode) of the directory at `path`, if there is one.
+fn dir_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(Metadata::is_dir)
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Sleeps until `deadline`, or forever if there is none (for a `select!` branch).

@@ -16,6 +16,11 @@
 //!   [`Current`] and at most one [`Reload`];
 //! - every child that was started is in exactly one place until its exit, when its
 //!   process group is killed and then it is reaped, in that order, once.
+//!
+//! In dev mode ([`Settings::dev`]) a build that lands ([`Input::BuildLanded`]) is a
+//! reload of the serving program's path, and only a stop ends the supervisor: a child
+//! that exits leaves [`Current::Idle`]. A build that lands during a reload is kept in
+//! [`State::build_pending`], never without a reload under way.
 
 mod child;
 #[cfg(test)]

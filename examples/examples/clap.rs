@@ -22,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Debug, Parser)]
 #[command(name = "clap-example")]
 struct Cli {
-    /// What littleboss does: bypass (run directly), start, stop, reload, status or
-    /// status-json.
+    /// What littleboss does: bypass (run directly), start, dev, stop, reload, status
+    /// or status-json.
     #[arg(long, default_value = "bypass")]
     littleboss: String,
 

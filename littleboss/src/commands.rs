@@ -28,7 +28,7 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Command::Bypass | Command::Start => return ExitCode::FAILURE,
+        Command::Bypass | Command::Start | Command::Dev => return ExitCode::FAILURE,
     };
     if dir.exists() {
         if let Err(e) = dir::check(&dir) {

@@ -57,6 +57,7 @@ pub(crate) fn run(
     match flags.command {
         Command::Bypass => run_bypass(&specs, &config, activated, flags.args, main),
         Command::Start => supervisor::start(config, init, specs, activated, flags.args),
+        Command::Dev => supervisor::dev(config, init, specs, activated, flags.args),
         Command::Stop | Command::Status | Command::StatusJson | Command::Reload => {
             commands::run(&config, &flags)
         }

@@ -19,6 +19,8 @@ pub(crate) const FLAG: &str = littleboss_rules::names::DEFAULT_FLAG;
 pub(crate) enum Command {
     Bypass,
     Start,
+    /// A supervisor, as `start`, that also reloads to each new build of its executable.
+    Dev,
     Stop,
     Reload,
     Status,
@@ -29,6 +31,7 @@ pub(crate) enum Command {
 pub(crate) const MODES: &[(&str, Command)] = &[
     ("bypass", Command::Bypass),
     ("start", Command::Start),
+    ("dev", Command::Dev),
     ("stop", Command::Stop),
     ("reload", Command::Reload),
     ("status", Command::Status),
@@ -70,7 +73,7 @@ impl fmt::Display for FlagError {
     }
 }
 
-/// `bypass, start, stop, reload, status, status-json`.
+/// `bypass, start, dev, stop, reload, status, status-json`.
 pub(crate) fn mode_list() -> String {
     MODES
         .iter()
@@ -203,6 +206,10 @@ mod tests {
             parse_ok(&["prog", "--littleboss=status-json"]).command,
             Command::StatusJson
         );
+        assert_eq!(
+            parse_ok(&["prog", "--littleboss=dev"]).command,
+            Command::Dev
+        );
     }
 
     #[test]
@@ -264,7 +271,7 @@ mod tests {
         );
         let msg = FlagError::UnknownMode(FLAG.into(), "go".into()).to_string();
         assert!(
-            msg.contains("bypass, start, stop, reload, status, status-json"),
+            msg.contains("bypass, start, dev, stop, reload, status, status-json"),
             "{msg}"
         );
     }

@@ -29,6 +29,9 @@
 //!   listening sockets over a private socket pair and runs `main`. The supervisor stays
 //!   in the foreground, its pid never changes (what systemd's `MAINPID` needs), and it
 //!   is the only process that waits for the child.
+//! - `dev`: a supervisor as `start`, for development: it also reloads to every new
+//!   build of its executable, and a broken build never takes it down (see
+//!   [Development mode](#development-mode)).
 //! - `reload`: asks the supervisor to replace the child with the binary that ran the
 //!   command; `stop`, `status` and `status-json` do what they say.
 //!
@@ -75,6 +78,7 @@
 //! | running | the serving child, ready | a reload, its exit, or a stop |
 //! | reloading | the serving child, and the new one (or its binary being opened) | the new one is ready (it serves), fails (the old one never noticed), or a stop (the new one is killed) |
 //! | stopping | only children winding down: nothing starts in this state | the last child is gone: the stop is answered with the serving child's exit code |
+//! | idle (dev mode) | no child: the last one exited, the listeners stay open | a build lands, a reload, or a stop |
 //!
 //! Each child goes through its own states: started, then (after its hello) welcomed
 //! with its listeners and settling or awaiting `ready()`, ready, in lameduck, killed;
@@ -88,7 +92,54 @@
 //! | a child exited | kill a process group, reap a child |
 //! | `status`, `stop`, `reload` from a client; a client went away | answer a client; open a reload's binary and bind its listeners (off the loop) |
 //! | SIGTERM, SIGINT (stop; twice: kill now), SIGHUP (reload) | tell systemd; log |
+//! | a new build landed (dev mode) | |
 //! | a deadline passed (hello, settle, ready, lameduck, restart backoff) | close the listeners and the control socket, last |
+//!
+//! # Development mode
+//!
+//! `--littleboss=dev` runs a supervisor in the foreground, as `start`, that also
+//! watches its own executable's path and reloads to each new build that lands there,
+//! with the same arguments, as SIGHUP does: the new build starts beside the old one and
+//! serves once it is ready; if it fails before that, the old one goes on serving. Run
+//! the build's output and rebuild in another terminal (a plain `cargo build`,
+//! `cargo watch -x build`, `watchexec -e rs cargo build`):
+//!
+//! ```text
+//! $ cargo build && target/debug/myblog --littleboss=dev
+//! littleboss: myblog: supervisor pid 4242 started child pid 4300; listeners https=tcp:[::]:443
+//! littleboss: myblog: dev: watching /src/myblog/target/debug for new builds of myblog
+//! littleboss: myblog: dev: new build ready, pid 4300 -> 4311 in 35 ms
+//! littleboss: myblog: dev: new build pid 4318 exited with code 101 before it was ready; still serving pid 4311
+//! ```
+//!
+//! - **Which builds.** The directory is watched (inotify on Linux, FSEvents on macOS,
+//!   kqueue on the BSDs, polling where none can be had), so a file renamed over the
+//!   path counts, and so does cargo's way of landing a build (it removes the old file
+//!   and hard-links the new one in). A file is taken once it is complete: renamed or
+//!   linked in, or written in place and closed (a writer that pauses is not reloaded
+//!   half-written; where the system reports no closes, its size and time must hold
+//!   still for a quiet period), and a non-empty executable. Every event restarts a
+//!   quiet period of 200 ms, so one build makes one reload. A build that lands while a
+//!   reload is under way is kept (one, however many land) and reloads when that one
+//!   ends.
+//! - **One line a build**, through the supervisor's logger:
+//!   `dev: new build ready, pid OLD -> NEW in N ms`, or
+//!   `dev: new build pid NEW exited with code 101 before it was ready; still serving
+//!   pid OLD` (or was killed, did not call `ready()` in time, could not be started). A
+//!   build of another service is refused, as any reload would be.
+//! - **A crash does not end the session.** A child that exits (or crashes, or cannot
+//!   start) is reported, `dev: child pid N exited with code 101 after 2.1 s; the
+//!   listeners stay open, waiting for the next build`, and the supervisor goes on in
+//!   state `idle`: it keeps the listeners, so connections wait in their queue, and the
+//!   next build that lands (or a SIGHUP, or `reload`) starts. The same binary is not
+//!   started again by itself: in dev mode `persist` and `fallback` do not apply, so a
+//!   build that crashes at once does not fill the terminal.
+//! - **Listeners are the supervisor's.** They are bound once, when dev mode starts: a
+//!   build that declares a new listener, or moves one, gets the ones the supervisor
+//!   holds (the accessor of a new one answers `no listener named ...`) until the dev
+//!   supervisor is started again.
+//! - **The terminal.** Children keep the terminal's stdout and stderr; Ctrl-C stops
+//!   everything (the children wind down as at any stop; a second Ctrl-C kills them).
 //!
 //! # Options
 //!

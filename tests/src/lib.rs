@@ -280,6 +280,20 @@ impl Env {
         }
     }
 
+    /// Starts `bin --littleboss=dev` and waits until its first child is ready. Its
+    /// client commands (`status-json`...) run `client`, another build of the same
+    /// service: `bin`'s path is where the test lands new builds, so at moments it holds
+    /// no file, or one being written.
+    pub fn start_dev(&self, bin: &Path, client: &Path) -> Supervisor<'_> {
+        let supervisor = Supervisor {
+            env: self,
+            bin: client.to_path_buf(),
+            process: self.spawn(bin, &["--littleboss=dev"]),
+        };
+        supervisor.wait_running();
+        supervisor
+    }
+
     /// Copies `bin` to `<tmp>/<name>` (executable, with [`copy_binary`]) and returns the
     /// new path: "a second binary" for a reload.
     pub fn copy_binary(&self, bin: &Path, name: &str) -> PathBuf {

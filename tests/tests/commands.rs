@@ -61,7 +61,7 @@ fn unknown_mode_exits_2_with_usage() {
     assert!(
         outcome
             .stderr
-            .contains("bypass, start, stop, reload, status, status-json"),
+            .contains("bypass, start, dev, stop, reload, status, status-json"),
         "{outcome}"
     );
     assert!(outcome.stderr.contains("--http=ADDR"), "{outcome}");

@@ -132,7 +132,8 @@ pub struct Status {
     pub failures: u64,
     /// Times the supervisor started a child again by itself (persist or fallback).
     pub restarts: u64,
-    /// `starting`, `running`, `reloading` or `stopping`.
+    /// `starting`, `running`, `reloading`, `stopping`, or `idle` (dev mode: no child
+    /// serves until the next build lands).
     pub state: String,
     /// Listener name -> `NETWORK:ADDRESS` as bound (`off` if it is off).
     pub listeners: BTreeMap<String, String>,

@@ -8,8 +8,9 @@
 //!   and returns effects;
 //! - carries out: [`shell`] (the loop that feeds the machine and does what it says),
 //!   [`child_io`] (one task per child that moves its messages and reports its exit),
-//!   [`prepare`] (a reload's binary and listeners, off the loop), [`spawn`],
-//!   [`notify`], [`reap`], and [`fds`], the table of fds the state refers to.
+//!   [`prepare`] (a reload's binary and listeners, off the loop), [`watch_build`] (dev
+//!   mode: new builds of the executable), [`spawn`], [`notify`], [`reap`], and [`fds`],
+//!   the table of fds the state refers to.
 
 mod child_io;
 mod fds;
@@ -22,6 +23,7 @@ mod shell;
 mod spawn;
 mod state;
 mod user;
+mod watch_build;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -37,6 +39,29 @@ pub(crate) fn start(
     specs: Vec<(String, ListenerSpec)>,
     activated: Activated,
     args: Vec<OsString>,
+) -> ExitCode {
+    run(config, init, specs, activated, args, false)
+}
+
+/// `--littleboss=dev`: as `start`, and every new build that lands at the executable's
+/// path reloads; a child that exits waits for the next build instead of ending it.
+pub(crate) fn dev(
+    config: Config,
+    init: Option<SupervisorInit>,
+    specs: Vec<(String, ListenerSpec)>,
+    activated: Activated,
+    args: Vec<OsString>,
+) -> ExitCode {
+    run(config, init, specs, activated, args, true)
+}
+
+fn run(
+    config: Config,
+    init: Option<SupervisorInit>,
+    specs: Vec<(String, ListenerSpec)>,
+    activated: Activated,
+    args: Vec<OsString>,
+    dev: bool,
 ) -> ExitCode {
     let name = config.name.clone();
     let setup = match setup::Setup::new(&config, specs, activated, args) {
@@ -64,7 +89,7 @@ pub(crate) fn start(
         }
     };
     let code = runtime.block_on(async move {
-        match shell::Shell::new(config, setup) {
+        match shell::Shell::new(config, setup, dev) {
             Ok(shell) => shell.run().await,
             Err(e) => {
                 errln!("littleboss: {name}: {e}");

@@ -26,7 +26,7 @@ use super::notify::{self, Notify};
 use super::prepare::{self, Failure, Opened};
 use super::setup::{Setup, SocketFile};
 use super::state::{ListenerRecord, ProgramRecord};
-use super::{reap, spawn, user};
+use super::{reap, spawn, user, watch_build};
 
 /// What the shell knows of a child the machine started: where to send, whom to kill.
 #[derive(Debug)]
@@ -67,8 +67,9 @@ pub(crate) struct Shell {
 }
 
 impl Shell {
-    /// Starts serving the control socket; the first child starts with the loop.
-    pub(crate) fn new(config: Config, setup: Setup) -> Result<Shell, String> {
+    /// Starts serving the control socket (and in dev mode, watching for new builds);
+    /// the first child starts with the loop.
+    pub(crate) fn new(config: Config, setup: Setup, dev: bool) -> Result<Shell, String> {
         let control = tokio::net::UnixListener::from_std(setup.control)
             .map_err(|e| format!("control socket: {e}"))?;
         let (requests_tx, requests) = mpsc::channel(16);
@@ -86,7 +87,16 @@ impl Shell {
             fallback: config.fallback,
             lameduck_ms: millis(config.lameduck),
             hello_timeout_ms: millis(config.ready_timeout),
+            dev,
         };
+        let exe_path = setup.program.path.clone();
+        // What runs now, as the file it was when the supervisor started: a build that
+        // landed since then is new.
+        let running = setup
+            .fds
+            .get(setup.program.exe)
+            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok())
+            .and_then(|fd| std::fs::File::from(fd).metadata().ok());
         let machine = Machine::new(
             settings,
             std::process::id(),
@@ -119,6 +129,12 @@ impl Shell {
             Some(Ok(notify)) => shell.notify = Some(notify),
             Some(Err(e)) => shell.log(Level::Warn, &e),
             None => {}
+        }
+        if dev {
+            let logger = shell.config.logger.clone();
+            let name = shell.config.name.clone();
+            let log = move |level: Level, text: &str| logger.log(level, &name, text);
+            watch_build::spawn(exe_path, running, shell.inputs_tx.clone(), log);
         }
         Ok(shell)
     }

@@ -17,7 +17,7 @@ use serde_json::json;
 #[derive(Debug, Parser)]
 #[command(name = "lb-priv-clap")]
 struct Cli {
-    /// What littleboss does: bypass, start, stop, reload, status or status-json.
+    /// What littleboss does: bypass, start, dev, stop, reload, status or status-json.
     #[arg(long, default_value = "bypass")]
     littleboss: String,
 

@@ -112,6 +112,25 @@ impl Exit {
         self.killed_because.is_some() || self.status != WaitStatus::Code(0)
     }
 
+    /// `exited with code 101 before it was ready`, `was killed before it was ready: it
+    /// is service "other", not "svc"`, ...: a new build that failed, as dev mode says it.
+    pub(crate) fn before_ready(&self) -> String {
+        let mut text = match (&self.killed_because, self.status) {
+            (Some(why), _) => format!("was killed before it was ready: {why}"),
+            (None, WaitStatus::Code(code)) => {
+                format!("exited with code {code} before it was ready")
+            }
+            (None, WaitStatus::Signal(sig)) => {
+                format!("was killed by signal {sig} before it was ready")
+            }
+            (None, WaitStatus::Unknown) => "ended before it was ready".to_string(),
+        };
+        if let Some(Err(e)) = &self.finished {
+            text.push_str(&format!(" (its main returned an error: {e})"));
+        }
+        text
+    }
+
     /// `exited with code 3 after 120 ms`, `killed by signal 9 after 2.1 s`, ...
     pub(crate) fn describe(&self) -> String {
         let how = match (&self.killed_because, self.status) {

@@ -16,6 +16,11 @@
 //!   [`Current`] and at most one [`Reload`];
 //! - every child that was started is in exactly one place until its exit, when its
 //!   process group is killed and then it is reaped, in that order, once.
+//!
+//! In dev mode ([`Settings::dev`]) a build that lands ([`Input::BuildLanded`]) is a
+//! reload of the serving program's path, and only a stop ends the supervisor: a child
+//! that exits leaves [`Current::Idle`]. A build that lands during a reload is kept in
+//! [`State::build_pending`], never without a reload under way.
 
 mod child;
 #[cfg(test)]
@@ -71,6 +76,10 @@ pub(crate) struct Settings {
     pub lameduck_ms: u64,
     /// How long a child has to say hello.
     pub hello_timeout_ms: u64,
+    /// `--littleboss=dev`: a new build at the program's path reloads
+    /// ([`Input::BuildLanded`]), and a child that exits does not end the supervisor: it
+    /// waits for the next build ([`Current::Idle`]) instead of restarting or falling back.
+    pub dev: bool,
 }
 
 /// A signal the supervisor handles.
@@ -142,6 +151,10 @@ pub(crate) enum Input {
         counts: bool,
     },
     Signal(Signal),
+    /// Dev mode: a new build, complete, is at the serving program's path. It reloads
+    /// that path with the same arguments, as SIGHUP does; during a reload it is kept
+    /// (one, however many land) and reloads once that reload has ended.
+    BuildLanded,
 }
 
 /// What systemd is told.
@@ -218,6 +231,21 @@ pub(crate) enum Current {
         exit: Exit,
         was_ready: bool,
     },
+    /// Dev mode: no child serves (the last one exited, or could not start); the
+    /// listeners stay open and the next build, SIGHUP or reload starts one.
+    Idle { program: ProgramRecord },
+}
+
+impl Current {
+    /// The program that serves, served last, or waits to be started again.
+    fn program(&self) -> &ProgramRecord {
+        match self {
+            Current::Child(c) => &c.program,
+            Current::Backoff { program, .. }
+            | Current::Exited { program, .. }
+            | Current::Idle { program } => program,
+        }
+    }
 }
 
 /// A reload under way.
@@ -229,6 +257,8 @@ pub(crate) struct Reload {
     /// Reloads asked for while this one was being prepared: each is refused once this
     /// one's child has started (naming it), or started if this one fails first.
     pub queued: Vec<Asked>,
+    /// A reload to a build that landed (dev mode): its outcome is one `dev:` line.
+    pub build: bool,
 }
 
 /// A reload as it was asked for.
@@ -293,6 +323,9 @@ pub(crate) struct State {
     pub next_child: u64,
     /// Whether the first child has been reported started.
     pub announced: bool,
+    /// Dev mode: a build landed during the reload under way; it reloads when that one
+    /// ends.
+    pub build_pending: bool,
 }
 
 /// Where a child is.
@@ -343,6 +376,7 @@ impl Machine {
                 backoff_ms: BACKOFF_MIN_MS,
                 next_child: 0,
                 announced: false,
+                build_pending: false,
             },
             settings,
             effects: VecDeque::new(),
@@ -373,7 +407,10 @@ impl Machine {
             exes.push(child.program.exe);
         }
         if let Phase::Up {
-            current: Current::Backoff { program, .. } | Current::Exited { program, .. },
+            current:
+                Current::Backoff { program, .. }
+                | Current::Exited { program, .. }
+                | Current::Idle { program },
             ..
         } = &self.state.phase
         {
@@ -466,10 +503,12 @@ impl Machine {
                     ..
                 } = self.state.phase
                 {
-                    self.reload_failed(reason, counts, now);
+                    let what = format!("could not be started: {reason}");
+                    self.reload_failed(reason, what, counts, now);
                 }
             }
             Input::Signal(signal) => self.on_signal(signal, now),
+            Input::BuildLanded => self.on_build(now),
         }
         self.check_done();
     }
@@ -730,7 +769,10 @@ impl Machine {
         let path = child.program.path.display().to_string();
         match place {
             Place::Incoming => {
-                self.log(format!("reloading: started pid {pid} ({path})"));
+                // A build's reload says one line, when it ends.
+                if !self.reloading_build() {
+                    self.log(format!("reloading: started pid {pid} ({path})"));
+                }
                 self.replay_queued(now);
             }
             Place::Current if !self.state.announced => {
@@ -753,12 +795,20 @@ impl Machine {
         match place {
             Place::Incoming => {
                 self.take(place);
-                self.reload_failed(reason, false, now);
+                let what = format!("could not be started: {reason}");
+                self.reload_failed(reason, what, false, now);
             }
             Place::Current => {
                 let Some(child) = self.take(place) else {
                     return;
                 };
+                if self.settings.dev {
+                    self.state.announced = true;
+                    self.warn(format!("dev: {reason}; waiting for the next build"));
+                    return self.set_current(Current::Idle {
+                        program: child.program,
+                    });
+                }
                 self.warn(reason);
                 if self.state.announced && self.settings.persist {
                     let delay = self.next_backoff();
@@ -914,7 +964,9 @@ impl Machine {
                 self.retire(old, now);
                 Some(pid)
             }
-            Current::Backoff { program, .. } | Current::Exited { program, .. } => {
+            Current::Backoff { program, .. }
+            | Current::Exited { program, .. }
+            | Current::Idle { program } => {
                 self.state.previous = Some(program);
                 None
             }
@@ -922,11 +974,19 @@ impl Machine {
         self.state.listeners = new.listeners.clone();
         self.state.reloads += 1;
         let ms = reload.as_ref().map_or(0, |r| now.saturating_sub(r.since));
-        let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-        self.log(format!(
-            "reloaded: pid {old_shown} -> {} in {ms} ms",
-            new.pid
-        ));
+        if reload.as_ref().is_some_and(|r| r.build) {
+            let pids = match old_pid {
+                Some(old) => format!("pid {old} -> {}", new.pid),
+                None => format!("pid {}", new.pid),
+            };
+            self.log(format!("dev: new build ready, {pids} in {ms} ms"));
+        } else {
+            let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+            self.log(format!(
+                "reloaded: pid {old_shown} -> {} in {ms} ms",
+                new.pid
+            ));
+        }
         let serving = self.serving();
         self.notify(Notice::Ready(serving));
         if let Some(client) = reload.and_then(|r| r.waiter) {
@@ -939,6 +999,7 @@ impl Machine {
                 },
             );
         }
+        self.build_if_pending(now);
     }
 
     fn on_exit(&mut self, id: ChildId, status: WaitStatus, now: Time) {
@@ -979,8 +1040,9 @@ impl Machine {
             }
             Place::Incoming => {
                 let reason = format!("new child pid {} {}", child.pid, exit.describe());
+                let what = format!("pid {} {}", child.pid, exit.before_ready());
                 self.state.failures += 1;
-                self.reload_failed(reason, false, now);
+                self.reload_failed(reason, what, false, now);
             }
             Place::Current => {
                 let reloading = matches!(
@@ -1020,10 +1082,17 @@ impl Machine {
         was_ready: bool,
         now: Time,
     ) {
-        self.log(format!("child pid {pid} {}", exit.describe()));
         if exit.failed() {
             self.state.failures += 1;
         }
+        if self.settings.dev {
+            self.warn(format!(
+                "dev: child pid {pid} {}; the listeners stay open, waiting for the next build",
+                exit.describe()
+            ));
+            return self.set_current(Current::Idle { program });
+        }
+        self.log(format!("child pid {pid} {}", exit.describe()));
         if self.settings.fallback && exit.failed() && was_ready {
             if let Some(previous) = self.state.previous.take() {
                 self.log(format!("falling back to {}", previous.path.display()));
@@ -1085,7 +1154,7 @@ impl Machine {
                 let args = request
                     .args
                     .map(|args| args.into_iter().map(OsString::from_vec).collect());
-                self.begin_reload(Some(client), path, args, request.listeners, now);
+                self.begin_reload(Some(client), path, args, request.listeners, false, now);
             }
         }
     }
@@ -1112,15 +1181,13 @@ impl Machine {
         let name = signal.name();
         match (signal, &self.state.phase) {
             (Signal::Hup, Phase::Up { current, .. }) => {
-                let program = match current {
-                    Current::Child(c) => &c.program,
-                    Current::Backoff { program, .. } | Current::Exited { program, .. } => program,
-                };
-                let path = program.path.clone();
+                let path = current.program().path.clone();
                 self.log(format!("{name}: reloading"));
-                self.begin_reload(None, path, None, Vec::new(), now);
+                self.begin_reload(None, path, None, Vec::new(), false, now);
             }
-            (Signal::Hup, _) => self.begin_reload(None, PathBuf::new(), None, Vec::new(), now),
+            (Signal::Hup, _) => {
+                self.begin_reload(None, PathBuf::new(), None, Vec::new(), false, now);
+            }
             (_, Phase::Stopping { .. }) => {
                 self.log(format!("{name} again: killing the children now"));
                 for place in self.places() {
@@ -1134,12 +1201,52 @@ impl Machine {
         }
     }
 
+    /// Dev mode: a build landed. It reloads the serving program's path with its
+    /// arguments, or waits for the reload under way to end.
+    fn on_build(&mut self, now: Time) {
+        if !self.settings.dev {
+            return;
+        }
+        match &self.state.phase {
+            Phase::Up {
+                reload: Some(_), ..
+            } => self.state.build_pending = true,
+            Phase::Up {
+                current,
+                reload: None,
+            } => {
+                let path = current.program().path.clone();
+                self.begin_reload(None, path, None, Vec::new(), true, now);
+            }
+            Phase::Stopping { .. } | Phase::Done { .. } => {}
+        }
+    }
+
+    /// A reload has ended: the build that landed meanwhile, if any, reloads now.
+    fn build_if_pending(&mut self, now: Time) {
+        if std::mem::take(&mut self.state.build_pending) {
+            self.on_build(now);
+        }
+    }
+
+    /// Whether the reload under way is to a build that landed.
+    fn reloading_build(&self) -> bool {
+        matches!(
+            &self.state.phase,
+            Phase::Up {
+                reload: Some(Reload { build: true, .. }),
+                ..
+            }
+        )
+    }
+
     fn begin_reload(
         &mut self,
         waiter: Option<ClientId>,
         path: PathBuf,
         args: Option<Vec<OsString>>,
         overrides: Vec<(String, String)>,
+        build: bool,
         now: Time,
     ) {
         let refusal = match &mut self.state.phase {
@@ -1176,16 +1283,13 @@ impl Machine {
         let Phase::Up { current, reload } = &mut self.state.phase else {
             return;
         };
-        let base = match current {
-            Current::Child(c) => &c.program,
-            Current::Backoff { program, .. } | Current::Exited { program, .. } => program,
-        };
-        let args = args.unwrap_or_else(|| base.args.clone());
+        let args = args.unwrap_or_else(|| current.program().args.clone());
         *reload = Some(Reload {
             waiter,
             since: now,
             incoming: Incoming::Preparing,
             queued: Vec::new(),
+            build,
         });
         self.notify(Notice::Reloading);
         self.effects.push_back(Effect::Prepare {
@@ -1221,8 +1325,9 @@ impl Machine {
         }
     }
 
-    /// The reload under way failed: the serving child never noticed.
-    fn reload_failed(&mut self, reason: String, counts: bool, now: Time) {
+    /// The reload under way failed: the serving child never noticed. `what` is how a
+    /// build's line says it (`pid 4311 exited with code 101 before it was ready`).
+    fn reload_failed(&mut self, reason: String, what: String, counts: bool, now: Time) {
         let Phase::Up { reload, .. } = &mut self.state.phase else {
             return;
         };
@@ -1233,7 +1338,15 @@ impl Machine {
         if counts {
             self.state.failures += 1;
         }
-        self.warn(format!("reload failed: {reason}"));
+        if reload.build {
+            let still = match self.serving_child() {
+                Some(c) => format!("still serving pid {}", c.pid),
+                None => "no child is serving; waiting for the next build".to_string(),
+            };
+            self.warn(format!("dev: new build {what}; {still}"));
+        } else {
+            self.warn(format!("reload failed: {reason}"));
+        }
         let serving = self.serving();
         self.notify(Notice::Ready(format!("reload failed; {serving}")));
         if let Some(client) = reload.waiter {
@@ -1265,6 +1378,7 @@ impl Machine {
             self.child_gone(program, pid, exit, was_ready, now);
         }
         self.replay(queued, now);
+        self.build_if_pending(now);
     }
 
     /// The reloads queued behind the one under way, asked again now that it has a
@@ -1282,7 +1396,14 @@ impl Machine {
 
     fn replay(&mut self, queued: Vec<Asked>, now: Time) {
         for asked in queued {
-            self.begin_reload(asked.waiter, asked.path, asked.args, asked.overrides, now);
+            self.begin_reload(
+                asked.waiter,
+                asked.path,
+                asked.args,
+                asked.overrides,
+                false,
+                now,
+            );
         }
     }
 
@@ -1313,6 +1434,7 @@ impl Machine {
         else {
             return;
         };
+        self.state.build_pending = false;
         if let Some(reload) = reload {
             let waiters = reload.queued.iter().filter_map(|a| a.waiter);
             for client in reload.waiter.into_iter().chain(waiters) {
@@ -1335,7 +1457,7 @@ impl Machine {
                 (Some(id), None)
             }
             Current::Exited { exit, .. } => (None, Some(exit.code())),
-            Current::Backoff { .. } => (None, None),
+            Current::Backoff { .. } | Current::Idle { .. } => (None, None),
         };
         if let Phase::Stopping {
             serving: s,
@@ -1410,7 +1532,7 @@ impl Machine {
         }
     }
 
-    /// `starting`, `running`, `reloading` or `stopping`.
+    /// `starting`, `running`, `reloading`, `idle` (dev mode, no child) or `stopping`.
     fn phase_name(&self) -> &'static str {
         match &self.state.phase {
             Phase::Up {
@@ -1420,6 +1542,10 @@ impl Machine {
                 current: Current::Child(c),
                 ..
             } if c.is_ready() => "running",
+            Phase::Up {
+                current: Current::Idle { .. },
+                ..
+            } => "idle",
             Phase::Up { .. } => "starting",
             Phase::Stopping { .. } | Phase::Done { .. } => "stopping",
         }

@@ -21,6 +21,15 @@ fn settings(persist: bool, fallback: bool) -> Settings {
         fallback,
         lameduck_ms: 2_000,
         hello_timeout_ms: 30_000,
+        dev: false,
+    }
+}
+
+/// `--littleboss=dev`, with the program's options at their defaults.
+fn dev() -> Settings {
+    Settings {
+        dev: true,
+        ..settings(false, true)
     }
 }
 
@@ -60,7 +69,11 @@ struct Driver {
     procs: BTreeMap<ChildId, Proc>,
     next_pid: u32,
     fail_spawns: bool,
+    /// The path and arguments of the reload being prepared.
     preparing: bool,
+    prepare: Option<(PathBuf, Vec<OsString>)>,
+    /// A stop was asked for (a request or a signal): the only way dev mode ends.
+    stop_asked: bool,
     next_client: u64,
     asked: BTreeSet<ClientId>,
     gone: BTreeSet<ClientId>,
@@ -91,6 +104,8 @@ impl Driver {
             next_pid: 100,
             fail_spawns: false,
             preparing: false,
+            prepare: None,
+            stop_asked: false,
             next_client: 0,
             asked: BTreeSet::new(),
             gone: BTreeSet::new(),
@@ -115,6 +130,9 @@ impl Driver {
 
     /// Feeds one input, carries out what follows, checks the promises.
     fn input(&mut self, input: Input) {
+        if matches!(input, Input::Signal(Signal::Term | Signal::Int)) {
+            self.stop_asked = true;
+        }
         let was_stopping = self.stopping();
         self.m.handle(input, self.now);
         self.drain(was_stopping);
@@ -140,6 +158,7 @@ impl Driver {
         let client = self.client();
         if request == Request::Stop {
             self.stop_clients.insert(client);
+            self.stop_asked = true;
         }
         self.input(Input::Request { client, request });
         client
@@ -158,9 +177,10 @@ impl Driver {
             return;
         }
         self.preparing = false;
+        let (path, args) = self.prepare.take().expect("a prepare's path");
         if ok {
             self.input(Input::Prepared {
-                program: program("/bin/next", exe),
+                program: ProgramRecord { path, args, exe },
                 listeners: Vec::new(),
             });
         } else {
@@ -262,9 +282,10 @@ impl Driver {
                     assert!(!p.reaped, "{child:?} reaped twice");
                     p.reaped = true;
                 }
-                Effect::Prepare { .. } => {
+                Effect::Prepare { path, args, .. } => {
                     assert!(!self.preparing, "two reloads prepared at once");
                     self.preparing = true;
+                    self.prepare = Some((path, args));
                 }
                 Effect::Answer { client, response } => {
                     assert!(
@@ -305,6 +326,38 @@ impl Driver {
         for c in self.m.children() {
             let p = &self.procs[&c.id];
             assert_eq!(c.pid, p.pid);
+        }
+        let state = self.m.state();
+        if self.m.settings.dev {
+            assert!(
+                !self.stopping() || self.stop_asked,
+                "dev mode ended without a stop: {:?}",
+                state.phase
+            );
+            assert!(
+                !matches!(
+                    state.phase,
+                    Phase::Up {
+                        current: Current::Backoff { .. },
+                        ..
+                    }
+                ),
+                "dev mode waits to restart a child on its own: {:?}",
+                state.phase
+            );
+        }
+        if state.build_pending {
+            assert!(
+                matches!(
+                    state.phase,
+                    Phase::Up {
+                        reload: Some(_),
+                        ..
+                    }
+                ),
+                "a build is kept with no reload under way: {:?}",
+                state.phase
+            );
         }
         if let Phase::Up { current, reload } = &self.m.state().phase {
             if let (
@@ -779,6 +832,223 @@ fn the_state_serializes() {
     assert!(json.contains("\"Up\""), "{json}");
 }
 
+// --- dev mode -------------------------------------------------------------------------
+
+impl Driver {
+    /// A build lands; in dev mode with nothing under way, its reload is prepared.
+    fn build(&mut self) {
+        self.input(Input::BuildLanded);
+    }
+
+    /// The lines that start with `dev:`.
+    fn dev_lines(&self) -> Vec<&str> {
+        self.logs
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with("dev:"))
+            .collect()
+    }
+}
+
+#[test]
+fn a_build_reloads_the_serving_path_with_its_arguments_and_says_one_line() {
+    let (mut d, first) = Driver::serving(dev());
+    let logs = d.logs.len();
+    d.build();
+    assert_eq!(
+        d.prepare,
+        Some((PathBuf::from("/bin/v1"), vec![OsString::from("/bin/v1")]))
+    );
+    assert_eq!(d.status().state, "reloading");
+    d.prepared(true, 2);
+    let new = d.incoming();
+    d.msg(new, hello(true, 2_000));
+    d.advance(35);
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.current(), new);
+    let (old_pid, new_pid) = (d.procs[&first].pid, d.procs[&new].pid);
+    assert_eq!(
+        d.logs[logs..],
+        [format!(
+            "dev: new build ready, pid {old_pid} -> {new_pid} in 35 ms"
+        )]
+    );
+    d.exit(first, WaitStatus::Code(0));
+    assert_eq!(d.status().reloads, 1);
+    d.finish();
+}
+
+#[test]
+fn builds_during_a_reload_make_one_more_reload_when_it_ends() {
+    let (mut d, _) = Driver::serving(dev());
+    d.build();
+    d.prepared(true, 2);
+    d.build();
+    d.build();
+    let second = d.incoming();
+    d.msg(second, hello(true, 0));
+    d.build();
+    assert!(!d.preparing, "kept while the reload is under way");
+    d.msg(second, ChildMsg::Ready);
+    assert_eq!(d.current(), second);
+    assert!(d.preparing, "the kept build reloads at once");
+    d.prepared(true, 3);
+    let third = d.incoming();
+    d.msg(third, hello(true, 0));
+    d.msg(third, ChildMsg::Ready);
+    assert_eq!(d.current(), third);
+    assert!(!d.preparing, "one kept build, one more reload");
+    assert_eq!(d.status().reloads, 2);
+    d.finish();
+}
+
+#[test]
+fn a_build_that_exits_before_it_is_ready_leaves_the_old_one_serving() {
+    let (mut d, first) = Driver::serving(dev());
+    d.build();
+    d.prepared(true, 2);
+    let new = d.incoming();
+    let (old_pid, new_pid) = (d.procs[&first].pid, d.procs[&new].pid);
+    d.exit(new, WaitStatus::Code(101));
+    assert_eq!(
+        d.dev_lines(),
+        [format!(
+            "dev: new build pid {new_pid} exited with code 101 before it was ready; still serving pid {old_pid}"
+        )]
+    );
+    assert!(
+        !d.logs.iter().any(|l| l.starts_with("reload")),
+        "{:?}",
+        d.logs
+    );
+    assert_eq!(d.current(), first);
+    assert!(!d.procs[&first].killed);
+    assert_eq!(d.status().failures, 1);
+    // A build kept behind the failed one reloads when it fails.
+    d.build();
+    d.prepared(true, 3);
+    d.build();
+    let next = d.incoming();
+    d.exit(next, WaitStatus::Code(101));
+    assert!(d.preparing, "the kept build reloads after the failure");
+    d.finish();
+}
+
+#[test]
+fn a_build_of_another_service_is_refused() {
+    let (mut d, first) = Driver::serving(dev());
+    d.build();
+    d.prepared(true, 2);
+    let new = d.incoming();
+    let mut other = hello(true, 0);
+    if let ChildMsg::Hello(h) = &mut other {
+        h.name = "other".into();
+    }
+    d.msg(new, other);
+    assert!(d.procs[&new].killed);
+    d.exit(new, WaitStatus::Code(1));
+    let line = d.dev_lines().join("\n");
+    assert!(
+        line.contains("was killed before it was ready: it is service \"other\", not \"svc\"; still serving pid"),
+        "{line}"
+    );
+    assert_eq!(d.current(), first);
+    d.finish();
+}
+
+#[test]
+fn in_dev_mode_a_child_that_crashes_waits_for_the_next_build() {
+    let (mut d, first) = Driver::serving(dev());
+    let spawns = d.spawns;
+    let pid = d.procs[&first].pid;
+    d.advance(1_500);
+    d.exit(first, WaitStatus::Code(101));
+    assert_eq!(d.m.done(), None, "the session goes on");
+    assert_eq!(
+        d.dev_lines(),
+        [format!(
+            "dev: child pid {pid} exited with code 101 after 1.5 s; the listeners stay open, waiting for the next build"
+        )]
+    );
+    let status = d.status();
+    assert_eq!((status.state.as_str(), status.child_pid), ("idle", None));
+    d.advance(120_000);
+    assert_eq!(d.spawns, spawns, "no restart of the same binary");
+    d.build();
+    d.prepared(true, 2);
+    let new = d.incoming();
+    d.msg(new, hello(true, 0));
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.current(), new);
+    let new_pid = d.procs[&new].pid;
+    assert!(
+        d.logs
+            .iter()
+            .any(|l| *l == format!("dev: new build ready, pid {new_pid} in 0 ms")),
+        "{:?}",
+        d.logs
+    );
+    assert_eq!(d.status().state, "running");
+    d.finish();
+}
+
+#[test]
+fn in_dev_mode_a_first_child_that_cannot_start_waits_for_a_build() {
+    let mut d = Driver::new(dev());
+    let first = d.current();
+    d.exit(first, WaitStatus::Code(101));
+    assert_eq!(d.status().state, "idle");
+    d.fail_spawns = true;
+    d.build();
+    d.prepared(true, 2);
+    assert!(
+        d.dev_lines()
+            .iter()
+            .any(|l| l.starts_with("dev: new build could not be started: cannot start")),
+        "{:?}",
+        d.logs
+    );
+    assert_eq!(d.status().state, "idle");
+    // A SIGHUP starts the same binary again, as a reload.
+    d.fail_spawns = false;
+    d.input(Input::Signal(Signal::Hup));
+    d.prepared(true, 3);
+    let new = d.incoming();
+    d.msg(new, hello(false, 0));
+    d.advance(250);
+    assert_eq!(d.current(), new);
+    d.finish();
+}
+
+#[test]
+fn builds_are_ignored_outside_dev_mode_and_while_stopping() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.build();
+    assert!(!d.preparing);
+    assert_eq!(d.status().state, "running");
+    let (mut d2, first2) = Driver::serving(dev());
+    d2.input(Input::Signal(Signal::Int));
+    d2.build();
+    assert!(!d2.preparing);
+    d2.exit(first2, WaitStatus::Code(0));
+    assert_eq!(d2.m.done(), Some(0));
+    d.exit(first, WaitStatus::Code(0));
+    assert_eq!(d.m.done(), Some(0));
+}
+
+#[test]
+fn a_stop_drops_a_kept_build() {
+    let (mut d, first) = Driver::serving(dev());
+    d.build();
+    d.build();
+    assert!(d.m.state().build_pending);
+    d.input(Input::Signal(Signal::Term));
+    assert!(!d.m.state().build_pending);
+    d.prepared(true, 2);
+    d.exit(first, WaitStatus::Code(0));
+    assert_eq!(d.m.done(), Some(0));
+}
+
 // --- random sequences ---------------------------------------------------------------
 
 #[derive(Clone, Debug)]
@@ -804,6 +1074,7 @@ enum Action {
     Signal(Signal),
     Advance(u64),
     FailSpawns(bool),
+    BuildLanded,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -823,6 +1094,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => prop_oneof![Just(Signal::Term), Just(Signal::Int), Just(Signal::Hup)].prop_map(Action::Signal),
         3 => prop_oneof![0..300u64, 0..40_000u64].prop_map(Action::Advance),
         1 => prop::bool::weighted(0.2).prop_map(Action::FailSpawns),
+        3 => Just(Action::BuildLanded),
     ]
 }
 
@@ -911,6 +1183,7 @@ fn play(d: &mut Driver, action: Action) {
         }
         Action::Advance(ms) => d.advance(ms),
         Action::FailSpawns(fail) => d.fail_spawns = fail,
+        Action::BuildLanded => d.build(),
     }
 }
 
@@ -922,14 +1195,16 @@ proptest! {
     })]
 
     /// Any sequence of inputs, in any phase, keeps every promise at every step, and a
-    /// stop at the end always ends the supervisor within the lameduck time.
+    /// stop at the end always ends the supervisor within the lameduck time; in dev mode
+    /// nothing but a stop ends it.
     #[test]
     fn every_interleaving_keeps_the_promises(
         persist in any::<bool>(),
         fallback in any::<bool>(),
+        dev in any::<bool>(),
         actions in prop::collection::vec(action(), 0..60),
     ) {
-        let mut d = Driver::new(settings(persist, fallback));
+        let mut d = Driver::new(Settings { dev, ..settings(persist, fallback) });
         for action in actions {
             if d.m.done().is_some() {
                 break;

@@ -132,6 +132,11 @@ impl AsyncChannel {
         }
     }
 
+    /// The fd back, for a supervisor that re-executes itself (it stays non-blocking).
+    pub(crate) fn into_inner(self) -> OwnedFd {
+        self.fd.into_inner()
+    }
+
     /// Receives one message if one is waiting, without waiting for one.
     pub(crate) fn try_recv(&self) -> io::Result<Option<Received>> {
         recv(self.fd.get_ref().as_fd(), RecvFlags::DONTWAIT)

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
 use crate::config::Config;
 use crate::context::{ReadySink, Slot, SlotState};
-use crate::control::protocol::{self, ChildHello, ChildMsg, SupervisorMsg};
+use crate::control::protocol::{self, ChildHello, ChildMsg, SupervisorMsg, VERSIONS_ENV, Versions};
 use crate::environ;
 
 /// How long the child waits for the supervisor's answer to its hello.
@@ -177,6 +177,8 @@ pub(crate) struct Joined {
 pub(crate) struct Link {
     fd: Arc<OwnedFd>,
     outbox: mpsc::Sender<Outgoing>,
+    /// The protocol version of this conversation.
+    version: u16,
 }
 
 /// A message for the writer thread, and whom to tell whether it was sent.
@@ -191,21 +193,25 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Link {
     /// Wraps the channel and starts its writer thread.
-    fn start(fd: OwnedFd) -> io::Result<Link> {
+    fn start(fd: OwnedFd, version: u16) -> io::Result<Link> {
         let fd = Arc::new(fd);
         let (outbox, queue) = mpsc::channel();
         let writer = Arc::clone(&fd);
         std::thread::Builder::new()
             .name("littleboss-send".into())
             .spawn(move || send_queued(&writer, &queue))?;
-        Ok(Link { fd, outbox })
+        Ok(Link {
+            fd,
+            outbox,
+            version,
+        })
     }
 
     /// Queues `msg`; returns at once.
     fn post(&self, msg: &ChildMsg, sent: Option<mpsc::SyncSender<bool>>) {
         // If the writer is gone, so is the channel: nobody is left to tell.
         let _ = self.outbox.send(Outgoing {
-            bytes: protocol::encode(msg),
+            bytes: protocol::encode_at(self.version, msg),
             sent,
         });
     }
@@ -244,6 +250,7 @@ impl ReadySink for Arc<Link> {
 
 /// Says hello, receives the listeners, and starts the thread that watches for lameduck.
 pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
+    let version = channel_version()?;
     let hello = ChildMsg::Hello(ChildHello {
         name: config.name.clone(),
         pid: std::process::id(),
@@ -252,7 +259,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         ready_timeout_ms: millis(config.ready_timeout),
         lameduck_ms: millis(config.lameduck),
     });
-    channel::send(fd.as_fd(), &protocol::encode(&hello), &[])?;
+    channel::send(fd.as_fd(), &protocol::encode_at(version, &hello), &[])?;
     rustix::net::sockopt::set_socket_timeout(
         &fd,
         rustix::net::sockopt::Timeout::Recv,
@@ -262,7 +269,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         .map_err(|e| io::Error::new(e.kind(), format!("waiting for the supervisor: {e}")))?
         .ok_or_else(|| io::Error::other("the supervisor closed the channel before answering"))?;
     rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, None)?;
-    let msg: SupervisorMsg = protocol::decode(&received.bytes)
+    let (_, msg): (u16, SupervisorMsg) = protocol::decode(&received.bytes, only(version))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("supervisor: {e}")))?;
     let listeners = match msg {
         SupervisorMsg::Welcome { listeners } => listeners,
@@ -299,7 +306,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
             },
         })
         .collect();
-    let link = Arc::new(Link::start(fd)?);
+    let link = Arc::new(Link::start(fd, version)?);
     let (tx, rx) = watch::channel(false);
     let reader = Arc::clone(&link);
     std::thread::Builder::new()
@@ -323,8 +330,9 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
 fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: Duration) {
     loop {
         match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
-            Ok(Some(msg)) => match protocol::decode::<SupervisorMsg>(&msg.bytes) {
-                Ok(SupervisorMsg::Lameduck) => {
+            Ok(Some(msg)) => match protocol::decode::<SupervisorMsg>(&msg.bytes, only(link.version))
+            {
+                Ok((_, SupervisorMsg::Lameduck)) => {
                     lameduck.send_replace(true);
                 }
                 Ok(_) | Err(_) => {
@@ -343,6 +351,35 @@ fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: 
                 std::process::exit(1);
             }
         }
+    }
+}
+
+/// The version to speak with the supervisor: the highest that both speak, the
+/// supervisor's range being in [`VERSIONS_ENV`] (absent: protocol 1 only).
+fn channel_version() -> io::Result<u16> {
+    let theirs = match environ::var(VERSIONS_ENV) {
+        None => Versions::V1,
+        Some(value) => value.to_str().and_then(Versions::parse).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{VERSIONS_ENV}={value:?} is not a range of protocol versions"),
+            )
+        })?,
+    };
+    let ours = Versions::ours();
+    ours.common(theirs).ok_or_else(|| {
+        io::Error::other(format!(
+            "the supervisor speaks littleboss protocol {theirs}, this binary speaks {ours}; \
+             reload to a binary of a release that speaks both"
+        ))
+    })
+}
+
+/// The one version a conversation uses, as a range.
+fn only(version: u16) -> Versions {
+    Versions {
+        oldest: version,
+        newest: version,
     }
 }
 
@@ -431,7 +468,7 @@ mod tests {
     fn ready_returns_at_once_when_the_supervisor_does_not_read() {
         let (supervisor, child) = channel::pair().unwrap();
         let queued = fill(&child);
-        let link = Arc::new(Link::start(child).unwrap());
+        let link = Arc::new(Link::start(child, protocol::PROTOCOL).unwrap());
         let (returned, took) = mpsc::channel();
         let caller = Arc::clone(&link);
         std::thread::spawn(move || {
@@ -460,7 +497,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            protocol::decode::<ChildMsg>(&msg.bytes).unwrap(),
+            protocol::decode::<ChildMsg>(&msg.bytes, Versions::ours())
+                .unwrap()
+                .1,
             ChildMsg::Ready
         );
     }
@@ -469,7 +508,7 @@ mod tests {
     fn the_final_message_waits_a_bounded_time() {
         let (supervisor, child) = channel::pair().unwrap();
         fill(&child);
-        let link = Link::start(child).unwrap();
+        let link = Link::start(child, protocol::PROTOCOL).unwrap();
         let start = Instant::now();
         assert!(!link.finished_within(&Ok(()), Duration::from_millis(200)));
         let took = start.elapsed();
@@ -477,13 +516,15 @@ mod tests {
         drop(supervisor);
         // And it is sent at once when the supervisor reads.
         let (supervisor, child) = channel::pair().unwrap();
-        let link = Link::start(child).unwrap();
+        let link = Link::start(child, protocol::PROTOCOL).unwrap();
         assert!(link.finished_within(&Err("boom".into()), Duration::from_secs(10)));
         let msg = channel::recv(supervisor.as_fd(), RecvFlags::empty())
             .unwrap()
             .unwrap();
         assert_eq!(
-            protocol::decode::<ChildMsg>(&msg.bytes).unwrap(),
+            protocol::decode::<ChildMsg>(&msg.bytes, Versions::ours())
+                .unwrap()
+                .1,
             ChildMsg::Finished(Err("boom".into()))
         );
     }

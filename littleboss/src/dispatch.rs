@@ -25,6 +25,13 @@ pub(crate) fn run(
     // First: the environment, read once and never changed; from it, the child's
     // channel and systemd's sockets.
     environ::at_start();
+    // An upgrade's probe, or the supervisor's next image: neither is anything else.
+    if environ::var(supervisor::PROBE_ENV).is_some() {
+        return ExitCode::from(supervisor::answer_probe(&config));
+    }
+    if let Some(code) = supervisor::resume(&config) {
+        return code;
+    }
     let channel = child::take_channel();
     let activated = activation::take();
     if let Err(e) = validate(&config) {
@@ -58,7 +65,11 @@ pub(crate) fn run(
         Command::Bypass => run_bypass(&specs, &config, activated, flags.args, main),
         Command::Start => supervisor::start(config, init, specs, activated, flags.args),
         Command::Dev => supervisor::dev(config, init, specs, activated, flags.args),
-        Command::Stop | Command::Status | Command::StatusJson | Command::Reload => {
+        Command::Stop
+        | Command::Status
+        | Command::StatusJson
+        | Command::Reload
+        | Command::Upgrade => {
             commands::run(&config, &flags)
         }
     }

@@ -11,12 +11,19 @@ use std::ffi::{OsStr, OsString};
 use std::sync::OnceLock;
 
 use crate::channel::{CHANNEL_ENV, SUPERVISOR_PID_ENV};
+use crate::control::protocol::VERSIONS_ENV;
+use crate::supervisor::{HANDOVER_ENV, HANDOVER_PID_ENV, PROBE_ENV};
 
 /// Variables a child never inherits: the channel of the supervisor's own supervisor,
-/// if any (a child gets its own), and systemd's, which were meant for the supervisor.
+/// if any (a child gets its own), what an upgrade handed this process, and systemd's,
+/// which were meant for the supervisor.
 pub(crate) const NOT_INHERITED: &[&str] = &[
     CHANNEL_ENV,
     SUPERVISOR_PID_ENV,
+    VERSIONS_ENV,
+    HANDOVER_ENV,
+    HANDOVER_PID_ENV,
+    PROBE_ENV,
     "NOTIFY_SOCKET",
     "LISTEN_FDS",
     "LISTEN_PID",

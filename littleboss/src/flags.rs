@@ -23,6 +23,8 @@ pub(crate) enum Command {
     Dev,
     Stop,
     Reload,
+    /// A reload, then the supervisor re-executes itself as the new binary.
+    Upgrade,
     Status,
     StatusJson,
 }
@@ -34,6 +36,7 @@ pub(crate) const MODES: &[(&str, Command)] = &[
     ("dev", Command::Dev),
     ("stop", Command::Stop),
     ("reload", Command::Reload),
+    ("upgrade", Command::Upgrade),
     ("status", Command::Status),
     ("status-json", Command::StatusJson),
 ];
@@ -143,7 +146,7 @@ pub(crate) fn parse(
     };
     let mut reload_args = None;
     if let Some(rest) = after_dashes {
-        if command == Command::Reload {
+        if matches!(command, Command::Reload | Command::Upgrade) {
             let mut new_args: Vec<OsString> = args.first().cloned().into_iter().collect();
             new_args.extend(rest);
             reload_args = Some(new_args);

@@ -83,8 +83,22 @@ pub mod wire {
         args: Option<&[&[u8]]>,
         listeners: &[(&str, &str)],
     ) -> Vec<u8> {
+        frame(&message(VERSION, &reload_body(2, path, args, listeners)))
+    }
+
+    /// A framed protocol-2 `Upgrade` request (variant 3) of `path`, as a reload's.
+    pub fn upgrade_request(path: &[u8]) -> Vec<u8> {
+        frame(&message(2, &reload_body(3, path, None, &[])))
+    }
+
+    fn reload_body(
+        variant: u64,
+        path: &[u8],
+        args: Option<&[&[u8]]>,
+        listeners: &[(&str, &str)],
+    ) -> Vec<u8> {
         let mut body = Vec::new();
-        varint(&mut body, 2);
+        varint(&mut body, variant);
         bytes(&mut body, path);
         match args {
             None => body.push(0),
@@ -101,7 +115,7 @@ pub mod wire {
             bytes(&mut body, name.as_bytes());
             bytes(&mut body, address.as_bytes());
         }
-        frame(&message(VERSION, &body))
+        body
     }
 
     /// What a child says first on its channel.
@@ -282,10 +296,12 @@ pub mod wire {
                 .try_into()
                 .map_err(|_| "no version".to_string())?,
         );
-        if version != VERSION {
+        // Protocol 2 lays out every response as protocol 1 does but `Status`.
+        if version != VERSION && version != 2 {
             return Err(format!("response of protocol version {version}"));
         }
         let response = match reader.varint()? {
+            0 if version == 2 => return Err("a protocol-2 status".to_string()),
             0 => Response::Status(Box::new(reader.status()?)),
             1 => Response::Stopped {
                 code: reader.i32()?,

@@ -230,6 +230,16 @@ impl Env {
     /// Starts `bin ARGS` as a guarded long-running process (bypass mode, or any mode),
     /// in a process group of its own, with its stdout and stderr captured to files.
     pub fn spawn<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Spawned {
+        self.spawn_with(bin, args, &[])
+    }
+
+    /// [`spawn`](Self::spawn), with the variables `vars` added to its environment.
+    pub fn spawn_with<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        vars: &[(&str, &str)],
+    ) -> Spawned {
         let label = format!(
             "{} {}",
             bin.file_name().unwrap_or(bin.as_os_str()).to_string_lossy(),
@@ -244,6 +254,7 @@ impl Env {
         let mut command = self.command(bin);
         command
             .args(args)
+            .envs(vars.iter().copied())
             .stdout(File::create(&stdout_path).expect("create the stdout file"))
             .stderr(File::create(&stderr_path).expect("create the stderr file"))
             .process_group(0);
@@ -271,12 +282,23 @@ impl Env {
 
     /// Starts `bin --littleboss=start ARGS` without waiting for anything.
     pub fn start_nowait<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Supervisor<'_> {
+        self.start_with(bin, args, &[])
+    }
+
+    /// Starts `bin --littleboss=start ARGS` with the variables `vars` added to its
+    /// environment, without waiting for anything.
+    pub fn start_with<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        vars: &[(&str, &str)],
+    ) -> Supervisor<'_> {
         let mut all: Vec<&OsStr> = vec![OsStr::new("--littleboss=start")];
         all.extend(args.iter().map(AsRef::as_ref));
         Supervisor {
             env: self,
             bin: bin.to_path_buf(),
-            process: self.spawn(bin, &all),
+            process: self.spawn_with(bin, &all, vars),
         }
     }
 
@@ -1022,6 +1044,7 @@ pub fn free_port() -> u16 {
 
 pub mod attack_support;
 pub mod http_support;
+pub mod load_support;
 pub mod reload_support;
 pub mod report_support;
 pub mod serve;

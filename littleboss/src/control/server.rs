@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::control::protocol::{self, Request, Response};
+use crate::control::protocol::{self, ReloadRequest, Request, Response, Versions};
 use crate::logger::{Level, Logger};
 
 /// What the server tells the supervisor's loop about its clients, each named by a
@@ -23,6 +23,14 @@ pub(crate) enum Incoming {
     },
     /// The client closed its connection before it was answered.
     Gone { client: u64 },
+    /// An upgrade: the connection itself goes to the supervisor, which answers it
+    /// (from its next image, if the upgrade gets that far) at `version`.
+    Upgrade {
+        client: u64,
+        request: ReloadRequest,
+        version: u16,
+        stream: std::os::unix::net::UnixStream,
+    },
 }
 
 /// Connections served at once; more are closed at once. Each costs a task and a small
@@ -56,9 +64,10 @@ pub(crate) async fn serve(
     name: String,
     logger: Logger,
     connections: Connections,
+    first_client: u64,
 ) {
     let slots = connections.0;
-    let mut next_client = 0u64;
+    let mut next_client = first_client;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -100,18 +109,37 @@ async fn handle(
         // Let the client finish sending (its request is not looked at), so that it
         // reads the refusal instead of failing on a closed socket.
         let _ = tokio::time::timeout(Duration::from_secs(1), drain_frame(&mut stream)).await;
-        let _ = reply(&mut stream, &Response::Failed { reason: refusal }).await;
+        let _ = reply(
+            &mut stream,
+            Versions::ours().oldest,
+            &Response::Failed { reason: refusal },
+        )
+        .await;
         return;
     }
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
-        Ok(Ok(request)) => request,
-        Ok(Err(e)) => {
-            logger.log(Level::Warn, name, &format!("bad control request: {e}"));
-            let _ = reply(&mut stream, &Response::Failed { reason: e }).await;
+    let (version, request) =
+        match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+            Ok(Ok(request)) => request,
+            Ok(Err((version, e))) => {
+                logger.log(Level::Warn, name, &format!("bad control request: {e}"));
+                let _ = reply(&mut stream, version, &Response::Failed { reason: e }).await;
+                return;
+            }
+            Err(_) => return,
+        };
+    if let Request::Upgrade(request) = request {
+        let Ok(stream) = stream.into_std() else {
             return;
-        }
-        Err(_) => return,
-    };
+        };
+        let incoming = Incoming::Upgrade {
+            client,
+            request,
+            version,
+            stream,
+        };
+        let _ = requests.send(incoming).await;
+        return;
+    }
     let (tx, rx) = oneshot::channel();
     let incoming = Incoming::Request {
         client,
@@ -124,7 +152,7 @@ async fn handle(
     tokio::select! {
         response = rx => {
             if let Ok(response) = response {
-                let _ = reply(&mut stream, &response).await;
+                let _ = reply(&mut stream, version, &response).await;
             }
         }
         () = closed(&mut stream) => {
@@ -178,23 +206,42 @@ async fn drain_frame(stream: &mut UnixStream) {
     let _ = stream.read_exact(&mut body).await;
 }
 
-async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+/// A request and its version; or why not, and the version to say it in (the client's
+/// own, if it is one this supervisor speaks, so that the client can read the refusal).
+async fn read_request(stream: &mut UnixStream) -> Result<(u16, Request), (u16, String)> {
+    let ours = Versions::ours();
     let mut header = [0u8; 4];
     stream
         .read_exact(&mut header)
         .await
-        .map_err(|e| format!("reading the frame header: {e}"))?;
-    let len = protocol::frame_len(header).map_err(|e| e.to_string())?;
+        .map_err(|e| (ours.oldest, format!("reading the frame header: {e}")))?;
+    let len = protocol::frame_len(header).map_err(|e| (ours.oldest, e.to_string()))?;
     let mut body = vec![0u8; len];
     stream
         .read_exact(&mut body)
         .await
-        .map_err(|e| format!("reading a frame of {len} bytes: {e}"))?;
-    protocol::decode(&body).map_err(|e| e.to_string())
+        .map_err(|e| (ours.oldest, format!("reading a frame of {len} bytes: {e}")))?;
+    let theirs = body
+        .first_chunk::<2>()
+        .map(|v| u16::from_le_bytes(*v))
+        .filter(|v| ours.contains(*v))
+        .unwrap_or(ours.oldest);
+    let (version, request) =
+        protocol::decode::<Request>(&body, ours).map_err(|e| (theirs, e.to_string()))?;
+    if request.since() > version {
+        return Err((
+            version,
+            format!(
+                "this request needs protocol {}; it came as protocol {version}",
+                request.since()
+            ),
+        ));
+    }
+    Ok((version, request))
 }
 
-async fn reply(stream: &mut UnixStream, response: &Response) -> std::io::Result<()> {
+async fn reply(stream: &mut UnixStream, version: u16, response: &Response) -> std::io::Result<()> {
     stream
-        .write_all(&protocol::frame(&protocol::encode(response)))
+        .write_all(&protocol::frame(&protocol::encode_response(version, response)))
         .await
 }

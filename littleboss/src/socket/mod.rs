@@ -10,14 +10,14 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::Network;
 
 pub(crate) use listener::{bind, open_all};
 
 /// Where a listener is bound.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum BoundAddr {
     /// An IP address and port, as the kernel gave it (so `:0` shows its port).
     Ip(SocketAddr),
@@ -44,7 +44,7 @@ pub(crate) struct Bound {
 }
 
 /// The file a unix listener created, identified so that only that file is removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SocketFile {
     path: PathBuf,
     dev: u64,

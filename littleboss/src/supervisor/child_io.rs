@@ -3,14 +3,16 @@
 //! exit, without reaping it (the shell kills its group first, then reaps it).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use rustix::process::{Pid, WaitId, WaitIdOptions, WaitIdStatus};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::{self, AsyncChannel};
-use crate::control::protocol::{self, ChildMsg, SupervisorMsg};
+use crate::control::protocol::{self, ChildMsg, SupervisorMsg, Versions};
 
 use super::machine::{ChildId, Input, WaitStatus};
 
@@ -22,6 +24,17 @@ const POLL_EXIT: Duration = Duration::from_millis(20);
 pub(crate) enum Outgoing {
     /// A message, with fds (the welcome's listeners).
     Message(SupervisorMsg, Vec<OwnedFd>),
+    /// Stop, after what was asked before, and give back the fds: the supervisor is
+    /// about to re-execute itself, and the next image takes the child over.
+    Handback(oneshot::Sender<Parked>),
+}
+
+/// A child's fds, handed back by its task, and the version it speaks.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub channel: OwnedFd,
+    pub pidfd: Option<OwnedFd>,
+    pub version: Option<u16>,
 }
 
 /// Everything one child's task needs.
@@ -33,6 +46,9 @@ pub(crate) struct ChildIo {
     pub channel: OwnedFd,
     pub outgoing: mpsc::UnboundedReceiver<Outgoing>,
     pub inputs: mpsc::UnboundedSender<Input>,
+    /// The protocol version of its hello, 0 until it is known (a child taken over from
+    /// the supervisor's previous image has said hello already).
+    pub version: Arc<AtomicU16>,
 }
 
 impl ChildIo {
@@ -45,7 +61,9 @@ impl ChildIo {
             channel,
             mut outgoing,
             inputs,
+            version: shared_version,
         } = self;
+        let mut version = Some(shared_version.load(Ordering::Relaxed)).filter(|v| *v != 0);
         // The loop outlives every child task; if it is gone, so is the supervisor.
         let report = |input: Input| {
             let _ = inputs.send(input);
@@ -69,7 +87,8 @@ impl ChildIo {
                 received = recv(channel.as_ref()), if reading => {
                     match received {
                         Ok(Some(received)) => {
-                            let input = decode(id, received);
+                            let input = decode(id, received, &mut version);
+                            shared_version.store(version.unwrap_or(0), Ordering::Relaxed);
                             reading = matches!(input, Input::Message { .. });
                             report(input);
                         }
@@ -84,10 +103,24 @@ impl ChildIo {
                     }
                 }
                 out = outgoing.recv(), if sending => match (out, channel.as_ref()) {
+                    (Some(Outgoing::Handback(back)), Some(_)) => {
+                        // Nothing is half-read: a message is received whole or not at
+                        // all, and what was received has been reported.
+                        if let Some(channel) = channel {
+                            let _ = back.send(Parked {
+                                channel: channel.into_inner(),
+                                pidfd: exited.into_pidfd(),
+                                version,
+                            });
+                        }
+                        return;
+                    }
+                    (Some(Outgoing::Handback(_)), None) => {}
                     (Some(Outgoing::Message(msg, fds)), Some(channel)) => {
                         let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
                         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
-                        let sent = channel.send(&protocol::encode(&msg), &borrowed).await;
+                        let at = version.unwrap_or(Versions::ours().oldest);
+                        let sent = channel.send(&protocol::encode_at(at, &msg), &borrowed).await;
                         // A child that is gone cannot be told; its exit is what counts.
                         if let (Err(e), true) = (sent, welcome) {
                             report(Input::ChannelFailed {
@@ -104,7 +137,7 @@ impl ChildIo {
         // What the child said just before it exited (its `Finished`) comes first.
         if let Some(channel) = channel.as_ref().filter(|_| reading) {
             while let Ok(Some(received)) = channel.try_recv() {
-                let input = decode(id, received);
+                let input = decode(id, received, &mut version);
                 let more = matches!(input, Input::Message { .. });
                 report(input);
                 if !more {
@@ -116,15 +149,27 @@ impl ChildIo {
     }
 }
 
-fn decode(child: ChildId, received: channel::Received) -> Input {
+/// A message from the child; its first (the hello) fixes the conversation's version,
+/// any this supervisor speaks.
+fn decode(child: ChildId, received: channel::Received, version: &mut Option<u16>) -> Input {
     if !received.fds.is_empty() {
         return Input::ChannelFailed {
             child,
             reason: "it sent fds".to_string(),
         };
     }
-    match protocol::decode::<ChildMsg>(&received.bytes) {
-        Ok(msg) => Input::Message { child, msg },
+    let accepted = match *version {
+        Some(v) => Versions {
+            oldest: v,
+            newest: v,
+        },
+        None => Versions::ours(),
+    };
+    match protocol::decode::<ChildMsg>(&received.bytes, accepted) {
+        Ok((v, msg)) => {
+            *version = Some(v);
+            Input::Message { child, msg }
+        }
         Err(e) => Input::ChannelFailed {
             child,
             reason: format!("it sent a malformed message: {e}"),
@@ -157,6 +202,11 @@ impl Exited {
                 unsafe { AsyncFd::register(fd) }.ok()
             }),
         }
+    }
+
+    /// The pidfd back, for the supervisor's next image.
+    fn into_pidfd(self) -> Option<OwnedFd> {
+        self.pidfd.map(AsyncFd::into_inner)
     }
 
     async fn wait(&self) -> WaitStatus {

@@ -45,6 +45,19 @@ impl FdTable {
         self.fds.get(&key).map(|entry| entry.fd.as_fd())
     }
 
+    /// An fd the supervisor's previous image held under `key` (an upgrade).
+    pub(crate) fn restore(&mut self, key: FdKey, fd: OwnedFd, file: Option<SocketFile>) {
+        self.next = self.next.max(key);
+        self.fds.insert(key, Entry { fd, file });
+    }
+
+    /// Every fd with its key and socket file.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (FdKey, BorrowedFd<'_>, Option<&SocketFile>)> {
+        self.fds
+            .iter()
+            .map(|(key, entry)| (*key, entry.fd.as_fd(), entry.file.as_ref()))
+    }
+
     /// Closes every fd whose key is not in `keep`.
     pub(crate) fn retain(&mut self, keep: &BTreeSet<FdKey>) {
         self.fds.retain(|key, _| keep.contains(key));

@@ -14,6 +14,7 @@
 
 mod child_io;
 mod fds;
+mod handover;
 mod machine;
 mod notify;
 mod prepare;
@@ -22,8 +23,12 @@ mod setup;
 mod shell;
 mod spawn;
 mod state;
+mod upgrade;
 mod user;
 mod watch_build;
+
+pub(crate) use handover::{HANDOVER_ENV, HANDOVER_PID_ENV};
+pub(crate) use upgrade::{PROBE_ENV, answer_probe};
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -78,18 +83,12 @@ fn run(
             return ExitCode::FAILURE;
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            errln!("littleboss: {name}: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(&name) else {
+        return ExitCode::FAILURE;
     };
+    let own_args = std::env::args_os().collect();
     let code = runtime.block_on(async move {
-        match shell::Shell::new(config, setup, dev) {
+        match shell::Shell::new(config, setup, dev, own_args) {
             Ok(shell) => shell.run().await,
             Err(e) => {
                 errln!("littleboss: {name}: {e}");
@@ -98,4 +97,53 @@ fn run(
         }
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A supervisor that an upgrade's exec started, if this process is one: it takes over
+/// from its previous image and runs until it is stopped.
+pub(crate) fn resume(config: &Config) -> Option<ExitCode> {
+    let taken = handover::take()?;
+    let name = config.name.clone();
+    let (handover, fds) = match taken {
+        Ok(taken) => taken,
+        Err(e) => {
+            errln!("littleboss: {name}: cannot take over from the previous supervisor: {e}");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    let run_as = match user::resolve(config.user.as_deref(), config.group.as_deref()) {
+        Ok(run_as) => run_as,
+        Err(e) => {
+            errln!("littleboss: {name}: {e}");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    let runtime = runtime(&name)?;
+    let config = config.clone();
+    let code = runtime.block_on(async move {
+        match shell::Shell::resume(config, handover, fds, run_as) {
+            Ok(shell) => shell.run().await,
+            Err(e) => {
+                errln!("littleboss: {name}: {e}");
+                1
+            }
+        }
+    });
+    Some(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The supervisor's runtime: one thread for the loop; the blocking pool's threads never
+/// take the signals the loop handles (see [`upgrade::block_signals`]).
+fn runtime(name: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(|| upgrade::block_signals(true))
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            errln!("littleboss: {name}: cannot start the runtime: {e}");
+            None
+        }
+    }
 }

@@ -25,6 +25,16 @@ use super::user;
 pub(crate) struct SocketFile(Option<PathBuf>);
 
 impl SocketFile {
+    /// The socket file at `path` (a supervisor's previous image bound it).
+    pub(crate) fn at(path: PathBuf) -> SocketFile {
+        SocketFile(Some(path))
+    }
+
+    /// Where it is, unless it has been removed.
+    pub(crate) fn path(&self) -> Option<PathBuf> {
+        self.0.clone()
+    }
+
     pub(crate) fn remove(&mut self) {
         if let Some(path) = self.0.take() {
             let _ = std::fs::remove_file(path);
@@ -118,7 +128,10 @@ fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, Stri
         Err(rustix::io::Errno::WOULDBLOCK) => {
             let who = match client::ask(socket, &Request::Status) {
                 Ok(Response::Status(status)) => format!("supervisor pid {}", status.supervisor_pid),
-                Ok(_) | Err(AskError::Io(_)) | Err(AskError::NotRunning(_)) => {
+                Ok(_)
+                | Err(AskError::Io(_))
+                | Err(AskError::NotRunning(_))
+                | Err(AskError::Version(_)) => {
                     format!("its lock {} is held", path.display())
                 }
             };

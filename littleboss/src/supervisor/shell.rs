@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rustix::process::{Pid, Signal as OsSignal};
@@ -14,25 +16,39 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::control::protocol::{ListenerInfo, Response, SupervisorMsg};
+use crate::channel;
+use crate::control::protocol::{self, ListenerInfo, Response, SupervisorMsg, Versions};
 use crate::control::server::{self, Incoming};
 use crate::logger::Level;
 use crate::socket;
 
-use super::child_io::{self, ChildIo, Outgoing};
+use super::child_io::{self, ChildIo, Outgoing, Parked};
 use super::fds::FdTable;
+use super::handover::{self, Handover, HeldChild, HeldClient, HeldFd};
 use super::machine::{ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, Time};
 use super::notify::{self, Notify};
 use super::prepare::{self, Failure, Opened};
 use super::setup::{Setup, SocketFile};
 use super::state::{ListenerRecord, ProgramRecord};
-use super::{reap, spawn, user, watch_build};
+use super::{reap, spawn, upgrade, user, watch_build};
 
 /// What the shell knows of a child the machine started: where to send, whom to kill.
 #[derive(Debug)]
 struct Handle {
     pid: u32,
     outgoing: mpsc::UnboundedSender<Outgoing>,
+    /// The protocol version of its hello (0 until then).
+    version: Arc<AtomicU16>,
+    /// Its fds, while its task has handed them back (an exec is being readied).
+    parked: Option<Parked>,
+}
+
+/// A client that waits on a connection the shell holds itself (an upgrade's, which
+/// may be answered by the supervisor's next image).
+#[derive(Debug)]
+struct Held {
+    version: u16,
+    stream: std::os::unix::net::UnixStream,
 }
 
 /// A reload's [`prepare::open`], done.
@@ -55,48 +71,41 @@ pub(crate) struct Shell {
     inputs: mpsc::UnboundedReceiver<Input>,
     prepared_tx: mpsc::UnboundedSender<Prepared>,
     prepared: mpsc::UnboundedReceiver<Prepared>,
+    requests_tx: mpsc::Sender<Incoming>,
     requests: mpsc::Receiver<Incoming>,
     connections: server::Connections,
+    /// The control socket (the server has a copy of its own), kept for an upgrade.
+    control: OwnedFd,
+    server: tokio::task::JoinHandle<()>,
+    /// The number of the next control connection.
+    next_client: u64,
+    held: HashMap<ClientId, Held>,
     socket: SocketFile,
     /// The flock on `<name>.lock`, held for the supervisor's whole life.
-    _lock: OwnedFd,
+    lock: OwnedFd,
     run_as: Option<user::RunAs>,
     notify: Option<Notify>,
-    /// The machine's time 0.
+    /// The machine's time 0, less `offset` (the time the previous image had reached).
     clock: Instant,
+    offset: Time,
+    dev: bool,
+    /// The supervisor's own command line.
+    args: Vec<OsString>,
+    /// An [`Effect::Exec`] to carry out once the loop is back at the top.
+    exec: Option<ProgramRecord>,
 }
 
 impl Shell {
     /// Starts serving the control socket (and in dev mode, watching for new builds);
     /// the first child starts with the loop.
-    pub(crate) fn new(config: Config, setup: Setup, dev: bool) -> Result<Shell, String> {
-        let control = tokio::net::UnixListener::from_std(setup.control)
-            .map_err(|e| format!("control socket: {e}"))?;
-        let (requests_tx, requests) = mpsc::channel(16);
-        let connections = server::Connections::new();
-        tokio::spawn(server::serve(
-            control,
-            requests_tx,
-            config.name.clone(),
-            config.logger.clone(),
-            connections.clone(),
-        ));
-        let settings = Settings {
-            name: config.name.clone(),
-            persist: config.persist,
-            fallback: config.fallback,
-            lameduck_ms: millis(config.lameduck),
-            hello_timeout_ms: millis(config.ready_timeout),
-            dev,
-        };
-        let exe_path = setup.program.path.clone();
-        // What runs now, as the file it was when the supervisor started: a build that
-        // landed since then is new.
-        let running = setup
-            .fds
-            .get(setup.program.exe)
-            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok())
-            .and_then(|fd| std::fs::File::from(fd).metadata().ok());
+    pub(crate) fn new(
+        config: Config,
+        setup: Setup,
+        dev: bool,
+        args: Vec<OsString>,
+    ) -> Result<Shell, String> {
+        let settings = settings(&config, dev);
+        let program = setup.program.clone();
         let machine = Machine::new(
             settings,
             std::process::id(),
@@ -105,38 +114,161 @@ impl Shell {
             setup.program,
             0,
         );
-        let (inputs_tx, inputs) = mpsc::unbounded_channel();
-        let (prepared_tx, prepared) = mpsc::unbounded_channel();
-        let mut shell = Shell {
+        let control = OwnedFd::from(setup.control);
+        let shell = Shell::assemble(Parts {
             config,
             machine,
             fds: setup.fds,
+            control,
+            socket: setup.socket,
+            lock: setup.lock,
+            run_as: setup.run_as,
+            offset: 0,
+            next_client: 1,
+            dev,
+            args,
+        })?;
+        shell.watch_builds(&program);
+        Ok(shell)
+    }
+
+    /// The supervisor of a previous image, taken over after an upgrade's exec: the
+    /// same state, fds and children. Its first input is [`Input::Resumed`].
+    pub(crate) fn resume(
+        config: Config,
+        handover: Handover,
+        mut fds: handover::Fds,
+        run_as: Option<user::RunAs>,
+    ) -> Result<Shell, String> {
+        let missing = |what: &str| format!("the handover's {what} is missing");
+        let mut table = FdTable::default();
+        for held in handover.fds {
+            let fd = fds.take(held.fd).ok_or_else(|| missing("fd"))?;
+            table.restore(held.key, fd, held.file);
+        }
+        let control = fds.take(handover.control).ok_or_else(|| missing("control socket"))?;
+        let lock = fds.take(handover.lock).ok_or_else(|| missing("lock"))?;
+        let settings = settings(&config, handover.dev);
+        let program = handover.state.phase_program();
+        let machine = Machine::resume(settings, handover.state);
+        let mut shell = Shell::assemble(Parts {
+            config,
+            machine,
+            fds: table,
+            control,
+            socket: SocketFile::at(handover.socket),
+            lock,
+            run_as,
+            offset: handover.now,
+            next_client: handover.next_client,
+            dev: handover.dev,
+            args: handover.args,
+        })?;
+        for child in handover.children {
+            let Some(channel) = fds.take(child.channel) else {
+                continue;
+            };
+            let pidfd = child.pidfd.and_then(|fd| fds.take(fd));
+            shell.start_task(
+                child.id,
+                child.pid,
+                Parked {
+                    channel,
+                    pidfd,
+                    version: child.version,
+                },
+            );
+        }
+        for client in handover.clients {
+            if let Some(fd) = fds.take(client.fd) {
+                let stream = std::os::unix::net::UnixStream::from(fd);
+                let version = client.version;
+                shell.held.insert(client.id, Held { version, stream });
+            }
+        }
+        if let Some(program) = program {
+            shell.watch_builds(&program);
+        }
+        shell.handle(Input::Resumed);
+        Ok(shell)
+    }
+
+    fn assemble(parts: Parts) -> Result<Shell, String> {
+        let (requests_tx, requests) = mpsc::channel(16);
+        let connections = server::Connections::new();
+        let mut shell = Shell {
+            config: parts.config,
+            machine: parts.machine,
+            fds: parts.fds,
             children: HashMap::new(),
             clients: HashMap::new(),
-            inputs_tx,
-            inputs,
-            prepared_tx,
-            prepared,
+            inputs_tx: mpsc::unbounded_channel().0,
+            inputs: mpsc::unbounded_channel().1,
+            prepared_tx: mpsc::unbounded_channel().0,
+            prepared: mpsc::unbounded_channel().1,
+            requests_tx,
             requests,
             connections,
-            socket: setup.socket,
-            _lock: setup.lock,
-            run_as: setup.run_as,
+            control: parts.control,
+            server: tokio::spawn(async {}),
+            next_client: parts.next_client,
+            held: HashMap::new(),
+            socket: parts.socket,
+            lock: parts.lock,
+            run_as: parts.run_as,
             notify: None,
             clock: Instant::now(),
+            offset: parts.offset,
+            dev: parts.dev,
+            args: parts.args,
+            exec: None,
         };
+        (shell.inputs_tx, shell.inputs) = mpsc::unbounded_channel();
+        (shell.prepared_tx, shell.prepared) = mpsc::unbounded_channel();
+        shell.serve()?;
         match Notify::from_env() {
             Some(Ok(notify)) => shell.notify = Some(notify),
             Some(Err(e)) => shell.log(Level::Warn, &e),
             None => {}
         }
-        if dev {
-            let logger = shell.config.logger.clone();
-            let name = shell.config.name.clone();
-            let log = move |level: Level, text: &str| logger.log(level, &name, text);
-            watch_build::spawn(exe_path, running, shell.inputs_tx.clone(), log);
-        }
         Ok(shell)
+    }
+
+    /// Serves the control socket (again, after an exec that did not happen).
+    fn serve(&mut self) -> Result<(), String> {
+        let copy = rustix::io::fcntl_dupfd_cloexec(&self.control, 0)
+            .map_err(|e| format!("control socket: {e}"))?;
+        let std = std::os::unix::net::UnixListener::from(copy);
+        std.set_nonblocking(true)
+            .map_err(|e| format!("control socket: {e}"))?;
+        let listener = tokio::net::UnixListener::from_std(std)
+            .map_err(|e| format!("control socket: {e}"))?;
+        self.server = tokio::spawn(server::serve(
+            listener,
+            self.requests_tx.clone(),
+            self.config.name.clone(),
+            self.config.logger.clone(),
+            self.connections.clone(),
+            self.next_client,
+        ));
+        Ok(())
+    }
+
+    /// Dev mode: watches for new builds of the program that runs now, as the file it
+    /// is (a build that landed since it started is new).
+    fn watch_builds(&self, program: &ProgramRecord) {
+        if !self.dev {
+            return;
+        }
+        let running = self
+            .fds
+            .get(program.exe)
+            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok())
+            .and_then(|fd| std::fs::File::from(fd).metadata().ok());
+        let logger = self.config.logger.clone();
+        let name = self.config.name.clone();
+        let log = move |level: Level, text: &str| logger.log(level, &name, text);
+        watch_build::spawn(program.path.clone(), running, self.inputs_tx.clone(), log);
     }
 
     /// The loop: returns the supervisor's exit code.
@@ -146,6 +278,9 @@ impl Shell {
             signal(SignalKind::interrupt()),
             signal(SignalKind::hangup()),
         );
+        // A supervisor that an upgrade started has them blocked (pending ones wait):
+        // now that the handlers are in place, they are delivered.
+        upgrade::block_signals(false);
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
             self.log(Level::Warn, "cannot install signal handlers; stopping");
             return 1;
@@ -158,6 +293,10 @@ impl Shell {
         };
         loop {
             self.carry_out();
+            if let Some(program) = self.exec.take() {
+                self.exec(program, [&mut term, &mut int, &mut hup]).await;
+                continue;
+            }
             if let Some(code) = self.machine.done() {
                 // Let the answers to `stop` reach their clients before the process exits.
                 self.connections.drain(Duration::from_secs(1)).await;
@@ -187,7 +326,8 @@ impl Shell {
     }
 
     fn now(&self) -> Time {
-        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.offset.saturating_add(elapsed)
     }
 
     fn handle(&mut self, input: Input) {
@@ -202,6 +342,7 @@ impl Shell {
                 request,
                 reply,
             } => {
+                self.next_client = self.next_client.max(client + 1);
                 let client = ClientId(client);
                 self.clients.insert(client, reply);
                 self.handle(Input::Request { client, request });
@@ -210,6 +351,20 @@ impl Shell {
                 let client = ClientId(client);
                 self.clients.remove(&client);
                 self.handle(Input::ClientGone { client });
+            }
+            Incoming::Upgrade {
+                client,
+                request,
+                version,
+                stream,
+            } => {
+                self.next_client = self.next_client.max(client + 1);
+                let client = ClientId(client);
+                self.held.insert(client, Held { version, stream });
+                self.handle(Input::Request {
+                    client,
+                    request: crate::control::protocol::Request::Upgrade(request),
+                });
             }
         }
     }
@@ -258,6 +413,8 @@ impl Shell {
                     kill(handle.pid);
                 }
             }
+            Effect::Probe { program } => self.probe(&program),
+            Effect::Exec { program } => self.exec = Some(program),
             Effect::Reap { child } => {
                 if let Some(handle) = self.children.remove(&child) {
                     child_io::reap(handle.pid);
@@ -285,6 +442,8 @@ impl Shell {
             Effect::Answer { client, response } => {
                 if let Some(reply) = self.clients.remove(&client) {
                     let _ = reply.send(response);
+                } else if let Some(held) = self.held.remove(&client) {
+                    answer_held(held, response);
                 }
             }
             Effect::Notify(notice) => {
@@ -323,24 +482,14 @@ impl Shell {
             Ok(spawned) => spawned,
             Err(reason) => return self.handle(Input::SpawnFailed { child, reason }),
         };
-        let (outgoing_tx, outgoing) = mpsc::unbounded_channel();
-        self.children.insert(
+        self.start_task(
             child,
-            Handle {
-                pid: spawned.pid,
-                outgoing: outgoing_tx,
-            },
-        );
-        tokio::spawn(
-            ChildIo {
-                id: child,
-                pid: spawned.pid,
-                pidfd: spawned.pidfd,
+            spawned.pid,
+            Parked {
                 channel: spawned.channel,
-                outgoing,
-                inputs: self.inputs_tx.clone(),
-            }
-            .run(),
+                pidfd: spawned.pidfd,
+                version: None,
+            },
         );
         self.handle(Input::Spawned {
             child,
@@ -374,8 +523,234 @@ impl Shell {
     }
 
     fn send(&self, child: ChildId, msg: SupervisorMsg, fds: Vec<OwnedFd>) {
-        if let Some(handle) = self.children.get(&child) {
-            let _ = handle.outgoing.send(Outgoing::Message(msg, fds));
+        let Some(handle) = self.children.get(&child) else {
+            return;
+        };
+        match &handle.parked {
+            None => {
+                let _ = handle.outgoing.send(Outgoing::Message(msg, fds));
+            }
+            // Its task has handed the channel back: send from here (a short message
+            // that does not wait; a child that does not read loses it, and its exit or
+            // its deadline is what counts).
+            Some(parked) => {
+                let at = parked.version.unwrap_or(Versions::ours().oldest);
+                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
+                let _ = channel::send(
+                    parked.channel.as_fd(),
+                    &protocol::encode_at(at, &msg),
+                    &borrowed,
+                );
+            }
+        }
+    }
+
+    /// Starts the task that moves a child's messages and reports its exit.
+    fn start_task(&mut self, child: ChildId, pid: u32, parked: Parked) {
+        let (outgoing_tx, outgoing) = mpsc::unbounded_channel();
+        let version = Arc::new(AtomicU16::new(parked.version.unwrap_or(0)));
+        self.children.insert(
+            child,
+            Handle {
+                pid,
+                outgoing: outgoing_tx,
+                version: Arc::clone(&version),
+                parked: None,
+            },
+        );
+        tokio::spawn(
+            ChildIo {
+                id: child,
+                pid,
+                pidfd: parked.pidfd,
+                channel: parked.channel,
+                outgoing,
+                inputs: self.inputs_tx.clone(),
+                version,
+            }
+            .run(),
+        );
+    }
+
+    /// The handover as it would be now (the probe reads it; an exec passes it on).
+    fn handover(&self) -> Handover {
+        let fds = self
+            .fds
+            .entries()
+            .map(|(key, fd, file)| HeldFd {
+                key,
+                fd: handover::raw(&fd),
+                file: file.cloned(),
+            })
+            .collect();
+        let children = self
+            .children
+            .iter()
+            .filter_map(|(id, handle)| {
+                let parked = handle.parked.as_ref();
+                let version = handle.version.load(Ordering::Relaxed);
+                Some(HeldChild {
+                    id: *id,
+                    pid: handle.pid,
+                    channel: parked.map_or(-1, |p| handover::raw(&p.channel)),
+                    pidfd: parked.and_then(|p| p.pidfd.as_ref().map(handover::raw)),
+                    version: Some(version).filter(|v| *v != 0),
+                })
+            })
+            .collect();
+        let clients = self
+            .held
+            .iter()
+            .map(|(id, held)| HeldClient {
+                id: *id,
+                fd: handover::raw(&held.stream),
+                version: held.version,
+            })
+            .collect();
+        Handover {
+            versions: Versions::ours(),
+            now: self.now(),
+            dev: self.dev,
+            state: self.machine.state().clone(),
+            fds,
+            children,
+            control: handover::raw(&self.control),
+            socket: self.socket.path().unwrap_or_default(),
+            lock: handover::raw(&self.lock),
+            clients,
+            next_client: self.next_client,
+            args: self.args.clone(),
+        }
+    }
+
+    /// Asks the upgrade's binary, off the loop, whether it can take over.
+    fn probe(&mut self, program: &ProgramRecord) {
+        let blob = self.handover().encode();
+        let exe = self
+            .fds
+            .get(program.exe)
+            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok());
+        let inputs = self.inputs_tx.clone();
+        tokio::spawn(async move {
+            let result = match (blob, exe) {
+                (Ok(blob), Some(exe)) => {
+                    tokio::task::spawn_blocking(move || upgrade::probe(exe.as_fd(), &blob))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the probe failed: {e}")))
+                }
+                (Err(e), _) => Err(e),
+                (_, None) => Err("its fd is gone".to_string()),
+            };
+            let _ = inputs.send(Input::Probed { result });
+        });
+    }
+
+    /// Re-executes the supervisor as `program`, handing everything over; returns only
+    /// if that did not happen (and then the supervisor goes on as it was).
+    async fn exec(&mut self, program: ProgramRecord, signals: [&mut tokio::signal::unix::Signal; 3]) {
+        upgrade::block_signals(true);
+        // A signal that arrived before the block is handled here, not lost in the exec.
+        let [term, int, hup] = signals;
+        let pending = tokio::select! {
+            biased;
+            _ = term.recv() => Some(Signal::Term),
+            _ = int.recv() => Some(Signal::Int),
+            _ = hup.recv() => Some(Signal::Hup),
+            () = std::future::ready(()) => None,
+        };
+        if let Some(signal) = pending {
+            return self.exec_failed(format!("{signal:?} arrived"), Some(signal));
+        }
+        // Each child's task hands its fds back after what it was asked to send; what
+        // it received is in the inputs by then.
+        let mut waits = Vec::new();
+        for (id, handle) in &self.children {
+            let (tx, rx) = oneshot::channel();
+            if handle.outgoing.send(Outgoing::Handback(tx)).is_ok() {
+                waits.push((*id, rx));
+            }
+        }
+        for (id, rx) in waits {
+            if let Ok(Ok(parked)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
+                if let Some(handle) = self.children.get_mut(&id) {
+                    handle.parked = Some(parked);
+                }
+            }
+        }
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        // Let the requests already accepted be answered (a stop cancels the upgrade).
+        self.connections.drain(Duration::from_millis(200)).await;
+        while let Ok(input) = self.inputs.try_recv() {
+            self.handle(input);
+        }
+        while let Ok(incoming) = self.requests.try_recv() {
+            self.incoming(incoming);
+        }
+        self.carry_out();
+        let unparked = self.children.values().any(|h| h.parked.is_none());
+        if !self.machine.exec_wanted() || unparked {
+            let why = if unparked {
+                "a child's task did not hand its channel back".to_string()
+            } else {
+                "cancelled".to_string()
+            };
+            return self.exec_failed(why, None);
+        }
+        let handover = self.handover();
+        let result = handover
+            .encode()
+            .and_then(|blob| handover::in_memory(&blob).map_err(|e| e.to_string()));
+        let file = match result {
+            Ok(file) => file,
+            Err(e) => return self.exec_failed(e, None),
+        };
+        let raws = handover.raw_fds();
+        // SAFETY: each number is an fd this process holds open (the table, the parked
+        // children, the held clients, the control socket and the lock) for as long as
+        // these borrows live: nothing is closed until the exec or its failure.
+        let borrowed: Vec<BorrowedFd<'_>> = raws
+            .iter()
+            .map(|raw| unsafe { BorrowedFd::borrow_raw(*raw) })
+            .collect();
+        let mut inherit: Vec<BorrowedFd<'_>> = borrowed.clone();
+        inherit.push(file.as_fd());
+        let reason = match (self.fds.get(program.exe), handover::set_cloexec(&inherit, false)) {
+            (Some(exe), Ok(())) => {
+                self.log(
+                    Level::Info,
+                    &format!("re-executing as {}", program.path.display()),
+                );
+                upgrade::exec(exe, &self.args, file.as_fd())
+            }
+            (None, _) => "its fd is gone".to_string(),
+            (_, Err(e)) => e.to_string(),
+        };
+        let _ = handover::set_cloexec(&inherit, true);
+        drop(file);
+        self.exec_failed(reason, None);
+    }
+
+    /// The exec did not happen: the children's tasks and the control server run again,
+    /// signals are delivered again, and the machine is told.
+    fn exec_failed(&mut self, reason: String, signal: Option<Signal>) {
+        let parked: Vec<(ChildId, u32, Parked)> = self
+            .children
+            .iter_mut()
+            .filter_map(|(id, h)| h.parked.take().map(|p| (*id, h.pid, p)))
+            .collect();
+        for (id, pid, parked) in parked {
+            self.start_task(id, pid, parked);
+        }
+        if self.server.is_finished() {
+            if let Err(e) = self.serve() {
+                self.log(Level::Warn, &e);
+            }
+        }
+        upgrade::block_signals(false);
+        self.handle(Input::ExecFailed { reason });
+        if let Some(signal) = signal {
+            self.handle(Input::Signal(signal));
         }
     }
 
@@ -392,6 +767,45 @@ fn kill(pid: u32) {
         let _ = rustix::process::kill_process_group(pid, OsSignal::KILL);
         let _ = rustix::process::kill_process(pid, OsSignal::KILL);
     }
+}
+
+/// What the shell is assembled from, fresh or after an exec.
+struct Parts {
+    config: Config,
+    machine: Machine,
+    fds: FdTable,
+    control: OwnedFd,
+    socket: SocketFile,
+    lock: OwnedFd,
+    run_as: Option<user::RunAs>,
+    offset: Time,
+    next_client: u64,
+    dev: bool,
+    args: Vec<OsString>,
+}
+
+fn settings(config: &Config, dev: bool) -> Settings {
+    Settings {
+        name: config.name.clone(),
+        persist: config.persist,
+        fallback: config.fallback,
+        lameduck_ms: millis(config.lameduck),
+        hello_timeout_ms: millis(config.ready_timeout),
+        dev,
+        versions: Versions::ours(),
+    }
+}
+
+/// Answers a client whose connection the shell holds, off the loop.
+fn answer_held(held: Held, response: Response) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut stream = held.stream;
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let bytes = protocol::frame(&protocol::encode_response(held.version, &response));
+        let _ = stream.write_all(&bytes);
+    });
 }
 
 fn millis(d: Duration) -> u64 {

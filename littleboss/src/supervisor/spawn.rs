@@ -12,6 +12,7 @@ use rustix::process::{Pid, PidfdFlags};
 use std::os::unix::process::CommandExt;
 
 use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
+use crate::control::protocol::{VERSIONS_ENV, Versions};
 use crate::environ;
 use crate::socket::describe;
 
@@ -68,6 +69,7 @@ pub(crate) fn spawn(
         .envs(environ::inherited())
         .env(CHANNEL_ENV, theirs.as_raw_fd().to_string())
         .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
+        .env(VERSIONS_ENV, Versions::ours().to_string())
         .process_group(0);
     if let Some(run_as) = run_as {
         command

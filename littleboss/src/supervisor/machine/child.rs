@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 
@@ -11,7 +11,7 @@ use super::{ChildId, Time};
 
 /// Where a child is in its life. A child that has exited is not here: it is reaped and
 /// forgotten in the same step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Life {
     /// The shell was asked to start it; its pid is not known yet.
     Spawning,
@@ -31,7 +31,7 @@ pub(crate) enum Life {
 }
 
 /// A child process the supervisor started.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Child {
     pub id: ChildId,
     /// 0 until the shell reports the spawn.
@@ -79,7 +79,7 @@ impl Child {
 }
 
 /// How a process ended, as `waitid` reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum WaitStatus {
     Code(i32),
     Signal(i32),
@@ -88,7 +88,7 @@ pub(crate) enum WaitStatus {
 }
 
 /// How a child ended.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Exit {
     pub status: WaitStatus,
     /// Why the supervisor killed it, if it did.

@@ -32,9 +32,11 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::control::protocol::{self, ChildMsg, Request, Response, Status, SupervisorMsg};
+use crate::control::protocol::{
+    ChildMsg, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, Versions,
+};
 use crate::logger::Level;
 use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
 
@@ -44,11 +46,11 @@ pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration};
 pub(crate) type Time = u64;
 
 /// A child the supervisor started, for as long as it is not reaped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) struct ChildId(pub u64);
 
 /// A client waiting on the control socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) struct ClientId(pub u64);
 
 /// The first and the largest delay before a persistent program is started again.
@@ -67,7 +69,7 @@ fn declared(ms: u64) -> u64 {
 }
 
 /// What the program declared that the machine needs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Settings {
     pub name: String,
     pub persist: bool,
@@ -80,6 +82,8 @@ pub(crate) struct Settings {
     /// ([`Input::BuildLanded`]), and a child that exits does not end the supervisor: it
     /// waits for the next build ([`Current::Idle`]) instead of restarting or falling back.
     pub dev: bool,
+    /// The protocol versions this supervisor speaks.
+    pub versions: Versions,
 }
 
 /// A signal the supervisor handles.
@@ -155,6 +159,14 @@ pub(crate) enum Input {
     /// that path with the same arguments, as SIGHUP does; during a reload it is kept
     /// (one, however many land) and reloads once that reload has ended.
     BuildLanded,
+    /// The new binary's answer to [`Effect::Probe`]: it can take over the supervisor,
+    /// or why not.
+    Probed { result: Result<(), String> },
+    /// [`Effect::Exec`] did not happen; the supervisor runs on as it was.
+    ExecFailed { reason: String },
+    /// The first input of a supervisor that an [`Effect::Exec`] started: it runs the
+    /// new binary now, with the state of the one before.
+    Resumed,
 }
 
 /// What systemd is told.
@@ -214,10 +226,17 @@ pub(crate) enum Effect {
     /// Close every listener and remove the control socket: the last step before the
     /// stop is answered.
     Close,
+    /// Run `program` (the upgrade's binary) as a probe that reads the state and says
+    /// whether it can take over the supervisor; answered by [`Input::Probed`].
+    Probe { program: ProgramRecord },
+    /// Re-execute the supervisor as `program`, handing it the state, every fd and the
+    /// children; a new image answers with [`Input::Resumed`], a failure with
+    /// [`Input::ExecFailed`].
+    Exec { program: ProgramRecord },
 }
 
 /// The serving slot of [`Phase::Up`].
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Current {
     /// The child that serves (or is starting to, until it is ready).
     Child(Child),
@@ -249,7 +268,7 @@ impl Current {
 }
 
 /// A reload under way.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Reload {
     pub waiter: Option<ClientId>,
     pub since: Time,
@@ -259,10 +278,41 @@ pub(crate) struct Reload {
     pub queued: Vec<Asked>,
     /// A reload to a build that landed (dev mode): its outcome is one `dev:` line.
     pub build: bool,
+    /// The first step of an upgrade: once the new child is ready, the supervisor
+    /// becomes its binary too ([`Upgrade`]).
+    pub upgrade: bool,
+    /// An upgrade's binary, opened, while it is asked whether it could take over the
+    /// supervisor ([`Effect::Probe`]) before its child starts: a binary that could not
+    /// changes nothing.
+    pub vetting: Option<(ProgramRecord, Vec<ListenerRecord>)>,
+}
+
+/// An upgrade whose child has been reloaded: the supervisor is next.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Upgrade {
+    pub waiter: Option<ClientId>,
+    /// The binary the supervisor becomes (the new child's).
+    pub program: ProgramRecord,
+    /// The child's reload: old and new pid, and how long it took.
+    pub old_pid: Option<u32>,
+    pub new_pid: u32,
+    pub ms: u64,
+    pub step: UpgradeStep,
+    /// The newest protocol of the supervisor that began the upgrade.
+    pub from: u16,
+}
+
+/// Where an [`Upgrade`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum UpgradeStep {
+    /// The new binary is asked whether it can take over ([`Effect::Probe`]).
+    Probing,
+    /// It can: the supervisor re-executes ([`Effect::Exec`]).
+    Exec,
 }
 
 /// A reload as it was asked for.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Asked {
     pub waiter: Option<ClientId>,
     pub path: PathBuf,
@@ -273,7 +323,7 @@ pub(crate) struct Asked {
 /// The new child of a reload.
 // One value in one place for the supervisor's life: its size does not matter.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Incoming {
     /// The binary is being opened and the listeners bound.
     Preparing,
@@ -282,7 +332,7 @@ pub(crate) enum Incoming {
 
 /// Where the supervisor is in its life.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Phase {
     /// Serving, starting, or reloading.
     Up {
@@ -303,7 +353,7 @@ pub(crate) enum Phase {
 }
 
 /// Everything the supervisor knows: one serializable value.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct State {
     pub name: String,
     pub pid: u32,
@@ -326,6 +376,22 @@ pub(crate) struct State {
     /// Dev mode: a build landed during the reload under way; it reloads when that one
     /// ends.
     pub build_pending: bool,
+    /// The executable the supervisor runs.
+    pub supervisor_path: PathBuf,
+    /// Times the supervisor re-executed itself as a new binary.
+    pub upgrades: u64,
+    /// The upgrade under way, once its child has been reloaded.
+    pub upgrade: Option<Upgrade>,
+}
+
+impl State {
+    /// The program that serves, or would (`None` once stopping).
+    pub(crate) fn phase_program(&self) -> Option<ProgramRecord> {
+        match &self.phase {
+            Phase::Up { current, .. } => Some(current.program().clone()),
+            Phase::Stopping { .. } | Phase::Done { .. } => None,
+        }
+    }
 }
 
 /// Where a child is.
@@ -377,6 +443,9 @@ impl Machine {
                 next_child: 0,
                 announced: false,
                 build_pending: false,
+                supervisor_path: program.path.clone(),
+                upgrades: 0,
+                upgrade: None,
             },
             settings,
             effects: VecDeque::new(),
@@ -386,9 +455,33 @@ impl Machine {
         machine
     }
 
-    #[cfg(test)]
+    /// A supervisor that an [`Effect::Exec`] started: the state of the one before, as
+    /// it was; [`Input::Resumed`] comes first.
+    pub(crate) fn resume(settings: Settings, state: State) -> Machine {
+        Machine {
+            settings,
+            state,
+            effects: VecDeque::new(),
+        }
+    }
+
+    /// The whole state (for the handover of an upgrade).
     pub(crate) fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Whether an [`Effect::Exec`] is still wanted (nothing cancelled the upgrade).
+    pub(crate) fn exec_wanted(&self) -> bool {
+        matches!(
+            (&self.state.phase, &self.state.upgrade),
+            (
+                Phase::Up { .. },
+                Some(Upgrade {
+                    step: UpgradeStep::Exec,
+                    ..
+                })
+            )
+        )
     }
 
     /// Every fd key the state refers to: the fds to keep.
@@ -417,6 +510,19 @@ impl Machine {
             exes.push(program.exe);
         }
         exes.extend(self.state.previous.iter().map(|p| p.exe));
+        exes.extend(self.state.upgrade.iter().map(|u| u.program.exe));
+        if let Phase::Up {
+            reload:
+                Some(Reload {
+                    vetting: Some((program, vetted)),
+                    ..
+                }),
+            ..
+        } = &self.state.phase
+        {
+            exes.push(program.exe);
+            listeners(vetted);
+        }
         keys.extend(exes);
         keys
     }
@@ -509,6 +615,13 @@ impl Machine {
             }
             Input::Signal(signal) => self.on_signal(signal, now),
             Input::BuildLanded => self.on_build(now),
+            Input::Probed { result } => self.on_probed(result, now),
+            Input::ExecFailed { reason } => {
+                if self.exec_wanted() {
+                    self.upgrade_failed(format!("re-executing the supervisor failed: {reason}"));
+                }
+            }
+            Input::Resumed => self.on_resumed(),
         }
         self.check_done();
     }
@@ -974,6 +1087,27 @@ impl Machine {
         self.state.listeners = new.listeners.clone();
         self.state.reloads += 1;
         let ms = reload.as_ref().map_or(0, |r| now.saturating_sub(r.since));
+        if let Some(reload) = reload.as_ref().filter(|r| r.upgrade) {
+            let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+            self.log(format!(
+                "upgrading: child pid {old_shown} -> {} in {ms} ms; asking {} to take over the supervisor",
+                new.pid,
+                new.program.path.display()
+            ));
+            self.state.upgrade = Some(Upgrade {
+                waiter: reload.waiter,
+                program: new.program.clone(),
+                old_pid,
+                new_pid: new.pid,
+                ms,
+                step: UpgradeStep::Probing,
+                from: self.settings.versions.newest,
+            });
+            self.effects.push_back(Effect::Probe {
+                program: new.program,
+            });
+            return;
+        }
         if reload.as_ref().is_some_and(|r| r.build) {
             let pids = match old_pid {
                 Some(old) => format!("pid {old} -> {}", new.pid),
@@ -1156,10 +1290,152 @@ impl Machine {
                     .map(|args| args.into_iter().map(OsString::from_vec).collect());
                 self.begin_reload(Some(client), path, args, request.listeners, false, now);
             }
+            Request::Upgrade(request) => self.begin_upgrade(client, request, now),
+        }
+    }
+
+    /// `--littleboss=upgrade`: a reload, then (once its child is ready) the supervisor
+    /// itself. Refused while anything else is under way.
+    fn begin_upgrade(&mut self, client: ClientId, request: ReloadRequest, now: Time) {
+        let name = &self.state.name;
+        let refusal = match (&self.state.phase, &self.state.upgrade) {
+            (Phase::Stopping { .. } | Phase::Done { .. }, _) => Some(format!("{name} is stopping")),
+            (_, Some(upgrade)) => Some(format!(
+                "another upgrade is under way (to {}); try again when it has ended",
+                upgrade.program.path.display()
+            )),
+            (
+                Phase::Up {
+                    reload: Some(_), ..
+                },
+                _,
+            ) => Some("a reload is under way; try again when it has ended".to_string()),
+            (Phase::Up { reload: None, .. }, None) => None,
+        };
+        if let Some(reason) = refusal {
+            self.warn(format!("upgrade refused: {reason}"));
+            return self.answer(client, Response::Failed { reason });
+        }
+        let path = PathBuf::from(OsString::from_vec(request.path));
+        self.log(format!("upgrading to {}", path.display()));
+        let args = request
+            .args
+            .map(|args| args.into_iter().map(OsString::from_vec).collect());
+        self.begin_reload(Some(client), path, args, request.listeners, false, now);
+        if let Phase::Up {
+            reload: Some(reload),
+            ..
+        } = &mut self.state.phase
+        {
+            reload.upgrade = true;
+        }
+    }
+
+    /// The new binary said whether it can take over the supervisor: before its child
+    /// starts (`vetting`), and again once it serves.
+    fn on_probed(&mut self, result: Result<(), String>, now: Time) {
+        if let Phase::Up {
+            reload: Some(reload),
+            ..
+        } = &mut self.state.phase
+        {
+            if let Some((program, listeners)) = reload.vetting.take() {
+                return match result {
+                    Ok(()) => self.start_incoming(program, listeners, now),
+                    Err(why) => {
+                        let reason = format!(
+                            "{} cannot take over the supervisor: {why}; nothing was changed",
+                            program.path.display()
+                        );
+                        self.reload_failed(reason.clone(), reason, false, now);
+                    }
+                };
+            }
+        }
+        let Some(upgrade) = self.state.upgrade.as_mut() else {
+            return;
+        };
+        if upgrade.step != UpgradeStep::Probing {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                upgrade.step = UpgradeStep::Exec;
+                let program = upgrade.program.clone();
+                self.effects.push_back(Effect::Exec { program });
+            }
+            Err(why) => {
+                let path = upgrade.program.path.display().to_string();
+                self.upgrade_failed(format!("{path} cannot take over the supervisor: {why}"));
+            }
+        }
+    }
+
+    /// The child was upgraded but the supervisor cannot be: it runs on as it was, with
+    /// the new child.
+    fn upgrade_failed(&mut self, why: String) {
+        let Some(upgrade) = self.state.upgrade.take() else {
+            return;
+        };
+        let old = upgrade
+            .old_pid
+            .map_or_else(|| "none".to_string(), |p| p.to_string());
+        let reason = format!(
+            "the child was upgraded (pid {old} -> {} in {} ms) but the supervisor was not: {why}; it still runs {}",
+            upgrade.new_pid,
+            upgrade.ms,
+            self.state.supervisor_path.display()
+        );
+        self.warn(format!("upgrade failed: {reason}"));
+        if matches!(self.state.phase, Phase::Up { .. }) {
+            let serving = self.serving();
+            self.notify(Notice::Ready(serving));
+        }
+        if let Some(client) = upgrade.waiter {
+            self.answer(client, Response::Failed { reason });
+        }
+    }
+
+    /// This image is the upgrade's binary, with the state of the one before.
+    fn on_resumed(&mut self) {
+        if !self.exec_wanted() {
+            return;
+        }
+        let Some(upgrade) = self.state.upgrade.take() else {
+            return;
+        };
+        self.state.upgrades += 1;
+        self.state.supervisor_path = upgrade.program.path.clone();
+        let to = self.settings.versions.newest;
+        let path = upgrade.program.path.display().to_string();
+        self.log(format!(
+            "upgraded: supervisor pid {} now runs {path} (protocol {} -> {to})",
+            self.state.pid, upgrade.from
+        ));
+        let serving = self.serving();
+        self.notify(Notice::Ready(serving));
+        if let Some(client) = upgrade.waiter {
+            self.answer(
+                client,
+                Response::Upgraded(Upgraded {
+                    old_pid: upgrade.old_pid,
+                    new_pid: upgrade.new_pid,
+                    ms: upgrade.ms,
+                    supervisor_pid: self.state.pid,
+                    path,
+                    from: upgrade.from,
+                    to,
+                }),
+            );
         }
     }
 
     fn on_client_gone(&mut self, client: ClientId) {
+        if let Some(upgrade) = self.state.upgrade.as_mut() {
+            if upgrade.waiter == Some(client) {
+                upgrade.waiter = None;
+            }
+        }
         match &mut self.state.phase {
             Phase::Up {
                 reload: Some(reload),
@@ -1249,10 +1525,17 @@ impl Machine {
         build: bool,
         now: Time,
     ) {
+        let upgrading = self.state.upgrade.as_ref().map(|u| {
+            format!(
+                "an upgrade is under way (the supervisor becomes {}); try again when it has ended",
+                u.program.path.display()
+            )
+        });
         let refusal = match &mut self.state.phase {
             Phase::Stopping { .. } | Phase::Done { .. } => {
                 Some(format!("{} is stopping", self.state.name))
             }
+            Phase::Up { .. } if upgrading.is_some() => upgrading,
             Phase::Up {
                 reload: Some(reload),
                 ..
@@ -1290,6 +1573,8 @@ impl Machine {
             incoming: Incoming::Preparing,
             queued: Vec::new(),
             build,
+            upgrade: false,
+            vetting: None,
         });
         self.notify(Notice::Reloading);
         self.effects.push_back(Effect::Prepare {
@@ -1315,6 +1600,19 @@ impl Machine {
         if !preparing {
             return;
         }
+        if let Phase::Up {
+            reload: Some(reload @ Reload { upgrade: true, .. }),
+            ..
+        } = &mut self.state.phase
+        {
+            reload.vetting = Some((program.clone(), listeners));
+            return self.effects.push_back(Effect::Probe { program });
+        }
+        self.start_incoming(program, listeners, now);
+    }
+
+    /// The new child of the reload under way starts.
+    fn start_incoming(&mut self, program: ProgramRecord, listeners: Vec<ListenerRecord>, now: Time) {
         let child = self.spawn(program, listeners, now);
         if let Phase::Up {
             reload: Some(reload),
@@ -1435,6 +1733,10 @@ impl Machine {
             return;
         };
         self.state.build_pending = false;
+        if self.state.upgrade.is_some() {
+            let reason = format!("cancelled: {} is stopping", self.state.name);
+            self.upgrade_failed(reason);
+        }
         if let Some(reload) = reload {
             let waiters = reload.queued.iter().filter_map(|a| a.waiter);
             for client in reload.waiter.into_iter().chain(waiters) {
@@ -1532,8 +1834,12 @@ impl Machine {
         }
     }
 
-    /// `starting`, `running`, `reloading`, `idle` (dev mode, no child) or `stopping`.
+    /// `starting`, `running`, `reloading`, `upgrading`, `idle` (dev mode, no child) or
+    /// `stopping`.
     fn phase_name(&self) -> &'static str {
+        if self.state.upgrade.is_some() && matches!(self.state.phase, Phase::Up { .. }) {
+            return "upgrading";
+        }
         match &self.state.phase {
             Phase::Up {
                 reload: Some(_), ..
@@ -1556,9 +1862,12 @@ impl Machine {
         let current = self.serving_child();
         Status {
             name: self.state.name.clone(),
-            protocol: protocol::PROTOCOL,
+            protocol: self.settings.versions.newest,
+            protocols: [self.settings.versions.oldest, self.settings.versions.newest],
             supervisor_pid: self.state.pid,
             supervisor_started: rfc3339(self.state.started),
+            supervisor_path: Some(self.state.supervisor_path.display().to_string()),
+            upgrades: self.state.upgrades,
             child_pid: current.map(|c| c.pid),
             child_path: current.map(|c| c.program.path.display().to_string()),
             child_args: current

@@ -274,7 +274,7 @@ mod tests {
         );
         let msg = FlagError::UnknownMode(FLAG.into(), "go".into()).to_string();
         assert!(
-            msg.contains("bypass, start, dev, stop, reload, status, status-json"),
+            msg.contains("bypass, start, dev, stop, reload, upgrade, status, status-json"),
             "{msg}"
         );
     }

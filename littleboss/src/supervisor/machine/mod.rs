@@ -618,10 +618,11 @@ impl Machine {
             Input::Probed { result } => self.on_probed(result, now),
             Input::ExecFailed { reason } => {
                 if self.exec_wanted() {
-                    self.upgrade_failed(format!("re-executing the supervisor failed: {reason}"));
+                    let why = format!("re-executing the supervisor failed: {reason}");
+                    self.upgrade_failed(why, now);
                 }
             }
-            Input::Resumed => self.on_resumed(),
+            Input::Resumed => self.on_resumed(now),
         }
         self.check_done();
     }
@@ -1366,14 +1367,14 @@ impl Machine {
             }
             Err(why) => {
                 let path = upgrade.program.path.display().to_string();
-                self.upgrade_failed(format!("{path} cannot take over the supervisor: {why}"));
+                self.upgrade_failed(format!("{path} cannot take over the supervisor: {why}"), now);
             }
         }
     }
 
     /// The child was upgraded but the supervisor cannot be: it runs on as it was, with
     /// the new child.
-    fn upgrade_failed(&mut self, why: String) {
+    fn upgrade_failed(&mut self, why: String, now: Time) {
         let Some(upgrade) = self.state.upgrade.take() else {
             return;
         };
@@ -1394,10 +1395,11 @@ impl Machine {
         if let Some(client) = upgrade.waiter {
             self.answer(client, Response::Failed { reason });
         }
+        self.build_if_pending(now);
     }
 
     /// This image is the upgrade's binary, with the state of the one before.
-    fn on_resumed(&mut self) {
+    fn on_resumed(&mut self, now: Time) {
         if !self.exec_wanted() {
             return;
         }
@@ -1428,6 +1430,7 @@ impl Machine {
                 }),
             );
         }
+        self.build_if_pending(now);
     }
 
     fn on_client_gone(&mut self, client: ClientId) {
@@ -1481,6 +1484,10 @@ impl Machine {
     /// arguments, or waits for the reload under way to end.
     fn on_build(&mut self, now: Time) {
         if !self.settings.dev {
+            return;
+        }
+        if self.state.upgrade.is_some() {
+            self.state.build_pending = true;
             return;
         }
         match &self.state.phase {
@@ -1735,7 +1742,7 @@ impl Machine {
         self.state.build_pending = false;
         if self.state.upgrade.is_some() {
             let reason = format!("cancelled: {} is stopping", self.state.name);
-            self.upgrade_failed(reason);
+            self.upgrade_failed(reason, now);
         }
         if let Some(reload) = reload {
             let waiters = reload.queued.iter().filter_map(|a| a.waiter);

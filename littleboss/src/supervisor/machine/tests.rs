@@ -22,6 +22,10 @@ fn settings(persist: bool, fallback: bool) -> Settings {
         lameduck_ms: 2_000,
         hello_timeout_ms: 30_000,
         dev: false,
+        versions: Versions {
+            oldest: 1,
+            newest: 2,
+        },
     }
 }
 
@@ -84,6 +88,12 @@ struct Driver {
     stopping_since: Option<Time>,
     /// The longest lameduck any child declared (capped), to bound a stop's time.
     longest_lameduck: u64,
+    /// Probes asked for and not answered yet.
+    probing: usize,
+    /// An exec was asked for and has not been carried out.
+    exec: bool,
+    /// Times the supervisor was re-executed.
+    execs: u64,
 }
 
 impl Driver {
@@ -115,6 +125,9 @@ impl Driver {
             spawns: 0,
             stopping_since: None,
             longest_lameduck: lameduck,
+            probing: 0,
+            exec: false,
+            execs: 0,
         };
         d.drain(false);
         d.check();
@@ -170,6 +183,43 @@ impl Driver {
             args: None,
             listeners: Vec::new(),
         }))
+    }
+
+    fn upgrade(&mut self, path: &str) -> ClientId {
+        self.request(Request::Upgrade(ReloadRequest {
+            path: path.as_bytes().to_vec(),
+            args: None,
+            listeners: Vec::new(),
+        }))
+    }
+
+    /// Answers the probe asked for, if any.
+    fn probed(&mut self, ok: bool) {
+        if self.probing == 0 {
+            return;
+        }
+        self.probing -= 1;
+        let result = if ok { Ok(()) } else { Err("no".to_string()) };
+        self.input(Input::Probed { result });
+    }
+
+    /// Carries out the exec asked for, if any: the state crosses into a new machine
+    /// (serialized and read back, as the handover does), or the exec fails.
+    fn exec(&mut self, ok: bool) {
+        if !std::mem::take(&mut self.exec) {
+            return;
+        }
+        // The shell asks before it execs, as something may have come first (a stop).
+        if !ok || !self.m.exec_wanted() {
+            return self.input(Input::ExecFailed {
+                reason: "no".to_string(),
+            });
+        }
+        let bytes = postcard::to_stdvec(self.m.state()).expect("the state serializes");
+        let state: State = postcard::from_bytes(&bytes).expect("and reads back");
+        self.m = Machine::resume(self.m.settings.clone(), state);
+        self.execs += 1;
+        self.input(Input::Resumed);
     }
 
     fn prepared(&mut self, ok: bool, exe: FdKey) {
@@ -298,6 +348,15 @@ impl Driver {
                 }
                 Effect::Log(_, text) => self.logs.push(text),
                 Effect::Notify(_) | Effect::Close => {}
+                Effect::Probe { .. } => {
+                    assert_eq!(self.probing, 0, "two probes at once");
+                    self.probing += 1;
+                }
+                Effect::Exec { .. } => {
+                    assert!(!self.exec, "two execs at once");
+                    assert!(!self.stopping(), "an exec while stopping");
+                    self.exec = true;
+                }
             }
         }
         if self.stopping() {
@@ -354,7 +413,7 @@ impl Driver {
                         reload: Some(_),
                         ..
                     }
-                ),
+                ) || state.upgrade.is_some(),
                 "a build is kept with no reload under way: {:?}",
                 state.phase
             );
@@ -371,6 +430,7 @@ impl Driver {
                 assert_ne!(a.id, b.id);
             }
         }
+        assert_eq!(state.upgrades, self.execs, "every exec counts, and only they");
         if let Some(code) = self.m.done() {
             assert!(self.running().is_empty(), "done while children run");
             for client in &self.stop_clients {
@@ -390,8 +450,13 @@ impl Driver {
     fn finish(&mut self) {
         let stop = self.request(Request::Stop);
         let asked_at = self.now;
-        // A reload's binary opened after the stop is not started.
+        // A reload's binary opened after the stop is not started, and an upgrade's
+        // probe or exec that ends after it changes nothing.
         self.prepared(true, 9);
+        self.probed(true);
+        let execs = self.execs;
+        self.exec(true);
+        assert_eq!(self.execs, execs, "an exec after the stop");
         for _ in 0..16 {
             if self.m.done().is_some() {
                 break;
@@ -1075,6 +1140,9 @@ enum Action {
     Advance(u64),
     FailSpawns(bool),
     BuildLanded,
+    Upgrade,
+    Probed(bool),
+    Exec(bool),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -1095,6 +1163,9 @@ fn action() -> impl Strategy<Value = Action> {
         3 => prop_oneof![0..300u64, 0..40_000u64].prop_map(Action::Advance),
         1 => prop::bool::weighted(0.2).prop_map(Action::FailSpawns),
         3 => Just(Action::BuildLanded),
+        2 => Just(Action::Upgrade),
+        3 => prop::bool::weighted(0.8).prop_map(Action::Probed),
+        3 => prop::bool::weighted(0.8).prop_map(Action::Exec),
     ]
 }
 
@@ -1184,6 +1255,11 @@ fn play(d: &mut Driver, action: Action) {
         Action::Advance(ms) => d.advance(ms),
         Action::FailSpawns(fail) => d.fail_spawns = fail,
         Action::BuildLanded => d.build(),
+        Action::Upgrade => {
+            d.upgrade("/bin/next");
+        }
+        Action::Probed(ok) => d.probed(ok),
+        Action::Exec(ok) => d.exec(ok),
     }
 }
 
@@ -1216,4 +1292,118 @@ proptest! {
             d.finish();
         }
     }
+}
+
+// --- upgrades -----------------------------------------------------------------------
+
+impl Driver {
+    /// An upgrade whose child is ready and whose second probe has been asked for.
+    fn upgraded_child(&mut self) -> (ClientId, ChildId) {
+        let client = self.upgrade("/bin/next");
+        self.prepared(true, 5);
+        assert_eq!(self.probing, 1, "the binary is probed before its child starts");
+        assert!(self.running().len() == 1, "no child yet");
+        self.probed(true);
+        let new = self.incoming();
+        self.msg(new, hello(true, 2_000));
+        self.msg(new, ChildMsg::Ready);
+        assert_eq!(self.answer(client), None, "the supervisor is next");
+        assert_eq!(self.probing, 1, "probed again, with the new child's state");
+        assert_eq!(self.status().state, "upgrading");
+        (client, new)
+    }
+}
+
+#[test]
+fn an_upgrade_reloads_the_child_then_re_executes_the_supervisor() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let (client, new) = d.upgraded_child();
+    d.probed(true);
+    assert!(d.exec);
+    d.exec(true);
+    match d.answer(client) {
+        Some(Response::Upgraded(up)) => {
+            assert_eq!(up.new_pid, d.procs[&new].pid);
+            assert_eq!(up.old_pid, Some(d.procs[&first].pid));
+            assert_eq!((up.from, up.to), (2, 2));
+            assert_eq!(up.path, "/bin/next");
+        }
+        other => panic!("{other:?}"),
+    }
+    let status = d.status();
+    assert_eq!(status.upgrades, 1);
+    assert_eq!(status.supervisor_path.as_deref(), Some("/bin/next"));
+    assert_eq!(status.state, "running");
+    // The new image goes on: the old child's lameduck deadline still holds.
+    d.exit(first, WaitStatus::Code(0));
+    d.finish();
+}
+
+#[test]
+fn a_binary_that_refuses_the_state_changes_nothing() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let client = d.upgrade("/bin/next");
+    d.prepared(true, 5);
+    d.probed(false);
+    assert!(matches!(d.answer(client), Some(Response::Failed { reason }) if reason.contains("nothing was changed")));
+    assert_eq!(d.running(), vec![first]);
+    assert_eq!(d.spawns, 1);
+    assert_eq!(d.status().state, "running");
+}
+
+#[test]
+fn a_refused_probe_or_exec_after_the_reload_leaves_the_new_child_serving() {
+    for exec_fails in [false, true] {
+        let (mut d, _) = Driver::serving(settings(false, true));
+        let (client, new) = d.upgraded_child();
+        if exec_fails {
+            d.probed(true);
+            d.exec(false);
+        } else {
+            d.probed(false);
+        }
+        match d.answer(client) {
+            Some(Response::Failed { reason }) => {
+                assert!(reason.contains("the supervisor was not"), "{reason}");
+                assert!(reason.contains("it still runs /bin/v1"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.current(), new);
+        let status = d.status();
+        assert_eq!(status.upgrades, 0);
+        assert_eq!(status.supervisor_path.as_deref(), Some("/bin/v1"));
+    }
+}
+
+#[test]
+fn an_upgrade_is_refused_during_a_reload_an_upgrade_or_a_stop() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.reload("/bin/next");
+    let refused = d.upgrade("/bin/next");
+    assert!(matches!(d.answer(refused), Some(Response::Failed { reason }) if reason.contains("a reload is under way")));
+    d.prepared(false, 2);
+    let (_, _) = d.upgraded_child();
+    let second = d.upgrade("/bin/next");
+    assert!(matches!(d.answer(second), Some(Response::Failed { reason }) if reason.contains("another upgrade is under way")));
+    let reload = d.reload("/bin/other");
+    assert!(matches!(d.answer(reload), Some(Response::Failed { reason }) if reason.contains("an upgrade is under way")));
+    d.input(Input::Signal(Signal::Hup));
+    assert_eq!(d.spawns, 2, "SIGHUP starts nothing during an upgrade");
+    let _ = first;
+    d.request(Request::Stop);
+    let late = d.upgrade("/bin/next");
+    assert!(matches!(d.answer(late), Some(Response::Failed { reason }) if reason.contains("is stopping")));
+    d.finish();
+}
+
+#[test]
+fn a_stop_cancels_an_upgrade_and_no_exec_follows() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (client, _) = d.upgraded_child();
+    d.request(Request::Stop);
+    assert!(matches!(d.answer(client), Some(Response::Failed { reason }) if reason.contains("stopping")));
+    d.probed(true);
+    assert!(!d.exec, "no exec once stopping");
+    d.finish();
 }

@@ -1045,6 +1045,7 @@ pub fn free_port() -> u16 {
 pub mod attack_support;
 pub mod http_support;
 pub mod load_support;
+pub mod release_support;
 pub mod reload_support;
 pub mod report_support;
 pub mod serve;

@@ -1,0 +1,188 @@
+//! The previous release, for the cross-release tests (`tests/compat.rs`).
+//!
+//! `tests/fixtures/release-211a8cc/` holds the `littleboss` and `littleboss-macros`
+//! crates exactly as they were at commit 211a8cc (wire protocol 1), never edited, and
+//! `app/`, the test service `lbhttp` written against them: the binary
+//! `lb-http-211a8cc`, the same service as `lb-http` (same name, listeners, readiness and
+//! lameduck, and the same [`Answer`](crate::Answer)), so that either binary reloads
+//! into the other. The fixture is a workspace of its own, excluded from this one: it is
+//! never built, linted or formatted with it. [`old_release`] builds it, once per test
+//! process (cargo's own lock serializes the test processes), into
+//! `<target>/release-211a8cc/`, with the versions of its committed `Cargo.lock`
+//! (`--locked`), all of which a build of this workspace has in the local cargo cache:
+//! no network is needed.
+//!
+//! [`start_with_env`] and [`run_with_env`] run a binary with extra environment
+//! variables, such as [`TEST_PROTOCOLS`], the switch that narrows the protocol range a
+//! build of this release speaks.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::{COMMAND_TIMEOUT, Env, Outcome, Supervisor, run_for};
+
+/// The commit of the previous release that the fixture freezes.
+pub const OLD_RELEASE: &str = "211a8cc";
+
+/// The wire protocol the previous release speaks (its only one).
+pub const OLD_PROTOCOL: u64 = 1;
+
+/// The name of the old release's binary of the service `lbhttp`.
+pub const OLD_BINARY: &str = "lb-http-211a8cc";
+
+/// The test-only environment variable that narrows the range of protocol versions a
+/// build of this release speaks (`1`, `2`, `1-2`), read once when the program starts.
+pub const TEST_PROTOCOLS: &str = "LITTLEBOSS_TEST_PROTOCOLS";
+
+/// The variable a supervisor of protocol 2 or later puts in its children's environment:
+/// the range it speaks (absent means protocol 1 only).
+pub const PROTOCOLS_VAR: &str = "LITTLEBOSS_PROTOCOLS";
+
+/// What a client of this release says when asked to `upgrade` a supervisor that speaks
+/// protocol 1 only.
+pub const UPGRADE_REFUSED: &str = "the running supervisor speaks protocol 1 and cannot upgrade \
+                                   itself: stop and start it with this binary";
+
+/// The fixture's directory: `tests/fixtures/release-211a8cc`.
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/release-{OLD_RELEASE}"))
+}
+
+/// The old release's `lb-http-211a8cc`, built on first use (see the module
+/// documentation) in `<target>/release-211a8cc`, where `<target>` is the target
+/// directory that holds `bin`, a binary of this package (`bin!("lb-http")`).
+///
+/// Panics, with cargo's output, if the build fails.
+pub fn old_release(bin: &Path) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build(&target_dir(bin)))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `<target>/release-211a8cc`, for `bin` in `<target>/debug/` (or any profile's
+/// directory, or a target triple's).
+fn target_dir(bin: &Path) -> PathBuf {
+    let profile_dir = bin.parent().expect("the binaries' directory");
+    let target = profile_dir.parent().expect("the target directory");
+    target.join(format!("release-{OLD_RELEASE}"))
+}
+
+/// Builds the fixture's app into `target_dir` and returns the binary's path, from
+/// cargo's own report of the artifact (so that a `CARGO_BUILD_TARGET` or a profile
+/// setting of the environment changes nothing).
+fn build(target_dir: &Path) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = fixture_dir().join("Cargo.toml");
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--locked", "-p", OLD_BINARY, "--bin", OLD_BINARY])
+        .args(["--message-format", "json-render-diagnostics"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdin(Stdio::null());
+    let outcome = run_for(command, BUILD_TIMEOUT);
+    let failed = |why: &str| {
+        format!(
+            "building the release {OLD_RELEASE} fixture ({}) failed: {why}\n{outcome}",
+            manifest.display()
+        )
+    };
+    if outcome.code() != Some(0) {
+        return Err(failed("cargo failed"));
+    }
+    let executable = outcome
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact" && message["target"]["name"] == OLD_BINARY
+        })
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from));
+    match executable {
+        Some(path) if path.is_file() => Ok(path),
+        Some(path) => Err(failed(&format!("{} is not a file", path.display()))),
+        None => Err(failed(&format!(
+            "cargo reported no executable {OLD_BINARY}"
+        ))),
+    }
+}
+
+/// How long building the fixture may take (from cold, on a loaded two-core machine it
+/// takes well under a minute).
+const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Starts `bin --littleboss=start ARGS` like [`Env::start`], with the variables `vars`
+/// added to its environment (and so to its children's), and waits until its first
+/// child is ready. Its client commands ([`Supervisor::run`], its status) run `bin`
+/// without them.
+///
+/// The process is `env VARS bin --littleboss=start ARGS`: `env` execs `bin` in place,
+/// so the guarded pid is the supervisor's.
+pub fn start_with_env<'e, S: AsRef<OsStr>>(
+    env: &'e Env,
+    bin: &Path,
+    vars: &[(&str, &str)],
+    args: &[S],
+) -> Supervisor<'e> {
+    let mut all: Vec<&OsStr> = Vec::new();
+    let assignments: Vec<String> = vars
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    all.extend(assignments.iter().map(OsStr::new));
+    all.push(bin.as_os_str());
+    all.push(OsStr::new("--littleboss=start"));
+    all.extend(args.iter().map(AsRef::as_ref));
+    let supervisor = Supervisor {
+        env,
+        bin: bin.to_path_buf(),
+        process: env.spawn(Path::new("env"), &all),
+    };
+    supervisor.wait_running();
+    supervisor
+}
+
+/// [`Env::run`] with the variables `vars` added to the command's environment.
+pub fn run_with_env<S: AsRef<OsStr>>(
+    env: &Env,
+    bin: &Path,
+    vars: &[(&str, &str)],
+    args: &[S],
+) -> Outcome {
+    let mut command = env.command(bin);
+    command.args(args);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    run_for(command, COMMAND_TIMEOUT)
+}
+
+/// The value of variable `name` in the environment process `pid` started with
+/// (`/proc/PID/environ`), `None` if it is not set there or the process is gone.
+pub fn environ_var(pid: u32, name: &str) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    bytes
+        .split(|byte| *byte == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Whether `text` names each of `versions` as a number of its own (`protocol 1`,
+/// `1-2`, `[1, 2]`), not merely as a digit of a longer one (a pid, a port).
+pub fn names_versions(text: &str, versions: &[u64]) -> bool {
+    let numbers: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .collect();
+    versions
+        .iter()
+        .all(|version| numbers.contains(&version.to_string().as_str()))
+}

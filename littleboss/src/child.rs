@@ -330,16 +330,17 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
 fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: Duration) {
     loop {
         match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
-            Ok(Some(msg)) => match protocol::decode::<SupervisorMsg>(&msg.bytes, only(link.version))
-            {
-                Ok((_, SupervisorMsg::Lameduck)) => {
-                    lameduck.send_replace(true);
+            Ok(Some(msg)) => {
+                match protocol::decode::<SupervisorMsg>(&msg.bytes, only(link.version)) {
+                    Ok((_, SupervisorMsg::Lameduck)) => {
+                        lameduck.send_replace(true);
+                    }
+                    Ok(_) | Err(_) => {
+                        errln!("littleboss: unexpected message from the supervisor; winding down");
+                        lameduck.send_replace(true);
+                    }
                 }
-                Ok(_) | Err(_) => {
-                    errln!("littleboss: unexpected message from the supervisor; winding down");
-                    lameduck.send_replace(true);
-                }
-            },
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(None) | Err(_) => {
                 lameduck.send_replace(true);

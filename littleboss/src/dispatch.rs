@@ -69,9 +69,7 @@ pub(crate) fn run(
         | Command::Status
         | Command::StatusJson
         | Command::Reload
-        | Command::Upgrade => {
-            commands::run(&config, &flags)
-        }
+        | Command::Upgrade => commands::run(&config, &flags),
     }
 }
 

@@ -25,7 +25,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-
 /// The kinds of client a [`Load`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Client {
@@ -64,7 +63,6 @@ impl Tally {
         }
     }
 }
-
 
 /// Client threads sending requests to one address until [`finish`](Self::finish) (or
 /// drop, when a test fails) stops them.
@@ -187,4 +185,3 @@ pub fn keepalive_client(addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
         std::thread::sleep(PACE);
     }
 }
-

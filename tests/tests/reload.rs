@@ -47,7 +47,6 @@ fn pid_in(status: &Value, key: &str) -> Option<u32> {
         .map(|pid| u32::try_from(pid).expect("a pid"))
 }
 
-
 /// Checks a successful `reload` of `service` from pid `old`: exit 0, stdout exactly
 /// `reloading NAME` and `reloaded NAME: pid OLD -> NEW in N ms`. Returns NEW.
 fn reloaded(outcome: &Outcome, service: &str, old: u32) -> u32 {

@@ -13,7 +13,9 @@ use std::path::Path;
 
 use littleboss_tests::attack_support::{fd_count, raw, vm_kib, wire};
 use littleboss_tests::load_support::{Client, Load};
-use littleboss_tests::{Env, NO_ARGS, Outcome, Signal, Supervisor, bin, children_of, get, wait_gone};
+use littleboss_tests::{
+    Env, NO_ARGS, Outcome, Signal, Supervisor, bin, children_of, get, wait_gone,
+};
 
 /// A path as `status-json` shows it.
 fn shown(path: &Path) -> &str {
@@ -128,7 +130,11 @@ fn upgrade_under_load_loses_no_request_and_keeps_the_pid_and_the_sockets() {
     assert_eq!(status["upgrades"], 1, "{status}");
     assert_eq!(status["reloads"], 1, "{status}");
     assert_eq!(status["protocols"], serde_json::json!([1, 2]), "{status}");
-    assert_eq!(exe_of(sup.pid()), shown(&two), "the supervisor runs the new binary");
+    assert_eq!(
+        exe_of(sup.pid()),
+        shown(&two),
+        "the supervisor runs the new binary"
+    );
     assert_eq!(listening_inode(addr), inode, "the same listening socket");
     assert!(
         littleboss_tests::socket_inodes(sup.pid()).contains(&inode),
@@ -148,7 +154,10 @@ fn upgrade_under_load_loses_no_request_and_keeps_the_pid_and_the_sockets() {
     assert_ne!(reloaded["child_pid"], new, "{reloaded}");
     sup.signal(Signal::TERM);
     sup.assert_exit(0, "stopped, exit code 0");
-    assert!(!env.socket("lbhttp").exists(), "the control socket is removed");
+    assert!(
+        !env.socket("lbhttp").exists(),
+        "the control socket is removed"
+    );
 }
 
 #[test]
@@ -219,7 +228,12 @@ fn an_upgrade_during_a_reload_is_refused_and_the_reload_goes_on() {
     let reason = upgrade_failed(&outcome);
     assert!(reason.contains("a reload is under way"), "{reason}");
     std::fs::write(&gate, b"").expect("open the gate");
-    assert_eq!(reload.wait_code(), 0, "the reload under way ends well\n{}", reload.logs());
+    assert_eq!(
+        reload.wait_code(),
+        0,
+        "the reload under way ends well\n{}",
+        reload.logs()
+    );
     let status = sup.status();
     assert_eq!(status["upgrades"], 0, "{status}");
     assert_eq!(status["supervisor_path"], shown(&one), "{status}");

@@ -31,18 +31,25 @@ pub(crate) enum AskError {
 /// Sends one request to the supervisor at `path` and reads its one answer.
 ///
 /// First contact is a `Status` at this binary's oldest version (1, which every
-/// supervisor speaks); its answer says the supervisor's newest version, and the request
-/// goes at the highest version both speak.
+/// supervisor of this release and the one before speaks); its answer says the
+/// supervisor's newest version, and the request goes at the highest version both speak.
 pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
     let ours = Versions::ours();
-    let first = ask_at(path, ours.oldest, &Request::Status)?;
+    let mut contact = ours.oldest;
+    let (answered_at, mut first) = ask_at(path, contact, &Request::Status)?;
+    // A supervisor that does not speak our oldest refuses it in its own version: if we
+    // speak that one too, it is the first contact.
+    if answered_at != contact && ours.contains(answered_at) {
+        contact = answered_at;
+        first = ask_at(path, contact, &Request::Status)?.1;
+    }
     let Response::Status(status) = &first else {
         // A refusal (of this client, or of its version): the answer to anything.
         return Ok(first);
     };
-    // It answered at our oldest, so it speaks that; its newest is in the answer.
+    // It answered at `contact`, so it speaks that; its newest is in the answer.
     let theirs = Versions {
-        oldest: status.protocols[0].min(ours.oldest),
+        oldest: status.protocols[0].min(contact),
         newest: status.protocol,
     };
     let Some(version) = ours.common(theirs) else {
@@ -53,10 +60,10 @@ pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> 
     if request.since() > version {
         return Err(AskError::Version(refusal(request, theirs.newest)));
     }
-    if matches!(request, Request::Status) && version == ours.oldest {
+    if matches!(request, Request::Status) && version == contact {
         return Ok(first);
     }
-    ask_at(path, version, request)
+    ask_at(path, version, request).map(|(_, r)| r)
 }
 
 /// Why a supervisor of protocol `theirs` cannot do `request`.
@@ -71,7 +78,7 @@ fn refusal(request: &Request, theirs: u16) -> String {
 
 /// One request at `version`; a `status` or `stop` whose connection is closed without
 /// an answer is asked again, for a few seconds.
-fn ask_at(path: &Path, version: u16, request: &Request) -> Result<Response, AskError> {
+fn ask_at(path: &Path, version: u16, request: &Request) -> Result<(u16, Response), AskError> {
     let retry = matches!(request, Request::Status | Request::Stop);
     let started = Instant::now();
     loop {
@@ -93,7 +100,7 @@ enum Attempt {
     Failed(AskError),
 }
 
-fn ask_once(path: &Path, version: u16, request: &Request) -> Result<Response, Attempt> {
+fn ask_once(path: &Path, version: u16, request: &Request) -> Result<(u16, Response), Attempt> {
     let failed = |e| Attempt::Failed(AskError::Io(e));
     let mut stream = match UnixStream::connect(path) {
         Ok(stream) => stream,
@@ -112,7 +119,9 @@ fn ask_once(path: &Path, version: u16, request: &Request) -> Result<Response, At
         Err(e) => return Err(failed(e)),
     };
     if matches!(request, Request::Status) {
-        stream.set_read_timeout(Some(STATUS_TIMEOUT)).map_err(failed)?;
+        stream
+            .set_read_timeout(Some(STATUS_TIMEOUT))
+            .map_err(failed)?;
     }
     match stream.write_all(&protocol::frame(&protocol::encode_at(version, request))) {
         Ok(()) => {}
@@ -131,5 +140,5 @@ fn ask_once(path: &Path, version: u16, request: &Request) -> Result<Response, At
     let len = protocol::frame_len(header).map_err(invalid)?;
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).map_err(failed)?;
-    protocol::decode_response(&body).map_err(invalid)
+    protocol::decode_any_response(&body).map_err(invalid)
 }

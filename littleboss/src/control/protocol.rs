@@ -220,9 +220,17 @@ pub(crate) struct Upgraded {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum ResponseV1 {
     Status(Box<StatusV1>),
-    Stopped { code: i32 },
-    Reloaded { old_pid: Option<u32>, new_pid: u32, ms: u64 },
-    Failed { reason: String },
+    Stopped {
+        code: i32,
+    },
+    Reloaded {
+        old_pid: Option<u32>,
+        new_pid: u32,
+        ms: u64,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// [`Status`] as protocol 1 lays it out.
@@ -319,25 +327,33 @@ pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
 
 /// A response of any version this build speaks.
 pub(crate) fn decode_response(bytes: &[u8]) -> Result<Response, DecodeError> {
+    decode_any_response(bytes).map(|(_, response)| response)
+}
+
+/// A response of any version this build speaks, and its version.
+pub(crate) fn decode_any_response(bytes: &[u8]) -> Result<(u16, Response), DecodeError> {
     let (version, _) = peek_version(bytes, Versions::ours())?;
     if version >= 2 {
-        return decode::<Response>(bytes, Versions::ours()).map(|(_, r)| r);
+        return decode::<Response>(bytes, Versions::ours());
     }
     let (_, v1) = decode::<ResponseV1>(bytes, Versions::ours())?;
-    Ok(match v1 {
-        ResponseV1::Status(status) => Response::Status(Box::new(Status::from(*status))),
-        ResponseV1::Stopped { code } => Response::Stopped { code },
-        ResponseV1::Reloaded {
-            old_pid,
-            new_pid,
-            ms,
-        } => Response::Reloaded {
-            old_pid,
-            new_pid,
-            ms,
+    Ok((
+        version,
+        match v1 {
+            ResponseV1::Status(status) => Response::Status(Box::new(Status::from(*status))),
+            ResponseV1::Stopped { code } => Response::Stopped { code },
+            ResponseV1::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            } => Response::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            },
+            ResponseV1::Failed { reason } => Response::Failed { reason },
         },
-        ResponseV1::Failed { reason } => Response::Failed { reason },
-    })
+    ))
 }
 
 /// The supervisor's state as `status` and `status-json` show it.
@@ -499,13 +515,31 @@ mod tests {
     #[test]
     fn versions_parse_and_meet() {
         assert_eq!(Versions::parse("1-2"), Some(ALL));
-        assert_eq!(Versions::parse("2"), Some(Versions { oldest: 2, newest: 2 }));
+        assert_eq!(
+            Versions::parse("2"),
+            Some(Versions {
+                oldest: 2,
+                newest: 2
+            })
+        );
         assert_eq!(Versions::parse("2-1"), None);
         assert_eq!(Versions::parse("x"), None);
         assert_eq!(ALL.to_string(), "1-2");
         assert_eq!(ALL.common(Versions::V1), Some(1));
-        assert_eq!(ALL.common(Versions { oldest: 2, newest: 5 }), Some(2));
-        assert_eq!(Versions::V1.common(Versions { oldest: 2, newest: 2 }), None);
+        assert_eq!(
+            ALL.common(Versions {
+                oldest: 2,
+                newest: 5
+            }),
+            Some(2)
+        );
+        assert_eq!(
+            Versions::V1.common(Versions {
+                oldest: 2,
+                newest: 2
+            }),
+            None
+        );
     }
 
     /// A response to a protocol-1 request is laid out as protocol 1 lays it out, which

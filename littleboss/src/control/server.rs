@@ -242,6 +242,8 @@ async fn read_request(stream: &mut UnixStream) -> Result<(u16, Request), (u16, S
 
 async fn reply(stream: &mut UnixStream, version: u16, response: &Response) -> std::io::Result<()> {
     stream
-        .write_all(&protocol::frame(&protocol::encode_response(version, response)))
+        .write_all(&protocol::frame(&protocol::encode_response(
+            version, response,
+        )))
         .await
 }

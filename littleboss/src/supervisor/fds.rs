@@ -52,7 +52,9 @@ impl FdTable {
     }
 
     /// Every fd with its key and socket file.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (FdKey, BorrowedFd<'_>, Option<&SocketFile>)> {
+    pub(crate) fn entries(
+        &self,
+    ) -> impl Iterator<Item = (FdKey, BorrowedFd<'_>, Option<&SocketFile>)> {
         self.fds
             .iter()
             .map(|(key, entry)| (*key, entry.fd.as_fd(), entry.file.as_ref()))

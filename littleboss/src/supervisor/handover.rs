@@ -156,7 +156,11 @@ pub(crate) fn in_memory(bytes: &[u8]) -> std::io::Result<std::fs::File> {
 
 /// Sets or clears close-on-exec on each fd; the first error, after trying them all.
 pub(crate) fn set_cloexec(fds: &[BorrowedFd<'_>], on: bool) -> std::io::Result<()> {
-    let flags = if on { FdFlags::CLOEXEC } else { FdFlags::empty() };
+    let flags = if on {
+        FdFlags::CLOEXEC
+    } else {
+        FdFlags::empty()
+    };
     let mut result = Ok(());
     for fd in fds {
         if let Err(e) = rustix::io::fcntl_setfd(fd, flags) {
@@ -199,7 +203,8 @@ fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), String> {
     let handover = Handover::decode(&bytes)?;
     let mut listed = handover.raw_fds();
     listed.sort_unstable();
-    if listed.windows(2).any(|w| w[0] == w[1]) || listed.iter().any(|fd| *fd <= 2 || !raw_open(*fd)) {
+    if listed.windows(2).any(|w| w[0] == w[1]) || listed.iter().any(|fd| *fd <= 2 || !raw_open(*fd))
+    {
         return Err("the handover lists an fd twice, or one that is not open".to_string());
     }
     Ok((handover, Fds(listed)))

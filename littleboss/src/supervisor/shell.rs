@@ -15,8 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::config::Config;
 use crate::channel;
+use crate::config::Config;
 use crate::control::protocol::{self, ListenerInfo, Response, SupervisorMsg, Versions};
 use crate::control::server::{self, Incoming};
 use crate::logger::Level;
@@ -146,7 +146,9 @@ impl Shell {
             let fd = fds.take(held.fd).ok_or_else(|| missing("fd"))?;
             table.restore(held.key, fd, held.file);
         }
-        let control = fds.take(handover.control).ok_or_else(|| missing("control socket"))?;
+        let control = fds
+            .take(handover.control)
+            .ok_or_else(|| missing("control socket"))?;
         let lock = fds.take(handover.lock).ok_or_else(|| missing("lock"))?;
         let settings = settings(&config, handover.dev);
         let program = handover.state.phase_program();
@@ -241,8 +243,8 @@ impl Shell {
         let std = std::os::unix::net::UnixListener::from(copy);
         std.set_nonblocking(true)
             .map_err(|e| format!("control socket: {e}"))?;
-        let listener = tokio::net::UnixListener::from_std(std)
-            .map_err(|e| format!("control socket: {e}"))?;
+        let listener =
+            tokio::net::UnixListener::from_std(std).map_err(|e| format!("control socket: {e}"))?;
         self.server = tokio::spawn(server::serve(
             listener,
             self.requests_tx.clone(),
@@ -647,7 +649,11 @@ impl Shell {
 
     /// Re-executes the supervisor as `program`, handing everything over; returns only
     /// if that did not happen (and then the supervisor goes on as it was).
-    async fn exec(&mut self, program: ProgramRecord, signals: [&mut tokio::signal::unix::Signal; 3]) {
+    async fn exec(
+        &mut self,
+        program: ProgramRecord,
+        signals: [&mut tokio::signal::unix::Signal; 3],
+    ) {
         upgrade::block_signals(true);
         // A signal that arrived before the block is handled here, not lost in the exec.
         let [term, int, hup] = signals;
@@ -715,7 +721,10 @@ impl Shell {
             .collect();
         let mut inherit: Vec<BorrowedFd<'_>> = borrowed.clone();
         inherit.push(file.as_fd());
-        let reason = match (self.fds.get(program.exe), handover::set_cloexec(&inherit, false)) {
+        let reason = match (
+            self.fds.get(program.exe),
+            handover::set_cloexec(&inherit, false),
+        ) {
             (Some(exe), Ok(())) => {
                 self.log(
                     Level::Info,

@@ -161,9 +161,13 @@ pub(crate) enum Input {
     BuildLanded,
     /// The new binary's answer to [`Effect::Probe`]: it can take over the supervisor,
     /// or why not.
-    Probed { result: Result<(), String> },
+    Probed {
+        result: Result<(), String>,
+    },
     /// [`Effect::Exec`] did not happen; the supervisor runs on as it was.
-    ExecFailed { reason: String },
+    ExecFailed {
+        reason: String,
+    },
     /// The first input of a supervisor that an [`Effect::Exec`] started: it runs the
     /// new binary now, with the state of the one before.
     Resumed,
@@ -228,11 +232,15 @@ pub(crate) enum Effect {
     Close,
     /// Run `program` (the upgrade's binary) as a probe that reads the state and says
     /// whether it can take over the supervisor; answered by [`Input::Probed`].
-    Probe { program: ProgramRecord },
+    Probe {
+        program: ProgramRecord,
+    },
     /// Re-execute the supervisor as `program`, handing it the state, every fd and the
     /// children; a new image answers with [`Input::Resumed`], a failure with
     /// [`Input::ExecFailed`].
-    Exec { program: ProgramRecord },
+    Exec {
+        program: ProgramRecord,
+    },
 }
 
 /// The serving slot of [`Phase::Up`].
@@ -1367,7 +1375,10 @@ impl Machine {
             }
             Err(why) => {
                 let path = upgrade.program.path.display().to_string();
-                self.upgrade_failed(format!("{path} cannot take over the supervisor: {why}"), now);
+                self.upgrade_failed(
+                    format!("{path} cannot take over the supervisor: {why}"),
+                    now,
+                );
             }
         }
     }
@@ -1619,7 +1630,12 @@ impl Machine {
     }
 
     /// The new child of the reload under way starts.
-    fn start_incoming(&mut self, program: ProgramRecord, listeners: Vec<ListenerRecord>, now: Time) {
+    fn start_incoming(
+        &mut self,
+        program: ProgramRecord,
+        listeners: Vec<ListenerRecord>,
+        now: Time,
+    ) {
         let child = self.spawn(program, listeners, now);
         if let Phase::Up {
             reload: Some(reload),

@@ -430,7 +430,10 @@ impl Driver {
                 assert_ne!(a.id, b.id);
             }
         }
-        assert_eq!(state.upgrades, self.execs, "every exec counts, and only they");
+        assert_eq!(
+            state.upgrades, self.execs,
+            "every exec counts, and only they"
+        );
         if let Some(code) = self.m.done() {
             assert!(self.running().is_empty(), "done while children run");
             for client in &self.stop_clients {
@@ -1301,7 +1304,10 @@ impl Driver {
     fn upgraded_child(&mut self) -> (ClientId, ChildId) {
         let client = self.upgrade("/bin/next");
         self.prepared(true, 5);
-        assert_eq!(self.probing, 1, "the binary is probed before its child starts");
+        assert_eq!(
+            self.probing, 1,
+            "the binary is probed before its child starts"
+        );
         assert!(self.running().len() == 1, "no child yet");
         self.probed(true);
         let new = self.incoming();
@@ -1345,7 +1351,9 @@ fn a_binary_that_refuses_the_state_changes_nothing() {
     let client = d.upgrade("/bin/next");
     d.prepared(true, 5);
     d.probed(false);
-    assert!(matches!(d.answer(client), Some(Response::Failed { reason }) if reason.contains("nothing was changed")));
+    assert!(
+        matches!(d.answer(client), Some(Response::Failed { reason }) if reason.contains("nothing was changed"))
+    );
     assert_eq!(d.running(), vec![first]);
     assert_eq!(d.spawns, 1);
     assert_eq!(d.status().state, "running");
@@ -1381,19 +1389,27 @@ fn an_upgrade_is_refused_during_a_reload_an_upgrade_or_a_stop() {
     let (mut d, first) = Driver::serving(settings(false, true));
     d.reload("/bin/next");
     let refused = d.upgrade("/bin/next");
-    assert!(matches!(d.answer(refused), Some(Response::Failed { reason }) if reason.contains("a reload is under way")));
+    assert!(
+        matches!(d.answer(refused), Some(Response::Failed { reason }) if reason.contains("a reload is under way"))
+    );
     d.prepared(false, 2);
     let (_, _) = d.upgraded_child();
     let second = d.upgrade("/bin/next");
-    assert!(matches!(d.answer(second), Some(Response::Failed { reason }) if reason.contains("another upgrade is under way")));
+    assert!(
+        matches!(d.answer(second), Some(Response::Failed { reason }) if reason.contains("another upgrade is under way"))
+    );
     let reload = d.reload("/bin/other");
-    assert!(matches!(d.answer(reload), Some(Response::Failed { reason }) if reason.contains("an upgrade is under way")));
+    assert!(
+        matches!(d.answer(reload), Some(Response::Failed { reason }) if reason.contains("an upgrade is under way"))
+    );
     d.input(Input::Signal(Signal::Hup));
     assert_eq!(d.spawns, 2, "SIGHUP starts nothing during an upgrade");
     let _ = first;
     d.request(Request::Stop);
     let late = d.upgrade("/bin/next");
-    assert!(matches!(d.answer(late), Some(Response::Failed { reason }) if reason.contains("is stopping")));
+    assert!(
+        matches!(d.answer(late), Some(Response::Failed { reason }) if reason.contains("is stopping"))
+    );
     d.finish();
 }
 
@@ -1402,7 +1418,9 @@ fn a_stop_cancels_an_upgrade_and_no_exec_follows() {
     let (mut d, _) = Driver::serving(settings(false, true));
     let (client, _) = d.upgraded_child();
     d.request(Request::Stop);
-    assert!(matches!(d.answer(client), Some(Response::Failed { reason }) if reason.contains("stopping")));
+    assert!(
+        matches!(d.answer(client), Some(Response::Failed { reason }) if reason.contains("stopping"))
+    );
     d.probed(true);
     assert!(!d.exec, "no exec once stopping");
     d.finish();

@@ -264,9 +264,16 @@
 //!
 //! The supervisor and its child speak over a `SOCK_SEQPACKET` socket pair, one message a
 //! packet, listener fds attached with `SCM_RIGHTS`; clients speak to the control socket
-//! with length-prefixed frames. Every message starts with the protocol version
-//! ([`PROTOCOL`]), read before anything else, so a supervisor refuses a child or client
-//! of another version with a message naming both. The layouts are in `PROTOCOL.md`.
+//! with length-prefixed frames. Every message starts with its protocol version, read
+//! before anything else. A release speaks its own version ([`PROTOCOL`]) and the
+//! previous one ([`OLDEST_PROTOCOL`]); each conversation uses the highest both sides
+//! speak, so a new supervisor runs a child of the previous release and answers its
+//! client, and a side with no version in common is refused with a message naming both.
+//!
+//! `--littleboss=upgrade` reloads the child to the binary that runs it, then
+//! re-executes the supervisor itself as that binary, in place: same pid, same
+//! listening sockets, same control socket, same children. The layouts and the upgrade's
+//! handover are in `PROTOCOL.md`.
 
 #![deny(missing_docs)]
 
@@ -299,7 +306,7 @@ mod supervisor;
 pub use builder::{Littleboss, MainResult};
 pub use config::Flavor;
 pub use context::{Context, Mode};
-pub use control::protocol::{PROTOCOL, Status};
+pub use control::protocol::{OLDEST_PROTOCOL, PROTOCOL, Status};
 pub use logger::Level;
 
 /// The longest `lameduck`, `settle` or `ready_timeout` a program may declare: one hour.

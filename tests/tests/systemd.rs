@@ -406,6 +406,23 @@ fn notify_reports_ready_reloading_and_stopping() {
         Vec::<String>::new()
     );
 
+    // An upgrade: RELOADING=1, then READY=1 only once the supervisor runs the new
+    // binary, from the same (main) pid.
+    let before = monotonic_usec();
+    let upgrade = env.run(bin!("lb-http"), &["--littleboss=upgrade"]);
+    assert_eq!(upgrade.code(), Some(0), "{upgrade}");
+    assert_reloading(&notify.recv("RELOADING=1 of the upgrade"), before);
+    let fourth = pid_of(&sup.status());
+    assert_eq!(
+        notify.recv("READY=1 after the upgrade"),
+        format!(
+            "READY=1\nSTATUS=serving: child pid {fourth} ({})",
+            bin!("lb-http").display()
+        )
+    );
+    assert_eq!(sup.status()["supervisor_pid"], sup.pid());
+    assert_eq!(notify.drain(), Vec::<String>::new(), "one READY=1");
+
     let stop = sup.run(&["--littleboss=stop"]);
     assert_eq!(stop.code(), Some(0), "{stop}");
     assert_eq!(notify.recv("STOPPING=1"), "STOPPING=1\nSTATUS=stopping");

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `garbage` | bytes that are no message |
 //! | `wrong-name` | a valid hello of service `intruder` |
-//! | `wrong-version` | a hello of protocol version 2 |
+//! | `wrong-version` | a hello of protocol version 9, which no release speaks |
 //! | `ready-first` | `Ready` before any hello |
 //! | `with-fds` | a valid hello with an fd attached |
 //! | `oversized` | a valid hello padded to 70 000 bytes |
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
                 }),
             ),
         ),
-        "wrong-version" => send(&channel, &wire::message(2, &wire::hello_body(&hello))),
+        "wrong-version" => send(&channel, &wire::message(9, &wire::hello_body(&hello))),
         "ready-first" => send(&channel, &wire::message(wire::VERSION, &wire::ready_body())),
         "with-fds" => send_with_fd(&channel, &good_hello),
         "oversized" => {

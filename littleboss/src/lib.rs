@@ -292,6 +292,7 @@ mod dir;
 mod dispatch;
 mod environ;
 mod flags;
+mod log_queue;
 mod logger;
 mod socket;
 mod supervisor;

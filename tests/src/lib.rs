@@ -230,6 +230,17 @@ impl Env {
     /// Starts `bin ARGS` as a guarded long-running process (bypass mode, or any mode),
     /// in a process group of its own, with its stdout and stderr captured to files.
     pub fn spawn<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Spawned {
+        self.spawn_with_stderr(bin, args, None)
+    }
+
+    /// [`spawn`](Self::spawn), with stderr going to `stderr` if given (a pipe that
+    /// nobody reads, say) instead of a file; [`Spawned::stderr`] is empty then.
+    pub fn spawn_with_stderr<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        stderr: Option<Stdio>,
+    ) -> Spawned {
         let label = format!(
             "{} {}",
             bin.file_name().unwrap_or(bin.as_os_str()).to_string_lossy(),
@@ -241,11 +252,16 @@ impl Env {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let stdout_path = self.path().join(format!("process-{n}.stdout"));
         let stderr_path = self.path().join(format!("process-{n}.stderr"));
+        let stderr = stderr.unwrap_or_else(|| {
+            File::create(&stderr_path)
+                .expect("create the stderr file")
+                .into()
+        });
         let mut command = self.command(bin);
         command
             .args(args)
             .stdout(File::create(&stdout_path).expect("create the stdout file"))
-            .stderr(File::create(&stderr_path).expect("create the stderr file"))
+            .stderr(stderr)
             .process_group(0);
         let child = command
             .spawn()
@@ -271,12 +287,23 @@ impl Env {
 
     /// Starts `bin --littleboss=start ARGS` without waiting for anything.
     pub fn start_nowait<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Supervisor<'_> {
+        self.start_with_stderr(bin, args, None)
+    }
+
+    /// [`start_nowait`](Self::start_nowait), with the supervisor's stderr going to
+    /// `stderr` if given (see [`spawn_with_stderr`](Self::spawn_with_stderr)).
+    pub fn start_with_stderr<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        stderr: Option<Stdio>,
+    ) -> Supervisor<'_> {
         let mut all: Vec<&OsStr> = vec![OsStr::new("--littleboss=start")];
         all.extend(args.iter().map(AsRef::as_ref));
         Supervisor {
             env: self,
             bin: bin.to_path_buf(),
-            process: self.spawn(bin, &all),
+            process: self.spawn_with_stderr(bin, &all, stderr),
         }
     }
 

@@ -26,7 +26,7 @@ use super::notify::{self, Notify};
 use super::prepare::{self, Failure, Opened};
 use super::setup::{Setup, SocketFile};
 use super::state::{ListenerRecord, ProgramRecord};
-use super::{reap, spawn, user, watch_build};
+use super::{descendants, reap, spawn, user, watch_build};
 
 /// What the shell knows of a child the machine started: where to send, whom to kill.
 #[derive(Debug)]
@@ -62,6 +62,9 @@ pub(crate) struct Shell {
     _lock: OwnedFd,
     run_as: Option<user::RunAs>,
     notify: Option<Notify>,
+    /// The answers to `stop`, held until what is left of the service has been ended
+    /// (their exit code says whether it could be).
+    stopped: Vec<(oneshot::Sender<Response>, i32)>,
     /// The machine's time 0.
     clock: Instant,
 }
@@ -123,8 +126,12 @@ impl Shell {
             _lock: setup.lock,
             run_as: setup.run_as,
             notify: None,
+            stopped: Vec::new(),
             clock: Instant::now(),
         };
+        if let Err(e) = descendants::become_subreaper() {
+            shell.log(Level::Warn, &e);
+        }
         match Notify::from_env() {
             Some(Ok(notify)) => shell.notify = Some(notify),
             Some(Err(e)) => shell.log(Level::Warn, &e),
@@ -150,15 +157,13 @@ impl Shell {
             self.log(Level::Warn, "cannot install signal handlers; stopping");
             return 1;
         };
-        // As PID 1, orphans are reparented to us: reap them on SIGCHLD.
-        let mut orphans = if reap::is_init() {
-            signal(SignalKind::child()).ok()
-        } else {
-            None
-        };
+        // As a subreaper (and as PID 1), orphans are reparented to us: reap them on
+        // SIGCHLD.
+        let mut orphans = signal(SignalKind::child()).ok();
         loop {
             self.carry_out();
             if let Some(code) = self.machine.done() {
+                let code = self.end_descendants(code).await;
                 // Let the answers to `stop` reach their clients before the process exits.
                 self.connections.drain(Duration::from_secs(1)).await;
                 return code;
@@ -284,7 +289,12 @@ impl Shell {
             }
             Effect::Answer { client, response } => {
                 if let Some(reply) = self.clients.remove(&client) {
-                    let _ = reply.send(response);
+                    match response {
+                        Response::Stopped { code } => self.stopped.push((reply, code)),
+                        response => {
+                            let _ = reply.send(response);
+                        }
+                    }
                 }
             }
             Effect::Notify(notice) => {
@@ -377,6 +387,25 @@ impl Shell {
         if let Some(handle) = self.children.get(&child) {
             let _ = handle.outgoing.send(Outgoing::Message(msg, fds));
         }
+    }
+
+    /// The children are gone: ends what is left of the service, then answers `stop`.
+    /// Returns the exit code, made non-zero if a process could not be ended.
+    async fn end_descendants(&mut self, code: i32) -> i32 {
+        let logger = self.config.logger.clone();
+        let name = self.config.name.clone();
+        let log = |text: &str| logger.log(Level::Info, &name, text);
+        let ended = descendants::end_all(self.config.lameduck, log).await;
+        let failed = ended.is_err();
+        if let Err(e) = &ended {
+            self.log(Level::Warn, e);
+        }
+        let code = if failed && code == 0 { 1 } else { code };
+        for (reply, theirs) in self.stopped.drain(..) {
+            let theirs = if failed && theirs == 0 { 1 } else { theirs };
+            let _ = reply.send(Response::Stopped { code: theirs });
+        }
+        code
     }
 
     fn log(&self, level: Level, text: &str) {

@@ -2,12 +2,16 @@
 //!
 //! The directory is `$LITTLEBOSS_DIR` if set, else `$XDG_RUNTIME_DIR/littleboss`, else
 //! `$TMPDIR/littleboss-UID` (`/tmp` when `TMPDIR` is unset). It must be a real directory
-//! (not a symlink), owned by the user, with no permissions for group or others: the
-//! control socket in it can reload the service with any binary.
+//! (not a symlink, however its path is spelled: `/link/` and `/link/.` are `/link`),
+//! owned by the user, with no permissions for group or others: the control socket in it
+//! can reload the service with any binary. Every directory above it, up to `/`, must be
+//! owned by the user or root and not writable by group or others, except a root-owned
+//! sticky one such as `/tmp` (the rule OpenSSH applies to its keys): whoever can write
+//! a parent can replace the directory under it.
 
 use std::ffi::OsString;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{FileType, Mode};
 
@@ -27,6 +31,12 @@ pub(crate) fn control_dir() -> PathBuf {
 
 /// Checks `dir` as the supervisor needs it, creating it (mode 0700) if it is missing.
 pub(crate) fn prepare(dir: &Path) -> io::Result<()> {
+    // The parents first, so that nothing is created under one that others can change.
+    if let Some(spelled) = normalized(dir) {
+        let uid = rustix::process::geteuid().as_raw();
+        check_parents(dir, &spelled, uid)
+            .map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))?;
+    }
     match rustix::fs::mkdir(dir, Mode::RWXU) {
         Ok(()) => {}
         Err(rustix::io::Errno::EXIST) => {}
@@ -45,16 +55,23 @@ pub(crate) fn prepare(dir: &Path) -> io::Result<()> {
 }
 
 /// Refuses `dir` unless it is a directory, not a symlink, owned by this user, with no
-/// permissions for group or others.
+/// permissions for group or others, under parents that only this user or root can
+/// change ([`check_parents`]).
 pub(crate) fn check(dir: &Path) -> io::Result<()> {
     let shown = dir.display();
-    let stat = rustix::fs::lstat(dir).map_err(|e| {
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    // `/link/` and `/link/.` name what `/link` points to; lstat must see `/link` itself.
+    let Some(spelled) = normalized(dir) else {
+        return refuse(format!(
+            "control directory {shown} ends in `..`; name the directory itself"
+        ));
+    };
+    let stat = rustix::fs::lstat(&spelled).map_err(|e| {
         io::Error::new(
             io::Error::from(e).kind(),
             format!("control directory {shown}: {}", io::Error::from(e).kind()),
         )
     })?;
-    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     let file_type = FileType::from_raw_mode(stat.st_mode);
     if file_type == FileType::Symlink {
         return refuse(format!(
@@ -75,6 +92,88 @@ pub(crate) fn check(dir: &Path) -> io::Result<()> {
     if mode & 0o077 != 0 {
         return refuse(format!(
             "control directory {shown} has mode {mode:04o}; others could reach the control socket (fix: chmod 700 {shown})"
+        ));
+    }
+    check_parents(dir, &spelled, uid)
+        .map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))
+}
+
+/// `dir` without trailing slashes and `.` components (`None` if it ends in `..`, which
+/// names no directory of its own).
+fn normalized(dir: &Path) -> Option<PathBuf> {
+    let path: PathBuf = dir.components().collect();
+    match path.components().next_back() {
+        Some(Component::ParentDir) => None,
+        None => Some(PathBuf::from(".")),
+        Some(_) => Some(path),
+    }
+}
+
+/// Checks each directory above `spelled` (the control directory, as normalized), up to
+/// `/`: as the kernel resolves it, each must be owned by `uid` or root, and not
+/// writable by group or others unless it is root's and sticky; and a symlink on the way
+/// as it is spelled must be owned by `uid` or root (its owner can point it elsewhere).
+fn check_parents(dir: &Path, spelled: &Path, uid: u32) -> Result<(), String> {
+    let shown = dir.display();
+    let parent = match spelled.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut prefix = PathBuf::new();
+    for component in parent.components() {
+        if component == Component::ParentDir {
+            break;
+        }
+        prefix.push(component);
+        let Ok(stat) = rustix::fs::lstat(&prefix) else {
+            break;
+        };
+        let owner = stat.st_uid;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink && owner != uid && owner != 0
+        {
+            return Err(format!(
+                "control directory {shown}: the symlink {} on its path is owned by uid {owner}, who could point it elsewhere; use a path that only you or root can change",
+                prefix.display()
+            ));
+        }
+    }
+    let real = std::fs::canonicalize(&parent).map_err(|e| {
+        format!(
+            "control directory {shown}: its parent {}: {e}",
+            parent.display()
+        )
+    })?;
+    for ancestor in real.ancestors() {
+        let stat = rustix::fs::stat(ancestor).map_err(|e| {
+            format!(
+                "control directory {shown}: its parent {}: {}",
+                ancestor.display(),
+                io::Error::from(e)
+            )
+        })?;
+        if let Err(why) = parent_allowed(stat.st_uid, stat.st_mode, uid) {
+            return Err(format!(
+                "control directory {shown}: its parent {} {why}; another user could replace the control directory (use a directory whose parents only you or root can change)",
+                ancestor.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a directory above the control directory, of owner `owner` and `mode`, is
+/// safe for user `uid`; if not, why (to follow the directory's name).
+fn parent_allowed(owner: u32, mode: u32, uid: u32) -> Result<(), String> {
+    if owner != uid && owner != 0 {
+        return Err(format!(
+            "is owned by uid {owner}, neither this user (uid {uid}) nor root"
+        ));
+    }
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o022 != 0 && !(owner == 0 && sticky) {
+        return Err(format!(
+            "has mode {:04o}: writable by group or others",
+            mode & 0o7777
         ));
     }
     Ok(())
@@ -109,5 +208,68 @@ mod tests {
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         let err = check(&link).unwrap_err().to_string();
         assert!(err.contains("symlink"), "{err}");
+    }
+
+    /// However the path to a symlink is spelled, it is the symlink that is checked.
+    #[test]
+    fn a_symlink_is_refused_however_it_is_spelled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("lb");
+        prepare(&dir).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let base = link.display().to_string();
+        for spelled in [
+            format!("{base}/"),
+            format!("{base}/."),
+            format!("{base}//./"),
+        ] {
+            let err = check(Path::new(&spelled)).unwrap_err().to_string();
+            assert!(err.contains("is a symlink"), "{spelled}: {err}");
+        }
+        let err = check(Path::new(&format!("{base}/..")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ends in `..`"), "{err}");
+        check(Path::new(&format!("{}/./", dir.display()))).unwrap();
+    }
+
+    /// The rule for a parent, as a table: (owner, mode, allowed).
+    #[test]
+    fn parents_owned_by_the_user_or_root_and_not_writable_by_others() {
+        let uid = 1000;
+        let cases = [
+            (1000, 0o700, true),
+            (1000, 0o755, true),
+            (0, 0o755, true),
+            (0, 0o1777, true),     // /tmp
+            (0, 0o777, false),     // writable by all, not sticky
+            (0, 0o775, false),     // writable by root's group
+            (1000, 0o1777, false), // sticky, but not root's
+            (1000, 0o770, false),
+            (2000, 0o755, false),
+            (2000, 0o1777, false),
+        ];
+        for (owner, mode, allowed) in cases {
+            let got = parent_allowed(owner, mode, uid);
+            assert_eq!(got.is_ok(), allowed, "owner {owner} mode {mode:o}: {got:?}");
+        }
+        assert_eq!(
+            parent_allowed(0, 0o777, uid).unwrap_err(),
+            "has mode 0777: writable by group or others"
+        );
+        assert!(parent_allowed(0, 0o777, 0).is_err());
+    }
+
+    #[test]
+    fn a_parent_writable_by_others_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let dir = open.join("lb");
+        let err = prepare(&dir).unwrap_err().to_string();
+        let named = format!("its parent {} has mode 0777", open.display());
+        assert!(err.contains(&named), "{err}");
     }
 }

@@ -299,7 +299,9 @@ mod dir;
 mod dispatch;
 mod environ;
 mod flags;
+mod log_queue;
 mod logger;
+mod signals;
 mod socket;
 mod supervisor;
 

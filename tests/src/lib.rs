@@ -230,7 +230,7 @@ impl Env {
     /// Starts `bin ARGS` as a guarded long-running process (bypass mode, or any mode),
     /// in a process group of its own, with its stdout and stderr captured to files.
     pub fn spawn<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Spawned {
-        self.spawn_with(bin, args, &[])
+        self.spawn_full(bin, args, &[], None)
     }
 
     /// [`spawn`](Self::spawn), with the variables `vars` added to its environment.
@@ -239,6 +239,27 @@ impl Env {
         bin: &Path,
         args: &[S],
         vars: &[(&str, &str)],
+    ) -> Spawned {
+        self.spawn_full(bin, args, vars, None)
+    }
+
+    /// [`spawn`](Self::spawn), with stderr going to `stderr` if given (a pipe that
+    /// nobody reads, say) instead of a file; [`Spawned::stderr`] is empty then.
+    pub fn spawn_with_stderr<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        stderr: Option<Stdio>,
+    ) -> Spawned {
+        self.spawn_full(bin, args, &[], stderr)
+    }
+
+    fn spawn_full<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        vars: &[(&str, &str)],
+        stderr: Option<Stdio>,
     ) -> Spawned {
         let label = format!(
             "{} {}",
@@ -251,12 +272,17 @@ impl Env {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let stdout_path = self.path().join(format!("process-{n}.stdout"));
         let stderr_path = self.path().join(format!("process-{n}.stderr"));
+        let stderr = stderr.unwrap_or_else(|| {
+            File::create(&stderr_path)
+                .expect("create the stderr file")
+                .into()
+        });
         let mut command = self.command(bin);
         command
             .args(args)
             .envs(vars.iter().copied())
             .stdout(File::create(&stdout_path).expect("create the stdout file"))
-            .stderr(File::create(&stderr_path).expect("create the stderr file"))
+            .stderr(stderr)
             .process_group(0);
         let child = command
             .spawn()
@@ -282,7 +308,7 @@ impl Env {
 
     /// Starts `bin --littleboss=start ARGS` without waiting for anything.
     pub fn start_nowait<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Supervisor<'_> {
-        self.start_with(bin, args, &[])
+        self.start_full(bin, args, &[], None)
     }
 
     /// Starts `bin --littleboss=start ARGS` with the variables `vars` added to its
@@ -293,12 +319,33 @@ impl Env {
         args: &[S],
         vars: &[(&str, &str)],
     ) -> Supervisor<'_> {
+        self.start_full(bin, args, vars, None)
+    }
+
+    /// [`start_nowait`](Self::start_nowait), with the supervisor's stderr going to
+    /// `stderr` if given (see [`spawn_with_stderr`](Self::spawn_with_stderr)).
+    pub fn start_with_stderr<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        stderr: Option<Stdio>,
+    ) -> Supervisor<'_> {
+        self.start_full(bin, args, &[], stderr)
+    }
+
+    fn start_full<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        vars: &[(&str, &str)],
+        stderr: Option<Stdio>,
+    ) -> Supervisor<'_> {
         let mut all: Vec<&OsStr> = vec![OsStr::new("--littleboss=start")];
         all.extend(args.iter().map(AsRef::as_ref));
         Supervisor {
             env: self,
             bin: bin.to_path_buf(),
-            process: self.spawn_with(bin, &all, vars),
+            process: self.spawn_full(bin, &all, vars, stderr),
         }
     }
 

@@ -404,7 +404,10 @@ fn huge_timing(mode: &str) {
         .expect("a timeout");
     let early = raw::read_response(&mut reload);
     eprintln!("{mode}: within 5 s the reload answered {early:?}");
-    let fake_pid = sup.stderr().lines().find_map(|l| {
+    // The supervisor's log is written by a thread of its own: the line may follow the
+    // answer.
+    let line = sup.wait_for_log("reloading: started pid ");
+    let fake_pid = std::iter::once(line.as_str()).find_map(|l| {
         l.split("reloading: started pid ")
             .nth(1)?
             .split(' ')

@@ -5,8 +5,9 @@
 //! After each attack the supervisor must still serve: `status` answers, the child's pid
 //! is unchanged, and a request is answered by it.
 //!
-//! The two tests that need root (another user's client, another user's directory) are
-//! `#[ignore = "needs root"]`: `.ci/run` runs them as root with `-- --ignored`.
+//! The tests that need root (another user's client, another user's directory or parent,
+//! a sticky parent of root's) are `#[ignore = "needs root"]`: `.ci/run` runs them as
+//! root with `-- --ignored`.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -97,11 +98,8 @@ fn a_length_prefix_of_4_gib_is_refused_before_reading() {
         "refused at once, not after the idle timeout ({:?})",
         started.elapsed()
     );
-    assert!(
-        sup.stderr().contains("bad control request"),
-        "{}",
-        sup.logs()
-    );
+    // The log is written by a thread of its own: the line may follow the answer.
+    sup.wait_for_log("bad control request");
     serving.assert_unchanged(&sup, "a 4 GiB length prefix");
 }
 
@@ -545,4 +543,156 @@ fn fds_sent_to_the_control_socket_are_not_kept() {
     });
     assert_eq!(fds_after, fds_before, "1280 fds were sent");
     serving.assert_unchanged(&sup, "fds sent to the control socket");
+}
+
+/// The answer a connection beyond the cap gets.
+const BUSY: &str = "the supervisor is busy: 256 control connections are open; try again";
+
+#[test]
+fn three_hundred_idle_clients_cannot_make_a_stop_fail() {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    let serving = Serving::of(&sup, env.socket(NAME));
+    let mut idle: Vec<_> = (0..300)
+        .map(|i| raw::connect(&serving.socket).unwrap_or_else(|e| panic!("client {i}: {e}")))
+        .collect();
+    // Beyond the cap, a status is answered `busy`, by a raw client and by the command.
+    let during = raw::ask(&serving.socket, &wire::status_request());
+    match &during {
+        Ok(Response::Failed { reason }) => assert_eq!(reason, BUSY),
+        other => panic!("status beyond the cap: {other:?}\n{}", sup.logs()),
+    }
+    let status = sup.run(&["--littleboss=status"]);
+    assert_eq!(status.code(), Some(1), "{status}");
+    assert!(
+        status.stderr.contains(&format!("{NAME}: {BUSY}")),
+        "{status}"
+    );
+    // An idle client beyond the cap is told too, not closed silently.
+    let last = idle.last_mut().expect("a client");
+    match raw::read_response(last) {
+        Ok(Some(Response::Failed { reason })) => assert_eq!(reason, BUSY),
+        other => panic!("an idle client beyond the cap: {other:?}"),
+    }
+    let refused = sup.wait_for_log("refused a control connection: the supervisor is busy");
+    assert!(refused.contains("so far)"), "{refused}");
+    // The slot kept for `stop` serves it, with every other slot taken.
+    let t0 = Instant::now();
+    let stop = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stop.code(), Some(0), "{stop}\n{}", sup.logs());
+    assert!(stop.stdout.contains("stopped lbhttp exit code 0"), "{stop}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(sup.wait_code(), 0);
+    drop(idle);
+}
+
+/// `lb-http ARGS` with `LITTLEBOSS_DIR=dir` (as spelled), in `env`.
+fn run_in_dir(env: &Env, dir: &str, args: &[&str]) -> littleboss_tests::Outcome {
+    let mut command = env.command(bin!("lb-http"));
+    command.env("LITTLEBOSS_DIR", dir).args(args);
+    run_for(command, COMMAND_TIMEOUT)
+}
+
+#[test]
+fn a_symlinked_control_dir_is_refused_however_it_is_spelled() {
+    let env = Env::new();
+    let real = env.path().join("real");
+    std::fs::create_dir(&real).expect("mkdir");
+    chmod(&real, 0o700);
+    std::os::unix::fs::symlink(&real, env.dir()).expect("symlink");
+    let link = env.dir().display().to_string();
+    for spelled in [
+        format!("{link}/"),
+        format!("{link}/."),
+        format!("{link}/./"),
+    ] {
+        for mode in ["--littleboss=start", "--littleboss=status"] {
+            let outcome = run_in_dir(&env, &spelled, &[mode]);
+            assert_eq!(outcome.code(), Some(1), "{spelled} {mode}: {outcome}");
+            assert!(
+                outcome.stderr.contains("is a symlink; refusing it"),
+                "{spelled} {mode}: {outcome}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(&real).expect("read the target").count(),
+        0,
+        "nothing was created through the symlink"
+    );
+}
+
+#[test]
+fn a_control_dir_under_a_parent_others_can_write_is_refused() {
+    let env = Env::new();
+    let open = env.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    chmod(&open, 0o777);
+    let dir = open.join("run");
+    let named = format!("its parent {} has mode 0777", open.display());
+    for mode in ["--littleboss=start", "--littleboss=status"] {
+        if mode == "--littleboss=status" {
+            // A directory that exists already is checked by the client too.
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            chmod(&dir, 0o700);
+        }
+        let outcome = run_in_dir(&env, &dir.display().to_string(), &[mode]);
+        assert_eq!(outcome.code(), Some(1), "{mode}: {outcome}");
+        assert!(outcome.stderr.contains(&named), "{mode}: {outcome}");
+    }
+    assert!(!dir.join(format!("{NAME}.sock")).exists());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_control_dir_under_a_parent_of_another_user_is_refused() {
+    require_root("chown a parent directory");
+    let env = Env::new();
+    let theirs = env.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    chmod(&theirs, 0o755);
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+    let dir = theirs.join("run");
+    let outcome = run_in_dir(&env, &dir.display().to_string(), &["--littleboss=start"]);
+    assert_eq!(outcome.code(), Some(1), "{outcome}");
+    let named = format!(
+        "its parent {} is owned by uid 65534, neither this user (uid 0) nor root",
+        theirs.display()
+    );
+    assert!(outcome.stderr.contains(&named), "{outcome}");
+    assert!(!dir.exists(), "nothing was created under it");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_control_dir_under_a_sticky_parent_of_root_is_accepted() {
+    require_root("own a sticky directory as root");
+    let env = Env::new();
+    // The control directory's parent is root's, writable by all and sticky, as /tmp.
+    chmod(env.path(), 0o1777);
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    let stop = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stop.code(), Some(0), "{stop}");
+    assert_eq!(sup.wait_code(), 0);
+    chmod(env.path(), 0o700);
+}
+
+#[test]
+fn a_regular_file_at_the_socket_path_is_refused_not_deleted() {
+    let env = Env::new();
+    std::fs::create_dir(env.dir()).expect("mkdir");
+    chmod(env.dir(), 0o700);
+    let path = env.socket(NAME);
+    std::fs::write(&path, "keep me\n").expect("write");
+    let outcome = env.run(bin!("lb-http"), &["--littleboss=start"]);
+    assert_eq!(outcome.code(), Some(1), "{outcome}");
+    let message = format!(
+        "{} exists and is a regular file, not a control socket; refusing to delete it",
+        path.display()
+    );
+    assert!(outcome.stderr.contains(&message), "{outcome}");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("still there"),
+        "keep me\n"
+    );
 }

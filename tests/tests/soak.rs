@@ -1,7 +1,8 @@
 //! A short soak: the reload benchmark (`src/bin/reload-bench.rs`) on the `http` example,
 //! 20 reloads under load. The benchmark exits 0 only when no request failed, every
 //! reload meant to fail failed and every other one succeeded, the supervisor's open fds
-//! did not change, and no zombie child is left.
+//! did not change, and no zombie child is left. The same again with the supervisor's
+//! stderr a pipe that nobody reads: its log must not stall it.
 
 use std::process::Command;
 use std::time::Duration;
@@ -13,6 +14,16 @@ const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[test]
 fn a_short_soak_under_reloads_fails_no_request_and_leaks_nothing() {
+    soak(&[]);
+}
+
+#[test]
+fn a_short_soak_with_an_unread_stderr_fails_no_request_and_leaks_nothing() {
+    soak(&["--reloads", "30", "--stderr", "unread-fifo"]);
+}
+
+/// Runs the benchmark with `extra` flags and checks its report.
+fn soak(extra: &[&str]) {
     let example = example!("http");
     let mut bench = Command::new(bin!("reload-bench"));
     bench
@@ -27,8 +38,9 @@ fn a_short_soak_under_reloads_fails_no_request_and_leaks_nothing() {
             "300",
             "--rate",
             "200",
-            "--bin",
         ])
+        .args(extra)
+        .arg("--bin")
         .arg(&example);
     let outcome = run_for(bench, BENCH_TIMEOUT);
     eprintln!("{}", outcome.stdout);

@@ -1,6 +1,8 @@
 //! The control socket: its messages and framing ([`protocol`]), the supervisor's
-//! server ([`server`]) and the client that the command-line modes use ([`client`]).
+//! server ([`server`]), which keeps each status within a frame ([`status_fit`]), and the
+//! client that the command-line modes use ([`client`]).
 
 pub(crate) mod client;
 pub(crate) mod protocol;
 pub(crate) mod server;
+pub(crate) mod status_fit;

@@ -326,6 +326,7 @@ pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
 }
 
 /// A response of any version this build speaks.
+#[cfg(test)]
 pub(crate) fn decode_response(bytes: &[u8]) -> Result<Response, DecodeError> {
     decode_any_response(bytes).map(|(_, response)| response)
 }

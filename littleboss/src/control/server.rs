@@ -1,7 +1,11 @@
 //! The control socket's server: one request and one answer a connection, from this
-//! user (or root) only.
+//! user (or root) only. [`MAX_CLIENTS`] connections are served at once; the ones beyond
+//! are read briefly, so that a `stop` among them is served in a slot kept for it, and
+//! the others are told that the supervisor is busy: idle clients can never make a stop
+//! fail, and no connection is closed without an answer but an idle one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -9,6 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::control::protocol::{self, ReloadRequest, Request, Response, Versions};
+use crate::control::status_fit;
 use crate::logger::{Level, Logger};
 
 /// What the server tells the supervisor's loop about its clients, each named by a
@@ -33,28 +38,57 @@ pub(crate) enum Incoming {
     },
 }
 
-/// Connections served at once; more are closed at once. Each costs a task and a small
-/// buffer, and an idle one is dropped after [`REQUEST_TIMEOUT`].
+/// Connections served at once. Each costs a task and a small buffer, and an idle one
+/// is dropped after [`REQUEST_TIMEOUT`].
 const MAX_CLIENTS: usize = 256;
 
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections beyond [`MAX_CLIENTS`] are still read, for this long at most, so that a
+/// `stop` among them is served (in the one slot kept for it) and the others are told
+/// that the supervisor is busy.
+const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections beyond the cap read at once; past these, a connection is told at once
+/// that the supervisor is busy, without being read.
+const MAX_OVERFLOW: usize = 1024;
+
 /// The connections being served: the supervisor waits for them to write their last
 /// answers before it exits.
 #[derive(Clone, Debug)]
-pub(crate) struct Connections(Arc<Semaphore>);
+pub(crate) struct Connections {
+    slots: Arc<Semaphore>,
+    /// The slot kept for a `stop` that comes when every other slot is taken.
+    stop: Arc<Semaphore>,
+    overflow: Arc<Semaphore>,
+    refused: Arc<AtomicU64>,
+}
 
 impl Connections {
     pub(crate) fn new() -> Connections {
-        Connections(Arc::new(Semaphore::new(MAX_CLIENTS)))
+        Connections {
+            slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            stop: Arc::new(Semaphore::new(1)),
+            overflow: Arc::new(Semaphore::new(MAX_OVERFLOW)),
+            refused: Arc::default(),
+        }
     }
 
     /// Waits (at most `limit`) until every connection has been answered and closed.
     pub(crate) async fn drain(&self, limit: Duration) {
         let all = MAX_CLIENTS as u32;
-        let _ = tokio::time::timeout(limit, self.0.acquire_many(all)).await;
+        let both = async {
+            let _slots = self.slots.acquire_many(all).await;
+            let _stop = self.stop.acquire().await;
+        };
+        let _ = tokio::time::timeout(limit, both).await;
     }
+}
+
+/// What a client beyond the cap is told, and what the log says of it.
+fn busy() -> String {
+    format!("the supervisor is busy: {MAX_CLIENTS} control connections are open; try again")
 }
 
 /// Accepts control connections until the supervisor's loop goes away.
@@ -66,7 +100,6 @@ pub(crate) async fn serve(
     connections: Connections,
     first_client: u64,
 ) {
-    let slots = connections.0;
     let mut next_client = first_client;
     loop {
         let stream = match listener.accept().await {
@@ -78,75 +111,147 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            continue;
-        };
-        let requests = requests.clone();
-        let name = name.clone();
-        let logger = logger.clone();
         next_client += 1;
-        let client = next_client;
-        tokio::spawn(async move {
-            handle(stream, client, &requests, &name, &logger).await;
-            drop(slot);
-        });
+        let client = Client {
+            id: next_client,
+            requests: requests.clone(),
+            name: name.clone(),
+            logger: logger.clone(),
+        };
+        if let Ok(slot) = Arc::clone(&connections.slots).try_acquire_owned() {
+            tokio::spawn(async move {
+                handle(stream, &client).await;
+                drop(slot);
+            });
+        } else if let Ok(reading) = Arc::clone(&connections.overflow).try_acquire_owned() {
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                overflow(stream, &client, &connections).await;
+                drop(reading);
+            });
+        } else {
+            // Too many to read even briefly: the answer fits in the socket's empty
+            // buffer, so it is written without waiting, and the client reads it.
+            client.refuse_busy(&connections);
+            let failed = Response::Failed { reason: busy() };
+            let oldest = Versions::ours().oldest;
+            let _ = stream.try_write(&protocol::frame(&protocol::encode_response(
+                oldest, &failed,
+            )));
+        }
     }
 }
 
-async fn handle(
-    mut stream: UnixStream,
-    client: u64,
-    requests: &mpsc::Sender<Incoming>,
-    name: &str,
-    logger: &Logger,
-) {
-    if let Err(refusal) = check_peer(&stream) {
-        logger.log(
+/// One connection's number and what it needs to pass its request on.
+#[derive(Debug)]
+struct Client {
+    id: u64,
+    requests: mpsc::Sender<Incoming>,
+    name: String,
+    logger: Logger,
+}
+
+impl Client {
+    /// Logs a `busy` refusal, with the count of them so far.
+    fn refuse_busy(&self, connections: &Connections) {
+        let count = connections.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let times = if count == 1 { "time" } else { "times" };
+        self.logger.log(
             Level::Warn,
-            name,
-            &format!("refused a control connection: {refusal}"),
+            &self.name,
+            &format!(
+                "refused a control connection: {} ({count} {times} so far)",
+                busy()
+            ),
         );
-        // Let the client finish sending (its request is not looked at), so that it
-        // reads the refusal instead of failing on a closed socket.
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain_frame(&mut stream)).await;
-        let _ = reply(
-            &mut stream,
-            Versions::ours().oldest,
-            &Response::Failed { reason: refusal },
-        )
-        .await;
-        return;
+    }
+}
+
+/// A connection beyond the cap: a `stop` takes the slot kept for it; anything else, or
+/// nothing within [`OVERFLOW_TIMEOUT`], is answered `busy`.
+async fn overflow(mut stream: UnixStream, client: &Client, connections: &Connections) {
+    if let Err(refusal) = check_peer(&stream) {
+        return refuse_peer(stream, client, refusal).await;
+    }
+    let request = tokio::time::timeout(OVERFLOW_TIMEOUT, read_request(&mut stream)).await;
+    let version = match &request {
+        Ok(Ok((version, _)) | Err((version, _))) => *version,
+        Err(_) => Versions::ours().oldest,
+    };
+    if let Ok(Ok((version, Request::Stop))) = request {
+        if let Ok(slot) = Arc::clone(&connections.stop).try_acquire_owned() {
+            forward(stream, client, Request::Stop, version).await;
+            drop(slot);
+            return;
+        }
+    }
+    client.refuse_busy(connections);
+    let _ = reply(&mut stream, version, &Response::Failed { reason: busy() }).await;
+}
+
+/// Tells a peer of another user why it is refused.
+async fn refuse_peer(mut stream: UnixStream, client: &Client, refusal: String) {
+    client.logger.log(
+        Level::Warn,
+        &client.name,
+        &format!("refused a control connection: {refusal}"),
+    );
+    // Let the client finish sending (its request is not looked at), so that it reads
+    // the refusal instead of failing on a closed socket.
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain_frame(&mut stream)).await;
+    let oldest = Versions::ours().oldest;
+    let _ = reply(&mut stream, oldest, &Response::Failed { reason: refusal }).await;
+}
+
+async fn handle(mut stream: UnixStream, client: &Client) {
+    if let Err(refusal) = check_peer(&stream) {
+        return refuse_peer(stream, client, refusal).await;
     }
     let (version, request) =
         match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
             Ok(Ok(request)) => request,
             Ok(Err((version, e))) => {
+                let (logger, name) = (&client.logger, &client.name);
                 logger.log(Level::Warn, name, &format!("bad control request: {e}"));
                 let _ = reply(&mut stream, version, &Response::Failed { reason: e }).await;
                 return;
             }
             Err(_) => return,
         };
+    if let Request::Reload(reload) | Request::Upgrade(reload) = &request {
+        if let Err(reason) = status_fit::check_reload(reload) {
+            let (logger, name) = (&client.logger, &client.name);
+            logger.log(Level::Warn, name, &format!("reload {reason}"));
+            let _ = reply(&mut stream, version, &Response::Failed { reason }).await;
+            return;
+        }
+    }
     if let Request::Upgrade(request) = request {
         let Ok(stream) = stream.into_std() else {
             return;
         };
         let incoming = Incoming::Upgrade {
-            client,
+            client: client.id,
             request,
             version,
             stream,
         };
-        let _ = requests.send(incoming).await;
+        let _ = client.requests.send(incoming).await;
         return;
     }
+    forward(stream, client, request, version).await;
+}
+
+/// Passes `request` to the supervisor's loop and writes its answer, or tells the loop
+/// that the client went away first.
+async fn forward(mut stream: UnixStream, client: &Client, request: Request, version: u16) {
     let (tx, rx) = oneshot::channel();
     let incoming = Incoming::Request {
-        client,
+        client: client.id,
         request,
         reply: tx,
     };
-    if requests.send(incoming).await.is_err() {
+    if client.requests.send(incoming).await.is_err() {
         return;
     }
     tokio::select! {
@@ -156,7 +261,7 @@ async fn handle(
             }
         }
         () = closed(&mut stream) => {
-            let _ = requests.send(Incoming::Gone { client }).await;
+            let _ = client.requests.send(Incoming::Gone { client: client.id }).await;
         }
     }
 }
@@ -240,10 +345,27 @@ async fn read_request(stream: &mut UnixStream) -> Result<(u16, Request), (u16, S
     Ok((version, request))
 }
 
+/// Writes `response`; a status is cut to fit in a frame ([`status_fit::fit`]), and a
+/// reply that would not fit anyway is replaced by a refusal that says so.
 async fn reply(stream: &mut UnixStream, version: u16, response: &Response) -> std::io::Result<()> {
-    stream
-        .write_all(&protocol::frame(&protocol::encode_response(
-            version, response,
-        )))
-        .await
+    let mut message = match response {
+        Response::Status(status) => protocol::encode_response(
+            version,
+            &Response::Status(Box::new(status_fit::fit((**status).clone()))),
+        ),
+        other => protocol::encode_response(version, other),
+    };
+    if message.len() > protocol::MAX_CONTROL_FRAME {
+        message = protocol::encode_response(
+            version,
+            &Response::Failed {
+                reason: format!(
+                    "the answer would take {} bytes, more than a control frame holds ({})",
+                    message.len(),
+                    protocol::MAX_CONTROL_FRAME
+                ),
+            },
+        );
+    }
+    stream.write_all(&protocol::frame(&message)).await
 }

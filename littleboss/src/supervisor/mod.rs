@@ -9,16 +9,19 @@
 //! - carries out: [`shell`] (the loop that feeds the machine and does what it says),
 //!   [`child_io`] (one task per child that moves its messages and reports its exit),
 //!   [`prepare`] (a reload's binary and listeners, off the loop), [`watch_build`] (dev
-//!   mode: new builds of the executable), [`spawn`], [`notify`], [`reap`], and [`fds`],
-//!   the table of fds the state refers to.
+//!   mode: new builds of the executable), [`spawn`] (with [`script`]), [`notify`],
+//!   [`reap`] and [`descendants`] (what is left of the service), and [`fds`], the table
+//!   of fds the state refers to.
 
 mod child_io;
+mod descendants;
 mod fds;
 mod handover;
 mod machine;
 mod notify;
 mod prepare;
 mod reap;
+mod script;
 mod setup;
 mod shell;
 mod spawn;
@@ -69,9 +72,11 @@ fn run(
     dev: bool,
 ) -> ExitCode {
     let name = config.name.clone();
+    let logger = config.logger.clone();
     let setup = match setup::Setup::new(&config, specs, activated, args) {
         Ok(setup) => setup,
         Err(e) => {
+            logger.flush(std::time::Duration::from_secs(1));
             errln!("littleboss: {name}: {e}");
             return ExitCode::FAILURE;
         }
@@ -96,6 +101,8 @@ fn run(
             }
         }
     });
+    // The last lines (`stopped`...) reach the log, unless its reader is stuck.
+    logger.flush(std::time::Duration::from_secs(1));
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
@@ -133,11 +140,11 @@ pub(crate) fn resume(config: &Config) -> Option<ExitCode> {
 }
 
 /// The supervisor's runtime: one thread for the loop; the blocking pool's threads never
-/// take the signals the loop handles (see [`upgrade::block_signals`]).
+/// take the signals the loop handles (see `signals`).
 fn runtime(name: &str) -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_start(|| upgrade::block_signals(true))
+        .on_thread_start(|| crate::signals::block(true))
         .build()
     {
         Ok(runtime) => Some(runtime),

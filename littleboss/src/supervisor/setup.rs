@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 
 use crate::config::Config;
 use crate::control::client::{self, AskError};
@@ -145,17 +145,28 @@ fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, Stri
 }
 
 /// Binds the control socket with mode 0600 from the start (no window in which it is
-/// wider), replacing a stale file.
+/// wider), replacing a stale socket. Anything else at the path (a regular file, a
+/// symlink) is not ours to delete: it is refused, as unix listeners refuse it.
 fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
+    let shown = path.display();
+    match rustix::fs::lstat(path) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Socket => {
+            std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove stale socket {shown}: {e}"))?;
+        }
+        Ok(stat) => {
+            let what = match FileType::from_raw_mode(stat.st_mode) {
+                FileType::RegularFile => "a regular file",
+                FileType::Directory => "a directory",
+                FileType::Symlink => "a symlink",
+                _ => "not a socket",
+            };
             return Err(format!(
-                "cannot remove stale socket {}: {e}",
-                path.display()
+                "{shown} exists and is {what}, not a control socket; refusing to delete it (remove it yourself if nothing needs it)"
             ));
         }
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(format!("cannot look at {shown}: {e}")),
     }
     let old = rustix::process::umask(Mode::from_raw_mode(0o177));
     let bound = std::os::unix::net::UnixListener::bind(path);

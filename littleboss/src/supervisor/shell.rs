@@ -30,7 +30,7 @@ use super::notify::{self, Notify};
 use super::prepare::{self, Failure, Opened};
 use super::setup::{Setup, SocketFile};
 use super::state::{ListenerRecord, ProgramRecord};
-use super::{reap, spawn, upgrade, user, watch_build};
+use super::{descendants, reap, spawn, upgrade, user, watch_build};
 
 /// What the shell knows of a child the machine started: where to send, whom to kill.
 #[derive(Debug)]
@@ -85,6 +85,9 @@ pub(crate) struct Shell {
     lock: OwnedFd,
     run_as: Option<user::RunAs>,
     notify: Option<Notify>,
+    /// The answers to `stop`, held until what is left of the service has been ended
+    /// (their exit code says whether it could be).
+    stopped: Vec<(oneshot::Sender<Response>, i32)>,
     /// The machine's time 0, less `offset` (the time the previous image had reached).
     clock: Instant,
     offset: Time,
@@ -219,6 +222,7 @@ impl Shell {
             lock: parts.lock,
             run_as: parts.run_as,
             notify: None,
+            stopped: Vec::new(),
             clock: Instant::now(),
             offset: parts.offset,
             dev: parts.dev,
@@ -228,6 +232,9 @@ impl Shell {
         (shell.inputs_tx, shell.inputs) = mpsc::unbounded_channel();
         (shell.prepared_tx, shell.prepared) = mpsc::unbounded_channel();
         shell.serve()?;
+        if let Err(e) = descendants::become_subreaper() {
+            shell.log(Level::Warn, &e);
+        }
         match Notify::from_env() {
             Some(Ok(notify)) => shell.notify = Some(notify),
             Some(Err(e)) => shell.log(Level::Warn, &e),
@@ -282,17 +289,14 @@ impl Shell {
         );
         // A supervisor that an upgrade started has them blocked (pending ones wait):
         // now that the handlers are in place, they are delivered.
-        upgrade::block_signals(false);
+        crate::signals::block(false);
         let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
             self.log(Level::Warn, "cannot install signal handlers; stopping");
             return 1;
         };
-        // As PID 1, orphans are reparented to us: reap them on SIGCHLD.
-        let mut orphans = if reap::is_init() {
-            signal(SignalKind::child()).ok()
-        } else {
-            None
-        };
+        // As a subreaper (and as PID 1), orphans are reparented to us: reap them on
+        // SIGCHLD.
+        let mut orphans = signal(SignalKind::child()).ok();
         loop {
             self.carry_out();
             if let Some(program) = self.exec.take() {
@@ -300,6 +304,7 @@ impl Shell {
                 continue;
             }
             if let Some(code) = self.machine.done() {
+                let code = self.end_descendants(code).await;
                 // Let the answers to `stop` reach their clients before the process exits.
                 self.connections.drain(Duration::from_secs(1)).await;
                 return code;
@@ -443,7 +448,12 @@ impl Shell {
             }
             Effect::Answer { client, response } => {
                 if let Some(reply) = self.clients.remove(&client) {
-                    let _ = reply.send(response);
+                    match response {
+                        Response::Stopped { code } => self.stopped.push((reply, code)),
+                        response => {
+                            let _ = reply.send(response);
+                        }
+                    }
                 } else if let Some(held) = self.held.remove(&client) {
                     answer_held(held, response);
                 }
@@ -654,7 +664,7 @@ impl Shell {
         program: ProgramRecord,
         signals: [&mut tokio::signal::unix::Signal; 3],
     ) {
-        upgrade::block_signals(true);
+        crate::signals::block(true);
         // A signal that arrived before the block is handled here, not lost in the exec.
         let [term, int, hup] = signals;
         let pending = tokio::select! {
@@ -756,11 +766,30 @@ impl Shell {
                 self.log(Level::Warn, &e);
             }
         }
-        upgrade::block_signals(false);
+        crate::signals::block(false);
         self.handle(Input::ExecFailed { reason });
         if let Some(signal) = signal {
             self.handle(Input::Signal(signal));
         }
+    }
+
+    /// The children are gone: ends what is left of the service, then answers `stop`.
+    /// Returns the exit code, made non-zero if a process could not be ended.
+    async fn end_descendants(&mut self, code: i32) -> i32 {
+        let logger = self.config.logger.clone();
+        let name = self.config.name.clone();
+        let log = |text: &str| logger.log(Level::Info, &name, text);
+        let ended = descendants::end_all(self.config.lameduck, log).await;
+        let failed = ended.is_err();
+        if let Err(e) = &ended {
+            self.log(Level::Warn, e);
+        }
+        let code = if failed && code == 0 { 1 } else { code };
+        for (reply, theirs) in self.stopped.drain(..) {
+            let theirs = if failed && theirs == 0 { 1 } else { theirs };
+            let _ = reply.send(Response::Stopped { code: theirs });
+        }
+        code
     }
 
     fn log(&self, level: Level, text: &str) {

@@ -16,6 +16,7 @@ use crate::control::protocol::{VERSIONS_ENV, Versions};
 use crate::environ;
 use crate::socket::describe;
 
+use super::script;
 use super::user::{self, RunAs};
 
 /// Opens `path` as an executable the supervisor will run: a regular file with an
@@ -58,7 +59,8 @@ pub(crate) fn spawn(
 ) -> io::Result<Spawned> {
     let (ours, theirs) = channel::pair()?;
     // Executing /proc/self/fd/N runs the file the fd refers to, whatever its path now
-    // holds (the fd is close-on-exec, but exec resolves the path before closing it).
+    // holds (the fd is close-on-exec, but exec resolves the path before closing it; a
+    // script keeps it open, see `script`).
     let mut command = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     if let Some(arg0) = args.first() {
         command.arg0(arg0);
@@ -78,6 +80,7 @@ pub(crate) fn spawn(
             .env("LOGNAME", &run_as.name);
     }
     let raw = theirs.as_raw_fd();
+    let script = script::is_script(exe).then_some(exe.as_raw_fd());
     let run_as = run_as.cloned();
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe system calls (fcntl, setgroups, setgid, setuid) on data prepared
@@ -90,6 +93,13 @@ pub(crate) fn spawn(
             // Clear close-on-exec on the child's copy only: the channel is the one fd
             // the new program inherits.
             rustix::io::fcntl_setfd(fd, FdFlags::empty())?;
+            if let Some(exe) = script {
+                // SAFETY: `exe` is borrowed for the whole of `spawn`, so the forked
+                // copy of this fd number is open and is the executable.
+                let exe = BorrowedFd::borrow_raw(exe);
+                // A script's interpreter opens /proc/self/fd/N: keep N open for it.
+                rustix::io::fcntl_setfd(exe, FdFlags::empty())?;
+            }
             if let Some(run_as) = &run_as {
                 user::switch(run_as)?;
             }

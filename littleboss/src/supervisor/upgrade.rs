@@ -165,24 +165,3 @@ pub(crate) fn exec(exe: BorrowedFd<'_>, args: &[OsString], handover: BorrowedFd<
     unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     std::io::Error::last_os_error().to_string()
 }
-
-/// The signals the supervisor handles, blocked (`block`) or delivered again. Across
-/// the exec they stay blocked, so one that arrives meanwhile waits, pending, for the
-/// new image, which unblocks them once its handlers are in place.
-pub(crate) fn block_signals(block: bool) {
-    // SAFETY: `set` is a local signal set, initialized by sigemptyset before use, and
-    // pthread_sigmask only reads it; changing this thread's mask is always sound.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, signal);
-        }
-        let how = if block {
-            libc::SIG_BLOCK
-        } else {
-            libc::SIG_UNBLOCK
-        };
-        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
-    }
-}

@@ -193,7 +193,8 @@ pub(crate) fn spawn(
         let _ = events_tx.send(event);
     };
     let (watcher, close_events): (Box<dyn Watcher + Send>, bool) =
-        match notify::recommended_watcher(handler.clone()) {
+        // The watcher's thread never takes the supervisor's signals.
+        match crate::signals::blocked_for(|| notify::recommended_watcher(handler.clone())) {
             Ok(watcher) => (
                 Box::new(watcher),
                 cfg!(any(target_os = "linux", target_os = "android")),

@@ -55,6 +55,9 @@ struct Options {
     rate: u64,
     bin: PathBuf,
     mode: Mode,
+    /// The supervisor's stderr is a FIFO with a 4 KiB pipe that nobody reads
+    /// (`--stderr unread-fifo`; the default is `/dev/null`).
+    unread_stderr: bool,
 }
 
 /// What a run measures.
@@ -73,7 +76,7 @@ fn main() {
         Err(e) => {
             eprintln!("reload-bench: {e}");
             eprintln!(
-                "usage: reload-bench [--mode http1|compare] [--reloads N] [--threads N] [--interval-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH]"
+                "usage: reload-bench [--mode http1|compare] [--reloads N] [--threads N] [--interval-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
             );
             std::process::exit(2);
         }
@@ -103,6 +106,7 @@ fn parse_options() -> Result<Options, String> {
         rate: 500,
         bin: default_bin,
         mode: Mode::Http1,
+        unread_stderr: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -120,6 +124,13 @@ fn parse_options() -> Result<Options, String> {
             "--slice-ms" => options.slice = Duration::from_millis(number()?),
             "--rate" => options.rate = number()?,
             "--bin" => options.bin = PathBuf::from(&value),
+            "--stderr" => {
+                options.unread_stderr = match value.as_str() {
+                    "null" => false,
+                    "unread-fifo" => true,
+                    _ => return Err(format!("--stderr: {value:?} is not null or unread-fifo")),
+                }
+            }
             "--mode" => {
                 options.mode = match value.as_str() {
                     "http1" => Mode::Http1,
@@ -160,6 +171,27 @@ impl Drop for Cleanup {
     }
 }
 
+/// A FIFO at `path`, open for reading and writing (so that opening waits for no
+/// peer), with a pipe of 4 KiB.
+fn unread_fifo(path: &Path) -> Result<std::fs::File, String> {
+    use rustix::fs::{FileType, Mode};
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        FileType::Fifo,
+        Mode::RUSR | Mode::WUSR,
+        0,
+    )
+    .map_err(|e| format!("mkfifo {}: {e}", path.display()))?;
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    rustix::pipe::fcntl_setpipe_size(&fifo, 4096).map_err(|e| format!("F_SETPIPE_SZ: {e}"))?;
+    Ok(fifo)
+}
+
 fn kill(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
@@ -186,10 +218,22 @@ fn run(options: &Options) -> Result<(), String> {
         pids: Arc::new(Mutex::new(Vec::new())),
     };
 
-    // The supervised server.
+    // The supervised server; its stderr a pipe that nobody reads, if asked (held open
+    // here until the end, never read).
+    let fifo = match options.unread_stderr {
+        true => Some(unread_fifo(&dir.path().join("stderr.fifo"))?),
+        false => None,
+    };
+    let stderr = match &fifo {
+        Some(fifo) => fifo
+            .try_clone()
+            .map(Stdio::from)
+            .map_err(|e| format!("dup the FIFO: {e}"))?,
+        None => Stdio::null(),
+    };
     let supervisor = command(&copies[0])
         .args(["--littleboss=start", "--http=127.0.0.1:0"])
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("start: {e}"))?;
     let supervisor_pid = supervisor.id();

@@ -61,7 +61,7 @@ fn unknown_mode_exits_2_with_usage() {
     assert!(
         outcome
             .stderr
-            .contains("bypass, start, dev, stop, reload, status, status-json"),
+            .contains("bypass, start, dev, stop, reload, upgrade, status, status-json"),
         "{outcome}"
     );
     assert!(outcome.stderr.contains("--http=ADDR"), "{outcome}");
@@ -82,7 +82,14 @@ fn status_prints_a_human_summary() {
         out.starts_with(&format!("lbhttp: supervisor pid {} started ", sup.pid())),
         "{out}"
     );
-    assert!(out.contains("(running; protocol 1)"), "{out}");
+    assert!(out.contains("(running; protocol 2)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "  supervisor binary {}, upgrades 0, protocols 1-2\n",
+            bin!("lb-http").display()
+        )),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("  child pid {child} started ")),
         "{out}"

@@ -321,7 +321,9 @@ fn a_hand_encoded_status_request_follows_protocol_md() {
     let status = raw::status(&serving.socket);
     let json = sup.status();
     assert_eq!(status.name, NAME);
-    assert_eq!(status.protocol, 1);
+    // Asked in version 1, answered in its layout: `protocol` is the supervisor's
+    // newest version.
+    assert_eq!(status.protocol, 2);
     assert_eq!(status.supervisor_pid, sup.pid());
     assert_eq!(status.child_pid, Some(serving.child));
     assert_eq!(status.state, "running");

@@ -127,7 +127,7 @@ fn renamed_flag_rejects_an_unknown_mode_naming_it() {
     assert_eq!(outcome.code(), Some(2), "{outcome}");
     assert!(
         outcome.stderr.contains(
-            "unknown mode \"bogus\" for --lb; the modes are bypass, start, dev, stop, reload, status, status-json"
+            "unknown mode \"bogus\" for --lb; the modes are bypass, start, dev, stop, reload, upgrade, status, status-json"
         ),
         "{outcome}"
     );

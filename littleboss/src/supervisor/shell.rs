@@ -598,16 +598,16 @@ impl Shell {
         let children = self
             .children
             .iter()
-            .filter_map(|(id, handle)| {
+            .map(|(id, handle)| {
                 let parked = handle.parked.as_ref();
                 let version = handle.version.load(Ordering::Relaxed);
-                Some(HeldChild {
+                HeldChild {
                     id: *id,
                     pid: handle.pid,
                     channel: parked.map_or(-1, |p| handover::raw(&p.channel)),
                     pidfd: parked.and_then(|p| p.pidfd.as_ref().map(handover::raw)),
                     version: Some(version).filter(|v| *v != 0),
-                })
+                }
             })
             .collect();
         let clients = self

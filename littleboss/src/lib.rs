@@ -295,6 +295,7 @@ mod flags;
 mod logger;
 mod socket;
 mod supervisor;
+mod sys;
 
 pub use builder::{Littleboss, MainResult};
 pub use config::Flavor;

@@ -260,15 +260,17 @@ mod tests {
     /// Without a pidfd, an exit that comes while the task waits is seen on `SIGCHLD`.
     #[tokio::test]
     async fn a_later_exit_is_seen_on_sigchld() {
-        let child = std::process::Command::new("/bin/sh")
+        let mut child = std::process::Command::new("/bin/sh")
             .args(["-c", "read line; exit 4"])
             .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("sh runs");
         let pid = child.id();
+        let mut stdin = child.stdin.take().expect("a pipe");
+        // Reaped below, by `reap`, as the supervisor does.
+        drop(child);
         let mut exited = Exited::new(pid, None);
         assert!(exited.sigchld.is_some());
-        let mut stdin = child.stdin.expect("a pipe");
         let waited = tokio::spawn(async move { exited.wait().await });
         // (A test runtime has one thread: this lets the task look once and wait.)
         tokio::task::yield_now().await;

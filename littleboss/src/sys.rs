@@ -67,6 +67,10 @@ pub(crate) fn pidfd(pid: rustix::process::Pid) -> Option<OwnedFd> {
 /// The lock between making fds close-on-exec by hand and starting children: an fd
 /// made without the flag is marked while a read guard is held, and a child is started
 /// under the write guard, so no child is forked while an fd is unmarked.
+///
+/// It covers the fds littleboss makes (channels, listeners, received fds, the notify
+/// socket). Fds that std and tokio make for it on macOS (the control socket and its
+/// connections) are marked by those libraries right after they are made, outside it.
 static FD_LOCK: RwLock<()> = RwLock::new(());
 
 /// Held while a child is started: no fd of ours is between creation and close-on-exec.
@@ -80,18 +84,18 @@ pub(crate) fn spawn_guard() -> RwLockWriteGuard<'static, ()> {
 /// until this is dropped.
 #[derive(Debug)]
 pub(crate) struct NewFds {
-    _guard: Option<RwLockReadGuard<'static, ()>>,
+    guard: Option<RwLockReadGuard<'static, ()>>,
 }
 
 impl NewFds {
     pub(crate) fn begin() -> NewFds {
         let guard = (!atomic_cloexec()).then(|| FD_LOCK.read().unwrap_or_else(|e| e.into_inner()));
-        NewFds { _guard: guard }
+        NewFds { guard }
     }
 
     /// The flags for `socket`/`socketpair`.
     pub(crate) fn socket_flags(&self) -> SocketFlags {
-        match self._guard {
+        match self.guard {
             None => SOCK_CLOEXEC,
             Some(_) => SocketFlags::empty(),
         }
@@ -99,7 +103,7 @@ impl NewFds {
 
     /// The flags to add to `recvmsg`'s.
     pub(crate) fn recv_flags(&self) -> RecvFlags {
-        match self._guard {
+        match self.guard {
             None => MSG_CMSG_CLOEXEC,
             Some(_) => RecvFlags::empty(),
         }
@@ -107,7 +111,7 @@ impl NewFds {
 
     /// Marks `fd` close-on-exec, unless it was made so.
     pub(crate) fn mark(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        if self._guard.is_some() {
+        if self.guard.is_some() {
             rustix::io::fcntl_setfd(fd, FdFlags::CLOEXEC)?;
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The child's side of the channel: hello, the listeners, ready, lameduck.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::context::{ReadySink, Slot, SlotState};
 use crate::control::protocol::{self, ChildHello, ChildMsg, SupervisorMsg, VERSIONS_ENV, Versions};
 use crate::environ;
+use crate::sys;
 
 /// How long the child waits for the supervisor's answer to its hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,9 +30,9 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// `None` when `LITTLEBOSS_CHANNEL_FD` is unset, or when `LITTLEBOSS_SUPERVISOR_PID`
 /// names a process other than our parent: the variables were inherited from a
 /// supervised process by a program it started, and this process runs unsupervised.
-/// Otherwise the fd must be a unix `SOCK_SEQPACKET` socket whose peer is our parent, or
-/// the answer is an error: a number that means something else (stdout, a pipe, a file)
-/// is never used as a channel. The variables are read from the environment as it was at
+/// Otherwise the fd must be a unix `SOCK_SEQPACKET` or `SOCK_STREAM` socket whose peer
+/// is our parent, or the answer is an error: a number that means something else
+/// (stdout, a pipe, a file) is never used as a channel. The variables are read from the environment as it was at
 /// start and left as they are. The fd is made close-on-exec.
 pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
     let value = environ::var(CHANNEL_ENV)?;
@@ -77,7 +78,7 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
             "{CHANNEL_ENV}={raw} was taken already by an earlier run in this process"
         )));
     }
-    // SAFETY: the fd is open and is a unix seqpacket socket connected to our parent
+    // SAFETY: the fd is open and is a unix channel socket connected to our parent
     // (checked above): the channel the supervisor created and left at this number for
     // this process. The variable is its only record, and `TAKEN` lets only one call in
     // the process own it, so nothing else in the process owns or closes it.
@@ -93,7 +94,8 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
 const ASK: &str = "was this started by a littleboss supervisor?";
 
 /// Whether `fd` is a channel from our parent, `parent`: a unix-domain `SOCK_SEQPACKET`
-/// socket whose peer is that process. Else what it is instead.
+/// or `SOCK_STREAM` socket (whichever the supervisor's system uses) whose peer is that
+/// process. Else what it is instead.
 fn check_channel(fd: BorrowedFd<'_>, parent: i32) -> Result<(), String> {
     let stat = rustix::fs::fstat(fd).map_err(|e| format!("cannot look at it: {e}"))?;
     let kind = match FileType::from_raw_mode(stat.st_mode) {
@@ -108,56 +110,25 @@ fn check_channel(fd: BorrowedFd<'_>, parent: i32) -> Result<(), String> {
     if let Some(kind) = kind {
         return Err(format!("{kind}, not a socket"));
     }
-    let domain = sockopt::socket_domain(fd).map_err(|e| format!("socket: {e}"))?;
+    let domain = sys::socket_family(fd).map_err(|e| format!("socket: {e}"))?;
     if domain != AddressFamily::UNIX {
         return Err("not a unix-domain socket".to_string());
     }
     let kind = sockopt::socket_type(fd).map_err(|e| format!("socket: {e}"))?;
-    if kind != SocketType::SEQPACKET {
+    if channel::Kind::from_type(kind).is_none() {
         let shown = match kind {
-            SocketType::STREAM => "a stream socket",
             SocketType::DGRAM => "a datagram socket",
             _ => "a socket of another type",
         };
-        return Err(format!("{shown}, not a seqpacket socket"));
+        return Err(format!("{shown}, not a seqpacket or stream socket"));
     }
-    match peer_pid(fd).map_err(|e| format!("its peer: {e}"))? {
+    match sys::peer_pid(fd).map_err(|e| format!("its peer: {e}"))? {
         0 => Err("its peer is not known: not connected, or outside this pid namespace".to_string()),
         pid if pid != parent => Err(format!(
             "its peer is pid {pid}, not the parent process, pid {parent}"
         )),
         _ => Ok(()),
     }
-}
-
-/// The pid of the process that created or connected the other end of unix socket `fd`
-/// (`SO_PEERCRED`); 0 when there is none, or it is outside this pid namespace.
-///
-/// (rustix's `socket_peercred` returns a non-zero `Pid`, which a 0 from the kernel
-/// would break.)
-fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<i32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes, `len` is `cred`'s size, and the
-    // kernel writes at most `len` bytes of a `struct ucred` there; any bit pattern is a
-    // valid `ucred` (three integers). `fd` is open for the duration of the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.pid)
 }
 
 /// What the child has once the supervisor welcomed it.
@@ -401,12 +372,14 @@ mod tests {
     }
 
     #[test]
-    fn a_channel_is_a_seqpacket_socket_from_the_parent() {
-        let (ours, _theirs) = channel::pair().unwrap();
-        // A socket pair we made has us as its peer: ours if we are the "parent".
-        assert_eq!(check_channel(ours.as_fd(), us()), Ok(()));
-        let other = check_channel(ours.as_fd(), us() + 1).unwrap_err();
-        assert!(other.contains(&format!("its peer is pid {}, not the parent", us())));
+    fn a_channel_is_a_seqpacket_or_stream_socket_from_the_parent() {
+        for kind in [channel::Kind::Packet, channel::Kind::Stream] {
+            let (ours, _theirs) = channel::pair_of(kind).unwrap();
+            // A socket pair we made has us as its peer: ours if we are the "parent".
+            assert_eq!(check_channel(ours.as_fd(), us()), Ok(()));
+            let other = check_channel(ours.as_fd(), us() + 1).unwrap_err();
+            assert!(other.contains(&format!("its peer is pid {}, not the parent", us())));
+        }
     }
 
     #[test]
@@ -421,16 +394,16 @@ mod tests {
             check_channel(file.as_fd(), us()).unwrap_err(),
             "a file, not a socket"
         );
-        let (stream, _peer) = rustix::net::socketpair(
+        let (datagram, _peer) = rustix::net::socketpair(
             AddressFamily::UNIX,
-            SocketType::STREAM,
+            SocketType::DGRAM,
             SocketFlags::CLOEXEC,
             None,
         )
         .unwrap();
         assert_eq!(
-            check_channel(stream.as_fd(), us()).unwrap_err(),
-            "a stream socket, not a seqpacket socket"
+            check_channel(datagram.as_fd(), us()).unwrap_err(),
+            "a datagram socket, not a seqpacket or stream socket"
         );
         let unconnected = rustix::net::socket_with(
             AddressFamily::UNIX,
@@ -467,7 +440,7 @@ mod tests {
 
     #[test]
     fn ready_returns_at_once_when_the_supervisor_does_not_read() {
-        let (supervisor, child) = channel::pair().unwrap();
+        let (supervisor, child) = channel::pair_of(channel::Kind::Packet).unwrap();
         let queued = fill(&child);
         let link = Arc::new(Link::start(child, protocol::PROTOCOL).unwrap());
         let (returned, took) = mpsc::channel();
@@ -507,7 +480,7 @@ mod tests {
 
     #[test]
     fn the_final_message_waits_a_bounded_time() {
-        let (supervisor, child) = channel::pair().unwrap();
+        let (supervisor, child) = channel::pair_of(channel::Kind::Packet).unwrap();
         fill(&child);
         let link = Link::start(child, protocol::PROTOCOL).unwrap();
         let start = Instant::now();
@@ -516,7 +489,7 @@ mod tests {
         assert!(took < Duration::from_secs(5), "finished took {took:?}");
         drop(supervisor);
         // And it is sent at once when the supervisor reads.
-        let (supervisor, child) = channel::pair().unwrap();
+        let (supervisor, child) = channel::pair_of(channel::Kind::Packet).unwrap();
         let link = Link::start(child, protocol::PROTOCOL).unwrap();
         assert!(link.finished_within(&Err("boom".into()), Duration::from_secs(10)));
         let msg = channel::recv(supervisor.as_fd(), RecvFlags::empty())

@@ -151,7 +151,7 @@ fn check_parents(dir: &Path, spelled: &Path, uid: u32) -> Result<(), String> {
                 io::Error::from(e)
             )
         })?;
-        if let Err(why) = parent_allowed(stat.st_uid, stat.st_mode, uid) {
+        if let Err(why) = parent_allowed(stat.st_uid, crate::sys::mode_bits(stat.st_mode), uid) {
             return Err(format!(
                 "control directory {shown}: its parent {} {why}; another user could replace the control directory (use a directory whose parents only you or root can change)",
                 ancestor.display()

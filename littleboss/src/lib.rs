@@ -42,7 +42,8 @@
 //! # The reload sequence
 //!
 //! 1. The supervisor opens the new executable (and keeps that fd, so the very file it
-//!    checked is what runs, even if the path is replaced later), binds any listener
+//!    checked is what runs, even if the path is replaced later; on macOS and FreeBSD,
+//!    which run it by path, a file replaced since is refused), binds any listener
 //!    whose address the reload command changed, and starts the new child beside the
 //!    old one. Both hold the same listening sockets: the kernel's accept queue is
 //!    shared, so no connection is refused at any moment.
@@ -175,8 +176,8 @@
 //! flag gives one. Each listener is also a flag: `--https=ADDR` moves it, `--https=`
 //! turns it off; given to `reload`, it rebinds that listener for the new child.
 //!
-//! A `unix:` listener is a path (`unix:/run/myblog.sock`) or a name in the abstract
-//! namespace (`unix:@myblog`); the supervisor replaces a stale socket file left by a
+//! A `unix:` listener is a path (`unix:/run/myblog.sock`) or, on Linux, a name in the
+//! abstract namespace (`unix:@myblog`); the supervisor replaces a stale socket file left by a
 //! dead process but refuses one that a live process answers on, sets the file's mode
 //! with `unix_mode`, and removes the file when it closes the listener.
 //!
@@ -304,6 +305,7 @@ mod logger;
 mod signals;
 mod socket;
 mod supervisor;
+mod sys;
 
 pub use builder::{Littleboss, MainResult};
 pub use config::Flavor;

@@ -144,6 +144,7 @@ pub struct Env {
     tmp: tempfile::TempDir,
     dir: PathBuf,
     counter: AtomicUsize,
+    portable: bool,
 }
 
 impl Default for Env {
@@ -165,6 +166,17 @@ impl Env {
             tmp,
             dir,
             counter: AtomicUsize::new(0),
+            portable: false,
+        }
+    }
+
+    /// A new environment whose commands all run with `LITTLEBOSS_PORTABLE=1`: on Linux
+    /// the supervisor takes the paths macOS takes (a stream channel, close-on-exec by
+    /// hand, executables run by path, exits seen on `SIGCHLD`).
+    pub fn portable() -> Env {
+        Env {
+            portable: true,
+            ..Env::new()
         }
     }
 
@@ -189,7 +201,8 @@ impl Env {
     }
 
     /// A command running `bin` in this environment: `LITTLEBOSS_DIR` set, no channel fd
-    /// variable inherited, stdin from `/dev/null`.
+    /// variable inherited, stdin from `/dev/null`; `LITTLEBOSS_PORTABLE=1` if the
+    /// environment is [`portable`](Self::portable).
     pub fn command(&self, bin: &Path) -> Command {
         let mut command = Command::new(bin);
         command
@@ -197,6 +210,10 @@ impl Env {
             .env_remove("LITTLEBOSS_CHANNEL_FD")
             .env_remove("LITTLEBOSS_SUPERVISOR_PID")
             .stdin(Stdio::null());
+        match self.portable {
+            true => command.env("LITTLEBOSS_PORTABLE", "1"),
+            false => command.env_remove("LITTLEBOSS_PORTABLE"),
+        };
         command
     }
 

@@ -1,8 +1,8 @@
 //! The child channel, from both sides.
 //!
 //! What a program takes for its channel: `LITTLEBOSS_CHANNEL_FD` must name a unix
-//! `SOCK_SEQPACKET` socket whose peer is the program's parent, or the program exits 1
-//! with a clear message and writes nothing on stdout (`lb-http` started with the
+//! `SOCK_SEQPACKET` (or `SOCK_STREAM`) socket whose peer is the program's parent, or
+//! the program exits 1 with a clear message and writes nothing on stdout (`lb-http` started with the
 //! variable set to stdout, a pipe, a socket of another type, one of another process);
 //! and when `LITTLEBOSS_SUPERVISOR_PID` names another process than its parent (a
 //! program that a supervised child started), it ignores both and runs unsupervised.
@@ -140,19 +140,20 @@ fn a_pipe_is_refused() {
 #[test]
 fn a_socket_of_another_type_is_refused() {
     let env = Env::new();
-    let (stream, _peer) = rustix::net::socketpair(
+    // (A stream socket is a channel: the one macOS uses.)
+    let (datagram, _peer) = rustix::net::socketpair(
         AddressFamily::UNIX,
-        SocketType::STREAM,
+        SocketType::DGRAM,
         SocketFlags::CLOEXEC,
         None,
     )
     .expect("socketpair");
-    let outcome = run_with_channel_fd(&env, stream.as_fd(), false);
+    let outcome = run_with_channel_fd(&env, datagram.as_fd(), false);
     assert_refused(
         &outcome,
         &not_a_channel(
-            stream.as_raw_fd(),
-            "a stream socket, not a seqpacket socket",
+            datagram.as_raw_fd(),
+            "a datagram socket, not a seqpacket or stream socket",
         ),
     );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");

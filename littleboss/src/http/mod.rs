@@ -434,7 +434,6 @@ fn about_one_connection(e: &std::io::Error) -> bool {
         Errno::PROTO,
         Errno::NOPROTOOPT,
         Errno::HOSTDOWN,
-        Errno::NONET,
         Errno::HOSTUNREACH,
         Errno::OPNOTSUPP,
         Errno::NETUNREACH,
@@ -442,6 +441,7 @@ fn about_one_connection(e: &std::io::Error) -> bool {
         Errno::TIMEDOUT,
     ]
     .iter()
+    .chain(crate::sys::ENONET.iter())
     .any(|errno| errno.raw_os_error() == code)
 }
 

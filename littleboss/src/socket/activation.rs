@@ -3,7 +3,7 @@
 //! being bound.
 
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::FdFlags;
@@ -12,6 +12,7 @@ use rustix::net::{AddressFamily, SocketType, sockopt};
 use super::{Bound, BoundAddr};
 use crate::environ;
 use crate::spec::{Kind, Network};
+use crate::sys;
 
 /// The first fd systemd passes.
 const FIRST_FD: i32 = 3;
@@ -85,7 +86,7 @@ fn check(name: &str, network: Network, fd: OwnedFd) -> io::Result<Bound> {
         )
     };
     let kind = sockopt::socket_type(&fd)?;
-    let domain = sockopt::socket_domain(&fd)?;
+    let domain = sys::socket_family(fd.as_fd())?;
     let (want_kind, domains): (SocketType, &[AddressFamily]) = match network {
         Network::Tcp => (
             SocketType::STREAM,
@@ -123,7 +124,9 @@ fn check(name: &str, network: Network, fd: OwnedFd) -> io::Result<Bound> {
         };
         return Err(mismatch(what.to_string()));
     }
-    if network.kind() != Kind::Udp && !sockopt::socket_acceptconn(&fd)? {
+    // Where the system cannot tell (macOS), a socket that does not listen fails at
+    // its first accept instead.
+    if network.kind() != Kind::Udp && sys::is_listening(fd.as_fd())? == Some(false) {
         return Err(mismatch("not listening".to_string()));
     }
     let local = rustix::net::getsockname(&fd)?;
@@ -135,10 +138,7 @@ fn check(name: &str, network: Network, fd: OwnedFd) -> io::Result<Bound> {
             .and_then(|unix: rustix::net::SocketAddrUnix| {
                 unix.path()
                     .map(|p| p.to_string_lossy().into_owned())
-                    .or_else(|| {
-                        unix.abstract_name()
-                            .map(|n| format!("@{}", String::from_utf8_lossy(n)))
-                    })
+                    .or_else(|| sys::abstract_name(&unix))
             })
             .unwrap_or_else(|| "(unnamed)".to_string());
         BoundAddr::Unix(shown)

@@ -4,10 +4,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode};
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, sockopt};
+use rustix::fs::FileType;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, sockopt};
 
 use crate::spec::{Kind, ListenerSpec, Network, SpecError};
+use crate::sys;
 
 use super::{Bound, BoundAddr, SocketFile, activation, describe};
 
@@ -92,7 +93,7 @@ fn bind_ip(network: Network, addr: SocketAddr) -> io::Result<Bound> {
     } else {
         SocketType::DGRAM
     };
-    let fd = rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, None)?;
+    let fd = sys::socket(family, kind)?;
     if addr.is_ipv6() {
         let v6only = matches!(network, Network::Tcp6 | Network::Udp6);
         sockopt::set_ipv6_v6only(&fd, v6only)?;
@@ -115,23 +116,16 @@ fn bind_ip(network: Network, addr: SocketAddr) -> io::Result<Bound> {
 
 fn bind_unix(address: &str, mode: Option<u32>) -> Result<Bound, String> {
     let addr = match address.strip_prefix('@') {
-        Some(name) => SocketAddrUnix::new_abstract_name(name.as_bytes()),
+        Some(name) => sys::abstract_address(name)?,
         None => {
             remove_stale(Path::new(address))?;
-            SocketAddrUnix::new(address)
+            SocketAddrUnix::new(address).map_err(|e| describe(&e.into()))?
         }
-    }
-    .map_err(|e| describe(&e.into()))?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| describe(&e.into()))?;
+    };
+    let fd = sys::socket(AddressFamily::UNIX, SocketType::STREAM).map_err(|e| describe(&e))?;
     rustix::net::bind(&fd, &addr).map_err(|e| describe(&e.into()))?;
     if let (Some(mode), false) = (mode, address.starts_with('@')) {
-        rustix::fs::chmod(address, Mode::from_raw_mode(mode))
+        rustix::fs::chmod(address, sys::mode(mode))
             .map_err(|e| format!("chmod {mode:o}: {}", describe(&e.into())))?;
     }
     rustix::net::listen(&fd, max_backlog()).map_err(|e| describe(&e.into()))?;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -53,19 +54,19 @@ pub(crate) struct SocketFile {
 
 impl SocketFile {
     pub(crate) fn of(path: &Path) -> io::Result<SocketFile> {
-        let stat = rustix::fs::lstat(path)?;
+        let stat = std::fs::symlink_metadata(path)?;
         Ok(SocketFile {
             path: path.to_path_buf(),
-            dev: stat.st_dev,
-            ino: stat.st_ino,
+            dev: stat.dev(),
+            ino: stat.ino(),
         })
     }
 
     /// Removes the file if it is still the one this listener created (a later process
     /// may have put its own socket at the path).
     pub(crate) fn remove(&self) {
-        if let Ok(now) = rustix::fs::lstat(&self.path) {
-            if now.st_dev == self.dev && now.st_ino == self.ino {
+        if let Ok(now) = std::fs::symlink_metadata(&self.path) {
+            if now.dev() == self.dev && now.ino() == self.ino {
                 let _ = std::fs::remove_file(&self.path);
             }
         }

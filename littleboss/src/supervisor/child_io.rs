@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rustix::process::{Pid, WaitId, WaitIdOptions, WaitIdStatus};
 use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::{self, AsyncChannel};
@@ -16,7 +17,8 @@ use crate::control::protocol::{self, ChildMsg, SupervisorMsg, Versions};
 
 use super::machine::{ChildId, Input, WaitStatus};
 
-/// How often a child without a pidfd is looked at.
+/// How often a child is looked at when neither a pidfd nor `SIGCHLD` can tell of its
+/// exit.
 const POLL_EXIT: Duration = Duration::from_millis(20);
 
 /// What the shell asks a child's task to send.
@@ -68,7 +70,7 @@ impl ChildIo {
         let report = |input: Input| {
             let _ = inputs.send(input);
         };
-        let exited = Exited::new(pid, pidfd);
+        let mut exited = Exited::new(pid, pidfd);
         let channel = match AsyncChannel::new(channel) {
             Ok(channel) => Some(channel),
             Err(e) => {
@@ -186,21 +188,33 @@ async fn recv(channel: Option<&AsyncChannel>) -> std::io::Result<Option<channel:
 
 /// Waits for a child's exit without reaping it (`waitid` with `WNOWAIT`): until it is
 /// reaped, its pid, and so its process group's id, stays its own.
+///
+/// It looks again when the child's pidfd becomes readable (Linux), else on each
+/// `SIGCHLD` (which any child's exit raises; other children's statuses are left alone,
+/// as each task waits for its own pid only).
 #[derive(Debug)]
 struct Exited {
     pid: Option<Pid>,
     pidfd: Option<AsyncFd<OwnedFd>>,
+    sigchld: Option<Signal>,
 }
 
 impl Exited {
     fn new(pid: u32, pidfd: Option<OwnedFd>) -> Exited {
+        let pidfd = pidfd.and_then(|fd| {
+            // SAFETY: an `OwnedFd` is open for as long as it lives and always returns
+            // the same fd number, and the `AsyncFd` owns it until dropped.
+            unsafe { AsyncFd::register(fd) }.ok()
+        });
+        // Listening before the first look: an exit between the two is not missed.
+        let sigchld = match pidfd {
+            Some(_) => None,
+            None => signal(SignalKind::child()).ok(),
+        };
         Exited {
             pid: Pid::from_raw(pid as i32),
-            pidfd: pidfd.and_then(|fd| {
-                // SAFETY: an `OwnedFd` is open for as long as it lives and always
-                // returns the same fd number, and the `AsyncFd` owns it until dropped.
-                unsafe { AsyncFd::register(fd) }.ok()
-            }),
+            pidfd,
+            sigchld,
         }
     }
 
@@ -209,19 +223,29 @@ impl Exited {
         self.pidfd.map(AsyncFd::into_inner)
     }
 
-    async fn wait(&self) -> WaitStatus {
-        loop {
-            match &self.pidfd {
-                // A pidfd is readable once the process has exited.
-                Some(pidfd) => match pidfd.readable().await {
-                    Ok(mut guard) => guard.clear_ready(),
-                    Err(_) => tokio::time::sleep(POLL_EXIT).await,
-                },
-                None => tokio::time::sleep(POLL_EXIT).await,
+    /// Until something may have changed: the pidfd is readable, a `SIGCHLD` came, or
+    /// (with neither) a while has passed.
+    async fn changed(&mut self) {
+        if let Some(pidfd) = &self.pidfd {
+            // A pidfd is readable once the process has exited.
+            match pidfd.readable().await {
+                Ok(mut guard) => guard.clear_ready(),
+                Err(_) => tokio::time::sleep(POLL_EXIT).await,
             }
-            let Some(pid) = self.pid else {
-                return WaitStatus::Unknown;
-            };
+        } else if let Some(sigchld) = &mut self.sigchld {
+            if sigchld.recv().await.is_none() {
+                tokio::time::sleep(POLL_EXIT).await;
+            }
+        } else {
+            tokio::time::sleep(POLL_EXIT).await;
+        }
+    }
+
+    async fn wait(&mut self) -> WaitStatus {
+        let Some(pid) = self.pid else {
+            return WaitStatus::Unknown;
+        };
+        loop {
             // By pid: it is our child and not reaped, so the pid is still its own (and
             // this works on kernels whose waitid does not take a pidfd).
             let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
@@ -231,6 +255,7 @@ impl Exited {
                 // Not our child (it cannot be): nothing is left to wait for.
                 Err(_) => return WaitStatus::Unknown,
             }
+            self.changed().await;
         }
     }
 }
@@ -253,11 +278,12 @@ pub(crate) fn reap(pid: u32) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    /// Seeing a child's exit does not reap it: until [`reap`], its pid (and the id of
+    /// Seeing a child's exit does not reap it, whether it is seen on a pidfd or on
+    /// `SIGCHLD` (as without pidfds): until [`reap`], its pid (and the id of
     /// the process group it leads) cannot be taken by another process, so the group
     /// can be killed safely after the exit.
     #[tokio::test]
@@ -279,5 +305,34 @@ mod tests {
         }
         reap(pid);
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    /// Without a pidfd, an exit that comes while the task waits is seen on `SIGCHLD`.
+    #[tokio::test]
+    async fn a_later_exit_is_seen_on_sigchld() {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "read line; exit 4"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let pid = child.id();
+        let mut stdin = child.stdin.take().expect("a pipe");
+        // Reaped below, by `reap`, as the supervisor does.
+        drop(child);
+        let mut exited = Exited::new(pid, None);
+        assert!(exited.sigchld.is_some());
+        let waited = tokio::spawn(async move { exited.wait().await });
+        // (A test runtime has one thread: this lets the task look once and wait.)
+        tokio::task::yield_now().await;
+        assert!(!waited.is_finished(), "the child has not exited yet");
+        drop(std::io::Write::write_all(&mut stdin, b"go\n"));
+        let status = tokio::time::timeout(Duration::from_secs(20), waited)
+            .await
+            .expect("seen within the deadline")
+            .expect("the task ran");
+        assert_eq!(status, WaitStatus::Code(4));
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there");
+        assert!(stat.contains(") Z "), "a zombie until reaped: {stat}");
+        reap(pid);
     }
 }

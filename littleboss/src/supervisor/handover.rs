@@ -146,9 +146,33 @@ impl Handover {
 }
 
 /// A file in memory holding `bytes`, at offset 0, close-on-exec.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn in_memory(bytes: &[u8]) -> std::io::Result<std::fs::File> {
     let fd = rustix::fs::memfd_create("littleboss-handover", rustix::fs::MemfdFlags::CLOEXEC)?;
-    let mut file = std::fs::File::from(fd);
+    let file = std::fs::File::from(fd);
+    filled(file, bytes)
+}
+
+/// Where there is no `memfd`: a file in the temporary directory, removed at once.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn in_memory(bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let path = std::env::temp_dir().join(format!(
+        "littleboss-handover-{}-{nanos}",
+        std::process::id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let _ = std::fs::remove_file(&path);
+    filled(file, bytes)
+}
+
+fn filled(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<std::fs::File> {
     file.write_all(bytes)?;
     file.rewind()?;
     Ok(file)

@@ -7,7 +7,9 @@
 
 use std::os::fd::OwnedFd;
 
-use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketType};
+
+use crate::sys;
 
 /// A connection to systemd's notify socket.
 #[derive(Debug)]
@@ -25,18 +27,15 @@ impl Notify {
 
     fn connect(name: &str) -> Result<Notify, String> {
         let addr = match name.strip_prefix('@') {
-            Some(abstract_name) => SocketAddrUnix::new_abstract_name(abstract_name.as_bytes()),
-            None if name.starts_with('/') => SocketAddrUnix::new(name),
+            Some(abstract_name) => sys::abstract_address(abstract_name)
+                .map_err(|e| format!("NOTIFY_SOCKET={name:?}: {e}"))?,
+            None if name.starts_with('/') => {
+                SocketAddrUnix::new(name).map_err(|e| format!("NOTIFY_SOCKET={name:?}: {e}"))?
+            }
             None => return Err(format!("NOTIFY_SOCKET={name:?} is not a path or @name")),
-        }
-        .map_err(|e| format!("NOTIFY_SOCKET={name:?}: {e}"))?;
-        let fd = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::DGRAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| format!("notify socket: {e}"))?;
+        };
+        let fd = sys::socket(AddressFamily::UNIX, SocketType::DGRAM)
+            .map_err(|e| format!("notify socket: {e}"))?;
         Ok(Notify { fd, addr })
     }
 
@@ -45,7 +44,7 @@ impl Notify {
         rustix::net::sendto(
             &self.fd,
             state.as_bytes(),
-            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+            sys::SEND_NOSIGNAL | SendFlags::DONTWAIT,
             &self.addr,
         )
         .map(drop)

@@ -14,6 +14,7 @@ use crate::dir;
 use crate::logger::Level;
 use crate::socket::{self, activation::Activated};
 use crate::spec::ListenerSpec;
+use crate::sys;
 
 use super::fds::FdTable;
 use super::spawn;
@@ -94,7 +95,8 @@ impl Setup {
             .collect();
         let path =
             std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-        let exe = spawn::open_executable(Path::new("/proc/self/exe"))?;
+        let own = sys::own_executable().map_err(|e| format!("cannot find this executable: {e}"))?;
+        let exe = spawn::open_executable(&own)?;
         let program = ProgramRecord {
             path,
             args,

@@ -478,13 +478,15 @@ impl Shell {
 
     fn spawn(&mut self, child: ChildId, program: &ProgramRecord, argv: &[OsString]) {
         let spawned = match self.fds.get(program.exe) {
-            Some(exe) => spawn::spawn(exe, argv, self.run_as.as_ref()).map_err(|e| {
-                format!(
-                    "cannot start {}: {}",
-                    program.path.display(),
-                    socket::describe(&e)
-                )
-            }),
+            Some(exe) => {
+                spawn::spawn(exe, &program.path, argv, self.run_as.as_ref()).map_err(|e| {
+                    format!(
+                        "cannot start {}: {}",
+                        program.path.display(),
+                        socket::describe(&e)
+                    )
+                })
+            }
             None => Err(format!(
                 "cannot start {}: its fd is gone",
                 program.path.display()

@@ -1,30 +1,37 @@
-//! Starting a child: the executable by fd, the channel as its one inherited fd, its
-//! own process group.
+//! Starting a child: the executable that was checked, the channel as its one inherited
+//! fd, its own process group.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
-
-use rustix::fs::{FileType, Mode, OFlags};
-use rustix::io::FdFlags;
-use rustix::process::{Pid, PidfdFlags};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode};
+use rustix::io::FdFlags;
+use rustix::process::Pid;
 
 use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
 use crate::control::protocol::{VERSIONS_ENV, Versions};
 use crate::environ;
 use crate::socket::describe;
+use crate::sys;
 
 use super::script;
 use super::user::{self, RunAs};
 
 /// Opens `path` as an executable the supervisor will run: a regular file with an
-/// execute bit. The fd (`O_PATH`, close-on-exec) pins the very file that was checked,
-/// so a rebuild or deploy that replaces the path later does not change what runs.
+/// execute bit. The fd (close-on-exec) pins the very file that was checked, so a
+/// rebuild or deploy that replaces the path later does not change what runs.
+///
+/// On Linux the fd is `O_PATH` and the child runs through it. Elsewhere (and under
+/// `LITTLEBOSS_PORTABLE=1`) the file is opened for reading and run by its path, and
+/// only while the path still holds that file (same device and inode): a child is not
+/// started from a file that replaced it.
 pub(crate) fn open_executable(path: &Path) -> Result<OwnedFd, String> {
     let shown = path.display();
-    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+    let fd = rustix::fs::open(path, sys::executable_flags(), Mode::empty())
         .map_err(|e| format!("cannot open {shown}: {}", describe(&e.into())))?;
     let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{shown}: {}", describe(&e.into())))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
@@ -45,8 +52,9 @@ pub(crate) struct Spawned {
     pub channel: OwnedFd,
 }
 
-/// Runs `exe` (shown as `args[0]`) with `args[1..]` in a new process group, with the
-/// child's end of a new channel as its only inherited fd, as `run_as` if given.
+/// Runs `exe`, opened from `path` (shown as `args[0]`), with `args[1..]` in a new
+/// process group, with the child's end of a new channel as its only inherited fd, as
+/// `run_as` if given.
 ///
 /// The child's environment is explicit: the supervisor's as it was at start, without
 /// the variables meant for littleboss or for the supervisor alone
@@ -54,14 +62,22 @@ pub(crate) struct Spawned {
 /// and `LITTLEBOSS_SUPERVISOR_PID` (this process, the child's parent).
 pub(crate) fn spawn(
     exe: BorrowedFd<'_>,
+    path: &Path,
     args: &[OsString],
     run_as: Option<&RunAs>,
 ) -> io::Result<Spawned> {
     let (ours, theirs) = channel::pair()?;
-    // Executing /proc/self/fd/N runs the file the fd refers to, whatever its path now
-    // holds (the fd is close-on-exec, but exec resolves the path before closing it; a
-    // script keeps it open, see `script`).
-    let mut command = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    let by_path = match sys::exec_by_fd() {
+        true => None,
+        false => Some(ByPath::new(exe, path)?),
+    };
+    let mut command = match &by_path {
+        // Executing /proc/self/fd/N runs the file the fd refers to, whatever its path
+        // now holds (the fd is close-on-exec, but exec resolves the path before closing
+        // it; a script keeps it open, see `script`).
+        None => std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd())),
+        Some(by_path) => std::process::Command::new(&by_path.program),
+    };
     if let Some(arg0) = args.first() {
         command.arg0(arg0);
     }
@@ -82,11 +98,15 @@ pub(crate) fn spawn(
     let raw = theirs.as_raw_fd();
     let script = script::is_script(exe).then_some(exe.as_raw_fd());
     let run_as = run_as.cloned();
+    let check = by_path.as_ref().map(ByPath::check);
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe system calls (fcntl, setgroups, setgid, setuid) on data prepared
-    // before the fork; it allocates nothing and takes no lock.
+    // async-signal-safe system calls (fcntl, stat, setgroups, setgid, setuid) on data
+    // prepared before the fork; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
+            if let Some(check) = &check {
+                check()?;
+            }
             // SAFETY: `theirs` stays open in the parent until `spawn` returns, so the
             // child's copy of this fd number is open and is the channel.
             let fd = BorrowedFd::borrow_raw(raw);
@@ -106,18 +126,89 @@ pub(crate) fn spawn(
             Ok(())
         });
     }
-    let process = command.spawn()?;
+    let spawned = {
+        // No fd of ours is being made close-on-exec by hand while the child forks.
+        let _no_new_fds = sys::spawn_guard();
+        command.spawn()
+    };
+    let process = match spawned {
+        Err(e) if e.raw_os_error() == Some(REPLACED) => {
+            return Err(replaced(path));
+        }
+        spawned => spawned?,
+    };
     drop(theirs);
     let pid = process.id();
     // Dropping a std `Child` neither kills nor waits for it: the supervisor reaps it
     // itself, after it has killed what is left of its process group.
     drop(process);
     // The child is not reaped yet, so its pid cannot name another process here.
-    let pidfd = Pid::from_raw(pid as i32)
-        .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+    let pidfd = Pid::from_raw(pid as i32).and_then(sys::pidfd);
     Ok(Spawned {
         pid,
         pidfd,
         channel: ours,
     })
+}
+
+/// The errno the check before exec reports when the path holds another file.
+const REPLACED: i32 = libc::ESTALE;
+
+fn replaced(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} was replaced since it was opened; on {} a program is run by its path, so the file that was opened cannot be run again",
+        path.display(),
+        sys::SYSTEM
+    ))
+}
+
+/// Running the executable by its path, while the path still holds the file the fd
+/// pins.
+struct ByPath {
+    /// The path as `Command` takes it (`./name` for a bare name, so that it is not
+    /// looked up in `PATH`).
+    program: PathBuf,
+    /// The same, for the check in the forked child.
+    c_path: CString,
+    /// The file the fd pins.
+    held: rustix::fs::Stat,
+}
+
+impl ByPath {
+    /// Checks that `path` holds the file `exe` pins.
+    fn new(exe: BorrowedFd<'_>, path: &Path) -> io::Result<ByPath> {
+        let program = match path.as_os_str().as_bytes().contains(&b'/') {
+            true => path.to_path_buf(),
+            false => Path::new(".").join(path),
+        };
+        let c_path = CString::new(program.as_os_str().as_bytes())
+            .map_err(|_| io::Error::other(format!("{} has a NUL byte", path.display())))?;
+        let by_path = ByPath {
+            program,
+            c_path,
+            held: rustix::fs::fstat(exe)?,
+        };
+        if !same_file(&by_path.c_path, &by_path.held)? {
+            return Err(replaced(path));
+        }
+        Ok(by_path)
+    }
+
+    /// The check for the forked child, just before exec: the file may have been
+    /// replaced since [`new`](Self::new). Fails with [`REPLACED`].
+    fn check(&self) -> impl Fn() -> io::Result<()> + Send + Sync + 'static {
+        let (c_path, held) = (self.c_path.clone(), self.held);
+        move || match same_file(&c_path, &held) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(io::Error::from_raw_os_error(REPLACED)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether `path` holds the file `held` describes (`stat`, which follows symlinks as
+/// exec does; async-signal-safe, and allocates nothing).
+fn same_file(path: &CString, held: &rustix::fs::Stat) -> io::Result<bool> {
+    let now = rustix::fs::stat(path.as_c_str())?;
+    Ok(now.st_dev == held.st_dev && now.st_ino == held.st_ino)
 }

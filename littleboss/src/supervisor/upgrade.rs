@@ -36,6 +36,12 @@ const NO: &str = "littleboss-probe: no: ";
 /// Runs the binary `exe` as a probe with `handover` on its stdin (blocking: run it off
 /// the loop). `Ok` if it says it can take over.
 pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), String> {
+    if !crate::sys::exec_by_fd() {
+        return Err(format!(
+            "re-executing the supervisor in place needs to run a binary by its fd, which littleboss does on Linux only, not on {}",
+            std::env::consts::OS
+        ));
+    }
     let stdin = handover::in_memory(handover).map_err(|e| format!("cannot probe it: {e}"))?;
     let mut child = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()))
         .env_clear()

@@ -60,11 +60,8 @@ pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<
 }
 
 /// In the forked child, before exec: supplementary groups, then the group, then the
-/// user (in that order: after `setuid` the others are no longer allowed). The thread
-/// calls are process-wide here, since a forked child has one thread.
+/// user (in that order: after `setuid` the others are no longer allowed); see
+/// [`sys::switch_user`](crate::sys::switch_user).
 pub(crate) fn switch(run_as: &RunAs) -> std::io::Result<()> {
-    rustix::thread::set_thread_groups(&run_as.groups)?;
-    rustix::thread::set_thread_gid(run_as.gid)?;
-    rustix::thread::set_thread_uid(run_as.uid)?;
-    Ok(())
+    crate::sys::switch_user(&run_as.groups, run_as.gid, run_as.uid)
 }

@@ -215,7 +215,7 @@ fn recv_with(
 
 /// `recvmsg` into `buf`: the bytes received, the flags, and the fds that came
 /// (close-on-exec before anything else can start a child).
-fn recvmsg(
+pub(crate) fn recvmsg(
     socket: BorrowedFd<'_>,
     buf: &mut [u8],
     flags: RecvFlags,

@@ -4,11 +4,12 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::control::client::{AskError, ask};
+use crate::control::client::{AskError, Waits, ask_with};
 use crate::control::protocol::{ReloadRequest, Request, Response, Status, Upgraded};
 use crate::dir;
 use crate::flags::{Command, Flags};
@@ -49,10 +50,32 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
         Command::Upgrade => outln!("upgrading {name}: reloading the child, then the supervisor"),
         _ => {}
     }
-    let response = match ask(&path, &request) {
+    // A reload or an upgrade runs this very binary: its fd goes with the request
+    // (where the supervisor takes one), so that a binary deleted or replaced since it
+    // started is still the one that runs; its path is only shown.
+    let exe = match flags.command {
+        Command::Reload | Command::Upgrade => own_executable(),
+        _ => None,
+    };
+    let own = Waits {
+        lameduck: config.lameduck,
+        ready: if config.calls_ready {
+            config.ready_timeout
+        } else {
+            config.settle
+        },
+    };
+    let response = match ask_with(&path, &request, exe.as_ref().map(|fd| fd.as_fd()), &own) {
         Ok(response) => response,
         Err(AskError::NotRunning(why)) => {
             errln!("{name}: no supervisor running ({why})");
+            return ExitCode::FAILURE;
+        }
+        Err(AskError::Timeout { within, waiting }) => {
+            errln!(
+                "{name}: no answer from the supervisor within {} s ({waiting})",
+                within.as_secs()
+            );
             return ExitCode::FAILURE;
         }
         Err(AskError::Version(why)) => {
@@ -133,6 +156,17 @@ fn upgraded(up: &Upgraded) -> String {
         "child pid {old} -> {} in {} ms; supervisor pid {} now runs {} (protocol {} -> {})",
         up.new_pid, up.ms, up.supervisor_pid, up.path, up.from, up.to
     )
+}
+
+/// This binary, open (`None` if it cannot be: the supervisor opens the path instead).
+fn own_executable() -> Option<std::os::fd::OwnedFd> {
+    let path = crate::sys::own_executable().ok()?;
+    rustix::fs::open(
+        &path,
+        crate::sys::executable_flags(),
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
 }
 
 /// The reload (or upgrade) request: this very binary, and the new arguments and

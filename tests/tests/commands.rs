@@ -274,3 +274,39 @@ fn failed_reload_is_reported_and_the_old_child_keeps_serving() {
     assert_eq!(status["state"], "running");
     assert_eq!(get(addr).expect("GET after the failed reload").pid, old);
 }
+
+/// A supervisor that never answers (here, a socket that accepts and says nothing) is
+/// given up on within the deadline, and the client says what it was waiting for.
+#[test]
+fn a_supervisor_that_never_answers_is_given_up_on_in_time() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    std::fs::create_dir_all(env.dir()).expect("the control directory");
+    std::fs::set_permissions(env.dir(), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod 0700");
+    let silent = std::os::unix::net::UnixListener::bind(env.socket("lbhttp")).expect("bind");
+    // Accepted connections are kept open and never answered.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&held);
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            keep.lock().expect("the list").push(stream);
+        }
+    });
+    for mode in ["status", "reload", "stop"] {
+        let started = std::time::Instant::now();
+        let outcome = env.run(bin!("lb-http"), &[format!("--littleboss={mode}")]);
+        let took = started.elapsed();
+        assert_eq!(outcome.code(), Some(1), "{mode}: {outcome}");
+        assert!(
+            outcome.stderr.contains(
+                "lbhttp: no answer from the supervisor within 10 s (waiting for its status)"
+            ),
+            "{mode}: {outcome}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{mode} took {took:?}"
+        );
+    }
+}

@@ -317,6 +317,30 @@ fn reload_to_a_file_that_is_not_executable_fails_and_the_old_child_serves_on() {
     assert_eq!(reason, format!("{} is not executable", copy.display()));
 }
 
+/// The client passes its own executable as an fd: the supervisor runs that very file,
+/// though it was deleted before the request was sent (its path is only shown).
+#[test]
+fn reload_runs_the_very_binary_that_asked_even_once_deleted() {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    let old = sup.child_pid();
+    let copy = env.copy_binary(bin!("lb-reload-chmod"), "deleted");
+    let outcome = env.run(&copy, &["--littleboss=reload", "--unlink-self"]);
+    assert!(!copy.exists(), "the client deleted itself");
+    let new = reloaded(&outcome, "lbhttp", old);
+    sup.track(new);
+    let exe = std::fs::read_link(format!("/proc/{new}/exe")).expect("the new child's exe");
+    assert_eq!(
+        exe.display().to_string(),
+        format!("{} (deleted)", copy.display()),
+        "the new child runs the deleted file"
+    );
+    let status = sup.status();
+    assert_eq!(status["child_pid"], new, "{status}");
+    let stop = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stop.code(), Some(0), "{stop}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 3, 4. Fallback to the previous binary
 // ---------------------------------------------------------------------------------------

@@ -1,15 +1,20 @@
 //! The client side of the control socket: one request, one answer, at the highest
 //! protocol version that this binary and the supervisor both speak.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::protocol::{self, Request, Response, Versions};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
-/// How long `status` waits for an answer (stop and reload wait as long as they take;
-/// the supervisor bounds them with its own timeouts).
+use super::protocol::{self, Request, Response, Status, Versions};
+use crate::sys;
+use littleboss_rules::wait::MAX_WAIT;
+
+/// How long `status` (and each first contact) waits for an answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a `status` or `stop` is tried again when the supervisor closed the
@@ -25,6 +30,11 @@ pub(crate) enum AskError {
     NotRunning(String),
     /// The supervisor does not speak a version in which the request exists.
     Version(String),
+    /// No answer came within the deadline.
+    Timeout {
+        within: Duration,
+        waiting: &'static str,
+    },
     Io(io::Error),
 }
 
@@ -34,26 +44,94 @@ pub(crate) enum AskError {
 /// supervisor of this release and the one before speaks); its answer says the
 /// supervisor's newest version, and the request goes at the highest version both speak.
 pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
-    let ours = Versions::ours();
-    if matches!(request, Request::Stop) {
-        // Laid out alike in every version: asked at once, so that it is one request
-        // (a crowded supervisor keeps a slot for a stop, not for a status first).
-        let (answered_at, response) = ask_at(path, ours.oldest, request)?;
-        if answered_at != ours.oldest && ours.contains(answered_at) {
-            return ask_at(path, answered_at, request).map(|(_, r)| r);
+    ask_with(path, request, None, &Waits::default())
+}
+
+/// This binary's own times: what a reload to it waits for, and a stop's fallback when
+/// the supervisor does not say (protocol 1).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Waits {
+    /// Its lameduck time.
+    pub lameduck: Duration,
+    /// How long its child may take to be ready: its ready timeout, or its settle time.
+    pub ready: Duration,
+}
+
+/// How long an answer may take, and what it waits for meanwhile.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    within: Duration,
+    waiting: &'static str,
+}
+
+/// How long a reload's binary may take to open and its listeners to bind (the
+/// supervisor's own bound), and a margin for the supervisor's own work.
+const PREPARE: Duration = Duration::from_secs(10);
+const MARGIN: Duration = Duration::from_secs(10);
+
+impl Deadline {
+    const STATUS: Deadline = Deadline {
+        within: STATUS_TIMEOUT,
+        waiting: "waiting for its status",
+    };
+
+    /// The deadline of `request`, from the times the supervisor gave (`status`, of
+    /// protocol 2) or else this binary's own.
+    fn of(request: &Request, status: Option<&Status>, own: &Waits) -> Deadline {
+        let ms = |ms: u64| Some(Duration::from_millis(ms)).filter(|d| !d.is_zero());
+        let lameduck = status
+            .and_then(|s| ms(s.lameduck_ms))
+            .unwrap_or(own.lameduck);
+        let hello = status
+            .and_then(|s| ms(s.hello_timeout_ms))
+            .unwrap_or(MAX_WAIT);
+        let reload = PREPARE + hello + own.ready + MARGIN;
+        match request {
+            Request::Status => Deadline::STATUS,
+            // The children wind down, then whatever they left behind does.
+            Request::Stop => Deadline {
+                within: lameduck * 2 + MARGIN,
+                waiting: "waiting for the children to wind down",
+            },
+            Request::Reload(_) => Deadline {
+                within: reload,
+                waiting: "waiting for the new child to be ready",
+            },
+            // Two probes of the binary (each bounded by 10 s), then the exec.
+            Request::Upgrade(_) => Deadline {
+                within: reload + PREPARE * 2 + MARGIN,
+                waiting: "waiting for the new child to be ready, then for the supervisor to re-execute",
+            },
         }
-        return Ok(response);
     }
+}
+
+/// [`ask`], with `exe` (this binary, for a reload or an upgrade) passed as an fd where
+/// the supervisor speaks protocol 2 (it runs that very file, whatever its path holds),
+/// and a deadline from the times that apply: those the supervisor gives (the running
+/// child declared them), this binary's `own` for the new child of a reload.
+pub(crate) fn ask_with(
+    path: &Path,
+    request: &Request,
+    exe: Option<BorrowedFd<'_>>,
+    own: &Waits,
+) -> Result<Response, AskError> {
+    let ours = Versions::ours();
     let mut contact = ours.oldest;
-    let (answered_at, mut first) = ask_at(path, contact, &Request::Status)?;
+    let (answered_at, mut first) = ask_at(path, contact, &Request::Status, None, Deadline::STATUS)?;
     // A supervisor that does not speak our oldest refuses it in its own version: if we
     // speak that one too, it is the first contact.
     if answered_at != contact && ours.contains(answered_at) {
         contact = answered_at;
-        first = ask_at(path, contact, &Request::Status)?.1;
+        first = ask_at(path, contact, &Request::Status, None, Deadline::STATUS)?.1;
     }
-    let Response::Status(status) = &first else {
-        // A refusal (of this client, or of its version): the answer to anything.
+    let Response::Status(status) = first else {
+        // A refusal (of this client, or a busy supervisor's). A stop goes anyway (a
+        // crowded supervisor keeps a slot for it), in the version of the contact.
+        if matches!(request, Request::Stop) {
+            let deadline = Deadline::of(request, None, own);
+            return ask_at(path, contact, request, None, deadline).map(|(_, r)| r);
+        }
         return Ok(first);
     };
     // It answered at `contact`, so it speaks that; its newest is in the answer.
@@ -69,10 +147,27 @@ pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> 
     if request.since() > version {
         return Err(AskError::Version(refusal(request, theirs.newest)));
     }
-    if matches!(request, Request::Status) && version == contact {
-        return Ok(first);
+    if version == contact {
+        if matches!(request, Request::Status) {
+            return Ok(Response::Status(status));
+        }
+    } else if matches!(request, Request::Status) {
+        return ask_at(path, version, request, None, Deadline::STATUS).map(|(_, r)| r);
     }
-    ask_at(path, version, request).map(|(_, r)| r)
+    // The times that apply are in a status of protocol 2.
+    let times = if contact >= 2 {
+        Some(status)
+    } else if version >= 2 {
+        match ask_at(path, version, &Request::Status, None, Deadline::STATUS) {
+            Ok((_, Response::Status(status))) => Some(status),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let deadline = Deadline::of(request, times.as_deref(), own);
+    let exe = exe.filter(|_| version >= 2);
+    ask_at(path, version, request, exe, deadline).map(|(_, r)| r)
 }
 
 /// Why a supervisor of protocol `theirs` cannot do `request`.
@@ -87,11 +182,17 @@ fn refusal(request: &Request, theirs: u16) -> String {
 
 /// One request at `version`; a `status` or `stop` whose connection is closed without
 /// an answer is asked again, for a few seconds.
-fn ask_at(path: &Path, version: u16, request: &Request) -> Result<(u16, Response), AskError> {
+fn ask_at(
+    path: &Path,
+    version: u16,
+    request: &Request,
+    exe: Option<BorrowedFd<'_>>,
+    deadline: Deadline,
+) -> Result<(u16, Response), AskError> {
     let retry = matches!(request, Request::Status | Request::Stop);
     let started = Instant::now();
     loop {
-        match ask_once(path, version, request) {
+        match ask_once(path, version, request, exe, deadline) {
             Err(Attempt::Unanswered(_)) if retry && started.elapsed() < RETRY_FOR => {
                 std::thread::sleep(RETRY_PAUSE);
             }
@@ -109,7 +210,13 @@ enum Attempt {
     Failed(AskError),
 }
 
-fn ask_once(path: &Path, version: u16, request: &Request) -> Result<(u16, Response), Attempt> {
+fn ask_once(
+    path: &Path,
+    version: u16,
+    request: &Request,
+    exe: Option<BorrowedFd<'_>>,
+    deadline: Deadline,
+) -> Result<(u16, Response), Attempt> {
     let failed = |e| Attempt::Failed(AskError::Io(e));
     let mut stream = match UnixStream::connect(path) {
         Ok(stream) => stream,
@@ -127,19 +234,35 @@ fn ask_once(path: &Path, version: u16, request: &Request) -> Result<(u16, Respon
         }
         Err(e) => return Err(failed(e)),
     };
-    if matches!(request, Request::Status) {
-        stream
-            .set_read_timeout(Some(STATUS_TIMEOUT))
-            .map_err(failed)?;
-    }
-    match stream.write_all(&protocol::frame(&protocol::encode_at(version, request))) {
+    stream
+        .set_read_timeout(Some(deadline.within))
+        .and_then(|()| stream.set_write_timeout(Some(deadline.within)))
+        .map_err(failed)?;
+    let late = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    };
+    let timeout = || {
+        Attempt::Failed(AskError::Timeout {
+            within: deadline.within,
+            waiting: deadline.waiting,
+        })
+    };
+    let frame = protocol::frame(&protocol::encode_at(version, request));
+    match send(&mut stream, &frame, exe) {
         Ok(()) => {}
         // The supervisor may have answered (a refusal) and closed already: read that.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(e) if late(&e) => return Err(timeout()),
         Err(e) => return Err(failed(e)),
     }
     let mut header = [0u8; 4];
     stream.read_exact(&mut header).map_err(|e| {
+        if late(&e) {
+            return timeout();
+        }
         Attempt::Unanswered(io::Error::new(
             e.kind(),
             format!("the supervisor closed the connection without answering ({e})"),
@@ -148,6 +271,89 @@ fn ask_once(path: &Path, version: u16, request: &Request) -> Result<(u16, Respon
     let invalid = |e| failed(io::Error::new(io::ErrorKind::InvalidData, e));
     let len = protocol::frame_len(header).map_err(invalid)?;
     let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).map_err(failed)?;
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| if late(&e) { timeout() } else { failed(e) })?;
     protocol::decode_any_response(&body).map_err(invalid)
+}
+
+/// Writes `frame`, with `exe` attached to its first bytes if given.
+fn send(stream: &mut UnixStream, frame: &[u8], exe: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    let Some(exe) = exe else {
+        return stream.write_all(frame);
+    };
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [exe];
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("the fd does not fit the control buffer"));
+    }
+    let sent = rustix::net::sendmsg(
+        stream.as_fd(),
+        &[IoSlice::new(frame)],
+        &mut control,
+        sys::SEND_NOSIGNAL,
+    )?;
+    stream.write_all(&frame[sent..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::ReloadRequest;
+
+    #[test]
+    fn deadlines_follow_the_times_that_apply() {
+        let own = Waits {
+            lameduck: Duration::from_secs(3),
+            ready: Duration::from_secs(5),
+        };
+        let reload = ReloadRequest {
+            path: Vec::new(),
+            args: None,
+            listeners: Vec::new(),
+        };
+        let status = |lameduck_ms, hello_timeout_ms| Status {
+            name: "svc".into(),
+            protocol: 2,
+            protocols: [1, 2],
+            supervisor_pid: 1,
+            supervisor_started: String::new(),
+            supervisor_path: None,
+            upgrades: 0,
+            lameduck_ms,
+            hello_timeout_ms,
+            child_pid: None,
+            child_path: None,
+            child_args: Vec::new(),
+            child_started: None,
+            previous_path: None,
+            reloads: 0,
+            failures: 0,
+            restarts: 0,
+            state: "running".into(),
+            listeners: Default::default(),
+        };
+        let told = status(7_000, 2_000);
+        let secs = |request: &Request, status: Option<&Status>| {
+            Deadline::of(request, status, &own).within.as_secs()
+        };
+        // The children's lameduck as the supervisor tells it, twice, plus the margin.
+        assert_eq!(secs(&Request::Stop, Some(&told)), 7 * 2 + 10);
+        // Not told (protocol 1): this binary's own.
+        assert_eq!(secs(&Request::Stop, Some(&status(0, 0))), 3 * 2 + 10);
+        assert_eq!(secs(&Request::Stop, None), 3 * 2 + 10);
+        // Opening, the hello, the new child's own ready time, the margin.
+        let asked = Request::Reload(reload.clone());
+        assert_eq!(secs(&asked, Some(&told)), 10 + 2 + 5 + 10);
+        assert_eq!(
+            secs(&Request::Upgrade(reload), Some(&told)),
+            10 + 2 + 5 + 10 + 30
+        );
+        assert_eq!(secs(&Request::Status, Some(&told)), 10);
+        assert_eq!(
+            Deadline::of(&asked, None, &own).waiting,
+            "waiting for the new child to be ready"
+        );
+    }
 }

@@ -285,6 +285,8 @@ impl From<StatusV1> for Status {
             supervisor_started: s.supervisor_started,
             supervisor_path: None,
             upgrades: 0,
+            lameduck_ms: 0,
+            hello_timeout_ms: 0,
             child_pid: s.child_pid,
             child_path: s.child_path,
             child_args: s.child_args,
@@ -376,6 +378,11 @@ pub struct Status {
     pub supervisor_path: Option<String>,
     /// Times the supervisor re-executed itself as a new binary (`--littleboss=upgrade`).
     pub upgrades: u64,
+    /// The longest lameduck time its children declared, in ms: how long a stop waits
+    /// for them (0 from a supervisor of protocol 1, which does not say).
+    pub lameduck_ms: u64,
+    /// How long a new child has to say hello, in ms (0 from protocol 1).
+    pub hello_timeout_ms: u64,
     /// The serving child's pid, if one is running.
     pub child_pid: Option<u32>,
     /// The serving child's executable.
@@ -500,6 +507,8 @@ mod tests {
             supervisor_started: "2026-12-02T00:00:00.000Z".into(),
             supervisor_path: Some("/bin/svc".into()),
             upgrades: 3,
+            lameduck_ms: 2000,
+            hello_timeout_ms: 30_000,
             child_pid: Some(8),
             child_path: Some("/bin/svc".into()),
             child_args: vec!["svc".into()],

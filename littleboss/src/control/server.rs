@@ -4,14 +4,17 @@
 //! the others are told that the supervisor is busy: idle clients can never make a stop
 //! fail, and no connection is closed without an answer but an idle one.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustix::net::RecvFlags;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::channel;
 use crate::control::protocol::{self, ReloadRequest, Request, Response, Versions};
 use crate::control::status_fit;
 use crate::logger::{Level, Logger};
@@ -25,6 +28,8 @@ pub(crate) enum Incoming {
         client: u64,
         request: Request,
         reply: oneshot::Sender<Response>,
+        /// The client's own executable, passed as an fd (a reload of protocol 2).
+        exe: Option<OwnedFd>,
     },
     /// The client closed its connection before it was answered.
     Gone { client: u64 },
@@ -35,6 +40,7 @@ pub(crate) enum Incoming {
         request: ReloadRequest,
         version: u16,
         stream: std::os::unix::net::UnixStream,
+        exe: Option<OwnedFd>,
     },
 }
 
@@ -175,12 +181,12 @@ async fn overflow(mut stream: UnixStream, client: &Client, connections: &Connect
     }
     let request = tokio::time::timeout(OVERFLOW_TIMEOUT, read_request(&mut stream)).await;
     let version = match &request {
-        Ok(Ok((version, _)) | Err((version, _))) => *version,
+        Ok(Ok((version, _, _)) | Err((version, _))) => *version,
         Err(_) => Versions::ours().oldest,
     };
-    if let Ok(Ok((version, Request::Stop))) = request {
+    if let Ok(Ok((version, Request::Stop, _))) = request {
         if let Ok(slot) = Arc::clone(&connections.stop).try_acquire_owned() {
-            forward(stream, client, Request::Stop, version).await;
+            forward(stream, client, Request::Stop, version, None).await;
             drop(slot);
             return;
         }
@@ -207,7 +213,7 @@ async fn handle(mut stream: UnixStream, client: &Client) {
     if let Err(refusal) = check_peer(&stream) {
         return refuse_peer(stream, client, refusal).await;
     }
-    let (version, request) =
+    let (version, request, exe) =
         match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
             Ok(Ok(request)) => request,
             Ok(Err((version, e))) => {
@@ -235,21 +241,29 @@ async fn handle(mut stream: UnixStream, client: &Client) {
             request,
             version,
             stream,
+            exe,
         };
         let _ = client.requests.send(incoming).await;
         return;
     }
-    forward(stream, client, request, version).await;
+    forward(stream, client, request, version, exe).await;
 }
 
 /// Passes `request` to the supervisor's loop and writes its answer, or tells the loop
 /// that the client went away first.
-async fn forward(mut stream: UnixStream, client: &Client, request: Request, version: u16) {
+async fn forward(
+    mut stream: UnixStream,
+    client: &Client,
+    request: Request,
+    version: u16,
+    exe: Option<OwnedFd>,
+) {
     let (tx, rx) = oneshot::channel();
     let incoming = Incoming::Request {
         client: client.id,
         request,
         reply: tx,
+        exe,
     };
     if client.requests.send(incoming).await.is_err() {
         return;
@@ -313,11 +327,11 @@ async fn drain_frame(stream: &mut UnixStream) {
 
 /// A request and its version; or why not, and the version to say it in (the client's
 /// own, if it is one this supervisor speaks, so that the client can read the refusal).
-async fn read_request(stream: &mut UnixStream) -> Result<(u16, Request), (u16, String)> {
+async fn read_request(
+    stream: &mut UnixStream,
+) -> Result<(u16, Request, Option<OwnedFd>), (u16, String)> {
     let ours = Versions::ours();
-    let mut header = [0u8; 4];
-    stream
-        .read_exact(&mut header)
+    let (header, mut fds) = read_header(stream)
         .await
         .map_err(|e| (ours.oldest, format!("reading the frame header: {e}")))?;
     let len = protocol::frame_len(header).map_err(|e| (ours.oldest, e.to_string()))?;
@@ -342,7 +356,39 @@ async fn read_request(stream: &mut UnixStream) -> Result<(u16, Request), (u16, S
             ),
         ));
     }
-    Ok((version, request))
+    let may_carry = version >= 2 && matches!(request, Request::Reload(_) | Request::Upgrade(_));
+    if fds.len() > usize::from(may_carry) {
+        return Err((
+            version,
+            format!(
+                "the request carried {} fds; only a reload or an upgrade of protocol 2 carries one, the client's executable",
+                fds.len()
+            ),
+        ));
+    }
+    Ok((version, request, fds.pop()))
+}
+
+/// A frame's header, and the fds that came with its first byte (a client's executable).
+async fn read_header(stream: &mut UnixStream) -> std::io::Result<([u8; 4], Vec<OwnedFd>)> {
+    let mut header = [0u8; 4];
+    let (got, fds) = loop {
+        stream.readable().await?;
+        let shared: &UnixStream = stream;
+        let received = shared.try_io(Interest::READABLE, || {
+            channel::recvmsg(shared.as_fd(), &mut header, RecvFlags::DONTWAIT)
+        });
+        match received {
+            Ok((got, _, fds)) => break (got, fds),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    if got == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    stream.read_exact(&mut header[got..]).await?;
+    Ok((header, fds))
 }
 
 /// Writes `response`; a status is cut to fit in a frame ([`status_fit::fit`]), and a

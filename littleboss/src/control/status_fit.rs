@@ -154,6 +154,8 @@ mod tests {
             supervisor_started: "2025-01-01T00:00:00.000Z".into(),
             supervisor_path: Some("/bin/svc".into()),
             upgrades: 0,
+            lameduck_ms: 0,
+            hello_timeout_ms: 0,
             child_pid: Some(2),
             child_path: Some("/bin/svc".into()),
             child_args: args,

@@ -27,15 +27,17 @@ pub(crate) struct Opened {
 /// Why it failed, and whether that counts as a failure of the program (its binary).
 pub(crate) type Failure = (String, bool);
 
-/// Opens `path` and binds what `overrides` moves, off the loop.
+/// Opens `path` (or takes `exe`, the file a client passed as itself, which `path`
+/// then only names) and binds what `overrides` moves, off the loop.
 pub(crate) async fn open(
     path: PathBuf,
+    exe: Option<OwnedFd>,
     listeners: Vec<ListenerRecord>,
     overrides: Vec<(String, String)>,
     unix_mode: Option<u32>,
 ) -> Result<Opened, Failure> {
     let work = tokio::task::spawn_blocking(move || {
-        open_blocking(&path, &listeners, &overrides, unix_mode)
+        open_blocking(&path, exe, &listeners, &overrides, unix_mode)
     });
     match tokio::time::timeout(PREPARE_TIMEOUT, work).await {
         Ok(Ok(result)) => result,
@@ -52,11 +54,16 @@ pub(crate) async fn open(
 
 fn open_blocking(
     path: &std::path::Path,
+    exe: Option<OwnedFd>,
     listeners: &[ListenerRecord],
     overrides: &[(String, String)],
     unix_mode: Option<u32>,
 ) -> Result<Opened, Failure> {
-    let exe = spawn::open_executable(path).map_err(|e| (e, true))?;
+    let exe = match exe {
+        Some(fd) => spawn::checked_executable(fd, path),
+        None => spawn::open_executable(path),
+    }
+    .map_err(|e| (e, true))?;
     let mut rebound: Vec<(usize, Option<Bound>)> = Vec::new();
     for (i, (name, address)) in overrides.iter().enumerate() {
         // The last flag for a listener wins.

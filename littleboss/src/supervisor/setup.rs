@@ -133,7 +133,8 @@ fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, Stri
                 Ok(_)
                 | Err(AskError::Io(_))
                 | Err(AskError::NotRunning(_))
-                | Err(AskError::Version(_)) => {
+                | Err(AskError::Version(_))
+                | Err(AskError::Timeout { .. }) => {
                     format!("its lock {} is held", path.display())
                 }
             };

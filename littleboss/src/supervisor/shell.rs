@@ -80,6 +80,8 @@ pub(crate) struct Shell {
     /// The number of the next control connection.
     next_client: u64,
     held: HashMap<ClientId, Held>,
+    /// The executables clients passed as fds with their reloads, until prepared.
+    exes: HashMap<ClientId, OwnedFd>,
     socket: SocketFile,
     /// The flock on `<name>.lock`, held for the supervisor's whole life.
     lock: OwnedFd,
@@ -218,6 +220,7 @@ impl Shell {
             server: tokio::spawn(async {}),
             next_client: parts.next_client,
             held: HashMap::new(),
+            exes: HashMap::new(),
             socket: parts.socket,
             lock: parts.lock,
             run_as: parts.run_as,
@@ -348,15 +351,20 @@ impl Shell {
                 client,
                 request,
                 reply,
+                exe,
             } => {
                 self.next_client = self.next_client.max(client + 1);
                 let client = ClientId(client);
+                if let Some(exe) = exe {
+                    self.exes.insert(client, exe);
+                }
                 self.clients.insert(client, reply);
                 self.handle(Input::Request { client, request });
             }
             Incoming::Gone { client } => {
                 let client = ClientId(client);
                 self.clients.remove(&client);
+                self.exes.remove(&client);
                 self.handle(Input::ClientGone { client });
             }
             Incoming::Upgrade {
@@ -364,9 +372,13 @@ impl Shell {
                 request,
                 version,
                 stream,
+                exe,
             } => {
                 self.next_client = self.next_client.max(client + 1);
                 let client = ClientId(client);
+                if let Some(exe) = exe {
+                    self.exes.insert(client, exe);
+                }
                 self.held.insert(client, Held { version, stream });
                 self.handle(Input::Request {
                     client,
@@ -428,6 +440,7 @@ impl Shell {
                 }
             }
             Effect::Prepare {
+                client,
                 path,
                 args,
                 listeners,
@@ -435,9 +448,11 @@ impl Shell {
             } => {
                 let done = self.prepared_tx.clone();
                 let unix_mode = self.config.unix_mode;
+                let exe = client.and_then(|c| self.exes.remove(&c));
                 tokio::spawn(async move {
                     let result =
-                        prepare::open(path.clone(), listeners.clone(), overrides, unix_mode).await;
+                        prepare::open(path.clone(), exe, listeners.clone(), overrides, unix_mode)
+                            .await;
                     let _ = done.send(Prepared {
                         result,
                         path,
@@ -447,6 +462,7 @@ impl Shell {
                 });
             }
             Effect::Answer { client, response } => {
+                self.exes.remove(&client);
                 if let Some(reply) = self.clients.remove(&client) {
                     match response {
                         Response::Stopped { code } => self.stopped.push((reply, code)),

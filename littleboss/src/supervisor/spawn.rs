@@ -33,6 +33,13 @@ pub(crate) fn open_executable(path: &Path) -> Result<OwnedFd, String> {
     let shown = path.display();
     let fd = rustix::fs::open(path, sys::executable_flags(), Mode::empty())
         .map_err(|e| format!("cannot open {shown}: {}", describe(&e.into())))?;
+    checked_executable(fd, path)
+}
+
+/// `fd` if it is an executable regular file (`path` is only for messages): what a
+/// client passed as itself.
+pub(crate) fn checked_executable(fd: OwnedFd, path: &Path) -> Result<OwnedFd, String> {
+    let shown = path.display();
     let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{shown}: {}", describe(&e.into())))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(format!("{shown} is not a regular file"));

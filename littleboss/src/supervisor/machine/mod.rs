@@ -216,6 +216,8 @@ pub(crate) enum Effect {
     /// (off the loop: binding may resolve names); answered by [`Input::Prepared`] or
     /// [`Input::PrepareFailed`].
     Prepare {
+        /// The client that asked, if any: it may have passed its executable as an fd.
+        client: Option<ClientId>,
         path: PathBuf,
         args: Vec<OsString>,
         listeners: Vec<ListenerRecord>,
@@ -1596,6 +1598,7 @@ impl Machine {
         });
         self.notify(Notice::Reloading);
         self.effects.push_back(Effect::Prepare {
+            client: waiter,
             path,
             args,
             listeners: self.state.listeners.clone(),
@@ -1891,6 +1894,12 @@ impl Machine {
             supervisor_started: rfc3339(self.state.started),
             supervisor_path: Some(self.state.supervisor_path.display().to_string()),
             upgrades: self.state.upgrades,
+            lameduck_ms: self
+                .children()
+                .map(|c| c.lameduck_ms)
+                .max()
+                .unwrap_or(self.settings.lameduck_ms),
+            hello_timeout_ms: self.settings.hello_timeout_ms,
             child_pid: current.map(|c| c.pid),
             child_path: current.map(|c| c.program.path.display().to_string()),
             child_args: current

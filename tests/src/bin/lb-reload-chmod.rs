@@ -19,7 +19,8 @@ fn main() -> ExitCode {
         .skip(1)
         .any(|arg| arg == "--unlink-self")
     {
-        if let Err(e) = std::env::current_exe().and_then(std::fs::remove_file) {
+        let removed = std::env::current_exe().and_then(std::fs::remove_file);
+        if let Err(e) = removed {
             eprintln!("lb-reload-chmod: cannot delete this executable: {e}");
             return ExitCode::from(2);
         }

@@ -356,17 +356,15 @@ async fn read_request(
             ),
         ));
     }
+    // Only a reload or an upgrade of protocol 2 carries an fd, the client's executable;
+    // any other fd is closed here, and the request goes on without it.
     let may_carry = version >= 2 && matches!(request, Request::Reload(_) | Request::Upgrade(_));
-    if fds.len() > usize::from(may_carry) {
-        return Err((
-            version,
-            format!(
-                "the request carried {} fds; only a reload or an upgrade of protocol 2 carries one, the client's executable",
-                fds.len()
-            ),
-        ));
-    }
-    Ok((version, request, fds.pop()))
+    let exe = if may_carry && fds.len() == 1 {
+        fds.pop()
+    } else {
+        None
+    };
+    Ok((version, request, exe))
 }
 
 /// A frame's header, and the fds that came with its first byte (a client's executable).

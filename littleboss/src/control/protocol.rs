@@ -435,7 +435,7 @@ pub(crate) fn encode_at<T: Serialize>(version: u16, msg: &T) -> Vec<u8> {
 }
 
 /// The version of a message, refused unless `accepted` holds it; and its body.
-fn peek_version(bytes: &[u8], accepted: Versions) -> Result<(u16, &[u8]), DecodeError> {
+pub(crate) fn peek_version(bytes: &[u8], accepted: Versions) -> Result<(u16, &[u8]), DecodeError> {
     let (version, body) = bytes
         .split_first_chunk::<2>()
         .ok_or(DecodeError::Short(bytes.len()))?;

@@ -340,11 +340,7 @@ async fn read_request(
         .read_exact(&mut body)
         .await
         .map_err(|e| (ours.oldest, format!("reading a frame of {len} bytes: {e}")))?;
-    let theirs = body
-        .first_chunk::<2>()
-        .map(|v| u16::from_le_bytes(*v))
-        .filter(|v| ours.contains(*v))
-        .unwrap_or(ours.oldest);
+    let theirs = protocol::peek_version(&body, ours).map_or(ours.oldest, |(v, _)| v);
     let (version, request) =
         protocol::decode::<Request>(&body, ours).map_err(|e| (theirs, e.to_string()))?;
     if request.since() > version {

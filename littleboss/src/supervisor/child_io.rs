@@ -31,12 +31,11 @@ pub(crate) enum Outgoing {
     Handback(oneshot::Sender<Parked>),
 }
 
-/// A child's fds, handed back by its task, and the version it speaks.
+/// A child's fds, handed back by its task.
 #[derive(Debug)]
 pub(crate) struct Parked {
     pub channel: OwnedFd,
     pub pidfd: Option<OwnedFd>,
-    pub version: Option<u16>,
 }
 
 /// Everything one child's task needs.
@@ -63,9 +62,8 @@ impl ChildIo {
             channel,
             mut outgoing,
             inputs,
-            version: shared_version,
+            version,
         } = self;
-        let mut version = Some(shared_version.load(Ordering::Relaxed)).filter(|v| *v != 0);
         // The loop outlives every child task; if it is gone, so is the supervisor.
         let report = |input: Input| {
             let _ = inputs.send(input);
@@ -89,8 +87,7 @@ impl ChildIo {
                 received = recv(channel.as_ref()), if reading => {
                     match received {
                         Ok(Some(received)) => {
-                            let input = decode(id, received, &mut version);
-                            shared_version.store(version.unwrap_or(0), Ordering::Relaxed);
+                            let input = decode(id, received, &version);
                             reading = matches!(input, Input::Message { .. });
                             report(input);
                         }
@@ -112,7 +109,6 @@ impl ChildIo {
                             let _ = back.send(Parked {
                                 channel: channel.into_inner(),
                                 pidfd: exited.into_pidfd(),
-                                version,
                             });
                         }
                         return;
@@ -121,7 +117,7 @@ impl ChildIo {
                     (Some(Outgoing::Message(msg, fds)), Some(channel)) => {
                         let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
                         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
-                        let at = version.unwrap_or(Versions::ours().oldest);
+                        let at = spoken(&version).unwrap_or(Versions::ours().oldest);
                         let sent = channel.send(&protocol::encode_at(at, &msg), &borrowed).await;
                         // A child that is gone cannot be told; its exit is what counts.
                         if let (Err(e), true) = (sent, welcome) {
@@ -139,7 +135,7 @@ impl ChildIo {
         // What the child said just before it exited (its `Finished`) comes first.
         if let Some(channel) = channel.as_ref().filter(|_| reading) {
             while let Ok(Some(received)) = channel.try_recv() {
-                let input = decode(id, received, &mut version);
+                let input = decode(id, received, &version);
                 let more = matches!(input, Input::Message { .. });
                 report(input);
                 if !more {
@@ -151,16 +147,21 @@ impl ChildIo {
     }
 }
 
+/// The version of the child's hello, if it has said hello.
+pub(crate) fn spoken(version: &AtomicU16) -> Option<u16> {
+    Some(version.load(Ordering::Relaxed)).filter(|v| *v != 0)
+}
+
 /// A message from the child; its first (the hello) fixes the conversation's version,
 /// any this supervisor speaks.
-fn decode(child: ChildId, received: channel::Received, version: &mut Option<u16>) -> Input {
+fn decode(child: ChildId, received: channel::Received, version: &AtomicU16) -> Input {
     if !received.fds.is_empty() {
         return Input::ChannelFailed {
             child,
             reason: "it sent fds".to_string(),
         };
     }
-    let accepted = match *version {
+    let accepted = match spoken(version) {
         Some(v) => Versions {
             oldest: v,
             newest: v,
@@ -169,7 +170,7 @@ fn decode(child: ChildId, received: channel::Received, version: &mut Option<u16>
     };
     match protocol::decode::<ChildMsg>(&received.bytes, accepted) {
         Ok((v, msg)) => {
-            *version = Some(v);
+            version.store(v, Ordering::Relaxed);
             Input::Message { child, msg }
         }
         Err(e) => Input::ChannelFailed {

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::AtomicU16;
 use std::time::{Duration, SystemTime};
 
 use rustix::process::{Pid, Signal as OsSignal};
@@ -176,15 +176,8 @@ impl Shell {
                 continue;
             };
             let pidfd = child.pidfd.and_then(|fd| fds.take(fd));
-            shell.start_task(
-                child.id,
-                child.pid,
-                Parked {
-                    channel,
-                    pidfd,
-                    version: child.version,
-                },
-            );
+            let version = Arc::new(AtomicU16::new(child.version.unwrap_or(0)));
+            shell.start_task(child.id, child.pid, Parked { channel, pidfd }, version);
         }
         for client in handover.clients {
             if let Some(fd) = fds.take(client.fd) {
@@ -202,6 +195,8 @@ impl Shell {
 
     fn assemble(parts: Parts) -> Result<Shell, String> {
         let (requests_tx, requests) = mpsc::channel(16);
+        let (inputs_tx, inputs) = mpsc::unbounded_channel();
+        let (prepared_tx, prepared) = mpsc::unbounded_channel();
         let connections = server::Connections::new();
         let mut shell = Shell {
             config: parts.config,
@@ -209,10 +204,10 @@ impl Shell {
             fds: parts.fds,
             children: HashMap::new(),
             clients: HashMap::new(),
-            inputs_tx: mpsc::unbounded_channel().0,
-            inputs: mpsc::unbounded_channel().1,
-            prepared_tx: mpsc::unbounded_channel().0,
-            prepared: mpsc::unbounded_channel().1,
+            inputs_tx,
+            inputs,
+            prepared_tx,
+            prepared,
             requests_tx,
             requests,
             connections,
@@ -232,8 +227,6 @@ impl Shell {
             args: parts.args,
             exec: None,
         };
-        (shell.inputs_tx, shell.inputs) = mpsc::unbounded_channel();
-        (shell.prepared_tx, shell.prepared) = mpsc::unbounded_channel();
         shell.serve()?;
         if let Err(e) = descendants::become_subreaper() {
             shell.log(Level::Warn, &e);
@@ -518,8 +511,8 @@ impl Shell {
             Parked {
                 channel: spawned.channel,
                 pidfd: spawned.pidfd,
-                version: None,
             },
+            Arc::new(AtomicU16::new(0)),
         );
         self.handle(Input::Spawned {
             child,
@@ -564,7 +557,7 @@ impl Shell {
             // that does not wait; a child that does not read loses it, and its exit or
             // its deadline is what counts).
             Some(parked) => {
-                let at = parked.version.unwrap_or(Versions::ours().oldest);
+                let at = child_io::spoken(&handle.version).unwrap_or(Versions::ours().oldest);
                 let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
                 let _ = channel::send(
                     parked.channel.as_fd(),
@@ -575,10 +568,10 @@ impl Shell {
         }
     }
 
-    /// Starts the task that moves a child's messages and reports its exit.
-    fn start_task(&mut self, child: ChildId, pid: u32, parked: Parked) {
+    /// Starts the task that moves a child's messages and reports its exit; `version`
+    /// is the version of its hello (0 until it says hello), shared with the task.
+    fn start_task(&mut self, child: ChildId, pid: u32, parked: Parked, version: Arc<AtomicU16>) {
         let (outgoing_tx, outgoing) = mpsc::unbounded_channel();
-        let version = Arc::new(AtomicU16::new(parked.version.unwrap_or(0)));
         self.children.insert(
             child,
             Handle {
@@ -618,13 +611,12 @@ impl Shell {
             .iter()
             .map(|(id, handle)| {
                 let parked = handle.parked.as_ref();
-                let version = handle.version.load(Ordering::Relaxed);
                 HeldChild {
                     id: *id,
                     pid: handle.pid,
                     channel: parked.map_or(-1, |p| handover::raw(&p.channel)),
                     pidfd: parked.and_then(|p| p.pidfd.as_ref().map(handover::raw)),
-                    version: Some(version).filter(|v| *v != 0),
+                    version: child_io::spoken(&handle.version),
                 }
             })
             .collect();
@@ -740,14 +732,16 @@ impl Shell {
             Err(e) => return self.exec_failed(e, None),
         };
         let raws = handover.raw_fds();
-        // SAFETY: each number is an fd this process holds open (the table, the parked
-        // children, the held clients, the control socket and the lock) for as long as
-        // these borrows live: nothing is closed until the exec or its failure.
-        let borrowed: Vec<BorrowedFd<'_>> = raws
+        let mut inherit: Vec<BorrowedFd<'_>> = raws
             .iter()
-            .map(|raw| unsafe { BorrowedFd::borrow_raw(*raw) })
+            .map(|raw| {
+                // SAFETY: each number is an fd this process holds open (the table, the
+                // parked children, the held clients, the control socket and the lock)
+                // for as long as these borrows live: nothing is closed until the exec
+                // or its failure.
+                unsafe { BorrowedFd::borrow_raw(*raw) }
+            })
             .collect();
-        let mut inherit: Vec<BorrowedFd<'_>> = borrowed.clone();
         inherit.push(file.as_fd());
         let reason = match (
             self.fds.get(program.exe),
@@ -771,13 +765,16 @@ impl Shell {
     /// The exec did not happen: the children's tasks and the control server run again,
     /// signals are delivered again, and the machine is told.
     fn exec_failed(&mut self, reason: String, signal: Option<Signal>) {
-        let parked: Vec<(ChildId, u32, Parked)> = self
+        let parked: Vec<(ChildId, u32, Parked, Arc<AtomicU16>)> = self
             .children
             .iter_mut()
-            .filter_map(|(id, h)| h.parked.take().map(|p| (*id, h.pid, p)))
+            .filter_map(|(id, h)| {
+                let parked = h.parked.take()?;
+                Some((*id, h.pid, parked, Arc::clone(&h.version)))
+            })
             .collect();
-        for (id, pid, parked) in parked {
-            self.start_task(id, pid, parked);
+        for (id, pid, parked, version) in parked {
+            self.start_task(id, pid, parked, version);
         }
         if self.server.is_finished() {
             if let Err(e) = self.serve() {

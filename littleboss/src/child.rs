@@ -14,8 +14,11 @@ use tokio::sync::watch;
 use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
 use crate::config::Config;
 use crate::context::{ReadySink, Slot, SlotState};
-use crate::control::protocol::{self, ChildHello, ChildMsg, SupervisorMsg, VERSIONS_ENV, Versions};
+use crate::control::protocol::{
+    self, ChildHello, ChildMsg, Parcel, SupervisorMsg, VERSIONS_ENV, Versions,
+};
 use crate::environ;
+use crate::handoff::{Moves, Post};
 use crate::sys;
 
 /// How long the child waits for the supervisor's answer to its hello.
@@ -136,6 +139,7 @@ pub(crate) struct Joined {
     pub slots: Vec<Slot>,
     pub lameduck: watch::Receiver<bool>,
     pub link: Arc<Link>,
+    pub moves: Arc<Moves>,
 }
 
 /// The child's end of the channel, shared by `ready()`, the final message and the
@@ -152,10 +156,11 @@ pub(crate) struct Link {
     version: u16,
 }
 
-/// A message for the writer thread, and whom to tell whether it was sent.
+/// A message for the writer thread, its fds, and whom to tell whether it was sent.
 #[derive(Debug)]
 struct Outgoing {
-    bytes: Vec<u8>,
+    msg: ChildMsg,
+    fds: Vec<OwnedFd>,
     sent: Option<mpsc::SyncSender<bool>>,
 }
 
@@ -170,7 +175,7 @@ impl Link {
         let writer = Arc::clone(&fd);
         std::thread::Builder::new()
             .name("littleboss-send".into())
-            .spawn(move || send_queued(&writer, &queue))?;
+            .spawn(move || send_queued(&writer, version, &queue))?;
         Ok(Link {
             fd,
             outbox,
@@ -178,13 +183,10 @@ impl Link {
         })
     }
 
-    /// Queues `msg`; returns at once.
-    fn post(&self, msg: &ChildMsg, sent: Option<mpsc::SyncSender<bool>>) {
+    /// Queues `msg` with `fds`; returns at once.
+    fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>, sent: Option<mpsc::SyncSender<bool>>) {
         // If the writer is gone, so is the channel: nobody is left to tell.
-        let _ = self.outbox.send(Outgoing {
-            bytes: protocol::encode_at(self.version, msg),
-            sent,
-        });
+        let _ = self.outbox.send(Outgoing { msg, fds, sent });
     }
 
     /// Reports how the program's main ended, waiting up to [`FINISH_TIMEOUT`] for the
@@ -196,26 +198,70 @@ impl Link {
     /// [`finished`](Self::finished), waiting up to `timeout`; whether it was sent.
     fn finished_within(&self, result: &Result<(), String>, timeout: Duration) -> bool {
         let (sent, done) = mpsc::sync_channel(1);
-        self.post(&ChildMsg::Finished(result.clone()), Some(sent));
+        self.post(ChildMsg::Finished(result.clone()), Vec::new(), Some(sent));
         done.recv_timeout(timeout).unwrap_or(false)
     }
 }
 
 /// The writer thread: sends each queued message in turn, until the `Link` is dropped.
-fn send_queued(fd: &OwnedFd, queue: &mpsc::Receiver<Outgoing>) {
-    for msg in queue {
+/// Connections handed over one after another go in one message, as many as fit.
+fn send_queued(fd: &OwnedFd, version: u16, queue: &mpsc::Receiver<Outgoing>) {
+    let mut next = None;
+    while let Some(mut out) = next.take().or_else(|| queue.recv().ok()) {
+        if let ChildMsg::Hand(parcels) = &mut out.msg {
+            let mut size = carried(parcels);
+            while let Ok(more) = queue.try_recv() {
+                match more.msg {
+                    ChildMsg::Hand(extra)
+                        if out.fds.len() + more.fds.len() <= channel::MAX_FDS
+                            && size + carried(&extra) <= HAND_BATCH =>
+                    {
+                        size += carried(&extra);
+                        parcels.extend(extra);
+                        out.fds.extend(more.fds);
+                    }
+                    _ => {
+                        next = Some(more);
+                        break;
+                    }
+                }
+            }
+        }
+        let borrowed: Vec<BorrowedFd<'_>> = out.fds.iter().map(|fd| fd.as_fd()).collect();
         // If the supervisor is gone there is nobody to tell; the reader thread has seen
         // the channel close and set lameduck already.
-        let result = channel::send(fd.as_fd(), &msg.bytes, &[]);
-        if let Some(sent) = msg.sent {
+        let result = channel::send(
+            fd.as_fd(),
+            &protocol::encode_at(version, &out.msg),
+            &borrowed,
+        );
+        if let Some(sent) = out.sent {
             let _ = sent.send(result.is_ok());
         }
     }
 }
 
+/// The most bytes of parcels one `Hand` message carries: a packet of
+/// [`channel::MAX_MESSAGE`], less room for the framing.
+const HAND_BATCH: usize = channel::MAX_MESSAGE - 4096;
+
+/// About how many bytes `parcels` take in a message.
+fn carried(parcels: &[Parcel]) -> usize {
+    parcels
+        .iter()
+        .map(|p| p.bytes.len() + p.listener.len() + 24)
+        .sum()
+}
+
 impl ReadySink for Arc<Link> {
     fn ready(&self) {
-        self.post(&ChildMsg::Ready, None);
+        Link::post(self, ChildMsg::Ready, Vec::new(), None);
+    }
+}
+
+impl Post for Arc<Link> {
+    fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>) {
+        Link::post(self, msg, fds, None);
     }
 }
 
@@ -249,10 +295,10 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
                 "the supervisor refused this binary: {reason}"
             )));
         }
-        SupervisorMsg::Lameduck => {
-            return Err(io::Error::other(
-                "the supervisor sent lameduck before the listeners",
-            ));
+        other => {
+            return Err(io::Error::other(format!(
+                "the supervisor sent {other:?} before the listeners"
+            )));
         }
     };
     let expected = listeners.iter().filter(|l| l.addr.is_some()).count();
@@ -279,32 +325,50 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         .collect();
     let link = Arc::new(Link::start(fd, version)?);
     let (tx, rx) = watch::channel(false);
+    let moves = Arc::new(Moves::new(
+        Box::new(Arc::clone(&link)),
+        version >= MOVES_SINCE,
+        rx.clone(),
+    ));
     let reader = Arc::clone(&link);
     std::thread::Builder::new()
         .name("littleboss-channel".into())
         .spawn({
             let lameduck_time = config.lameduck;
-            move || watch_supervisor(&reader, &tx, lameduck_time)
+            let moves = Arc::clone(&moves);
+            move || watch_supervisor(&reader, &moves, &tx, lameduck_time)
         })?;
     Ok(Joined {
         slots,
         lameduck: rx,
         link,
+        moves,
     })
 }
+
+/// The protocol version that moves connections between processes.
+const MOVES_SINCE: u16 = 3;
 
 /// Sets lameduck when the supervisor asks for it or goes away.
 ///
 /// When the supervisor is gone, nobody is left to kill a program that does not wind
 /// down: after its lameduck time the child kills its own process group, as the
 /// supervisor would have, so that no orphan keeps the listeners forever.
-fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: Duration) {
+fn watch_supervisor(
+    link: &Link,
+    moves: &Moves,
+    lameduck: &watch::Sender<bool>,
+    lameduck_time: Duration,
+) {
     loop {
         match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
             Ok(Some(msg)) => {
                 match protocol::decode::<SupervisorMsg>(&msg.bytes, only(link.version)) {
                     Ok((_, SupervisorMsg::Lameduck)) => {
                         lameduck.send_replace(true);
+                    }
+                    Ok((version, other)) if other.since() <= version && Moves::handles(&other) => {
+                        moves.on_message(&other, msg.fds);
                     }
                     Ok(_) | Err(_) => {
                         errln!("littleboss: unexpected message from the supervisor; winding down");
@@ -314,6 +378,7 @@ fn watch_supervisor(link: &Link, lameduck: &watch::Sender<bool>, lameduck_time: 
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(None) | Err(_) => {
+                moves.gone();
                 lameduck.send_replace(true);
                 std::thread::sleep(lameduck_time);
                 errln!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::handoff::{Adoptions, Handoff, Moves};
 use crate::spec::{Kind, Network};
 
 /// The lameduck time when the program declared none.
@@ -85,6 +86,8 @@ struct Inner {
     lameduck: watch::Receiver<bool>,
     ready_sink: Option<Box<dyn ReadySink>>,
     ready_sent: AtomicBool,
+    /// Connections moving to and from the processes before and after (supervised).
+    moves: Option<Arc<Moves>>,
     args: Vec<OsString>,
     lameduck_time: OnceLock<Duration>,
 }
@@ -105,6 +108,7 @@ impl Context {
         slots: Vec<Slot>,
         lameduck: watch::Receiver<bool>,
         ready_sink: Option<Box<dyn ReadySink>>,
+        moves: Option<Arc<Moves>>,
         args: Vec<OsString>,
     ) -> Context {
         Context {
@@ -114,6 +118,7 @@ impl Context {
                 lameduck,
                 ready_sink,
                 ready_sent: AtomicBool::new(false),
+                moves,
                 args,
                 lameduck_time: OnceLock::new(),
             }),
@@ -222,6 +227,95 @@ impl Context {
         }
         if let Some(sink) = &self.inner.ready_sink {
             sink.ready();
+        }
+    }
+
+    /// Whether the process that succeeds this one at a reload takes the idle connections
+    /// of listener `name` ([`hand_over`](Self::hand_over)). Known once
+    /// [`lameduck`](Self::lameduck) has resolved; always `false` before, in bypass mode,
+    /// at a stop, and under a supervisor of a release that does not move connections.
+    pub fn successor_adopts(&self, name: &str) -> bool {
+        self.inner
+            .moves
+            .as_ref()
+            .is_some_and(|moves| moves.successor_adopts(name))
+    }
+
+    /// Hands an idle connection of listener `name` to the process that succeeds this one,
+    /// instead of closing it: the client sees no close, and its next request is answered
+    /// by the new process. Call it in lameduck, between two requests (no request in
+    /// flight, the last response written in full), with the bytes read from the
+    /// connection and not parsed yet.
+    ///
+    /// `Ok` once the new process has taken it (this process's copy is closed). `Err`
+    /// gives it back, to serve to the end here as without a successor: when
+    /// [`successor_adopts`](Self::successor_adopts) is `false`, when `buffered` holds
+    /// more than 16 KiB, or when the new process did not take it in time. If the
+    /// supervisor goes away meanwhile, it counts as taken.
+    ///
+    /// ```no_run
+    /// # async fn f(lb: littleboss::Context, stream: tokio::net::TcpStream, buffered: Vec<u8>) -> std::io::Result<()> {
+    /// lb.lameduck().await;
+    /// let moving = littleboss::Handoff { stream: stream.into_std()?, buffered };
+    /// match lb.hand_over("http", moving).await {
+    ///     Ok(()) => {}               // The new process serves it.
+    ///     Err(kept) => drop(kept),   // Serve it to the end here (or close it).
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn hand_over(&self, name: &str, moving: Handoff) -> Result<(), Handoff> {
+        match &self.inner.moves {
+            Some(moves) => moves.hand_over(name, moving).await,
+            None => Err(moving),
+        }
+    }
+
+    /// The connections of listener `name` that the process before hands over at a
+    /// reload (with [`hand_over`](Self::hand_over), as the HTTP helpers do). Call it
+    /// before [`ready`](Self::ready): the supervisor tells the process before to hand
+    /// connections over only to a new process that adopts them by the time it is ready.
+    ///
+    /// ```no_run
+    /// #[littleboss::main(name = "echo", listener(tcp = "tcp:127.0.0.1:7000"), calls_ready = true)]
+    /// async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+    ///     let listener = lb.tcp_listener("tcp")?;
+    ///     let mut adopted = lb.adopt("tcp")?;
+    ///     lb.ready();
+    ///     loop {
+    ///         let stream = tokio::select! {
+    ///             _ = lb.lameduck() => return Ok(()),
+    ///             Some(moved) = adopted.next() => tokio::net::TcpStream::from_std(moved.stream)?,
+    ///             accepted = listener.accept() => accepted?.0,
+    ///         };
+    ///         // ... serve `stream` (after the bytes `moved.buffered`, for a moved one).
+    /// #       drop(stream);
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Errors: an undeclared name, or one adopted already. In bypass mode it yields
+    /// nothing.
+    pub fn adopt(&self, name: &str) -> io::Result<Adoptions> {
+        {
+            let slots = self
+                .inner
+                .slots
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !slots.iter().any(|s| s.name == name) {
+                let declared: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "no listener named {name:?}; the declared listeners are {}",
+                        declared.join(", ")
+                    ),
+                ));
+            }
+        }
+        match &self.inner.moves {
+            Some(moves) => moves.adopt(name),
+            None => Ok(Adoptions::none(name)),
         }
     }
 

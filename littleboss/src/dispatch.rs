@@ -96,6 +96,7 @@ fn run_child(
         joined.slots,
         joined.lameduck,
         Some(Box::new(joined.link)),
+        Some(joined.moves),
         args,
     );
     let result = main(ctx);
@@ -125,6 +126,7 @@ fn run_bypass(
         Mode::Bypass,
         slots,
         lameduck,
+        None,
         None,
         args,
     )))

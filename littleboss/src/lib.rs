@@ -244,10 +244,15 @@
 //! needs, so that no request is lost: `littleboss::http::serve(&lb, "http", service)`
 //! for a hyper service, `littleboss::axum::serve(&lb, "http", app)` for an axum app, and
 //! `littleboss::http::Server` for their options and, with the `rustls` feature, TLS. They
-//! stop accepting at lameduck without touching the shared listener, close HTTP/1.1
-//! connections between requests (`Connection: close`, a grace period for idle ones),
-//! send HTTP/2 connections a GOAWAY, close every connection with a lingering close, and
-//! fit it all in [`Context::lameduck_time`]. See the `http` module's documentation.
+//! stop accepting at lameduck without touching the shared listener, hand idle plaintext
+//! HTTP/1.1 connections to the new process (the client sees no close), close the other
+//! HTTP/1.1 connections between requests (`Connection: close`, a grace period for idle
+//! ones), send HTTP/2 connections a GOAWAY, close every connection with a lingering
+//! close, and fit it all in [`Context::lameduck_time`]. See the `http` module's
+//! documentation.
+//!
+//! A program that serves connections its own way moves them with
+//! [`Context::hand_over`] and [`Context::adopt`] (the `handoff` example).
 //!
 //! # Features
 //!
@@ -300,6 +305,7 @@ mod dir;
 mod dispatch;
 mod environ;
 mod flags;
+mod handoff;
 mod log_queue;
 mod logger;
 mod signals;
@@ -311,6 +317,7 @@ pub use builder::{Littleboss, MainResult};
 pub use config::Flavor;
 pub use context::{Context, Mode};
 pub use control::protocol::{OLDEST_PROTOCOL, PROTOCOL, Status};
+pub use handoff::{Adoptions, Handoff};
 pub use logger::Level;
 
 /// The longest `lameduck`, `settle` or `ready_timeout` a program may declare: one hour.

@@ -296,8 +296,8 @@ pub mod wire {
                 .try_into()
                 .map_err(|_| "no version".to_string())?,
         );
-        // Protocol 2 lays out every response as protocol 1 does but `Status`.
-        if version != VERSION && version != 2 {
+        // Protocols 2 and 3 lay out every response as protocol 1 does but `Status`.
+        if version != VERSION && version != 2 && version != 3 {
             return Err(format!("response of protocol version {version}"));
         }
         let response = match reader.varint()? {

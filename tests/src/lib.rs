@@ -1109,6 +1109,7 @@ pub fn free_port() -> u16 {
 pub mod attack_support;
 pub mod http_support;
 pub mod load_support;
+pub mod pool_support;
 pub mod release_support;
 pub mod reload_support;
 pub mod report_support;

@@ -82,10 +82,10 @@ fn status_prints_a_human_summary() {
         out.starts_with(&format!("lbhttp: supervisor pid {} started ", sup.pid())),
         "{out}"
     );
-    assert!(out.contains("(running; protocol 2)"), "{out}");
+    assert!(out.contains("(running; protocol 3)"), "{out}");
     assert!(
         out.contains(&format!(
-            "  supervisor binary {}, upgrades 0, protocols 1-2\n",
+            "  supervisor binary {}, upgrades 0, protocols 1-3\n",
             bin!("lb-http").display()
         )),
         "{out}"

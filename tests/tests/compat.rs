@@ -191,10 +191,10 @@ fn new_supervisor_runs_an_old_child_for_an_old_client() {
     stop_with(&env, &sup, &old, addr);
 }
 
-/// A supervisor of this release speaks protocols 1 and 2: its status says so, and its
+/// A supervisor of this release speaks protocols 1 to 3: its status says so, and its
 /// children (of either release) find the range in their environment.
 #[test]
-fn new_supervisor_speaks_both_protocols() {
+fn new_supervisor_speaks_its_whole_range() {
     let env = Env::new();
     let (old, new) = (old_bin(), new_bin());
     let sup = env.start(new, NO_ARGS);
@@ -202,11 +202,11 @@ fn new_supervisor_speaks_both_protocols() {
     let first = served_by(&sup, addr, new);
 
     let status = env.status_json(new);
-    assert_eq!(status["protocol"], 2, "{status}");
-    assert_eq!(status["protocols"], serde_json::json!([1, 2]), "{status}");
+    assert_eq!(status["protocol"], 3, "{status}");
+    assert_eq!(status["protocols"], serde_json::json!([1, 3]), "{status}");
     assert_eq!(
         environ_var(first.pid, PROTOCOLS_VAR).as_deref(),
-        Some("1-2"),
+        Some("1-3"),
         "the environment of the child"
     );
 
@@ -214,11 +214,11 @@ fn new_supervisor_speaks_both_protocols() {
     let second = served_by(&sup, addr, &old);
     assert_eq!(
         environ_var(second.pid, PROTOCOLS_VAR).as_deref(),
-        Some("1-2"),
+        Some("1-3"),
         "the environment of the old child"
     );
     let status = env.status_json(new);
-    assert_eq!(status["protocol"], 2, "{status}");
+    assert_eq!(status["protocol"], 3, "{status}");
     stop_with(&env, &sup, new, addr);
 }
 

@@ -194,11 +194,11 @@ fn another_protocol_version_is_refused_naming_both() {
     let env = Env::new();
     let sup = env.start(bin!("lb-http"), NO_ARGS);
     let serving = Serving::of(&sup, env.socket(NAME));
-    for version in [0u16, 3, 0xffff] {
+    for version in [0u16, littleboss::PROTOCOL + 1, 0xffff] {
         // Stop, in a version the supervisor does not speak.
         let frame = wire::frame(&wire::message(version, &[1]));
         let response = raw::ask(&serving.socket, &frame).expect("an answer");
-        let expected = format!("peer speaks littleboss protocol {version}, this binary speaks 1-2");
+        let expected = format!("peer speaks littleboss protocol {version}, this binary speaks 1-3");
         assert_eq!(
             response.failed(),
             Some(expected.as_str()),
@@ -323,7 +323,7 @@ fn a_hand_encoded_status_request_follows_protocol_md() {
     assert_eq!(status.name, NAME);
     // Asked in version 1, answered in its layout: `protocol` is the supervisor's
     // newest version.
-    assert_eq!(status.protocol, 2);
+    assert_eq!(status.protocol, littleboss::PROTOCOL);
     assert_eq!(status.supervisor_pid, sup.pid());
     assert_eq!(status.child_pid, Some(serving.child));
     assert_eq!(status.state, "running");

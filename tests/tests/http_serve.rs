@@ -191,7 +191,8 @@ fn reload(sup: &Supervisor<'_>) -> u32 {
 #[test]
 fn an_idle_keep_alive_connection_is_answered_during_lameduck_then_closed() {
     let env = Env::new();
-    let sup = start(&env, &[]);
+    // Without moving connections to the new process: the wind-down by closing.
+    let sup = start(&env, &["--no-hand-over"]);
     let addr = sup.addr("http");
     let old = sup.child_pid();
     let mut busy = KeepAlive::connect(addr).expect("connect");
@@ -294,7 +295,8 @@ fn http2_streams_in_flight_at_goaway_finish() {
 #[test]
 fn an_http1_request_in_flight_at_lameduck_finishes_with_connection_close() {
     let env = Env::new();
-    let sup = start(&env, &[]);
+    // Without moving connections to the new process: the wind-down by closing.
+    let sup = start(&env, &["--no-hand-over"]);
     let addr = sup.addr("http");
     let old = sup.child_pid();
     let mut stream = TcpStream::connect(addr).expect("connect");

@@ -39,9 +39,10 @@ fn upgraded(outcome: &Outcome, sup: &Supervisor<'_>, old: u32, to: &Path) -> u32
         .unwrap_or_else(|| panic!("expected {prefix:?}...:\n{outcome}"));
     let (new, rest) = rest.split_once(" in ").expect("a new pid");
     let suffix = format!(
-        " ms; supervisor pid {} now runs {} (protocol 2 -> 2)",
+        " ms; supervisor pid {} now runs {} (protocol {p} -> {p})",
         sup.pid(),
-        to.display()
+        to.display(),
+        p = littleboss::PROTOCOL
     );
     assert!(rest.ends_with(&suffix), "{outcome}");
     let new: u32 = new.parse().expect("a pid");
@@ -129,7 +130,7 @@ fn upgrade_under_load_loses_no_request_and_keeps_the_pid_and_the_sockets() {
     assert_eq!(status["previous_path"], shown(&one), "{status}");
     assert_eq!(status["upgrades"], 1, "{status}");
     assert_eq!(status["reloads"], 1, "{status}");
-    assert_eq!(status["protocols"], serde_json::json!([1, 2]), "{status}");
+    assert_eq!(status["protocols"], serde_json::json!([1, 3]), "{status}");
     assert_eq!(
         exe_of(sup.pid()),
         shown(&two),

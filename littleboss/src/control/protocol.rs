@@ -7,8 +7,8 @@
 //! socket (a stream) each message is preceded by its length as a `u32` little-endian,
 //! at most [`MAX_CONTROL_FRAME`]. See `PROTOCOL.md` for the message layouts.
 //!
-//! A release speaks a range of versions ([`Versions`]): its own and the one before, so
-//! that a new supervisor runs a child of the previous release (a rollback) and answers
+//! A release speaks a range of versions ([`Versions`]): its own and at least the one
+//! before, so that a new supervisor runs a child of the previous release (a rollback) and answers
 //! its client, and a new client works with a supervisor of the previous release. Each
 //! conversation uses the highest version both sides speak. Version 1 refuses every
 //! other number, so first contact is always plain version 1: a supervisor puts its
@@ -26,13 +26,14 @@ use crate::spec::Network;
 
 /// The newest protocol version this build speaks, on both the channel and the control
 /// socket.
-pub const PROTOCOL: u16 = 2;
+pub const PROTOCOL: u16 = 3;
 
-/// The oldest protocol version this build speaks: the previous release's.
+/// The oldest protocol version this build speaks: at least the previous release's
+/// (this one keeps 1, which the previous release spoke too).
 pub const OLDEST_PROTOCOL: u16 = 1;
 
 /// The environment variable in which a supervisor gives its child the versions it
-/// speaks (`1-2`); a supervisor of protocol 1 sets none.
+/// speaks (`1-3`); a supervisor of protocol 1 sets none.
 pub(crate) const VERSIONS_ENV: &str = "LITTLEBOSS_PROTOCOLS";
 
 /// For tests: narrows the versions this build speaks (`1`, `2`, `1-2`), read once at
@@ -115,7 +116,48 @@ pub(crate) enum ChildMsg {
     Ready,
     /// The program's main returned: `Ok`, or the error it printed.
     Finished(Result<(), String>),
+    /// Protocol 3: the program takes connections of this listener handed in from the
+    /// process before ([`SupervisorMsg::Adopt`]).
+    Adopts { listener: String },
+    /// Protocol 3: idle connections for the serving child, one fd each, in order. The
+    /// child keeps its own copy of each until [`SupervisorMsg::Taken`] or
+    /// [`SupervisorMsg::Returned`] names it.
+    Hand(Vec<Parcel>),
+    /// Protocol 3: the program took these handed-in connections (the supervisor's ids).
+    Adopted(Vec<u64>),
+    /// Protocol 3: these handed-in connections are not taken; the child closed its
+    /// copies.
+    Declined(Vec<u64>),
 }
+
+impl ChildMsg {
+    /// The oldest protocol version in which this message exists.
+    pub(crate) fn since(&self) -> u16 {
+        match self {
+            ChildMsg::Hello(_) | ChildMsg::Ready | ChildMsg::Finished(_) => 1,
+            ChildMsg::Adopts { .. }
+            | ChildMsg::Hand(_)
+            | ChildMsg::Adopted(_)
+            | ChildMsg::Declined(_) => 3,
+        }
+    }
+}
+
+/// One connection on its way from a child in lameduck to the serving one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Parcel {
+    /// The sender's id for it: the child's own in [`ChildMsg::Hand`], the supervisor's
+    /// in [`SupervisorMsg::Adopt`].
+    pub id: u64,
+    /// The listener it was accepted on.
+    pub listener: String,
+    /// What was read from it and not parsed yet, at most [`MAX_CARRIED`] bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The most bytes read and not parsed yet that a connection carries when it is handed
+/// over; one that holds more drains where it is.
+pub(crate) const MAX_CARRIED: usize = 16 * 1024;
 
 /// What a child says of itself. The new binary's own options govern its readiness and
 /// lameduck, so a reload may change them.
@@ -139,6 +181,34 @@ pub(crate) enum SupervisorMsg {
     Refused { reason: String },
     /// Wind down: stop accepting, finish in-flight work, exit.
     Lameduck,
+    /// Protocol 3, before `Lameduck`: the serving child takes idle connections of these
+    /// listeners; hand them over ([`ChildMsg::Hand`]) instead of closing them.
+    Successor { adopts: Vec<String> },
+    /// Protocol 3: connections handed in, one fd each, in order.
+    Adopt(Vec<Parcel>),
+    /// Protocol 3: the serving child took these (the child's own ids): close the copies.
+    Taken(Vec<u64>),
+    /// Protocol 3: these go back (the child's own ids): serve them to the end.
+    Returned(Vec<u64>),
+    /// Protocol 3: the connections handed in with these ids (the supervisor's) that are
+    /// not taken yet are not to be: decline them.
+    Recall(Vec<u64>),
+}
+
+impl SupervisorMsg {
+    /// The oldest protocol version in which this message exists.
+    pub(crate) fn since(&self) -> u16 {
+        match self {
+            SupervisorMsg::Welcome { .. }
+            | SupervisorMsg::Refused { .. }
+            | SupervisorMsg::Lameduck => 1,
+            SupervisorMsg::Successor { .. }
+            | SupervisorMsg::Adopt(_)
+            | SupervisorMsg::Taken(_)
+            | SupervisorMsg::Returned(_)
+            | SupervisorMsg::Recall(_) => 3,
+        }
+    }
 }
 
 /// One listener as the child receives it.
@@ -524,7 +594,7 @@ mod tests {
 
     #[test]
     fn versions_parse_and_meet() {
-        assert_eq!(Versions::parse("1-2"), Some(ALL));
+        assert_eq!(Versions::parse("1-3"), Some(ALL));
         assert_eq!(
             Versions::parse("2"),
             Some(Versions {
@@ -534,14 +604,14 @@ mod tests {
         );
         assert_eq!(Versions::parse("2-1"), None);
         assert_eq!(Versions::parse("x"), None);
-        assert_eq!(ALL.to_string(), "1-2");
+        assert_eq!(ALL.to_string(), "1-3");
         assert_eq!(ALL.common(Versions::V1), Some(1));
         assert_eq!(
             ALL.common(Versions {
                 oldest: 2,
                 newest: 5
             }),
-            Some(2)
+            Some(3)
         );
         assert_eq!(
             Versions::V1.common(Versions {

@@ -1,5 +1,6 @@
 //! One connection, from accept to close: TLS, the protocol, hyper's connection, the
-//! wind-down at lameduck, and the lingering close.
+//! wind-down at lameduck, and the lingering close; or, for a plaintext HTTP/1.1
+//! connection whose listener the new process adopts, the move to it.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -13,8 +14,43 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::{Proto, Returning, Rewind, linger, sniff};
-use super::service::Wrapped;
-use crate::Context;
+use super::service::{InFlight, Wrapped};
+use crate::{Context, Handoff};
+
+/// The service of one connection, as hyper runs it on a spawned task: the bounds every
+/// function here needs, in one place.
+pub(crate) trait ConnService<B>:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<Box<dyn StdError + Send + Sync>>,
+    > + Send
+    + 'static
+{
+}
+
+impl<S, B> ConnService<B> for S where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<Box<dyn StdError + Send + Sync>>,
+        > + Send
+        + 'static
+{
+}
+
+/// The body of a response of a [`ConnService`].
+pub(crate) trait ResBody:
+    hyper::body::Body<Data: Send, Error: Into<Box<dyn StdError + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> ResBody for B where
+    B: hyper::body::Body<Data: Send, Error: Into<Box<dyn StdError + Send + Sync>>> + Send + 'static
+{
+}
 
 /// What every connection of one server shares.
 pub(crate) struct Shared<M> {
@@ -24,6 +60,10 @@ pub(crate) struct Shared<M> {
     /// How long after lameduck an HTTP/1 connection may stay idle.
     pub idle_grace: Duration,
     pub linger: Duration,
+    /// The listener's name, for moving its connections.
+    pub listener: Arc<str>,
+    /// Whether plaintext HTTP/1.1 connections move to the new process at a reload.
+    pub hand_over: bool,
     #[cfg(feature = "rustls")]
     pub tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
 }
@@ -33,12 +73,8 @@ pub(crate) async fn serve<IO, M, S, B>(io: IO, peer: Option<SocketAddr>, shared:
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     M: Fn(Option<SocketAddr>) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: ConnService<B>,
+    B: ResBody,
 {
     #[cfg(feature = "rustls")]
     if let Some((acceptor, timeout)) = &shared.tls {
@@ -53,6 +89,173 @@ where
         return http(stream, proto, peer, &shared).await;
     }
     http(io, None, peer, &shared).await;
+}
+
+/// Serves a plaintext TCP connection, accepted (`read` empty) or handed in from the
+/// process before (`read`: the bytes it had read and not parsed, and it speaks HTTP/1.1):
+/// HTTP/1.1 on it may move to the next process at lameduck.
+pub(crate) async fn serve_tcp<M, S, B>(
+    mut stream: tokio::net::TcpStream,
+    read: Option<Vec<u8>>,
+    peer: Option<SocketAddr>,
+    shared: Arc<Shared<M>>,
+) where
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    #[cfg(feature = "rustls")]
+    if shared.tls.is_some() {
+        return serve(stream, peer, shared).await;
+    }
+    if !shared.hand_over {
+        return http(stream, None, peer, &shared).await;
+    }
+    let read = match read {
+        Some(read) => read,
+        None => {
+            let lb = &shared.lb;
+            let mut read = Vec::new();
+            // A connection that has sent nothing yet when lameduck comes moves as it is.
+            let before_a_byte = async {
+                lb.lameduck().await;
+                if !lb.successor_adopts(&shared.listener) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let mut before_a_byte = std::pin::pin!(before_a_byte);
+            let mut waiting = true;
+            let grace = after_lameduck(lb, shared.idle_grace);
+            let mut grace = std::pin::pin!(grace);
+            let proto = loop {
+                tokio::select! {
+                    sniffed = sniff(&mut stream, &mut read) => match sniffed {
+                        Ok(Some(proto)) => break proto,
+                        Ok(None) | Err(_) => return,
+                    },
+                    _ = before_a_byte.as_mut(), if waiting => {
+                        if read.is_empty() {
+                            return move_or_serve(stream, read, peer, &shared).await;
+                        }
+                        waiting = false;
+                    }
+                    // It sent nothing, even within the grace period after lameduck.
+                    _ = grace.as_mut() => return,
+                }
+            };
+            if proto == Proto::Http2 {
+                return serve_http(stream, Proto::Http2, read, peer, &shared).await;
+            }
+            read
+        }
+    };
+    let Some((stream, buffered)) = http1_movable(stream, read, peer, &shared).await else {
+        return;
+    };
+    move_or_serve(stream, buffered, peer, &shared).await;
+}
+
+/// Hands an idle connection to the successor, or, if it does not take it, serves it
+/// to the end here, winding down as without a successor.
+async fn move_or_serve<M, S, B>(
+    stream: tokio::net::TcpStream,
+    buffered: Vec<u8>,
+    peer: Option<SocketAddr>,
+    shared: &Shared<M>,
+) where
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let moving = Handoff { stream, buffered };
+    let Err(kept) = shared.lb.hand_over(&shared.listener, moving).await else {
+        return;
+    };
+    let Ok(stream) = tokio::net::TcpStream::from_std(kept.stream) else {
+        return;
+    };
+    if kept.buffered.is_empty() {
+        // Nothing read: it may not have said what it speaks yet.
+        http(stream, None, peer, shared).await;
+    } else {
+        serve_http(stream, Proto::Http1, kept.buffered, peer, shared).await;
+    }
+}
+
+/// Serves HTTP/1.1 on a plaintext TCP connection until it ends, or until lameduck if the
+/// successor adopts its listener's connections: then, once no request is in flight
+/// (hyper's own idle state is not exposed, and shutting a connection down between a
+/// request and its response would add `Connection: close`), hyper lets go of it without
+/// shutting it down. Returns the stream and what hyper had read of it and not parsed,
+/// to move; `None` if it ended here (closed, upgraded, or wound down).
+async fn http1_movable<M, S, B>(
+    stream: tokio::net::TcpStream,
+    read: Vec<u8>,
+    peer: Option<SocketAddr>,
+    shared: &Shared<M>,
+) -> Option<(tokio::net::TcpStream, Vec<u8>)>
+where
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    let lb = &shared.lb;
+    let in_flight = Arc::new(InFlight::default());
+    let (io, back) = Returning::new(Rewind::new(read, stream));
+    let kept = io.kept();
+    let service = Wrapped {
+        inner: (shared.make)(peer),
+        lb: lb.clone(),
+        http1: true,
+        moving: Some((Arc::clone(&shared.listener), Arc::clone(&in_flight))),
+    };
+    // No timer, as in `http`.
+    let mut connection = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let then = async {
+        lb.lameduck().await;
+        if lb.successor_adopts(&shared.listener) {
+            in_flight.idle().await;
+            true
+        } else {
+            tokio::time::sleep(shared.idle_grace).await;
+            false
+        }
+    };
+    let moves = tokio::select! {
+        _ = &mut connection => None,
+        moves = then => Some(moves),
+    };
+    match moves {
+        None => {}
+        Some(false) => {
+            std::pin::Pin::new(&mut connection).graceful_shutdown();
+            let _ = (&mut connection).await;
+        }
+        Some(true) => {
+            // Idle: hyper closes it at once, flushing what it wrote, and its shutdown of
+            // the stream does nothing.
+            kept.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::pin::Pin::new(&mut connection).graceful_shutdown();
+            if (&mut connection).await.is_ok() {
+                // `None` if it was upgraded meanwhile: the program has it.
+                let parts = connection.into_parts()?;
+                let (rest, stream) = parts.io.into_inner().take()?.into_parts();
+                let mut buffered = parts.read_buf.to_vec();
+                buffered.extend(rest);
+                return Some((stream, buffered));
+            }
+        }
+    }
+    drop(connection);
+    if let Ok(io) = back.await {
+        linger(io, shared.linger).await;
+    }
+    None
 }
 
 /// Resolves `grace` after lameduck.
@@ -71,34 +274,49 @@ async fn http<IO, M, S, B>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     M: Fn(Option<SocketAddr>) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: ConnService<B>,
+    B: ResBody,
 {
-    let lb = &shared.lb;
     let (proto, read) = match proto {
         Some(proto) => (proto, Vec::new()),
         None => {
+            let mut read = Vec::new();
             let sniffed = tokio::select! {
-                sniffed = sniff(&mut io) => sniffed,
+                sniffed = sniff(&mut io, &mut read) => sniffed,
                 // It sent nothing, even within the grace period after lameduck.
-                _ = after_lameduck(lb, shared.idle_grace) => return,
+                _ = after_lameduck(&shared.lb, shared.idle_grace) => return,
             };
             match sniffed {
-                Ok(Some(sniffed)) => sniffed,
+                Ok(Some(proto)) => (proto, read),
                 Ok(None) | Err(_) => return,
             }
         }
     };
+    serve_http(io, proto, read, peer, shared).await;
+}
+
+/// Serves `proto` on a connection, `read` first, winding down at lameduck (it does not
+/// move), then closes it with a lingering close.
+async fn serve_http<IO, M, S, B>(
+    io: IO,
+    proto: Proto,
+    read: Vec<u8>,
+    peer: Option<SocketAddr>,
+    shared: &Shared<M>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    let lb = &shared.lb;
     let (io, back) = Returning::new(Rewind::new(read, io));
     let io = TokioIo::new(io);
     let service = Wrapped {
         inner: (shared.make)(peer),
         lb: lb.clone(),
         http1: proto == Proto::Http1,
+        moving: None,
     };
     match proto {
         Proto::Http1 => {

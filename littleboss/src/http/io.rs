@@ -5,6 +5,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,26 +23,27 @@ pub(crate) enum Proto {
     Http2,
 }
 
-/// Reads until the bytes read tell HTTP/2's preface from anything else, and returns
-/// the protocol and every byte read. `None` if the peer closed first.
+/// Reads into `read` until the bytes read tell HTTP/2's preface from anything else,
+/// and returns the protocol; `None` if the peer closed first. Cancel-safe: what was
+/// read is in `read`.
 pub(crate) async fn sniff<IO: AsyncRead + Unpin>(
     io: &mut IO,
-) -> io::Result<Option<(Proto, Vec<u8>)>> {
-    let mut read = Vec::with_capacity(1024);
+    read: &mut Vec<u8>,
+) -> io::Result<Option<Proto>> {
     let mut chunk = [0u8; 1024];
     loop {
+        let k = read.len().min(PREFACE.len());
+        if read[..k] != PREFACE[..k] {
+            return Ok(Some(Proto::Http1));
+        }
+        if k == PREFACE.len() {
+            return Ok(Some(Proto::Http2));
+        }
         let n = io.read(&mut chunk).await?;
         if n == 0 {
             return Ok(None);
         }
         read.extend_from_slice(&chunk[..n]);
-        let k = read.len().min(PREFACE.len());
-        if read[..k] != PREFACE[..k] {
-            return Ok(Some((Proto::Http1, read)));
-        }
-        if k == PREFACE.len() {
-            return Ok(Some((Proto::Http2, read)));
-        }
     }
 }
 
@@ -59,6 +62,12 @@ impl<IO> Rewind<IO> {
             at: 0,
             inner,
         }
+    }
+
+    /// The prefix not read yet, and the stream.
+    pub(crate) fn into_parts(mut self) -> (Vec<u8>, IO) {
+        let rest = self.prefix.split_off(self.at.min(self.prefix.len()));
+        (rest, self.inner)
     }
 }
 
@@ -117,10 +126,14 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
 /// A stream that, when dropped, goes back to whoever holds the receiver instead of
 /// closing: the connection's task, which closes it with [`linger`]. If the receiver is
 /// gone, it closes as any stream does.
+///
+/// Once [`kept`](Self::kept) is set, shutting it down does nothing: the connection is
+/// about to move to another process, which goes on with it.
 #[derive(Debug)]
 pub(crate) struct Returning<IO> {
     io: Option<IO>,
     back: Option<oneshot::Sender<IO>>,
+    kept: Arc<AtomicBool>,
 }
 
 impl<IO> Returning<IO> {
@@ -130,9 +143,20 @@ impl<IO> Returning<IO> {
             Returning {
                 io: Some(io),
                 back: Some(tx),
+                kept: Arc::new(AtomicBool::new(false)),
             },
             rx,
         )
+    }
+
+    /// Set it to make shutting the stream down do nothing.
+    pub(crate) fn kept(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.kept)
+    }
+
+    /// The stream itself, which then goes back to nobody.
+    pub(crate) fn take(mut self) -> Option<IO> {
+        self.io.take()
     }
 
     fn inner(&mut self) -> io::Result<&mut IO> {
@@ -199,6 +223,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Returning<IO> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.kept.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(()));
+        }
         match self.inner() {
             Ok(io) => Pin::new(io).poll_shutdown(cx),
             Err(e) => Poll::Ready(Err(e)),
@@ -236,19 +263,21 @@ mod tests {
         client.write_all(&PREFACE[..10]).await.unwrap();
         client.write_all(&PREFACE[10..]).await.unwrap();
         client.write_all(b"rest").await.unwrap();
-        let (proto, read) = sniff(&mut server).await.unwrap().unwrap();
+        let mut read = Vec::new();
+        let proto = sniff(&mut server, &mut read).await.unwrap().unwrap();
         assert_eq!(proto, Proto::Http2);
         assert!(read.starts_with(PREFACE));
 
         let (mut client, mut server) = tokio::io::duplex(64);
         client.write_all(b"PRIVATE / HTTP/1.1\r\n").await.unwrap();
-        let (proto, read) = sniff(&mut server).await.unwrap().unwrap();
+        let mut read = Vec::new();
+        let proto = sniff(&mut server, &mut read).await.unwrap().unwrap();
         assert_eq!(proto, Proto::Http1);
         assert_eq!(read, b"PRIVATE / HTTP/1.1\r\n");
 
         let (client, mut server) = tokio::io::duplex(64);
         drop(client);
-        assert!(sniff(&mut server).await.unwrap().is_none());
+        assert!(sniff(&mut server, &mut Vec::new()).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -29,12 +29,18 @@
 //! - It stops accepting by dropping its copy of the listener. The listening socket is
 //!   shared with the new process, which goes on accepting from the same queue: it is
 //!   never `shutdown()`, which would stop the new process's accepts too.
-//! - HTTP/1.1: each connection's next response carries `Connection: close`, and the
-//!   connection closes after it, so keep-alive clients move to the new process between
-//!   two requests, never during one. A connection that sends nothing is closed only
-//!   after a grace period ([`Server::idle_grace`], 1 s), so a request already on its way
-//!   (on an idle keep-alive connection, or on a connection accepted just before
-//!   lameduck) is still answered.
+//! - HTTP/1.1 in plain text, when the new process serves the same listener with these
+//!   helpers: each connection moves to it, socket and all, as soon as it is between two
+//!   requests. The client sees no close and no `Connection: close`; see [Handing over
+//!   idle connections](#handing-over-idle-connections).
+//! - HTTP/1.1 otherwise (TLS, a unix listener, a stop, a new process that does not
+//!   adopt connections, [`Server::hand_over`] off): each connection's next response
+//!   carries `Connection: close`, and the connection closes after it, so keep-alive
+//!   clients move to the new process between two requests, never during one. A
+//!   connection that sends nothing is closed only after a grace period
+//!   ([`Server::idle_grace`], 1 s), so a request already on its way (on an idle
+//!   keep-alive connection, or on a connection accepted just before lameduck) is still
+//!   answered.
 //! - HTTP/2: GOAWAY at once (the two-step shutdown of RFC 9113, section 6.8), then the
 //!   streams in flight finish; a client sends its new streams elsewhere, and retries a
 //!   stream above the GOAWAY's last stream id, which the server never saw.
@@ -55,6 +61,33 @@
 //! (`request.extensions().get::<littleboss::Context>()`), so that the program's code
 //! sees lameduck too.
 //!
+//! # Handing over idle connections
+//!
+//! Closing an idle keep-alive connection always races with a request the client may be
+//! sending on it at that moment; closing later only moves the race. So a plaintext
+//! HTTP/1.1 connection is not closed at a reload: it moves to the new process.
+//!
+//! - The new process's `serve` says that it adopts the listener's connections before it
+//!   says ready ([`Context::adopt`]).
+//! - At lameduck, the old process's `serve` waits until a connection has no request in
+//!   flight (its last response written in full): hyper exposes no idle state, and
+//!   stopping a connection between a request and its response would make that response
+//!   say `Connection: close`. Then it takes the socket back from hyper with the bytes
+//!   hyper had read and not parsed (the start of the next request, if the client was
+//!   sending one), and hands both over ([`Context::hand_over`]).
+//! - The new process serves it as if it had accepted it, those bytes first. A request
+//!   sent while the connection was on its way waits in the kernel's buffer and is
+//!   answered by the new process.
+//! - The old process exits as soon as its connections have moved, not after the
+//!   lameduck time.
+//!
+//! What cannot move winds down by closing, as above: TLS connections, HTTP/2 (which has
+//! GOAWAY), upgraded connections, a connection holding more than 16 KiB not parsed yet,
+//! a request still in flight when the lameduck time is up, and whatever the new process
+//! did not take in time. Nothing is dropped on any of these paths. Under a supervisor of
+//! an earlier release, or with [`Server::hand_over`] off, every connection winds down by
+//! closing.
+//!
 //! # Upgrades and WebSockets
 //!
 //! HTTP/1.1 upgrades (and HTTP/2's extended CONNECT) work as in hyper: a service that
@@ -64,6 +97,10 @@
 //! [`lameduck`](Context::lameduck) in the task that owns the upgraded connection, and
 //! send a close frame when it resolves (the client reconnects, to the new process).
 //! `serve` waits for upgraded connections too, until the lameduck time is nearly up.
+//! An upgraded connection does not move to the new process (hyper's upgrades and
+//! taking a connection back from hyper do not mix): a connection is served with
+//! upgrades on, and moves only if no upgrade has happened on it by the time it is idle
+//! in lameduck.
 //!
 //! ```no_run
 //! # use std::convert::Infallible;
@@ -114,6 +151,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::task::JoinSet;
 
+use self::conn::{ConnService, ResBody};
 use crate::Context;
 
 #[cfg(feature = "rustls")]
@@ -184,6 +222,7 @@ pub struct Server {
     idle_grace: Duration,
     linger: Duration,
     ready: bool,
+    hand_over: bool,
     #[cfg(feature = "rustls")]
     tls: Option<Tls>,
     #[cfg(feature = "rustls")]
@@ -204,6 +243,7 @@ impl Server {
             idle_grace: Duration::from_secs(1),
             linger: Duration::from_secs(1),
             ready: true,
+            hand_over: true,
             #[cfg(feature = "rustls")]
             tls: None,
             #[cfg(feature = "rustls")]
@@ -211,9 +251,10 @@ impl Server {
         }
     }
 
-    /// How long after lameduck an HTTP/1.1 connection that sends nothing is kept open
-    /// (default 1 s): a request already on its way on it is still answered. At most half
-    /// the lameduck time is used, so that the request has time to be answered.
+    /// How long after lameduck an HTTP/1.1 connection that sends nothing is kept open,
+    /// when it does not move to the new process (default 1 s): a request already on its
+    /// way on it is still answered. At most half the lameduck time is used, so that the
+    /// request has time to be answered.
     pub fn idle_grace(mut self, grace: Duration) -> Server {
         self.idle_grace = grace;
         self
@@ -231,6 +272,14 @@ impl Server {
     /// a second listener, warm a cache) turns this off and calls `ready` itself.
     pub fn ready(mut self, ready: bool) -> Server {
         self.ready = ready;
+        self
+    }
+
+    /// Whether idle HTTP/1.1 connections move to the new process at a reload (default
+    /// `true`): see [handing over](self#handing-over-idle-connections). Off, every
+    /// connection winds down by closing, as a server does without littleboss's help.
+    pub fn hand_over(mut self, hand_over: bool) -> Server {
+        self.hand_over = hand_over;
         self
     }
 
@@ -294,12 +343,8 @@ impl Server {
     pub(crate) async fn run<M, S, B>(self, lb: &Context, name: &str, make: M) -> std::io::Result<()>
     where
         M: Fn(Option<SocketAddr>) -> S + Send + Sync + 'static,
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<Box<dyn StdError + Send + Sync>>,
-        B: hyper::body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        S: ConnService<B>,
+        B: ResBody,
     {
         let listener = Listener::take(lb, name)?;
         let lameduck_time = lb.lameduck_time();
@@ -308,11 +353,20 @@ impl Server {
             make,
             idle_grace: self.idle_grace.min(lameduck_time / 2),
             linger: self.linger,
+            listener: Arc::from(name),
+            // TLS connections do not move: a server of TLS adopts none either.
+            hand_over: self.hand_over && !self.tls_on(),
             #[cfg(feature = "rustls")]
             tls: self
                 .tls
                 .map(|tls| (tls.acceptor, self.tls_handshake_timeout)),
         });
+        // Before ready: the supervisor hands connections only to a process that adopts
+        // them by then.
+        let mut adopted = match &listener {
+            Listener::Tcp(_) if shared.hand_over => lb.adopt(name).ok(),
+            _ => None,
+        };
         if self.ready {
             lb.ready();
         }
@@ -327,11 +381,14 @@ impl Server {
                 // Finished connections first, so that a busy listener does not pile
                 // them up.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                Some(moved) = next_adopted(&mut adopted) => {
+                    adopt(moved, &shared, &mut connections);
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((Stream::Tcp(stream), peer)) => {
                         pause.reset();
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(conn::serve(stream, peer, Arc::clone(&shared)));
+                        connections.spawn(conn::serve_tcp(stream, None, peer, Arc::clone(&shared)));
                     }
                     Ok((Stream::Unix(stream), _)) => {
                         pause.reset();
@@ -351,6 +408,11 @@ impl Server {
         // Only this process's copy of the listening socket: the new process accepts
         // what is in its queue.
         drop(listener);
+        // Connections handed in before lameduck and not taken yet (none comes after).
+        while let Some(moved) = next_adopted(&mut adopted).await {
+            adopt(moved, &shared, &mut connections);
+        }
+        drop(adopted);
         let budget = wind_down_time(lameduck_time);
         let drained = tokio::time::timeout(budget, async {
             while connections.join_next().await.is_some() {}
@@ -366,6 +428,44 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// The next connection handed in from the process before, if this server adopts them.
+async fn next_adopted(adopted: &mut Option<crate::Adoptions>) -> Option<crate::Handoff> {
+    match adopted {
+        Some(adopted) => adopted.next().await,
+        None => None,
+    }
+}
+
+/// Serves a connection handed in from the process before, as if it had been accepted.
+fn adopt<M, S, B>(
+    moved: crate::Handoff,
+    shared: &Arc<conn::Shared<M>>,
+    connections: &mut JoinSet<()>,
+) where
+    M: Fn(Option<SocketAddr>) -> S + Send + Sync + 'static,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    let peer = moved.stream.peer_addr().ok();
+    let Ok(stream) = tokio::net::TcpStream::from_std(moved.stream) else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    // Nothing read yet: it may not have said what it speaks.
+    let read = (!moved.buffered.is_empty()).then_some(moved.buffered);
+    connections.spawn(conn::serve_tcp(stream, read, peer, Arc::clone(shared)));
+}
+
+impl Server {
+    /// Whether it serves TLS.
+    fn tls_on(&self) -> bool {
+        #[cfg(feature = "rustls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "rustls"))]
+        false
     }
 }
 

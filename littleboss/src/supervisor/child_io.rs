@@ -2,9 +2,10 @@
 //! what arrives into inputs, sends what the machine says, and reports the child's
 //! exit, without reaping it (the shell kills its group first, then reaps it).
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::process::{Pid, WaitId, WaitIdOptions, WaitIdStatus};
@@ -20,6 +21,26 @@ use super::machine::{ChildId, Input, WaitStatus};
 /// How often a child is looked at when neither a pidfd nor `SIGCHLD` can tell of its
 /// exit.
 const POLL_EXIT: Duration = Duration::from_millis(20);
+
+/// The fds of connections children handed over, by (sender, its id), from the task
+/// that received them until the machine forwards or returns them.
+pub(crate) type Parcels = Arc<Mutex<HashMap<(ChildId, u64), OwnedFd>>>;
+
+/// Takes the held fd of connection `id` of `child`.
+pub(crate) fn take_parcel(parcels: &Parcels, child: ChildId, id: u64) -> Option<OwnedFd> {
+    parcels
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .remove(&(child, id))
+}
+
+/// Closes every held fd that `child` handed over.
+pub(crate) fn drop_parcels(parcels: &Parcels, child: ChildId) {
+    parcels
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .retain(|(from, _), _| *from != child);
+}
 
 /// What the shell asks a child's task to send.
 #[derive(Debug)]
@@ -50,6 +71,8 @@ pub(crate) struct ChildIo {
     /// The protocol version of its hello, 0 until it is known (a child taken over from
     /// the supervisor's previous image has said hello already).
     pub version: Arc<AtomicU16>,
+    /// Where the fds of connections it hands over are held.
+    pub parcels: Parcels,
 }
 
 impl ChildIo {
@@ -63,6 +86,7 @@ impl ChildIo {
             mut outgoing,
             inputs,
             version,
+            parcels,
         } = self;
         // The loop outlives every child task; if it is gone, so is the supervisor.
         let report = |input: Input| {
@@ -87,7 +111,7 @@ impl ChildIo {
                 received = recv(channel.as_ref()), if reading => {
                     match received {
                         Ok(Some(received)) => {
-                            let input = decode(id, received, &version);
+                            let input = decode(id, received, &version, &parcels);
                             reading = matches!(input, Input::Message { .. });
                             report(input);
                         }
@@ -118,6 +142,11 @@ impl ChildIo {
                         let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
                         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
                         let at = spoken(&version).unwrap_or(Versions::ours().oldest);
+                        // A child of an older protocol is not told what it would not
+                        // understand (it drains instead of handing connections over).
+                        if msg.since() > at {
+                            continue;
+                        }
                         let sent = channel.send(&protocol::encode_at(at, &msg), &borrowed).await;
                         // A child that is gone cannot be told; its exit is what counts.
                         if let (Err(e), true) = (sent, welcome) {
@@ -135,7 +164,7 @@ impl ChildIo {
         // What the child said just before it exited (its `Finished`) comes first.
         if let Some(channel) = channel.as_ref().filter(|_| reading) {
             while let Ok(Some(received)) = channel.try_recv() {
-                let input = decode(id, received, &version);
+                let input = decode(id, received, &version, &parcels);
                 let more = matches!(input, Input::Message { .. });
                 report(input);
                 if !more {
@@ -153,14 +182,49 @@ pub(crate) fn spoken(version: &AtomicU16) -> Option<u16> {
 }
 
 /// A message from the child; its first (the hello) fixes the conversation's version,
-/// any this supervisor speaks.
-fn decode(child: ChildId, received: channel::Received, version: &AtomicU16) -> Input {
-    if !received.fds.is_empty() {
-        return Input::ChannelFailed {
+/// any this supervisor speaks. Only connections handed over come with fds, one each,
+/// and those are held in `parcels` for the machine to forward or return.
+fn decode(
+    child: ChildId,
+    received: channel::Received,
+    version: &AtomicU16,
+    parcels: &Parcels,
+) -> Input {
+    let input = decode_message(child, &received.bytes, version);
+    let fds = received.fds;
+    match &input {
+        Input::Message {
+            msg: ChildMsg::Hand(handed),
+            ..
+        } if handed.len() == fds.len() => {
+            let mut held = parcels
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (parcel, fd) in handed.iter().zip(fds) {
+                held.insert((child, parcel.id), fd);
+            }
+            input
+        }
+        Input::Message {
+            msg: ChildMsg::Hand(handed),
+            ..
+        } => Input::ChannelFailed {
+            child,
+            reason: format!(
+                "it handed over {} connections with {} fds",
+                handed.len(),
+                fds.len()
+            ),
+        },
+        _ if !fds.is_empty() => Input::ChannelFailed {
             child,
             reason: "it sent fds".to_string(),
-        };
+        },
+        _ => input,
     }
+}
+
+fn decode_message(child: ChildId, bytes: &[u8], version: &AtomicU16) -> Input {
     let accepted = match spoken(version) {
         Some(v) => Versions {
             oldest: v,
@@ -168,7 +232,14 @@ fn decode(child: ChildId, received: channel::Received, version: &AtomicU16) -> I
         },
         None => Versions::ours(),
     };
-    match protocol::decode::<ChildMsg>(&received.bytes, accepted) {
+    match protocol::decode::<ChildMsg>(bytes, accepted) {
+        Ok((v, msg)) if msg.since() > v => Input::ChannelFailed {
+            child,
+            reason: format!(
+                "it sent a message of protocol {} in protocol {v}",
+                msg.since()
+            ),
+        },
         Ok((v, msg)) => {
             version.store(v, Ordering::Relaxed);
             Input::Message { child, msg }

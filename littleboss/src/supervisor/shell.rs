@@ -22,7 +22,7 @@ use crate::control::server::{self, Incoming};
 use crate::logger::Level;
 use crate::socket;
 
-use super::child_io::{self, ChildIo, Outgoing, Parked};
+use super::child_io::{self, ChildIo, Outgoing, Parcels, Parked};
 use super::fds::FdTable;
 use super::handover::{self, Handover, HeldChild, HeldClient, HeldFd};
 use super::machine::{ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, Time};
@@ -98,6 +98,8 @@ pub(crate) struct Shell {
     args: Vec<OsString>,
     /// An [`Effect::Exec`] to carry out once the loop is back at the top.
     exec: Option<ProgramRecord>,
+    /// The fds of connections handed over, until forwarded or returned.
+    parcels: Parcels,
 }
 
 impl Shell {
@@ -226,6 +228,7 @@ impl Shell {
             dev: parts.dev,
             args: parts.args,
             exec: None,
+            parcels: Parcels::default(),
         };
         shell.serve()?;
         if let Err(e) = descendants::become_subreaper() {
@@ -420,6 +423,23 @@ impl Shell {
             } => self.spawn(child, &program, &argv),
             Effect::Welcome { child, listeners } => self.welcome(child, &listeners),
             Effect::Send { child, msg } => self.send(child, msg, Vec::new()),
+            Effect::Forward { from, to, parcels } => {
+                let mut fds = Vec::new();
+                let mut forwarded = Vec::new();
+                for (theirs, parcel) in parcels {
+                    if let Some(fd) = child_io::take_parcel(&self.parcels, from, theirs) {
+                        fds.push(fd);
+                        forwarded.push(parcel);
+                    }
+                }
+                self.send(to, SupervisorMsg::Adopt(forwarded), fds);
+            }
+            Effect::Return { child, ids } => {
+                for id in &ids {
+                    drop(child_io::take_parcel(&self.parcels, child, *id));
+                }
+                self.send(child, SupervisorMsg::Returned(ids), Vec::new());
+            }
             Effect::Kill { child } => {
                 if let Some(handle) = self.children.get(&child) {
                     kill(handle.pid);
@@ -428,6 +448,7 @@ impl Shell {
             Effect::Probe { program } => self.probe(&program),
             Effect::Exec { program } => self.exec = Some(program),
             Effect::Reap { child } => {
+                child_io::drop_parcels(&self.parcels, child);
                 if let Some(handle) = self.children.remove(&child) {
                     child_io::reap(handle.pid);
                 }
@@ -590,6 +611,7 @@ impl Shell {
                 outgoing,
                 inputs: self.inputs_tx.clone(),
                 version,
+                parcels: Arc::clone(&self.parcels),
             }
             .run(),
         );
@@ -846,7 +868,22 @@ fn settings(config: &Config, dev: bool) -> Settings {
         hello_timeout_ms: millis(config.ready_timeout),
         dev,
         versions: Versions::ours(),
+        move_cap: test_number(MOVE_CAP_ENV).unwrap_or(MOVE_CAP),
+        take_ms: test_number(TAKE_MS_ENV).unwrap_or(TAKE_MS),
     }
+}
+
+/// The most connections on their way to the serving child at once.
+const MOVE_CAP: usize = 1024;
+/// How long the serving child has to take a connection forwarded to it.
+const TAKE_MS: u64 = 1000;
+/// For tests: [`MOVE_CAP`] and [`TAKE_MS`] instead of the defaults.
+const MOVE_CAP_ENV: &str = "LITTLEBOSS_TEST_MOVE_CAP";
+const TAKE_MS_ENV: &str = "LITTLEBOSS_TEST_TAKE_MS";
+
+/// A number from the environment variable `name`, if it holds one.
+fn test_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    crate::environ::var(name)?.to_str()?.parse().ok()
 }
 
 /// Answers a client whose connection the shell holds, off the loop.

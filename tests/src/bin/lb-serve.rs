@@ -5,7 +5,9 @@
 //! `littleboss::http::serve`, or with `littleboss::axum::serve` given `--axum`, over TLS
 //! given `--cert PATH --key PATH`; with `--unix`, also its `sock` listener (off until
 //! `--sock=PATH`); with `--max-fds N`, under a limit of N open files;
-//! `--tls-handshake-ms N` sets the TLS handshake timeout. Every answer
+//! `--tls-handshake-ms N` sets the TLS handshake timeout; `--no-hand-over` winds idle
+//! HTTP/1.1 connections down by closing them instead of moving them to the new process
+//! (`Server::hand_over(false)`). Every answer
 //! names its pid (`pid PID\n`):
 //!
 //! - `GET /`: at once.
@@ -39,12 +41,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 )]
 async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
     let (mut axum, mut cert, mut key, mut unix) = (false, None, None, false);
+    let mut hand_over = true;
     let mut handshake = None;
     let mut args = switches(lb.args());
     while let Some(arg) = args.next() {
         match arg?.as_str() {
             "--axum" => axum = true,
             "--unix" => unix = true,
+            "--no-hand-over" => hand_over = false,
             "--tls-handshake-ms" => {
                 let ms = args
                     .next()
@@ -67,7 +71,7 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("lb-serve: unknown argument {other:?}").into()),
         }
     }
-    let mut server = littleboss::http::Server::new();
+    let mut server = littleboss::http::Server::new().hand_over(hand_over);
     if let (Some(cert), Some(key)) = (cert, key) {
         server = server.tls(littleboss::http::Tls::from_pem_files(cert, key)?);
     }

@@ -23,6 +23,7 @@
 //! [`State::build_pending`], never without a reload under way.
 
 mod child;
+mod moves;
 #[cfg(test)]
 mod tests;
 
@@ -35,12 +36,13 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::control::protocol::{
-    ChildMsg, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, Versions,
+    ChildMsg, Parcel, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, Versions,
 };
 use crate::logger::Level;
 use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
 
 pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration};
+use moves::Moves;
 
 /// Milliseconds on the supervisor's monotonic clock (since it started).
 pub(crate) type Time = u64;
@@ -84,6 +86,12 @@ pub(crate) struct Settings {
     pub dev: bool,
     /// The protocol versions this supervisor speaks.
     pub versions: Versions,
+    /// The most connections on their way to the serving child at once ([`moves`]);
+    /// more go back to their senders, which drain them.
+    pub move_cap: usize,
+    /// How long the serving child has to take a connection forwarded to it before it
+    /// is recalled.
+    pub take_ms: u64,
 }
 
 /// A signal the supervisor handles.
@@ -242,6 +250,19 @@ pub(crate) enum Effect {
     /// [`Input::ExecFailed`].
     Exec {
         program: ProgramRecord,
+    },
+    /// Send `to` the connections that `from` handed over ([`SupervisorMsg::Adopt`]):
+    /// each parcel with `from`'s id for its fd, and the supervisor's id it goes by now.
+    Forward {
+        from: ChildId,
+        to: ChildId,
+        parcels: Vec<(u64, Parcel)>,
+    },
+    /// Give `child` back the connections it handed over with these ids
+    /// ([`SupervisorMsg::Returned`]), closing the supervisor's copies of any it holds.
+    Return {
+        child: ChildId,
+        ids: Vec<u64>,
     },
 }
 
@@ -418,6 +439,8 @@ pub(crate) struct Machine {
     settings: Settings,
     state: State,
     effects: VecDeque<Effect>,
+    /// Connections moving between children: not in the state an upgrade hands over.
+    moves: Moves,
 }
 
 impl Machine {
@@ -459,6 +482,7 @@ impl Machine {
             },
             settings,
             effects: VecDeque::new(),
+            moves: Moves::default(),
         };
         let child = machine.spawn(program, machine.state.listeners.clone(), now);
         machine.set_current(Current::Child(child));
@@ -472,6 +496,7 @@ impl Machine {
             settings,
             state,
             effects: VecDeque::new(),
+            moves: Moves::default(),
         }
     }
 
@@ -552,7 +577,11 @@ impl Machine {
 
     /// When [`Machine::handle_timeout`] is next due.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        let mut next = self.children().filter_map(Child::deadline).min();
+        let mut next = self
+            .children()
+            .filter_map(Child::deadline)
+            .chain(self.moves.next_deadline())
+            .min();
         if let Phase::Up {
             current: Current::Backoff { at, .. },
             reload: None,
@@ -651,6 +680,7 @@ impl Machine {
             let Some((place, _)) = due else { break };
             self.on_deadline(place, now);
         }
+        self.recall_due(now);
         if let Phase::Up {
             current: Current::Backoff { at, .. },
             reload: None,
@@ -1016,6 +1046,12 @@ impl Machine {
                 ChildMsg::Ready,
                 Life::Ready | Life::Lameduck { welcomed: true, .. } | Life::Killed,
             ) => {}
+            (ChildMsg::Adopts { listener }, _) if child.welcomed() => {
+                self.on_adopts(id, listener);
+            }
+            (ChildMsg::Hand(parcels), _) => self.on_hand(id, parcels, now),
+            (ChildMsg::Adopted(ids), _) => self.on_answer(id, ids, true),
+            (ChildMsg::Declined(ids), _) => self.on_answer(id, ids, false),
             (ChildMsg::Finished(result), _) if child.welcomed() => {
                 if let Some(c) = self.child_mut(place) {
                     c.finished = Some(result);
@@ -1084,6 +1120,10 @@ impl Machine {
         let old_pid = match old {
             Current::Child(old) => {
                 let pid = old.pid;
+                // Before its lameduck: it hands its idle connections over.
+                if let Some(msg) = self.successor_msg(new.id) {
+                    self.effects.push_back(Effect::Send { child: old.id, msg });
+                }
                 self.state.previous = Some(old.program.clone());
                 self.retire(old, now);
                 Some(pid)
@@ -1149,6 +1189,7 @@ impl Machine {
 
     fn on_exit(&mut self, id: ChildId, status: WaitStatus, now: Time) {
         let Some(place) = self.find(id) else { return };
+        let moved = self.forget_moves(id);
         // Whatever the program left in its process group goes with it, while its pid
         // (the group's id) still cannot be reused; then it is reaped.
         self.effects.push_back(Effect::Kill { child: id });
@@ -1181,7 +1222,16 @@ impl Machine {
                         return self.warn(format!("reload failed: {text}"));
                     }
                 }
-                self.log(format!("old child pid {} {}", child.pid, exit.describe()));
+                let moved = match moved {
+                    Some(1) => "; 1 connection moved to the new child".to_string(),
+                    Some(n) => format!("; {n} connections moved to the new child"),
+                    None => String::new(),
+                };
+                self.log(format!(
+                    "old child pid {} {}{moved}",
+                    child.pid,
+                    exit.describe()
+                ));
             }
             Place::Incoming => {
                 let reason = format!("new child pid {} {}", child.pid, exit.describe());

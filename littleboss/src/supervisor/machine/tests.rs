@@ -24,8 +24,10 @@ fn settings(persist: bool, fallback: bool) -> Settings {
         dev: false,
         versions: Versions {
             oldest: 1,
-            newest: 2,
+            newest: 3,
         },
+        move_cap: 4,
+        take_ms: 1_000,
     }
 }
 
@@ -94,6 +96,32 @@ struct Driver {
     exec: bool,
     /// Times the supervisor was re-executed.
     execs: u64,
+    conns: Conns,
+}
+
+/// What the driver saw of connections handed over between children: each is known by
+/// its sender and the sender's id for it.
+#[derive(Debug, Default)]
+struct Conns {
+    next: u64,
+    /// Handed over, the sender waiting for the word (taken or returned).
+    waiting: BTreeSet<(ChildId, u64)>,
+    /// Handed over in the input being handled: each must be forwarded or returned in
+    /// the same step (the shell holds its fd until then).
+    deciding: BTreeSet<(ChildId, u64)>,
+    /// Forwarded, by the supervisor's id: the connection and its receiver.
+    forwarded: BTreeMap<u64, ((ChildId, u64), ChildId)>,
+    /// Handed in and not answered for yet, by receiver (the supervisor's ids).
+    inbox: BTreeMap<ChildId, Vec<u64>>,
+    /// Taken by their receiver, which serves them from then on.
+    adopted: BTreeSet<(ChildId, u64)>,
+    /// Given back to their sender, which serves them to the end.
+    returned: BTreeSet<(ChildId, u64)>,
+    /// Forgotten by an upgrade: their senders close their copies at the end of their
+    /// lameduck.
+    forgotten: BTreeSet<(ChildId, u64)>,
+    /// The children told of a successor that adopts connections.
+    told: Vec<ChildId>,
 }
 
 impl Driver {
@@ -128,6 +156,7 @@ impl Driver {
             probing: 0,
             exec: false,
             execs: 0,
+            conns: Conns::default(),
         };
         d.drain(false);
         d.check();
@@ -219,6 +248,11 @@ impl Driver {
         let state: State = postcard::from_bytes(&bytes).expect("and reads back");
         self.m = Machine::resume(self.m.settings.clone(), state);
         self.execs += 1;
+        // The next image knows nothing of connections on their way.
+        let waiting = std::mem::take(&mut self.conns.waiting);
+        self.conns.forgotten.extend(waiting);
+        self.conns.forwarded.clear();
+        self.conns.inbox.clear();
         self.input(Input::Resumed);
     }
 
@@ -255,7 +289,73 @@ impl Driver {
             .expect("a child the machine started");
         assert!(!p.exited, "{child:?} exits twice");
         p.exited = true;
+        // What it handed over and was not answered for closes with it; what was handed
+        // in to it and not taken goes back to the senders.
+        self.conns.waiting.retain(|(from, _)| *from != child);
         self.input(Input::Exited { child, status });
+        self.conns.inbox.remove(&child);
+        for ((from, id), to) in self.conns.forwarded.values() {
+            if *to == child && !self.procs[from].exited {
+                assert!(
+                    !self.conns.waiting.contains(&(*from, *id)),
+                    "{from:?}'s connection {id} was lost with {child:?}"
+                );
+            }
+        }
+    }
+
+    /// `child` says it adopts connections of the listener `http`.
+    fn adopts(&mut self, child: ChildId) {
+        self.msg(
+            child,
+            ChildMsg::Adopts {
+                listener: "http".into(),
+            },
+        );
+    }
+
+    /// `child` hands `n` idle connections over; each is forwarded or returned at once.
+    fn hand(&mut self, child: ChildId, n: usize) -> Vec<u64> {
+        let mut parcels = Vec::new();
+        for _ in 0..n {
+            self.conns.next += 1;
+            let id = self.conns.next;
+            self.conns.waiting.insert((child, id));
+            self.conns.deciding.insert((child, id));
+            parcels.push(Parcel {
+                id,
+                listener: "http".into(),
+                bytes: Vec::new(),
+            });
+        }
+        let ids = parcels.iter().map(|p| p.id).collect();
+        self.msg(child, ChildMsg::Hand(parcels));
+        assert!(
+            self.conns.deciding.is_empty(),
+            "connections neither forwarded nor returned: {:?}",
+            self.conns.deciding
+        );
+        ids
+    }
+
+    /// `child` takes (or declines) the first connection handed in to it.
+    fn answer_first(&mut self, child: ChildId, take: bool) -> bool {
+        let Some(ours) = self
+            .conns
+            .inbox
+            .get_mut(&child)
+            .and_then(|i| (!i.is_empty()).then(|| i.remove(0)))
+        else {
+            return false;
+        };
+        let (key, _) = self.conns.forwarded[&ours];
+        if take {
+            self.conns.adopted.insert(key);
+            self.msg(child, ChildMsg::Adopted(vec![ours]));
+        } else {
+            self.msg(child, ChildMsg::Declined(vec![ours]));
+        }
+        true
     }
 
     /// The children that run (started, not exited).
@@ -317,9 +417,59 @@ impl Driver {
                     assert!(!p.hello, "a second welcome");
                     p.hello = true;
                 }
-                Effect::Send { child, .. } => {
+                Effect::Send { child, msg } => {
                     let p = self.procs.get(&child).expect("send to a known child");
                     assert!(!p.reaped, "send to a reaped child");
+                    match msg {
+                        SupervisorMsg::Taken(ids) => {
+                            for id in ids {
+                                let key = (child, id);
+                                assert!(
+                                    self.conns.adopted.contains(&key),
+                                    "{key:?} told taken, and its receiver did not take it"
+                                );
+                                assert!(self.conns.waiting.remove(&key), "{key:?} answered twice");
+                            }
+                        }
+                        SupervisorMsg::Successor { .. } => self.conns.told.push(child),
+                        SupervisorMsg::Recall(ids) => {
+                            for id in ids {
+                                let (_, to) = self.conns.forwarded[&id];
+                                assert_eq!(to, child, "recalled from another child");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Effect::Forward { from, to, parcels } => {
+                    assert_ne!(from, to, "handed back to its sender");
+                    let p = &self.procs[&to];
+                    assert!(!p.reaped && !p.exited, "forwarded to a child that is gone");
+                    assert!(!parcels.is_empty());
+                    for (theirs, parcel) in parcels {
+                        let key = (from, theirs);
+                        assert!(self.conns.deciding.remove(&key), "{key:?} forwarded twice");
+                        assert!(
+                            self.conns.forwarded.insert(parcel.id, (key, to)).is_none(),
+                            "two connections forwarded as {}",
+                            parcel.id
+                        );
+                        self.conns.inbox.entry(to).or_default().push(parcel.id);
+                    }
+                }
+                Effect::Return { child, ids } => {
+                    let p = &self.procs[&child];
+                    assert!(!p.reaped, "returned to a reaped child");
+                    for id in ids {
+                        let key = (child, id);
+                        self.conns.deciding.remove(&key);
+                        assert!(
+                            !self.conns.adopted.contains(&key),
+                            "{key:?} returned to its sender after its receiver took it: two processes serve it"
+                        );
+                        assert!(self.conns.waiting.remove(&key), "{key:?} answered twice");
+                        self.conns.returned.insert(key);
+                    }
                 }
                 Effect::Kill { child } => {
                     let p = self.procs.get_mut(&child).expect("kill of a known child");
@@ -434,6 +584,16 @@ impl Driver {
             state.upgrades, self.execs,
             "every exec counts, and only they"
         );
+        assert!(
+            self.m.moves.in_transit() <= self.m.settings.move_cap,
+            "more connections on their way than the cap"
+        );
+        for key in &self.conns.waiting {
+            assert!(
+                !self.procs[&key.0].exited,
+                "waiting for an answer to a child that is gone"
+            );
+        }
         if let Some(code) = self.m.done() {
             assert!(self.running().is_empty(), "done while children run");
             for client in &self.stop_clients {
@@ -1146,6 +1306,11 @@ enum Action {
     Upgrade,
     Probed(bool),
     Exec(bool),
+    Adopts(usize),
+    Hand(usize, usize),
+    Answer(usize, bool),
+    /// The reload's new child says hello, adopts (or not), and is ready.
+    Promote(bool),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -1169,6 +1334,10 @@ fn action() -> impl Strategy<Value = Action> {
         2 => Just(Action::Upgrade),
         3 => prop::bool::weighted(0.8).prop_map(Action::Probed),
         3 => prop::bool::weighted(0.8).prop_map(Action::Exec),
+        3 => child.clone().prop_map(Action::Adopts),
+        4 => (child.clone(), 1usize..4).prop_map(|(child, n)| Action::Hand(child, n)),
+        4 => (child.clone(), prop::bool::weighted(0.8)).prop_map(|(child, take)| Action::Answer(child, take)),
+        3 => prop::bool::weighted(0.8).prop_map(Action::Promote),
     ]
 }
 
@@ -1263,6 +1432,54 @@ fn play(d: &mut Driver, action: Action) {
         }
         Action::Probed(ok) => d.probed(ok),
         Action::Exec(ok) => d.exec(ok),
+        Action::Adopts(i) => {
+            if let Some(c) = pick(d, i) {
+                d.adopts(c);
+            }
+        }
+        Action::Hand(i, n) => {
+            // Mostly a child winding down, which is who hands connections over.
+            let winding: Vec<ChildId> =
+                d.m.state()
+                    .retiring
+                    .iter()
+                    .map(|c| c.id)
+                    .filter(|id| !d.procs[id].exited)
+                    .collect();
+            let child = if winding.is_empty() || i == 3 {
+                pick(d, i)
+            } else {
+                Some(winding[i % winding.len()])
+            };
+            if let Some(c) = child {
+                d.hand(c, n);
+            }
+        }
+        Action::Promote(adopts) => {
+            if let Phase::Up {
+                reload:
+                    Some(Reload {
+                        incoming: Incoming::Child(c),
+                        ..
+                    }),
+                ..
+            } = &d.m.state().phase
+            {
+                let new = c.id;
+                if !c.welcomed() && matches!(c.life, Life::Started { .. }) {
+                    d.msg(new, hello(true, 2_000));
+                }
+                if adopts {
+                    d.adopts(new);
+                }
+                d.msg(new, ChildMsg::Ready);
+            }
+        }
+        Action::Answer(i, take) => {
+            if let Some(c) = pick(d, i) {
+                d.answer_first(c, take);
+            }
+        }
     }
 }
 
@@ -1331,7 +1548,7 @@ fn an_upgrade_reloads_the_child_then_re_executes_the_supervisor() {
         Some(Response::Upgraded(up)) => {
             assert_eq!(up.new_pid, d.procs[&new].pid);
             assert_eq!(up.old_pid, Some(d.procs[&first].pid));
-            assert_eq!((up.from, up.to), (2, 2));
+            assert_eq!((up.from, up.to), (3, 3));
             assert_eq!(up.path, "/bin/next");
         }
         other => panic!("{other:?}"),
@@ -1424,4 +1641,219 @@ fn a_stop_cancels_an_upgrade_and_no_exec_follows() {
     d.probed(true);
     assert!(!d.exec, "no exec once stopping");
     d.finish();
+}
+
+// --- connections moving between children ---------------------------------------------
+
+/// A serving child that adopts `http` connections, reloaded to another that does too.
+fn moving() -> (Driver, ChildId, ChildId) {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.adopts(first);
+    let client = d.reload("/bin/next");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello(true, 2_000));
+    d.adopts(new);
+    d.m.handle(
+        Input::Message {
+            child: new,
+            msg: ChildMsg::Ready,
+        },
+        d.now,
+    );
+    let mut effects = Vec::new();
+    while let Some(effect) = d.m.poll_effect() {
+        effects.push(effect);
+    }
+    // The old child learns of its successor before its lameduck.
+    let successor = effects.iter().position(|e| {
+        matches!(e, Effect::Send { child, msg: SupervisorMsg::Successor { adopts } } if *child == first && adopts == &["http".to_string()])
+    });
+    let lameduck = effects.iter().position(
+        |e| matches!(e, Effect::Send { child, msg: SupervisorMsg::Lameduck } if *child == first),
+    );
+    assert!(successor.is_some() && successor < lameduck, "{effects:?}");
+    for effect in effects {
+        d.m.effects.push_back(effect);
+    }
+    d.drain(false);
+    d.check();
+    assert!(matches!(d.answer(client), Some(Response::Reloaded { .. })));
+    (d, first, new)
+}
+
+#[test]
+fn idle_connections_move_to_the_successor_and_the_sender_closes_them_once_taken() {
+    let (mut d, old, new) = moving();
+    d.hand(old, 3);
+    assert_eq!(d.conns.inbox[&new].len(), 3);
+    assert!(d.answer_first(new, true));
+    assert!(d.answer_first(new, true));
+    assert_eq!(d.conns.waiting.len(), 1, "two taken, one still on its way");
+    // Declined: back to the sender.
+    assert!(d.answer_first(new, false));
+    assert!(d.conns.waiting.is_empty());
+    assert_eq!(d.conns.returned.len(), 1);
+    d.exit(old, WaitStatus::Code(0));
+    d.finish();
+}
+
+#[test]
+fn without_a_successor_that_adopts_connections_go_back_at_once() {
+    // The new child does not adopt: the old one is told nothing, and what it hands
+    // over anyway goes back.
+    let (mut d, old) = Driver::serving(settings(false, true));
+    let new = d.reloaded();
+    d.hand(old, 2);
+    assert_eq!(d.conns.returned.len(), 2);
+    assert!(!d.conns.inbox.contains_key(&new));
+    // A stop: nobody serves, so nothing moves.
+    let (mut d, old, _) = moving();
+    d.request(Request::Stop);
+    d.hand(old, 1);
+    assert_eq!(d.conns.returned.len(), 1);
+    d.finish();
+}
+
+#[test]
+fn a_successor_that_adopts_late_is_announced_to_the_children_winding_down() {
+    let (mut d, old) = Driver::serving(settings(false, true));
+    let new = d.reloaded();
+    d.adopts(new);
+    d.hand(old, 1);
+    assert_eq!(d.conns.inbox[&new].len(), 1);
+    assert!(d.answer_first(new, true));
+    assert!(d.conns.waiting.is_empty());
+}
+
+#[test]
+fn a_reload_that_rolls_back_hands_nothing_over() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.adopts(first);
+    d.reload("/bin/next");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello(true, 2_000));
+    d.adopts(new);
+    // It fails before it is ready: the serving child is told of no successor, and what
+    // is handed over anyway goes back.
+    d.exit(new, WaitStatus::Code(1));
+    assert_eq!(d.current(), first);
+    assert!(
+        d.conns.told.is_empty(),
+        "told of a successor: {:?}",
+        d.conns.told
+    );
+    d.hand(first, 1);
+    assert_eq!(d.conns.returned.len(), 1);
+    d.finish();
+}
+
+#[test]
+fn connections_not_taken_in_time_are_recalled_once() {
+    let (mut d, old, new) = moving();
+    d.hand(old, 1);
+    let before = d.m.next_deadline().expect("a deadline");
+    assert!(before <= d.now + d.m.settings.take_ms);
+    d.m.handle_timeout(d.now + d.m.settings.take_ms);
+    let recalls: Vec<Effect> = std::iter::from_fn(|| d.m.poll_effect()).collect();
+    assert!(
+        recalls.iter().any(|e| matches!(e, Effect::Send { child, msg: SupervisorMsg::Recall(ids) } if *child == new && ids.len() == 1)),
+        "{recalls:?}"
+    );
+    d.now += d.m.settings.take_ms;
+    d.advance(d.m.settings.take_ms);
+    assert!(
+        !std::iter::from_fn(|| d.m.poll_effect()).any(|e| matches!(
+            e,
+            Effect::Send {
+                msg: SupervisorMsg::Recall(_),
+                ..
+            }
+        )),
+        "recalled once"
+    );
+    // The receiver declines it (it had not taken it): back to the sender.
+    assert!(d.answer_first(new, false));
+    assert_eq!(d.conns.returned.len(), 1);
+}
+
+#[test]
+fn a_receiver_that_exits_gives_back_what_it_had_not_taken_and_the_cap_holds() {
+    let (mut d, old, new) = moving();
+    // The cap (4 here): the fifth and sixth go back at once.
+    d.hand(old, 6);
+    assert_eq!(d.conns.inbox[&new].len(), 4);
+    assert_eq!(d.conns.returned.len(), 2);
+    assert!(d.answer_first(new, true));
+    d.exit(new, WaitStatus::Signal(9));
+    assert_eq!(
+        d.conns.returned.len(),
+        5,
+        "the three it had not taken went back"
+    );
+    assert!(d.conns.waiting.is_empty());
+    // What the sender handed over to a receiver that went away, it serves itself.
+    d.finish();
+}
+
+#[test]
+fn a_sender_that_exits_is_forgotten_and_its_receiver_keeps_what_it_took() {
+    let (mut d, old, new) = moving();
+    d.hand(old, 2);
+    d.exit(old, WaitStatus::Code(0));
+    assert!(d.answer_first(new, true));
+    assert!(d.answer_first(new, false));
+    assert_eq!(d.m.moves.in_transit(), 0);
+    d.finish();
+}
+
+/// Mostly what moves connections, among what disturbs them: children exiting, time
+/// passing (recalls, kills), more reloads, stops, upgrades.
+fn moving_action() -> impl Strategy<Value = Action> {
+    let child = 0usize..4;
+    prop_oneof![
+        6 => (child.clone(), 1usize..4).prop_map(|(child, n)| Action::Hand(child, n)),
+        6 => (child.clone(), prop::bool::weighted(0.8)).prop_map(|(child, take)| Action::Answer(child, take)),
+        2 => child.clone().prop_map(Action::Adopts),
+        2 => Just(Action::Reload),
+        2 => prop::bool::weighted(0.9).prop_map(Action::Prepared),
+        3 => prop::bool::weighted(0.8).prop_map(Action::Promote),
+        2 => (child.clone(), prop_oneof![Just(0), Just(1), Just(-9)]).prop_map(|(child, code)| Action::Exit { child, code }),
+        2 => prop_oneof![0..300u64, 0..3_000u64].prop_map(Action::Advance),
+        1 => child.prop_map(Action::Garbage),
+        1 => Just(Action::Stop),
+        1 => Just(Action::Upgrade),
+        1 => prop::bool::weighted(0.8).prop_map(Action::Probed),
+        1 => prop::bool::weighted(0.8).prop_map(Action::Exec),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 5_000,
+        max_shrink_iters: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    /// From a reload whose children both adopt connections, any sequence keeps the
+    /// promises of moving them at every step: each connection handed over is forwarded
+    /// or returned in the same step, never both returned to its sender and taken by its
+    /// receiver, answered once, never lost with a receiver that exits while its sender
+    /// runs, and never more on their way than the cap.
+    #[test]
+    fn every_interleaving_of_moving_connections_keeps_the_promises(
+        actions in prop::collection::vec(moving_action(), 0..50),
+    ) {
+        let (mut d, _, _) = moving();
+        for action in actions {
+            if d.m.done().is_some() {
+                break;
+            }
+            play(&mut d, action);
+        }
+        if d.m.done().is_none() {
+            d.finish();
+        }
+    }
 }

@@ -1,0 +1,346 @@
+//! Connections that move from one process to the next at a reload: the child's side.
+//!
+//! A child in lameduck whose successor adopts a listener hands that listener's idle
+//! connections over ([`Context::hand_over`](crate::Context::hand_over)): each goes to the
+//! supervisor as an fd with the bytes read from it and not parsed yet, and the child
+//! keeps its own copy until the supervisor says the successor took it (`Taken`: the copy
+//! is closed) or not (`Returned`: the child serves it to the end). The successor takes
+//! them from [`Adoptions`], which it opened with
+//! [`Context::adopt`](crate::Context::adopt); each one taken is acknowledged at once, and
+//! one the supervisor recalls before it was taken is declined and closed. So at every
+//! moment exactly one process serves a connection, and a request that arrives while it
+//! is on its way waits in the kernel's buffer.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, oneshot, watch};
+
+use crate::control::protocol::{ChildMsg, MAX_CARRIED, Parcel, SupervisorMsg};
+
+/// An idle connection on its way between two processes: the socket, and what was read
+/// from it and not parsed yet, which comes before what the socket gives next.
+///
+/// ```no_run
+/// # async fn f(lb: littleboss::Context, stream: std::net::TcpStream) {
+/// // In lameduck, between two requests: give it to the new process.
+/// let moving = littleboss::Handoff { stream, buffered: Vec::new() };
+/// if let Err(kept) = lb.hand_over("http", moving).await {
+///     // Not moved: serve `kept.stream` (after `kept.buffered`) to the end here.
+/// #   drop(kept);
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Handoff {
+    /// The connection.
+    pub stream: std::net::TcpStream,
+    /// Bytes already read from it that belong before what it gives next (the start of a
+    /// request, say); at most 16 KiB move with a connection.
+    pub buffered: Vec<u8>,
+}
+
+/// Where a message to the supervisor goes: the child's channel writer.
+pub(crate) trait Post: Send + Sync {
+    /// Queues `msg` with `fds` attached; returns at once.
+    fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>);
+}
+
+/// One listener's connections handed in and not taken yet.
+#[derive(Default)]
+struct Queue {
+    items: Mutex<VecDeque<(u64, OwnedFd, Vec<u8>)>>,
+    arrived: Notify,
+}
+
+/// The child's side of moving connections, shared by the program (through the
+/// [`Context`](crate::Context)) and the thread that reads the supervisor's messages.
+pub(crate) struct Moves {
+    post: Box<dyn Post>,
+    /// Whether the conversation with the supervisor speaks of moving connections
+    /// (protocol 3).
+    spoken: bool,
+    /// The listeners whose connections the successor takes (said before lameduck).
+    successor: Mutex<BTreeSet<String>>,
+    next: AtomicU64,
+    /// Connections handed over, waiting for the supervisor's word: taken (`true`) or
+    /// returned.
+    waiting: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// The listeners this program adopts for, with what is handed in.
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
+    /// Set when lameduck has come: no connection is handed in after it.
+    lameduck: watch::Receiver<bool>,
+}
+
+impl fmt::Debug for Moves {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Moves")
+            .field("spoken", &self.spoken)
+            .field("successor", &*lock(&self.successor))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Moves {
+    pub(crate) fn new(post: Box<dyn Post>, spoken: bool, lameduck: watch::Receiver<bool>) -> Moves {
+        Moves {
+            post,
+            spoken,
+            successor: Mutex::new(BTreeSet::new()),
+            next: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
+            lameduck,
+        }
+    }
+
+    /// Whether `msg` is about moving connections.
+    pub(crate) fn handles(msg: &SupervisorMsg) -> bool {
+        !matches!(
+            msg,
+            SupervisorMsg::Welcome { .. } | SupervisorMsg::Refused { .. } | SupervisorMsg::Lameduck
+        )
+    }
+
+    /// A message of the supervisor's about moving connections, with its fds (any other
+    /// is left alone).
+    pub(crate) fn on_message(&self, msg: &SupervisorMsg, fds: Vec<OwnedFd>) {
+        match msg {
+            SupervisorMsg::Successor { adopts } => {
+                lock(&self.successor).extend(adopts.iter().cloned());
+            }
+            SupervisorMsg::Adopt(parcels) => self.handed_in(parcels, fds),
+            SupervisorMsg::Taken(ids) => self.answered(ids, true),
+            SupervisorMsg::Returned(ids) => self.answered(ids, false),
+            SupervisorMsg::Recall(ids) => self.recall(ids),
+            SupervisorMsg::Welcome { .. }
+            | SupervisorMsg::Refused { .. }
+            | SupervisorMsg::Lameduck => {}
+        }
+    }
+
+    /// The supervisor is gone: nobody will answer for the connections handed over. They
+    /// count as taken (their copies here are closed): the successor may have them, and
+    /// two processes must never serve one connection.
+    pub(crate) fn gone(&self) {
+        for (_, waiter) in lock(&self.waiting).drain() {
+            let _ = waiter.send(true);
+        }
+        for queue in lock(&self.queues).values() {
+            queue.arrived.notify_waiters();
+        }
+    }
+
+    fn handed_in(&self, parcels: &[Parcel], fds: Vec<OwnedFd>) {
+        let mut declined = Vec::new();
+        let queues = lock(&self.queues);
+        let mut fds = fds.into_iter();
+        for parcel in parcels {
+            let Some(fd) = fds.next() else {
+                declined.push(parcel.id);
+                continue;
+            };
+            match queues.get(&parcel.listener) {
+                Some(queue) if is_stream_socket(&fd) => {
+                    lock(&queue.items).push_back((parcel.id, fd, parcel.bytes.clone()));
+                    queue.arrived.notify_waiters();
+                }
+                _ => declined.push(parcel.id),
+            }
+        }
+        drop(queues);
+        if !declined.is_empty() {
+            self.post.post(ChildMsg::Declined(declined), Vec::new());
+        }
+    }
+
+    fn answered(&self, ids: &[u64], taken: bool) {
+        let mut waiting = lock(&self.waiting);
+        for id in ids {
+            if let Some(waiter) = waiting.remove(id) {
+                let _ = waiter.send(taken);
+            }
+        }
+    }
+
+    fn recall(&self, ids: &[u64]) {
+        let ids: BTreeSet<u64> = ids.iter().copied().collect();
+        let mut declined = Vec::new();
+        for queue in lock(&self.queues).values() {
+            lock(&queue.items).retain(|(id, _, _)| {
+                let keep = !ids.contains(id);
+                if !keep {
+                    declined.push(*id);
+                }
+                keep
+            });
+        }
+        if !declined.is_empty() {
+            self.post.post(ChildMsg::Declined(declined), Vec::new());
+        }
+    }
+
+    /// Whether the successor takes connections of `listener`.
+    pub(crate) fn successor_adopts(&self, listener: &str) -> bool {
+        lock(&self.successor).contains(listener)
+    }
+
+    /// Hands `moving` to the successor; `Err` gives it back if it does not move.
+    pub(crate) async fn hand_over(&self, listener: &str, moving: Handoff) -> Result<(), Handoff> {
+        if !self.spoken || !self.successor_adopts(listener) || moving.buffered.len() > MAX_CARRIED {
+            return Err(moving);
+        }
+        let Ok(copy) = moving.stream.try_clone().map(OwnedFd::from) else {
+            return Err(moving);
+        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiting).insert(id, tx);
+        let parcel = Parcel {
+            id,
+            listener: listener.to_string(),
+            bytes: moving.buffered.clone(),
+        };
+        self.post.post(ChildMsg::Hand(vec![parcel]), vec![copy]);
+        // No answer (the supervisor went away) counts as taken: see `gone`.
+        let taken = rx.await.unwrap_or(true);
+        if taken { Ok(()) } else { Err(moving) }
+    }
+
+    /// Opens the queue of connections handed in for `listener`.
+    pub(crate) fn adopt(self: &Arc<Self>, listener: &str) -> io::Result<Adoptions> {
+        let queue = Arc::new(Queue::default());
+        {
+            let mut queues = lock(&self.queues);
+            if queues.contains_key(listener) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("connections of listener {listener:?} are adopted already"),
+                ));
+            }
+            queues.insert(listener.to_string(), Arc::clone(&queue));
+        }
+        if self.spoken {
+            self.post.post(
+                ChildMsg::Adopts {
+                    listener: listener.to_string(),
+                },
+                Vec::new(),
+            );
+        }
+        Ok(Adoptions {
+            moves: Some(Arc::clone(self)),
+            listener: listener.to_string(),
+            queue,
+        })
+    }
+
+    /// The next connection handed in for `queue`, taken (and said so), or `None` once
+    /// lameduck has come and none is left.
+    async fn next(&self, queue: &Queue) -> Option<Handoff> {
+        let mut lameduck = self.lameduck.clone();
+        loop {
+            let arrived = queue.arrived.notified();
+            let mut arrived = std::pin::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(taken) = self.take(queue) {
+                return Some(taken);
+            }
+            if *lameduck.borrow() || !self.spoken {
+                return None;
+            }
+            tokio::select! {
+                _ = arrived => {}
+                _ = lameduck.changed() => {}
+            }
+        }
+    }
+
+    fn take(&self, queue: &Queue) -> Option<Handoff> {
+        loop {
+            let (id, fd, buffered) = lock(&queue.items).pop_front()?;
+            self.post.post(ChildMsg::Adopted(vec![id]), Vec::new());
+            let stream = std::net::TcpStream::from(fd);
+            if stream.set_nonblocking(true).is_ok() {
+                return Some(Handoff { stream, buffered });
+            }
+        }
+    }
+
+    fn close(&self, listener: &str, queue: &Queue) {
+        lock(&self.queues).remove(listener);
+        let declined: Vec<u64> = lock(&queue.items).drain(..).map(|(id, _, _)| id).collect();
+        if !declined.is_empty() {
+            self.post.post(ChildMsg::Declined(declined), Vec::new());
+        }
+    }
+}
+
+/// Whether `fd` is a connected stream socket (TCP), as a handed-in connection must be.
+fn is_stream_socket(fd: &OwnedFd) -> bool {
+    rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == rustix::net::SocketType::STREAM)
+        && crate::sys::socket_family(std::os::fd::AsFd::as_fd(fd)).is_ok_and(|family| {
+            family == rustix::net::AddressFamily::INET
+                || family == rustix::net::AddressFamily::INET6
+        })
+}
+
+/// The connections of one listener that the process before hands in at a reload, from
+/// [`Context::adopt`](crate::Context::adopt).
+///
+/// Each one is taken as [`next`](Self::next) returns it, and is this process's to serve
+/// from then on, as if it had accepted it: its `buffered` bytes first. Dropping it
+/// declines what is handed in after, and those connections stay with the process
+/// before, which serves them to the end.
+pub struct Adoptions {
+    moves: Option<Arc<Moves>>,
+    listener: String,
+    queue: Arc<Queue>,
+}
+
+impl fmt::Debug for Adoptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adoptions")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Adoptions {
+    /// Adoptions that never yield anything: a process with no supervisor.
+    pub(crate) fn none(listener: &str) -> Adoptions {
+        Adoptions {
+            moves: None,
+            listener: listener.to_string(),
+            queue: Arc::new(Queue::default()),
+        }
+    }
+
+    /// The next connection handed in; `None` once lameduck has come and every
+    /// connection handed in before it is taken (none comes after), or at once with no
+    /// supervisor or one that does not move connections.
+    pub async fn next(&mut self) -> Option<Handoff> {
+        match &self.moves {
+            Some(moves) => moves.next(&self.queue).await,
+            None => None,
+        }
+    }
+}
+
+impl Drop for Adoptions {
+    fn drop(&mut self) {
+        if let Some(moves) = &self.moves {
+            moves.close(&self.listener, &self.queue);
+        }
+    }
+}

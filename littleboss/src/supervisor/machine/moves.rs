@@ -1,0 +1,219 @@
+//! Idle connections on their way from a child in lameduck to the serving child.
+//!
+//! The serving child says which listeners it adopts connections for
+//! ([`ChildMsg::Adopts`], before it is ready). When it is promoted, the child it
+//! replaces is told so ([`SupervisorMsg::Successor`], before `Lameduck`), and hands its
+//! idle connections of those listeners over ([`ChildMsg::Hand`]); the shell holds their
+//! fds by (sender, id). Each is forwarded to the serving child ([`Effect::Forward`]) if it
+//! is ready and adopts that listener, and fewer than [`Settings::move_cap`] are waiting
+//! for its answer; else it goes back ([`Effect::Return`]) and the sender serves it to the
+//! end. The serving child answers for each: taken ([`ChildMsg::Adopted`], and the sender
+//! is told to close its copy) or declined ([`ChildMsg::Declined`]: back to the sender).
+//! One it has not answered for within [`Settings::take_ms`] is recalled once: it declines
+//! it if it has not taken it yet. A serving child that exits sends back what it had not
+//! answered for.
+//!
+//! None of this is in the [`State`](super::State) that an upgrade hands over: the next
+//! image starts with no connection on its way, and knows of no child that adopts until
+//! one says so. Connections handed over then go back, and their senders drain them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::control::protocol::{Parcel, SupervisorMsg};
+
+use super::{ChildId, Current, Effect, Machine, Phase, Time};
+
+/// What the machine knows of connections moving between children.
+#[derive(Debug, Default)]
+pub(crate) struct Moves {
+    /// The listeners each child adopts connections for.
+    adopts: BTreeMap<ChildId, BTreeSet<String>>,
+    /// The supervisor's id of the next connection forwarded.
+    next: u64,
+    /// Forwarded, by the supervisor's id, waiting for the receiver's answer.
+    transit: BTreeMap<u64, Transit>,
+    /// How many connections each child handed over were taken, for its exit's line.
+    moved: BTreeMap<ChildId, u64>,
+}
+
+/// A connection forwarded to the serving child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Transit {
+    from: ChildId,
+    /// The sender's id for it.
+    id: u64,
+    to: ChildId,
+    /// When it is recalled if not answered for; `None` once it has been.
+    recall_at: Option<Time>,
+}
+
+impl Moves {
+    /// How many connections wait for the serving child's answer.
+    pub(crate) fn in_transit(&self) -> usize {
+        self.transit.len()
+    }
+
+    /// The next recall that is due.
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
+        self.transit.values().filter_map(|t| t.recall_at).min()
+    }
+}
+
+/// Ids grouped by the child they are for, in order.
+type ByChild = BTreeMap<ChildId, Vec<u64>>;
+
+impl Machine {
+    /// The child that takes connections of `listener` now: the serving child, ready,
+    /// if it adopts them.
+    fn successor_for(&self, listener: &str) -> Option<ChildId> {
+        let Phase::Up {
+            current: Current::Child(serving),
+            ..
+        } = &self.state.phase
+        else {
+            return None;
+        };
+        let adopts = self.moves.adopts.get(&serving.id)?;
+        (serving.is_ready() && adopts.contains(listener)).then_some(serving.id)
+    }
+
+    /// The message for a child about to wind down because `successor` replaces it.
+    pub(super) fn successor_msg(&self, successor: ChildId) -> Option<SupervisorMsg> {
+        let adopts = self.moves.adopts.get(&successor)?;
+        (!adopts.is_empty()).then(|| SupervisorMsg::Successor {
+            adopts: adopts.iter().cloned().collect(),
+        })
+    }
+
+    /// `child` adopts connections of `listener`. If it serves already, the children
+    /// winding down after it learn so now.
+    pub(super) fn on_adopts(&mut self, child: ChildId, listener: String) {
+        self.moves
+            .adopts
+            .entry(child)
+            .or_default()
+            .insert(listener.clone());
+        if self.successor_for(&listener) != Some(child) {
+            return;
+        }
+        let winding: Vec<ChildId> = self
+            .state
+            .retiring
+            .iter()
+            .filter(|c| matches!(c.life, super::Life::Lameduck { welcomed: true, .. }))
+            .map(|c| c.id)
+            .collect();
+        for id in winding {
+            self.effects.push_back(Effect::Send {
+                child: id,
+                msg: SupervisorMsg::Successor {
+                    adopts: vec![listener.clone()],
+                },
+            });
+        }
+    }
+
+    /// `from` hands `parcels` over; the shell holds their fds.
+    pub(super) fn on_hand(&mut self, from: ChildId, parcels: Vec<Parcel>, now: Time) {
+        let mut forward: BTreeMap<ChildId, Vec<(u64, Parcel)>> = BTreeMap::new();
+        let mut back = Vec::new();
+        for parcel in parcels {
+            let to = self
+                .successor_for(&parcel.listener)
+                .filter(|&to| to != from && self.moves.in_transit() < self.settings.move_cap);
+            let Some(to) = to else {
+                back.push(parcel.id);
+                continue;
+            };
+            let ours = self.moves.next;
+            self.moves.next += 1;
+            self.moves.transit.insert(
+                ours,
+                Transit {
+                    from,
+                    id: parcel.id,
+                    to,
+                    recall_at: Some(now.saturating_add(self.settings.take_ms)),
+                },
+            );
+            let theirs = parcel.id;
+            forward
+                .entry(to)
+                .or_default()
+                .push((theirs, Parcel { id: ours, ..parcel }));
+        }
+        for (to, parcels) in forward {
+            self.effects
+                .push_back(Effect::Forward { from, to, parcels });
+        }
+        if !back.is_empty() {
+            self.effects.push_back(Effect::Return {
+                child: from,
+                ids: back,
+            });
+        }
+    }
+
+    /// `to` answered for connections forwarded to it: `taken`, or declined.
+    pub(super) fn on_answer(&mut self, to: ChildId, ids: Vec<u64>, taken: bool) {
+        let mut senders = ByChild::new();
+        for ours in ids {
+            let Some(transit) = self.moves.transit.get(&ours).copied() else {
+                continue;
+            };
+            if transit.to != to {
+                continue;
+            }
+            self.moves.transit.remove(&ours);
+            senders.entry(transit.from).or_default().push(transit.id);
+        }
+        for (child, ids) in senders {
+            if taken {
+                *self.moves.moved.entry(child).or_default() += ids.len() as u64;
+            }
+            self.effects.push_back(if taken {
+                Effect::Send {
+                    child,
+                    msg: SupervisorMsg::Taken(ids),
+                }
+            } else {
+                Effect::Return { child, ids }
+            });
+        }
+    }
+
+    /// Recalls each connection due by `now` that its receiver has not answered for.
+    pub(super) fn recall_due(&mut self, now: Time) {
+        let mut due = ByChild::new();
+        for (ours, transit) in self.moves.transit.iter_mut() {
+            if transit.recall_at.is_some_and(|at| at <= now) {
+                transit.recall_at = None;
+                due.entry(transit.to).or_default().push(*ours);
+            }
+        }
+        for (child, ids) in due {
+            self.effects.push_back(Effect::Send {
+                child,
+                msg: SupervisorMsg::Recall(ids),
+            });
+        }
+    }
+
+    /// `child` exited: what it had not answered for goes back to the senders, and what
+    /// it had handed over is forgotten (nobody is left to tell). How many of its
+    /// connections moved, if any did.
+    pub(super) fn forget_moves(&mut self, child: ChildId) -> Option<u64> {
+        self.moves.adopts.remove(&child);
+        let mut back = ByChild::new();
+        self.moves.transit.retain(|_, t| {
+            if t.to == child && t.from != child {
+                back.entry(t.from).or_default().push(t.id);
+            }
+            t.to != child && t.from != child
+        });
+        for (child, ids) in back {
+            self.effects.push_back(Effect::Return { child, ids });
+        }
+        self.moves.moved.remove(&child)
+    }
+}

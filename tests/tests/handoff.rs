@@ -1,0 +1,519 @@
+//! Idle keep-alive connections that move to the new process at a reload, with real
+//! processes and pooled clients on loopback: a pooled client checks, as browsers and
+//! HTTP libraries do, that its connection is still open before it reuses it, and
+//! counts a connection the server closed, a `Connection: close`, and a request that
+//! found no answer.
+//!
+//! The servers are `lb-adopt` (the helper, lameduck 30 s: an old process that exits
+//! within the test's deadline did so because its connections had moved, not because
+//! its lameduck ended), `lb-serve`, the `http`, `axum` and `handoff` examples.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use littleboss_tests::attack_support::fd_count;
+use littleboss_tests::pool_support::pooled;
+use littleboss_tests::{Env, Supervisor, bin, example, wait_gone};
+
+/// What one request on a pooled connection got.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    pid: u32,
+    /// The response said `Connection: close`.
+    close: bool,
+}
+
+/// One pooled keep-alive connection.
+struct Pooled {
+    addr: SocketAddr,
+    stream: TcpStream,
+    /// Times the server had closed it when it was next used (it was opened again).
+    closed: usize,
+}
+
+impl Pooled {
+    fn open(addr: SocketAddr) -> Pooled {
+        Pooled {
+            addr,
+            stream: connect(addr),
+            closed: 0,
+        }
+    }
+
+    /// Whether the connection is still open: no end of file and no error waiting on it
+    /// (a non-blocking peek), as a pooled client looks before it reuses one.
+    fn is_open(&self) -> bool {
+        let mut byte = [0u8; 1];
+        match rustix::net::recv(
+            self.stream.as_fd(),
+            &mut byte,
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+        ) {
+            Err(rustix::io::Errno::AGAIN) => true,
+            // End of file, an error, or bytes nobody asked for.
+            _ => false,
+        }
+    }
+
+    /// `GET /`, on the pooled connection if it is still open, else on a new one; the
+    /// answer, or why there was none (a failed request).
+    fn get(&mut self) -> Result<Answer, String> {
+        if !self.is_open() {
+            self.closed += 1;
+            self.stream = connect(self.addr);
+        }
+        let answer = request(&mut self.stream)?;
+        if answer.close {
+            self.stream = connect(self.addr);
+        }
+        Ok(answer)
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("the server accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    stream
+}
+
+/// Sends `GET /` on `stream` and reads the whole response.
+fn request(stream: &mut TcpStream) -> Result<Answer, String> {
+    send_part(stream, b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")?;
+    read_answer(stream)
+}
+
+/// Reloads `sup` to `bin` without waiting for anything.
+fn start_reload(env: &Env, sup: &Supervisor<'_>, bin: &std::path::Path) {
+    let outcome = env.run(bin, &["--littleboss=reload"]);
+    assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+}
+
+fn send_part(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
+    stream
+        .write_all(bytes)
+        .map_err(|e| format!("sending the request: {e}"))
+}
+
+/// Reads one response (its head, then `content-length` bytes of body).
+fn read_answer(stream: &mut TcpStream) -> Result<Answer, String> {
+    let mut read = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(format!("closed before an answer ({} bytes)", read.len())),
+            Ok(n) => read.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("reading the answer: {e}")),
+        }
+    };
+    let head = String::from_utf8_lossy(&read[..head_end]).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200 ") {
+        return Err(format!("answered {head:?}"));
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no content-length in {head:?}"))?;
+    while read.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err("closed in the middle of the body".to_string()),
+            Ok(n) => read.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("reading the body: {e}")),
+        }
+    }
+    let body = String::from_utf8_lossy(&read[head_end..head_end + length]).into_owned();
+    let pid = body
+        .rsplit_once("pid ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no pid in {body:?}"))?;
+    Ok(Answer {
+        pid,
+        close: head.contains("connection: close"),
+    })
+}
+
+/// Reloads `sup` to `bin ARGS` and waits until the old child has exited; the new
+/// child's pid.
+fn reload(env: &Env, sup: &Supervisor<'_>, bin: &std::path::Path, args: &[&str]) -> u32 {
+    let old = sup.child_pid();
+    let mut all = vec!["--littleboss=reload"];
+    if !args.is_empty() {
+        all.push("--");
+        all.extend_from_slice(args);
+    }
+    let outcome = env.run(bin, &all);
+    assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+    wait_gone(old, "the old child");
+    let new = sup.child_pid();
+    assert_ne!(new, old);
+    new
+}
+
+/// Every connection of `pool` is still open and answered by `pid`, without a close.
+#[track_caller]
+fn all_moved_to(pool: &mut [Pooled], pid: u32, sup: &Supervisor<'_>) {
+    for (i, conn) in pool.iter_mut().enumerate() {
+        assert!(conn.is_open(), "connection {i} was closed\n{}", sup.logs());
+        let answer = conn
+            .get()
+            .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", sup.logs()));
+        assert_eq!(answer, Answer { pid, close: false }, "connection {i}");
+    }
+}
+
+/// Every connection of `pool` gets an answer from `pid`, on its own connection or,
+/// if the server had closed that one while it was idle, on a new one: nothing fails.
+#[track_caller]
+fn none_lost(pool: &mut [Pooled], pid: u32, sup: &Supervisor<'_>) {
+    for (i, conn) in pool.iter_mut().enumerate() {
+        let answer = conn
+            .get()
+            .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", sup.logs()));
+        assert_eq!(answer.pid, pid, "connection {i}");
+    }
+}
+
+fn pool_of(sup: &Supervisor<'_>, n: usize) -> Vec<Pooled> {
+    let addr = sup.addr("http");
+    let mut pool: Vec<Pooled> = (0..n).map(|_| Pooled::open(addr)).collect();
+    let first = sup.child_pid();
+    for conn in &mut pool {
+        assert_eq!(conn.get().expect("an answer").pid, first);
+    }
+    pool
+}
+
+#[test]
+fn idle_connections_move_to_the_new_process_with_no_close() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 40);
+    for i in 0..6 {
+        // The old child's lameduck is 30 s: it is gone within the deadline because
+        // every connection it had moved.
+        let new = reload(&env, &sup, if i % 2 == 0 { &copy } else { bin }, &[]);
+        all_moved_to(&mut pool, new, &sup);
+    }
+    assert!(pool.iter().all(|c| c.closed == 0));
+    let log = sup.logs();
+    assert!(!log.contains("still open"), "{log}");
+    assert!(
+        log.contains("; 40 connections moved to the new child"),
+        "{log}"
+    );
+}
+
+#[test]
+fn pooled_clients_that_send_at_random_moments_through_reloads_see_no_close() {
+    // Requests at any moment, reloads meanwhile: the race that closing always has.
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let pool = pooled(
+        sup.addr("http"),
+        100,
+        Duration::from_millis(300),
+        Arc::clone(&stop),
+    );
+    let mut pids = vec![sup.child_pid()];
+    let served = |n: u64| {
+        // Each child serves a share of the load before it is replaced.
+        let before = pool.answered();
+        sup.wait_for("the pooled clients to be answered", || {
+            (pool.answered() >= before + n).then_some(())
+        });
+    };
+    for i in 0..8 {
+        served(150);
+        pids.push(reload(
+            &env,
+            &sup,
+            if i % 2 == 0 { &copy } else { bin },
+            &[],
+        ));
+    }
+    served(150);
+    let report = pool.finish();
+    assert_eq!(report.failed, 0, "{:?}\n{}", report.failures, sup.logs());
+    assert_eq!(report.closed_by_server, 0, "{report:?}");
+    assert_eq!(report.close_answers, 0, "{report:?}");
+    assert_eq!(report.opened, 100, "one connection a client: {report:?}");
+    assert!(report.ok > 0);
+    assert!(
+        report.pids.is_subset(&pids.iter().copied().collect()),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_reload_that_rolls_back_moves_nothing() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 5);
+    let old = sup.child_pid();
+    // The new process refuses its arguments and exits before it is ready.
+    let outcome = env.run(bin, &["--littleboss=reload", "--", "--bogus"]);
+    assert_ne!(outcome.code(), Some(0), "{outcome}");
+    assert_eq!(sup.child_pid(), old);
+    all_moved_to(&mut pool, old, &sup);
+    assert!(pool.iter().all(|c| c.closed == 0));
+}
+
+#[test]
+fn the_http_and_axum_examples_move_pooled_connections() {
+    for name in ["http", "axum"] {
+        let env = Env::new();
+        let bin = example!(name);
+        let sup = env.start(&bin, &["--http=127.0.0.1:0"]);
+        let mut pool = pool_of(&sup, 20);
+        for _ in 0..3 {
+            let new = reload(&env, &sup, &bin, &[]);
+            all_moved_to(&mut pool, new, &sup);
+        }
+    }
+}
+
+#[test]
+fn a_request_half_sent_when_its_connection_moves_is_answered_by_the_new_process() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 3);
+    // The first bytes of a request are read by the old process, which has not parsed a
+    // request yet: they move with the connection.
+    for conn in &mut pool {
+        send_part(&mut conn.stream, b"GET / HTTP/1.1\r\nHo").expect("sent");
+    }
+    let new = reload(&env, &sup, bin, &[]);
+    for conn in &mut pool {
+        send_part(&mut conn.stream, b"st: test\r\n\r\n").expect("sent");
+        let answer =
+            read_answer(&mut conn.stream).unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+        assert_eq!(
+            answer,
+            Answer {
+                pid: new,
+                close: false
+            }
+        );
+    }
+    all_moved_to(&mut pool, new, &sup);
+}
+
+#[test]
+fn a_request_in_flight_at_lameduck_is_answered_then_its_connection_moves() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 2);
+    let old = sup.child_pid();
+    send_part(
+        &mut pool[0].stream,
+        b"GET /slow/700 HTTP/1.1\r\nHost: test\r\n\r\n",
+    )
+    .expect("sent");
+    sup.wait_for_log(&format!("lb-adopt: pid {old} slow 700"));
+    start_reload(&env, &sup, bin);
+    // Answered by the old process, and not told to close: the connection moves after.
+    let answer = read_answer(&mut pool[0].stream).unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+    assert_eq!(
+        answer,
+        Answer {
+            pid: old,
+            close: false
+        }
+    );
+    wait_gone(old, "the old child");
+    all_moved_to(&mut pool, sup.child_pid(), &sup);
+}
+
+#[test]
+fn a_connection_that_has_sent_nothing_yet_moves_too() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let addr = sup.addr("http");
+    // Accepted by the old process, which has read nothing from it.
+    let old = sup.child_pid();
+    let before = littleboss_tests::socket_inodes(old).len();
+    let mut fresh = Pooled::open(addr);
+    sup.wait_for("the old child to accept it", || {
+        (littleboss_tests::socket_inodes(old).len() > before).then_some(())
+    });
+    let new = reload(&env, &sup, bin, &[]);
+    assert!(fresh.is_open());
+    assert_eq!(
+        fresh.get().expect("an answer"),
+        Answer {
+            pid: new,
+            close: false
+        }
+    );
+    assert_eq!(fresh.closed, 0);
+}
+
+#[test]
+fn a_new_process_that_refuses_or_is_slow_to_take_connections_loses_none() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    // The serving child has 300 ms to take a connection before it is recalled.
+    let sup = env.start_with(
+        bin,
+        &["--http=127.0.0.1:0"],
+        &[("LITTLEBOSS_TEST_TAKE_MS", "300")],
+    );
+    sup.wait_running();
+    let mut pool = pool_of(&sup, 20);
+    // It says it adopts, then declines each one: they go back, and the old process
+    // winds them down by closing them while they are idle.
+    let new = reload(&env, &sup, bin, &["--refuse"]);
+    none_lost(&mut pool, new, &sup);
+    assert!(pool.iter().all(|c| c.closed == 1), "none moved");
+
+    // Back to a process that takes them, then to one that takes nothing for 3 s: they
+    // are recalled, declined, and wound down by the old process.
+    let new = reload(&env, &sup, bin, &[]);
+    none_lost(&mut pool, new, &sup);
+    let new = reload(&env, &sup, bin, &["--take-after-ms", "3000"]);
+    none_lost(&mut pool, new, &sup);
+    assert!(
+        pool.iter().all(|c| c.closed >= 2),
+        "none moved to the slow one"
+    );
+    let log = sup.logs();
+    assert!(
+        !log.contains("lb-adopt: pid"),
+        "the slow one took nothing: {log}"
+    );
+}
+
+#[test]
+fn a_supervisor_with_a_small_cap_sends_the_rest_back_and_loses_none() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let sup = env.start_with(
+        bin,
+        &["--http=127.0.0.1:0"],
+        &[("LITTLEBOSS_TEST_MOVE_CAP", "2")],
+    );
+    sup.wait_running();
+    let mut pool = pool_of(&sup, 30);
+    for _ in 0..3 {
+        let new = reload(&env, &sup, bin, &[]);
+        none_lost(&mut pool, new, &sup);
+    }
+}
+
+#[test]
+fn a_server_that_drains_instead_closes_idle_connections() {
+    // `Server::hand_over(false)`: the way without moving, for comparison.
+    let env = Env::new();
+    let bin = bin!("lb-serve");
+    let sup = env.start(bin, &["--http=127.0.0.1:0", "--", "--no-hand-over"]);
+    let mut pool = pool_of(&sup, 5);
+    let new = reload(&env, &sup, bin, &["--no-hand-over"]);
+    none_lost(&mut pool, new, &sup);
+    assert!(pool.iter().all(|c| c.closed == 1), "each was closed");
+}
+
+#[test]
+fn under_protocol_2_connections_wind_down_by_closing() {
+    // A supervisor (and so its children) narrowed to protocol 2, which has no messages
+    // for moving connections: the helper drains as before.
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let sup = env.start_with(
+        bin,
+        &["--http=127.0.0.1:0"],
+        &[("LITTLEBOSS_TEST_PROTOCOLS", "1-2")],
+    );
+    sup.wait_running();
+    let mut pool = pool_of(&sup, 5);
+    let new = reload(&env, &sup, bin, &[]);
+    none_lost(&mut pool, new, &sup);
+    assert!(
+        pool.iter().all(|c| c.closed == 1),
+        "each was closed, none moved"
+    );
+}
+
+#[test]
+fn the_handoff_example_moves_a_line_connection_with_its_unfinished_line() {
+    let env = Env::new();
+    let bin = example!("handoff");
+    let sup = env.start(&bin, &["--lines=127.0.0.1:0"]);
+    let addr = sup.addr("lines");
+    let mut stream = connect(addr);
+    let line = |stream: &mut TcpStream| {
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while answer.last() != Some(&b'\n') {
+            match stream.read(&mut byte) {
+                Ok(1) => answer.push(byte[0]),
+                other => panic!("reading a line: {other:?}\n{}", sup.logs()),
+            }
+        }
+        String::from_utf8(answer).expect("text")
+    };
+    let first = sup.child_pid();
+    stream.write_all(b"one\n").expect("sent");
+    assert_eq!(line(&mut stream), format!("pid {first}: one\n"));
+    // Half a line is read by the old process, and moves with the connection.
+    stream.write_all(b"tw").expect("sent");
+    let new = reload(&env, &sup, &bin, &[]);
+    stream.write_all(b"o\n").expect("sent");
+    assert_eq!(line(&mut stream), format!("pid {new}: two\n"));
+}
+
+#[test]
+fn fds_stay_flat_over_100_reloads_with_500_pooled_connections() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 500);
+    let mut counts = Vec::new();
+    for i in 0..100 {
+        let new = reload(&env, &sup, if i % 2 == 0 { &copy } else { bin }, &[]);
+        for (n, conn) in pool.iter().enumerate() {
+            assert!(
+                conn.is_open(),
+                "reload {i}: connection {n} was closed\n{}",
+                sup.logs()
+            );
+        }
+        if i % 10 == 9 {
+            all_moved_to(&mut pool, new, &sup);
+            let supervisor = fd_count(sup.pid()).expect("the supervisor's fds");
+            let child = fd_count(new).expect("the child's fds");
+            counts.push((supervisor, child));
+        }
+    }
+    assert!(pool.iter().all(|c| c.closed == 0));
+    let (first, rest) = counts.split_first().expect("counts");
+    for count in rest {
+        assert_eq!(
+            count, first,
+            "fds (supervisor, child) after each 10 reloads: {counts:?}"
+        );
+    }
+    assert!(
+        first.1 >= 500,
+        "the child holds the 500 connections: {counts:?}"
+    );
+}

@@ -34,7 +34,36 @@
 //! An HTTP/2 stream the server refused (above its GOAWAY's last stream id) and a request
 //! hyper handed back unsent are retried on a new connection and counted as retried,
 //! not failed.
+//!
+//! `--mode pooled` is about idle keep-alive connections, as browsers, reqwest and Go's
+//! client pool them: `--clients` clients (default 400), each with one connection that
+//! it uses for a request now and then, pausing a random time of up to `--max-pause-ms`
+//! (default 3000) in between, and that it checks before each reuse (a non-blocking
+//! peek: closed by the server, it opens a new one); see
+//! `littleboss_tests::pool_support`. Each server is supervised and reloaded
+//! `--reloads` times, `--interval-ms` apart (default 1000 in this mode, so that the
+//! pooled connections are idle across the reloads):
+//!
+//! ```text
+//! cargo build --release -p littleboss-examples --examples
+//! cargo build --release -p littleboss-tests --bins
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode pooled
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode pooled --reloads 12 --clients 400
+//! ```
+//!
+//! - the `http` example (`littleboss::http::serve`) and the `axum` example
+//!   (`littleboss::axum::serve`), which hand idle HTTP/1.1 connections over to the new
+//!   process;
+//! - `lb-axum-drain` (`littleboss::http::Server::new().hand_over(false)`), the helper
+//!   winding down by closing;
+//! - `lb-axum-plain` (plain `axum::serve`).
+//!
+//! It prints the requests, the failed ones (among them those sent on a reused
+//! connection just as the server closed it, the keep-alive race), the connections the
+//! server closed, the `Connection: close` answers, and the time from the reload
+//! command until the old child exited.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -49,7 +78,12 @@ use littleboss_tests::zombie_children;
 struct Options {
     reloads: usize,
     threads: usize,
+    /// The pause after each reload (`--interval-ms`; 300 ms, or 1 s in `pooled` mode).
     interval: Duration,
+    /// Pooled clients (`--clients`, `pooled` mode).
+    clients: usize,
+    /// The longest pause of a pooled client between two requests (`--max-pause-ms`).
+    max_pause: Duration,
     slices: usize,
     slice: Duration,
     rate: u64,
@@ -68,6 +102,9 @@ enum Mode {
     /// Side by side: `littleboss::axum::serve` and plain `axum::serve`, over HTTP/1.1
     /// and h2c, and `littleboss::http` over HTTPS.
     Compare,
+    /// Pooled idle keep-alive clients: the helpers handing connections over, the helper
+    /// draining by closing, and plain `axum::serve`.
+    Pooled,
 }
 
 fn main() {
@@ -76,7 +113,7 @@ fn main() {
         Err(e) => {
             eprintln!("reload-bench: {e}");
             eprintln!(
-                "usage: reload-bench [--mode http1|compare] [--reloads N] [--threads N] [--interval-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
+                "usage: reload-bench [--mode http1|compare|pooled] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
             );
             std::process::exit(2);
         }
@@ -84,6 +121,7 @@ fn main() {
     let result = match options.mode {
         Mode::Http1 => run(&options),
         Mode::Compare => compare::run(&options),
+        Mode::Pooled => pooled::run(&options),
     };
     if let Err(e) = result {
         eprintln!("reload-bench: {e}");
@@ -101,6 +139,8 @@ fn parse_options() -> Result<Options, String> {
         reloads: 20,
         threads: 4,
         interval: Duration::from_millis(300),
+        clients: 400,
+        max_pause: littleboss_tests::pool_support::MAX_PAUSE,
         slices: 6,
         slice: Duration::from_secs(2),
         rate: 500,
@@ -108,6 +148,7 @@ fn parse_options() -> Result<Options, String> {
         mode: Mode::Http1,
         unread_stderr: false,
     };
+    let mut interval = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -119,7 +160,9 @@ fn parse_options() -> Result<Options, String> {
         match flag.as_str() {
             "--reloads" => options.reloads = number()? as usize,
             "--threads" => options.threads = number()?.max(1) as usize,
-            "--interval-ms" => options.interval = Duration::from_millis(number()?),
+            "--interval-ms" => interval = Some(Duration::from_millis(number()?)),
+            "--clients" => options.clients = number()?.max(1) as usize,
+            "--max-pause-ms" => options.max_pause = Duration::from_millis(number()?),
             "--slices" => options.slices = number()?.max(1) as usize,
             "--slice-ms" => options.slice = Duration::from_millis(number()?),
             "--rate" => options.rate = number()?,
@@ -135,13 +178,22 @@ fn parse_options() -> Result<Options, String> {
                 options.mode = match value.as_str() {
                     "http1" => Mode::Http1,
                     "compare" => Mode::Compare,
-                    _ => return Err(format!("--mode: {value:?} is not http1 or compare")),
+                    "pooled" => Mode::Pooled,
+                    _ => {
+                        return Err(format!("--mode: {value:?} is not http1, compare or pooled"));
+                    }
                 }
             }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if options.mode == Mode::Compare {
+    // Pooled connections stay idle across a reload only if the reloads are spaced.
+    options.interval = match (interval, options.mode) {
+        (Some(interval), _) => interval,
+        (None, Mode::Pooled) => Duration::from_secs(1),
+        (None, _) => options.interval,
+    };
+    if matches!(options.mode, Mode::Compare | Mode::Pooled) {
         return Ok(options);
     }
     if !options.bin.is_file() {
@@ -741,18 +793,141 @@ fn median_max(v: &mut [Duration]) -> String {
     format!("{} / {}", ms(v[v.len() / 2]), ms(v[v.len() - 1]))
 }
 
+/// A server of a `compare` or `pooled` column, supervised in a directory of its own
+/// (its `LITTLEBOSS_DIR`, two copies of its binary to reload between, the supervisor's
+/// log), and killed with all its children when dropped.
+struct Served {
+    dir: tempfile::TempDir,
+    lb_dir: PathBuf,
+    copies: [PathBuf; 2],
+    cleanup: Cleanup,
+    log: PathBuf,
+}
+
+/// The times of one reload of a [`Served`].
+struct Reloaded {
+    /// How long the reload command took.
+    command: Duration,
+    /// From the reload command until the old child had exited.
+    old_gone: Duration,
+    /// Whether the reload command succeeded.
+    ok: bool,
+}
+
+impl Served {
+    /// The directory and the copies of `bin`; nothing runs yet.
+    fn new(bin: &Path) -> Result<Served, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let lb_dir = dir.path().join("lb");
+        std::fs::create_dir(&lb_dir).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&lb_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        let copies = [dir.path().join("a"), dir.path().join("b")];
+        for copy in &copies {
+            std::fs::copy(bin, copy).map_err(|e| format!("copy: {e}"))?;
+        }
+        let log = dir.path().join("supervisor.log");
+        Ok(Served {
+            dir,
+            lb_dir,
+            copies,
+            cleanup: Cleanup {
+                children: Vec::new(),
+                pids: Default::default(),
+            },
+            log,
+        })
+    }
+
+    /// The directory, for files the server needs (certificates).
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A command running `bin` with this server's `LITTLEBOSS_DIR`.
+    fn command(&self, bin: &Path) -> Command {
+        let mut command = Command::new(bin);
+        command.env("LITTLEBOSS_DIR", &self.lb_dir);
+        command
+    }
+
+    /// Starts the supervisor (`--littleboss=start --LISTENER=127.0.0.1:0 ARGS`, its
+    /// stderr to the log), waits until it runs, and returns the listener's address.
+    fn start(&mut self, listener: &str, args: &[OsString]) -> Result<SocketAddr, String> {
+        let log_file = std::fs::File::create(&self.log).map_err(|e| e.to_string())?;
+        let supervisor = self
+            .command(&self.copies[0])
+            .arg("--littleboss=start")
+            .arg(format!("--{listener}=127.0.0.1:0"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("start: {e}"))?;
+        self.cleanup.children.push(supervisor);
+        let command = |bin: &Path| self.command(bin);
+        let status = wait_status(&command, &self.copies[0], |s| s["state"] == "running")?;
+        remember_child(&self.cleanup, &status);
+        status["listeners"][listener]
+            .as_str()
+            .and_then(|a| a.strip_prefix("tcp:"))
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| "no listener address".into())
+    }
+
+    /// Reload number `i` (to the other copy of the binary): `BIN --littleboss=reload`,
+    /// then a wait (up to 10 s) until the child that served before it has exited.
+    fn reload(&self, i: usize) -> Result<Reloaded, String> {
+        let command = |bin: &Path| self.command(bin);
+        let bin = &self.copies[(i + 1) % 2];
+        let before = status_of(&command, bin)?;
+        let old_pid = before["child_pid"].as_u64().unwrap_or(0) as u32;
+        let t0 = Instant::now();
+        let output = command(bin)
+            .arg("--littleboss=reload")
+            .output()
+            .map_err(|e| format!("reload: {e}"))?;
+        let took = t0.elapsed();
+        let after = status_of(&command, bin)?;
+        remember_child(&self.cleanup, &after);
+        wait_until(Duration::from_secs(10), || {
+            !Path::new(&format!("/proc/{old_pid}")).exists()
+        });
+        Ok(Reloaded {
+            command: took,
+            old_gone: t0.elapsed(),
+            ok: output.status.success(),
+        })
+    }
+
+    /// Stops the supervisor, kills what is left, and returns how many old children its
+    /// log says were killed at the lameduck limit.
+    fn stop(self) -> usize {
+        let _ = self
+            .command(&self.copies[0])
+            .arg("--littleboss=stop")
+            .output();
+        let Served {
+            dir, cleanup, log, ..
+        } = self;
+        drop(cleanup);
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        drop(dir);
+        logs.lines()
+            .filter(|l| l.contains("old child pid") && l.contains("was killed"))
+            .count()
+    }
+}
+
 /// `--mode compare`: see the crate documentation.
 mod compare {
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::ffi::OsString;
+    use std::path::Path;
+    use std::time::Duration;
 
     use littleboss_tests::http_support::{Certs, Client, Load, Pattern, Report, Version, load};
 
-    use super::{
-        Cleanup, Options, median_max, percentiles, remember_child, status_of, wait_status,
-        wait_until,
-    };
+    use super::{Options, Served, median_max, percentiles};
 
     /// One column of the table.
     struct Column {
@@ -884,52 +1059,17 @@ mod compare {
     }
 
     fn measure(options: &Options, bin: &Path, column: &Column) -> Result<Measured, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let lb_dir = dir.path().join("lb");
-        std::fs::create_dir(&lb_dir).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&lb_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| e.to_string())?;
-        let copies: Vec<PathBuf> = ["a", "b"].iter().map(|c| dir.path().join(c)).collect();
-        for copy in &copies {
-            std::fs::copy(bin, copy).map_err(|e| format!("copy: {e}"))?;
-        }
-        let command = |bin: &Path| {
-            let mut command = Command::new(bin);
-            command.env("LITTLEBOSS_DIR", &lb_dir);
-            command
-        };
-        let mut cleanup = Cleanup {
-            children: Vec::new(),
-            pids: Default::default(),
-        };
-        let certs = Certs::new(dir.path(), "localhost");
+        let mut served = Served::new(bin)?;
+        let certs = Certs::new(served.path(), "localhost");
         let listener = if column.tls { "https" } else { "http" };
-        let mut start = command(&copies[0]);
-        start
-            .arg("--littleboss=start")
-            .arg(format!("--{listener}=127.0.0.1:0"));
+        let mut tls_args: Vec<OsString> = Vec::new();
         if column.tls {
-            start
-                .arg("--cert")
-                .arg(&certs.cert)
-                .arg("--key")
-                .arg(&certs.key);
+            tls_args.push("--cert".into());
+            tls_args.push(certs.cert.clone().into());
+            tls_args.push("--key".into());
+            tls_args.push(certs.key.clone().into());
         }
-        let log = dir.path().join("supervisor.log");
-        let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let supervisor = start
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .map_err(|e| format!("start: {e}"))?;
-        cleanup.children.push(supervisor);
-        let status = wait_status(&command, &copies[0], |s| s["state"] == "running")?;
-        remember_child(&cleanup, &status);
-        let addr: std::net::SocketAddr = status["listeners"][listener]
-            .as_str()
-            .and_then(|a| a.strip_prefix("tcp:"))
-            .and_then(|a| a.parse().ok())
-            .ok_or("no listener address")?;
+        let addr = served.start(listener, &tls_args)?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -954,24 +1094,12 @@ mod compare {
         let mut exits = Vec::new();
         let mut failed_reloads = 0;
         for i in 0..options.reloads {
-            let bin = &copies[(i + 1) % 2];
-            let before = status_of(&command, bin)?;
-            let old_pid = before["child_pid"].as_u64().unwrap_or(0) as u32;
-            let t0 = Instant::now();
-            let output = command(bin)
-                .arg("--littleboss=reload")
-                .output()
-                .map_err(|e| format!("reload: {e}"))?;
-            reload_times.push(t0.elapsed());
-            if !output.status.success() {
+            let reload = served.reload(i)?;
+            reload_times.push(reload.command);
+            exits.push(reload.old_gone);
+            if !reload.ok {
                 failed_reloads += 1;
             }
-            let after = status_of(&command, bin)?;
-            remember_child(&cleanup, &after);
-            wait_until(Duration::from_secs(10), || {
-                !Path::new(&format!("/proc/{old_pid}")).exists()
-            });
-            exits.push(t0.elapsed());
             std::thread::sleep(options.interval);
         }
         shared.stop();
@@ -979,13 +1107,7 @@ mod compare {
         for handle in handles {
             report.merge(runtime.block_on(handle).map_err(|e| e.to_string())?);
         }
-        let _ = command(&copies[0]).arg("--littleboss=stop").output();
-        drop(cleanup);
-        let logs = std::fs::read_to_string(&log).unwrap_or_default();
-        let killed = logs
-            .lines()
-            .filter(|l| l.contains("old child pid") && l.contains("was killed"))
-            .count();
+        let killed = served.stop();
         let mut kinds: Vec<String> = Vec::new();
         for (version, pattern) in &column.workers {
             let kind = match (version, pattern) {
@@ -998,6 +1120,162 @@ mod compare {
         kinds.dedup();
         Ok(Measured {
             workers: format!("{} ({})", column.workers.len(), kinds.join(", ")),
+            report,
+            reload_times,
+            exits,
+            killed,
+            failed_reloads,
+        })
+    }
+}
+
+/// `--mode pooled`: see the crate documentation.
+mod pooled {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use littleboss_tests::pool_support::{PoolReport, pooled};
+
+    use super::{Options, Served, median_max};
+
+    /// One column of the table: a server, supervised.
+    struct Column {
+        title: &'static str,
+        /// Its binary, in the directory of this one.
+        bin: &'static str,
+    }
+
+    const COLUMNS: [Column; 4] = [
+        Column {
+            title: "`http` example (hands over)",
+            bin: "examples/http",
+        },
+        Column {
+            title: "`axum` example (hands over)",
+            bin: "examples/axum",
+        },
+        Column {
+            title: "lb-axum-drain (helper, closes)",
+            bin: "lb-axum-drain",
+        },
+        Column {
+            title: "lb-axum-plain (plain axum::serve)",
+            bin: "lb-axum-plain",
+        },
+    ];
+
+    struct Measured {
+        report: PoolReport,
+        reload_times: Vec<Duration>,
+        exits: Vec<Duration>,
+        killed: usize,
+        failed_reloads: usize,
+    }
+
+    pub(super) fn run(options: &Options) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe.parent().ok_or("no directory")?.to_path_buf();
+        for column in &COLUMNS {
+            let bin = dir.join(column.bin);
+            if !bin.is_file() {
+                return Err(format!(
+                    "{} not found; build first: cargo build --release -p littleboss-examples --examples && cargo build --release -p littleboss-tests --bins",
+                    bin.display()
+                ));
+            }
+        }
+        let mut results = Vec::new();
+        for column in &COLUMNS {
+            eprintln!("reload-bench: {} ...", column.title);
+            results.push(measure(options, &dir.join(column.bin))?);
+        }
+        println!(
+            "reload-bench --mode pooled: {} reloads a server, {} ms between them; {} pooled keep-alive clients, each pausing up to {} ms between two requests",
+            options.reloads,
+            options.interval.as_millis(),
+            options.clients,
+            options.max_pause.as_millis()
+        );
+        let mut header = "| measure |".to_string();
+        let mut rule = "|---|".to_string();
+        for column in &COLUMNS {
+            header.push_str(&format!(" {} |", column.title));
+            rule.push_str("---|");
+        }
+        println!("{header}\n{rule}");
+        let row = |name: &str, cell: &dyn Fn(&Measured) -> String| {
+            let mut line = format!("| {name} |");
+            for m in &results {
+                line.push_str(&format!(" {} |", cell(m)));
+            }
+            println!("{line}");
+        };
+        row("requests", &|m| m.report.requests.to_string());
+        row("failed requests", &|m| format!("**{}**", m.report.failed));
+        row(
+            "of which sent as the server closed (keep-alive race)",
+            &|m| m.report.raced.to_string(),
+        );
+        row("connections closed by the server", &|m| {
+            m.report.closed_by_server.to_string()
+        });
+        row("`Connection: close` answers", &|m| {
+            m.report.close_answers.to_string()
+        });
+        row("connections opened", &|m| m.report.opened.to_string());
+        row("processes that answered", &|m| {
+            m.report.pids.len().to_string()
+        });
+        row("reload command median / max", &|m| {
+            median_max(&mut m.reload_times.clone())
+        });
+        row("old process gone after its reload, median / max", &|m| {
+            median_max(&mut m.exits.clone())
+        });
+        row("old processes killed at the lameduck limit", &|m| {
+            m.killed.to_string()
+        });
+        row("failed reloads", &|m| m.failed_reloads.to_string());
+        for (column, m) in COLUMNS.iter().zip(&results) {
+            for failure in m.report.failures.iter().take(3) {
+                println!("failed ({}): {failure}", column.title);
+            }
+        }
+        Ok(())
+    }
+
+    /// One column: the server started, its pooled clients connected and idle, then the
+    /// reloads, then time for every client to come back once more.
+    fn measure(options: &Options, bin: &Path) -> Result<Measured, String> {
+        let mut served = Served::new(bin)?;
+        let addr = served.start("http", &[])?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let pool = pooled(addr, options.clients, options.max_pause, Arc::clone(&stop));
+        // Every client has sent its first request (each after a first pause of up to
+        // `max_pause`), and pools its connection.
+        let settle = options.max_pause + Duration::from_millis(500);
+        std::thread::sleep(settle);
+        let mut reload_times = Vec::new();
+        let mut exits = Vec::new();
+        let mut failed_reloads = 0;
+        for i in 0..options.reloads {
+            let reload = served.reload(i)?;
+            reload_times.push(reload.command);
+            exits.push(reload.old_gone);
+            if !reload.ok {
+                failed_reloads += 1;
+            }
+            std::thread::sleep(options.interval);
+        }
+        // Every client reuses (or finds closed) its connection once more after the last
+        // reload.
+        std::thread::sleep(settle);
+        stop.store(true, Ordering::Relaxed);
+        let report = pool.finish();
+        let killed = served.stop();
+        Ok(Measured {
             report,
             reload_times,
             exits,

@@ -251,7 +251,10 @@ impl Context {
     /// gives it back, to serve to the end here as without a successor: when
     /// [`successor_adopts`](Self::successor_adopts) is `false`, when `buffered` holds
     /// more than 16 KiB, or when the new process did not take it in time. If the
-    /// supervisor goes away meanwhile, it counts as taken.
+    /// supervisor goes away meanwhile, it counts as taken (the new process may have it,
+    /// and two processes must never serve one connection). Dropping the future before it
+    /// resolves closes this process's copy: the connection is then the new process's if
+    /// it takes it, and closed if not.
     ///
     /// ```no_run
     /// # async fn f(lb: littleboss::Context, stream: tokio::net::TcpStream, buffered: Vec<u8>) -> std::io::Result<()> {

@@ -68,8 +68,8 @@ pub(crate) struct Moves {
     successor: Mutex<BTreeSet<String>>,
     next: AtomicU64,
     /// Connections handed over, waiting for the supervisor's word: taken (`true`) or
-    /// returned.
-    waiting: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// returned; `None` once the supervisor is gone.
+    waiting: Mutex<Option<HashMap<u64, oneshot::Sender<bool>>>>,
     /// The listeners this program adopts for, with what is handed in.
     queues: Mutex<HashMap<String, Arc<Queue>>>,
     /// Set when lameduck has come: no connection is handed in after it.
@@ -98,7 +98,7 @@ impl Moves {
             spoken,
             successor: Mutex::new(BTreeSet::new()),
             next: AtomicU64::new(1),
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Some(HashMap::new())),
             queues: Mutex::new(HashMap::new()),
             lameduck,
         }
@@ -133,7 +133,7 @@ impl Moves {
     /// count as taken (their copies here are closed): the successor may have them, and
     /// two processes must never serve one connection.
     pub(crate) fn gone(&self) {
-        for (_, waiter) in lock(&self.waiting).drain() {
+        for (_, waiter) in lock(&self.waiting).take().into_iter().flatten() {
             let _ = waiter.send(true);
         }
         for queue in lock(&self.queues).values() {
@@ -166,6 +166,9 @@ impl Moves {
 
     fn answered(&self, ids: &[u64], taken: bool) {
         let mut waiting = lock(&self.waiting);
+        let Some(waiting) = waiting.as_mut() else {
+            return;
+        };
         for id in ids {
             if let Some(waiter) = waiting.remove(id) {
                 let _ = waiter.send(taken);
@@ -205,7 +208,11 @@ impl Moves {
         };
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(id, tx);
+        match lock(&self.waiting).as_mut() {
+            Some(waiting) => waiting.insert(id, tx),
+            // The supervisor is gone: nobody can take it.
+            None => return Err(moving),
+        };
         let parcel = Parcel {
             id,
             listener: listener.to_string(),
@@ -269,11 +276,13 @@ impl Moves {
     fn take(&self, queue: &Queue) -> Option<Handoff> {
         loop {
             let (id, fd, buffered) = lock(&queue.items).pop_front()?;
-            self.post.post(ChildMsg::Adopted(vec![id]), Vec::new());
             let stream = std::net::TcpStream::from(fd);
             if stream.set_nonblocking(true).is_ok() {
+                self.post.post(ChildMsg::Adopted(vec![id]), Vec::new());
                 return Some(Handoff { stream, buffered });
             }
+            // Not usable here: the process before keeps it.
+            self.post.post(ChildMsg::Declined(vec![id]), Vec::new());
         }
     }
 

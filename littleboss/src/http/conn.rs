@@ -13,7 +13,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::io::{Proto, Returning, Rewind, linger, sniff};
+use super::io::{self, Proto, Returning, Rewind, linger, sniff};
 use super::service::{InFlight, Wrapped};
 use crate::{Context, Handoff};
 
@@ -111,45 +111,49 @@ pub(crate) async fn serve_tcp<M, S, B>(
     if !shared.hand_over {
         return http(stream, None, peer, &shared).await;
     }
-    let read = match read {
-        Some(read) => read,
-        None => {
-            let lb = &shared.lb;
-            let mut read = Vec::new();
-            // A connection that has sent nothing yet when lameduck comes moves as it is.
-            let before_a_byte = async {
-                lb.lameduck().await;
-                if !lb.successor_adopts(&shared.listener) {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let mut before_a_byte = std::pin::pin!(before_a_byte);
-            let mut waiting = true;
-            let grace = after_lameduck(lb, shared.idle_grace);
-            let mut grace = std::pin::pin!(grace);
-            let proto = loop {
-                tokio::select! {
-                    sniffed = sniff(&mut stream, &mut read) => match sniffed {
-                        Ok(Some(proto)) => break proto,
-                        Ok(None) | Err(_) => return,
-                    },
-                    _ = before_a_byte.as_mut(), if waiting => {
-                        if read.is_empty() {
-                            return move_or_serve(stream, read, peer, &shared).await;
-                        }
-                        waiting = false;
-                    }
-                    // It sent nothing, even within the grace period after lameduck.
-                    _ = grace.as_mut() => return,
-                }
-            };
-            if proto == Proto::Http2 {
+    let lb = &shared.lb;
+    let in_flight = Arc::new(InFlight::default());
+    // Until a whole request head has come, the connection is this task's, and at
+    // lameduck it moves with what was read: hyper, given part of a first request, would
+    // finish it itself and answer `Connection: close`.
+    let mut read = read.unwrap_or_default();
+    let moment = async {
+        lb.lameduck().await;
+        in_flight.moves(lb, &shared.listener)
+    };
+    let mut moment = std::pin::pin!(moment);
+    let grace = after_lameduck(lb, shared.idle_grace);
+    let mut grace = std::pin::pin!(grace);
+    let mut draining = false;
+    loop {
+        let proto = io::classify(&read);
+        match proto {
+            Some(Proto::Http2) => {
                 return serve_http(stream, Proto::Http2, read, peer, &shared).await;
             }
-            read
+            Some(Proto::Http1) if draining || io::head_complete(&read) => break,
+            _ => {}
         }
-    };
-    let Some((stream, buffered)) = http1_movable(stream, read, peer, &shared).await else {
+        tokio::select! {
+            more = io::read_more(&mut stream, &mut read) => match more {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            moves = moment.as_mut(), if !draining => {
+                // Not a partial HTTP/2 preface: it speaks HTTP/1.1, or nothing yet.
+                if moves && (read.is_empty() || proto.is_some()) {
+                    return move_or_serve(stream, read, peer, &shared).await;
+                }
+                draining = true;
+            }
+            // It did not say what it speaks, even within the grace period after
+            // lameduck.
+            _ = grace.as_mut(), if proto.is_none() => return,
+        }
+    }
+    let Some((stream, buffered)) =
+        http1_movable(stream, read, peer, &shared, Arc::clone(&in_flight)).await
+    else {
         return;
     };
     move_or_serve(stream, buffered, peer, &shared).await;
@@ -196,6 +200,7 @@ async fn http1_movable<M, S, B>(
     read: Vec<u8>,
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
+    in_flight: Arc<InFlight>,
 ) -> Option<(tokio::net::TcpStream, Vec<u8>)>
 where
     M: Fn(Option<SocketAddr>) -> S,
@@ -203,7 +208,6 @@ where
     B: ResBody,
 {
     let lb = &shared.lb;
-    let in_flight = Arc::new(InFlight::default());
     let (io, back) = Returning::new(Rewind::new(read, stream));
     let kept = io.kept();
     let service = Wrapped {
@@ -218,13 +222,16 @@ where
         .with_upgrades();
     let then = async {
         lb.lameduck().await;
-        if lb.successor_adopts(&shared.listener) {
+        if in_flight.moves(lb, &shared.listener) {
             in_flight.idle().await;
-            true
-        } else {
-            tokio::time::sleep(shared.idle_grace).await;
-            false
+            // At a request's boundary, which hyper does not close: it moves. Else it
+            // winds down as it would without a successor.
+            if in_flight.reusable() {
+                return true;
+            }
         }
+        tokio::time::sleep(shared.idle_grace).await;
+        false
     };
     let moves = tokio::select! {
         _ = &mut connection => None,

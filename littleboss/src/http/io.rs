@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::oneshot;
 
+use crate::control::protocol::MAX_CARRIED;
+
 /// The 24 bytes every HTTP/2 connection starts with (RFC 9113, section 3.4).
 pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -23,6 +25,37 @@ pub(crate) enum Proto {
     Http2,
 }
 
+/// What the bytes read so far say the connection speaks: `None` while they could still
+/// be the start of HTTP/2's preface.
+pub(crate) fn classify(read: &[u8]) -> Option<Proto> {
+    let k = read.len().min(PREFACE.len());
+    if read[..k] != PREFACE[..k] {
+        Some(Proto::Http1)
+    } else if k == PREFACE.len() {
+        Some(Proto::Http2)
+    } else {
+        None
+    }
+}
+
+/// Whether `read` holds a whole HTTP/1 request head (or as much as moves with a
+/// connection: then hyper has it).
+pub(crate) fn head_complete(read: &[u8]) -> bool {
+    read.len() >= MAX_CARRIED || read.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// Reads once from `io` into `read`; the number of bytes, 0 at end of stream.
+/// Cancel-safe.
+pub(crate) async fn read_more<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    read: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let mut chunk = [0u8; 4096];
+    let n = io.read(&mut chunk).await?;
+    read.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
 /// Reads into `read` until the bytes read tell HTTP/2's preface from anything else,
 /// and returns the protocol; `None` if the peer closed first. Cancel-safe: what was
 /// read is in `read`.
@@ -30,20 +63,13 @@ pub(crate) async fn sniff<IO: AsyncRead + Unpin>(
     io: &mut IO,
     read: &mut Vec<u8>,
 ) -> io::Result<Option<Proto>> {
-    let mut chunk = [0u8; 1024];
     loop {
-        let k = read.len().min(PREFACE.len());
-        if read[..k] != PREFACE[..k] {
-            return Ok(Some(Proto::Http1));
+        if let Some(proto) = classify(read) {
+            return Ok(Some(proto));
         }
-        if k == PREFACE.len() {
-            return Ok(Some(Proto::Http2));
-        }
-        let n = io.read(&mut chunk).await?;
-        if n == 0 {
+        if read_more(io, read).await? == 0 {
             return Ok(None);
         }
-        read.extend_from_slice(&chunk[..n]);
     }
 }
 

@@ -81,11 +81,19 @@
 //! - The old process exits as soon as its connections have moved, not after the
 //!   lameduck time.
 //!
+//! A connection whose first request has only begun (its head not whole yet) moves with
+//! those bytes before hyper sees them: hyper, given part of a first request, would
+//! finish it itself and answer `Connection: close`.
+//!
 //! What cannot move winds down by closing, as above: TLS connections, HTTP/2 (which has
-//! GOAWAY), upgraded connections, a connection holding more than 16 KiB not parsed yet,
+//! GOAWAY), upgraded connections, a connection whose last request was HTTP/1.0, said
+//! `Connection: close` or carried a body (the service may not have read it to its end,
+//! and what is left of it must never reach the new process as a request), one whose
+//! last response said `Connection: close`, one holding more than 16 KiB not parsed yet,
 //! a request still in flight when the lameduck time is up, and whatever the new process
-//! did not take in time. Nothing is dropped on any of these paths. Under a supervisor of
-//! an earlier release, or with [`Server::hand_over`] off, every connection winds down by
+//! did not take in time. Nothing is dropped on any of these paths while the supervisor
+//! runs (if it dies, a connection on its way may be lost). Under a supervisor of an
+//! earlier release, or with [`Server::hand_over`] off, every connection winds down by
 //! closing.
 //!
 //! # Upgrades and WebSockets

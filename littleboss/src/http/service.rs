@@ -5,12 +5,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll, ready};
 
 use http::header::{CONNECTION, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::Notify;
 
@@ -29,15 +29,39 @@ pub(crate) struct Wrapped<S> {
     pub moving: Option<(Arc<str>, Arc<InFlight>)>,
 }
 
-/// Requests of one connection in flight: from the moment hyper hands one to the
-/// service until its response body is done with (written in full, or dropped).
+/// What one connection that may move knows of itself: its requests in flight (from the
+/// moment hyper hands one to the service until its response body is done with, written
+/// in full or dropped), whether every exchange left it reusable, and, once lameduck has
+/// come, whether it moves.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     count: AtomicUsize,
     idle: Notify,
+    /// Whether the last exchange leaves the connection not reusable: hyper closes it
+    /// after it (an HTTP/1.0 request, `Connection: close` either way), or it carried a
+    /// request body, which the service may not have read to its end.
+    spent: AtomicBool,
+    /// Decided once, at lameduck: whether the successor adopts the listener's
+    /// connections.
+    moves: OnceLock<bool>,
 }
 
 impl InFlight {
+    /// Whether the connection moves to the successor, decided the first time it is
+    /// asked after lameduck, so that its responses and its end agree.
+    pub(crate) fn moves(&self, lb: &Context, listener: &str) -> bool {
+        *self.moves.get_or_init(|| lb.successor_adopts(listener))
+    }
+
+    /// Whether the last exchange left the connection reusable, at a request's boundary.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.spent.load(Ordering::SeqCst)
+    }
+
+    fn spend(&self, spent: bool) {
+        self.spent.store(spent, Ordering::SeqCst);
+    }
+
     fn start(self: &Arc<Self>) -> Guard {
         self.count.fetch_add(1, Ordering::SeqCst);
         Guard(Arc::clone(self))
@@ -79,17 +103,29 @@ where
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.lb.clone());
-        let close_in_lameduck = match &self.moving {
-            _ if !self.http1 => None,
-            Some((listener, _)) => Some((self.lb.clone(), Some(Arc::clone(listener)))),
-            None => Some((self.lb.clone(), None)),
-        };
+        if let Some((_, in_flight)) = &self.moving {
+            let reusable = request.version() == Version::HTTP_11
+                && !says_close(request.headers())
+                && request.body().is_end_stream();
+            in_flight.spend(!reusable);
+        }
         WrappedFuture {
             inner: self.inner.call(request),
-            close_in_lameduck,
+            close_in_lameduck: self.http1.then(|| self.lb.clone()),
+            moving: self.moving.clone(),
             guard: self.moving.as_ref().map(|(_, in_flight)| in_flight.start()),
         }
     }
+}
+
+/// Whether `headers` say `Connection: close`.
+fn says_close(headers: &http::HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        })
+    })
 }
 
 pin_project_lite::pin_project! {
@@ -99,7 +135,8 @@ pin_project_lite::pin_project! {
     pub(crate) struct WrappedFuture<F> {
         #[pin]
         inner: F,
-        close_in_lameduck: Option<(Context, Option<Arc<str>>)>,
+        close_in_lameduck: Option<Context>,
+        moving: Option<(Arc<str>, Arc<InFlight>)>,
         guard: Option<Guard>,
     }
 }
@@ -113,16 +150,26 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        if let Some((lb, listener)) = this.close_in_lameduck.as_ref() {
-            let moves = listener
-                .as_ref()
-                .is_some_and(|listener| lb.successor_adopts(listener));
+        if let Some(lb) = this.close_in_lameduck.as_ref() {
+            // It moves after this response only if it is reusable; else it winds down
+            // by closing, announced.
+            let moves = match this.moving.as_ref() {
+                Some((listener, in_flight)) => {
+                    lb.is_lameduck() && in_flight.moves(lb, listener) && in_flight.reusable()
+                }
+                None => false,
+            };
             // hyper closes the connection after a response that says so. An upgrade's
             // `101` keeps its own `Connection: upgrade`.
             if lb.is_lameduck() && !moves && response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+        if let Some((_, in_flight)) = this.moving.as_ref() {
+            if says_close(response.headers()) {
+                in_flight.spend(true);
             }
         }
         let guard = this.guard.take();

@@ -196,7 +196,7 @@ fn decode(
         Input::Message {
             msg: ChildMsg::Hand(handed),
             ..
-        } if handed.len() == fds.len() => {
+        } if handed.len() == fds.len() && distinct(handed) => {
             let mut held = parcels
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -211,7 +211,7 @@ fn decode(
         } => Input::ChannelFailed {
             child,
             reason: format!(
-                "it handed over {} connections with {} fds",
+                "it handed over {} connections with {} fds, or one id twice",
                 handed.len(),
                 fds.len()
             ),
@@ -222,6 +222,12 @@ fn decode(
         },
         _ => input,
     }
+}
+
+/// Whether no two parcels have the same id (each is held by its id).
+fn distinct(parcels: &[crate::control::protocol::Parcel]) -> bool {
+    let ids: std::collections::BTreeSet<u64> = parcels.iter().map(|p| p.id).collect();
+    ids.len() == parcels.len()
 }
 
 fn decode_message(child: ChildId, bytes: &[u8], version: &AtomicU16) -> Input {

@@ -579,6 +579,9 @@ impl Shell {
             // its deadline is what counts).
             Some(parked) => {
                 let at = child_io::spoken(&handle.version).unwrap_or(Versions::ours().oldest);
+                if msg.since() > at {
+                    return;
+                }
                 let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
                 let _ = channel::send(
                     parked.channel.as_fd(),

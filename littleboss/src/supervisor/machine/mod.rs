@@ -663,6 +663,8 @@ impl Machine {
             }
             Input::Resumed => self.on_resumed(now),
         }
+        // An upgrade waiting for the connections on their way may go now.
+        self.exec_if_due(now);
         self.check_done();
     }
 
@@ -681,6 +683,7 @@ impl Machine {
             self.on_deadline(place, now);
         }
         self.recall_due(now);
+        self.exec_if_due(now);
         if let Phase::Up {
             current: Current::Backoff { at, .. },
             reload: None,
@@ -1422,8 +1425,7 @@ impl Machine {
         match result {
             Ok(()) => {
                 upgrade.step = UpgradeStep::Exec;
-                let program = upgrade.program.clone();
-                self.effects.push_back(Effect::Exec { program });
+                self.exec_when_moved(now);
             }
             Err(why) => {
                 let path = upgrade.program.path.display().to_string();

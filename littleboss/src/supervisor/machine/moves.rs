@@ -9,13 +9,16 @@
 //! for its answer; else it goes back ([`Effect::Return`]) and the sender serves it to the
 //! end. The serving child answers for each: taken ([`ChildMsg::Adopted`], and the sender
 //! is told to close its copy) or declined ([`ChildMsg::Declined`]: back to the sender).
-//! One it has not answered for within [`Settings::take_ms`] is recalled once: it declines
-//! it if it has not taken it yet. A serving child that exits sends back what it had not
+//! One it has not answered for within [`Settings::take_ms`] (or a quarter of the
+//! sender's lameduck time, if less) is recalled once: it declines it if it has not taken
+//! it yet. A serving child that exits sends back what it had not
 //! answered for.
 //!
-//! None of this is in the [`State`](super::State) that an upgrade hands over: the next
-//! image starts with no connection on its way, and knows of no child that adopts until
-//! one says so. Connections handed over then go back, and their senders drain them.
+//! None of this is in the [`State`](super::State) that an upgrade hands over, so the
+//! upgrade re-executes only once no connection is on its way (or after
+//! [`Settings::take_ms`]), returning what is handed over meanwhile. The next image knows
+//! of no child that adopts until one says so; connections handed over until then go
+//! back, and their senders drain them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +37,9 @@ pub(crate) struct Moves {
     transit: BTreeMap<u64, Transit>,
     /// How many connections each child handed over were taken, for its exit's line.
     moved: BTreeMap<ChildId, u64>,
+    /// An upgrade's re-execution waits until no connection is on its way, or until
+    /// this time.
+    exec_at: Option<Time>,
 }
 
 /// A connection forwarded to the serving child.
@@ -53,9 +59,13 @@ impl Moves {
         self.transit.len()
     }
 
-    /// The next recall that is due.
+    /// The next recall that is due, or the re-execution that waits.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        self.transit.values().filter_map(|t| t.recall_at).min()
+        self.transit
+            .values()
+            .filter_map(|t| t.recall_at)
+            .chain(self.exec_at)
+            .min()
     }
 }
 
@@ -83,6 +93,38 @@ impl Machine {
         (!adopts.is_empty()).then(|| SupervisorMsg::Successor {
             adopts: adopts.iter().cloned().collect(),
         })
+    }
+
+    /// Re-executes the supervisor as `program` (an upgrade's last step) once no
+    /// connection is on its way between children, or after the time a serving child
+    /// has to take one: the next image knows nothing of them.
+    pub(super) fn exec_when_moved(&mut self, now: Time) {
+        if self.moves.in_transit() == 0 {
+            return self.exec_now();
+        }
+        self.moves.exec_at = Some(now.saturating_add(self.settings.take_ms));
+    }
+
+    /// Carries out the waiting re-execution if it is due by `now` (or nothing is on its
+    /// way any more).
+    pub(super) fn exec_if_due(&mut self, now: Time) {
+        let Some(at) = self.moves.exec_at else {
+            return;
+        };
+        if self.moves.in_transit() == 0 || at <= now {
+            self.moves.exec_at = None;
+            self.exec_now();
+        }
+    }
+
+    fn exec_now(&mut self) {
+        if !self.exec_wanted() {
+            return;
+        }
+        if let Some(upgrade) = &self.state.upgrade {
+            let program = upgrade.program.clone();
+            self.effects.push_back(Effect::Exec { program });
+        }
     }
 
     /// `child` adopts connections of `listener`. If it serves already, the children
@@ -116,11 +158,22 @@ impl Machine {
     /// `from` hands `parcels` over; the shell holds their fds.
     pub(super) fn on_hand(&mut self, from: ChildId, parcels: Vec<Parcel>, now: Time) {
         let mut forward: BTreeMap<ChildId, Vec<(u64, Parcel)>> = BTreeMap::new();
+        // Recalled in time for the sender to serve it to the end if it comes back: well
+        // within the sender's own lameduck time.
+        let sender_lameduck = self
+            .find(from)
+            .and_then(|place| self.try_child(place))
+            .map_or(self.settings.lameduck_ms, |c| c.lameduck_ms);
+        let take_ms = self.settings.take_ms.min(sender_lameduck / 4);
+        // Nothing is forwarded while the supervisor waits to re-execute itself: the
+        // next image knows of no connection on its way.
+        let exec_waits = self.moves.exec_at.is_some();
         let mut back = Vec::new();
         for parcel in parcels {
             let to = self
                 .successor_for(&parcel.listener)
-                .filter(|&to| to != from && self.moves.in_transit() < self.settings.move_cap);
+                .filter(|&to| to != from && self.moves.in_transit() < self.settings.move_cap)
+                .filter(|_| !exec_waits);
             let Some(to) = to else {
                 back.push(parcel.id);
                 continue;
@@ -133,7 +186,7 @@ impl Machine {
                     from,
                     id: parcel.id,
                     to,
-                    recall_at: Some(now.saturating_add(self.settings.take_ms)),
+                    recall_at: Some(now.saturating_add(take_ms)),
                 },
             );
             let theirs = parcel.id;

@@ -1857,3 +1857,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_upgrade_re_executes_once_the_connections_on_their_way_are_answered() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let (client, new) = d.upgraded_child();
+    d.adopts(new);
+    d.hand(first, 2);
+    assert_eq!(d.conns.inbox[&new].len(), 2);
+    d.probed(true);
+    assert!(!d.exec, "two connections are on their way");
+    // What is handed over meanwhile goes back: the next image would not know of it.
+    d.hand(first, 1);
+    assert_eq!(d.conns.returned.len(), 1);
+    assert!(d.answer_first(new, true));
+    assert!(!d.exec);
+    assert!(d.answer_first(new, true));
+    assert!(d.exec, "nothing left on its way");
+    d.exec(true);
+    assert!(matches!(d.answer(client), Some(Response::Upgraded(_))));
+
+    // A receiver that never answers holds it back no longer than the time to take one.
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let (_, new) = d.upgraded_child();
+    d.adopts(new);
+    d.hand(first, 1);
+    d.probed(true);
+    assert!(!d.exec);
+    d.advance(d.m.settings.take_ms);
+    assert!(d.exec, "it went ahead after {} ms", d.m.settings.take_ms);
+    d.exec(true);
+    d.finish();
+}

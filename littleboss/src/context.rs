@@ -306,14 +306,7 @@ impl Context {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             if !slots.iter().any(|s| s.name == name) {
-                let declared: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "no listener named {name:?}; the declared listeners are {}",
-                        declared.join(", ")
-                    ),
-                ));
+                return Err(undeclared(name, &slots));
             }
         }
         match &self.inner.moves {
@@ -341,16 +334,7 @@ impl Context {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(slot) = slots.iter_mut().find(|s| s.name == name) else {
-            let declared: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
-            let list = if declared.is_empty() {
-                "none are declared".to_string()
-            } else {
-                format!("the declared listeners are {}", declared.join(", "))
-            };
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no listener named {name:?}; {list}"),
-            ));
+            return Err(undeclared(name, &slots));
         };
         if slot.network.kind() != kind {
             return Err(io::Error::new(
@@ -400,6 +384,20 @@ impl Context {
         listener.set_nonblocking(nonblocking)?;
         Ok(listener)
     }
+}
+
+/// The error for a listener name that is not declared, listing the declared ones.
+fn undeclared(name: &str, slots: &[Slot]) -> io::Error {
+    let declared: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+    let list = if declared.is_empty() {
+        "none are declared".to_string()
+    } else {
+        format!("the declared listeners are {}", declared.join(", "))
+    };
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no listener named {name:?}; {list}"),
+    )
 }
 
 fn in_runtime(name: &str) -> io::Result<()> {

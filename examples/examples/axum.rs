@@ -10,7 +10,9 @@
 //! requests on every reload: it keeps accepting until the signal, then closes at once
 //! the connections that were accepted but had not sent their request yet, and idle
 //! keep-alive connections whose next request may already be on its way.
-//! `littleboss::axum::serve` winds down as a reload needs (see `littleboss::http`).
+//! `littleboss::axum::serve` does what a reload needs instead (see `littleboss::http`):
+//! it stops accepting without touching the shared listener, and moves each idle
+//! keep-alive connection to the new process, so a client sees no close.
 
 use axum::Router;
 use axum::routing::get;

@@ -9,10 +9,11 @@
 //! ```
 //!
 //! It answers `GET /` with its process id and executable, over HTTP/1.1 or HTTP/2.
-//! `littleboss::http::serve` does the wind-down that a reload needs to lose nothing:
-//! it stops accepting at lameduck without touching the shared listener, answers each
-//! HTTP/1.1 connection's next request with `Connection: close`, gives idle connections
-//! a grace period, sends HTTP/2 clients a GOAWAY, and closes every connection with a
+//! `littleboss::http::serve` does what a reload needs to lose nothing: it stops
+//! accepting at lameduck without touching the shared listener, and moves each idle
+//! HTTP/1.1 keep-alive connection to the new process between two requests (the client
+//! sees no close, and its next request is answered by the new pid); HTTP/2 clients get
+//! a GOAWAY and their streams in flight finish; whatever cannot move closes with a
 //! lingering close, all within the lameduck time.
 
 use std::convert::Infallible;

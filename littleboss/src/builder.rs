@@ -297,8 +297,13 @@ impl Littleboss {
 
 /// What a littleboss `main` may return: `()` or `Result<(), E>` with `E: Debug`.
 ///
-/// An `Err` is printed to stderr and the process exits with code 1, as with a plain
-/// `main`.
+/// An `Err` is printed to stderr as `Error: ...` and the process exits with code 1, as
+/// with a plain `main`, and a supervised child's error is quoted in the reason a
+/// failed `reload` or `start` prints. An [`std::io::Error`] (also one in a
+/// `Box<dyn Error>`) is printed with its `Display` text (`no listener named "htp";
+/// ...`), which says all it has to say, rather than its `Debug` form
+/// (`Custom { kind: NotFound, error: ... }`); any other error with its `Debug` form, as
+/// Rust's own `main` prints it.
 pub trait MainResult {
     /// `Ok` for success, or the error as text.
     fn into_result(self) -> Result<(), String>;
@@ -310,8 +315,52 @@ impl MainResult for () {
     }
 }
 
-impl<E: std::fmt::Debug> MainResult for Result<(), E> {
+impl<E: std::fmt::Debug + 'static> MainResult for Result<(), E> {
     fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| format!("{e:?}"))
+        self.map_err(|e| error_text(&e))
+    }
+}
+
+/// How an `Err` from main is shown: see [`MainResult`].
+fn error_text<E: std::fmt::Debug + 'static>(e: &E) -> String {
+    use std::any::Any;
+    use std::error::Error;
+    let any: &dyn Any = e;
+    let io = any.downcast_ref::<std::io::Error>().or_else(|| {
+        let boxed: Option<&dyn Error> = match any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
+            Some(b) => Some(b.as_ref()),
+            None => any.downcast_ref::<Box<dyn Error>>().map(|b| b.as_ref()),
+        };
+        boxed.and_then(|b| b.downcast_ref::<std::io::Error>())
+    });
+    match io {
+        Some(io) => io.to_string(),
+        None => format!("{e:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::MainResult;
+
+    #[test]
+    fn an_io_error_from_main_is_shown_with_its_display_text() {
+        let custom = || io::Error::new(io::ErrorKind::NotFound, "no listener named \"htp\"");
+        let shown = Err::<(), _>(custom()).into_result().unwrap_err();
+        assert_eq!(shown, "no listener named \"htp\"");
+        let boxed: Box<dyn std::error::Error> = Box::new(custom());
+        assert_eq!(Err::<(), _>(boxed).into_result().unwrap_err(), shown);
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(custom());
+        assert_eq!(Err::<(), _>(boxed).into_result().unwrap_err(), shown);
+        let os = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            Err::<(), _>(os).into_result().unwrap_err(),
+            io::Error::from_raw_os_error(libc::ENOENT).to_string()
+        );
+        // Anything else as Rust's own main shows it.
+        assert_eq!(Err::<(), _>("text").into_result().unwrap_err(), "\"text\"");
+        assert_eq!(().into_result(), Ok(()));
     }
 }

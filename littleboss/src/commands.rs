@@ -14,10 +14,25 @@ use crate::control::protocol::{ReloadRequest, Request, Response, Status, Upgrade
 use crate::dir;
 use crate::flags::{Command, Flags};
 
+/// `PROGRAM --littleboss=start`: how to start a supervisor of this program, as it was
+/// run (its `argv[0]`).
+fn start_command(config: &Config) -> String {
+    let program = std::env::args_os()
+        .next()
+        .map_or_else(|| config.name.clone(), |p| p.to_string_lossy().into_owned());
+    format!("{program} --{}=start", config.flag)
+}
+
 /// Runs a client command and returns the process's exit code.
 pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
     let name = &config.name;
-    let dir = dir::control_dir();
+    let dir = match dir::control_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            errln!("littleboss: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let path = dir::socket_path(&dir, name);
     let request = match flags.command {
         Command::Status | Command::StatusJson => Request::Status,
@@ -44,12 +59,14 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match flags.command {
+    // What the command is doing, once a supervisor has answered: with none, only the
+    // error is printed.
+    let contacted = || match flags.command {
         Command::Stop => outln!("stopping {name}"),
         Command::Reload => outln!("reloading {name}"),
         Command::Upgrade => outln!("upgrading {name}: reloading the child, then the supervisor"),
         _ => {}
-    }
+    };
     // A reload or an upgrade runs this very binary: its fd goes with the request
     // (where the supervisor takes one), so that a binary deleted or replaced since it
     // started is still the one that runs; its path is only shown.
@@ -65,10 +82,12 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
             config.settle
         },
     };
-    let response = match ask_with(&path, &request, exe.as_ref().map(|fd| fd.as_fd()), &own) {
+    let exe_fd = exe.as_ref().map(|fd| fd.as_fd());
+    let response = match ask_with(&path, &request, exe_fd, &own, contacted) {
         Ok(response) => response,
         Err(AskError::NotRunning(why)) => {
             errln!("{name}: no supervisor running ({why})");
+            errln!("{name}: start one with: {}", start_command(config));
             return ExitCode::FAILURE;
         }
         Err(AskError::Timeout { within, waiting }) => {

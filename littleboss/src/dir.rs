@@ -16,17 +16,34 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{FileType, Mode};
 
 /// The directory that holds `<name>.sock`, from the environment.
-pub(crate) fn control_dir() -> PathBuf {
+///
+/// A relative `LITTLEBOSS_DIR` is refused: it would name another directory from each
+/// working directory, so a `stop` run elsewhere would not find the supervisor it
+/// meant. A relative `XDG_RUNTIME_DIR` is ignored, as its specification says, and a
+/// relative `TMPDIR` is refused like `LITTLEBOSS_DIR`.
+pub(crate) fn control_dir() -> Result<PathBuf, String> {
     let uid = rustix::process::geteuid().as_raw();
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let absolute = |name: &str, dir: PathBuf| match dir.is_absolute() {
+        true => Ok(dir),
+        false => Err(format!(
+            "{name}={:?} is a relative path, which would name a different directory from each working directory; set it to an absolute path",
+            dir.display().to_string()
+        )),
+    };
     if let Some(dir) = var("LITTLEBOSS_DIR") {
-        return PathBuf::from(dir);
+        return absolute("LITTLEBOSS_DIR", PathBuf::from(dir));
     }
-    if let Some(dir) = var("XDG_RUNTIME_DIR") {
-        return PathBuf::from(dir).join("littleboss");
+    if let Some(dir) = var("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        if dir.is_absolute() {
+            return Ok(dir.join("littleboss"));
+        }
     }
-    let tmp = var("TMPDIR").unwrap_or_else(|| OsString::from("/tmp"));
-    PathBuf::from(tmp).join(format!("littleboss-{uid}"))
+    let tmp = absolute(
+        "TMPDIR",
+        PathBuf::from(var("TMPDIR").unwrap_or_else(|| OsString::from("/tmp"))),
+    )?;
+    Ok(tmp.join(format!("littleboss-{uid}")))
 }
 
 /// Checks `dir` as the supervisor needs it, creating it (mode 0700) if it is missing.

@@ -11,7 +11,7 @@ use crate::context::{Context, Mode};
 use crate::flags::{self, Command, Flags};
 use crate::socket::activation;
 use crate::spec::ListenerSpec;
-use crate::{bypass, child, commands, environ, supervisor};
+use crate::{bypass, child, child_panic, commands, environ, supervisor};
 
 /// Exit code for a command line or declaration littleboss cannot accept.
 const USAGE: u8 = 2;
@@ -99,7 +99,7 @@ fn run_child(
         Some(joined.moves),
         args,
     );
-    let result = main(ctx);
+    let result = child_panic::run(&link, || main(ctx));
     link.finished(&result);
     finish(result)
 }

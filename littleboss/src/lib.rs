@@ -116,10 +116,13 @@
 //! - **Which builds.** The directory is watched (inotify on Linux, FSEvents on macOS,
 //!   kqueue on the BSDs, polling where none can be had), so a file renamed over the
 //!   path counts, and so does cargo's way of landing a build (it removes the old file
-//!   and hard-links the new one in). A file is taken once it is complete: renamed or
-//!   linked in, or written in place and closed (a writer that pauses is not reloaded
-//!   half-written; where the system reports no closes, its size and time must hold
-//!   still for a quiet period), and a non-empty executable. Every event restarts a
+//!   and hard-links the new one in). A file is taken once it is complete: renamed in,
+//!   or, from the moment it appears (written in place or linked in), once it is closed
+//!   after its last write or no process holds it open for writing (a writer that
+//!   pauses, or whose first write is slow, is not reloaded half-written; where the
+//!   system reports no closes, its size and time must hold still for a quiet period),
+//!   and a non-empty executable. A build still open for writing when it is started
+//!   after all (`ETXTBSY`) starts once its writer is done, and is not a failure. Every event restarts a
 //!   quiet period of 200 ms, so one build makes one reload. A build that lands while a
 //!   reload is under way is kept (one, however many land) and reloads when that one
 //!   ends.
@@ -158,6 +161,7 @@
 //! | `flag = "lb"` | [`Littleboss::flag`] | `littleboss` | the control flag's name, `[A-Za-z0-9_-]+` not starting with `-` |
 //! | `supervisor_init = f` | [`Littleboss::supervisor_init`] | none | run once in the supervisor, after binding |
 //! | `user = "www"`, `group = "www"` | [`Littleboss::user`], [`Littleboss::group`] | the supervisor's | who the children run as |
+//! | `unix_mode = "0660"` | [`Littleboss::unix_mode`] | as the umask leaves it | the mode of `unix:` listeners' socket files |
 //!
 //! The attribute writes a duration as an integer followed by `ms`, `s` or `m`. Each of
 //! `lameduck`, `settle` and `ready_timeout` is at most [`MAX_WAIT`], one hour: no
@@ -297,6 +301,7 @@ mod builder;
 mod bypass;
 mod channel;
 mod child;
+mod child_panic;
 mod commands;
 mod config;
 mod context;

@@ -465,6 +465,25 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// `cargo` (the one running the tests, if any), set to build as lean as this
+/// workspace's own `dev` profile does: line tables for debug info, no incremental
+/// caches. A test that builds a crate of its own (another workspace, whose profile is
+/// cargo's default) keeps the disk it uses down so; a setting already in the
+/// environment wins.
+pub fn lean_cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    for (name, value) in [
+        ("CARGO_PROFILE_DEV_DEBUG", "line-tables-only"),
+        ("CARGO_INCREMENTAL", "0"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            command.env(name, value);
+        }
+    }
+    command
+}
+
 /// Runs `command` to completion (stdin from `/dev/null`, output captured), killing it
 /// and panicking if it takes longer than `timeout`: [`Env::run`] for a command of any
 /// environment.

@@ -75,9 +75,8 @@ fn target_dir(bin: &Path) -> PathBuf {
 /// cargo's own report of the artifact (so that a `CARGO_BUILD_TARGET` or a profile
 /// setting of the environment changes nothing).
 fn build(target_dir: &Path) -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = fixture_dir().join("Cargo.toml");
-    let mut command = Command::new(cargo);
+    let mut command = crate::lean_cargo();
     command
         .arg("build")
         .arg("--manifest-path")

@@ -18,6 +18,47 @@ fn refused_without_supervisor(mode: &str) {
         outcome.stderr.contains(&expected),
         "{mode}: expected {expected:?} in:\n{outcome}"
     );
+    // Only the error and how to start one: nothing says it is reloading or stopping.
+    assert_eq!(outcome.stdout, "", "{mode}: {outcome}");
+    let start = format!(
+        "lbhttp: start one with: {} --littleboss=start",
+        bin!("lb-http").display()
+    );
+    assert!(
+        outcome.stderr.contains(&start),
+        "{mode}: expected {start:?} in:\n{outcome}"
+    );
+}
+
+#[test]
+fn upgrade_without_supervisor_fails() {
+    refused_without_supervisor("upgrade");
+}
+
+/// A relative `LITTLEBOSS_DIR` would name another directory from each working
+/// directory: every mode that uses it refuses it, saying why.
+#[test]
+fn a_relative_control_directory_is_refused() {
+    let env = Env::new();
+    for mode in ["start", "status", "stop", "reload"] {
+        let mut command = env.command(bin!("lb-http"));
+        command
+            .arg(format!("--littleboss={mode}"))
+            .env("LITTLEBOSS_DIR", "run/lb")
+            .current_dir(env.path());
+        let outcome = littleboss_tests::run_for(command, littleboss_tests::COMMAND_TIMEOUT);
+        assert_eq!(outcome.code(), Some(1), "{mode}: {outcome}");
+        assert!(
+            outcome.stderr.contains(
+                "LITTLEBOSS_DIR=\"run/lb\" is a relative path, which would name a different directory from each working directory; set it to an absolute path"
+            ),
+            "{mode}: {outcome}"
+        );
+        assert!(
+            !env.path().join("run").exists(),
+            "{mode}: nothing was created"
+        );
+    }
 }
 
 #[test]

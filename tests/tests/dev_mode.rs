@@ -218,6 +218,20 @@ fn a_build_removed_and_hard_linked_in_reloads() {
 
 #[test]
 fn a_slow_write_reloads_only_once_the_file_is_complete() {
+    slow_write(&[]);
+}
+
+/// A build whose data is at the path before any event there says it is being written
+/// (linked in while its writer is not done, as a first `write()` longer than the quiet
+/// period looks): it waits for its writer, and is never a failed build.
+#[test]
+fn a_build_linked_in_before_its_writer_is_done_reloads_only_once_it_is_complete() {
+    slow_write(&["--link"]);
+}
+
+/// `lb-slow-write ARGS` writes the next build at the path, slowly: no reload, and no
+/// failure, until it is complete; then one reload.
+fn slow_write(args: &[&str]) {
     let env = Env::new();
     let (sup, path) = start(&env);
     let old = sup.child_pid();
@@ -226,6 +240,7 @@ fn a_slow_write_reloads_only_once_the_file_is_complete() {
     std::fs::remove_file(&path).expect("remove the old build");
     let mut writer = Guard(
         Command::new(bin!("lb-slow-write"))
+            .args(args)
             .arg(bin!("lb-dev"))
             .arg(&path)
             .stdin(Stdio::piped())
@@ -262,7 +277,9 @@ fn a_slow_write_reloads_only_once_the_file_is_complete() {
     let status = sup.status();
     assert_eq!(
         (status["reloads"].as_u64(), status["failures"].as_u64()),
-        (Some(1), Some(0))
+        (Some(1), Some(0)),
+        "{}",
+        sup.logs()
     );
 }
 
@@ -276,9 +293,12 @@ fn a_build_that_exits_at_once_or_is_another_service_leaves_the_old_one_serving()
 
     land_by_rename(bin!("lb-dev-exit"), &path);
     let line = sup.wait_for_log("dev: new build pid ");
+    // The panic is quoted, with its place.
+    let (_, pid) = line.split_once("dev: new build pid ").expect("the prefix");
+    let pid = pid.split_whitespace().next().expect("a pid");
     assert!(
         line.ends_with(&format!(
-            " exited with code 101 before it was ready; still serving pid {old}"
+            " exited with code 101 before it was ready (its main panicked at tests/src/bin/lb-dev-exit.rs:6:5: lb-dev-exit: pid {pid} fails at start); still serving pid {old}"
         )),
         "{line}\n{}",
         sup.logs()
@@ -442,8 +462,7 @@ async fn main(lb: littleboss::Context) -> std::io::Result<()> {{
 /// `cargo build --offline` of the crate at `app` into `target`; panics with its output
 /// if it fails.
 fn cargo_build(app: &Path, target: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = littleboss_tests::lean_cargo();
     command
         .args(["build", "--offline", "--quiet"])
         .current_dir(app)

@@ -181,7 +181,7 @@ fn http_example_refuses_arguments_before_it_is_ready() {
     assert!(
         outcome
             .stderr
-            .contains("http takes no arguments of its own; got \\\"--bogus\\\""),
+            .contains("Error: http takes no arguments of its own; got \"--bogus\"\n"),
         "{outcome}"
     );
     // A reload to it fails, and the old child keeps serving.
@@ -195,7 +195,10 @@ fn http_example_refuses_arguments_before_it_is_ready() {
         reload
             .stderr
             .contains("reload of http failed: new child pid ")
-            && reload.stderr.contains("exited with code 1"),
+            && reload.stderr.contains("exited with code 1")
+            && reload.stderr.contains(
+                "(its main returned an error: http takes no arguments of its own; got \"--bogus\")"
+            ),
         "{reload}"
     );
     assert_eq!(sup.child_pid(), child, "the old child still serves");

@@ -1,5 +1,6 @@
 //! Misuse: a busy port, an address that does not parse, a control directory that cannot
-//! be written, and a second `start` beside a running supervisor.
+//! be written, a second `start` beside a running supervisor, and a listener asked for
+//! by a wrong name.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -9,6 +10,22 @@ use littleboss_tests::{COMMAND_TIMEOUT, Env, NO_ARGS, bin, run_for, runnable_by_
 
 /// The service name of `lb-http`.
 const NAME: &str = "lbhttp";
+
+/// A `main` that returns the `io::Error` of a wrong listener name prints its text, not
+/// its `Debug` form (`Custom { kind: NotFound, error: ... }`).
+#[test]
+fn an_io_error_from_main_is_printed_with_its_text() {
+    let env = Env::new();
+    let outcome = env.run(bin!("lb-http"), &["--take-listener=htp"]);
+    assert_eq!(outcome.code(), Some(1), "{outcome}");
+    assert!(
+        outcome
+            .stderr
+            .contains("Error: no listener named \"htp\"; the declared listeners are http, spare"),
+        "{outcome}"
+    );
+    assert!(!outcome.stderr.contains("Custom {"), "{outcome}");
+}
 
 #[test]
 fn a_busy_port_fails_start_and_leaves_no_socket() {
@@ -21,9 +38,9 @@ fn a_busy_port_fails_start_and_leaves_no_socket() {
     );
     assert_eq!(outcome.code(), Some(1), "{outcome}");
     assert!(
-        outcome
-            .stderr
-            .contains(&format!("bind http on {addr}: address in use")),
+        outcome.stderr.contains(&format!(
+            "bind http on {addr}: address in use; to bind another address, pass --http=ADDR"
+        )),
         "{outcome}"
     );
     assert!(!env.socket(NAME).exists(), "no socket file is left behind");
@@ -105,6 +122,49 @@ fn a_read_only_control_dir_is_refused() {
             "cannot open {}: Permission denied",
             lock.display()
         )),
+        "{outcome}"
+    );
+    assert!(!env.socket(NAME).exists());
+}
+
+/// A port below 1024, refused to a user who may not bind it, says what it takes (run
+/// as uid 65534 where the test runs as root).
+#[test]
+fn a_privileged_port_says_it_needs_root_or_a_user() {
+    let start_port: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(1024);
+    if start_port <= 1 {
+        eprintln!(
+            "a_privileged_port_says_it_needs_root_or_a_user: SKIPPED: this machine lets anyone bind any port (net.ipv4.ip_unprivileged_port_start = {start_port})"
+        );
+        return;
+    }
+    let env = Env::new();
+    let root = rustix::process::geteuid().is_root();
+    let bin = if root {
+        // Root may bind it: run the start as uid 65534, in a directory of its own.
+        std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::create_dir(env.dir()).expect("mkdir");
+        std::fs::set_permissions(env.dir(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::os::unix::fs::chown(env.dir(), Some(65534), Some(65534)).expect("chown");
+        runnable_by_nobody(bin!("lb-http"), env.path())
+    } else {
+        bin!("lb-http").to_path_buf()
+    };
+    let mut start = env.command(&bin);
+    start.args(["--littleboss=start", "--http=127.0.0.1:1"]);
+    if root {
+        start.uid(65534).gid(65534);
+    }
+    let outcome = run_for(start, COMMAND_TIMEOUT);
+    assert_eq!(outcome.code(), Some(1), "{outcome}");
+    assert!(
+        outcome.stderr.contains(
+            "bind http on 127.0.0.1:1: permission denied; port 1 is below 1024, which only root (or CAP_NET_BIND_SERVICE) may bind: start the supervisor as root, with user = \"...\" so that its children run as that user; to bind another address, pass --http=ADDR"
+        ),
         "{outcome}"
     );
     assert!(!env.socket(NAME).exists());

@@ -312,11 +312,58 @@ fn reload_to_a_binary_that_exits_at_start_fails_and_the_old_child_serves_on() {
 #[test]
 fn reload_to_a_binary_that_never_becomes_ready_fails_and_the_old_child_serves_on() {
     // The reason names the missing ready().
-    failing_new_child(
-        bin!("lb-reload-ready"),
-        "never-ready",
-        &["--littleboss=reload"],
-        " was killed: it did not call ready() within ",
+    let reason = failing_reload(|env| {
+        let copy = env.copy_binary(bin!("lb-reload-ready"), "never-ready");
+        env.run(&copy, &["--littleboss=reload"])
+    });
+    // It says what to do, and how long it waited once (its ready timeout is 1 s).
+    let (_, said) = reason
+        .split_once(" was killed: ")
+        .unwrap_or_else(|| panic!("the reason says it was killed: {reason:?}"));
+    let within = said
+        .strip_prefix("it declares calls_ready = true but did not call ready() within ")
+        .and_then(|rest| rest.strip_suffix(": call lb.ready() once it serves, or drop calls_ready"))
+        .unwrap_or_else(|| panic!("the reason names the missing ready() and the fix: {reason:?}"));
+    assert!(
+        within.starts_with("1 s") || within.starts_with("1."),
+        "{reason:?}"
+    );
+    assert!(!reason.contains(" after "), "no doubled time: {reason:?}");
+    wait_gone(new_child_pid(&reason), "the failed new child");
+}
+
+#[test]
+fn reload_to_a_binary_that_panics_at_start_quotes_the_panic() {
+    // The panic's message and place reach the one who asked, not only the log.
+    let reason = failing_reload(|env| {
+        let copy = env.copy_binary(bin!("lb-http"), "lb-http-panics");
+        env.run(&copy, &["--littleboss=reload", "--", "--panic-at-start"])
+    });
+    assert!(
+        reason.contains(" exited with code 101 after "),
+        "{reason:?}"
+    );
+    assert!(
+        reason.contains("(its main panicked at ")
+            && reason.contains("lb-http.rs:")
+            && reason.ends_with(": lb-http: told to panic at start)"),
+        "the reason quotes the panic and its place: {reason:?}"
+    );
+}
+
+#[test]
+fn reload_to_a_binary_whose_main_returns_an_io_error_quotes_its_text() {
+    let reason = failing_reload(|env| {
+        let copy = env.copy_binary(bin!("lb-http"), "lb-http-errs");
+        env.run(&copy, &["--littleboss=reload", "--", "--take-listener=htp"])
+    });
+    assert!(
+        reason.contains("(its main returned an error: no listener named \"htp\""),
+        "the Display text of the io::Error: {reason:?}"
+    );
+    assert!(
+        !reason.contains("Custom {"),
+        "not its Debug form: {reason:?}"
     );
 }
 
@@ -744,7 +791,10 @@ fn reload_with_a_new_address_moves_the_listener_and_a_busy_address_fails_cleanly
     let busy = holder.local_addr().expect("its address");
     let outcome = env.run(&copy, &["--littleboss=reload", &format!("--http={busy}")]);
     let reason = reload_failed(&outcome, "lbhttp");
-    assert_eq!(reason, format!("bind http on {busy}: address in use"));
+    assert_eq!(
+        reason,
+        format!("bind http on {busy}: address in use; to bind another address, pass --http=ADDR")
+    );
     let status = sup.status();
     assert_eq!(pid_in(&status, "child_pid"), Some(new), "{status}");
     assert_eq!(listener_addr(&status, "http"), Some(new_addr), "{status}");

@@ -184,6 +184,23 @@ fn child_exiting_before_ready_ends_the_supervisor_with_its_code() {
     assert!(!env.socket("lbhttp").exists(), "the socket is removed");
 }
 
+/// `start` is the supervisor in the foreground: the reason it prints quotes the
+/// child's panic, where and why.
+#[test]
+fn a_child_panicking_at_start_is_quoted_by_start() {
+    let env = Env::new();
+    let sup = env.start_nowait(bin!("lb-http"), &["--panic-at-start"]);
+    assert_eq!(sup.wait_code(), 101, "{}", sup.logs());
+    let logs = sup.logs();
+    let quoted = logs.lines().any(|line| {
+        line.starts_with("littleboss: lbhttp: child pid ")
+            && line.contains(" exited with code 101 after ")
+            && line.contains("(its main panicked at tests/src/bin/lb-http.rs:")
+            && line.ends_with(": lb-http: told to panic at start)")
+    });
+    assert!(quoted, "{logs}");
+}
+
 #[test]
 fn sync_main_works_supervised() {
     let env = Env::new();

@@ -173,6 +173,16 @@ fn an_upgrade_to_a_binary_that_exits_at_start_changes_nothing() {
     let reason = upgrade_failed(&outcome);
     assert!(reason.contains("exited with code 3"), "{reason}");
     assert_untouched(&sup, child, &one, addr);
+    // A panic at start is quoted, where and why.
+    let outcome = env.run(&two, &["--littleboss=upgrade", "--", "--panic-at-start"]);
+    let reason = upgrade_failed(&outcome);
+    assert!(
+        reason.contains("exited with code 101")
+            && reason.contains("(its main panicked at tests/src/bin/lb-http.rs:")
+            && reason.contains(": lb-http: told to panic at start)"),
+        "{reason}"
+    );
+    assert_untouched(&sup, child, &one, addr);
 }
 
 #[test]

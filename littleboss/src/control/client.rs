@@ -44,7 +44,7 @@ pub(crate) enum AskError {
 /// supervisor of this release and the one before speaks); its answer says the
 /// supervisor's newest version, and the request goes at the highest version both speak.
 pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
-    ask_with(path, request, None, &Waits::default())
+    ask_with(path, request, None, &Waits::default(), || {})
 }
 
 /// This binary's own times: what a reload to it waits for, and a stop's fallback when
@@ -110,11 +110,14 @@ impl Deadline {
 /// the supervisor speaks protocol 2 (it runs that very file, whatever its path holds),
 /// and a deadline from the times that apply: those the supervisor gives (the running
 /// child declared them), this binary's `own` for the new child of a reload.
+/// `contacted` runs once a supervisor has answered the first contact, before the
+/// request is sent (a command says what it is doing only then).
 pub(crate) fn ask_with(
     path: &Path,
     request: &Request,
     exe: Option<BorrowedFd<'_>>,
     own: &Waits,
+    contacted: impl FnOnce(),
 ) -> Result<Response, AskError> {
     let ours = Versions::ours();
     let mut contact = ours.oldest;
@@ -125,6 +128,7 @@ pub(crate) fn ask_with(
         contact = answered_at;
         first = ask_at(path, contact, &Request::Status, None, Deadline::STATUS)?.1;
     }
+    contacted();
     let Response::Status(status) = first else {
         // A refusal (of this client, or a busy supervisor's). A stop goes anyway (a
         // crowded supervisor keeps a slot for it), in the version of the contact.

@@ -107,6 +107,10 @@ impl fmt::Display for Versions {
 /// The largest control frame accepted (requests and replies are small).
 pub(crate) const MAX_CONTROL_FRAME: usize = 64 * 1024;
 
+/// How the error of a [`ChildMsg::Finished`] begins when the program's main panicked:
+/// `panicked at src/main.rs:4:5: boom`.
+pub(crate) const PANICKED: &str = "panicked at ";
+
 /// Child -> supervisor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ChildMsg {
@@ -114,7 +118,8 @@ pub(crate) enum ChildMsg {
     Hello(ChildHello),
     /// The program called `Context::ready`.
     Ready,
-    /// The program's main returned: `Ok`, or the error it printed.
+    /// The program's main returned: `Ok`, or the error it printed. A main that
+    /// panicked sends an `Err` that starts with [`PANICKED`], then where and what.
     Finished(Result<(), String>),
     /// Protocol 3: the program takes connections of this listener handed in from the
     /// process before ([`SupervisorMsg::Adopt`]).

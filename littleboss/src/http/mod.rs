@@ -2,6 +2,17 @@
 //! line, that loses no request through reloads (feature `hyper`; `littleboss::axum` does
 //! the same for axum).
 //!
+//! The example needs these dependencies (hyper's service and body types, and the
+//! runtime the attribute starts):
+//!
+//! ```toml
+//! [dependencies]
+//! littleboss = { git = "https://github.com/littleboss-rs/littleboss", features = ["hyper"] }
+//! hyper = "1"
+//! http-body-util = "0.1"
+//! tokio = { version = "1", features = ["full"] }
+//! ```
+//!
 //! ```no_run
 //! use std::convert::Infallible;
 //!

@@ -51,7 +51,9 @@ pub(crate) fn bind(
         reason,
     };
     if spec.network == Network::Unix {
-        return bind_unix(&shown, unix_mode).map(Some).map_err(fail);
+        return bind_unix(&shown, unix_mode)
+            .map(Some)
+            .map_err(|why| fail(format!("{why}{}", bind_hint(name, None))));
     }
     let addrs = spec.resolve().map_err(|source| BindError::Spec {
         name: name.to_string(),
@@ -65,12 +67,29 @@ pub(crate) fn bind(
     {
         match bind_ip(spec.network, addr) {
             Ok(bound) => return Ok(Some(bound)),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some((addr, e)),
         }
     }
-    Err(fail(
-        last.map_or_else(|| "no address".to_string(), |e| describe(&e)),
-    ))
+    Err(fail(match last {
+        None => "no address".to_string(),
+        Some((addr, e)) => format!("{}{}", describe(&e), bind_hint(name, Some((addr, &e)))),
+    }))
+}
+
+/// What to do about a failed bind (of an IP address, with its error): where the port
+/// is privileged, how to get it; in any case, how to bind another address instead.
+fn bind_hint(name: &str, failed: Option<(SocketAddr, &io::Error)>) -> String {
+    let privileged = failed
+        .filter(|(addr, e)| e.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024);
+    let privileged = if let Some((addr, _)) = privileged {
+        format!(
+            "; port {} is below 1024, which only root (or CAP_NET_BIND_SERVICE) may bind: start the supervisor as root, with user = \"...\" so that its children run as that user",
+            addr.port()
+        )
+    } else {
+        String::new()
+    };
+    format!("{privileged}; to bind another address, pass --{name}=ADDR")
 }
 
 /// For a dual-stack wildcard (`[::]`), the IPv4 wildcard to try if IPv6 is missing.
@@ -203,12 +222,37 @@ mod tests {
         assert_ne!(addr.port(), 0);
         let busy = ListenerSpec::parse(&format!("tcp:{addr}")).unwrap();
         let err = bind("http", &busy, None).unwrap_err().to_string();
-        assert_eq!(err, format!("bind http on {addr}: address in use"));
+        assert_eq!(
+            err,
+            format!(
+                "bind http on {addr}: address in use; to bind another address, pass --http=ADDR"
+            )
+        );
         let udp = ListenerSpec::parse("udp4::0").unwrap();
         let udp = bind("dns", &udp, None).unwrap().unwrap();
         assert!(matches!(udp.addr, BoundAddr::Ip(a) if a.is_ipv4()));
         let off = ListenerSpec::parse("tcp:").unwrap();
         assert!(bind("off", &off, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_privileged_port_says_how_to_get_it() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let low: SocketAddr = "0.0.0.0:443".parse().unwrap();
+        let hint = bind_hint("https", Some((low, &denied)));
+        assert!(hint.contains("port 443 is below 1024"), "{hint}");
+        assert!(hint.contains("user = \"...\""), "{hint}");
+        assert!(
+            hint.ends_with("; to bind another address, pass --https=ADDR"),
+            "{hint}"
+        );
+        let high: SocketAddr = "0.0.0.0:8443".parse().unwrap();
+        assert_eq!(
+            bind_hint("https", Some((high, &denied))),
+            "; to bind another address, pass --https=ADDR"
+        );
+        let busy = io::Error::from(io::ErrorKind::AddrInUse);
+        assert!(!bind_hint("https", Some((low, &busy))).contains("root"));
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Setup {
         args: Vec<OsString>,
     ) -> Result<Setup, String> {
         let run_as = user::resolve(config.user.as_deref(), config.group.as_deref())?;
-        let dir = dir::control_dir();
+        let dir = dir::control_dir()?;
         dir::prepare(&dir).map_err(|e| e.to_string())?;
         let socket_path = dir::socket_path(&dir, &config.name);
         let lock = take_lock(&dir, config, &socket_path)?;

@@ -100,6 +100,8 @@ pub(crate) struct Shell {
     exec: Option<ProgramRecord>,
     /// The fds of connections handed over, until forwarded or returned.
     parcels: Parcels,
+    /// Dev mode: the watch for new builds.
+    build_watch: Option<watch_build::BuildWatch>,
 }
 
 impl Shell {
@@ -122,7 +124,7 @@ impl Shell {
             0,
         );
         let control = OwnedFd::from(setup.control);
-        let shell = Shell::assemble(Parts {
+        let mut shell = Shell::assemble(Parts {
             config,
             machine,
             fds: setup.fds,
@@ -229,6 +231,7 @@ impl Shell {
             args: parts.args,
             exec: None,
             parcels: Parcels::default(),
+            build_watch: None,
         };
         shell.serve()?;
         if let Err(e) = descendants::become_subreaper() {
@@ -264,7 +267,7 @@ impl Shell {
 
     /// Dev mode: watches for new builds of the program that runs now, as the file it
     /// is (a build that landed since it started is new).
-    fn watch_builds(&self, program: &ProgramRecord) {
+    fn watch_builds(&mut self, program: &ProgramRecord) {
         if !self.dev {
             return;
         }
@@ -276,7 +279,8 @@ impl Shell {
         let logger = self.config.logger.clone();
         let name = self.config.name.clone();
         let log = move |level: Level, text: &str| logger.log(level, &name, text);
-        watch_build::spawn(program.path.clone(), running, self.inputs_tx.clone(), log);
+        self.build_watch =
+            watch_build::spawn(program.path.clone(), running, self.inputs_tx.clone(), log);
     }
 
     /// The loop: returns the supervisor's exit code.
@@ -499,6 +503,11 @@ impl Shell {
                 }
             }
             Effect::Log(level, text) => self.log(level, &text),
+            Effect::WatchBuildAgain => {
+                if let Some(watch) = &self.build_watch {
+                    watch.look_again();
+                }
+            }
             Effect::Close => {
                 self.socket.remove();
                 self.fds.clear();
@@ -510,21 +519,28 @@ impl Shell {
         let spawned = match self.fds.get(program.exe) {
             Some(exe) => {
                 spawn::spawn(exe, &program.path, argv, self.run_as.as_ref()).map_err(|e| {
-                    format!(
+                    let reason = format!(
                         "cannot start {}: {}",
                         program.path.display(),
                         socket::describe(&e)
-                    )
+                    );
+                    (reason, e.raw_os_error() == Some(libc::ETXTBSY))
                 })
             }
-            None => Err(format!(
-                "cannot start {}: its fd is gone",
-                program.path.display()
+            None => Err((
+                format!("cannot start {}: its fd is gone", program.path.display()),
+                false,
             )),
         };
         let spawned = match spawned {
             Ok(spawned) => spawned,
-            Err(reason) => return self.handle(Input::SpawnFailed { child, reason }),
+            Err((reason, busy)) => {
+                return self.handle(Input::SpawnFailed {
+                    child,
+                    reason,
+                    busy,
+                });
+            }
         };
         self.start_task(
             child,

@@ -7,16 +7,22 @@
 //! renamed over the path, cargo's way (the old file removed, the new one hard-linked
 //! in), and a file written in place. A file is complete when:
 //!
-//! - it was renamed or linked in (the writer finished before), or it was written and
-//!   then closed (close-after-write, where the backend reports it: inotify); a file
-//!   that was written to and not yet closed is never complete, however long its writer
-//!   pauses;
+//! - it was renamed in (the writer finished before), or, where the backend reports
+//!   close-after-write (inotify), it counts as being written from the moment it
+//!   appears (created, or linked in) until it is closed after a write, or until no
+//!   process has it open for writing (a file linked in by cargo is never written
+//!   through its new name): a file being written is never complete, however long its
+//!   writer pauses, and however long its first `write()` takes (inotify reports a write
+//!   only once it returns);
 //! - where the backend reports no close events, its size, modification time and inode
 //!   are the same across one more quiet period;
 //! - it is a non-empty regular file with an execute bit, and not the build that runs.
 //!
 //! Every event restarts a quiet period ([`QUIET`]), so the events of one build (cargo's
-//! remove and link, a copy and its chmod) make one build. A directory that goes away
+//! remove and link, a copy and its chmod) make one build. If a build that was reported
+//! cannot be run because it is still open for writing after all (`ETXTBSY`), the
+//! machine asks for it to be looked at again ([`BuildWatch::look_again`]): it is
+//! reported once its writer is done, never taken as a failed build. A directory that goes away
 //! (`cargo clean`) is watched again once it is back. Where no watch can be set up at
 //! all, the directory is polled instead.
 
@@ -99,12 +105,18 @@ struct Tracker {
     close_events: bool,
     /// Something happened at the path since it was last looked at.
     dirty: bool,
-    /// A writer has written to the file and not closed it.
+    /// The file may be open for writing: it appeared (created or linked in) or was
+    /// written to, and no close-after-write has been seen since.
     writing: bool,
+    /// Data was written through the path since it appeared: it was surely opened for
+    /// writing (used where no one can tell whether it still is).
+    written: bool,
     /// Without close events: the file as the last quiet period found it.
     seen: Option<Identity>,
     /// The build that runs, or was reported last.
     current: Option<Identity>,
+    /// The build before the one reported last, for [`look_again`](Self::look_again).
+    before: Option<Identity>,
 }
 
 impl Tracker {
@@ -114,8 +126,10 @@ impl Tracker {
             // A build that landed before the watch began is seen at the first look.
             dirty: true,
             writing: false,
+            written: false,
             seen: None,
             current,
+            before: current,
         }
     }
 
@@ -127,12 +141,19 @@ impl Tracker {
             EventKind::Access(_) => return false,
             EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
                 self.writing = self.close_events;
+                self.written = true;
             }
-            // Another file is at the path now: renamed over it, linked in, created.
-            EventKind::Create(_)
-            | EventKind::Remove(_)
-            | EventKind::Modify(ModifyKind::Name(_)) => {
+            // A file that appears at the path is being written from that moment: its
+            // first write is reported only once it returns, which may be after many
+            // quiet periods. (A file linked in is not, which only a look can tell.)
+            EventKind::Create(_) => {
+                self.writing = self.close_events;
+                self.written = false;
+            }
+            // Renamed over the path (its writer finished before), or removed.
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
                 self.writing = false;
+                self.written = false;
             }
             _ => {}
         }
@@ -141,11 +162,34 @@ impl Tracker {
         true
     }
 
-    /// A quiet period ended and `found` is what is at the path.
-    fn quiet(&mut self, found: Option<Found>) -> Step {
-        // A file being written is complete at its close, which is an event.
-        if !self.dirty || self.writing {
+    /// The build reported last could not be run: it is still open for writing. It is
+    /// reported again once it is complete.
+    fn look_again(&mut self) {
+        self.current = self.before;
+        self.writing = self.close_events;
+        self.dirty = true;
+        self.seen = None;
+    }
+
+    /// A quiet period ended and `found` is what is at the path; `open_for_writing`
+    /// tells whether any process has the file open for writing, where that can be known.
+    fn quiet(
+        &mut self,
+        found: Option<Found>,
+        open_for_writing: impl FnOnce() -> Option<bool>,
+    ) -> Step {
+        if !self.dirty {
             return Step::Wait;
+        }
+        if self.writing {
+            // A file being written is complete at its close, which is an event. One
+            // that nobody holds for writing is complete now (linked in, or its close
+            // was not seen); where nobody can tell, one that was written waits.
+            match open_for_writing() {
+                Some(false) => self.writing = false,
+                None if !self.written => self.writing = false,
+                Some(true) | None => return Step::Wait,
+            }
         }
         let Some(found) = found.filter(|f| f.runnable) else {
             // Removed and not replaced yet, empty, or not executable yet: the link, the
@@ -163,20 +207,84 @@ impl Tracker {
         }
         self.dirty = false;
         self.seen = None;
+        self.before = self.current;
         self.current = Some(found.identity);
         Step::Landed
     }
 }
 
+/// Whether any process has the file at `path` open for writing: `None` where that
+/// cannot be known. On Linux, from each process's open files in `/proc` (those this
+/// user may read, which include every build this user's tools write); elsewhere it
+/// cannot be known.
+fn open_for_writing(path: &Path) -> Option<bool> {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return None;
+    }
+    let target = std::fs::metadata(path).ok()?;
+    let procs = std::fs::read_dir("/proc").ok()?;
+    for proc in procs.flatten() {
+        let pid = proc.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            // The file the fd is open on (the link's target: stat follows it).
+            let Ok(meta) = std::fs::metadata(fd.path()) else {
+                continue;
+            };
+            if meta.dev() != target.dev() || meta.ino() != target.ino() {
+                continue;
+            }
+            let info = proc.path().join("fdinfo").join(fd.file_name());
+            if let Some(flags) = std::fs::read_to_string(info)
+                .ok()
+                .and_then(|text| fd_flags(&text))
+            {
+                if flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
+                    return Some(true);
+                }
+            }
+        }
+    }
+    Some(false)
+}
+
+/// The open flags in the text of `/proc/PID/fdinfo/FD` (`flags:\t0100001`, octal).
+fn fd_flags(fdinfo: &str) -> Option<u32> {
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+}
+
+/// Dev mode's watch, as the shell holds it.
+#[derive(Debug)]
+pub(crate) struct BuildWatch {
+    again: mpsc::UnboundedSender<()>,
+}
+
+impl BuildWatch {
+    /// The build reported last is still open for writing (it could not be run): report
+    /// it again once it is complete.
+    pub(crate) fn look_again(&self) {
+        let _ = self.again.send(());
+    }
+}
+
 /// Starts watching `path` for new builds in a task of the supervisor's loop; each one
 /// is an [`Input::BuildLanded`] on `inputs`. `running` is the executable that runs now.
-/// The task ends when the loop does.
+/// The task ends when the loop does; `None` if no watch could be set up (it says why
+/// through `log`).
 pub(crate) fn spawn(
     path: PathBuf,
     running: Option<Metadata>,
     inputs: mpsc::UnboundedSender<Input>,
     log: impl Fn(Level, &str) + Send + 'static,
-) {
+) -> Option<BuildWatch> {
     let Some((dir, name)) = path
         .parent()
         .zip(path.file_name())
@@ -186,7 +294,7 @@ pub(crate) fn spawn(
             Level::Warn,
             &format!("dev: cannot watch {}: not a file's path", path.display()),
         );
-        return;
+        return None;
     };
     let (events_tx, events) = mpsc::unbounded_channel();
     let handler = move |event: notify::Result<Event>| {
@@ -216,11 +324,12 @@ pub(crate) fn spawn(
                             Level::Warn,
                             &format!("dev: cannot look for new builds: {e}"),
                         );
-                        return;
+                        return None;
                     }
                 }
             }
         };
+    let (again_tx, again) = mpsc::unbounded_channel();
     let task = Watch {
         tracker: Tracker::new(close_events, running.as_ref().map(Identity::of)),
         path,
@@ -229,6 +338,7 @@ pub(crate) fn spawn(
         name,
         watcher,
         events,
+        again,
         inputs,
         log: Box::new(log),
         watching: false,
@@ -237,6 +347,7 @@ pub(crate) fn spawn(
         retry_at: None,
     };
     tokio::spawn(task.run());
+    Some(BuildWatch { again: again_tx })
 }
 
 /// Where the watch's own lines go: the supervisor's logger.
@@ -252,6 +363,8 @@ struct Watch {
     name: OsString,
     watcher: Box<dyn Watcher + Send>,
     events: mpsc::UnboundedReceiver<notify::Result<Event>>,
+    /// [`BuildWatch::look_again`].
+    again: mpsc::UnboundedReceiver<()>,
     inputs: mpsc::UnboundedSender<Input>,
     log: Log,
     watching: bool,
@@ -274,6 +387,10 @@ impl Watch {
                     }
                     None => return,
                 },
+                Some(()) = self.again.recv() => {
+                    self.tracker.look_again();
+                    self.restart_quiet();
+                }
                 () = sleep_until(self.quiet_until) => {
                     self.quiet_until = None;
                     self.on_quiet();
@@ -345,6 +462,16 @@ impl Watch {
         let kind = if rescan { &EventKind::Any } else { &event.kind };
         if (ours || rescan) && self.tracker.event(kind) {
             self.restart_quiet();
+        } else if self.tracker.writing
+            && matches!(
+                event.kind,
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+            )
+        {
+            // The file may be written through another name (linked in while its
+            // writer, under its first name, was not done): that name's close is the
+            // moment to look whether anyone still holds it.
+            self.restart_quiet();
         }
     }
 
@@ -375,7 +502,11 @@ impl Watch {
         if self.watching && dir_id(&self.canonical) != self.dir_id {
             return self.lost();
         }
-        match self.tracker.quiet(Found::at(&self.path)) {
+        let path = &self.path;
+        match self
+            .tracker
+            .quiet(Found::at(path), || open_for_writing(path))
+        {
             Step::Wait => {}
             Step::Again => self.restart_quiet(),
             Step::Landed => {
@@ -426,100 +557,209 @@ mod tests {
         })
     }
 
+    /// No process has the file open for writing.
+    fn nobody() -> Option<bool> {
+        Some(false)
+    }
+
+    /// A process has it open for writing.
+    fn held() -> Option<bool> {
+        Some(true)
+    }
+
+    /// Nobody can tell.
+    fn unknown() -> Option<bool> {
+        None
+    }
+
     const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(DataChange::Any));
     const CLOSE: EventKind = EventKind::Access(AccessKind::Close(AccessMode::Write));
 
     #[test]
     fn the_build_that_runs_is_not_new() {
         let mut t = Tracker::new(true, Some(id(1, 10)));
-        assert_eq!(t.quiet(found(1, 10)), Step::Wait);
-        assert_eq!(t.quiet(found(2, 10)), Step::Wait, "nothing happened since");
+        assert_eq!(t.quiet(found(1, 10), nobody), Step::Wait);
+        assert_eq!(
+            t.quiet(found(2, 10), nobody),
+            Step::Wait,
+            "nothing happened since"
+        );
     }
 
     #[test]
     fn a_build_that_landed_before_the_watch_is_seen_at_once() {
         let mut t = Tracker::new(true, Some(id(1, 10)));
-        assert_eq!(t.quiet(found(2, 10)), Step::Landed);
+        assert_eq!(t.quiet(found(2, 10), nobody), Step::Landed);
     }
 
     #[test]
     fn cargo_removes_and_links() {
         let mut t = Tracker::new(true, Some(id(1, 10)));
-        t.quiet(found(1, 10));
+        t.quiet(found(1, 10), nobody);
         assert!(t.event(&EventKind::Remove(RemoveKind::File)));
         assert!(t.event(&EventKind::Create(CreateKind::File)));
-        assert_eq!(t.quiet(found(2, 12)), Step::Landed);
-        assert_eq!(t.quiet(found(2, 12)), Step::Wait, "one build, one reload");
+        assert_eq!(t.quiet(found(2, 12), nobody), Step::Landed);
+        assert_eq!(
+            t.quiet(found(2, 12), nobody),
+            Step::Wait,
+            "one build, one reload"
+        );
     }
 
     #[test]
     fn a_rename_over_the_path() {
         let mut t = Tracker::new(true, Some(id(1, 10)));
-        t.quiet(found(1, 10));
+        t.quiet(found(1, 10), nobody);
         t.event(&EventKind::Modify(ModifyKind::Name(RenameMode::To)));
-        assert_eq!(t.quiet(found(3, 10)), Step::Landed);
+        assert_eq!(t.quiet(found(3, 10), nobody), Step::Landed);
     }
 
     #[test]
     fn a_file_written_in_place_is_complete_at_its_close() {
         let mut t = Tracker::new(true, Some(id(1, 10)));
-        t.quiet(found(1, 10));
+        t.quiet(found(1, 10), nobody);
         t.event(&EventKind::Remove(RemoveKind::File));
         t.event(&EventKind::Create(CreateKind::File));
         t.event(&WRITE);
         // The writer pauses for many quiet periods.
         for _ in 0..5 {
-            assert_eq!(t.quiet(found(2, 5)), Step::Wait);
+            assert_eq!(t.quiet(found(2, 5), held), Step::Wait);
         }
         t.event(&WRITE);
         t.event(&CLOSE);
-        assert_eq!(t.quiet(found(2, 10)), Step::Landed);
+        assert_eq!(t.quiet(found(2, 10), nobody), Step::Landed);
+    }
+
+    /// The first write of a large build may take longer than a quiet period, and inotify
+    /// reports it only once it returns: from its creation, the file is being written
+    /// while its writer holds it.
+    #[test]
+    fn a_created_file_is_being_written_until_nobody_holds_it() {
+        let mut t = Tracker::new(true, Some(id(1, 10)));
+        t.quiet(found(1, 10), nobody);
+        t.event(&EventKind::Remove(RemoveKind::File));
+        t.event(&EventKind::Create(CreateKind::File));
+        for _ in 0..5 {
+            assert_eq!(t.quiet(found(2, 5), held), Step::Wait, "half written");
+        }
+        t.event(&WRITE);
+        t.event(&CLOSE);
+        assert_eq!(
+            t.quiet(found(2, 10), held),
+            Step::Landed,
+            "closed after its write"
+        );
+    }
+
+    /// cargo links the build in: created, never written through the path, held by
+    /// nobody.
+    #[test]
+    fn a_file_linked_in_is_complete_once_nobody_holds_it() {
+        let mut t = Tracker::new(true, Some(id(1, 10)));
+        t.quiet(found(1, 10), nobody);
+        t.event(&EventKind::Remove(RemoveKind::File));
+        t.event(&EventKind::Create(CreateKind::File));
+        assert_eq!(t.quiet(found(2, 10), nobody), Step::Landed);
+        // Where nobody can tell, a file linked in is complete; one written is not
+        // until its close.
+        t.event(&EventKind::Create(CreateKind::File));
+        assert_eq!(t.quiet(found(3, 10), unknown), Step::Landed);
+        t.event(&EventKind::Create(CreateKind::File));
+        t.event(&WRITE);
+        assert_eq!(t.quiet(found(4, 10), unknown), Step::Wait);
+    }
+
+    /// A build reported, then found busy when run (`ETXTBSY`), is reported again once
+    /// it is complete, even unchanged.
+    #[test]
+    fn a_build_found_busy_is_reported_again_once_complete() {
+        let mut t = Tracker::new(true, Some(id(1, 10)));
+        t.quiet(found(1, 10), nobody);
+        t.event(&EventKind::Create(CreateKind::File));
+        assert_eq!(t.quiet(found(2, 10), nobody), Step::Landed);
+        t.look_again();
+        assert_eq!(t.quiet(found(2, 10), held), Step::Wait, "still held");
+        t.event(&CLOSE);
+        assert_eq!(
+            t.quiet(found(2, 10), nobody),
+            Step::Landed,
+            "the same file, now complete"
+        );
+        assert_eq!(t.quiet(found(2, 10), nobody), Step::Wait, "once");
+    }
+
+    #[test]
+    fn the_flags_of_an_open_file_are_read() {
+        let text = "pos:\t0\nflags:\t0100001\nmnt_id:\t20\n";
+        assert_eq!(fd_flags(text), Some(0o100001));
+        assert_eq!(fd_flags("pos:\t0\n"), None);
+    }
+
+    /// The look at `/proc`, on this very process's files.
+    #[test]
+    fn who_holds_a_file_for_writing_is_seen() {
+        if !cfg!(any(target_os = "linux", target_os = "android")) {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app");
+        let file = std::fs::File::create(&path).expect("create");
+        assert_eq!(open_for_writing(&path), Some(true));
+        drop(file);
+        let read = std::fs::File::open(&path).expect("open to read");
+        assert_eq!(
+            open_for_writing(&path),
+            Some(false),
+            "a reader is not a writer"
+        );
+        drop(read);
+        assert_eq!(open_for_writing(&dir.path().join("missing")), None);
     }
 
     #[test]
     fn reads_and_execs_are_ignored() {
         let mut t = Tracker::new(true, Some(id(1, 10)));
-        t.quiet(found(1, 10));
+        t.quiet(found(1, 10), nobody);
         assert!(!t.event(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
         assert!(!t.event(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
-        assert_eq!(t.quiet(found(1, 10)), Step::Wait);
+        assert_eq!(t.quiet(found(1, 10), nobody), Step::Wait);
     }
 
     #[test]
     fn a_removed_empty_or_plain_file_waits_for_the_next_event() {
         let mut t = Tracker::new(true, Some(id(1, 10)));
-        t.quiet(found(1, 10));
+        t.quiet(found(1, 10), nobody);
         t.event(&EventKind::Remove(RemoveKind::File));
-        assert_eq!(t.quiet(None), Step::Wait);
+        assert_eq!(t.quiet(None, nobody), Step::Wait);
         t.event(&EventKind::Create(CreateKind::File));
         let plain = Found {
             identity: id(2, 10),
             runnable: false,
         };
-        assert_eq!(t.quiet(Some(plain)), Step::Wait);
+        assert_eq!(t.quiet(Some(plain), nobody), Step::Wait);
         t.event(&EventKind::Modify(ModifyKind::Metadata(
             notify::event::MetadataKind::Permissions,
         )));
-        assert_eq!(t.quiet(found(2, 10)), Step::Landed);
+        assert_eq!(t.quiet(found(2, 10), nobody), Step::Landed);
     }
 
     #[test]
     fn without_close_events_a_file_must_be_stable() {
         let mut t = Tracker::new(false, Some(id(1, 10)));
-        t.quiet(found(1, 10));
+        t.quiet(found(1, 10), nobody);
         t.event(&WRITE);
-        assert_eq!(t.quiet(found(2, 5)), Step::Again);
-        assert_eq!(t.quiet(found(2, 8)), Step::Again, "it grew");
-        assert_eq!(t.quiet(found(2, 8)), Step::Landed);
+        assert_eq!(t.quiet(found(2, 5), nobody), Step::Again);
+        assert_eq!(t.quiet(found(2, 8), nobody), Step::Again, "it grew");
+        assert_eq!(t.quiet(found(2, 8), nobody), Step::Landed);
         t.event(&EventKind::Modify(ModifyKind::Name(RenameMode::To)));
-        assert_eq!(t.quiet(found(3, 8)), Step::Again);
+        assert_eq!(t.quiet(found(3, 8), nobody), Step::Again);
         t.event(&WRITE);
         assert_eq!(
-            t.quiet(found(3, 9)),
+            t.quiet(found(3, 9), nobody),
             Step::Again,
             "an event restarts the look"
         );
-        assert_eq!(t.quiet(found(3, 9)), Step::Landed);
+        assert_eq!(t.quiet(found(3, 9), nobody), Step::Landed);
     }
 
     async fn landed(rx: &mut mpsc::UnboundedReceiver<Input>) -> bool {

@@ -18,6 +18,8 @@
 //! |---|---|
 //! | `--exit-code=N` | after winding down, exit with code N instead of 0 |
 //! | `--exit-at-start` | exit with code 3 at once, before taking listeners or calling ready |
+//! | `--panic-at-start` | panic at once (exit code 101), before taking listeners |
+//! | `--take-listener=NAME` | take listener NAME first, returning its error from main |
 //! | `--never-ready` | never call `lb.ready()` |
 //! | `--crash-after-ms=N` | exit with code 4, N ms after start, whatever it is doing |
 //! | `--ignore-lameduck` | keep serving after lameduck and never return |
@@ -42,6 +44,8 @@ use tokio::task::JoinSet;
 struct Opts {
     exit_code: i32,
     exit_at_start: bool,
+    panic_at_start: bool,
+    take_listener: Option<String>,
     never_ready: bool,
     crash_after_ms: Option<u64>,
     ignore_lameduck: bool,
@@ -70,6 +74,8 @@ impl Opts {
                     opts.exit_code = i32::try_from(number(value)?).map_err(|e| e.to_string())?;
                 }
                 "--exit-at-start" => opts.exit_at_start = true,
+                "--panic-at-start" => opts.panic_at_start = true,
+                "--take-listener" => opts.take_listener = value.map(str::to_string),
                 "--never-ready" => opts.never_ready = true,
                 "--crash-after-ms" => opts.crash_after_ms = Some(number(value)?),
                 "--ignore-lameduck" => opts.ignore_lameduck = true,
@@ -100,6 +106,12 @@ async fn main(lb: Context) -> io::Result<()> {
     if opts.exit_at_start {
         eprintln!("lb-http: pid {pid} exiting at start with code 3");
         std::process::exit(3);
+    }
+    if opts.panic_at_start {
+        panic!("lb-http: told to panic at start");
+    }
+    if let Some(name) = &opts.take_listener {
+        lb.tcp_listener(name)?;
     }
     if let Some(ms) = opts.crash_after_ms {
         tokio::spawn(async move {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::protocol::PANICKED;
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 
 use super::{ChildId, Time};
@@ -125,10 +126,18 @@ impl Exit {
             }
             (None, WaitStatus::Unknown) => "ended before it was ready".to_string(),
         };
-        if let Some(Err(e)) = &self.finished {
-            text.push_str(&format!(" (its main returned an error: {e})"));
-        }
+        text.push_str(&self.what_main_said());
         text
+    }
+
+    /// ` (its main returned an error: ...)`, ` (its main panicked at src/main.rs:4:5:
+    /// boom)`, or nothing.
+    fn what_main_said(&self) -> String {
+        match &self.finished {
+            Some(Err(e)) if e.starts_with(PANICKED) => format!(" (its main {e})"),
+            Some(Err(e)) => format!(" (its main returned an error: {e})"),
+            _ => String::new(),
+        }
     }
 
     /// `exited with code 3 after 120 ms`, `killed by signal 9 after 2.1 s`, ...
@@ -139,12 +148,24 @@ impl Exit {
             (None, WaitStatus::Signal(sig)) => format!("was killed by signal {sig}"),
             (None, WaitStatus::Unknown) => "ended".to_string(),
         };
-        let mut text = format!("{how} after {}", human_duration(self.ran));
-        if let Some(Err(e)) = &self.finished {
-            text.push_str(&format!(" (its main returned an error: {e})"));
-        }
+        // A deadline's reason says how long it waited already.
+        let mut text = match &self.killed_because {
+            Some(why) if why.contains(" within ") => how,
+            _ => format!("{how} after {}", human_duration(self.ran)),
+        };
+        text.push_str(&self.what_main_said());
         text
     }
+}
+
+/// A timeout as it was declared: `500 ms`, `30 s`, `1.5 s` (to the tenth of a second,
+/// so that the few milliseconds a deadline is seen late do not show).
+pub(crate) fn human_timeout(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{} ms", d.as_millis());
+    }
+    let text = format!("{:.1}", d.as_secs_f64());
+    format!("{} s", text.strip_suffix(".0").unwrap_or(&text))
 }
 
 /// `120 ms`, `2.1 s`.

@@ -41,7 +41,7 @@ use crate::control::protocol::{
 use crate::logger::Level;
 use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
 
-pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration};
+pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration, human_timeout};
 use moves::Moves;
 
 /// Milliseconds on the supervisor's monotonic clock (since it started).
@@ -121,10 +121,13 @@ pub(crate) enum Input {
         pid: u32,
         started: SystemTime,
     },
-    /// The child asked for by [`Effect::Spawn`] could not be started.
+    /// The child asked for by [`Effect::Spawn`] could not be started. `busy`: its
+    /// executable is still open for writing (`ETXTBSY`), so in dev mode it is a build
+    /// not yet complete, not a failed one.
     SpawnFailed {
         child: ChildId,
         reason: String,
+        busy: bool,
     },
     /// A child sent a message (hello, ready, finished).
     Message {
@@ -240,6 +243,10 @@ pub(crate) enum Effect {
     /// Close every listener and remove the control socket: the last step before the
     /// stop is answered.
     Close,
+    /// Dev mode: the build that landed could not be started because it is still being
+    /// written; the watch looks at it again once its writer is done (and reports it
+    /// again as [`Input::BuildLanded`]).
+    WatchBuildAgain,
     /// Run `program` (the upgrade's binary) as a probe that reads the state and says
     /// whether it can take over the supervisor; answered by [`Input::Probed`].
     Probe {
@@ -627,7 +634,11 @@ impl Machine {
                 pid,
                 started,
             } => self.on_spawned(child, pid, started, now),
-            Input::SpawnFailed { child, reason } => self.on_spawn_failed(child, reason, now),
+            Input::SpawnFailed {
+                child,
+                reason,
+                busy,
+            } => self.on_spawn_failed(child, reason, busy, now),
             Input::Message { child, msg } => self.on_message(child, msg, now),
             Input::ChannelFailed { child, reason } => {
                 if let Some(place) = self.find(child) {
@@ -946,10 +957,24 @@ impl Machine {
         }
     }
 
-    fn on_spawn_failed(&mut self, id: ChildId, reason: String, now: Time) {
+    fn on_spawn_failed(&mut self, id: ChildId, reason: String, busy: bool, now: Time) {
         let Some(place) = self.find(id) else { return };
-        self.state.failures += 1;
+        // Dev mode: a build still being written is not complete yet, so not a failure;
+        // the watch reports it again once its writer is done.
+        let incomplete = busy && self.settings.dev;
+        if incomplete {
+            self.effects.push_back(Effect::WatchBuildAgain);
+        } else {
+            self.state.failures += 1;
+        }
         match place {
+            Place::Incoming if incomplete => {
+                self.take(place);
+                let what =
+                    "is still being written (executable file busy); it starts once it is complete"
+                        .to_string();
+                self.reload_failed(reason, what, false, now);
+            }
             Place::Incoming => {
                 self.take(place);
                 let what = format!("could not be started: {reason}");
@@ -1077,8 +1102,13 @@ impl Machine {
                 self.kill(place, format!("it did not say hello within {within}"));
             }
             Life::AwaitingReady { .. } => {
-                let within = human_duration(ran);
-                self.kill(place, format!("it did not call ready() within {within}"));
+                let within = human_timeout(ran);
+                self.kill(
+                    place,
+                    format!(
+                        "it declares calls_ready = true but did not call ready() within {within}: call lb.ready() once it serves, or drop calls_ready"
+                    ),
+                );
             }
             Life::Settling { .. } => {
                 if let Some(c) = self.child_mut(place) {

@@ -75,6 +75,10 @@ struct Driver {
     procs: BTreeMap<ChildId, Proc>,
     next_pid: u32,
     fail_spawns: bool,
+    /// Failed spawns fail as a build still open for writing does (`ETXTBSY`).
+    busy_spawns: bool,
+    /// Times the watch for builds was asked to look again.
+    watched_again: usize,
     /// The path and arguments of the reload being prepared.
     preparing: bool,
     prepare: Option<(PathBuf, Vec<OsString>)>,
@@ -141,6 +145,8 @@ impl Driver {
             procs: BTreeMap::new(),
             next_pid: 100,
             fail_spawns: false,
+            busy_spawns: false,
+            watched_again: 0,
             preparing: false,
             prepare: None,
             stop_asked: false,
@@ -385,6 +391,7 @@ impl Driver {
                             Input::SpawnFailed {
                                 child,
                                 reason: "cannot start: no".into(),
+                                busy: self.busy_spawns,
                             },
                             self.now,
                         );
@@ -498,6 +505,13 @@ impl Driver {
                 }
                 Effect::Log(_, text) => self.logs.push(text),
                 Effect::Notify(_) | Effect::Close => {}
+                Effect::WatchBuildAgain => {
+                    assert!(
+                        self.m.settings.dev,
+                        "a build watched again outside dev mode"
+                    );
+                    self.watched_again += 1;
+                }
                 Effect::Probe { .. } => {
                     assert_eq!(self.probing, 0, "two probes at once");
                     self.probing += 1;
@@ -931,6 +945,7 @@ fn the_first_child_that_cannot_start_stops_the_supervisor() {
         Input::SpawnFailed {
             child,
             reason: "cannot start /bin/v1: permission denied".into(),
+            busy: false,
         },
         0,
     );
@@ -1221,6 +1236,35 @@ fn in_dev_mode_a_child_that_crashes_waits_for_the_next_build() {
 }
 
 #[test]
+fn in_dev_mode_a_build_still_being_written_is_not_a_failure() {
+    let (mut d, first) = Driver::serving(dev());
+    let old_pid = d.procs[&first].pid;
+    d.fail_spawns = true;
+    d.busy_spawns = true;
+    d.build();
+    d.prepared(true, 2);
+    assert_eq!(
+        d.dev_lines(),
+        [format!(
+            "dev: new build is still being written (executable file busy); it starts once it is complete; still serving pid {old_pid}"
+        )]
+    );
+    assert_eq!(d.watched_again, 1, "the watch looks at it again");
+    assert_eq!(d.status().failures, 0);
+    assert_eq!(d.current(), first);
+    // Reported again once complete, it reloads.
+    d.fail_spawns = false;
+    d.build();
+    d.prepared(true, 3);
+    let new = d.incoming();
+    d.msg(new, hello(false, 0));
+    d.advance(250);
+    assert_eq!(d.current(), new);
+    assert_eq!(d.status().failures, 0);
+    d.finish();
+}
+
+#[test]
 fn in_dev_mode_a_first_child_that_cannot_start_waits_for_a_build() {
     let mut d = Driver::new(dev());
     let first = d.current();
@@ -1425,7 +1469,11 @@ fn play(d: &mut Driver, action: Action) {
             }
         }
         Action::Advance(ms) => d.advance(ms),
-        Action::FailSpawns(fail) => d.fail_spawns = fail,
+        Action::FailSpawns(fail) => {
+            d.fail_spawns = fail;
+            // Every other failing spawn is a build still being written.
+            d.busy_spawns = fail && d.spawns % 2 == 0;
+        }
         Action::BuildLanded => d.build(),
         Action::Upgrade => {
             d.upgrade("/bin/next");

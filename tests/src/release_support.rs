@@ -18,7 +18,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 
 use crate::{COMMAND_TIMEOUT, Env, Outcome, Supervisor, run_for};

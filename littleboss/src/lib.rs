@@ -310,6 +310,8 @@ mod dir;
 mod dispatch;
 mod environ;
 mod flags;
+#[cfg(test)]
+mod golden;
 mod handoff;
 mod log_queue;
 mod logger;

@@ -3,6 +3,8 @@
 //! client that the command-line modes use ([`client`]).
 
 pub(crate) mod client;
+#[cfg(test)]
+mod golden_tests;
 pub(crate) mod protocol;
 pub(crate) mod server;
 pub(crate) mod status_fit;

@@ -53,6 +53,12 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
+    /// A record made up for tests (the golden upgrade state).
+    #[cfg(test)]
+    pub(crate) fn made_up(path: PathBuf, dev: u64, ino: u64) -> SocketFile {
+        SocketFile { path, dev, ino }
+    }
+
     pub(crate) fn of(path: &Path) -> io::Result<SocketFile> {
         let stat = std::fs::symlink_metadata(path)?;
         Ok(SocketFile {

@@ -1937,3 +1937,118 @@ fn an_upgrade_re_executes_once_the_connections_on_their_way_are_answered() {
     d.exec(true);
     d.finish();
 }
+
+// --- the upgrade state's golden bytes ---------------------------------------------------
+
+/// The states an upgrade may hand over, named: one of each situation the machine can
+/// be in, so that every type of the state is in the golden bytes.
+fn golden_states() -> Vec<(&'static str, Driver)> {
+    let (serving, _) = Driver::serving(settings(true, true));
+    let (mut reloading, _) = Driver::serving(settings(true, true));
+    reloading.reload("/bin/next");
+    let (mut starting_new, _) = Driver::serving(settings(false, true));
+    starting_new.reload("/bin/next");
+    starting_new.prepared(true, 2);
+    let new = starting_new.incoming();
+    starting_new.msg(new, hello(true, 2_000));
+    let (mut moving, old, new) = moving();
+    moving.hand(old, 2);
+    assert!(moving.answer_first(new, true));
+    let (mut upgrading, _) = Driver::serving(settings(false, true));
+    upgrading.upgrade("/bin/next");
+    let mut idle = Driver::new(dev());
+    let first = idle.current();
+    idle.exit(first, WaitStatus::Code(101));
+    let (mut backoff, first) = Driver::serving(settings(true, false));
+    backoff.exit(first, WaitStatus::Code(3));
+    let (mut stopping, _) = Driver::serving(settings(false, true));
+    stopping.request(Request::Stop);
+    vec![
+        ("serving", serving),
+        ("reloading.preparing", reloading),
+        ("reloading.hello", starting_new),
+        ("reloading.moving", moving),
+        ("upgrading", upgrading),
+        ("dev.idle", idle),
+        ("persist.backoff", backoff),
+        ("stopping", stopping),
+    ]
+}
+
+/// The whole handover around a machine's state, with made-up fds.
+fn golden_handover(d: &Driver) -> crate::supervisor::handover::Handover {
+    use crate::control::protocol::Versions;
+    use crate::socket::SocketFile;
+    use crate::supervisor::handover::{Handover, HeldChild, HeldClient, HeldFd};
+    Handover {
+        versions: Versions {
+            oldest: 1,
+            newest: 3,
+        },
+        now: d.now,
+        dev: d.m.settings.dev,
+        state: d.m.state().clone(),
+        fds: vec![
+            HeldFd {
+                key: 1,
+                fd: 5,
+                file: None,
+            },
+            HeldFd {
+                key: 2,
+                fd: 6,
+                file: Some(SocketFile::made_up("/run/myblog.sock".into(), 64768, 1234)),
+            },
+        ],
+        children: d
+            .m
+            .children()
+            .map(|c| HeldChild {
+                id: c.id,
+                pid: c.pid,
+                channel: 7,
+                pidfd: Some(8),
+                version: Some(3),
+            })
+            .collect(),
+        control: 3,
+        socket: "/run/user/1000/littleboss/myblog.sock".into(),
+        lock: 4,
+        clients: vec![HeldClient {
+            id: ClientId(9),
+            fd: 9,
+            version: 2,
+        }],
+        next_client: 10,
+        args: vec!["myblog".into(), "--littleboss=start".into()],
+    }
+}
+
+/// State version 1, as this build writes it: what a supervisor of the next release
+/// must read when it is asked to upgrade this one.
+#[test]
+fn the_upgrade_state_encodes_as_state_version_1() {
+    use crate::supervisor::handover::{Handover, STATE_VERSION};
+    assert_eq!(
+        STATE_VERSION, 1,
+        "a new state version keeps the golden bytes of the one before"
+    );
+    let entries: Vec<(String, Vec<u8>)> = golden_states()
+        .iter()
+        .map(|(name, d)| {
+            let bytes = golden_handover(d).encode().expect("encodes");
+            (format!("v1 {name}"), bytes)
+        })
+        .collect();
+    crate::golden::check(
+        "upgrade-state.txt",
+        "The upgrade state (the handover): `littleboss-handover\\0`, the state version (u16\n\
+         LE), then the postcard body. `vN NAME`: state version N, in situation NAME.",
+        &entries,
+    );
+    // And this build reads them back.
+    for (name, bytes) in crate::golden::read("upgrade-state.txt") {
+        let handover = Handover::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(handover.encode().expect("encodes"), bytes, "{name}");
+    }
+}

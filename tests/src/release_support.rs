@@ -1,16 +1,21 @@
-//! The previous release, for the cross-release tests (`tests/compat.rs`).
+//! The earlier releases, for the cross-release tests (`tests/compat.rs`).
 //!
-//! `tests/fixtures/release-211a8cc/` holds the `littleboss` and `littleboss-macros`
-//! crates exactly as they were at commit 211a8cc (wire protocol 1), never edited, and
-//! `app/`, the test service `lbhttp` written against them: the binary
-//! `lb-http-211a8cc`, the same service as `lb-http` (same name, listeners, readiness and
-//! lameduck, and the same [`Answer`](crate::Answer)), so that either binary reloads
-//! into the other. The fixture is a workspace of its own, excluded from this one: it is
-//! never built, linted or formatted with it. [`old_release`] builds it, once per test
-//! process (cargo's own lock serializes the test processes), into
-//! `<target>/release-211a8cc/`, with the versions of its committed `Cargo.lock`
-//! (`--locked`), all of which a build of this workspace has in the local cargo cache:
-//! no network is needed.
+//! Each `tests/fixtures/release-COMMIT/` holds the littleboss crates exactly as they
+//! were at that commit, never edited, and `app/`, the test service `lbhttp` written
+//! against them: the binary `lb-http-COMMIT`, the same service as `lb-http` (same name,
+//! listeners, readiness and lameduck, and the same [`Answer`](crate::Answer)), so that
+//! either binary reloads into the other. A fixture is a workspace of its own, excluded
+//! from this one: it is never built, linted or formatted with it.
+//!
+//! - [`RELEASE_211A8CC`]: protocol 1 only, before `upgrade`.
+//! - [`RELEASE_9E15504`]: protocols 1 to 3 and upgrade state version 1: the last
+//!   release before the supervisor's second shape, which a release must still read
+//!   and upgrade from.
+//!
+//! [`Release::build`] builds one, once per test process (cargo's own lock serializes
+//! the test processes), into `<target>/release-COMMIT/`, with the versions of its
+//! committed `Cargo.lock` (`--locked`), all of which a build of this workspace has in
+//! the local cargo cache: no network is needed.
 //!
 //! [`start_with_env`] and [`run_with_env`] run a binary with extra environment
 //! variables, such as [`TEST_PROTOCOLS`], the switch that narrows the protocol range a
@@ -23,13 +28,41 @@ use std::sync::OnceLock;
 
 use crate::{COMMAND_TIMEOUT, Env, Outcome, Supervisor, run_for};
 
-/// The commit of the previous release that the fixture freezes.
+/// A frozen earlier release: which commit, what it speaks, its binary of `lbhttp`.
+#[derive(Debug)]
+pub struct Release {
+    /// The commit the fixture freezes.
+    pub commit: &'static str,
+    /// The oldest and newest protocol versions it speaks.
+    pub protocols: (u64, u64),
+    /// Its binary of the service `lbhttp`: `lb-http-COMMIT`.
+    pub binary: &'static str,
+    built: OnceLock<Result<PathBuf, String>>,
+}
+
+/// The release at 211a8cc: protocol 1 only.
+pub static RELEASE_211A8CC: Release = Release {
+    commit: "211a8cc",
+    protocols: (1, 1),
+    binary: "lb-http-211a8cc",
+    built: OnceLock::new(),
+};
+
+/// The release at 9e15504: protocols 1 to 3, upgrade state version 1.
+pub static RELEASE_9E15504: Release = Release {
+    commit: "9e15504",
+    protocols: (1, 3),
+    binary: "lb-http-9e15504",
+    built: OnceLock::new(),
+};
+
+/// The commit of the oldest release that the tests run ([`RELEASE_211A8CC`]).
 pub const OLD_RELEASE: &str = "211a8cc";
 
-/// The wire protocol the previous release speaks (its only one).
+/// The wire protocol the oldest release speaks (its only one).
 pub const OLD_PROTOCOL: u64 = 1;
 
-/// The name of the old release's binary of the service `lbhttp`.
+/// The name of the oldest release's binary of the service `lbhttp`.
 pub const OLD_BINARY: &str = "lb-http-211a8cc";
 
 /// The test-only environment variable that narrows the range of protocol versions a
@@ -45,71 +78,84 @@ pub const PROTOCOLS_VAR: &str = "LITTLEBOSS_PROTOCOLS";
 pub const UPGRADE_REFUSED: &str = "the running supervisor speaks protocol 1 and cannot upgrade \
                                    itself: stop and start it with this binary";
 
-/// The fixture's directory: `tests/fixtures/release-211a8cc`.
+/// The oldest fixture's directory: `tests/fixtures/release-211a8cc`.
 pub fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/release-{OLD_RELEASE}"))
+    RELEASE_211A8CC.dir()
 }
 
-/// The old release's `lb-http-211a8cc`, built on first use (see the module
-/// documentation) in `<target>/release-211a8cc`, where `<target>` is the target
-/// directory that holds `bin`, a binary of this package (`bin!("lb-http")`).
-///
-/// Panics, with cargo's output, if the build fails.
+/// The oldest release's `lb-http-211a8cc`, built on first use: [`Release::build`].
 pub fn old_release(bin: &Path) -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build(&target_dir(bin)))
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"))
+    RELEASE_211A8CC.build(bin)
 }
 
-/// `<target>/release-211a8cc`, for `bin` in `<target>/debug/` (or any profile's
-/// directory, or a target triple's).
-fn target_dir(bin: &Path) -> PathBuf {
-    let profile_dir = bin.parent().expect("the binaries' directory");
-    let target = profile_dir.parent().expect("the target directory");
-    target.join(format!("release-{OLD_RELEASE}"))
-}
-
-/// Builds the fixture's app into `target_dir` and returns the binary's path, from
-/// cargo's own report of the artifact (so that a `CARGO_BUILD_TARGET` or a profile
-/// setting of the environment changes nothing).
-fn build(target_dir: &Path) -> Result<PathBuf, String> {
-    let manifest = fixture_dir().join("Cargo.toml");
-    let mut command = crate::lean_cargo();
-    command
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .args(["--locked", "-p", OLD_BINARY, "--bin", OLD_BINARY])
-        .args(["--message-format", "json-render-diagnostics"])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .stdin(Stdio::null());
-    let outcome = run_for(command, BUILD_TIMEOUT);
-    let failed = |why: &str| {
-        format!(
-            "building the release {OLD_RELEASE} fixture ({}) failed: {why}\n{outcome}",
-            manifest.display()
-        )
-    };
-    if outcome.code() != Some(0) {
-        return Err(failed("cargo failed"));
+impl Release {
+    /// The fixture's directory: `tests/fixtures/release-COMMIT`.
+    pub fn dir(&self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/release-{}", self.commit))
     }
-    let executable = outcome
-        .stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| {
-            message["reason"] == "compiler-artifact" && message["target"]["name"] == OLD_BINARY
-        })
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from));
-    match executable {
-        Some(path) if path.is_file() => Ok(path),
-        Some(path) => Err(failed(&format!("{} is not a file", path.display()))),
-        None => Err(failed(&format!(
-            "cargo reported no executable {OLD_BINARY}"
-        ))),
+
+    /// Its `lb-http-COMMIT`, built on first use (see the module documentation) in
+    /// `<target>/release-COMMIT`, where `<target>` is the target directory that holds
+    /// `bin`, a binary of this package (`bin!("lb-http")`).
+    ///
+    /// Panics, with cargo's output, if the build fails.
+    pub fn build(&self, bin: &Path) -> PathBuf {
+        self.built
+            .get_or_init(|| self.build_into(&self.target_dir(bin)))
+            .clone()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `<target>/release-COMMIT`, for `bin` in `<target>/debug/` (or any profile's
+    /// directory, or a target triple's).
+    fn target_dir(&self, bin: &Path) -> PathBuf {
+        let profile_dir = bin.parent().expect("the binaries' directory");
+        let target = profile_dir.parent().expect("the target directory");
+        target.join(format!("release-{}", self.commit))
+    }
+
+    /// Builds the fixture's app into `target_dir` and returns the binary's path, from
+    /// cargo's own report of the artifact (so that a `CARGO_BUILD_TARGET` or a profile
+    /// setting of the environment changes nothing).
+    fn build_into(&self, target_dir: &Path) -> Result<PathBuf, String> {
+        let manifest = self.dir().join("Cargo.toml");
+        let mut command = crate::lean_cargo();
+        command
+            .arg("build")
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .args(["--locked", "-p", self.binary, "--bin", self.binary])
+            .args(["--message-format", "json-render-diagnostics"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .stdin(Stdio::null());
+        let outcome = run_for(command, BUILD_TIMEOUT);
+        let failed = |why: &str| {
+            format!(
+                "building the release {} fixture ({}) failed: {why}\n{outcome}",
+                self.commit,
+                manifest.display()
+            )
+        };
+        if outcome.code() != Some(0) {
+            return Err(failed("cargo failed"));
+        }
+        let executable = outcome
+            .stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| {
+                message["reason"] == "compiler-artifact" && message["target"]["name"] == self.binary
+            })
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from));
+        match executable {
+            Some(path) if path.is_file() => Ok(path),
+            Some(path) => Err(failed(&format!("{} is not a file", path.display()))),
+            None => Err(failed(&format!(
+                "cargo reported no executable {}",
+                self.binary
+            ))),
+        }
     }
 }
 

@@ -79,6 +79,7 @@
 //! | running | the serving child, ready | a reload, its exit, or a stop |
 //! | reloading | the serving child, and the new one (or its binary being opened) | the new one is ready (it serves), fails (the old one never noticed), or a stop (the new one is killed) |
 //! | stopping | only children winding down: nothing starts in this state | the last child is gone: the stop is answered with the serving child's exit code |
+//! | upgrading | as reloading, then the binary's second probe and the supervisor's own re-execution | the new image runs (same pid), or the upgrade fails and nothing changed but the child's reload |
 //! | idle (dev mode) | no child: the last one exited, the listeners stay open | a build lands, a reload, or a stop |
 //!
 //! Each child goes through its own states: started, then (after its hello) welcomed
@@ -86,15 +87,25 @@
 //! at its exit its process group is killed and then it is reaped, so the group's id
 //! cannot belong to anyone else yet.
 //!
-//! | inputs | effects |
-//! |---|---|
-//! | a child started, or could not be | start a child |
-//! | a child said hello, ready or finished, or sent garbage | welcome it with its listeners, refuse it, send lameduck |
-//! | a child exited | kill a process group, reap a child |
-//! | `status`, `stop`, `reload` from a client; a client went away | answer a client; open a reload's binary and bind its listeners (off the loop) |
-//! | SIGTERM, SIGINT (stop; twice: kill now), SIGHUP (reload) | tell systemd; log |
-//! | a new build landed (dev mode) | |
-//! | a deadline passed (hello, settle, ready, lameduck, restart backoff) | close the listeners and the control socket, last |
+//! What the machine takes in:
+//!
+//! - a child started, or could not be; a child said hello, ready or finished, handed
+//!   over connections or answered for them, or sent something that is not a message;
+//!   a child exited;
+//! - `status`, `stop`, `reload`, `upgrade` from a client; a client went away;
+//! - a reload's binary opened and its listeners bound (off the loop), or not; an
+//!   upgrade's binary answered its probe; the re-execution failed; a new image resumed;
+//! - SIGTERM, SIGINT (stop; twice: kill now), SIGHUP (reload);
+//! - a new build landed (dev mode);
+//! - the time, against its deadlines: hello, settle, ready, lameduck, restart backoff,
+//!   connections on their way.
+//!
+//! What it asks the loop to do: start a child; welcome it with its listeners; send it a
+//! message (a refusal, lameduck, connections to take or given back); kill a process
+//! group; reap a child; open a reload's binary and bind its listeners; probe an
+//! upgrade's binary; re-execute the supervisor; answer a client; tell systemd; log;
+//! look at a build again that was still being written; close the listeners and the
+//! control socket, last.
 //!
 //! # Development mode
 //!

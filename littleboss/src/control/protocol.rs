@@ -476,8 +476,10 @@ pub struct Status {
     pub failures: u64,
     /// Times the supervisor started a child again by itself (persist or fallback).
     pub restarts: u64,
-    /// `starting`, `running`, `reloading`, `stopping`, or `idle` (dev mode: no child
-    /// serves until the next build lands).
+    /// `starting` (the first child, or one started again, is not ready yet),
+    /// `running`, `reloading`, `upgrading` (a reload, then the supervisor's own
+    /// re-execution), `stopping`, or `idle` (dev mode: no child serves until the next
+    /// build lands).
     pub state: String,
     /// Listener name -> `NETWORK:ADDRESS` as bound (`off` if it is off).
     pub listeners: BTreeMap<String, String>,

@@ -316,7 +316,8 @@ fn reload_to_a_binary_that_never_becomes_ready_fails_and_the_old_child_serves_on
         let copy = env.copy_binary(bin!("lb-reload-ready"), "never-ready");
         env.run(&copy, &["--littleboss=reload"])
     });
-    // It says what to do, and how long it waited once (its ready timeout is 1 s).
+    // It says what to do, and how long it waited, once: its ready timeout is 1 s,
+    // counted from its hello, which a loaded machine may delay.
     let (_, said) = reason
         .split_once(" was killed: ")
         .unwrap_or_else(|| panic!("the reason says it was killed: {reason:?}"));
@@ -324,10 +325,11 @@ fn reload_to_a_binary_that_never_becomes_ready_fails_and_the_old_child_serves_on
         .strip_prefix("it declares calls_ready = true but did not call ready() within ")
         .and_then(|rest| rest.strip_suffix(": call lb.ready() once it serves, or drop calls_ready"))
         .unwrap_or_else(|| panic!("the reason names the missing ready() and the fix: {reason:?}"));
-    assert!(
-        within.starts_with("1 s") || within.starts_with("1."),
-        "{reason:?}"
-    );
+    let secs: f64 = within
+        .strip_suffix(" s")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a time in seconds: {reason:?}"));
+    assert!(secs >= 1.0, "{reason:?}");
     assert!(!reason.contains(" after "), "no doubled time: {reason:?}");
     wait_gone(new_child_pid(&reason), "the failed new child");
 }

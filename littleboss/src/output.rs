@@ -1,6 +1,11 @@
 //! Printing that never panics: a closed stdout or stderr (a pipe whose reader left, as
 //! in `myblog --littleboss=status | head -1`) loses the line instead of killing the
 //! process with a panic. The supervisor, above all, must outlive its terminal.
+//!
+//! Each line is formatted first and written with one `write` (std's stderr is
+//! unbuffered, so `writeln!` on it writes each piece of the format on its own): the
+//! supervisor and its children share a terminal or a log file, and a line of one is
+//! never cut by a line of another.
 
 /// `println!` that ignores write errors.
 macro_rules! outln {
@@ -22,7 +27,9 @@ macro_rules! out {
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+        let mut line = ::std::format!($($arg)*);
+        line.push('\n');
+        let _ = ::std::io::stderr().write_all(line.as_bytes());
     }};
 }
 
@@ -30,6 +37,6 @@ macro_rules! errln {
 macro_rules! err {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let _ = ::std::write!(::std::io::stderr(), $($arg)*);
+        let _ = ::std::io::stderr().write_all(::std::format!($($arg)*).as_bytes());
     }};
 }

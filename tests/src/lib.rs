@@ -465,6 +465,20 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// `eprintln!` in one `write`: std's stderr is unbuffered, so `eprintln!` writes each
+/// piece of its format on its own, and on a loaded machine the supervisor's line (or
+/// another child's) can land between two pieces of a line a test parses. The test
+/// programs print their lines with this instead.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let mut line = ::std::format!($($arg)*);
+        line.push('\n');
+        let _ = ::std::io::stderr().write_all(line.as_bytes());
+    }};
+}
+
 /// `cargo` (the one running the tests, if any), set to build as lean as this
 /// workspace's own `dev` profile does: line tables for debug info, no incremental
 /// caches. A test that builds a crate of its own (another workspace, whose profile is

@@ -57,7 +57,7 @@ pub fn greeting(lb: &Context) -> io::Result<Arc<str>> {
 /// the line [`Spawned::wait_serving`](crate::Spawned::wait_serving) reads.
 pub fn take_http(lb: &Context, program: &str) -> io::Result<TcpListener> {
     let listener = lb.tcp_listener("http")?;
-    eprintln!(
+    crate::say!(
         "{program}: pid {} serving http on {}",
         std::process::id(),
         listener.local_addr()?
@@ -126,7 +126,7 @@ where
                     connections.spawn(answer(stream));
                 }
                 Err(e) => {
-                    eprintln!("{who}: {e}");
+                    crate::say!("{who}: {e}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },

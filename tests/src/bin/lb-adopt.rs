@@ -47,7 +47,7 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
     let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
         let slow = request.uri().path().strip_prefix("/slow/");
         if let Some(ms) = slow.and_then(|ms| ms.parse().ok()) {
-            eprintln!("lb-adopt: pid {} slow {ms}", std::process::id());
+            littleboss_tests::say!("lb-adopt: pid {} slow {ms}", std::process::id());
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let body = Bytes::from(format!("pid {}\n", std::process::id()));
@@ -73,7 +73,7 @@ async fn take_slowly(mut adopted: littleboss::Adoptions, delay: Duration) {
     tokio::time::sleep(delay).await;
     let pid = std::process::id();
     while let Some(moved) = adopted.next().await {
-        eprintln!("lb-adopt: pid {pid} took 1");
+        littleboss_tests::say!("lb-adopt: pid {pid} took 1");
         let Ok(stream) = tokio::net::TcpStream::from_std(moved.stream) else {
             continue;
         };

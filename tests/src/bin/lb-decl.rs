@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
         Ok("dashed-listener") => lb.listener("-spare", "tcp:"),
         Ok("listener-like-flag") => lb.flag("lb").listener("lb", "tcp:"),
         Ok(other) => {
-            eprintln!("lb-decl: unknown LB_DECLARE {other:?}");
+            littleboss_tests::say!("lb-decl: unknown LB_DECLARE {other:?}");
             return std::process::ExitCode::from(3);
         }
     };

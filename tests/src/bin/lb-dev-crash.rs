@@ -10,7 +10,7 @@ use std::time::Duration;
 #[littleboss::main(name = "lbdev", listener(http = "tcp:127.0.0.1:0"), calls_ready = true)]
 fn main(lb: littleboss::Context) {
     lb.ready();
-    eprintln!("lb-dev-crash: pid {} ready", std::process::id());
+    littleboss_tests::say!("lb-dev-crash: pid {} ready", std::process::id());
     std::thread::sleep(Duration::from_millis(300));
     panic!("lb-dev-crash: pid {} crashes", std::process::id());
 }

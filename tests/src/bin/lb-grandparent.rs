@@ -33,7 +33,7 @@ async fn main(lb: Context) -> io::Result<()> {
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program}: {e}")))?;
-    eprintln!("lb-grandparent: pid {pid} started {}", grandchild.id());
+    littleboss_tests::say!("lb-grandparent: pid {pid} started {}", grandchild.id());
     lb.ready();
     let served = serve_greeting(listener, &lb, "lb-grandparent: accept").await;
     let _ = grandchild.kill();

@@ -15,14 +15,14 @@ use littleboss_tests::attack_support::wire::{self, Response};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(socket), Some(request)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: lb-harden-client SOCKET status|stop");
+        littleboss_tests::say!("usage: lb-harden-client SOCKET status|stop");
         return ExitCode::from(2);
     };
     let frame = match request.as_str() {
         "status" => wire::status_request(),
         "stop" => wire::stop_request(),
         other => {
-            eprintln!("lb-harden-client: unknown request {other:?}");
+            littleboss_tests::say!("lb-harden-client: unknown request {other:?}");
             return ExitCode::from(2);
         }
     };

@@ -58,7 +58,7 @@ async fn main(lb: Context) -> io::Result<()> {
         });
     }
     let helper = helper.spawn()?;
-    eprintln!("lb-harden-detach: pid {pid} helper {}", helper.id());
+    littleboss_tests::say!("lb-harden-detach: pid {pid} helper {}", helper.id());
     if orphan {
         let out = Command::new("/bin/sh")
             .args(["-c", "sleep 1 >/dev/null 2>&1 & echo $!"])
@@ -66,9 +66,9 @@ async fn main(lb: Context) -> io::Result<()> {
             .stderr(Stdio::null())
             .output()?;
         let orphan = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        eprintln!("lb-harden-detach: pid {pid} orphan {orphan}");
+        littleboss_tests::say!("lb-harden-detach: pid {pid} orphan {orphan}");
     }
-    eprintln!("lb-harden-detach: pid {pid} serving http on {addr}");
+    littleboss_tests::say!("lb-harden-detach: pid {pid} serving http on {addr}");
     lb.ready();
     serve_greeting(listener, &lb, "lb-harden-detach: accept").await?;
     Ok(())

@@ -28,7 +28,7 @@ async fn main(lb: Context) -> io::Result<()> {
         } else if let Some(n) = number("--code=") {
             code = i32::try_from(n).unwrap_or(1);
         } else if arg != "--" {
-            eprintln!("lb-harden-exit: unknown argument {arg:?}");
+            littleboss_tests::say!("lb-harden-exit: unknown argument {arg:?}");
             std::process::exit(2);
         }
     }
@@ -36,7 +36,7 @@ async fn main(lb: Context) -> io::Result<()> {
     lb.ready();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
-        eprintln!("lb-harden-exit: pid {pid} exiting with code {code}");
+        littleboss_tests::say!("lb-harden-exit: pid {pid} exiting with code {code}");
         std::process::exit(code);
     });
     serve_greeting(listener, &lb, "lb-harden-exit: accept").await

@@ -38,14 +38,14 @@ use rustix::net::{
 fn main() -> ExitCode {
     let pid = std::process::id();
     let Some(mode) = std::env::args().skip(1).find(|arg| !arg.starts_with("--")) else {
-        eprintln!("lb-harden-fakechild: no mode given");
+        littleboss_tests::say!("lb-harden-fakechild: no mode given");
         return ExitCode::from(2);
     };
     let Some(raw) = std::env::var("LITTLEBOSS_CHANNEL_FD")
         .ok()
         .and_then(|v| v.parse::<i32>().ok())
     else {
-        eprintln!("lb-harden-fakechild: LITTLEBOSS_CHANNEL_FD is not set");
+        littleboss_tests::say!("lb-harden-fakechild: LITTLEBOSS_CHANNEL_FD is not set");
         return ExitCode::from(2);
     };
     if rustix::io::fcntl_getfd(
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     )
     .is_err()
     {
-        eprintln!("lb-harden-fakechild: fd {raw} is not open");
+        littleboss_tests::say!("lb-harden-fakechild: fd {raw} is not open");
         return ExitCode::from(2);
     }
     // SAFETY: the fd is open (checked above) and the supervisor left it to this process
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     };
     let good_hello = wire::message(wire::VERSION, &wire::hello_body(&hello));
     // Said before sending: the supervisor may kill this process at once.
-    eprintln!("lb-harden-fakechild: pid {pid} sending {mode}");
+    littleboss_tests::say!("lb-harden-fakechild: pid {pid} sending {mode}");
     let sent = match mode.as_str() {
         "garbage" => send(&channel, b"\xde\xad\xbe\xef garbage, not a message"),
         "wrong-name" => send(
@@ -122,12 +122,12 @@ fn main() -> ExitCode {
             },
         ),
         other => {
-            eprintln!("lb-harden-fakechild: unknown mode {other:?}");
+            littleboss_tests::say!("lb-harden-fakechild: unknown mode {other:?}");
             return ExitCode::from(2);
         }
     };
     if let Err(e) = sent {
-        eprintln!("lb-harden-fakechild: pid {pid} send failed: {e}");
+        littleboss_tests::say!("lb-harden-fakechild: pid {pid} send failed: {e}");
     }
     // Wait to be killed: the supervisor must end this process, not its own exit.
     let _ = rustix::net::sockopt::set_socket_timeout(
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         Some(Duration::from_secs(60)),
     );
     while report(&channel, pid) {}
-    eprintln!("lb-harden-fakechild: pid {pid} exiting");
+    littleboss_tests::say!("lb-harden-fakechild: pid {pid} exiting");
     ExitCode::SUCCESS
 }
 
@@ -161,7 +161,7 @@ fn well_behaved(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix:
             Err(_) => break,
         }
     }
-    eprintln!("lb-harden-fakechild: pid {pid} got lameduck; exiting 0");
+    littleboss_tests::say!("lb-harden-fakechild: pid {pid} got lameduck; exiting 0");
     std::process::exit(0);
 }
 
@@ -200,7 +200,7 @@ fn report(channel: &OwnedFd, pid: u32) -> bool {
         Ok(msg) if msg.bytes == 0 => false,
         Ok(msg) => {
             let fds = control.drain().count();
-            eprintln!(
+            littleboss_tests::say!(
                 "lb-harden-fakechild: pid {pid} got {} bytes and {fds} control messages from the supervisor",
                 msg.bytes
             );
@@ -208,7 +208,7 @@ fn report(channel: &OwnedFd, pid: u32) -> bool {
         }
         Err(rustix::io::Errno::INTR) => true,
         Err(e) => {
-            eprintln!("lb-harden-fakechild: pid {pid} recv: {e}");
+            littleboss_tests::say!("lb-harden-fakechild: pid {pid} recv: {e}");
             false
         }
     }

@@ -46,10 +46,10 @@ async fn main(lb: Context) -> io::Result<()> {
         });
     }
     let grandchild = sleeper.spawn()?;
-    eprintln!("lb-harden-forker: pid {pid} grandchild {}", grandchild.id());
-    eprintln!("lb-harden-forker: pid {pid} serving http on {addr}");
+    littleboss_tests::say!("lb-harden-forker: pid {pid} grandchild {}", grandchild.id());
+    littleboss_tests::say!("lb-harden-forker: pid {pid} serving http on {addr}");
     lb.ready();
     serve_greeting(listener, &lb, "lb-harden-forker: accept").await?;
-    eprintln!("lb-harden-forker: pid {pid} wound down");
+    littleboss_tests::say!("lb-harden-forker: pid {pid} wound down");
     Ok(())
 }

@@ -99,12 +99,12 @@ async fn main(lb: Context) -> io::Result<()> {
     let opts = match Opts::parse(lb.args()) {
         Ok(opts) => Arc::new(opts),
         Err(e) => {
-            eprintln!("lb-http: {e}");
+            littleboss_tests::say!("lb-http: {e}");
             std::process::exit(2);
         }
     };
     if opts.exit_at_start {
-        eprintln!("lb-http: pid {pid} exiting at start with code 3");
+        littleboss_tests::say!("lb-http: pid {pid} exiting at start with code 3");
         std::process::exit(3);
     }
     if opts.panic_at_start {
@@ -116,7 +116,7 @@ async fn main(lb: Context) -> io::Result<()> {
     if let Some(ms) = opts.crash_after_ms {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            eprintln!("lb-http: pid {pid} crashing with code 4 after {ms} ms");
+            littleboss_tests::say!("lb-http: pid {pid} crashing with code 4 after {ms} ms");
             std::process::exit(4);
         });
     }
@@ -131,7 +131,7 @@ async fn main(lb: Context) -> io::Result<()> {
         match lb.tcp_listener(name) {
             Ok(listener) => {
                 let addr = listener.local_addr()?;
-                eprintln!("lb-http: pid {pid} serving {name} on {addr}");
+                littleboss_tests::say!("lb-http: pid {pid} serving {name} on {addr}");
                 servers.spawn(serve(
                     listener,
                     lb.clone(),
@@ -139,7 +139,7 @@ async fn main(lb: Context) -> io::Result<()> {
                     Arc::clone(&response),
                 ));
             }
-            Err(e) => eprintln!("lb-http: pid {pid} cannot take {name}: {e}"),
+            Err(e) => littleboss_tests::say!("lb-http: pid {pid} cannot take {name}: {e}"),
         }
     }
     if !opts.never_ready {
@@ -152,7 +152,7 @@ async fn main(lb: Context) -> io::Result<()> {
         lb.lameduck().await;
     }
     while servers.join_next().await.is_some() {}
-    eprintln!(
+    littleboss_tests::say!(
         "lb-http: pid {pid} wound down; exiting with code {}",
         opts.exit_code
     );

@@ -28,7 +28,7 @@ use littleboss_tests::serve::{serve_greeting, take_http};
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
     let pid = std::process::id();
-    eprintln!("lb-persist-gate: pid {pid} started");
+    littleboss_tests::say!("lb-persist-gate: pid {pid} started");
     let mut gate: Option<PathBuf> = None;
     for arg in lb.args().into_iter().skip(1) {
         let arg = arg.to_string_lossy().into_owned();
@@ -36,7 +36,7 @@ async fn main(lb: Context) -> std::io::Result<()> {
             Some(path) => gate = Some(PathBuf::from(path)),
             None if arg == "--" => {}
             None => {
-                eprintln!("lb-persist-gate: unknown argument {arg:?}");
+                littleboss_tests::say!("lb-persist-gate: unknown argument {arg:?}");
                 std::process::exit(2);
             }
         }
@@ -49,7 +49,7 @@ async fn main(lb: Context) -> std::io::Result<()> {
     if !opened {
         return Ok(());
     }
-    eprintln!("lb-persist-gate: pid {pid} ready");
+    littleboss_tests::say!("lb-persist-gate: pid {pid} ready");
     lb.ready();
     serve_greeting(listener, &lb, "lb-persist-gate: accept").await
 }

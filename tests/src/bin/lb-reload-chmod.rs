@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     {
         let removed = std::env::current_exe().and_then(std::fs::remove_file);
         if let Err(e) = removed {
-            eprintln!("lb-reload-chmod: cannot delete this executable: {e}");
+            littleboss_tests::say!("lb-reload-chmod: cannot delete this executable: {e}");
             return ExitCode::from(2);
         }
     }
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         let chmod = std::env::current_exe()
             .and_then(|exe| std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)));
         if let Err(e) = chmod {
-            eprintln!("lb-reload-chmod: cannot chmod this executable: {e}");
+            littleboss_tests::say!("lb-reload-chmod: cannot chmod this executable: {e}");
             return ExitCode::from(2);
         }
     }

@@ -31,13 +31,13 @@ async fn main(lb: Context) -> std::io::Result<()> {
             Some(path) => gate = Some(PathBuf::from(path)),
             None if arg == "--" => {}
             None => {
-                eprintln!("lb-reload-gate: unknown argument {arg:?}");
+                littleboss_tests::say!("lb-reload-gate: unknown argument {arg:?}");
                 std::process::exit(2);
             }
         }
     }
     let listener = lb.tcp_listener("http")?;
-    eprintln!(
+    littleboss_tests::say!(
         "lb-reload-gate: pid {pid} holding http on {}",
         listener.local_addr()?
     );
@@ -48,7 +48,7 @@ async fn main(lb: Context) -> std::io::Result<()> {
     if !opened {
         return Ok(());
     }
-    eprintln!("lb-reload-gate: pid {pid} serving and ready");
+    littleboss_tests::say!("lb-reload-gate: pid {pid} serving and ready");
     lb.ready();
     reload_support::serve(listener, lb, "lb-reload-gate").await
 }

@@ -18,7 +18,7 @@ async fn main(lb: Context) -> Result<(), String> {
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?;
-    eprintln!(
+    littleboss_tests::say!(
         "lb-reload-persist: pid {pid} started at {} ms",
         started.as_millis()
     );
@@ -39,11 +39,11 @@ async fn main(lb: Context) -> Result<(), String> {
     }
     tokio::select! {
         () = lb.lameduck() => {
-            eprintln!("lb-reload-persist: pid {pid} wound down");
+            littleboss_tests::say!("lb-reload-persist: pid {pid} wound down");
             Ok(())
         }
         () = tokio::time::sleep(after) => {
-            eprintln!("lb-reload-persist: pid {pid} exiting with code {code}");
+            littleboss_tests::say!("lb-reload-persist: pid {pid} exiting with code {code}");
             std::process::exit(code);
         }
     }

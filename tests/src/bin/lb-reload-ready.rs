@@ -17,7 +17,7 @@ use littleboss::Context;
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
     let listener = lb.tcp_listener("http")?;
-    eprintln!(
+    littleboss_tests::say!(
         "lb-reload-ready: pid {} holding http on {}",
         std::process::id(),
         listener.local_addr()?

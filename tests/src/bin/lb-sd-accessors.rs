@@ -46,7 +46,9 @@ async fn main(lb: Context) -> io::Result<()> {
                     println_flag(pid, $accessor, socket.as_fd());
                     kept.push(Box::new(socket));
                 }
-                Err(e) => eprintln!("lb-sd-accessors: pid {pid} {} failed: {e}", $accessor),
+                Err(e) => {
+                    littleboss_tests::say!("lb-sd-accessors: pid {pid} {} failed: {e}", $accessor)
+                }
             }
         };
     }
@@ -56,7 +58,7 @@ async fn main(lb: Context) -> io::Result<()> {
     report!("std_udp_socket", lb.std_udp_socket("udp_b"));
     report!("unix_listener", lb.unix_listener("unix_a"));
     report!("std_unix_listener", lb.std_unix_listener("unix_b"));
-    eprintln!("lb-sd-accessors: pid {pid} reported");
+    littleboss_tests::say!("lb-sd-accessors: pid {pid} reported");
     lb.ready();
     lb.lameduck().await;
     drop(kept);
@@ -65,10 +67,12 @@ async fn main(lb: Context) -> io::Result<()> {
 
 fn println_flag(pid: u32, accessor: &str, fd: std::os::fd::BorrowedFd<'_>) {
     match rustix::fs::fcntl_getfl(fd) {
-        Ok(flags) => eprintln!(
+        Ok(flags) => littleboss_tests::say!(
             "lb-sd-accessors: pid {pid} {accessor} nonblocking={}",
             flags.contains(OFlags::NONBLOCK)
         ),
-        Err(e) => eprintln!("lb-sd-accessors: pid {pid} {accessor} failed: fcntl: {e}"),
+        Err(e) => {
+            littleboss_tests::say!("lb-sd-accessors: pid {pid} {accessor} failed: fcntl: {e}")
+        }
     }
 }

@@ -55,14 +55,14 @@ fn intermediate() -> ExitCode {
     match spawned {
         // Not waited for: that is the point.
         Ok(child) => {
-            eprintln!(
+            littleboss_tests::say!(
                 "lb-sd-orphans: intermediate started grandchild {}",
                 child.id()
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("lb-sd-orphans: intermediate cannot start a grandchild: {e}");
+            littleboss_tests::say!("lb-sd-orphans: intermediate cannot start a grandchild: {e}");
             ExitCode::FAILURE
         }
     }
@@ -116,7 +116,7 @@ async fn serve(lb: Context) -> std::io::Result<()> {
     let opts = match parse(lb.args()) {
         Ok(opts) => opts,
         Err(e) => {
-            eprintln!("lb-sd-orphans: {e}");
+            littleboss_tests::say!("lb-sd-orphans: {e}");
             std::process::exit(2);
         }
     };
@@ -136,11 +136,11 @@ async fn serve(lb: Context) -> std::io::Result<()> {
             return Err(std::io::Error::other(format!("intermediate: {status}")));
         }
     }
-    eprintln!("lb-sd-orphans: pid {pid} made {} orphans", opts.orphans);
+    littleboss_tests::say!("lb-sd-orphans: pid {pid} made {} orphans", opts.orphans);
     let line = greeting(&lb)?;
     let listener = take_http(&lb, "lb-sd-orphans")?;
     lb.ready();
     serve_lines(listener, lb.lameduck(), "lb-sd-orphans: accept", line).await;
-    eprintln!("lb-sd-orphans: pid {pid} wound down");
+    littleboss_tests::say!("lb-sd-orphans: pid {pid} wound down");
     Ok(())
 }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 async fn serve(lb: Context) -> std::io::Result<()> {
     let pid = std::process::id();
     if lb.args().iter().any(|arg| arg == "--exit-at-start") {
-        eprintln!("lb-sd-quiet: pid {pid} exiting at start with code 3");
+        littleboss_tests::say!("lb-sd-quiet: pid {pid} exiting at start with code 3");
         std::process::exit(3);
     }
     let line = greeting(&lb)?;

@@ -33,24 +33,24 @@ async fn main(lb: Context) -> io::Result<()> {
                 (None, true) => "(unnamed)".to_string(),
                 (None, false) => "(abstract)".to_string(),
             };
-            eprintln!("lb-sd-unix: pid {pid} serving api on {shown}");
+            littleboss_tests::say!("lb-sd-unix: pid {pid} serving api on {shown}");
             Some(listener)
         }
         Err(e) => {
-            eprintln!("lb-sd-unix: pid {pid} cannot take api: {e}");
+            littleboss_tests::say!("lb-sd-unix: pid {pid} cannot take api: {e}");
             None
         }
     };
     let tcp = match lb.tcp_listener("http") {
         Ok(listener) => {
-            eprintln!(
+            littleboss_tests::say!(
                 "lb-sd-unix: pid {pid} serving http on {}",
                 listener.local_addr()?
             );
             Some(listener)
         }
         Err(e) => {
-            eprintln!("lb-sd-unix: pid {pid} cannot take http: {e}");
+            littleboss_tests::say!("lb-sd-unix: pid {pid} cannot take http: {e}");
             None
         }
     };
@@ -68,6 +68,6 @@ async fn main(lb: Context) -> io::Result<()> {
         lb.lameduck().await;
     }
     while tasks.join_next().await.is_some() {}
-    eprintln!("lb-sd-unix: pid {pid} wound down");
+    littleboss_tests::say!("lb-sd-unix: pid {pid} wound down");
     Ok(())
 }

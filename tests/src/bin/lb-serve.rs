@@ -79,11 +79,11 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
         server = server.tls_handshake_timeout(timeout);
     }
     let pid = std::process::id();
-    eprintln!("lb-serve: pid {pid} lameduck time {:?}", lb.lameduck_time());
+    littleboss_tests::say!("lb-serve: pid {pid} lameduck time {:?}", lb.lameduck_time());
     let watch = lb.clone();
     tokio::spawn(async move {
         watch.lameduck().await;
-        eprintln!("lb-serve: pid {pid} lameduck");
+        littleboss_tests::say!("lb-serve: pid {pid} lameduck");
     });
     if axum {
         let app = axum::Router::new().fallback(|request: axum::extract::Request| async move {
@@ -108,7 +108,7 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
             server.serve(&lb, "http", service).await?;
         }
     }
-    eprintln!("lb-serve: pid {pid} done");
+    littleboss_tests::say!("lb-serve: pid {pid} done");
     Ok(())
 }
 
@@ -119,7 +119,7 @@ async fn answer<B: From<Bytes>>(
 ) -> Response<B> {
     let pid = std::process::id();
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse().ok()) {
-        eprintln!("lb-serve: pid {pid} slow {ms}");
+        littleboss_tests::say!("lb-serve: pid {pid} slow {ms}");
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     if let Some((on_upgrade, lb)) = upgrade {

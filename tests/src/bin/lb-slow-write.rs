@@ -30,7 +30,7 @@ fn main() -> io::Result<()> {
         args.remove(0);
     }
     let [src, dst] = args.as_slice() else {
-        eprintln!("usage: lb-slow-write [--link] SRC DST");
+        littleboss_tests::say!("usage: lb-slow-write [--link] SRC DST");
         std::process::exit(2);
     };
     let bytes = std::fs::read(src)?;

@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_millis(10);
 fn main(lb: Context) -> io::Result<()> {
     let pid = std::process::id();
     let listener = lb.std_tcp_listener("http")?;
-    eprintln!(
+    littleboss_tests::say!(
         "lb-sync: pid {pid} serving http on {}",
         listener.local_addr()?
     );
@@ -31,17 +31,17 @@ fn main(lb: Context) -> io::Result<()> {
         match listener.accept() {
             Ok((stream, _)) => {
                 if let Err(e) = answer(stream, &response) {
-                    eprintln!("lb-sync: connection: {e}");
+                    littleboss_tests::say!("lb-sync: connection: {e}");
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
             Err(e) => {
-                eprintln!("lb-sync: accept: {e}");
+                littleboss_tests::say!("lb-sync: accept: {e}");
                 std::thread::sleep(POLL);
             }
         }
     }
-    eprintln!("lb-sync: pid {pid} wound down");
+    littleboss_tests::say!("lb-sync: pid {pid} wound down");
     Ok(())
 }
 

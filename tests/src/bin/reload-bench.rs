@@ -111,8 +111,8 @@ fn main() {
     let options = match parse_options() {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("reload-bench: {e}");
-            eprintln!(
+            littleboss_tests::say!("reload-bench: {e}");
+            littleboss_tests::say!(
                 "usage: reload-bench [--mode http1|compare|pooled] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
             );
             std::process::exit(2);
@@ -124,7 +124,7 @@ fn main() {
         Mode::Pooled => pooled::run(&options),
     };
     if let Err(e) = result {
-        eprintln!("reload-bench: {e}");
+        littleboss_tests::say!("reload-bench: {e}");
         std::process::exit(1);
     }
 }
@@ -1002,7 +1002,7 @@ mod compare {
         }
         let mut results = Vec::new();
         for column in &columns {
-            eprintln!("reload-bench: {} ...", column.title);
+            littleboss_tests::say!("reload-bench: {} ...", column.title);
             results.push(measure(options, &dir.join(column.bin), column)?);
         }
         let pace = Duration::from_millis(2);
@@ -1188,7 +1188,7 @@ mod pooled {
         }
         let mut results = Vec::new();
         for column in &COLUMNS {
-            eprintln!("reload-bench: {} ...", column.title);
+            littleboss_tests::say!("reload-bench: {} ...", column.title);
             results.push(measure(options, &dir.join(column.bin))?);
         }
         println!(

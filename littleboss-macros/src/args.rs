@@ -138,7 +138,7 @@ impl Options {
         if let (Some(group), None) = (&self.group, &self.user) {
             self.errors.push(syn::Error::new(
                 group.span(),
-                "`group` needs `user`: the group is the one the child's user runs with",
+                littleboss_rules::user::GROUP_WITHOUT_USER,
             ));
         }
         self.errors.finish()?;

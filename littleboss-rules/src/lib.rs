@@ -12,6 +12,7 @@
 //!
 //! - [`spec`]: `NETWORK:ADDRESS`, as in `tcp::443` or `udp:127.0.0.1:5353`.
 //! - [`names`]: the service name, the control flag and listener names.
+//! - [`user`]: the rule that ties `group` to `user`.
 //! - [`wait`]: `lameduck`, `settle` and `ready_timeout`, their spelling (`"2s"`,
 //!   `"250ms"`) and their one maximum, [`MAX_WAIT`](wait::MAX_WAIT).
 //!
@@ -23,4 +24,5 @@
 
 pub mod names;
 pub mod spec;
+pub mod user;
 pub mod wait;

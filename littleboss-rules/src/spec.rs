@@ -2,7 +2,7 @@
 //!
 //! [`ListenerSpec::parse`] checks a spec's form without resolving host names, so the
 //! attribute runs it at compile time on the literal and the runtime again on what the
-//! builder and the listener flags give; [`ListenerSpec::resolve`] is the runtime's part.
+//! builder and the listener flags give; [`resolve`] is the runtime's part.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -252,9 +252,8 @@ impl ListenerSpec {
         })
     }
 
-    /// The socket addresses to bind, in order of preference: host names are resolved
-    /// here. Empty for a listener that is off, or a unix one.
-    pub fn resolve(&self) -> Result<Vec<SocketAddr>, SpecError> {
+    /// The socket addresses to bind: see [`resolve`].
+    fn addresses(&self) -> Result<Vec<SocketAddr>, SpecError> {
         let Some(address) = self
             .address
             .as_ref()
@@ -285,6 +284,14 @@ impl ListenerSpec {
         }
         Ok(found)
     }
+}
+
+/// The socket addresses to bind `spec` to, in order of preference: host names are
+/// resolved here (which may ask DNS, and block). Empty for a listener that is off, or a
+/// unix one. A free function, not a method, so that the `littleboss` crate's `spec`
+/// module, which re-exports what a program needs, leaves it out.
+pub fn resolve(spec: &ListenerSpec) -> Result<Vec<SocketAddr>, SpecError> {
+    spec.addresses()
 }
 
 impl fmt::Display for ListenerSpec {
@@ -502,15 +509,16 @@ mod tests {
 
     #[test]
     fn resolves_by_family() {
-        let any = ListenerSpec::parse("tcp::80").unwrap().resolve().unwrap();
+        let resolved = |spec: &str| resolve(&ListenerSpec::parse(spec).unwrap());
+        let any = resolved("tcp::80").unwrap();
         assert_eq!(any, vec!["[::]:80".parse().unwrap()]);
-        let v4 = ListenerSpec::parse("tcp4::80").unwrap().resolve().unwrap();
+        let v4 = resolved("tcp4::80").unwrap();
         assert_eq!(v4, vec!["0.0.0.0:80".parse().unwrap()]);
-        let wrong = ListenerSpec::parse("tcp6:127.0.0.1:80").unwrap().resolve();
+        let wrong = resolved("tcp6:127.0.0.1:80");
         assert!(matches!(wrong, Err(SpecError::NoAddress { .. })));
-        let off = ListenerSpec::parse("udp:").unwrap().resolve().unwrap();
+        let off = resolved("udp:").unwrap();
         assert!(off.is_empty());
-        let unix = ListenerSpec::parse("unix:/run/x.sock").unwrap().resolve();
+        let unix = resolved("unix:/run/x.sock");
         assert_eq!(unix, Ok(Vec::new()));
     }
 }

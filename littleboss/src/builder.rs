@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Declared, SupervisorInit};
 use crate::context::Context;
+use crate::error::Failed;
 use crate::spec::ListenerSpec;
 
 pub use crate::config::Flavor;
@@ -195,7 +196,9 @@ impl Littleboss {
         F: FnOnce() -> R + 'static,
         R: MainResult,
     {
-        self.init = Some(Box::new(move || init().into_result()));
+        self.init = Some(Box::new(move || {
+            init().into_result().map_err(|e| e.to_string())
+        }));
         self
     }
 
@@ -255,7 +258,53 @@ impl Littleboss {
 
     /// Runs an `async` main in the mode that the command line asks for, on a tokio
     /// runtime of the chosen [`Flavor`], and returns the exit code for `main` to return.
+    ///
+    /// A failure that keeps the mode from running (a bad flag, a busy port, no
+    /// supervisor to reload, a refused reload) is printed to stderr and gives its exit
+    /// code (2 for a command line or declaration littleboss cannot accept, else 1);
+    /// [`try_run`](Self::try_run) returns it instead.
     pub fn run<F, Fut>(self, main: F) -> ExitCode
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: Future,
+        Fut::Output: MainResult,
+    {
+        self.try_run_inner(main).unwrap_or_else(Failed::report)
+    }
+
+    /// As [`run`](Self::run), for a program that embeds littleboss and wants to tell
+    /// its failures apart: a failure that keeps the mode from running is returned as an
+    /// [`Error`](crate::Error), and nothing is printed for it. `Ok` is the exit code of
+    /// whatever ran (the program in bypass mode or as a child, the supervisor, a
+    /// command), which has printed what it prints.
+    ///
+    /// ```no_run
+    /// use littleboss::{Error, Littleboss};
+    /// # fn main() -> std::process::ExitCode {
+    /// let lb = Littleboss::new("myblog").listener("http", "tcp::8080");
+    /// match lb.try_run(|_lb| async {}) {
+    ///     Ok(code) => code,
+    ///     Err(Error::Bind { address, .. }) => {
+    ///         eprintln!("{address} is taken: is another myblog running?");
+    ///         std::process::ExitCode::from(3)
+    ///     }
+    ///     Err(e) => {
+    ///         eprintln!("myblog: {e}");
+    ///         std::process::ExitCode::FAILURE
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn try_run<F, Fut>(self, main: F) -> Result<ExitCode, crate::Error>
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: Future,
+        Fut::Output: MainResult,
+    {
+        self.try_run_inner(main).map_err(|failed| failed.error)
+    }
+
+    fn try_run_inner<F, Fut>(self, main: F) -> Result<ExitCode, Failed>
     where
         F: FnOnce(Context) -> Fut,
         Fut: Future,
@@ -274,15 +323,35 @@ impl Littleboss {
                     .build(),
             };
             match runtime {
-                Ok(runtime) => runtime.block_on(main(ctx)).into_result(),
+                Ok(runtime) => runtime
+                    .block_on(main(ctx))
+                    .into_result()
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
             }
         })
     }
 
     /// Runs a plain (non-`async`) main in the mode that the command line asks for, and
-    /// returns the exit code for `main` to return.
+    /// returns the exit code for `main` to return; failures as with [`run`](Self::run).
     pub fn run_sync<F, R>(self, main: F) -> ExitCode
+    where
+        F: FnOnce(Context) -> R,
+        R: MainResult,
+    {
+        self.try_run_sync_inner(main).unwrap_or_else(Failed::report)
+    }
+
+    /// [`try_run`](Self::try_run) for a plain (non-`async`) main.
+    pub fn try_run_sync<F, R>(self, main: F) -> Result<ExitCode, crate::Error>
+    where
+        F: FnOnce(Context) -> R,
+        R: MainResult,
+    {
+        self.try_run_sync_inner(main).map_err(|failed| failed.error)
+    }
+
+    fn try_run_sync_inner<F, R>(self, main: F) -> Result<ExitCode, Failed>
     where
         F: FnOnce(Context) -> R,
         R: MainResult,
@@ -290,7 +359,7 @@ impl Littleboss {
         let lameduck = self.config.lameduck;
         crate::dispatch::run(self.config, self.init, move |ctx| {
             ctx.set_lameduck_time(lameduck);
-            main(ctx).into_result()
+            main(ctx).into_result().map_err(|e| e.to_string())
         })
     }
 }
@@ -304,22 +373,48 @@ impl Littleboss {
 /// ...`), which says all it has to say, rather than its `Debug` form
 /// (`Custom { kind: NotFound, error: ... }`); any other error with its `Debug` form, as
 /// Rust's own `main` prints it.
-pub trait MainResult {
-    /// `Ok` for success, or the error as text.
-    fn into_result(self) -> Result<(), String>;
+///
+/// The trait is sealed: littleboss implements it for these types only.
+pub trait MainResult: sealed::Sealed {
+    /// `Ok` for success, or the error as littleboss shows it.
+    fn into_result(self) -> Result<(), MainError>;
+}
+
+mod sealed {
+    /// Only littleboss implements [`MainResult`](super::MainResult).
+    pub trait Sealed {}
+    impl Sealed for () {}
+    impl<E> Sealed for Result<(), E> {}
 }
 
 impl MainResult for () {
-    fn into_result(self) -> Result<(), String> {
+    fn into_result(self) -> Result<(), MainError> {
         Ok(())
     }
 }
 
 impl<E: std::fmt::Debug + 'static> MainResult for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| error_text(&e))
+    fn into_result(self) -> Result<(), MainError> {
+        self.map_err(|e| MainError {
+            text: error_text(&e),
+        })
     }
 }
+
+/// The error a program's `main` (or supervisor init) returned, as littleboss shows it:
+/// see [`MainResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MainError {
+    text: String,
+}
+
+impl std::fmt::Display for MainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for MainError {}
 
 /// How an `Err` from main is shown: see [`MainResult`].
 fn error_text<E: std::fmt::Debug + 'static>(e: &E) -> String {
@@ -348,19 +443,31 @@ mod tests {
     #[test]
     fn an_io_error_from_main_is_shown_with_its_display_text() {
         let custom = || io::Error::new(io::ErrorKind::NotFound, "no listener named \"htp\"");
-        let shown = Err::<(), _>(custom()).into_result().unwrap_err();
+        let shown = Err::<(), _>(custom())
+            .into_result()
+            .unwrap_err()
+            .to_string();
         assert_eq!(shown, "no listener named \"htp\"");
         let boxed: Box<dyn std::error::Error> = Box::new(custom());
-        assert_eq!(Err::<(), _>(boxed).into_result().unwrap_err(), shown);
+        assert_eq!(
+            Err::<(), _>(boxed).into_result().unwrap_err().to_string(),
+            shown
+        );
         let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(custom());
-        assert_eq!(Err::<(), _>(boxed).into_result().unwrap_err(), shown);
+        assert_eq!(
+            Err::<(), _>(boxed).into_result().unwrap_err().to_string(),
+            shown
+        );
         let os = io::Error::from_raw_os_error(libc::ENOENT);
         assert_eq!(
-            Err::<(), _>(os).into_result().unwrap_err(),
+            Err::<(), _>(os).into_result().unwrap_err().to_string(),
             io::Error::from_raw_os_error(libc::ENOENT).to_string()
         );
         // Anything else as Rust's own main shows it.
-        assert_eq!(Err::<(), _>("text").into_result().unwrap_err(), "\"text\"");
+        assert_eq!(
+            Err::<(), _>("text").into_result().unwrap_err().to_string(),
+            "\"text\""
+        );
         assert_eq!(().into_result(), Ok(()));
     }
 }

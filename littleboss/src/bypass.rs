@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use tokio::sync::watch;
 
 use crate::context::{Slot, SlotState};
+use crate::error::Error;
+use crate::output::errln;
 use crate::socket;
 use crate::socket::activation::Activated;
 use crate::spec::ListenerSpec;
@@ -15,7 +17,7 @@ pub(crate) fn bind_all(
     specs: &[(String, ListenerSpec)],
     unix_mode: Option<u32>,
     activated: Activated,
-) -> Result<Vec<Slot>, String> {
+) -> Result<Vec<Slot>, Error> {
     let (opened, unused) = socket::open_all(specs, unix_mode, activated)?;
     for name in unused {
         errln!(

@@ -27,14 +27,6 @@ pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
 /// The most fds one message carries (the kernel's limit is 253).
 pub(crate) const MAX_FDS: usize = 128;
 
-/// The environment variable that gives the child its end of the channel.
-pub(crate) const CHANNEL_ENV: &str = "LITTLEBOSS_CHANNEL_FD";
-
-/// The environment variable that names the supervisor whose child the channel is for:
-/// a process whose parent is another one (a program the child started) ignores the
-/// channel variable it inherited.
-pub(crate) const SUPERVISOR_PID_ENV: &str = "LITTLEBOSS_SUPERVISOR_PID";
-
 /// How a channel keeps its messages apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {

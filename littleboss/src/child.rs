@@ -11,14 +11,13 @@ use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, RecvFlags, SocketType, sockopt};
 use tokio::sync::watch;
 
-use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
+use crate::channel;
 use crate::config::Config;
 use crate::context::{ReadySink, Slot, SlotState};
-use crate::control::protocol::{
-    self, ChildHello, ChildMsg, Parcel, SupervisorMsg, VERSIONS_ENV, Versions,
-};
-use crate::environ;
+use crate::control::protocol::{self, ChildHello, ChildMsg, Parcel, SupervisorMsg, Versions};
+use crate::environ::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV, VERSIONS_ENV};
 use crate::handoff::{Moves, Post};
+use crate::output::errln;
 use crate::sys;
 
 /// How long the child waits for the supervisor's answer to its hello.

@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::control::client::{AskError, Waits, ask_with};
 use crate::control::protocol::{ReloadRequest, Request, Response, Status, Upgraded};
 use crate::dir;
+use crate::error::{Error, Failed};
 use crate::flags::{Command, Flags};
+use crate::output::{out, outln};
 
 /// `PROGRAM --littleboss=start`: how to start a supervisor of this program, as it was
 /// run (its `argv[0]`).
@@ -23,40 +25,39 @@ fn start_command(config: &Config) -> String {
     format!("{program} --{}=start", config.flag)
 }
 
-/// Runs a client command and returns the process's exit code.
-pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
+/// Runs a client command: its exit code, or the failure to print (or return, from
+/// `try_run`). What it reports on success is printed here.
+pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
     let name = &config.name;
+    let fail = |error: Error, line: String| Err(Failed::new(error, line, 1));
     let dir = match dir::control_dir() {
         Ok(dir) => dir,
-        Err(e) => {
-            errln!("littleboss: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(Error::config(&e), format!("littleboss: {e}")),
     };
     let path = dir::socket_path(&dir, name);
     let request = match flags.command {
         Command::Status | Command::StatusJson => Request::Status,
         Command::Stop => Request::Stop,
-        Command::Reload => match reload_request(flags) {
-            Ok(request) => Request::Reload(request),
-            Err(e) => {
-                errln!("reload of {name} failed: {e}");
-                return ExitCode::FAILURE;
+        Command::Reload | Command::Upgrade => {
+            let what = match flags.command {
+                Command::Reload => "reload",
+                _ => "upgrade",
+            };
+            match reload_request(flags) {
+                Ok(request) if what == "reload" => Request::Reload(request),
+                Ok(request) => Request::Upgrade(request),
+                Err(e) => {
+                    let line = format!("{what} of {name} failed: {e}");
+                    return fail(Error::io("finding this executable", e), line);
+                }
             }
-        },
-        Command::Upgrade => match reload_request(flags) {
-            Ok(request) => Request::Upgrade(request),
-            Err(e) => {
-                errln!("upgrade of {name} failed: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Command::Bypass | Command::Start | Command::Dev => return ExitCode::FAILURE,
+        }
+        Command::Bypass | Command::Start | Command::Dev => return Ok(ExitCode::FAILURE),
     };
     if dir.exists() {
         if let Err(e) = dir::check(&dir) {
-            errln!("littleboss: {e}");
-            return ExitCode::FAILURE;
+            let line = format!("littleboss: {e}");
+            return fail(Error::ControlSocket { path, source: e }, line);
         }
     }
     // What the command is doing, once a supervisor has answered: with none, only the
@@ -86,50 +87,57 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
     let response = match ask_with(&path, &request, exe_fd, &own, contacted) {
         Ok(response) => response,
         Err(AskError::NotRunning(why)) => {
-            errln!("{name}: no supervisor running ({why})");
-            errln!("{name}: start one with: {}", start_command(config));
-            return ExitCode::FAILURE;
+            let line = format!("{name}: no supervisor running ({why})");
+            let more = format!("{name}: start one with: {}\n", start_command(config));
+            let error = Error::ControlSocket { path, source: why };
+            return Err(Failed::new(error, line, 1).with_more(more));
         }
         Err(AskError::Timeout { within, waiting }) => {
-            errln!(
-                "{name}: no answer from the supervisor within {} s ({waiting})",
-                within.as_secs()
-            );
-            return ExitCode::FAILURE;
+            let error = Error::Timeout {
+                operation: waiting.to_string(),
+                within,
+            };
+            let line = format!("{name}: {error}");
+            return fail(error, line);
         }
-        Err(AskError::Version(why)) => {
-            match flags.command {
-                Command::Upgrade => errln!("upgrade of {name} failed: {why}"),
-                _ => errln!("{name}: {why}"),
-            }
-            return ExitCode::FAILURE;
+        Err(AskError::Version(error)) => {
+            let line = match flags.command {
+                Command::Upgrade => format!("upgrade of {name} failed: {error}"),
+                _ => format!("{name}: {error}"),
+            };
+            return fail(error, line);
         }
         Err(AskError::Io(e)) => {
-            errln!(
-                "{name}: talking to the supervisor at {}: {e}",
-                path.display()
+            let error = Error::io(
+                format!("talking to the supervisor at {}", path.display()),
+                e,
             );
-            return ExitCode::FAILURE;
+            let line = format!("{name}: {error}");
+            return fail(error, line);
         }
+    };
+    let refused = |what: &str, reason: String| {
+        let line = format!("{what}{reason}");
+        fail(Error::Refused { reason }, line)
     };
     match (flags.command, response) {
         (Command::Status, Response::Status(status)) => {
             out!("{}", human_status(&status));
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         (Command::StatusJson, Response::Status(status)) => match serde_json::to_string(&status) {
             Ok(json) => {
                 outln!("{json}");
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
-                errln!("{name}: status: {e}");
-                ExitCode::FAILURE
+                let line = format!("{name}: status: {e}");
+                fail(Error::io("status", io::Error::other(e)), line)
             }
         },
         (Command::Stop, Response::Stopped { code }) => {
             outln!("stopped {name} exit code {code}");
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         (
             Command::Reload,
@@ -141,27 +149,29 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> ExitCode {
         ) => {
             let old = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
             outln!("reloaded {name}: pid {old} -> {new_pid} in {ms} ms");
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         (Command::Reload, Response::Failed { reason }) => {
-            errln!("reload of {name} failed: {reason}");
-            ExitCode::FAILURE
+            refused(&format!("reload of {name} failed: "), reason)
         }
         (Command::Upgrade, Response::Upgraded(up)) => {
             outln!("upgraded {name}: {}", upgraded(&up));
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         (Command::Upgrade, Response::Failed { reason }) => {
-            errln!("upgrade of {name} failed: {reason}");
-            ExitCode::FAILURE
+            refused(&format!("upgrade of {name} failed: "), reason)
         }
-        (_, Response::Failed { reason }) => {
-            errln!("{name}: {reason}");
-            ExitCode::FAILURE
-        }
+        (_, Response::Failed { reason }) => refused(&format!("{name}: "), reason),
         (_, other) => {
-            errln!("{name}: unexpected answer from the supervisor: {other:?}");
-            ExitCode::FAILURE
+            let text = format!("unexpected answer from the supervisor: {other:?}");
+            let line = format!("{name}: {text}");
+            fail(
+                Error::io(
+                    "asking the supervisor",
+                    io::Error::new(io::ErrorKind::InvalidData, text),
+                ),
+                line,
+            )
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::error::{Error, ListenerProblem};
 use crate::handoff::{Adoptions, Handoff, Moves};
 use crate::spec::{Kind, Network};
 
@@ -130,7 +131,8 @@ impl Context {
     ///
     /// Each listener can be taken once. Errors: an undeclared name (the message lists
     /// the declared ones), a listener that is off, one already taken, a UDP listener, or
-    /// no tokio runtime to register with.
+    /// no tokio runtime to register with; each an [`io::Error`] around an
+    /// [`Error::Listener`](crate::Error::Listener) that says which.
     pub fn tcp_listener(&self, name: &str) -> io::Result<tokio::net::TcpListener> {
         in_runtime(name)?;
         tokio::net::TcpListener::from_std(self.take_std_tcp(name, true)?)
@@ -336,29 +338,23 @@ impl Context {
         let Some(slot) = slots.iter_mut().find(|s| s.name == name) else {
             return Err(undeclared(name, &slots));
         };
+        let problem = |problem| Error::Listener {
+            listener: name.to_string(),
+            problem,
+        };
         if slot.network.kind() != kind {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "listener {name:?} is {} ({}), not {}",
-                    slot.network.kind().as_str(),
-                    slot.network,
-                    kind.as_str()
-                ),
-            ));
+            return Err(problem(ListenerProblem::WrongKind {
+                network: slot.network,
+                wanted: kind.as_str(),
+            })
+            .into());
         }
         match std::mem::replace(&mut slot.state, SlotState::Taken) {
             SlotState::Open(fd) => Ok(fd),
-            SlotState::Taken => Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("listener {name:?} was taken already; each listener can be taken once"),
-            )),
+            SlotState::Taken => Err(problem(ListenerProblem::Taken).into()),
             SlotState::Off => {
                 slot.state = SlotState::Off;
-                Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    format!("listener {name:?} is off (no address; give one with --{name}=ADDR)"),
-                ))
+                Err(problem(ListenerProblem::Off).into())
             }
         }
     }
@@ -388,23 +384,22 @@ impl Context {
 
 /// The error for a listener name that is not declared, listing the declared ones.
 fn undeclared(name: &str, slots: &[Slot]) -> io::Error {
-    let declared: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
-    let list = if declared.is_empty() {
-        "none are declared".to_string()
-    } else {
-        format!("the declared listeners are {}", declared.join(", "))
-    };
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("no listener named {name:?}; {list}"),
-    )
+    Error::Listener {
+        listener: name.to_string(),
+        problem: ListenerProblem::Undeclared {
+            declared: slots.iter().map(|s| s.name.clone()).collect(),
+        },
+    }
+    .into()
 }
 
 fn in_runtime(name: &str) -> io::Result<()> {
     match tokio::runtime::Handle::try_current() {
         Ok(_) => Ok(()),
-        Err(_) => Err(io::Error::other(format!(
-            "listener {name:?}: no tokio runtime is running here; use an async main, or the std_ accessor"
-        ))),
+        Err(_) => Err(Error::Listener {
+            listener: name.to_string(),
+            problem: ListenerProblem::NoRuntime,
+        }
+        .into()),
     }
 }

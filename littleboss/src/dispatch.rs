@@ -8,7 +8,9 @@ use littleboss_rules::wait::Wait;
 
 use crate::config::{Config, SupervisorInit};
 use crate::context::{Context, Mode};
+use crate::error::{Error, Failed};
 use crate::flags::{self, Command, Flags};
+use crate::output::errln;
 use crate::socket::activation;
 use crate::spec::ListenerSpec;
 use crate::{bypass, child, child_panic, commands, environ, supervisor};
@@ -16,60 +18,53 @@ use crate::{bypass, child, child_panic, commands, environ, supervisor};
 /// Exit code for a command line or declaration littleboss cannot accept.
 const USAGE: u8 = 2;
 
-/// The entry point behind [`Littleboss::run`](crate::Littleboss::run) and `run_sync`.
+/// The entry point behind [`Littleboss::run`](crate::Littleboss::run), `run_sync` and
+/// their `try_` forms: the exit code of whatever ran, or the failure that kept it from
+/// running, which `run` prints and `try_run` returns.
 pub(crate) fn run(
     config: Config,
     init: Option<SupervisorInit>,
     main: impl FnOnce(Context) -> Result<(), String>,
-) -> ExitCode {
+) -> Result<ExitCode, Failed> {
     // First: the environment, read once and never changed; from it, the child's
     // channel and systemd's sockets.
     environ::at_start();
     // An upgrade's probe, or the supervisor's next image: neither is anything else.
-    if environ::var(supervisor::PROBE_ENV).is_some() {
-        return ExitCode::from(supervisor::answer_probe(&config));
+    if environ::var(environ::PROBE_ENV).is_some() {
+        return Ok(ExitCode::from(supervisor::answer_probe(&config)));
     }
     if let Some(code) = supervisor::resume(&config) {
-        return code;
+        return Ok(code);
     }
     let channel = child::take_channel();
     let activated = activation::take();
-    if let Err(e) = validate(&config) {
-        errln!("littleboss: {e}");
-        return ExitCode::from(USAGE);
-    }
+    validate(&config).map_err(|e| {
+        let line = format!("littleboss: {e}");
+        Failed::new(Error::config(e), line, USAGE)
+    })?;
     match channel {
         Some(Ok(fd)) => return run_child(&config, fd, main),
         Some(Err(e)) => {
-            errln!("littleboss: {}: {e}", config.name);
-            return ExitCode::FAILURE;
+            let line = format!("littleboss: {}: {e}", config.name);
+            return Err(Failed::new(Error::config(e), line, 1));
         }
         None => {}
     }
-    let flags = match parse_flags(&config) {
-        Ok(flags) => flags,
-        Err(e) => {
-            errln!("littleboss: {e}");
-            err!("{}", usage(&config));
-            return ExitCode::from(USAGE);
-        }
-    };
-    let specs = match listener_specs(&config, &flags) {
-        Ok(specs) => specs,
-        Err(e) => {
-            errln!("littleboss: {e}");
-            return ExitCode::from(USAGE);
-        }
-    };
+    let flags = parse_flags(&config).map_err(|e| {
+        let line = format!("littleboss: {e}");
+        Failed::new(Error::config(e), line, USAGE).with_more(usage(&config))
+    })?;
+    let specs = listener_specs(&config, &flags).map_err(|e| {
+        let line = format!("littleboss: {e}");
+        Failed::new(Error::config(e), line, USAGE)
+    })?;
     match flags.command {
         Command::Bypass => run_bypass(&specs, &config, activated, flags.args, main),
         Command::Start => supervisor::start(config, init, specs, activated, flags.args),
         Command::Dev => supervisor::dev(config, init, specs, activated, flags.args),
-        Command::Stop
-        | Command::Status
-        | Command::StatusJson
-        | Command::Reload
-        | Command::Upgrade => commands::run(&config, &flags),
+        // Every other mode asks a running supervisor: what it asks and prints is in
+        // `commands`, so that a new control command leaves this file alone.
+        _ => commands::run(&config, &flags),
     }
 }
 
@@ -77,14 +72,11 @@ fn run_child(
     config: &Config,
     fd: std::os::fd::OwnedFd,
     main: impl FnOnce(Context) -> Result<(), String>,
-) -> ExitCode {
-    let joined = match child::join(config, fd) {
-        Ok(joined) => joined,
-        Err(e) => {
-            errln!("littleboss: {}: {e}", config.name);
-            return ExitCode::FAILURE;
-        }
-    };
+) -> Result<ExitCode, Failed> {
+    let joined = child::join(config, fd).map_err(|e| {
+        let line = format!("littleboss: {}: {e}", config.name);
+        Failed::new(Error::io("joining the supervisor", e), line, 1)
+    })?;
     let link = joined.link.clone();
     // The supervisor passes the listener flags as bound; the program's arguments are
     // the rest.
@@ -101,7 +93,7 @@ fn run_child(
     );
     let result = child_panic::run(&link, || main(ctx));
     link.finished(&result);
-    finish(result)
+    Ok(finish(result))
 }
 
 fn run_bypass(
@@ -110,26 +102,23 @@ fn run_bypass(
     activated: activation::Activated,
     args: Vec<OsString>,
     main: impl FnOnce(Context) -> Result<(), String>,
-) -> ExitCode {
-    let slots = match bypass::bind_all(specs, config.unix_mode, activated) {
-        Ok(slots) => slots,
-        Err(e) => {
-            errln!("littleboss: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+) -> Result<ExitCode, Failed> {
+    let slots = bypass::bind_all(specs, config.unix_mode, activated).map_err(|e| {
+        let line = format!("littleboss: {e}");
+        Failed::new(e, line, 1)
+    })?;
     let lameduck = match bypass::watch_signals() {
         Ok(rx) => rx,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
-    finish(main(Context::new(
+    Ok(finish(main(Context::new(
         Mode::Bypass,
         slots,
         lameduck,
         None,
         None,
         args,
-    )))
+    ))))
 }
 
 /// An `Err` from main prints as `Error: ...` and exits 1, as a plain `main` does.
@@ -167,10 +156,8 @@ fn validate(config: &Config) -> Result<(), String> {
     ] {
         wait.check(value).map_err(|e| e.to_string())?;
     }
-    if let (Some(group), None) = (&config.group, &config.user) {
-        return Err(format!(
-            "group {group:?} is set without a user; set the user too"
-        ));
+    if let (Some(_), None) = (&config.group, &config.user) {
+        return Err(littleboss_rules::user::GROUP_WITHOUT_USER.to_string());
     }
     for (i, declared) in config.listeners.iter().enumerate() {
         let lname = &declared.name;

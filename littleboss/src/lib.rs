@@ -278,6 +278,7 @@
 //! | `rustls` | TLS for the `http` module, through tokio-rustls with ring (implies `hyper`) |
 //! | `log` | the supervisor's messages go to the `log` facade |
 //! | `tracing` | the supervisor's messages go to `tracing` |
+//! | `test-hooks` | unsupported, for littleboss's own tests: the `LITTLEBOSS_TEST_*` variables are read |
 //!
 //! None is on by default, so that the core keeps its dependencies few.
 //!
@@ -298,9 +299,6 @@
 
 #![deny(missing_docs)]
 
-#[macro_use]
-mod output;
-
 pub mod spec;
 
 #[cfg(feature = "axum")]
@@ -320,21 +318,24 @@ mod control;
 mod dir;
 mod dispatch;
 mod environ;
+mod error;
 mod flags;
 #[cfg(test)]
 mod golden;
 mod handoff;
 mod log_queue;
 mod logger;
+mod output;
 mod signals;
 mod socket;
 mod supervisor;
 mod sys;
 
-pub use builder::{Littleboss, MainResult};
+pub use builder::{Littleboss, MainError, MainResult};
 pub use config::Flavor;
 pub use context::{Context, Mode};
 pub use control::protocol::{OLDEST_PROTOCOL, PROTOCOL, Status};
+pub use error::{Error, ListenerProblem};
 pub use handoff::{Adoptions, Handoff};
 pub use logger::Level;
 

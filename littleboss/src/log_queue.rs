@@ -3,12 +3,21 @@
 //! paused) never stalls the supervisor: when the queue is full, lines are dropped and
 //! counted, and `N log lines dropped` is written as soon as the writer has room again.
 
+use crate::output::errln;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::logger::Level;
+/// How much a message matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Level {
+    /// The supervisor's ordinary work: a child started, ready, reloaded, stopped.
+    Info,
+    /// Something failed or was refused: a reload, a control connection.
+    Warn,
+}
 
 /// Lines that may wait for the writer. Each is one short message, so this is a few
 /// hundred KiB at most; a writer that is that far behind is stuck, not slow.

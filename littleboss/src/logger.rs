@@ -9,17 +9,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::log_queue::Level;
 use crate::log_queue::{Line, LogQueue, Sink};
-
-/// How much a message matters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Level {
-    /// The supervisor's ordinary work: a child started, ready, reloaded, stopped.
-    Info,
-    /// Something failed or was refused: a reload, a control connection.
-    Warn,
-}
 
 /// The program's choice of where messages go.
 pub(crate) type LogFn = Arc<dyn Fn(Level, &str) + Send + Sync>;
@@ -96,6 +87,6 @@ fn write(custom: Option<&LogFn>, line: &Line) {
     #[cfg(not(any(feature = "log", feature = "tracing")))]
     {
         let _ = level;
-        errln!("littleboss: {name}: {message}");
+        crate::output::errln!("littleboss: {name}: {message}");
     }
 }

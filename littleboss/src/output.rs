@@ -40,3 +40,5 @@ macro_rules! err {
         let _ = ::std::io::stderr().write_all(::std::format!($($arg)*).as_bytes());
     }};
 }
+
+pub(crate) use {err, errln, out, outln};

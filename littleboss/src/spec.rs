@@ -11,4 +11,8 @@
 //! assert_eq!(ListenerSpec::parse("udp:").unwrap().address, None);
 //! ```
 
-pub use littleboss_rules::spec::*;
+pub use littleboss_rules::spec::{ListenerSpec, NETWORKS, Network, SpecError};
+
+/// What the runtime uses and a program does not: a network's socket kind, and the
+/// resolution of a spec's host name.
+pub(crate) use littleboss_rules::spec::{Kind, resolve};

@@ -22,7 +22,17 @@ use rustix::process::{Gid, Uid};
 /// `LITTLEBOSS_PORTABLE=1`: on Linux, take the paths that macOS takes (a stream socket
 /// for the channel, close-on-exec by `fcntl`, executables run by path, exits seen by
 /// `SIGCHLD`). Read once, from the environment at start; for tests.
-pub(crate) const PORTABLE_ENV: &str = "LITTLEBOSS_PORTABLE";
+use crate::environ::PORTABLE_ENV;
+
+/// `address in use`, `permission denied`: the short form of an OS error.
+pub(crate) fn describe(e: &io::Error) -> String {
+    let kind = e.kind().to_string();
+    if e.kind() == io::ErrorKind::Other || kind.contains("uncategorized") {
+        e.to_string()
+    } else {
+        kind
+    }
+}
 
 /// The name of this system, for messages about what it cannot do.
 pub(crate) const SYSTEM: &str = std::env::consts::OS;
@@ -241,8 +251,7 @@ pub(crate) fn is_listening(_fd: BorrowedFd<'_>) -> io::Result<Option<bool>> {
 /// The unix address `@name` in the abstract namespace, where there is one (Linux).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn abstract_address(name: &str) -> Result<SocketAddrUnix, String> {
-    SocketAddrUnix::new_abstract_name(name.as_bytes())
-        .map_err(|e| crate::socket::describe(&e.into()))
+    SocketAddrUnix::new_abstract_name(name.as_bytes()).map_err(|e| describe(&e.into()))
 }
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn abstract_address(name: &str) -> Result<SocketAddrUnix, String> {

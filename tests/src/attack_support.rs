@@ -1,6 +1,6 @@
 //! Support for the tests that attack a supervisor (`tests/tests/child_channel.rs`,
 //! `control_socket.rs`, `faults.rs`, `misuse.rs`) and their helper programs
-//! (`src/bin/lb-harden-*.rs`).
+//! (`src/bin/lb-*.rs`).
 //!
 //! - [`wire`]: control-socket frames and child-channel messages encoded by hand from
 //!   `PROTOCOL.md` (not with the crate's own types, so the document is what is tested),

@@ -1,5 +1,5 @@
 //! Support for `tests/tests/flags.rs` and `tests/tests/users.rs` and their helper
-//! programs (`src/bin/lb-priv-*.rs`): what a helper knows about itself, a tiny HTTP
+//! programs (`src/bin/lb-*.rs`): what a helper knows about itself, a tiny HTTP
 //! server that answers every request with it, as JSON; and, for the tests, a supervisor
 //! started with a command line of their choosing ([`CustomSupervisor`]).
 //!

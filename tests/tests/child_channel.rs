@@ -8,7 +8,7 @@
 //! program that a supervised child started), it ignores both and runs unsupervised.
 //!
 //! Attacks on the supervisor's side: a reload (a hand-encoded `Reload` request) to
-//! `lb-harden-fakechild`, a program that poses as a child and sends what no child
+//! `lb-fake-child`, a program that poses as a child and sends what no child
 //! should. Each reload must fail with a reason, the fake child must be killed, the old
 //! child must keep serving, and the failure must be counted.
 
@@ -292,11 +292,11 @@ fn a_program_a_supervised_child_starts_runs_unsupervised() {
 // Attacks on the supervisor's side
 // ---------------------------------------------------------------------------------
 
-/// A hand-encoded `Reload` request to `lb-harden-fakechild MODE`.
+/// A hand-encoded `Reload` request to `lb-fake-child MODE`.
 fn fake_child_reload(mode: &str) -> Vec<u8> {
-    let fake = bin!("lb-harden-fakechild");
+    let fake = bin!("lb-fake-child");
     let path = fake.to_str().expect("a UTF-8 path").as_bytes();
-    let args: [&[u8]; 2] = [b"lb-harden-fakechild", mode.as_bytes()];
+    let args: [&[u8]; 2] = [b"lb-fake-child", mode.as_bytes()];
     wire::reload_request(path, Some(&args), &[])
 }
 
@@ -330,7 +330,7 @@ fn reload_to_fake_child(mode: &str, expected: &str) -> String {
     wait_gone(pid, "the fake child");
     assert!(
         sup.stderr()
-            .contains(&format!("lb-harden-fakechild: pid {pid} sending {mode}")),
+            .contains(&format!("lb-fake-child: pid {pid} sending {mode}")),
         "{mode}: the fake child ran\n{}",
         sup.logs()
     );

@@ -36,21 +36,21 @@ fn usable_tools(env: &Env) -> (PathBuf, PathBuf) {
     (unshare, nsenter)
 }
 
-/// Starts `unshare --pid --fork --mount-proc lb-sd-orphans --littleboss=start ARGS`:
+/// Starts `unshare --pid --fork --mount-proc lb-orphans --littleboss=start ARGS`:
 /// the supervisor as PID 1 of a new pid namespace.
 fn start_as_pid1(env: &Env, unshare: &Path, args: &[&str]) -> Spawned {
     let mut all = vec![
         "--pid",
         "--fork",
         "--mount-proc",
-        bin!("lb-sd-orphans").to_str().expect("UTF-8"),
+        bin!("lb-orphans").to_str().expect("UTF-8"),
         "--littleboss=start",
     ];
     all.extend(args);
     env.spawn(unshare, &all)
 }
 
-/// Runs `lb-sd-orphans ARGS` inside the supervisor's pid and mount namespaces, as
+/// Runs `lb-orphans ARGS` inside the supervisor's pid and mount namespaces, as
 /// `docker exec` would.
 fn run_inside<S: AsRef<OsStr>>(env: &Env, nsenter: &Path, supervisor: u32, args: &[S]) -> Outcome {
     let mut all: Vec<OsString> = [
@@ -58,7 +58,7 @@ fn run_inside<S: AsRef<OsStr>>(env: &Env, nsenter: &Path, supervisor: u32, args:
         supervisor.to_string().into(),
         "--pid".into(),
         "--mount".into(),
-        bin!("lb-sd-orphans").into(),
+        bin!("lb-orphans").into(),
     ]
     .to_vec();
     all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
@@ -237,7 +237,7 @@ fn control_commands_from_outside_the_pid_namespace() {
     let process = start_as_pid1(&env, &unshare, &[]);
     let supervisor = supervisor_host_pid(&process);
     wait_running(&env, &nsenter, &process, supervisor);
-    let outside = env.run(bin!("lb-sd-orphans"), &["--littleboss=status-json"]);
+    let outside = env.run(bin!("lb-orphans"), &["--littleboss=status-json"]);
     assert_eq!(
         outside.code(),
         Some(0),

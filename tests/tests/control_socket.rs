@@ -379,7 +379,7 @@ fn a_client_of_another_user_is_refused() {
     chmod(env.dir(), 0o755);
     chmod(&serving.socket, 0o666);
     // The client must be executable by uid 65534 wherever the tree was checked out.
-    let client_bin = runnable_by_nobody(bin!("lb-harden-client"), env.path());
+    let client_bin = runnable_by_nobody(bin!("lb-raw-client"), env.path());
     for request in ["stop", "status"] {
         let mut client = Command::new(&client_bin);
         client

@@ -7,10 +7,10 @@ use littleboss_tests::{
     status_field, wait_for, zombie_children,
 };
 
-/// The pid that `lb-harden-detach` pid `child` printed after `what` (`helper`,
+/// The pid that `lb-detach` pid `child` printed after `what` (`helper`,
 /// `orphan`).
 fn printed_pid(sup: &Supervisor<'_>, child: u32, what: &str) -> u32 {
-    let line = sup.wait_for_log(&format!("lb-harden-detach: pid {child} {what} "));
+    let line = sup.wait_for_log(&format!("lb-detach: pid {child} {what} "));
     let pid = line
         .rsplit(' ')
         .next()
@@ -23,7 +23,7 @@ fn printed_pid(sup: &Supervisor<'_>, child: u32, what: &str) -> u32 {
 #[test]
 fn a_detached_helper_is_ended_at_stop_and_the_port_is_free() {
     let env = Env::new();
-    let sup = env.start(bin!("lb-harden-detach"), &["--http=127.0.0.1:0"]);
+    let sup = env.start(bin!("lb-detach"), &["--http=127.0.0.1:0"]);
     let child = sup.child_pid();
     let addr = sup.addr("http");
     let helper = printed_pid(&sup, child, "helper");
@@ -52,7 +52,7 @@ fn a_detached_helper_is_ended_at_stop_and_the_port_is_free() {
     );
     assert!(port_is_free(addr), "nothing holds the port");
     let http = format!("--http={addr}");
-    let next = env.start(bin!("lb-harden-detach"), &[http.as_str()]);
+    let next = env.start(bin!("lb-detach"), &[http.as_str()]);
     assert_eq!(next.addr("http"), addr, "a new start binds the port");
     let stop = next.run(&["--littleboss=stop"]);
     assert_eq!(stop.code(), Some(0), "{stop}");
@@ -61,7 +61,7 @@ fn a_detached_helper_is_ended_at_stop_and_the_port_is_free() {
 #[test]
 fn orphans_of_the_service_are_reparented_to_the_supervisor_and_reaped() {
     let env = Env::new();
-    let sup = env.start(bin!("lb-harden-detach"), &["--", "--orphan"]);
+    let sup = env.start(bin!("lb-detach"), &["--", "--orphan"]);
     let child = sup.child_pid();
     let orphan = printed_pid(&sup, child, "orphan");
     // The orphan's parent is the supervisor (while it runs), not init.

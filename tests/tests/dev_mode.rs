@@ -17,7 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use littleboss_tests::{
-    Env, POLL, Signal, Supervisor, bin, copy_binary, get, http_get, is_gone, run_for, wait_for,
+    Env, NO_ARGS, POLL, Signal, Supervisor, bin, copy_binary, get, http_get, is_gone, run_for,
+    wait_for,
 };
 
 /// The pause between two requests of the load.
@@ -472,7 +473,9 @@ fn cargo_build(app: &Path, target: &Path) {
 }
 
 /// The workflow of the README: a dev supervisor runs `target/debug/NAME`, and a plain
-/// `cargo build` in another terminal replaces it.
+/// `cargo build` in another terminal replaces it. First, the same program (built on
+/// its own, as a user builds it, without littleboss's test hooks) is started with a
+/// test variable in its environment, which it ignores.
 #[test]
 fn a_cargo_build_reloads_to_the_new_code() {
     let env = Env::new();
@@ -488,6 +491,17 @@ fn a_cargo_build_reloads_to_the_new_code() {
     let target = env.path().join("target");
     cargo_build(&app, &target);
     let exe = target.join("debug/devapp");
+
+    let sup = env.start_with(&exe, NO_ARGS, &[("LITTLEBOSS_TEST_PROTOCOLS", "1")]);
+    sup.wait_running();
+    let status = env.status_json(&exe);
+    let full = [littleboss::OLDEST_PROTOCOL, littleboss::PROTOCOL];
+    assert_eq!(status["protocols"], serde_json::json!(full), "{status}");
+    assert!(!sup.logs().contains("test hooks"), "{}", sup.logs());
+    let stopped = env.run(&exe, &["--littleboss=stop"]);
+    assert_eq!(stopped.code(), Some(0), "{stopped}");
+    assert_eq!(sup.wait_code(), 0, "{}", sup.logs());
+
     let sup = env.start_dev(&exe, &exe);
     sup.wait_for_log("dev: watching ");
     let addr = sup.addr("http");

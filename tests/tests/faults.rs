@@ -127,10 +127,7 @@ fn a_killed_child_stops_the_supervisor_with_code_1() {
 #[test]
 fn a_child_that_exits_with_7_stops_the_supervisor_with_7() {
     let env = Env::new();
-    let sup = env.start(
-        bin!("lb-harden-exit"),
-        &["--exit-after-ms=3000", "--code=7"],
-    );
+    let sup = env.start(bin!("lb-exit"), &["--exit-after-ms=3000", "--code=7"]);
     let child = sup.child_pid();
     let addr = sup.addr("http");
     assert_eq!(get(addr).expect("GET").pid, child);
@@ -178,9 +175,9 @@ fn a_child_that_ignores_lameduck_is_killed_after_it() {
     assert_eq!(serving.addr, addr);
 }
 
-/// The grandchild pid `lb-harden-forker` pid `child` printed.
+/// The grandchild pid `lb-forker` pid `child` printed.
 fn grandchild_of(sup: &Supervisor<'_>, child: u32) -> u32 {
-    let line = sup.wait_for_log(&format!("lb-harden-forker: pid {child} grandchild "));
+    let line = sup.wait_for_log(&format!("lb-forker: pid {child} grandchild "));
     let pid = line
         .rsplit(' ')
         .next()
@@ -193,7 +190,7 @@ fn grandchild_of(sup: &Supervisor<'_>, child: u32) -> u32 {
 #[test]
 fn grandchildren_holding_the_listener_go_with_their_child() {
     let env = Env::new();
-    let sup = env.start(bin!("lb-harden-forker"), NO_ARGS);
+    let sup = env.start(bin!("lb-forker"), NO_ARGS);
     let first = sup.child_pid();
     let addr = sup.addr("http");
     let first_grandchild = grandchild_of(&sup, first);
@@ -429,7 +426,7 @@ fn stop_right_after_start() {
 #[test]
 fn stop_before_the_child_said_hello() {
     let env = Env::new();
-    let sup = env.start_nowait(bin!("lb-harden-slowhello"), NO_ARGS);
+    let sup = env.start_nowait(bin!("lb-slow-hello"), NO_ARGS);
     let socket = env.socket("lbslow");
     // The control socket answers at once; the child says hello only after 500 ms.
     let response = wait_for(DEADLINE, "the control socket", || {

@@ -1,7 +1,7 @@
 //! A renamed control flag, the mode taken from the program's own parser, what the child
 //! receives as arguments, and the supervisor init hook.
 //!
-//! The helpers (`src/bin/lb-priv-*.rs`) answer every HTTP request with a JSON report of
+//! The helpers (`src/bin/lb-*.rs`) answer every HTTP request with a JSON report of
 //! themselves: pid, mode, `lb.args()`, argv, uid, gid, groups, `HOME`, `USER`, `LOGNAME`
 //! (see `littleboss_tests::report_support`).
 
@@ -39,7 +39,7 @@ fn owned(args: &[&str]) -> Vec<String> {
 #[test]
 fn renamed_flag_starts_reports_and_stops_a_supervisor() {
     let env = Env::new();
-    let bin = bin!("lb-priv-lb");
+    let bin = bin!("lb-flag-lb");
     // `--littleboss=stop` is the program's own argument here, and reaches it.
     let sup = CustomSupervisor::spawn(
         &env,
@@ -96,7 +96,7 @@ fn renamed_flag_starts_reports_and_stops_a_supervisor() {
 #[test]
 fn renamed_flag_leaves_littleboss_flag_to_the_program() {
     let env = Env::new();
-    let bin = bin!("lb-priv-lb");
+    let bin = bin!("lb-flag-lb");
     // `--littleboss=start` is an ordinary argument now: the program runs directly.
     let process = env.spawn(bin, &["--littleboss=start", "-v"]);
     let addr = process.wait_serving(process.pid(), "http");
@@ -123,7 +123,7 @@ fn renamed_flag_leaves_littleboss_flag_to_the_program() {
 #[test]
 fn renamed_flag_rejects_an_unknown_mode_naming_it() {
     let env = Env::new();
-    let outcome = env.run(bin!("lb-priv-lb"), &["--lb=bogus"]);
+    let outcome = env.run(bin!("lb-flag-lb"), &["--lb=bogus"]);
     assert_eq!(outcome.code(), Some(2), "{outcome}");
     assert!(
         outcome.stderr.contains(
@@ -149,7 +149,7 @@ fn renamed_flag_rejects_an_unknown_mode_naming_it() {
 #[test]
 fn clap_help_lists_littleboss_and_listener_flags() {
     let env = Env::new();
-    let outcome = env.run(bin!("lb-priv-clap"), &["--help"]);
+    let outcome = env.run(bin!("lb-clap"), &["--help"]);
     assert_eq!(outcome.code(), Some(0), "{outcome}");
     for flag in [
         "--littleboss <LITTLEBOSS>",
@@ -164,7 +164,7 @@ fn clap_help_lists_littleboss_and_listener_flags() {
 #[test]
 fn clap_program_starts_reports_reloads_and_stops_with_its_own_parser() {
     let env = Env::new();
-    let bin = bin!("lb-priv-clap");
+    let bin = bin!("lb-clap");
     let sup = CustomSupervisor::spawn(
         &env,
         bin,
@@ -248,7 +248,7 @@ const PROGRAM_ARGS: &[&str] = &[
 #[test]
 fn child_gets_bound_listener_flags_and_the_program_args_unchanged() {
     let env = Env::new();
-    let bin = bin!("lb-priv-args");
+    let bin = bin!("lb-args");
     // Go's spellings (one dash, value apart), mixed in among the program's arguments.
     let mut args = vec![
         "-v",
@@ -304,7 +304,7 @@ fn child_gets_bound_listener_flags_and_the_program_args_unchanged() {
 #[test]
 fn bypassed_program_gets_its_args_without_littleboss_flags() {
     let env = Env::new();
-    let bin = bin!("lb-priv-args");
+    let bin = bin!("lb-args");
     let mut args = vec!["-v", "--http=127.0.0.1:0", "--keep=1"];
     args.extend(&PROGRAM_ARGS[2..]);
     let process = env.spawn(bin, &args);
@@ -332,7 +332,7 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Starts `lb-priv-init` supervised on a free port, with its logs at `init_log` and
+/// Starts `lb-init` supervised on a free port, with its logs at `init_log` and
 /// `child_log` (and, if given, `LB_PRIV_INIT_FAIL`).
 fn start_init<'e>(
     env: &'e Env,
@@ -348,7 +348,7 @@ fn start_init<'e>(
         let http = format!("--http=127.0.0.1:{port}");
         CustomSupervisor::spawn(
             env,
-            bin!("lb-priv-init"),
+            bin!("lb-init"),
             &vars,
             &["--littleboss=start", &http],
             &["--littleboss=status-json"],
@@ -359,7 +359,7 @@ fn start_init<'e>(
 #[test]
 fn supervisor_init_runs_once_per_start_in_the_supervisor_after_binding() {
     let env = Env::new();
-    let bin = bin!("lb-priv-init");
+    let bin = bin!("lb-init");
     let init_log = env.path().join("init.log");
     let child_log = env.path().join("child.log");
     let (sup, status, port) = start_init(&env, &init_log, &child_log);
@@ -444,7 +444,7 @@ fn supervisor_init_does_not_run_in_bypass() {
         ("LB_PRIV_INIT_LOG", shown(&init_log)),
         ("LB_PRIV_CHILD_LOG", shown(&child_log)),
     ];
-    let process = spawn_with(&env, bin!("lb-priv-init"), &vars, &[]);
+    let process = spawn_with(&env, bin!("lb-init"), &vars, &[]);
     let addr = process.wait_serving(process.pid(), "http");
     let answer = get_json(addr);
     assert_eq!(answer["mode"], "bypass", "{answer}");
@@ -471,7 +471,7 @@ fn supervisor_init_failure_stops_the_start() {
                 format!("LB_PRIV_CHILD_LOG={}", shown(&child_log)),
                 format!("LB_PRIV_INIT_PORT={port}"),
                 "LB_PRIV_INIT_FAIL=no database at db.invalid".into(),
-                shown(bin!("lb-priv-init")),
+                shown(bin!("lb-init")),
                 "--littleboss=start".into(),
                 format!("--http=127.0.0.1:{port}"),
             ];
@@ -503,6 +503,6 @@ fn supervisor_init_failure_stops_the_start() {
         "port {port} is still bound"
     );
     // And a status finds no supervisor.
-    let outcome = env.run(bin!("lb-priv-init"), &["--littleboss=status-json"]);
+    let outcome = env.run(bin!("lb-init"), &["--littleboss=status-json"]);
     assert_eq!(outcome.code(), Some(1), "{outcome}");
 }

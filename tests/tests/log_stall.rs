@@ -40,7 +40,7 @@ fn an_unread_stderr_stalls_no_reload_status_or_stop() {
     let path = env.path().join("stderr.fifo");
     let fifo = stalled_fifo(&path);
     let stderr = fifo.try_clone().expect("dup the FIFO");
-    let sup = env.start_with_stderr(bin!("lb-harden-quiet"), NO_ARGS, Some(stderr.into()));
+    let sup = env.start_with_stderr(bin!("lb-silent"), NO_ARGS, Some(stderr.into()));
     sup.wait_running();
     let mut pids = vec![sup.child_pid()];
     for i in 1..=40 {

@@ -10,7 +10,7 @@ use littleboss_tests::attack_support::raw;
 use littleboss_tests::attack_support::wire::{self, Response};
 use littleboss_tests::{Env, NO_ARGS, Signal, Supervisor, bin, get};
 
-/// The service name of `lb-harden-quiet`, which takes any arguments.
+/// The service name of `lb-silent`, which takes any arguments.
 const NAME: &str = "lbquiet";
 
 /// `--littleboss=reload -- ARGS...`, which must succeed.
@@ -45,7 +45,7 @@ fn assert_status_works(sup: &Supervisor<'_>, count: usize) -> Vec<String> {
 #[test]
 fn twenty_arguments_of_invalid_utf8_leave_status_working() {
     let env = Env::new();
-    let sup = env.start(bin!("lb-harden-quiet"), NO_ARGS);
+    let sup = env.start(bin!("lb-silent"), NO_ARGS);
     let args = vec![OsString::from_vec(vec![0xFF; 1500]); 20];
     reload_with(&sup, args);
     let shown = assert_status_works(&sup, 20);
@@ -80,7 +80,7 @@ fn twenty_arguments_of_invalid_utf8_leave_status_working() {
 #[test]
 fn ascii_arguments_near_the_frame_size_leave_status_working() {
     let env = Env::new();
-    let sup = env.start(bin!("lb-harden-quiet"), NO_ARGS);
+    let sup = env.start(bin!("lb-silent"), NO_ARGS);
     // 15 x 4,000 bytes: a reload request just under 64 KiB.
     let args = vec![OsString::from("a".repeat(4000)); 15];
     reload_with(&sup, args);
@@ -97,7 +97,7 @@ fn ascii_arguments_near_the_frame_size_leave_status_working() {
 #[test]
 fn a_reload_with_more_arguments_than_status_can_show_is_refused() {
     let env = Env::new();
-    let sup = env.start(bin!("lb-harden-quiet"), NO_ARGS);
+    let sup = env.start(bin!("lb-silent"), NO_ARGS);
     let child = sup.child_pid();
     let arg = [0xFFu8; 30];
     let args: Vec<&[u8]> = vec![&arg; 2000];

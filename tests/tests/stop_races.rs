@@ -27,7 +27,7 @@
 //! Helper programs: `lb-http` (service `lbhttp`, `lameduck = "2s"`), `lb-reload-gate`
 //! (an `lbhttp` that is ready only once a file exists, `lameduck = "5s"`),
 //! `lb-persist-gate` (service `lbpgate`, `persist = true`, ready once a file exists,
-//! `lameduck = "2s"`) and `lb-sd-unix` (service `lbsdunix`, a `unix:` listener `api`).
+//! `lameduck = "2s"`) and `lb-unix` (service `lbsdunix`, a `unix:` listener `api`).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -590,14 +590,14 @@ fn full_unix_socket(path: &Path) -> (OwnedFd, Vec<OwnedFd>) {
 #[test]
 fn status_answers_while_a_reload_moves_a_unix_listener_onto_a_full_socket() {
     let env = Env::new();
-    let lb_sd_unix = bin!("lb-sd-unix");
+    let lb_unix = bin!("lb-unix");
     let first = env.path().join("api.sock");
-    let sup = env.start(lb_sd_unix, &[format!("--api={}", first.display())]);
+    let sup = env.start(lb_unix, &[format!("--api={}", first.display())]);
     let child = sup.child_pid();
     let full = env.path().join("full.sock");
     let (_listener, _queued) = full_unix_socket(&full);
     let reload = env.spawn(
-        lb_sd_unix,
+        lb_unix,
         &[
             "--littleboss=reload".to_string(),
             format!("--api={}", full.display()),
@@ -609,7 +609,7 @@ fn status_answers_while_a_reload_moves_a_unix_listener_onto_a_full_socket() {
     let mut answered = 0;
     loop {
         let reload_ended = reload.try_exit().is_some();
-        let status = env.spawn(lb_sd_unix, &["--littleboss=status"]);
+        let status = env.spawn(lb_unix, &["--littleboss=status"]);
         let asked = Instant::now();
         let exit = loop {
             if let Some(exit) = status.try_exit() {

@@ -251,13 +251,8 @@ fn socket_activation_with_two_sockets_adopts_one_and_closes_the_other() {
 fn socket_activation_adopts_a_unix_socket() {
     let env = Env::new();
     let path = env.path().join("api.sock");
-    let argv = activate_argv_with(
-        &[path.display().to_string()],
-        "api",
-        &[],
-        bin!("lb-sd-unix"),
-    );
-    let sup = supervise(&env, &argv, bin!("lb-sd-unix"));
+    let argv = activate_argv_with(&[path.display().to_string()], "api", &[], bin!("lb-unix"));
+    let sup = supervise(&env, &argv, bin!("lb-unix"));
     sup.wait_for_log(&format!("Listening on {}", path.display()));
     // The first connection starts everything; the child answers it.
     let stream = std::os::unix::net::UnixStream::connect(&path).expect("connect");
@@ -521,7 +516,7 @@ fn example_unit_files_verify() {
 /// its stdout and stderr.
 fn quiet_lifecycle(extra: &[&str]) -> (String, String, u32, u32) {
     let env = Env::new();
-    let sup = env.start(bin!("lb-sd-quiet"), extra);
+    let sup = env.start(bin!("lb-log-fn"), extra);
     let first = sup.child_pid();
     let addr = sup.addr("http");
     assert_eq!(
@@ -553,7 +548,7 @@ fn log_with_a_no_op_silences_the_supervisor() {
         "stderr:\n{stderr}\nstdout:\n{stdout}"
     );
     assert!(
-        stderr.contains("lb-sd-quiet: pid"),
+        stderr.contains("lb-log-fn: pid"),
         "the program's own lines still show:\n{stderr}"
     );
 }

@@ -1,4 +1,4 @@
-//! `unix:` listeners (`lb-sd-unix`): served through the supervisor's socket, shown in
+//! `unix:` listeners (`lb-unix`): served through the supervisor's socket, shown in
 //! the status, created with `unix_mode`, removed with the listener; stale files are
 //! replaced and live ones refused; abstract names; reloads. And the listener accessors:
 //! tokio ones give non-blocking sockets, `std_` ones blocking sockets.
@@ -53,7 +53,7 @@ fn inode_of(path: &Path) -> u64 {
 fn serves_through_a_unix_listener_with_its_mode_and_removes_it_at_stop() {
     let env = Env::new();
     let path = env.path().join("api.sock");
-    let sup = env.start(bin!("lb-sd-unix"), &[format!("--api={}", path.display())]);
+    let sup = env.start(bin!("lb-unix"), &[format!("--api={}", path.display())]);
     let child = sup.child_pid();
     let status = sup.status();
     assert_eq!(
@@ -92,7 +92,7 @@ fn a_stale_socket_file_is_replaced() {
         UnixStream::connect(&path).is_err(),
         "nobody answers on the stale file"
     );
-    let sup = env.start(bin!("lb-sd-unix"), &[format!("--api={}", path.display())]);
+    let sup = env.start(bin!("lb-unix"), &[format!("--api={}", path.display())]);
     let child = sup.child_pid();
     // (Its inode number may be the stale file's again: tmpfs reuses them.)
     assert_eq!(ask_path(&path).expect("an answer").pid, child);
@@ -105,7 +105,7 @@ fn a_socket_a_live_process_answers_on_is_refused() {
     let path = env.path().join("api.sock");
     let live = UnixListener::bind(&path).expect("bind the live socket");
     let inode = inode_of(&path);
-    let sup = env.start_nowait(bin!("lb-sd-unix"), &[format!("--api={}", path.display())]);
+    let sup = env.start_nowait(bin!("lb-unix"), &[format!("--api={}", path.display())]);
     assert_eq!(sup.wait_code(), 1, "{}", sup.logs());
     let expected = format!(
         "littleboss: lbsdunix: bind api on {}: a live process answers on that socket",
@@ -132,7 +132,7 @@ fn an_abstract_unix_listener() {
         std::process::id(),
         env.path().file_name().expect("a name").to_string_lossy()
     );
-    let sup = env.start(bin!("lb-sd-unix"), &[format!("--api=@{name}")]);
+    let sup = env.start(bin!("lb-unix"), &[format!("--api=@{name}")]);
     let child = sup.child_pid();
     assert_eq!(sup.status()["listeners"]["api"], format!("unix:@{name}"));
     assert_eq!(ask_abstract(&name).expect("an answer").pid, child);
@@ -149,11 +149,11 @@ fn an_abstract_unix_listener() {
 fn a_reload_keeps_the_unix_listener() {
     let env = Env::new();
     let path = env.path().join("api.sock");
-    let sup = env.start(bin!("lb-sd-unix"), &[format!("--api={}", path.display())]);
+    let sup = env.start(bin!("lb-unix"), &[format!("--api={}", path.display())]);
     let old = sup.child_pid();
     let inode = inode_of(&path);
     assert_eq!(ask_path(&path).expect("an answer").pid, old);
-    let copy = env.copy_binary(bin!("lb-sd-unix"), "lb-sd-unix-2");
+    let copy = env.copy_binary(bin!("lb-unix"), "lb-unix-2");
     let reload = env.run(&copy, &["--littleboss=reload"]);
     assert_eq!(reload.code(), Some(0), "{reload}");
     let new = sup.child_pid();
@@ -175,7 +175,7 @@ fn a_reload_that_moves_the_unix_listener_removes_the_old_file() {
     let env = Env::new();
     let first = env.path().join("api-1.sock");
     let second = env.path().join("api-2.sock");
-    let sup = env.start(bin!("lb-sd-unix"), &[format!("--api={}", first.display())]);
+    let sup = env.start(bin!("lb-unix"), &[format!("--api={}", first.display())]);
     let old = sup.child_pid();
     let reload = sup.run(&[
         "--littleboss=reload".to_string(),
@@ -202,10 +202,10 @@ fn a_reload_that_moves_the_unix_listener_removes_the_old_file() {
     assert!(!second.exists(), "stop removes {}", second.display());
 }
 
-/// The `nonblocking=` lines `lb-sd-accessors` printed, as `(accessor, value)`.
+/// The `nonblocking=` lines `lb-accessors` printed, as `(accessor, value)`.
 fn accessor_report(process: &Spawned, pid: u32) -> Vec<(String, String)> {
-    process.wait_for_log(&format!("lb-sd-accessors: pid {pid} reported"));
-    let prefix = format!("lb-sd-accessors: pid {pid} ");
+    process.wait_for_log(&format!("lb-accessors: pid {pid} reported"));
+    let prefix = format!("lb-accessors: pid {pid} ");
     process
         .stderr()
         .lines()
@@ -241,7 +241,7 @@ fn accessor_args(env: &Env) -> Vec<String> {
 #[test]
 fn accessors_give_nonblocking_tokio_and_blocking_std_sockets_supervised() {
     let env = Env::new();
-    let sup = env.start(bin!("lb-sd-accessors"), &accessor_args(&env));
+    let sup = env.start(bin!("lb-accessors"), &accessor_args(&env));
     let child = sup.child_pid();
     assert_eq!(
         accessor_report(&sup, child),
@@ -254,7 +254,7 @@ fn accessors_give_nonblocking_tokio_and_blocking_std_sockets_supervised() {
 #[test]
 fn accessors_give_nonblocking_tokio_and_blocking_std_sockets_bypassed() {
     let env = Env::new();
-    let process = env.spawn(bin!("lb-sd-accessors"), &accessor_args(&env));
+    let process = env.spawn(bin!("lb-accessors"), &accessor_args(&env));
     assert_eq!(
         accessor_report(&process, process.pid()),
         expected_report(),

@@ -2,7 +2,7 @@
 //! that the supervisor, root, binds; from a binary that user cannot reach; and the
 //! supervisor's refusals when it is not root.
 //!
-//! The helpers (`src/bin/lb-priv-*.rs`) answer every HTTP request with a JSON report of
+//! The helpers (`src/bin/lb-*.rs`) answer every HTTP request with a JSON report of
 //! themselves: pid, mode, `lb.args()`, argv, uid, gid, groups, `HOME`, `USER`, `LOGNAME`
 //! (see `littleboss_tests::report_support`). The tests that need root are
 //! `#[ignore = "needs root"]`: run them as root with `cargo test -p littleboss-tests
@@ -168,7 +168,7 @@ fn children_run_as_nobody_behind_a_privileged_port() {
     groups.insert(u64::from(gid));
 
     let env = Env::new();
-    let bin = bin!("lb-priv-user");
+    let bin = bin!("lb-run-as-user");
     let (sup, status, port) = start_privileged(&env, bin, &[]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     assert_eq!(listener_addr(&status, "http"), Some(addr), "{status}");
@@ -244,7 +244,7 @@ fn child_runs_as_nobody_from_a_binary_nobody_cannot_reach() {
     let private = env.path().join("private");
     std::fs::create_dir(&private).expect("mkdir");
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let bin = env.copy_binary(bin!("lb-priv-user"), "private/lb-priv-user");
+    let bin = env.copy_binary(bin!("lb-run-as-user"), "private/lb-run-as-user");
     assert!(
         !executable_by_others(&bin),
         "{} is reachable",
@@ -270,7 +270,7 @@ fn child_runs_as_nobody_from_a_binary_nobody_cannot_reach() {
 fn binary_nobody_cannot_execute_fails_the_start_clearly() {
     require_root(ROOT);
     let env = Env::new();
-    let bin = env.copy_binary(bin!("lb-priv-user"), "lb-priv-user");
+    let bin = env.copy_binary(bin!("lb-run-as-user"), "lb-run-as-user");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let outcome = env.run(&bin, &["--littleboss=start"]);
     assert_eq!(outcome.code(), Some(1), "{outcome}");
@@ -302,7 +302,7 @@ fn unknown_user_or_group_fails_the_start() {
     ] {
         let env = Env::new();
         let mut args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        args.push(shown(bin!("lb-priv-runas")));
+        args.push(shown(bin!("lb-run-as-env")));
         args.push("--littleboss=start".into());
         let outcome = env.run(Path::new(ENV), &args);
         assert_eq!(outcome.code(), Some(1), "{vars:?}: {outcome}");
@@ -322,9 +322,9 @@ fn unknown_user_or_group_fails_the_start() {
 #[test]
 fn builder_group_without_user_is_a_declaration_error_in_every_mode() {
     let env = Env::new();
-    let bin = bin!("lb-priv-runas");
+    let bin = bin!("lb-run-as-env");
     let vars = [("LB_PRIV_GROUP", "daemon".to_string())];
-    let expected = "group \"daemon\" is set without a user";
+    let expected = "`group` needs `user`: the group is the one the child's user runs with";
     let mut wrong = Vec::new();
     for mode in ["--littleboss=start", "--littleboss=bypass"] {
         let process = spawn_with(&env, bin, &vars, &[mode]);
@@ -368,7 +368,7 @@ fn group_option_sets_the_childs_group() {
     groups.insert(u64::from(nogroup));
 
     let env = Env::new();
-    let (sup, status, port) = start_privileged(&env, bin!("lb-priv-group"), &[]);
+    let (sup, status, port) = start_privileged(&env, bin!("lb-run-as-group"), &[]);
     let answer = get_json(SocketAddr::from(([127, 0, 0, 1], port)));
     assert_eq!(
         pid_of(&answer, "pid"),
@@ -400,7 +400,7 @@ fn builder_group_other_than_the_users_primary_group() {
         ("LB_PRIV_USER", "nobody".to_string()),
         ("LB_PRIV_GROUP", "daemon".to_string()),
     ];
-    let (sup, status, port) = start_privileged(&env, bin!("lb-priv-runas"), &vars);
+    let (sup, status, port) = start_privileged(&env, bin!("lb-run-as-env"), &vars);
     let answer = get_json(SocketAddr::from(([127, 0, 0, 1], port)));
     assert_eq!(
         pid_of(&answer, "pid"),
@@ -417,7 +417,7 @@ fn supervisor_not_root_refuses_to_run_children_as_another_user() {
     require_root(ROOT);
     let env = Env::new();
     let open = open_tempdir();
-    let bin = runnable_by_nobody(bin!("lb-priv-root"), open.path());
+    let bin = runnable_by_nobody(bin!("lb-run-as-root"), open.path());
     let dir = nobody_control_dir(open.path());
     let mut command = env.command(&bin);
     command
@@ -459,7 +459,7 @@ fn supervisor_not_root_may_name_its_own_user() {
     }
     let env = Env::new();
     let open = open_tempdir();
-    let bin = runnable_by_nobody(bin!("lb-priv-user"), open.path());
+    let bin = runnable_by_nobody(bin!("lb-run-as-user"), open.path());
     let dir = nobody_control_dir(open.path());
     // setpriv execs the supervisor as nobody (same pid), in the guard's process group.
     let setpriv_args = [

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
 use super::protocol::{self, Request, Response, Status, Versions};
+use crate::error::Error;
 use crate::sys;
 use littleboss_rules::wait::MAX_WAIT;
 
@@ -26,10 +27,12 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Why a request got no answer.
 #[derive(Debug)]
 pub(crate) enum AskError {
-    /// No supervisor listens at the path; the text says what was found.
-    NotRunning(String),
-    /// The supervisor does not speak a version in which the request exists.
-    Version(String),
+    /// No supervisor listens at the path; the error's text says what was found, its
+    /// kind how (`NotFound`, `ConnectionRefused`).
+    NotRunning(io::Error),
+    /// The supervisor does not speak a version in which the request exists: a
+    /// [`Error::Protocol`], or a [`Error::Refused`] for a request its version lacks.
+    Version(Error),
     /// No answer came within the deadline.
     Timeout {
         within: Duration,
@@ -144,12 +147,15 @@ pub(crate) fn ask_with(
         newest: status.protocol,
     };
     let Some(version) = ours.common(theirs) else {
-        return Err(AskError::Version(format!(
-            "the running supervisor speaks littleboss protocol {theirs}, this binary speaks {ours}"
-        )));
+        return Err(AskError::Version(Error::Protocol {
+            ours: ours.oldest..=ours.newest,
+            theirs: theirs.oldest..=theirs.newest,
+        }));
     };
     if request.since() > version {
-        return Err(AskError::Version(refusal(request, theirs.newest)));
+        return Err(AskError::Version(Error::Refused {
+            reason: refusal(request, theirs.newest),
+        }));
     }
     if version == contact {
         if matches!(request, Request::Status) {
@@ -225,15 +231,15 @@ fn ask_once(
     let mut stream = match UnixStream::connect(path) {
         Ok(stream) => stream,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Attempt::Failed(AskError::NotRunning(format!(
-                "no socket at {}",
-                path.display()
+            return Err(Attempt::Failed(AskError::NotRunning(io::Error::new(
+                e.kind(),
+                format!("no socket at {}", path.display()),
             ))));
         }
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            return Err(Attempt::Failed(AskError::NotRunning(format!(
-                "stale socket at {}, nobody answers",
-                path.display()
+            return Err(Attempt::Failed(AskError::NotRunning(io::Error::new(
+                e.kind(),
+                format!("stale socket at {}, nobody answers", path.display()),
             ))));
         }
         Err(e) => return Err(failed(e)),

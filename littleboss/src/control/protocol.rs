@@ -12,7 +12,7 @@
 //! its client, and a new client works with a supervisor of the previous release. Each
 //! conversation uses the highest version both sides speak. Version 1 refuses every
 //! other number, so first contact is always plain version 1: a supervisor puts its
-//! range in the child's environment ([`VERSIONS_ENV`]; absent means 1), and a client
+//! range in the child's environment ([`VERSIONS_ENV`](crate::environ::VERSIONS_ENV); absent means 1), and a client
 //! opens with a version-1 `Status`, whose `protocol` field is the supervisor's newest.
 
 use std::collections::BTreeMap;
@@ -32,14 +32,6 @@ pub const PROTOCOL: u16 = 3;
 /// (this one keeps 1, which the previous release spoke too).
 pub const OLDEST_PROTOCOL: u16 = 1;
 
-/// The environment variable in which a supervisor gives its child the versions it
-/// speaks (`1-3`); a supervisor of protocol 1 sets none.
-pub(crate) const VERSIONS_ENV: &str = "LITTLEBOSS_PROTOCOLS";
-
-/// For tests: narrows the versions this build speaks (`1`, `2`, `1-2`), read once at
-/// start, so that negotiation and refusal can run between builds of one release.
-pub(crate) const TEST_VERSIONS_ENV: &str = "LITTLEBOSS_TEST_PROTOCOLS";
-
 /// A range of protocol versions, oldest to newest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Versions {
@@ -49,7 +41,9 @@ pub(crate) struct Versions {
 
 impl Versions {
     /// What this build speaks: [`OLDEST_PROTOCOL`] to [`PROTOCOL`], narrowed by
-    /// [`TEST_VERSIONS_ENV`] if it is set to a range inside that one.
+    /// [`TEST_PROTOCOLS_ENV`](crate::environ::TEST_PROTOCOLS_ENV) in a build with test
+    /// hooks, if it is set to a range inside that one, so that negotiation and refusal
+    /// can run between builds of one release.
     pub(crate) fn ours() -> Versions {
         static OURS: OnceLock<Versions> = OnceLock::new();
         *OURS.get_or_init(|| {
@@ -57,7 +51,7 @@ impl Versions {
                 oldest: OLDEST_PROTOCOL,
                 newest: PROTOCOL,
             };
-            crate::environ::var(TEST_VERSIONS_ENV)
+            crate::environ::test_hook(crate::environ::TEST_PROTOCOLS_ENV)
                 .and_then(|v| v.to_str())
                 .and_then(Versions::parse)
                 .filter(|v| built.contains(v.oldest) && built.contains(v.newest))

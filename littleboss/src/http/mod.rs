@@ -172,6 +172,7 @@ use tokio::task::JoinSet;
 
 use self::conn::{ConnService, ResBody};
 use crate::Context;
+use crate::output::errln;
 
 #[cfg(feature = "rustls")]
 pub use self::tls::{Tls, TlsError};

@@ -7,27 +7,11 @@ use std::path::Path;
 use rustix::fs::FileType;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, sockopt};
 
-use crate::spec::{Kind, ListenerSpec, Network, SpecError};
+use crate::error::Error;
+use crate::spec::{Kind, ListenerSpec, Network};
 use crate::sys;
 
 use super::{Bound, BoundAddr, SocketFile, activation, describe};
-
-/// Why a listener could not be bound.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BindError {
-    #[error("listener {name}: {source}")]
-    Spec {
-        name: String,
-        #[source]
-        source: SpecError,
-    },
-    #[error("bind {name} on {addr}: {reason}")]
-    Bind {
-        name: String,
-        addr: String,
-        reason: String,
-    },
-}
 
 /// Binds `spec` for listener `name`: `None` if the spec has no address (off).
 ///
@@ -41,24 +25,25 @@ pub(crate) fn bind(
     name: &str,
     spec: &ListenerSpec,
     unix_mode: Option<u32>,
-) -> Result<Option<Bound>, BindError> {
+) -> Result<Option<Bound>, Error> {
     let Some(shown) = spec.address.clone() else {
         return Ok(None);
     };
-    let fail = |reason: String| BindError::Bind {
-        name: name.to_string(),
-        addr: shown.clone(),
-        reason,
+    let fail = |kind: io::ErrorKind, reason: String| Error::Bind {
+        listener: name.to_string(),
+        address: shown.clone(),
+        source: io::Error::new(kind, reason),
     };
     if spec.network == Network::Unix {
-        return bind_unix(&shown, unix_mode)
-            .map(Some)
-            .map_err(|why| fail(format!("{why}{}", bind_hint(name, None))));
+        return bind_unix(&shown, unix_mode).map(Some).map_err(|why| {
+            fail(
+                io::ErrorKind::Other,
+                format!("{why}{}", bind_hint(name, None)),
+            )
+        });
     }
-    let addrs = spec.resolve().map_err(|source| BindError::Spec {
-        name: name.to_string(),
-        source,
-    })?;
+    let addrs = crate::spec::resolve(spec)
+        .map_err(|source| Error::config(format!("listener {name}: {source}")))?;
     let mut last = None;
     for addr in addrs
         .iter()
@@ -70,10 +55,13 @@ pub(crate) fn bind(
             Err(e) => last = Some((addr, e)),
         }
     }
-    Err(fail(match last {
-        None => "no address".to_string(),
-        Some((addr, e)) => format!("{}{}", describe(&e), bind_hint(name, Some((addr, &e)))),
-    }))
+    Err(match last {
+        None => fail(io::ErrorKind::AddrNotAvailable, "no address".to_string()),
+        Some((addr, e)) => fail(
+            e.kind(),
+            format!("{}{}", describe(&e), bind_hint(name, Some((addr, &e)))),
+        ),
+    })
 }
 
 /// What to do about a failed bind (of an IP address, with its error): where the port
@@ -169,12 +157,14 @@ pub(crate) fn open_all(
     specs: &[(String, ListenerSpec)],
     unix_mode: Option<u32>,
     mut activated: activation::Activated,
-) -> Result<(Vec<Opened>, Vec<String>), String> {
+) -> Result<(Vec<Opened>, Vec<String>), Error> {
     let mut opened = Vec::with_capacity(specs.len());
     for (name, spec) in specs {
         let bound = match activated.adopt(name, spec.network) {
-            Some(adopted) => Some(adopted.map_err(|e| format!("listener {name}: {e}"))?),
-            None => bind(name, spec, unix_mode).map_err(|e| e.to_string())?,
+            Some(adopted) => {
+                Some(adopted.map_err(|e| Error::config(format!("listener {name}: {e}")))?)
+            }
+            None => bind(name, spec, unix_mode)?,
         };
         opened.push((name.clone(), spec.network, bound));
     }

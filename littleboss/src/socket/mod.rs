@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::Network;
 
+pub(crate) use crate::sys::describe;
 pub(crate) use listener::{bind, open_all};
 
 /// Where a listener is bound.
@@ -76,16 +77,6 @@ impl SocketFile {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
-    }
-}
-
-/// `address in use`, `permission denied`: the short form of an OS error.
-pub(crate) fn describe(e: &io::Error) -> String {
-    let kind = e.kind().to_string();
-    if e.kind() == io::ErrorKind::Other || kind.contains("uncategorized") {
-        e.to_string()
-    } else {
-        kind
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The fds stay open across `execve` (their close-on-exec flag is cleared just before
 //! it) at the numbers the handover lists; the handover itself is a file in memory whose
-//! fd the new image finds in [`HANDOVER_ENV`]. It is laid out as
+//! fd the new image finds in [`HANDOVER_ENV`](crate::environ::HANDOVER_ENV). It is laid out as
 //! `[MAGIC][state version: u16 LE][postcard body]`; a binary that cannot read it says
 //! so when it is probed ([`super::upgrade`]), before any exec.
 
@@ -12,23 +12,18 @@ use std::ffi::OsString;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use rustix::fs::FileType;
 use rustix::io::FdFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::control::protocol::Versions;
-use crate::environ;
+use crate::environ::{self, HANDOVER_ENV, HANDOVER_PID_ENV, TEST_STATE_VERSION_ENV};
 use crate::socket::SocketFile;
 
 use super::machine::{ChildId, ClientId, State, Time};
 use super::state::FdKey;
-
-/// The variable that gives the new image the handover's fd.
-pub(crate) const HANDOVER_ENV: &str = "LITTLEBOSS_HANDOVER_FD";
-
-/// The variable that names the process the handover is for: the same pid, since exec
-/// keeps it; a process that inherited the variables by mistake ignores them.
-pub(crate) const HANDOVER_PID_ENV: &str = "LITTLEBOSS_HANDOVER_PID";
 
 /// The first bytes of a handover.
 const MAGIC: &[u8; 20] = b"littleboss-handover\0";
@@ -37,15 +32,11 @@ const MAGIC: &[u8; 20] = b"littleboss-handover\0";
 /// [`State`] that an older build cannot read changes it.
 pub(crate) const STATE_VERSION: u16 = 1;
 
-/// For tests: the state version this build reads instead of [`STATE_VERSION`], so that a
-/// refusal of the state can be tried between builds of one release.
-pub(crate) const TEST_STATE_VERSION_ENV: &str = "LITTLEBOSS_TEST_STATE_VERSION";
-
+/// The state version this build reads: [`STATE_VERSION`], or in a build with test hooks
+/// the one [`TEST_STATE_VERSION_ENV`] names, so that a refusal of the state can be tried
+/// between builds of one release.
 fn reads() -> u16 {
-    environ::var(TEST_STATE_VERSION_ENV)
-        .and_then(|v| v.to_str())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(STATE_VERSION)
+    environ::test_number(TEST_STATE_VERSION_ENV).unwrap_or(STATE_VERSION)
 }
 
 /// Everything the next image needs.
@@ -196,29 +187,42 @@ pub(crate) fn set_cloexec(fds: &[BorrowedFd<'_>], on: bool) -> std::io::Result<(
 
 /// The handover that the previous image of this process left, if this process is
 /// one: the variables name this pid, and the fd holds a handover.
+///
+/// It runs once by construction: a second call (a second `run` in one process) gets an
+/// error, since the first took the handover's fds.
 pub(crate) fn take() -> Option<Result<(Handover, Fds), String>> {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
     let fd = environ::var(HANDOVER_ENV)?;
     let ours = std::process::id().to_string();
     if environ::var(HANDOVER_PID_ENV).and_then(|p| p.to_str()) != Some(ours.as_str()) {
         return None;
     }
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Some(Err(format!(
+            "{HANDOVER_ENV} was taken already by an earlier run in this process"
+        )));
+    }
     Some(read(fd.to_str().and_then(|v| v.parse::<RawFd>().ok())))
+}
+
+/// Whether the number `fd` names an open fd. It asks with the number alone, so no
+/// `BorrowedFd` is ever made for a number that may name nothing.
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD takes no pointer and only reads the fd's flags; for a number that
+    // names no open fd it fails with EBADF and changes nothing.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
 }
 
 fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), String> {
     let fd = fd
         .filter(|fd| *fd > 2)
         .ok_or_else(|| format!("{HANDOVER_ENV} is not an fd number"))?;
-    let raw_open = |fd: RawFd| {
-        // SAFETY: only looks at the fd's flags; no ownership is taken.
-        rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok()
-    };
-    if !raw_open(fd) {
+    if !is_open(fd) {
         return Err(format!("{HANDOVER_ENV}={fd} is not open"));
     }
     // SAFETY: the previous image of this very process (the pid in HANDOVER_PID_ENV)
     // left this fd open across the exec for this image, and nothing in this process
-    // has taken it: `take` runs once, before anything else of littleboss.
+    // has taken it: `take` runs once (its flag), before anything else of littleboss.
     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
@@ -227,7 +231,7 @@ fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), String> {
     let handover = Handover::decode(&bytes)?;
     let mut listed = handover.raw_fds();
     listed.sort_unstable();
-    if listed.windows(2).any(|w| w[0] == w[1]) || listed.iter().any(|fd| *fd <= 2 || !raw_open(*fd))
+    if listed.windows(2).any(|w| w[0] == w[1]) || listed.iter().any(|fd| *fd <= 2 || !is_open(*fd))
     {
         return Err("the handover lists an fd twice, or one that is not open".to_string());
     }
@@ -238,11 +242,45 @@ fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), String> {
 #[derive(Debug)]
 pub(crate) struct Fds(Vec<RawFd>);
 
+/// What an fd of the handover must be before it is owned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FdKind {
+    /// A socket: the control socket, a channel, a client's connection.
+    Socket,
+    /// A regular file: the lock.
+    File,
+    /// A socket or a file: an entry of the fd table (a listener or an executable).
+    SocketOrFile,
+    /// A pidfd: neither a socket nor a directory, pipe or device (an anonymous inode,
+    /// or a regular file of pidfs on newer kernels).
+    Pidfd,
+}
+
+impl FdKind {
+    fn admits(self, file_type: FileType) -> bool {
+        match self {
+            FdKind::Socket => file_type == FileType::Socket,
+            FdKind::File => file_type == FileType::RegularFile,
+            FdKind::SocketOrFile => {
+                matches!(file_type, FileType::Socket | FileType::RegularFile)
+            }
+            FdKind::Pidfd => matches!(file_type, FileType::Unknown | FileType::RegularFile),
+        }
+    }
+}
+
 impl Fds {
     /// The fd `raw`, owned and close-on-exec again; `None` if the handover did not list
-    /// it or it was taken already.
-    pub(crate) fn take(&mut self, raw: RawFd) -> Option<OwnedFd> {
+    /// it, it was taken already, or it is not of `kind` (then it stays listed, and is
+    /// closed with whatever else nobody took).
+    pub(crate) fn take(&mut self, raw: RawFd, kind: FdKind) -> Option<OwnedFd> {
         let at = self.0.iter().position(|fd| *fd == raw)?;
+        // SAFETY: `raw` is listed, so it is open (checked in `read`) and not taken; it
+        // is only borrowed for the length of the `fstat`.
+        let stat = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(raw) }).ok()?;
+        if !kind.admits(FileType::from_raw_mode(stat.st_mode)) {
+            return None;
+        }
         self.0.swap_remove(at);
         // SAFETY: the previous image of this process left `raw` open across the exec
         // for this image and listed it in the handover once (checked in `read`);
@@ -266,4 +304,78 @@ impl Drop for Fds {
 /// The fd's number, for the handover.
 pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::IntoRawFd;
+
+    use super::*;
+
+    /// A socket (with its peer, which sees it close) and a regular file, their numbers
+    /// given up as a handover would list them.
+    fn listed() -> (RawFd, std::os::unix::net::UnixStream, RawFd, Fds) {
+        let (socket, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let socket = OwnedFd::from(socket).into_raw_fd();
+        let file = OwnedFd::from(tempfile::tempfile().unwrap()).into_raw_fd();
+        (socket, peer, file, Fds(vec![socket, file]))
+    }
+
+    #[test]
+    fn an_fd_is_owned_once_and_only_if_it_is_of_the_kind_expected() {
+        let (socket, _peer, file, mut fds) = listed();
+        assert!(
+            fds.take(socket, FdKind::File).is_none(),
+            "a socket is no file"
+        );
+        assert!(
+            fds.take(file, FdKind::Socket).is_none(),
+            "a file is no socket"
+        );
+        assert!(
+            fds.take(file, FdKind::Pidfd).is_some(),
+            "pidfs gives regular files"
+        );
+        assert!(fds.take(file, FdKind::File).is_none(), "taken already");
+        let owned = fds.take(socket, FdKind::SocketOrFile).expect("a socket");
+        let flags = rustix::io::fcntl_getfd(&owned).unwrap();
+        assert!(flags.contains(FdFlags::CLOEXEC), "close-on-exec again");
+        assert!(fds.take(12345, FdKind::Socket).is_none(), "never listed");
+    }
+
+    #[test]
+    fn what_nobody_took_is_closed() {
+        let (socket, mut peer, _file, mut fds) = listed();
+        // Refused for its kind: it stays listed, and is closed with the rest.
+        assert!(fds.take(socket, FdKind::File).is_none());
+        drop(fds);
+        let mut byte = [0u8; 1];
+        assert_eq!(peer.read(&mut byte).unwrap(), 0, "the socket was closed");
+    }
+
+    #[test]
+    fn a_number_that_names_nothing_is_refused_without_being_touched() {
+        // Far above any fd this process has: fds are numbered lowest first.
+        let nothing: RawFd = 1 << 30;
+        assert!(!is_open(nothing));
+        assert_eq!(
+            read(Some(nothing)).unwrap_err(),
+            format!("{HANDOVER_ENV}={nothing} is not open")
+        );
+        assert_eq!(
+            read(Some(2)).unwrap_err(),
+            format!("{HANDOVER_ENV} is not an fd number")
+        );
+        let file = tempfile::tempfile().unwrap();
+        assert!(is_open(file.as_raw_fd()));
+    }
+
+    #[test]
+    fn a_handover_that_is_not_one_is_refused() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"not a handover").unwrap();
+        file.rewind().unwrap();
+        let raw = OwnedFd::from(file).into_raw_fd();
+        assert!(read(Some(raw)).is_err());
+    }
 }

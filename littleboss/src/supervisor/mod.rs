@@ -30,13 +30,14 @@ mod upgrade;
 mod user;
 mod watch_build;
 
-pub(crate) use handover::{HANDOVER_ENV, HANDOVER_PID_ENV};
-pub(crate) use upgrade::{PROBE_ENV, answer_probe};
+pub(crate) use upgrade::answer_probe;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::config::{Config, SupervisorInit};
+use crate::error::{Error, Failed};
+use crate::output::errln;
 use crate::socket::activation::Activated;
 use crate::spec::ListenerSpec;
 
@@ -47,7 +48,7 @@ pub(crate) fn start(
     specs: Vec<(String, ListenerSpec)>,
     activated: Activated,
     args: Vec<OsString>,
-) -> ExitCode {
+) -> Result<ExitCode, Failed> {
     run(config, init, specs, activated, args, false)
 }
 
@@ -59,7 +60,7 @@ pub(crate) fn dev(
     specs: Vec<(String, ListenerSpec)>,
     activated: Activated,
     args: Vec<OsString>,
-) -> ExitCode {
+) -> Result<ExitCode, Failed> {
     run(config, init, specs, activated, args, true)
 }
 
@@ -70,40 +71,40 @@ fn run(
     activated: Activated,
     args: Vec<OsString>,
     dev: bool,
-) -> ExitCode {
+) -> Result<ExitCode, Failed> {
     let name = config.name.clone();
     let logger = config.logger.clone();
-    let setup = match setup::Setup::new(&config, specs, activated, args) {
-        Ok(setup) => setup,
-        Err(e) => {
-            logger.flush(std::time::Duration::from_secs(1));
-            errln!("littleboss: {name}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    if cfg!(feature = "test-hooks") {
+        // Said once, so that a binary that reads the test variables is never mistaken
+        // for one that ignores them.
+        logger.log(crate::logger::Level::Info, &name, "built with test hooks");
+    }
+    let setup = setup::Setup::new(&config, specs, activated, args).map_err(|e| {
+        logger.flush(std::time::Duration::from_secs(1));
+        let line = format!("littleboss: {name}: {e}");
+        Failed::new(e, line, 1)
+    })?;
     // Once, in the supervisor only: after the listeners are bound, before any child.
     if let Some(init) = init {
-        if let Err(e) = init() {
-            errln!("littleboss: {name}: supervisor init failed: {e}");
-            return ExitCode::FAILURE;
-        }
+        init().map_err(|e| {
+            let line = format!("littleboss: {name}: supervisor init failed: {e}");
+            Failed::new(Error::Init { message: e }, line, 1)
+        })?;
     }
     let Some(runtime) = runtime(&name) else {
-        return ExitCode::FAILURE;
+        return Ok(ExitCode::FAILURE);
     };
     let own_args = std::env::args_os().collect();
-    let code = runtime.block_on(async move {
-        match shell::Shell::new(config, setup, dev, own_args) {
-            Ok(shell) => shell.run().await,
-            Err(e) => {
-                errln!("littleboss: {name}: {e}");
-                1
-            }
-        }
-    });
+    let shell = runtime.block_on(async { shell::Shell::new(config, setup, dev, own_args) });
+    let shell = shell.map_err(|e| {
+        let line = format!("littleboss: {name}: {e}");
+        let source = std::io::Error::other(e);
+        Failed::new(Error::io("starting the supervisor", source), line, 1)
+    })?;
+    let code = runtime.block_on(shell.run());
     // The last lines (`stopped`...) reach the log, unless its reader is stuck.
     logger.flush(std::time::Duration::from_secs(1));
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// A supervisor that an upgrade's exec started, if this process is one: it takes over

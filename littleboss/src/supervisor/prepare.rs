@@ -86,8 +86,7 @@ fn open_blocking(
         let unchanged = match (&record.bound, &spec.address) {
             (None, None) => true,
             (Some((BoundAddr::Unix(path), _)), Some(address)) => path == address,
-            (Some((BoundAddr::Ip(bound), _)), Some(_)) => spec
-                .resolve()
+            (Some((BoundAddr::Ip(bound), _)), Some(_)) => crate::spec::resolve(&spec)
                 .is_ok_and(|addrs| bound.port() != 0 && addrs.first() == Some(bound)),
             _ => false,
         };

@@ -2,6 +2,7 @@
 //! supervisor out, the listeners, the executable, the control socket.
 
 use std::ffi::OsString;
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use crate::config::Config;
 use crate::control::client::{self, AskError};
 use crate::control::protocol::{Request, Response};
 use crate::dir;
+use crate::error::Error;
 use crate::logger::Level;
 use crate::socket::{self, activation::Activated};
 use crate::spec::ListenerSpec;
@@ -66,11 +68,15 @@ impl Setup {
         specs: Vec<(String, ListenerSpec)>,
         activated: Activated,
         args: Vec<OsString>,
-    ) -> Result<Setup, String> {
-        let run_as = user::resolve(config.user.as_deref(), config.group.as_deref())?;
-        let dir = dir::control_dir()?;
-        dir::prepare(&dir).map_err(|e| e.to_string())?;
+    ) -> Result<Setup, Error> {
+        let run_as = user::resolve(config.user.as_deref(), config.group.as_deref())
+            .map_err(Error::config)?;
+        let dir = dir::control_dir().map_err(Error::config)?;
         let socket_path = dir::socket_path(&dir, &config.name);
+        dir::prepare(&dir).map_err(|source| Error::ControlSocket {
+            path: socket_path.clone(),
+            source,
+        })?;
         let lock = take_lock(&dir, config, &socket_path)?;
         // The lock is ours: no live supervisor of this name exists, so any socket file
         // left at the path is stale.
@@ -93,16 +99,19 @@ impl Setup {
                 bound: bound.map(|b| (b.addr, fds.insert_with_file(b.fd, b.file))),
             })
             .collect();
-        let path =
-            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-        let own = sys::own_executable().map_err(|e| format!("cannot find this executable: {e}"))?;
-        let exe = spawn::open_executable(&own)?;
+        let not_found = |e| Error::io("cannot find this executable", e);
+        let path = std::env::current_exe().map_err(not_found)?;
+        let own = sys::own_executable().map_err(not_found)?;
+        let exe = spawn::open_executable(&own).map_err(Error::config)?;
         let program = ProgramRecord {
             path,
             args,
             exe: fds.insert(exe),
         };
-        let control = bind_control(&socket_path)?;
+        let control = bind_control(&socket_path).map_err(|source| Error::ControlSocket {
+            path: socket_path.clone(),
+            source,
+        })?;
         Ok(Setup {
             lock,
             run_as,
@@ -117,14 +126,21 @@ impl Setup {
 
 /// Takes `<dir>/<name>.lock`, held for the supervisor's life; if another supervisor
 /// holds it, names that supervisor's pid.
-fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, String> {
+fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, Error> {
     let path = dir::lock_path(dir, &config.name);
+    let fail = |kind: io::ErrorKind, text: String| Error::ControlSocket {
+        path: socket.to_path_buf(),
+        source: io::Error::new(kind, text),
+    };
     let fd = rustix::fs::open(
         &path,
         OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::RUSR | Mode::WUSR,
     )
-    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    .map_err(|e| {
+        let text = format!("cannot open {}: {e}", path.display());
+        fail(io::Error::from(e).kind(), text)
+    })?;
     match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(fd),
         Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -139,23 +155,30 @@ fn take_lock(dir: &Path, config: &Config, socket: &Path) -> Result<OwnedFd, Stri
                 }
             };
             let flag = &config.flag;
-            Err(format!(
-                "already running ({who}); stop it with --{flag}=stop or reload it with --{flag}=reload"
+            Err(fail(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "already running ({who}); stop it with --{flag}=stop or reload it with --{flag}=reload"
+                ),
             ))
         }
-        Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+        Err(e) => Err(fail(
+            io::Error::from(e).kind(),
+            format!("cannot lock {}: {e}", path.display()),
+        )),
     }
 }
 
 /// Binds the control socket with mode 0600 from the start (no window in which it is
 /// wider), replacing a stale socket. Anything else at the path (a regular file, a
 /// symlink) is not ours to delete: it is refused, as unix listeners refuse it.
-fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
+fn bind_control(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
     let shown = path.display();
+    let with = |e: &io::Error, text: String| io::Error::new(e.kind(), text);
     match rustix::fs::lstat(path) {
         Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Socket => {
             std::fs::remove_file(path)
-                .map_err(|e| format!("cannot remove stale socket {shown}: {e}"))?;
+                .map_err(|e| with(&e, format!("cannot remove stale socket {shown}: {e}")))?;
         }
         Ok(stat) => {
             let what = match FileType::from_raw_mode(stat.st_mode) {
@@ -164,19 +187,22 @@ fn bind_control(path: &Path) -> Result<std::os::unix::net::UnixListener, String>
                 FileType::Symlink => "a symlink",
                 _ => "not a socket",
             };
-            return Err(format!(
-                "{shown} exists and is {what}, not a control socket; refusing to delete it (remove it yourself if nothing needs it)"
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{shown} exists and is {what}, not a control socket; refusing to delete it (remove it yourself if nothing needs it)"
+                ),
             ));
         }
         Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(format!("cannot look at {shown}: {e}")),
+        Err(e) => return Err(with(&e.into(), format!("cannot look at {shown}: {e}"))),
     }
     let old = rustix::process::umask(Mode::from_raw_mode(0o177));
     let bound = std::os::unix::net::UnixListener::bind(path);
     rustix::process::umask(old);
-    let listener = bound.map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let listener = bound.map_err(|e| with(&e, format!("cannot bind {}: {e}", path.display())))?;
     listener
         .set_nonblocking(true)
-        .map_err(|e| format!("control socket: {e}"))?;
+        .map_err(|e| with(&e, format!("control socket: {e}")))?;
     Ok(listener)
 }

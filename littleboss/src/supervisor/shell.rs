@@ -19,12 +19,13 @@ use crate::channel;
 use crate::config::Config;
 use crate::control::protocol::{self, ListenerInfo, Response, SupervisorMsg, Versions};
 use crate::control::server::{self, Incoming};
+use crate::environ::{self, TEST_MOVE_CAP_ENV, TEST_TAKE_MS_ENV};
 use crate::logger::Level;
 use crate::socket;
 
 use super::child_io::{self, ChildIo, Outgoing, Parcels, Parked};
 use super::fds::FdTable;
-use super::handover::{self, Handover, HeldChild, HeldClient, HeldFd};
+use super::handover::{self, FdKind, Handover, HeldChild, HeldClient, HeldFd};
 use super::machine::{ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, Time};
 use super::notify::{self, Notify};
 use super::prepare::{self, Failure, Opened};
@@ -152,13 +153,17 @@ impl Shell {
         let missing = |what: &str| format!("the handover's {what} is missing");
         let mut table = FdTable::default();
         for held in handover.fds {
-            let fd = fds.take(held.fd).ok_or_else(|| missing("fd"))?;
+            let fd = fds
+                .take(held.fd, FdKind::SocketOrFile)
+                .ok_or_else(|| missing("fd"))?;
             table.restore(held.key, fd, held.file);
         }
         let control = fds
-            .take(handover.control)
+            .take(handover.control, FdKind::Socket)
             .ok_or_else(|| missing("control socket"))?;
-        let lock = fds.take(handover.lock).ok_or_else(|| missing("lock"))?;
+        let lock = fds
+            .take(handover.lock, FdKind::File)
+            .ok_or_else(|| missing("lock"))?;
         let settings = settings(&config, handover.dev);
         let program = handover.state.phase_program();
         let machine = Machine::resume(settings, handover.state);
@@ -176,15 +181,15 @@ impl Shell {
             args: handover.args,
         })?;
         for child in handover.children {
-            let Some(channel) = fds.take(child.channel) else {
+            let Some(channel) = fds.take(child.channel, FdKind::Socket) else {
                 continue;
             };
-            let pidfd = child.pidfd.and_then(|fd| fds.take(fd));
+            let pidfd = child.pidfd.and_then(|fd| fds.take(fd, FdKind::Pidfd));
             let version = Arc::new(AtomicU16::new(child.version.unwrap_or(0)));
             shell.start_task(child.id, child.pid, Parked { channel, pidfd }, version);
         }
         for client in handover.clients {
-            if let Some(fd) = fds.take(client.fd) {
+            if let Some(fd) = fds.take(client.fd, FdKind::Socket) {
                 let stream = std::os::unix::net::UnixStream::from(fd);
                 let version = client.version;
                 shell.held.insert(client.id, Held { version, stream });
@@ -887,8 +892,8 @@ fn settings(config: &Config, dev: bool) -> Settings {
         hello_timeout_ms: millis(config.ready_timeout),
         dev,
         versions: Versions::ours(),
-        move_cap: test_number(MOVE_CAP_ENV).unwrap_or(MOVE_CAP),
-        take_ms: test_number(TAKE_MS_ENV).unwrap_or(TAKE_MS),
+        move_cap: environ::test_number(TEST_MOVE_CAP_ENV).unwrap_or(MOVE_CAP),
+        take_ms: environ::test_number(TEST_TAKE_MS_ENV).unwrap_or(TAKE_MS),
     }
 }
 
@@ -896,14 +901,6 @@ fn settings(config: &Config, dev: bool) -> Settings {
 const MOVE_CAP: usize = 1024;
 /// How long the serving child has to take a connection forwarded to it.
 const TAKE_MS: u64 = 1000;
-/// For tests: [`MOVE_CAP`] and [`TAKE_MS`] instead of the defaults.
-const MOVE_CAP_ENV: &str = "LITTLEBOSS_TEST_MOVE_CAP";
-const TAKE_MS_ENV: &str = "LITTLEBOSS_TEST_TAKE_MS";
-
-/// A number from the environment variable `name`, if it holds one.
-fn test_number<T: std::str::FromStr>(name: &str) -> Option<T> {
-    crate::environ::var(name)?.to_str()?.parse().ok()
-}
 
 /// Answers a client whose connection the shell holds, off the loop.
 fn answer_held(held: Held, response: Response) {

@@ -12,9 +12,9 @@ use rustix::fs::{FileType, Mode};
 use rustix::io::FdFlags;
 use rustix::process::Pid;
 
-use crate::channel::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV};
-use crate::control::protocol::{VERSIONS_ENV, Versions};
-use crate::environ;
+use crate::channel;
+use crate::control::protocol::Versions;
+use crate::environ::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV, VERSIONS_ENV};
 use crate::socket::describe;
 use crate::sys;
 

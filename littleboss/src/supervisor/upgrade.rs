@@ -1,7 +1,7 @@
 //! The supervisor's own upgrade: asking the new binary whether it can take over (the
 //! probe), and re-executing as it.
 //!
-//! The probe is a run of the new binary with [`PROBE_ENV`] set and the handover on
+//! The probe is a run of the new binary with [`PROBE_ENV`](crate::environ::PROBE_ENV) set and the handover on
 //! its stdin: whatever the program names its flags, and however its parser hands
 //! littleboss the mode, `run` sees the variable first, reads the handover as its own
 //! build would, and prints one line: `littleboss-probe: yes`, or
@@ -22,10 +22,9 @@ use crate::config::Config;
 use crate::control::protocol::Versions;
 use crate::environ;
 
-use super::handover::{self, HANDOVER_ENV, HANDOVER_PID_ENV, Handover};
+use crate::environ::{HANDOVER_ENV, HANDOVER_PID_ENV, PROBE_ENV};
 
-/// The variable that makes a littleboss program answer the probe and exit.
-pub(crate) const PROBE_ENV: &str = "LITTLEBOSS_UPGRADE_PROBE";
+use super::handover::{self, Handover};
 
 /// How long the probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +45,7 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), String> 
     let mut child = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()))
         .env_clear()
         .envs(environ::inherited())
+        .envs(environ::test_hooks_set())
         .env(PROBE_ENV, "1")
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::piped())

@@ -1,4 +1,4 @@
-//! `lb-sd-accessors`: reports whether each listener accessor of
+//! `lb-accessors`: reports whether each listener accessor of
 //! [`littleboss::Context`] gives a blocking or a non-blocking socket (service
 //! `lbsdaccessors`).
 //!
@@ -8,12 +8,12 @@
 //! accessor and the `_b` one with the `std_` accessor, and prints for each
 //!
 //! ```text
-//! lb-sd-accessors: pid PID ACCESSOR nonblocking=BOOL
+//! lb-accessors: pid PID ACCESSOR nonblocking=BOOL
 //! ```
 //!
 //! on stderr, `BOOL` being the `O_NONBLOCK` flag of the fd it got (read with
-//! `fcntl(F_GETFL)`), or `lb-sd-accessors: pid PID ACCESSOR failed: ERROR`. It then
-//! prints `lb-sd-accessors: pid PID reported`, calls `lb.ready()`, and returns at
+//! `fcntl(F_GETFL)`), or `lb-accessors: pid PID ACCESSOR failed: ERROR`. It then
+//! prints `lb-accessors: pid PID reported`, calls `lb.ready()`, and returns at
 //! lameduck.
 
 use std::io;
@@ -47,7 +47,7 @@ async fn main(lb: Context) -> io::Result<()> {
                     kept.push(Box::new(socket));
                 }
                 Err(e) => {
-                    littleboss_tests::say!("lb-sd-accessors: pid {pid} {} failed: {e}", $accessor)
+                    littleboss_tests::say!("lb-accessors: pid {pid} {} failed: {e}", $accessor)
                 }
             }
         };
@@ -58,7 +58,7 @@ async fn main(lb: Context) -> io::Result<()> {
     report!("std_udp_socket", lb.std_udp_socket("udp_b"));
     report!("unix_listener", lb.unix_listener("unix_a"));
     report!("std_unix_listener", lb.std_unix_listener("unix_b"));
-    littleboss_tests::say!("lb-sd-accessors: pid {pid} reported");
+    littleboss_tests::say!("lb-accessors: pid {pid} reported");
     lb.ready();
     lb.lameduck().await;
     drop(kept);
@@ -68,11 +68,11 @@ async fn main(lb: Context) -> io::Result<()> {
 fn println_flag(pid: u32, accessor: &str, fd: std::os::fd::BorrowedFd<'_>) {
     match rustix::fs::fcntl_getfl(fd) {
         Ok(flags) => littleboss_tests::say!(
-            "lb-sd-accessors: pid {pid} {accessor} nonblocking={}",
+            "lb-accessors: pid {pid} {accessor} nonblocking={}",
             flags.contains(OFlags::NONBLOCK)
         ),
         Err(e) => {
-            littleboss_tests::say!("lb-sd-accessors: pid {pid} {accessor} failed: fcntl: {e}")
+            littleboss_tests::say!("lb-accessors: pid {pid} {accessor} failed: fcntl: {e}")
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `lb-priv-args`: a helper that shows what it was given (service `lbargs`).
+//! `lb-args`: a helper that shows what it was given (service `lbargs`).
 //!
 //! Two listeners, `http` (`tcp:127.0.0.1:0`) and `spare` (off unless `--spare=ADDR`);
 //! it takes any argument and answers every request on `http` with its report, whose
@@ -15,5 +15,5 @@ use littleboss_tests::report_support::{report, serve};
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
     let report = report(&lb);
-    serve(lb, "lb-priv-args", report).await
+    serve(lb, "lb-args", report).await
 }

@@ -1,4 +1,4 @@
-//! `lb-priv-clap`: a helper whose clap parser owns every flag, littleboss's included
+//! `lb-clap`: a helper whose clap parser owns every flag, littleboss's included
 //! (service `lbclap`), as in `examples/examples/clap.rs`.
 //!
 //! clap reads `--littleboss MODE`, `--http ADDR` and `--name-to-greet NAME`; the program
@@ -15,7 +15,7 @@ use serde_json::json;
 
 /// Greets someone over HTTP, supervised by littleboss.
 #[derive(Debug, Parser)]
-#[command(name = "lb-priv-clap")]
+#[command(name = "lb-clap")]
 struct Cli {
     /// What littleboss does: bypass, start, dev, stop, reload, status or status-json.
     #[arg(long, default_value = "bypass")]
@@ -52,5 +52,5 @@ async fn serve_cli(lb: Context) -> std::io::Result<()> {
     let mut report = report(&lb);
     report.insert("greet".into(), json!(cli.name_to_greet));
     report.insert("mode_flag".into(), json!(cli.littleboss));
-    serve(lb, "lb-priv-clap", report).await
+    serve(lb, "lb-clap", report).await
 }

@@ -1,14 +1,14 @@
-//! `lb-harden-detach`: a littleboss program (service `lbdetach`) whose descendants
+//! `lb-detach`: a littleboss program (service `lbdetach`) whose descendants
 //! leave its process group, for `tests/descendants.rs`.
 //!
 //! Once it has its `http` listener (default `tcp:127.0.0.1:0`), it starts `sleep 600`
 //! in a session of its own (`setsid()` in the new process) with the listening socket
 //! inherited, as a careless daemonizing library would, and prints
-//! `lb-harden-detach: pid PID helper HPID`. With `--orphan` it also runs
+//! `lb-detach: pid PID helper HPID`. With `--orphan` it also runs
 //! `sh -c 'sleep 1 & echo $!'`, waits for the shell, and prints
-//! `lb-harden-detach: pid PID orphan OPID`: the `sleep` is orphaned at once, and exits
+//! `lb-detach: pid PID orphan OPID`: the `sleep` is orphaned at once, and exits
 //! a second later, to be reaped by whoever it was reparented to. Then it prints
-//! `lb-harden-detach: pid PID serving http on ADDR`, calls `ready()` and serves HTTP
+//! `lb-detach: pid PID serving http on ADDR`, calls `ready()` and serves HTTP
 //! until lameduck. It never waits for the helper.
 
 use std::io;
@@ -58,7 +58,7 @@ async fn main(lb: Context) -> io::Result<()> {
         });
     }
     let helper = helper.spawn()?;
-    littleboss_tests::say!("lb-harden-detach: pid {pid} helper {}", helper.id());
+    littleboss_tests::say!("lb-detach: pid {pid} helper {}", helper.id());
     if orphan {
         let out = Command::new("/bin/sh")
             .args(["-c", "sleep 1 >/dev/null 2>&1 & echo $!"])
@@ -66,10 +66,10 @@ async fn main(lb: Context) -> io::Result<()> {
             .stderr(Stdio::null())
             .output()?;
         let orphan = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        littleboss_tests::say!("lb-harden-detach: pid {pid} orphan {orphan}");
+        littleboss_tests::say!("lb-detach: pid {pid} orphan {orphan}");
     }
-    littleboss_tests::say!("lb-harden-detach: pid {pid} serving http on {addr}");
+    littleboss_tests::say!("lb-detach: pid {pid} serving http on {addr}");
     lb.ready();
-    serve_greeting(listener, &lb, "lb-harden-detach: accept").await?;
+    serve_greeting(listener, &lb, "lb-detach: accept").await?;
     Ok(())
 }

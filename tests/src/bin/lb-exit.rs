@@ -1,8 +1,8 @@
-//! `lb-harden-exit`: a littleboss program (service `lbexit`) that exits on its own, for
+//! `lb-exit`: a littleboss program (service `lbexit`) that exits on its own, for
 //! `tests/faults.rs`.
 //!
 //! It serves HTTP on its `http` listener (default `tcp:127.0.0.1:0`), prints
-//! `lb-harden-exit: pid PID serving http on ADDR` on stderr and calls `ready()`; then,
+//! `lb-exit: pid PID serving http on ADDR` on stderr and calls `ready()`; then,
 //! `--exit-after-ms=N` (default 1000) after it started, it exits with code
 //! `--code=N` (default 7), whatever it is doing. On lameduck it returns normally.
 
@@ -28,16 +28,16 @@ async fn main(lb: Context) -> io::Result<()> {
         } else if let Some(n) = number("--code=") {
             code = i32::try_from(n).unwrap_or(1);
         } else if arg != "--" {
-            littleboss_tests::say!("lb-harden-exit: unknown argument {arg:?}");
+            littleboss_tests::say!("lb-exit: unknown argument {arg:?}");
             std::process::exit(2);
         }
     }
-    let listener = take_http(&lb, "lb-harden-exit")?;
+    let listener = take_http(&lb, "lb-exit")?;
     lb.ready();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
-        littleboss_tests::say!("lb-harden-exit: pid {pid} exiting with code {code}");
+        littleboss_tests::say!("lb-exit: pid {pid} exiting with code {code}");
         std::process::exit(code);
     });
-    serve_greeting(listener, &lb, "lb-harden-exit: accept").await
+    serve_greeting(listener, &lb, "lb-exit: accept").await
 }

@@ -1,4 +1,4 @@
-//! `lb-harden-fakechild MODE`: a plain program that poses as a littleboss child and
+//! `lb-fake-child MODE`: a plain program that poses as a littleboss child and
 //! misbehaves on its channel, for `tests/child_channel.rs`. The supervisor runs it
 //! through a hand-encoded `Reload` request.
 //!
@@ -38,14 +38,14 @@ use rustix::net::{
 fn main() -> ExitCode {
     let pid = std::process::id();
     let Some(mode) = std::env::args().skip(1).find(|arg| !arg.starts_with("--")) else {
-        littleboss_tests::say!("lb-harden-fakechild: no mode given");
+        littleboss_tests::say!("lb-fake-child: no mode given");
         return ExitCode::from(2);
     };
     let Some(raw) = std::env::var("LITTLEBOSS_CHANNEL_FD")
         .ok()
         .and_then(|v| v.parse::<i32>().ok())
     else {
-        littleboss_tests::say!("lb-harden-fakechild: LITTLEBOSS_CHANNEL_FD is not set");
+        littleboss_tests::say!("lb-fake-child: LITTLEBOSS_CHANNEL_FD is not set");
         return ExitCode::from(2);
     };
     if rustix::io::fcntl_getfd(
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     )
     .is_err()
     {
-        littleboss_tests::say!("lb-harden-fakechild: fd {raw} is not open");
+        littleboss_tests::say!("lb-fake-child: fd {raw} is not open");
         return ExitCode::from(2);
     }
     // SAFETY: the fd is open (checked above) and the supervisor left it to this process
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     };
     let good_hello = wire::message(wire::VERSION, &wire::hello_body(&hello));
     // Said before sending: the supervisor may kill this process at once.
-    littleboss_tests::say!("lb-harden-fakechild: pid {pid} sending {mode}");
+    littleboss_tests::say!("lb-fake-child: pid {pid} sending {mode}");
     let sent = match mode.as_str() {
         "garbage" => send(&channel, b"\xde\xad\xbe\xef garbage, not a message"),
         "wrong-name" => send(
@@ -122,12 +122,12 @@ fn main() -> ExitCode {
             },
         ),
         other => {
-            littleboss_tests::say!("lb-harden-fakechild: unknown mode {other:?}");
+            littleboss_tests::say!("lb-fake-child: unknown mode {other:?}");
             return ExitCode::from(2);
         }
     };
     if let Err(e) = sent {
-        littleboss_tests::say!("lb-harden-fakechild: pid {pid} send failed: {e}");
+        littleboss_tests::say!("lb-fake-child: pid {pid} send failed: {e}");
     }
     // Wait to be killed: the supervisor must end this process, not its own exit.
     let _ = rustix::net::sockopt::set_socket_timeout(
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         Some(Duration::from_secs(60)),
     );
     while report(&channel, pid) {}
-    littleboss_tests::say!("lb-harden-fakechild: pid {pid} exiting");
+    littleboss_tests::say!("lb-fake-child: pid {pid} exiting");
     ExitCode::SUCCESS
 }
 
@@ -161,7 +161,7 @@ fn well_behaved(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix:
             Err(_) => break,
         }
     }
-    littleboss_tests::say!("lb-harden-fakechild: pid {pid} got lameduck; exiting 0");
+    littleboss_tests::say!("lb-fake-child: pid {pid} got lameduck; exiting 0");
     std::process::exit(0);
 }
 
@@ -201,14 +201,14 @@ fn report(channel: &OwnedFd, pid: u32) -> bool {
         Ok(msg) => {
             let fds = control.drain().count();
             littleboss_tests::say!(
-                "lb-harden-fakechild: pid {pid} got {} bytes and {fds} control messages from the supervisor",
+                "lb-fake-child: pid {pid} got {} bytes and {fds} control messages from the supervisor",
                 msg.bytes
             );
             true
         }
         Err(rustix::io::Errno::INTR) => true,
         Err(e) => {
-            littleboss_tests::say!("lb-harden-fakechild: pid {pid} recv: {e}");
+            littleboss_tests::say!("lb-fake-child: pid {pid} recv: {e}");
             false
         }
     }

@@ -1,4 +1,4 @@
-//! `lb-priv-lb`: a helper with its control flag renamed to `--lb` (service `lbflag`).
+//! `lb-flag-lb`: a helper with its control flag renamed to `--lb` (service `lbflag`).
 //!
 //! Answers every request on its `http` listener with its report (pid, mode,
 //! `lb.args()`, argv: see `littleboss_tests::report_support`), as JSON.
@@ -14,5 +14,5 @@ use littleboss_tests::report_support::{report, serve};
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
     let report = report(&lb);
-    serve(lb, "lb-priv-lb", report).await
+    serve(lb, "lb-flag-lb", report).await
 }

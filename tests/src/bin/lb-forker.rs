@@ -1,10 +1,10 @@
-//! `lb-harden-forker`: a littleboss program (service `lbforker`) that leaves a
+//! `lb-forker`: a littleboss program (service `lbforker`) that leaves a
 //! grandchild holding its listener, for `tests/faults.rs`.
 //!
 //! Once it has its `http` listener (default `tcp:127.0.0.1:0`), it starts `sleep 600`
 //! with the listening socket inherited (close-on-exec cleared in the new process only),
-//! prints `lb-harden-forker: pid PID grandchild GPID` and
-//! `lb-harden-forker: pid PID serving http on ADDR` on stderr, calls `ready()`, and
+//! prints `lb-forker: pid PID grandchild GPID` and
+//! `lb-forker: pid PID serving http on ADDR` on stderr, calls `ready()`, and
 //! serves HTTP until lameduck. It never waits for the grandchild: the supervisor must
 //! clean it up with the process group.
 
@@ -46,10 +46,10 @@ async fn main(lb: Context) -> io::Result<()> {
         });
     }
     let grandchild = sleeper.spawn()?;
-    littleboss_tests::say!("lb-harden-forker: pid {pid} grandchild {}", grandchild.id());
-    littleboss_tests::say!("lb-harden-forker: pid {pid} serving http on {addr}");
+    littleboss_tests::say!("lb-forker: pid {pid} grandchild {}", grandchild.id());
+    littleboss_tests::say!("lb-forker: pid {pid} serving http on {addr}");
     lb.ready();
-    serve_greeting(listener, &lb, "lb-harden-forker: accept").await?;
-    littleboss_tests::say!("lb-harden-forker: pid {pid} wound down");
+    serve_greeting(listener, &lb, "lb-forker: accept").await?;
+    littleboss_tests::say!("lb-forker: pid {pid} wound down");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `lb-priv-init`: a helper with a supervisor init hook (service `lbinit`).
+//! `lb-init`: a helper with a supervisor init hook (service `lbinit`).
 //!
 //! `init` appends one line to the file named by `LB_PRIV_INIT_LOG`:
 //! `init pid PID port_bound BOOL children N`, where `port_bound` says whether
@@ -72,5 +72,5 @@ async fn main(lb: Context) -> std::io::Result<()> {
     )
     .map_err(std::io::Error::other)?;
     report.insert("init_log_at_start".into(), json!(seen));
-    serve(lb, "lb-priv-init", report).await
+    serve(lb, "lb-init", report).await
 }

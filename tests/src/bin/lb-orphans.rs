@@ -1,4 +1,4 @@
-//! `lb-sd-orphans`: a program whose children leave orphans behind (service
+//! `lb-orphans`: a program whose children leave orphans behind (service
 //! `lbsdorphans`), to check that a supervisor running as PID 1 reaps them.
 //!
 //! At start, the program (bypassed or supervised) makes `--orphans=N` orphans (default
@@ -9,8 +9,8 @@
 //! namespace). A grandchild exits once the file given by `--release=PATH` exists, or
 //! after `--linger-ms=N` (default 100) without `--release`.
 //!
-//! It then prints `lb-sd-orphans: pid PID made N orphans` on stderr and serves its
-//! `http` listener (default `tcp:127.0.0.1:0`) as `lb-sd-unix` does: one line
+//! It then prints `lb-orphans: pid PID made N orphans` on stderr and serves its
+//! `http` listener (default `tcp:127.0.0.1:0`) as `lb-unix` does: one line
 //! `pid PID exe EXE mode MODE\n` per connection. It calls `lb.ready()` and returns at
 //! lameduck.
 //!
@@ -55,14 +55,11 @@ fn intermediate() -> ExitCode {
     match spawned {
         // Not waited for: that is the point.
         Ok(child) => {
-            littleboss_tests::say!(
-                "lb-sd-orphans: intermediate started grandchild {}",
-                child.id()
-            );
+            littleboss_tests::say!("lb-orphans: intermediate started grandchild {}", child.id());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            littleboss_tests::say!("lb-sd-orphans: intermediate cannot start a grandchild: {e}");
+            littleboss_tests::say!("lb-orphans: intermediate cannot start a grandchild: {e}");
             ExitCode::FAILURE
         }
     }
@@ -116,7 +113,7 @@ async fn serve(lb: Context) -> std::io::Result<()> {
     let opts = match parse(lb.args()) {
         Ok(opts) => opts,
         Err(e) => {
-            littleboss_tests::say!("lb-sd-orphans: {e}");
+            littleboss_tests::say!("lb-orphans: {e}");
             std::process::exit(2);
         }
     };
@@ -136,11 +133,11 @@ async fn serve(lb: Context) -> std::io::Result<()> {
             return Err(std::io::Error::other(format!("intermediate: {status}")));
         }
     }
-    littleboss_tests::say!("lb-sd-orphans: pid {pid} made {} orphans", opts.orphans);
+    littleboss_tests::say!("lb-orphans: pid {pid} made {} orphans", opts.orphans);
     let line = greeting(&lb)?;
-    let listener = take_http(&lb, "lb-sd-orphans")?;
+    let listener = take_http(&lb, "lb-orphans")?;
     lb.ready();
-    serve_lines(listener, lb.lameduck(), "lb-sd-orphans: accept", line).await;
-    littleboss_tests::say!("lb-sd-orphans: pid {pid} wound down");
+    serve_lines(listener, lb.lameduck(), "lb-orphans: accept", line).await;
+    littleboss_tests::say!("lb-orphans: pid {pid} wound down");
     Ok(())
 }

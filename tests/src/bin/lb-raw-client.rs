@@ -1,4 +1,4 @@
-//! `lb-harden-client SOCKET REQUEST`: a control client that speaks hand-encoded frames
+//! `lb-raw-client SOCKET REQUEST`: a control client that speaks hand-encoded frames
 //! and prints what the supervisor answered, one line on stdout.
 //!
 //! `REQUEST` is `status` or `stop`. The answer is printed as `failed: REASON`,
@@ -15,14 +15,14 @@ use littleboss_tests::attack_support::wire::{self, Response};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(socket), Some(request)) = (args.get(1), args.get(2)) else {
-        littleboss_tests::say!("usage: lb-harden-client SOCKET status|stop");
+        littleboss_tests::say!("usage: lb-raw-client SOCKET status|stop");
         return ExitCode::from(2);
     };
     let frame = match request.as_str() {
         "status" => wire::status_request(),
         "stop" => wire::stop_request(),
         other => {
-            littleboss_tests::say!("lb-harden-client: unknown request {other:?}");
+            littleboss_tests::say!("lb-raw-client: unknown request {other:?}");
             return ExitCode::from(2);
         }
     };

@@ -1,4 +1,4 @@
-//! `lb-priv-runas`: the builder's `user` and `group`, taken from the environment
+//! `lb-run-as-env`: the builder's `user` and `group`, taken from the environment
 //! (service `lbrunas`): `LB_PRIV_USER` and `LB_PRIV_GROUP`, each set only if its
 //! variable is (the client commands need neither).
 //!
@@ -21,6 +21,6 @@ fn main() -> ExitCode {
     }
     lb.run(|lb| async move {
         let report = report(&lb);
-        serve(lb, "lb-priv-runas", report).await
+        serve(lb, "lb-run-as-env", report).await
     })
 }

@@ -1,4 +1,4 @@
-//! `lb-priv-group`: a helper whose children run as `nobody` in group `nogroup`
+//! `lb-run-as-group`: a helper whose children run as `nobody` in group `nogroup`
 //! (service `lbgroup`).
 //!
 //! Answers every request on its `http` listener with its report: uid, gid, groups,
@@ -16,5 +16,5 @@ use littleboss_tests::report_support::{report, serve};
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
     let report = report(&lb);
-    serve(lb, "lb-priv-group", report).await
+    serve(lb, "lb-run-as-group", report).await
 }

@@ -1,4 +1,4 @@
-//! `lb-priv-root`: a helper whose children run as `root` (service `lbroot`): a
+//! `lb-run-as-root`: a helper whose children run as `root` (service `lbroot`): a
 //! supervisor that is not root must refuse to start it.
 //!
 //! Answers every request on its `http` listener with its report (see
@@ -15,5 +15,5 @@ use littleboss_tests::report_support::{report, serve};
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
     let report = report(&lb);
-    serve(lb, "lb-priv-root", report).await
+    serve(lb, "lb-run-as-root", report).await
 }

@@ -1,4 +1,4 @@
-//! `lb-priv-user`: a helper whose children run as `nobody` (service `lbuser`).
+//! `lb-run-as-user`: a helper whose children run as `nobody` (service `lbuser`).
 //!
 //! Answers every request on its `http` listener with its report: uid, gid, groups,
 //! `HOME`, `USER`, `LOGNAME` (see `littleboss_tests::report_support`).
@@ -14,5 +14,5 @@ use littleboss_tests::report_support::{report, serve};
 )]
 async fn main(lb: Context) -> std::io::Result<()> {
     let report = report(&lb);
-    serve(lb, "lb-priv-user", report).await
+    serve(lb, "lb-run-as-user", report).await
 }

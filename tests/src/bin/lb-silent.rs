@@ -1,4 +1,4 @@
-//! `lb-harden-quiet`: a littleboss program (service `lbquiet`) that never writes to its
+//! `lb-silent`: a littleboss program (service `lbquiet`) that never writes to its
 //! stdout or stderr, for `tests/log_stall.rs`: only the supervisor writes there.
 //!
 //! It serves its `http` listener (default `tcp:127.0.0.1:0`) with the greeting of

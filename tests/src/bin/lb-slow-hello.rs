@@ -1,4 +1,4 @@
-//! `lb-harden-slowhello`: a littleboss program (service `lbslow`) whose child takes
+//! `lb-slow-hello`: a littleboss program (service `lbslow`) whose child takes
 //! 500 ms before its handshake, as a large binary on a loaded machine may; for the
 //! tests of a stop that arrives before the child said hello.
 //!
@@ -6,7 +6,7 @@
 //! before littleboss takes over `main`: when `LITTLEBOSS_CHANNEL_FD` is set (it runs as
 //! a supervisor's child), it sleeps 500 ms first. Then it serves HTTP on its `http`
 //! listener (default `tcp:127.0.0.1:0`), prints
-//! `lb-harden-slowhello: pid PID serving http on ADDR` on stderr, calls `ready()`, and
+//! `lb-slow-hello: pid PID serving http on ADDR` on stderr, calls `ready()`, and
 //! returns on lameduck.
 
 use std::process::ExitCode;
@@ -27,8 +27,8 @@ fn main() -> ExitCode {
         .listener("http", "tcp:127.0.0.1:0")
         .calls_ready(true)
         .run(|lb| async move {
-            let listener = take_http(&lb, "lb-harden-slowhello")?;
+            let listener = take_http(&lb, "lb-slow-hello")?;
             lb.ready();
-            serve_greeting(listener, &lb, "lb-harden-slowhello: accept").await
+            serve_greeting(listener, &lb, "lb-slow-hello: accept").await
         })
 }

@@ -1,11 +1,11 @@
-//! `lb-sd-unix`: a server with a unix listener and a TCP one (service `lbsdunix`).
+//! `lb-unix`: a server with a unix listener and a TCP one (service `lbsdunix`).
 //!
 //! It declares `api = "unix:"` (off until `--api=PATH` or `--api=@NAME` gives it an
 //! address) and `http = "tcp:127.0.0.1:0"`, with `unix_mode = "0660"`. Every connection
 //! on either listener gets one line, `pid PID exe EXE mode MODE\n` (the format of
 //! [`littleboss_tests::Answer`]), and is closed; the client sends nothing. For each
-//! listener it serves it prints `lb-sd-unix: pid PID serving NAME on ADDR` on stderr;
-//! one it cannot take is reported as `lb-sd-unix: pid PID cannot take NAME: ERROR`.
+//! listener it serves it prints `lb-unix: pid PID serving NAME on ADDR` on stderr;
+//! one it cannot take is reported as `lb-unix: pid PID cannot take NAME: ERROR`.
 //!
 //! It calls `lb.ready()` once it serves, and on lameduck drops its listeners and returns.
 
@@ -33,41 +33,41 @@ async fn main(lb: Context) -> io::Result<()> {
                 (None, true) => "(unnamed)".to_string(),
                 (None, false) => "(abstract)".to_string(),
             };
-            littleboss_tests::say!("lb-sd-unix: pid {pid} serving api on {shown}");
+            littleboss_tests::say!("lb-unix: pid {pid} serving api on {shown}");
             Some(listener)
         }
         Err(e) => {
-            littleboss_tests::say!("lb-sd-unix: pid {pid} cannot take api: {e}");
+            littleboss_tests::say!("lb-unix: pid {pid} cannot take api: {e}");
             None
         }
     };
     let tcp = match lb.tcp_listener("http") {
         Ok(listener) => {
             littleboss_tests::say!(
-                "lb-sd-unix: pid {pid} serving http on {}",
+                "lb-unix: pid {pid} serving http on {}",
                 listener.local_addr()?
             );
             Some(listener)
         }
         Err(e) => {
-            littleboss_tests::say!("lb-sd-unix: pid {pid} cannot take http: {e}");
+            littleboss_tests::say!("lb-unix: pid {pid} cannot take http: {e}");
             None
         }
     };
     lb.ready();
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = unix {
-        let who = "lb-sd-unix: accept api";
+        let who = "lb-unix: accept api";
         tasks.spawn(serve_lines(listener, lb.lameduck(), who, Arc::clone(&line)));
     }
     if let Some(listener) = tcp {
-        let who = "lb-sd-unix: accept http";
+        let who = "lb-unix: accept http";
         tasks.spawn(serve_lines(listener, lb.lameduck(), who, Arc::clone(&line)));
     }
     if tasks.is_empty() {
         lb.lameduck().await;
     }
     while tasks.join_next().await.is_some() {}
-    littleboss_tests::say!("lb-sd-unix: pid {pid} wound down");
+    littleboss_tests::say!("lb-unix: pid {pid} wound down");
     Ok(())
 }

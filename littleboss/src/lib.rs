@@ -330,6 +330,7 @@ mod signals;
 mod socket;
 mod supervisor;
 mod sys;
+mod wire;
 
 pub use builder::{Littleboss, MainError, MainResult};
 pub use config::Flavor;

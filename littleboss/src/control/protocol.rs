@@ -208,6 +208,16 @@ impl SupervisorMsg {
             | SupervisorMsg::Recall(_) => 3,
         }
     }
+
+    /// The message as a child whose hello was at `spoken` reads it (a child that has
+    /// not said hello yet is spoken to in this build's oldest version), or `None` if
+    /// that version has no such message: a child of an older protocol is not told what
+    /// it would not understand (it drains instead of handing connections over). The
+    /// one place where the supervisor's messages are gated by version.
+    pub(crate) fn encode_for(&self, spoken: Option<u16>) -> Option<Vec<u8>> {
+        let at = spoken.unwrap_or(Versions::ours().oldest);
+        (self.since() <= at).then(|| encode_at(at, self))
+    }
 }
 
 /// One listener as the child receives it.
@@ -567,6 +577,20 @@ mod tests {
 
     fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
         decode(bytes, ALL).map(|(_, msg)| msg)
+    }
+
+    #[test]
+    fn a_child_is_told_only_what_its_version_has() {
+        let recall = SupervisorMsg::Recall(vec![7]);
+        assert_eq!(recall.encode_for(Some(2)), None, "moving is protocol 3's");
+        assert_eq!(recall.encode_for(Some(3)), Some(encode_at(3, &recall)));
+        let lameduck = SupervisorMsg::Lameduck;
+        assert_eq!(lameduck.encode_for(Some(2)), Some(encode_at(2, &lameduck)));
+        // Before its hello, in the oldest version this build speaks.
+        assert_eq!(
+            lameduck.encode_for(None),
+            Some(encode_at(OLDEST_PROTOCOL, &lameduck))
+        );
     }
 
     fn status() -> Status {

@@ -87,25 +87,10 @@ fn check(name: &str, network: Network, fd: OwnedFd) -> io::Result<Bound> {
     };
     let kind = sockopt::socket_type(&fd)?;
     let domain = sys::socket_family(fd.as_fd())?;
-    let (want_kind, domains): (SocketType, &[AddressFamily]) = match network {
-        Network::Tcp => (
-            SocketType::STREAM,
-            &[AddressFamily::INET, AddressFamily::INET6],
-        ),
-        Network::Tcp4 => (SocketType::STREAM, &[AddressFamily::INET]),
-        Network::Tcp6 => (SocketType::STREAM, &[AddressFamily::INET6]),
-        Network::Udp => (
-            SocketType::DGRAM,
-            &[AddressFamily::INET, AddressFamily::INET6],
-        ),
-        Network::Udp4 => (SocketType::DGRAM, &[AddressFamily::INET]),
-        Network::Udp6 => (SocketType::DGRAM, &[AddressFamily::INET6]),
-        Network::Unix => (SocketType::STREAM, &[AddressFamily::UNIX]),
-        other => {
-            return Err(mismatch(format!(
-                "a socket for {other}, which cannot be adopted"
-            )));
-        }
+    let Some((want_kind, domains)) = super::socket_kind(network) else {
+        return Err(mismatch(format!(
+            "a socket for {network}, which cannot be adopted"
+        )));
     };
     if kind != want_kind {
         let what = if kind == SocketType::DGRAM {

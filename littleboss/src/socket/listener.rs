@@ -95,11 +95,8 @@ fn bind_ip(network: Network, addr: SocketAddr) -> io::Result<Bound> {
         AddressFamily::INET6
     };
     let tcp = network.kind() == Kind::Tcp;
-    let kind = if tcp {
-        SocketType::STREAM
-    } else {
-        SocketType::DGRAM
-    };
+    let (kind, _) = super::socket_kind(network)
+        .ok_or_else(|| io::Error::other(format!("no socket type for {network}")))?;
     let fd = sys::socket(family, kind)?;
     if addr.is_ipv6() {
         let v6only = matches!(network, Network::Tcp6 | Network::Udp6);

@@ -11,12 +11,32 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rustix::net::{AddressFamily, SocketType};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::Network;
 
 pub(crate) use crate::sys::describe;
 pub(crate) use listener::{bind, open_all};
+
+/// The socket type and the address families of a listener of `network`, or `None` for
+/// a network this build cannot open: the one table of them, which binding and the
+/// adoption of systemd's sockets both read.
+pub(crate) fn socket_kind(network: Network) -> Option<(SocketType, &'static [AddressFamily])> {
+    const IP: &[AddressFamily] = &[AddressFamily::INET, AddressFamily::INET6];
+    const V4: &[AddressFamily] = &[AddressFamily::INET];
+    const V6: &[AddressFamily] = &[AddressFamily::INET6];
+    Some(match network {
+        Network::Tcp => (SocketType::STREAM, IP),
+        Network::Tcp4 => (SocketType::STREAM, V4),
+        Network::Tcp6 => (SocketType::STREAM, V6),
+        Network::Udp => (SocketType::DGRAM, IP),
+        Network::Udp4 => (SocketType::DGRAM, V4),
+        Network::Udp6 => (SocketType::DGRAM, V6),
+        Network::Unix => (SocketType::STREAM, &[AddressFamily::UNIX]),
+        _ => return None,
+    })
+}
 
 /// Where a listener is bound.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,9 +74,13 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
-    /// A record made up for tests (the golden upgrade state).
-    #[cfg(test)]
-    pub(crate) fn made_up(path: PathBuf, dev: u64, ino: u64) -> SocketFile {
+    /// The file's path, device and inode, for the upgrade's handover.
+    pub(crate) fn parts(&self) -> (&Path, u64, u64) {
+        (&self.path, self.dev, self.ino)
+    }
+
+    /// The record of a file from its [`parts`](Self::parts), as a handover gives them.
+    pub(crate) fn from_parts(path: PathBuf, dev: u64, ino: u64) -> SocketFile {
         SocketFile { path, dev, ino }
     }
 

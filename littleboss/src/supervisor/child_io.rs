@@ -141,13 +141,10 @@ impl ChildIo {
                     (Some(Outgoing::Message(msg, fds)), Some(channel)) => {
                         let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
                         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
-                        let at = spoken(&version).unwrap_or(Versions::ours().oldest);
-                        // A child of an older protocol is not told what it would not
-                        // understand (it drains instead of handing connections over).
-                        if msg.since() > at {
+                        let Some(bytes) = msg.encode_for(spoken(&version)) else {
                             continue;
-                        }
-                        let sent = channel.send(&protocol::encode_at(at, &msg), &borrowed).await;
+                        };
+                        let sent = channel.send(&bytes, &borrowed).await;
                         // A child that is gone cannot be told; its exit is what counts.
                         if let (Err(e), true) = (sent, welcome) {
                             report(Input::ChannelFailed {

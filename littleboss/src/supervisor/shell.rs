@@ -599,16 +599,11 @@ impl Shell {
             // that does not wait; a child that does not read loses it, and its exit or
             // its deadline is what counts).
             Some(parked) => {
-                let at = child_io::spoken(&handle.version).unwrap_or(Versions::ours().oldest);
-                if msg.since() > at {
+                let Some(bytes) = msg.encode_for(child_io::spoken(&handle.version)) else {
                     return;
-                }
+                };
                 let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
-                let _ = channel::send(
-                    parked.channel.as_fd(),
-                    &protocol::encode_at(at, &msg),
-                    &borrowed,
-                );
+                let _ = channel::send(parked.channel.as_fd(), &bytes, &borrowed);
             }
         }
     }

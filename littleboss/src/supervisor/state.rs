@@ -5,8 +5,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
 use crate::socket::{self, BoundAddr};
 use crate::spec::Network;
 
@@ -14,7 +12,7 @@ use crate::spec::Network;
 pub(crate) type FdKey = u64;
 
 /// A listener as the supervisor holds it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct ListenerRecord {
     pub name: String,
     pub network: Network,
@@ -33,7 +31,7 @@ impl ListenerRecord {
 }
 
 /// A binary and its arguments, with the fd of the file that was checked.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct ProgramRecord {
     pub path: PathBuf,
     pub args: Vec<OsString>,

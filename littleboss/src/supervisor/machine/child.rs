@@ -3,8 +3,6 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use crate::control::protocol::PANICKED;
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 
@@ -12,7 +10,7 @@ use super::{ChildId, Time};
 
 /// Where a child is in its life. A child that has exited is not here: it is reaped and
 /// forgotten in the same step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Life {
     /// The shell was asked to start it; its pid is not known yet.
     Spawning,
@@ -32,7 +30,7 @@ pub(crate) enum Life {
 }
 
 /// A child process the supervisor started.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Child {
     pub id: ChildId,
     /// 0 until the shell reports the spawn.
@@ -80,7 +78,7 @@ impl Child {
 }
 
 /// How a process ended, as `waitid` reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitStatus {
     Code(i32),
     Signal(i32),
@@ -89,7 +87,7 @@ pub(crate) enum WaitStatus {
 }
 
 /// How a child ended.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Exit {
     pub status: WaitStatus,
     /// Why the supervisor killed it, if it did.

@@ -33,8 +33,6 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use crate::control::protocol::{
     ChildMsg, Parcel, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, Versions,
 };
@@ -48,11 +46,11 @@ use moves::Moves;
 pub(crate) type Time = u64;
 
 /// A child the supervisor started, for as long as it is not reaped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ChildId(pub u64);
 
 /// A client waiting on the control socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ClientId(pub u64);
 
 /// The first and the largest delay before a persistent program is started again.
@@ -71,7 +69,7 @@ fn declared(ms: u64) -> u64 {
 }
 
 /// What the program declared that the machine needs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub name: String,
     pub persist: bool,
@@ -274,7 +272,7 @@ pub(crate) enum Effect {
 }
 
 /// The serving slot of [`Phase::Up`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) enum Current {
     /// The child that serves (or is starting to, until it is ready).
     Child(Child),
@@ -306,7 +304,7 @@ impl Current {
 }
 
 /// A reload under way.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Reload {
     pub waiter: Option<ClientId>,
     pub since: Time,
@@ -326,7 +324,7 @@ pub(crate) struct Reload {
 }
 
 /// An upgrade whose child has been reloaded: the supervisor is next.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Upgrade {
     pub waiter: Option<ClientId>,
     /// The binary the supervisor becomes (the new child's).
@@ -341,7 +339,7 @@ pub(crate) struct Upgrade {
 }
 
 /// Where an [`Upgrade`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum UpgradeStep {
     /// The new binary is asked whether it can take over ([`Effect::Probe`]).
     Probing,
@@ -350,7 +348,7 @@ pub(crate) enum UpgradeStep {
 }
 
 /// A reload as it was asked for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Asked {
     pub waiter: Option<ClientId>,
     pub path: PathBuf,
@@ -361,7 +359,7 @@ pub(crate) struct Asked {
 /// The new child of a reload.
 // One value in one place for the supervisor's life: its size does not matter.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) enum Incoming {
     /// The binary is being opened and the listeners bound.
     Preparing,
@@ -370,7 +368,7 @@ pub(crate) enum Incoming {
 
 /// Where the supervisor is in its life.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) enum Phase {
     /// Serving, starting, or reloading.
     Up {
@@ -391,7 +389,7 @@ pub(crate) enum Phase {
 }
 
 /// Everything the supervisor knows: one serializable value.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct State {
     pub name: String,
     pub pid: u32,

@@ -16,20 +16,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::FileType;
 use rustix::io::FdFlags;
-use serde::{Deserialize, Serialize};
 
 use crate::control::protocol::Versions;
 use crate::environ::{self, HANDOVER_ENV, HANDOVER_PID_ENV, TEST_STATE_VERSION_ENV};
 use crate::socket::SocketFile;
+use crate::wire::state_v1::HandoverV1;
 
 use super::machine::{ChildId, ClientId, State, Time};
 use super::state::FdKey;
 
+mod v1;
+
+#[cfg(test)]
+pub(crate) use v1::through_v1;
+
 /// The first bytes of a handover.
 const MAGIC: &[u8; 20] = b"littleboss-handover\0";
 
-/// The layout of [`Handover`] this build writes and reads. A change to the machine's
-/// [`State`] that an older build cannot read changes it.
+/// The layout of [`Handover`] this build writes and reads: version 1 is
+/// [`HandoverV1`], frozen; a change that it cannot carry is a new version.
 pub(crate) const STATE_VERSION: u16 = 1;
 
 /// The state version this build reads: [`STATE_VERSION`], or in a build with test hooks
@@ -40,7 +45,7 @@ fn reads() -> u16 {
 }
 
 /// Everything the next image needs.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct Handover {
     /// The protocol versions the writer speaks.
     pub versions: Versions,
@@ -64,7 +69,7 @@ pub(crate) struct Handover {
 }
 
 /// One fd of the table.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct HeldFd {
     pub key: FdKey,
     pub fd: RawFd,
@@ -72,7 +77,7 @@ pub(crate) struct HeldFd {
 }
 
 /// A running child: it stays the supervisor's child across the exec.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct HeldChild {
     pub id: ChildId,
     pub pid: u32,
@@ -83,7 +88,7 @@ pub(crate) struct HeldChild {
 }
 
 /// A client's connection.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct HeldClient {
     pub id: ClientId,
     pub fd: RawFd,
@@ -95,7 +100,9 @@ impl Handover {
     pub(crate) fn encode(&self) -> Result<Vec<u8>, String> {
         let mut out = MAGIC.to_vec();
         out.extend(STATE_VERSION.to_le_bytes());
-        let body = postcard::to_stdvec(self).map_err(|e| format!("encoding the state: {e}"))?;
+        let layout =
+            HandoverV1::from_handover(self).map_err(|e| format!("encoding the state: {e}"))?;
+        let body = postcard::to_stdvec(&layout).map_err(|e| format!("encoding the state: {e}"))?;
         out.extend(body);
         Ok(out)
     }
@@ -115,8 +122,8 @@ impl Handover {
                 "the running supervisor's state is version {version}; this binary reads version {reads}"
             ));
         }
-        match postcard::take_from_bytes::<Handover>(body) {
-            Ok((handover, [])) => Ok(handover),
+        match postcard::take_from_bytes::<HandoverV1>(body) {
+            Ok((layout, [])) => Ok(layout.into_handover()),
             Ok((_, rest)) => Err(format!("{} bytes after the state", rest.len())),
             Err(e) => Err(format!("the state does not decode: {e}")),
         }

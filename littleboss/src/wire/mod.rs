@@ -1,0 +1,8 @@
+//! Layouts that cross an exec, frozen: each is a plain value that imports nothing of
+//! the crate's, so that a change to the types the code works with can never change
+//! the bytes a process of another release reads. The conversions live with their
+//! users; the golden bytes in `littleboss/tests/golden/` pin each layout.
+//!
+//! - [`state_v1`]: the supervisor's upgrade handover, state version 1.
+
+pub(crate) mod state_v1;

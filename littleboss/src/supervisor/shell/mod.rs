@@ -4,53 +4,38 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU16;
 use std::time::{Duration, SystemTime};
 
-use rustix::process::{Pid, Signal as OsSignal};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::channel;
 use crate::config::Config;
-use crate::control::protocol::{self, ListenerInfo, Response, SupervisorMsg, Versions};
+use crate::control::protocol::{Response, Versions};
 use crate::control::server::{self, Incoming};
 use crate::environ::{self, TEST_MOVE_CAP_ENV, TEST_TAKE_MS_ENV};
 use crate::logger::Level;
-use crate::socket;
 
-use super::child_io::{self, ChildIo, Outgoing, Parcels, Parked};
+use super::child_io::{Parcels, Parked};
 use super::fds::FdTable;
-use super::handover::{self, FdKind, Handover, HeldChild, HeldClient, HeldFd};
+use super::handover::{self, FdKind, Handover};
 use super::machine::{ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, Time};
 use super::notify::{self, Notify};
 use super::prepare::{self, Failure, Opened};
 use super::setup::{Setup, SocketFile};
 use super::state::{ListenerRecord, ProgramRecord};
-use super::{descendants, reap, spawn, upgrade, user, watch_build};
+use super::{descendants, reap, user, watch_build};
 
-/// What the shell knows of a child the machine started: where to send, whom to kill.
-#[derive(Debug)]
-struct Handle {
-    pid: u32,
-    outgoing: mpsc::UnboundedSender<Outgoing>,
-    /// The protocol version of its hello (0 until then).
-    version: Arc<AtomicU16>,
-    /// Its fds, while its task has handed them back (an exec is being readied).
-    parked: Option<Parked>,
-}
+mod children;
+mod clients;
+mod upgrade_self;
 
-/// A client that waits on a connection the shell holds itself (an upgrade's, which
-/// may be answered by the supervisor's next image).
-#[derive(Debug)]
-struct Held {
-    version: u16,
-    stream: std::os::unix::net::UnixStream,
-}
+use children::Handle;
+use clients::Held;
 
 /// A reload's [`prepare::open`], done.
 #[derive(Debug)]
@@ -350,49 +335,6 @@ impl Shell {
         self.machine.handle(input, now);
     }
 
-    fn incoming(&mut self, incoming: Incoming) {
-        match incoming {
-            Incoming::Request {
-                client,
-                request,
-                reply,
-                exe,
-            } => {
-                self.next_client = self.next_client.max(client + 1);
-                let client = ClientId(client);
-                if let Some(exe) = exe {
-                    self.exes.insert(client, exe);
-                }
-                self.clients.insert(client, reply);
-                self.handle(Input::Request { client, request });
-            }
-            Incoming::Gone { client } => {
-                let client = ClientId(client);
-                self.clients.remove(&client);
-                self.exes.remove(&client);
-                self.handle(Input::ClientGone { client });
-            }
-            Incoming::Upgrade {
-                client,
-                request,
-                version,
-                stream,
-                exe,
-            } => {
-                self.next_client = self.next_client.max(client + 1);
-                let client = ClientId(client);
-                if let Some(exe) = exe {
-                    self.exes.insert(client, exe);
-                }
-                self.held.insert(client, Held { version, stream });
-                self.handle(Input::Request {
-                    client,
-                    request: crate::control::protocol::Request::Upgrade(request),
-                });
-            }
-        }
-    }
-
     /// A reload's binary is open and its listeners bound: they join the fd table.
     fn prepared(&mut self, prepared: Prepared) {
         let opened = match prepared.result {
@@ -432,36 +374,12 @@ impl Shell {
             } => self.spawn(child, &program, &argv),
             Effect::Welcome { child, listeners } => self.welcome(child, &listeners),
             Effect::Send { child, msg } => self.send(child, msg, Vec::new()),
-            Effect::Forward { from, to, parcels } => {
-                let mut fds = Vec::new();
-                let mut forwarded = Vec::new();
-                for (theirs, parcel) in parcels {
-                    if let Some(fd) = child_io::take_parcel(&self.parcels, from, theirs) {
-                        fds.push(fd);
-                        forwarded.push(parcel);
-                    }
-                }
-                self.send(to, SupervisorMsg::Adopt(forwarded), fds);
-            }
-            Effect::Return { child, ids } => {
-                for id in &ids {
-                    drop(child_io::take_parcel(&self.parcels, child, *id));
-                }
-                self.send(child, SupervisorMsg::Returned(ids), Vec::new());
-            }
-            Effect::Kill { child } => {
-                if let Some(handle) = self.children.get(&child) {
-                    kill(handle.pid);
-                }
-            }
+            Effect::Forward { from, to, parcels } => self.forward(from, to, parcels),
+            Effect::Return { child, ids } => self.give_back(child, ids),
+            Effect::Kill { child } => self.kill_child(child),
             Effect::Probe { program } => self.probe(&program),
             Effect::Exec { program } => self.exec = Some(program),
-            Effect::Reap { child } => {
-                child_io::drop_parcels(&self.parcels, child);
-                if let Some(handle) = self.children.remove(&child) {
-                    child_io::reap(handle.pid);
-                }
-            }
+            Effect::Reap { child } => self.reap(child),
             Effect::Prepare {
                 client,
                 path,
@@ -484,19 +402,7 @@ impl Shell {
                     });
                 });
             }
-            Effect::Answer { client, response } => {
-                self.exes.remove(&client);
-                if let Some(reply) = self.clients.remove(&client) {
-                    match response {
-                        Response::Stopped { code } => self.stopped.push((reply, code)),
-                        response => {
-                            let _ = reply.send(response);
-                        }
-                    }
-                } else if let Some(held) = self.held.remove(&client) {
-                    answer_held(held, response);
-                }
-            }
+            Effect::Answer { client, response } => self.answer(client, response),
             Effect::Notify(notice) => {
                 let text = match notice {
                     Notice::Ready(status) => format!("READY=1\nSTATUS={status}"),
@@ -517,315 +423,6 @@ impl Shell {
                 self.socket.remove();
                 self.fds.clear();
             }
-        }
-    }
-
-    fn spawn(&mut self, child: ChildId, program: &ProgramRecord, argv: &[OsString]) {
-        let spawned = match self.fds.get(program.exe) {
-            Some(exe) => {
-                spawn::spawn(exe, &program.path, argv, self.run_as.as_ref()).map_err(|e| {
-                    let reason = format!(
-                        "cannot start {}: {}",
-                        program.path.display(),
-                        socket::describe(&e)
-                    );
-                    (reason, e.raw_os_error() == Some(libc::ETXTBSY))
-                })
-            }
-            None => Err((
-                format!("cannot start {}: its fd is gone", program.path.display()),
-                false,
-            )),
-        };
-        let spawned = match spawned {
-            Ok(spawned) => spawned,
-            Err((reason, busy)) => {
-                return self.handle(Input::SpawnFailed {
-                    child,
-                    reason,
-                    busy,
-                });
-            }
-        };
-        self.start_task(
-            child,
-            spawned.pid,
-            Parked {
-                channel: spawned.channel,
-                pidfd: spawned.pidfd,
-            },
-            Arc::new(AtomicU16::new(0)),
-        );
-        self.handle(Input::Spawned {
-            child,
-            pid: spawned.pid,
-            started: SystemTime::now(),
-        });
-    }
-
-    /// The listeners for a hello: names and addresses, and a copy of each fd that is on.
-    fn welcome(&mut self, child: ChildId, listeners: &[ListenerRecord]) {
-        let mut infos = Vec::with_capacity(listeners.len());
-        let mut fds = Vec::new();
-        for record in listeners {
-            let dup = record.bound.as_ref().and_then(|(addr, key)| {
-                let fd = self.fds.get(*key)?;
-                let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0).ok()?;
-                Some((addr.to_string(), fd))
-            });
-            // A listener whose fd cannot be copied is off for this child.
-            let addr = dup.map(|(addr, fd)| {
-                fds.push(fd);
-                addr
-            });
-            infos.push(ListenerInfo {
-                name: record.name.clone(),
-                network: record.network,
-                addr,
-            });
-        }
-        self.send(child, SupervisorMsg::Welcome { listeners: infos }, fds);
-    }
-
-    fn send(&self, child: ChildId, msg: SupervisorMsg, fds: Vec<OwnedFd>) {
-        let Some(handle) = self.children.get(&child) else {
-            return;
-        };
-        match &handle.parked {
-            None => {
-                let _ = handle.outgoing.send(Outgoing::Message(msg, fds));
-            }
-            // Its task has handed the channel back: send from here (a short message
-            // that does not wait; a child that does not read loses it, and its exit or
-            // its deadline is what counts).
-            Some(parked) => {
-                let Some(bytes) = msg.encode_for(child_io::spoken(&handle.version)) else {
-                    return;
-                };
-                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
-                let _ = channel::send(parked.channel.as_fd(), &bytes, &borrowed);
-            }
-        }
-    }
-
-    /// Starts the task that moves a child's messages and reports its exit; `version`
-    /// is the version of its hello (0 until it says hello), shared with the task.
-    fn start_task(&mut self, child: ChildId, pid: u32, parked: Parked, version: Arc<AtomicU16>) {
-        let (outgoing_tx, outgoing) = mpsc::unbounded_channel();
-        self.children.insert(
-            child,
-            Handle {
-                pid,
-                outgoing: outgoing_tx,
-                version: Arc::clone(&version),
-                parked: None,
-            },
-        );
-        tokio::spawn(
-            ChildIo {
-                id: child,
-                pid,
-                pidfd: parked.pidfd,
-                channel: parked.channel,
-                outgoing,
-                inputs: self.inputs_tx.clone(),
-                version,
-                parcels: Arc::clone(&self.parcels),
-            }
-            .run(),
-        );
-    }
-
-    /// The handover as it would be now (the probe reads it; an exec passes it on).
-    fn handover(&self) -> Handover {
-        let fds = self
-            .fds
-            .entries()
-            .map(|(key, fd, file)| HeldFd {
-                key,
-                fd: handover::raw(&fd),
-                file: file.cloned(),
-            })
-            .collect();
-        let children = self
-            .children
-            .iter()
-            .map(|(id, handle)| {
-                let parked = handle.parked.as_ref();
-                HeldChild {
-                    id: *id,
-                    pid: handle.pid,
-                    channel: parked.map_or(-1, |p| handover::raw(&p.channel)),
-                    pidfd: parked.and_then(|p| p.pidfd.as_ref().map(handover::raw)),
-                    version: child_io::spoken(&handle.version),
-                }
-            })
-            .collect();
-        let clients = self
-            .held
-            .iter()
-            .map(|(id, held)| HeldClient {
-                id: *id,
-                fd: handover::raw(&held.stream),
-                version: held.version,
-            })
-            .collect();
-        Handover {
-            versions: Versions::ours(),
-            now: self.now(),
-            dev: self.dev,
-            state: self.machine.state().clone(),
-            fds,
-            children,
-            control: handover::raw(&self.control),
-            socket: self.socket.path().unwrap_or_default(),
-            lock: handover::raw(&self.lock),
-            clients,
-            next_client: self.next_client,
-            args: self.args.clone(),
-        }
-    }
-
-    /// Asks the upgrade's binary, off the loop, whether it can take over.
-    fn probe(&mut self, program: &ProgramRecord) {
-        let blob = self.handover().encode();
-        let exe = self
-            .fds
-            .get(program.exe)
-            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok());
-        let inputs = self.inputs_tx.clone();
-        tokio::spawn(async move {
-            let result = match (blob, exe) {
-                (Ok(blob), Some(exe)) => {
-                    tokio::task::spawn_blocking(move || upgrade::probe(exe.as_fd(), &blob))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("the probe failed: {e}")))
-                }
-                (Err(e), _) => Err(e),
-                (_, None) => Err("its fd is gone".to_string()),
-            };
-            let _ = inputs.send(Input::Probed { result });
-        });
-    }
-
-    /// Re-executes the supervisor as `program`, handing everything over; returns only
-    /// if that did not happen (and then the supervisor goes on as it was).
-    async fn exec(
-        &mut self,
-        program: ProgramRecord,
-        signals: [&mut tokio::signal::unix::Signal; 3],
-    ) {
-        crate::signals::block(true);
-        // A signal that arrived before the block is handled here, not lost in the exec.
-        let [term, int, hup] = signals;
-        let pending = tokio::select! {
-            biased;
-            _ = term.recv() => Some(Signal::Term),
-            _ = int.recv() => Some(Signal::Int),
-            _ = hup.recv() => Some(Signal::Hup),
-            () = std::future::ready(()) => None,
-        };
-        if let Some(signal) = pending {
-            return self.exec_failed(format!("{signal:?} arrived"), Some(signal));
-        }
-        // Each child's task hands its fds back after what it was asked to send; what
-        // it received is in the inputs by then.
-        let mut waits = Vec::new();
-        for (id, handle) in &self.children {
-            let (tx, rx) = oneshot::channel();
-            if handle.outgoing.send(Outgoing::Handback(tx)).is_ok() {
-                waits.push((*id, rx));
-            }
-        }
-        for (id, rx) in waits {
-            if let Ok(Ok(parked)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
-                if let Some(handle) = self.children.get_mut(&id) {
-                    handle.parked = Some(parked);
-                }
-            }
-        }
-        self.server.abort();
-        let _ = (&mut self.server).await;
-        // Let the requests already accepted be answered (a stop cancels the upgrade).
-        self.connections.drain(Duration::from_millis(200)).await;
-        while let Ok(input) = self.inputs.try_recv() {
-            self.handle(input);
-        }
-        while let Ok(incoming) = self.requests.try_recv() {
-            self.incoming(incoming);
-        }
-        self.carry_out();
-        let unparked = self.children.values().any(|h| h.parked.is_none());
-        if !self.machine.exec_wanted() || unparked {
-            let why = if unparked {
-                "a child's task did not hand its channel back".to_string()
-            } else {
-                "cancelled".to_string()
-            };
-            return self.exec_failed(why, None);
-        }
-        let handover = self.handover();
-        let result = handover
-            .encode()
-            .and_then(|blob| handover::in_memory(&blob).map_err(|e| e.to_string()));
-        let file = match result {
-            Ok(file) => file,
-            Err(e) => return self.exec_failed(e, None),
-        };
-        let raws = handover.raw_fds();
-        let mut inherit: Vec<BorrowedFd<'_>> = raws
-            .iter()
-            .map(|raw| {
-                // SAFETY: each number is an fd this process holds open (the table, the
-                // parked children, the held clients, the control socket and the lock)
-                // for as long as these borrows live: nothing is closed until the exec
-                // or its failure.
-                unsafe { BorrowedFd::borrow_raw(*raw) }
-            })
-            .collect();
-        inherit.push(file.as_fd());
-        let reason = match (
-            self.fds.get(program.exe),
-            handover::set_cloexec(&inherit, false),
-        ) {
-            (Some(exe), Ok(())) => {
-                self.log(
-                    Level::Info,
-                    &format!("re-executing as {}", program.path.display()),
-                );
-                upgrade::exec(exe, &self.args, file.as_fd())
-            }
-            (None, _) => "its fd is gone".to_string(),
-            (_, Err(e)) => e.to_string(),
-        };
-        let _ = handover::set_cloexec(&inherit, true);
-        drop(file);
-        self.exec_failed(reason, None);
-    }
-
-    /// The exec did not happen: the children's tasks and the control server run again,
-    /// signals are delivered again, and the machine is told.
-    fn exec_failed(&mut self, reason: String, signal: Option<Signal>) {
-        let parked: Vec<(ChildId, u32, Parked, Arc<AtomicU16>)> = self
-            .children
-            .iter_mut()
-            .filter_map(|(id, h)| {
-                let parked = h.parked.take()?;
-                Some((*id, h.pid, parked, Arc::clone(&h.version)))
-            })
-            .collect();
-        for (id, pid, parked, version) in parked {
-            self.start_task(id, pid, parked, version);
-        }
-        if self.server.is_finished() {
-            if let Err(e) = self.serve() {
-                self.log(Level::Warn, &e);
-            }
-        }
-        crate::signals::block(false);
-        self.handle(Input::ExecFailed { reason });
-        if let Some(signal) = signal {
-            self.handle(Input::Signal(signal));
         }
     }
 
@@ -850,16 +447,6 @@ impl Shell {
 
     fn log(&self, level: Level, text: &str) {
         self.config.logger.log(level, &self.config.name, text);
-    }
-}
-
-/// SIGKILL to the child's process group (its pid, as it was started with
-/// `process_group(0)`), and to the child itself in case it left the group. It is not
-/// reaped yet, so the pid is still its own.
-fn kill(pid: u32) {
-    if let Some(pid) = Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process_group(pid, OsSignal::KILL);
-        let _ = rustix::process::kill_process(pid, OsSignal::KILL);
     }
 }
 
@@ -896,18 +483,6 @@ fn settings(config: &Config, dev: bool) -> Settings {
 const MOVE_CAP: usize = 1024;
 /// How long the serving child has to take a connection forwarded to it.
 const TAKE_MS: u64 = 1000;
-
-/// Answers a client whose connection the shell holds, off the loop.
-fn answer_held(held: Held, response: Response) {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut stream = held.stream;
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-        let bytes = protocol::frame(&protocol::encode_response(held.version, &response));
-        let _ = stream.write_all(&bytes);
-    });
-}
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

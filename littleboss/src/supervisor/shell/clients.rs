@@ -1,0 +1,90 @@
+//! The control socket's clients: their requests in, their answers out.
+
+use std::time::Duration;
+
+use crate::control::protocol::{self, Response};
+use crate::control::server::Incoming;
+
+use super::Shell;
+use crate::supervisor::machine::{ClientId, Input};
+
+/// A client that waits on a connection the shell holds itself (an upgrade's, which
+/// may be answered by the supervisor's next image).
+#[derive(Debug)]
+pub(super) struct Held {
+    pub(super) version: u16,
+    pub(super) stream: std::os::unix::net::UnixStream,
+}
+
+/// Answers a client whose connection the shell holds, off the loop.
+pub(super) fn answer_held(held: Held, response: Response) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut stream = held.stream;
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let bytes = protocol::frame(&protocol::encode_response(held.version, &response));
+        let _ = stream.write_all(&bytes);
+    });
+}
+
+impl Shell {
+    pub(super) fn incoming(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Request {
+                client,
+                request,
+                reply,
+                exe,
+            } => {
+                self.next_client = self.next_client.max(client + 1);
+                let client = ClientId(client);
+                if let Some(exe) = exe {
+                    self.exes.insert(client, exe);
+                }
+                self.clients.insert(client, reply);
+                self.handle(Input::Request { client, request });
+            }
+            Incoming::Gone { client } => {
+                let client = ClientId(client);
+                self.clients.remove(&client);
+                self.exes.remove(&client);
+                self.handle(Input::ClientGone { client });
+            }
+            Incoming::Upgrade {
+                client,
+                request,
+                version,
+                stream,
+                exe,
+            } => {
+                self.next_client = self.next_client.max(client + 1);
+                let client = ClientId(client);
+                if let Some(exe) = exe {
+                    self.exes.insert(client, exe);
+                }
+                self.held.insert(client, Held { version, stream });
+                self.handle(Input::Request {
+                    client,
+                    request: crate::control::protocol::Request::Upgrade(request),
+                });
+            }
+        }
+    }
+
+    /// Answers a client: on its connection's task, or on the connection the shell
+    /// holds itself. A stop's answer waits until the service's last processes are gone.
+    pub(super) fn answer(&mut self, client: ClientId, response: Response) {
+        self.exes.remove(&client);
+        if let Some(reply) = self.clients.remove(&client) {
+            match response {
+                Response::Stopped { code } => self.stopped.push((reply, code)),
+                response => {
+                    let _ = reply.send(response);
+                }
+            }
+        } else if let Some(held) = self.held.remove(&client) {
+            answer_held(held, response);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The supervisor's own upgrade: the probe of the new binary, the handover of
+//! everything it holds, and the exec.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU16;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::control::protocol::Versions;
+use crate::logger::Level;
+
+use super::Shell;
+use crate::supervisor::child_io::{self, Outgoing, Parked};
+use crate::supervisor::handover::{self, Handover, HeldChild, HeldClient, HeldFd};
+use crate::supervisor::machine::{ChildId, Input, Signal};
+use crate::supervisor::state::ProgramRecord;
+use crate::supervisor::upgrade;
+
+impl Shell {
+    /// The handover as it would be now (the probe reads it; an exec passes it on).
+    pub(super) fn handover(&self) -> Handover {
+        let fds = self
+            .fds
+            .entries()
+            .map(|(key, fd, file)| HeldFd {
+                key,
+                fd: handover::raw(&fd),
+                file: file.cloned(),
+            })
+            .collect();
+        let children = self
+            .children
+            .iter()
+            .map(|(id, handle)| {
+                let parked = handle.parked.as_ref();
+                HeldChild {
+                    id: *id,
+                    pid: handle.pid,
+                    channel: parked.map_or(-1, |p| handover::raw(&p.channel)),
+                    pidfd: parked.and_then(|p| p.pidfd.as_ref().map(handover::raw)),
+                    version: child_io::spoken(&handle.version),
+                }
+            })
+            .collect();
+        let clients = self
+            .held
+            .iter()
+            .map(|(id, held)| HeldClient {
+                id: *id,
+                fd: handover::raw(&held.stream),
+                version: held.version,
+            })
+            .collect();
+        Handover {
+            versions: Versions::ours(),
+            now: self.now(),
+            dev: self.dev,
+            state: self.machine.state().clone(),
+            fds,
+            children,
+            control: handover::raw(&self.control),
+            socket: self.socket.path().unwrap_or_default(),
+            lock: handover::raw(&self.lock),
+            clients,
+            next_client: self.next_client,
+            args: self.args.clone(),
+        }
+    }
+
+    /// Asks the upgrade's binary, off the loop, whether it can take over.
+    pub(super) fn probe(&mut self, program: &ProgramRecord) {
+        let blob = self.handover().encode();
+        let exe = self
+            .fds
+            .get(program.exe)
+            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok());
+        let inputs = self.inputs_tx.clone();
+        tokio::spawn(async move {
+            let result = match (blob, exe) {
+                (Ok(blob), Some(exe)) => {
+                    tokio::task::spawn_blocking(move || upgrade::probe(exe.as_fd(), &blob))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the probe failed: {e}")))
+                }
+                (Err(e), _) => Err(e),
+                (_, None) => Err("its fd is gone".to_string()),
+            };
+            let _ = inputs.send(Input::Probed { result });
+        });
+    }
+
+    /// Re-executes the supervisor as `program`, handing everything over; returns only
+    /// if that did not happen (and then the supervisor goes on as it was).
+    pub(super) async fn exec(
+        &mut self,
+        program: ProgramRecord,
+        signals: [&mut tokio::signal::unix::Signal; 3],
+    ) {
+        crate::signals::block(true);
+        // A signal that arrived before the block is handled here, not lost in the exec.
+        let [term, int, hup] = signals;
+        let pending = tokio::select! {
+            biased;
+            _ = term.recv() => Some(Signal::Term),
+            _ = int.recv() => Some(Signal::Int),
+            _ = hup.recv() => Some(Signal::Hup),
+            () = std::future::ready(()) => None,
+        };
+        if let Some(signal) = pending {
+            return self.exec_failed(format!("{signal:?} arrived"), Some(signal));
+        }
+        // Each child's task hands its fds back after what it was asked to send; what
+        // it received is in the inputs by then.
+        let mut waits = Vec::new();
+        for (id, handle) in &self.children {
+            let (tx, rx) = oneshot::channel();
+            if handle.outgoing.send(Outgoing::Handback(tx)).is_ok() {
+                waits.push((*id, rx));
+            }
+        }
+        for (id, rx) in waits {
+            if let Ok(Ok(parked)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
+                if let Some(handle) = self.children.get_mut(&id) {
+                    handle.parked = Some(parked);
+                }
+            }
+        }
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        // Let the requests already accepted be answered (a stop cancels the upgrade).
+        self.connections.drain(Duration::from_millis(200)).await;
+        while let Ok(input) = self.inputs.try_recv() {
+            self.handle(input);
+        }
+        while let Ok(incoming) = self.requests.try_recv() {
+            self.incoming(incoming);
+        }
+        self.carry_out();
+        let unparked = self.children.values().any(|h| h.parked.is_none());
+        if !self.machine.exec_wanted() || unparked {
+            let why = if unparked {
+                "a child's task did not hand its channel back".to_string()
+            } else {
+                "cancelled".to_string()
+            };
+            return self.exec_failed(why, None);
+        }
+        let handover = self.handover();
+        let result = handover
+            .encode()
+            .and_then(|blob| handover::in_memory(&blob).map_err(|e| e.to_string()));
+        let file = match result {
+            Ok(file) => file,
+            Err(e) => return self.exec_failed(e, None),
+        };
+        let raws = handover.raw_fds();
+        let mut inherit: Vec<BorrowedFd<'_>> = raws
+            .iter()
+            .map(|raw| {
+                // SAFETY: each number is an fd this process holds open (the table, the
+                // parked children, the held clients, the control socket and the lock)
+                // for as long as these borrows live: nothing is closed until the exec
+                // or its failure.
+                unsafe { BorrowedFd::borrow_raw(*raw) }
+            })
+            .collect();
+        inherit.push(file.as_fd());
+        let reason = match (
+            self.fds.get(program.exe),
+            handover::set_cloexec(&inherit, false),
+        ) {
+            (Some(exe), Ok(())) => {
+                self.log(
+                    Level::Info,
+                    &format!("re-executing as {}", program.path.display()),
+                );
+                upgrade::exec(exe, &self.args, file.as_fd())
+            }
+            (None, _) => "its fd is gone".to_string(),
+            (_, Err(e)) => e.to_string(),
+        };
+        let _ = handover::set_cloexec(&inherit, true);
+        drop(file);
+        self.exec_failed(reason, None);
+    }
+
+    /// The exec did not happen: the children's tasks and the control server run again,
+    /// signals are delivered again, and the machine is told.
+    pub(super) fn exec_failed(&mut self, reason: String, signal: Option<Signal>) {
+        let parked: Vec<(ChildId, u32, Parked, Arc<AtomicU16>)> = self
+            .children
+            .iter_mut()
+            .filter_map(|(id, h)| {
+                let parked = h.parked.take()?;
+                Some((*id, h.pid, parked, Arc::clone(&h.version)))
+            })
+            .collect();
+        for (id, pid, parked, version) in parked {
+            self.start_task(id, pid, parked, version);
+        }
+        if self.server.is_finished() {
+            if let Err(e) = self.serve() {
+                self.log(Level::Warn, &e);
+            }
+        }
+        crate::signals::block(false);
+        self.handle(Input::ExecFailed { reason });
+        if let Some(signal) = signal {
+            self.handle(Input::Signal(signal));
+        }
+    }
+}

@@ -78,7 +78,7 @@
 //! | starting | the serving child, not yet ready (or a program waiting out its restart backoff) | it is ready, exits, or a stop comes |
 //! | running | the serving child, ready | a reload, its exit, or a stop |
 //! | reloading | the serving child, and the new one (or its binary being opened) | the new one is ready (it serves), fails (the old one never noticed), or a stop (the new one is killed) |
-//! | stopping | only children winding down: nothing starts in this state | the last child is gone: the stop is answered with the serving child's exit code |
+//! | stopping | only children winding down: nothing starts in this state | the last child is gone and what the service left behind is ended: the stop is answered with the serving child's exit code (1 instead of 0 if a leftover process could not be ended) |
 //! | upgrading | as reloading, then the binary's second probe and the supervisor's own re-execution | the new image runs (same pid), or the upgrade fails and nothing changed but the child's reload |
 //! | idle (dev mode) | no child: the last one exited, the listeners stay open | a build lands, a reload, or a stop |
 //!
@@ -97,6 +97,7 @@
 //!   upgrade's binary answered its probe; the re-execution failed; a new image resumed;
 //! - SIGTERM, SIGINT (stop; twice: kill now), SIGHUP (reload);
 //! - a new build landed (dev mode);
+//! - what the service left behind was ended, or could not all be;
 //! - the time, against its deadlines: hello, settle, ready, lameduck, restart backoff,
 //!   connections on their way.
 //!
@@ -105,7 +106,7 @@
 //! group; reap a child; open a reload's binary and bind its listeners; probe an
 //! upgrade's binary; re-execute the supervisor; answer a client; tell systemd; log;
 //! look at a build again that was still being written; close the listeners and the
-//! control socket, last.
+//! control socket, then end what the service left behind, last.
 //!
 //! # Development mode
 //!

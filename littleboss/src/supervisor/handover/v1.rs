@@ -194,6 +194,14 @@ impl PhaseV1 {
                 cancelled: cancelled.map(|c| c.0),
                 code: *code,
             },
+            // Version 1 has no such phase; no exec happens in it, so a stopping
+            // state with no child left stands for it.
+            Phase::Ending { waiters, code } => PhaseV1::Stopping {
+                waiters: waiters.iter().map(|w| w.0).collect(),
+                serving: None,
+                cancelled: None,
+                code: Some(*code),
+            },
             Phase::Done { code } => PhaseV1::Done { code: *code },
         })
     }

@@ -180,6 +180,12 @@ pub(crate) enum Input {
     /// The first input of a supervisor that an [`Effect::Exec`] started: it runs the
     /// new binary now, with the state of the one before.
     Resumed,
+    /// [`Effect::EndDescendants`] is done: `ended` says whether every process the
+    /// service left behind is gone (if one could not be ended, the exit code of a stop
+    /// that would have been 0 is 1).
+    DescendantsEnded {
+        ended: bool,
+    },
 }
 
 /// What systemd is told.
@@ -238,9 +244,11 @@ pub(crate) enum Effect {
     },
     Notify(Notice),
     Log(Level, String),
-    /// Close every listener and remove the control socket: the last step before the
-    /// stop is answered.
+    /// Close every listener and remove the control socket: every child is gone.
     Close,
+    /// End what the service left behind (descendants that left its process groups),
+    /// in the grace of the lameduck time; answered by [`Input::DescendantsEnded`].
+    EndDescendants,
     /// Dev mode: the build that landed could not be started because it is still being
     /// written; the watch looks at it again once its writer is done (and reports it
     /// again as [`Input::BuildLanded`]).
@@ -384,6 +392,10 @@ pub(crate) enum Phase {
         cancelled: Option<ChildId>,
         code: Option<i32>,
     },
+    /// Every child is gone and the listeners are closed; what the service left
+    /// behind (descendants that left its process groups) is being ended
+    /// ([`Effect::EndDescendants`]). The stop is answered once that is done.
+    Ending { waiters: Vec<ClientId>, code: i32 },
     /// Stopped with this exit code.
     Done { code: i32 },
 }
@@ -425,7 +437,7 @@ impl State {
     pub(crate) fn phase_program(&self) -> Option<ProgramRecord> {
         match &self.phase {
             Phase::Up { current, .. } => Some(current.program().clone()),
-            Phase::Stopping { .. } | Phase::Done { .. } => None,
+            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => None,
         }
     }
 }
@@ -671,6 +683,7 @@ impl Machine {
                 }
             }
             Input::Resumed => self.on_resumed(now),
+            Input::DescendantsEnded { ended } => self.on_descendants_ended(ended),
         }
         // An upgrade waiting for the connections on their way may go now.
         self.exec_if_due(now);
@@ -1391,7 +1404,9 @@ impl Machine {
     fn begin_upgrade(&mut self, client: ClientId, request: ReloadRequest, now: Time) {
         let name = &self.state.name;
         let refusal = match (&self.state.phase, &self.state.upgrade) {
-            (Phase::Stopping { .. } | Phase::Done { .. }, _) => Some(format!("{name} is stopping")),
+            (Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. }, _) => {
+                Some(format!("{name} is stopping"))
+            }
             (_, Some(upgrade)) => Some(format!(
                 "another upgrade is under way (to {}); try again when it has ended",
                 upgrade.program.path.display()
@@ -1544,7 +1559,9 @@ impl Machine {
                     }
                 }
             }
-            Phase::Stopping { waiters, .. } => waiters.retain(|w| *w != client),
+            Phase::Stopping { waiters, .. } | Phase::Ending { waiters, .. } => {
+                waiters.retain(|w| *w != client)
+            }
             _ => {}
         }
     }
@@ -1560,6 +1577,7 @@ impl Machine {
             (Signal::Hup, _) => {
                 self.begin_reload(None, PathBuf::new(), None, Vec::new(), false, now);
             }
+            (_, Phase::Ending { .. }) => {}
             (_, Phase::Stopping { .. }) => {
                 self.log(format!("{name} again: killing the children now"));
                 for place in self.places() {
@@ -1594,7 +1612,7 @@ impl Machine {
                 let path = current.program().path.clone();
                 self.begin_reload(None, path, None, Vec::new(), true, now);
             }
-            Phase::Stopping { .. } | Phase::Done { .. } => {}
+            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => {}
         }
     }
 
@@ -1632,7 +1650,7 @@ impl Machine {
             )
         });
         let refusal = match &mut self.state.phase {
-            Phase::Stopping { .. } | Phase::Done { .. } => {
+            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => {
                 Some(format!("{} is stopping", self.state.name))
             }
             Phase::Up { .. } if upgrading.is_some() => upgrading,
@@ -1812,7 +1830,9 @@ impl Machine {
     }
 
     fn begin_stop(&mut self, waiter: Option<ClientId>, now: Time) {
-        if let Phase::Stopping { waiters, .. } = &mut self.state.phase {
+        if let Phase::Stopping { waiters, .. } | Phase::Ending { waiters, .. } =
+            &mut self.state.phase
+        {
             waiters.extend(waiter);
             return;
         }
@@ -1878,7 +1898,8 @@ impl Machine {
         }
     }
 
-    /// Ends the supervisor once it is stopping and no child is left.
+    /// Once it is stopping and no child is left: closes the listeners and ends what
+    /// the service left behind.
     fn check_done(&mut self) {
         let Phase::Stopping { waiters, code, .. } = &self.state.phase else {
             return;
@@ -1886,10 +1907,23 @@ impl Machine {
         if !self.state.retiring.is_empty() {
             return;
         }
-        let code = code.unwrap_or(0);
+        self.state.phase = Phase::Ending {
+            waiters: waiters.clone(),
+            code: code.unwrap_or(0),
+        };
+        self.effects.push_back(Effect::Close);
+        self.effects.push_back(Effect::EndDescendants);
+    }
+
+    /// The service's last processes are gone (or could not all be ended): the
+    /// supervisor is done, with the exit code the stop is answered with.
+    fn on_descendants_ended(&mut self, ended: bool) {
+        let Phase::Ending { waiters, code } = &self.state.phase else {
+            return;
+        };
+        let code = if !ended && *code == 0 { 1 } else { *code };
         let waiters = waiters.clone();
         self.state.phase = Phase::Done { code };
-        self.effects.push_back(Effect::Close);
         self.log(format!("stopped, exit code {code}"));
         for client in waiters {
             self.answer(client, Response::Stopped { code });
@@ -1959,7 +1993,7 @@ impl Machine {
                 ..
             } => "idle",
             Phase::Up { .. } => "starting",
-            Phase::Stopping { .. } | Phase::Done { .. } => "stopping",
+            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => "stopping",
         }
     }
 

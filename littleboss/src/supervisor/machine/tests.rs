@@ -102,6 +102,10 @@ struct Driver {
     execs: u64,
     conns: Conns,
     model: Model,
+    /// A process the service left behind cannot be ended.
+    descendants_stuck: bool,
+    /// The descendants were ended (once, after the last child).
+    descendants_ended: bool,
 }
 
 /// What the driver saw of connections handed over between children: each is known by
@@ -256,6 +260,8 @@ impl Driver {
             execs: 0,
             conns: Conns::default(),
             model: Model::default(),
+            descendants_stuck: false,
+            descendants_ended: false,
         };
         d.drain(false);
         d.check();
@@ -265,7 +271,7 @@ impl Driver {
     fn stopping(&self) -> bool {
         matches!(
             self.m.state().phase,
-            Phase::Stopping { .. } | Phase::Done { .. }
+            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. }
         )
     }
 
@@ -602,6 +608,12 @@ impl Driver {
                 }
                 Effect::Log(_, text) => self.logs.push(text),
                 Effect::Notify(_) | Effect::Close => {}
+                Effect::EndDescendants => {
+                    assert!(!self.descendants_ended, "descendants ended twice");
+                    self.descendants_ended = true;
+                    let ended = !self.descendants_stuck;
+                    self.m.handle(Input::DescendantsEnded { ended }, self.now);
+                }
                 Effect::WatchBuildAgain => {
                     assert!(
                         self.m.settings.dev,
@@ -1048,6 +1060,9 @@ fn the_first_child_that_cannot_start_stops_the_supervisor() {
         },
         0,
     );
+    assert_eq!(m.done(), None, "what the service left is ended first");
+    assert!(std::iter::from_fn(|| m.poll_effect()).any(|e| matches!(e, Effect::EndDescendants)));
+    m.handle(Input::DescendantsEnded { ended: true }, 0);
     assert_eq!(m.done(), Some(1));
 }
 
@@ -2145,5 +2160,24 @@ fn the_upgrade_state_encodes_as_state_version_1() {
     for (name, bytes) in crate::golden::read("upgrade-state.txt") {
         let handover = Handover::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(handover.encode().expect("encodes"), bytes, "{name}");
+    }
+}
+
+#[test]
+fn a_stop_whose_leftovers_cannot_be_ended_says_so_in_its_exit_code() {
+    for (code, stuck, expected) in [(0, false, 0), (0, true, 1), (3, true, 3)] {
+        let (mut d, child) = Driver::serving(settings(false, true));
+        d.descendants_stuck = stuck;
+        let stop = d.request(Request::Stop);
+        assert_eq!(d.answer(stop), None, "answered once the children are gone");
+        d.exit(child, WaitStatus::Code(code));
+        assert!(
+            d.descendants_ended,
+            "the descendants are ended after the last child"
+        );
+        assert_eq!(d.m.done(), Some(expected), "child {code}, stuck {stuck}");
+        assert_eq!(d.answer(stop), Some(&Response::Stopped { code: expected }));
+        let said = format!("stopped, exit code {expected}");
+        assert!(d.logs.contains(&said), "{:?}", d.logs);
     }
 }

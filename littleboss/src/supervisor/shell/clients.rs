@@ -73,16 +73,11 @@ impl Shell {
     }
 
     /// Answers a client: on its connection's task, or on the connection the shell
-    /// holds itself. A stop's answer waits until the service's last processes are gone.
+    /// holds itself.
     pub(super) fn answer(&mut self, client: ClientId, response: Response) {
         self.exes.remove(&client);
         if let Some(reply) = self.clients.remove(&client) {
-            match response {
-                Response::Stopped { code } => self.stopped.push((reply, code)),
-                response => {
-                    let _ = reply.send(response);
-                }
-            }
+            let _ = reply.send(response);
         } else if let Some(held) = self.held.remove(&client) {
             answer_held(held, response);
         }

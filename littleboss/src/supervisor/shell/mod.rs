@@ -73,9 +73,6 @@ pub(crate) struct Shell {
     lock: OwnedFd,
     run_as: Option<user::RunAs>,
     notify: Option<Notify>,
-    /// The answers to `stop`, held until what is left of the service has been ended
-    /// (their exit code says whether it could be).
-    stopped: Vec<(oneshot::Sender<Response>, i32)>,
     /// The machine's time 0, less `offset` (the time the previous image had reached).
     clock: Instant,
     offset: Time,
@@ -214,7 +211,6 @@ impl Shell {
             lock: parts.lock,
             run_as: parts.run_as,
             notify: None,
-            stopped: Vec::new(),
             clock: Instant::now(),
             offset: parts.offset,
             dev: parts.dev,
@@ -297,7 +293,6 @@ impl Shell {
                 continue;
             }
             if let Some(code) = self.machine.done() {
-                let code = self.end_descendants(code).await;
                 // Let the answers to `stop` reach their clients before the process exits.
                 self.connections.drain(Duration::from_secs(1)).await;
                 return code;
@@ -419,6 +414,7 @@ impl Shell {
                     watch.look_again();
                 }
             }
+            Effect::EndDescendants => self.end_descendants(),
             Effect::Close => {
                 self.socket.remove();
                 self.fds.clear();
@@ -426,23 +422,22 @@ impl Shell {
         }
     }
 
-    /// The children are gone: ends what is left of the service, then answers `stop`.
-    /// Returns the exit code, made non-zero if a process could not be ended.
-    async fn end_descendants(&mut self, code: i32) -> i32 {
+    /// Ends what the service left behind, off the loop, and says when it is done.
+    fn end_descendants(&mut self) {
         let logger = self.config.logger.clone();
         let name = self.config.name.clone();
-        let log = |text: &str| logger.log(Level::Info, &name, text);
-        let ended = descendants::end_all(self.config.lameduck, log).await;
-        let failed = ended.is_err();
-        if let Err(e) = &ended {
-            self.log(Level::Warn, e);
-        }
-        let code = if failed && code == 0 { 1 } else { code };
-        for (reply, theirs) in self.stopped.drain(..) {
-            let theirs = if failed && theirs == 0 { 1 } else { theirs };
-            let _ = reply.send(Response::Stopped { code: theirs });
-        }
-        code
+        let grace = self.config.lameduck;
+        let inputs = self.inputs_tx.clone();
+        tokio::spawn(async move {
+            let log = |text: &str| logger.log(Level::Info, &name, text);
+            let ended = descendants::end_all(grace, log).await;
+            if let Err(e) = &ended {
+                logger.log(Level::Warn, &name, e);
+            }
+            let _ = inputs.send(Input::DescendantsEnded {
+                ended: ended.is_ok(),
+            });
+        });
     }
 
     fn log(&self, level: Level, text: &str) {

@@ -24,6 +24,23 @@ pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// anything shorter is zero there.
 pub const MIN_READY_TIMEOUT: Duration = Duration::from_millis(1);
 
+/// How long a new child may take, once it has its listeners, to be ready: its
+/// `ready_timeout` if it calls `ready()`, else its `settle` time; at most [`MAX_WAIT`].
+/// The one rule for it: the supervisor gives a new child this long, and a `reload`
+/// client waits that long for it (besides the hello's time and its own margins) before
+/// it gives up.
+///
+/// ```
+/// use std::time::Duration;
+/// use littleboss_rules::wait::until_ready;
+/// let (settle, timeout) = (Duration::from_millis(250), Duration::from_secs(30));
+/// assert_eq!(until_ready(true, settle, timeout), timeout);
+/// assert_eq!(until_ready(false, settle, timeout), settle);
+/// ```
+pub fn until_ready(calls_ready: bool, settle: Duration, ready_timeout: Duration) -> Duration {
+    if calls_ready { ready_timeout } else { settle }.min(MAX_WAIT)
+}
+
 /// One of the waits a program declares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

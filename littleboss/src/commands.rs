@@ -8,6 +8,8 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 
+use littleboss_rules::wait::until_ready;
+
 use crate::config::Config;
 use crate::control::client::{AskError, Waits, ask_with};
 use crate::control::protocol::{ReloadRequest, Request, Response, Status, Upgraded};
@@ -77,11 +79,7 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
     };
     let own = Waits {
         lameduck: config.lameduck,
-        ready: if config.calls_ready {
-            config.ready_timeout
-        } else {
-            config.settle
-        },
+        ready: until_ready(config.calls_ready, config.settle, config.ready_timeout),
     };
     let exe_fd = exe.as_ref().map(|fd| fd.as_fd());
     let response = match ask_with(&path, &request, exe_fd, &own, contacted) {

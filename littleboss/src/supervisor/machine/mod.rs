@@ -33,6 +33,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use littleboss_rules::wait::until_ready;
+
 use crate::control::protocol::{
     ChildMsg, Parcel, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, Versions,
 };
@@ -1056,17 +1058,20 @@ impl Machine {
                     return;
                 };
                 c.lameduck_ms = declared(hello.lameduck_ms);
+                let ms = Duration::from_millis;
+                let wait = until_ready(
+                    hello.calls_ready,
+                    ms(hello.settle_ms),
+                    ms(hello.ready_timeout_ms),
+                );
+                let due = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
                 c.life = match c.life {
                     Life::Lameduck { kill_at, .. } => Life::Lameduck {
                         kill_at,
                         welcomed: true,
                     },
-                    _ if hello.calls_ready => Life::AwaitingReady {
-                        by: now.saturating_add(declared(hello.ready_timeout_ms)),
-                    },
-                    _ => Life::Settling {
-                        at: now.saturating_add(declared(hello.settle_ms)),
-                    },
+                    _ if hello.calls_ready => Life::AwaitingReady { by: due },
+                    _ => Life::Settling { at: due },
                 };
                 if matches!(c.life, Life::Lameduck { .. }) {
                     self.effects.push_back(Effect::Send {

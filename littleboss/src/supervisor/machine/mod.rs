@@ -42,7 +42,7 @@ use crate::logger::Level;
 use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
 
 pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration, human_timeout};
-use moves::Moves;
+use moves::Moving;
 
 /// Milliseconds on the supervisor's monotonic clock (since it started).
 pub(crate) type Time = u64;
@@ -459,7 +459,7 @@ pub(crate) struct Machine {
     state: State,
     effects: VecDeque<Effect>,
     /// Connections moving between children: not in the state an upgrade hands over.
-    moves: Moves,
+    moves: Moving,
 }
 
 impl Machine {
@@ -501,7 +501,7 @@ impl Machine {
             },
             settings,
             effects: VecDeque::new(),
-            moves: Moves::default(),
+            moves: Moving::default(),
         };
         let child = machine.spawn(program, machine.state.listeners.clone(), now);
         machine.set_current(Current::Child(child));
@@ -515,7 +515,7 @@ impl Machine {
             settings,
             state,
             effects: VecDeque::new(),
-            moves: Moves::default(),
+            moves: Moving::default(),
         }
     }
 

@@ -28,7 +28,7 @@ use super::{ChildId, Current, Effect, Machine, Phase, Time};
 
 /// What the machine knows of connections moving between children.
 #[derive(Debug, Default)]
-pub(crate) struct Moves {
+pub(crate) struct Moving {
     /// The listeners each child adopts connections for.
     adopts: BTreeMap<ChildId, BTreeSet<String>>,
     /// The supervisor's id of the next connection forwarded.
@@ -53,7 +53,7 @@ struct Transit {
     recall_at: Option<Time>,
 }
 
-impl Moves {
+impl Moving {
     /// How many connections wait for the serving child's answer.
     pub(crate) fn in_transit(&self) -> usize {
         self.transit.len()

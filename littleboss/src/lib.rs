@@ -297,6 +297,11 @@
 //! re-executes the supervisor itself as that binary, in place: same pid, same
 //! listening sockets, same control socket, same children. The layouts and the upgrade's
 //! handover are in `PROTOCOL.md`.
+//!
+//! Two words, one meaning each: the **handover** is what the supervisor passes to its
+//! next image at an upgrade (its state and fds); a **handoff** (and
+//! [`Context::hand_over`]) is a connection that moves from one child to the next at a
+//! reload.
 
 #![deny(missing_docs)]
 

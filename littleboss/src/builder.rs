@@ -87,7 +87,7 @@ impl Littleboss {
     pub fn listener(mut self, name: &str, spec: &str) -> Littleboss {
         self.config.listeners.push(Declared {
             name: name.to_string(),
-            spec: ListenerSpec::parse(spec).map_err(|e| e.to_string()),
+            spec: ListenerSpec::parse(spec),
         });
         self
     }

@@ -1,5 +1,6 @@
 //! The child's side of the channel: hello, the listeners, ready, lameduck.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,7 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// is our parent, or the answer is an error: a number that means something else
 /// (stdout, a pipe, a file) is never used as a channel. The variables are read from the environment as it was at
 /// start and left as they are. The fd is made close-on-exec.
-pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
+pub(crate) fn take_channel() -> Option<Result<OwnedFd, ChannelError>> {
     let value = environ::var(CHANNEL_ENV)?;
     let parent = rustix::process::Pid::as_raw(rustix::process::getppid());
     if let Some(named) = environ::var(SUPERVISOR_PID_ENV) {
@@ -44,9 +45,8 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
             Some(pid) if pid == parent => {}
             Some(_) => return None,
             None => {
-                return Some(Err(format!(
-                    "{SUPERVISOR_PID_ENV}={named:?} is not a pid; {ASK}"
-                )));
+                let value = named.to_os_string();
+                return Some(Err(ChannelError::NotPid { value }));
             }
         }
     }
@@ -55,16 +55,14 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
         .and_then(|v| v.parse::<i32>().ok())
         .filter(|&raw| raw >= 0)
     else {
-        return Some(Err(format!(
-            "{CHANNEL_ENV}={value:?} is not an fd number; {ASK}"
-        )));
+        let value = value.to_os_string();
+        return Some(Err(ChannelError::NotFd { value }));
     };
-    let not_channel =
-        |why: String| format!("{CHANNEL_ENV}={raw} is not a littleboss channel ({why}); {ASK}");
+    let not_channel = |why| ChannelError::NotChannel { raw, why };
     // SAFETY: F_GETFD on any fd number only reads its flags; it fails with EBADF if the
     // number is not open.
     if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
-        return Some(Err(not_channel("not an open fd".to_string())));
+        return Some(Err(not_channel(NotChannel::Closed)));
     }
     // SAFETY: the number is open (checked just above), not -1, and the borrow lives only
     // for the checks below, which only describe the fd (fstat, getsockopt): nothing is
@@ -76,9 +74,7 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
         return Some(Err(not_channel(why)));
     }
     if TAKEN.swap(true, Ordering::SeqCst) {
-        return Some(Err(format!(
-            "{CHANNEL_ENV}={raw} was taken already by an earlier run in this process"
-        )));
+        return Some(Err(ChannelError::Taken { raw }));
     }
     // SAFETY: the fd is open and is a unix channel socket connected to our parent
     // (checked above): the channel the supervisor created and left at this number for
@@ -87,7 +83,7 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, String>> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // The program's own children must not inherit it.
     if let Err(e) = rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC) {
-        return Some(Err(format!("{CHANNEL_ENV}: {e}")));
+        return Some(Err(ChannelError::Cloexec(e.into())));
     }
     Some(Ok(fd))
 }
@@ -98,8 +94,8 @@ const ASK: &str = "was this started by a littleboss supervisor?";
 /// Whether `fd` is a channel from our parent, `parent`: a unix-domain `SOCK_SEQPACKET`
 /// or `SOCK_STREAM` socket (whichever the supervisor's system uses) whose peer is that
 /// process. Else what it is instead.
-fn check_channel(fd: BorrowedFd<'_>, parent: i32) -> Result<(), String> {
-    let stat = rustix::fs::fstat(fd).map_err(|e| format!("cannot look at it: {e}"))?;
+fn check_channel(fd: BorrowedFd<'_>, parent: i32) -> Result<(), NotChannel> {
+    let stat = rustix::fs::fstat(fd).map_err(|e| NotChannel::Unseen(e.into()))?;
     let kind = match FileType::from_raw_mode(stat.st_mode) {
         FileType::Socket => None,
         FileType::Fifo => Some("a pipe"),
@@ -110,27 +106,76 @@ fn check_channel(fd: BorrowedFd<'_>, parent: i32) -> Result<(), String> {
         FileType::Symlink | FileType::Unknown => Some("something else"),
     };
     if let Some(kind) = kind {
-        return Err(format!("{kind}, not a socket"));
+        return Err(NotChannel::NotSocket(kind));
     }
-    let domain = sys::socket_family(fd).map_err(|e| format!("socket: {e}"))?;
+    let domain = sys::socket_family(fd).map_err(NotChannel::Socket)?;
     if domain != AddressFamily::UNIX {
-        return Err("not a unix-domain socket".to_string());
+        return Err(NotChannel::NotUnix);
     }
-    let kind = sockopt::socket_type(fd).map_err(|e| format!("socket: {e}"))?;
+    let kind = sockopt::socket_type(fd).map_err(|e| NotChannel::Socket(e.into()))?;
     if channel::Kind::from_type(kind).is_none() {
         let shown = match kind {
             SocketType::DGRAM => "a datagram socket",
             _ => "a socket of another type",
         };
-        return Err(format!("{shown}, not a seqpacket or stream socket"));
+        return Err(NotChannel::WrongType(shown));
     }
-    match sys::peer_pid(fd).map_err(|e| format!("its peer: {e}"))? {
-        0 => Err("its peer is not known: not connected, or outside this pid namespace".to_string()),
-        pid if pid != parent => Err(format!(
-            "its peer is pid {pid}, not the parent process, pid {parent}"
-        )),
+    match sys::peer_pid(fd).map_err(NotChannel::Peer)? {
+        0 => Err(NotChannel::PeerUnknown),
+        pid if pid != parent => Err(NotChannel::NotParent { pid, parent }),
         _ => Ok(()),
     }
+}
+
+/// Why the channel a supervisor should have left cannot be taken: its variables name
+/// no fd, or an fd that is not a channel from our parent. Each text ends by asking
+/// whether a supervisor started this process, where that is the likely answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChannelError {
+    /// The supervisor's pid, as the variable gives it, is not a number.
+    #[error("{SUPERVISOR_PID_ENV}={value:?} is not a pid; {ASK}")]
+    NotPid { value: OsString },
+    /// The channel's fd, as the variable gives it, is not a number.
+    #[error("{CHANNEL_ENV}={value:?} is not an fd number; {ASK}")]
+    NotFd { value: OsString },
+    /// Fd `raw` is not a channel.
+    #[error("{CHANNEL_ENV}={raw} is not a littleboss channel ({why}); {ASK}")]
+    NotChannel {
+        raw: i32,
+        #[source]
+        why: NotChannel,
+    },
+    /// An earlier run in this process owns the channel.
+    #[error("{CHANNEL_ENV}={raw} was taken already by an earlier run in this process")]
+    Taken { raw: i32 },
+    /// The channel could not be made close-on-exec.
+    #[error("{CHANNEL_ENV}: {0}")]
+    Cloexec(#[source] io::Error),
+}
+
+/// What an fd is instead of a channel from our parent ([`check_channel`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotChannel {
+    #[error("not an open fd")]
+    Closed,
+    #[error("cannot look at it: {0}")]
+    Unseen(#[source] io::Error),
+    /// What it is: `a pipe`, `a file`, ...
+    #[error("{0}, not a socket")]
+    NotSocket(&'static str),
+    #[error("socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("not a unix-domain socket")]
+    NotUnix,
+    /// What it is: `a datagram socket`, ...
+    #[error("{0}, not a seqpacket or stream socket")]
+    WrongType(&'static str),
+    #[error("its peer: {0}")]
+    Peer(#[source] io::Error),
+    #[error("its peer is not known: not connected, or outside this pid namespace")]
+    PeerUnknown,
+    #[error("its peer is pid {pid}, not the parent process, pid {parent}")]
+    NotParent { pid: i32, parent: i32 },
 }
 
 /// What the child has once the supervisor welcomed it.
@@ -431,6 +476,11 @@ mod tests {
 
     use super::*;
 
+    /// [`check_channel`], its refusal as text.
+    fn check(fd: BorrowedFd<'_>, parent: i32) -> Result<(), String> {
+        check_channel(fd, parent).map_err(|e| e.to_string())
+    }
+
     fn us() -> i32 {
         rustix::process::Pid::as_raw(Some(rustix::process::getpid()))
     }
@@ -440,9 +490,35 @@ mod tests {
         for kind in [channel::Kind::Packet, channel::Kind::Stream] {
             let (ours, _theirs) = channel::pair_of(kind).unwrap();
             // A socket pair we made has us as its peer: ours if we are the "parent".
-            assert_eq!(check_channel(ours.as_fd(), us()), Ok(()));
-            let other = check_channel(ours.as_fd(), us() + 1).unwrap_err();
+            assert_eq!(check(ours.as_fd(), us()), Ok(()));
+            let other = check(ours.as_fd(), us() + 1).unwrap_err();
             assert!(other.contains(&format!("its peer is pid {}, not the parent", us())));
+        }
+    }
+
+    #[test]
+    fn a_refused_channel_names_its_variable() {
+        let cases = [
+            (
+                ChannelError::NotPid {
+                    value: OsString::from("me"),
+                },
+                "LITTLEBOSS_SUPERVISOR_PID=\"me\" is not a pid; was this started by a littleboss supervisor?",
+            ),
+            (
+                ChannelError::NotChannel {
+                    raw: 1,
+                    why: NotChannel::NotSocket("a terminal or device"),
+                },
+                "LITTLEBOSS_CHANNEL_FD=1 is not a littleboss channel (a terminal or device, not a socket); was this started by a littleboss supervisor?",
+            ),
+            (
+                ChannelError::Taken { raw: 3 },
+                "LITTLEBOSS_CHANNEL_FD=3 was taken already by an earlier run in this process",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
         }
     }
 
@@ -450,12 +526,12 @@ mod tests {
     fn what_is_not_a_channel_says_what_it_is() {
         let (read, _write) = rustix::pipe::pipe().unwrap();
         assert_eq!(
-            check_channel(read.as_fd(), us()).unwrap_err(),
+            check(read.as_fd(), us()).unwrap_err(),
             "a pipe, not a socket"
         );
         let file = tempfile::tempfile().unwrap();
         assert_eq!(
-            check_channel(file.as_fd(), us()).unwrap_err(),
+            check(file.as_fd(), us()).unwrap_err(),
             "a file, not a socket"
         );
         let (datagram, _peer) = rustix::net::socketpair(
@@ -466,7 +542,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            check_channel(datagram.as_fd(), us()).unwrap_err(),
+            check(datagram.as_fd(), us()).unwrap_err(),
             "a datagram socket, not a seqpacket or stream socket"
         );
         let unconnected = rustix::net::socket_with(
@@ -477,13 +553,13 @@ mod tests {
         )
         .unwrap();
         assert!(
-            check_channel(unconnected.as_fd(), us())
+            check(unconnected.as_fd(), us())
                 .unwrap_err()
                 .contains("its peer is not known")
         );
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert_eq!(
-            check_channel(udp.as_fd(), us()).unwrap_err(),
+            check(udp.as_fd(), us()).unwrap_err(),
             "not a unix-domain socket"
         );
     }

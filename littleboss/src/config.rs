@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::spec::ListenerSpec;
+use crate::spec::{ListenerSpec, SpecError};
 
 /// Which tokio runtime runs an `async` main (the supervisor itself always uses a
 /// single-threaded one).
@@ -21,7 +21,7 @@ pub enum Flavor {
 #[derive(Clone, Debug)]
 pub(crate) struct Declared {
     pub name: String,
-    pub spec: Result<ListenerSpec, String>,
+    pub spec: Result<ListenerSpec, SpecError>,
 }
 
 /// Everything the program declared about itself, fixed at build time.

@@ -21,15 +21,12 @@ use rustix::fs::{FileType, Mode};
 /// working directory, so a `stop` run elsewhere would not find the supervisor it
 /// meant. A relative `XDG_RUNTIME_DIR` is ignored, as its specification says, and a
 /// relative `TMPDIR` is refused like `LITTLEBOSS_DIR`.
-pub(crate) fn control_dir() -> Result<PathBuf, String> {
+pub(crate) fn control_dir() -> Result<PathBuf, DirError> {
     let uid = rustix::process::geteuid().as_raw();
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let absolute = |name: &str, dir: PathBuf| match dir.is_absolute() {
+    let absolute = |var: &'static str, dir: PathBuf| match dir.is_absolute() {
         true => Ok(dir),
-        false => Err(format!(
-            "{name}={:?} is a relative path, which would name a different directory from each working directory; set it to an absolute path",
-            dir.display().to_string()
-        )),
+        false => Err(DirError::Relative { var, dir }),
     };
     if let Some(dir) = var("LITTLEBOSS_DIR") {
         return absolute("LITTLEBOSS_DIR", PathBuf::from(dir));
@@ -44,6 +41,60 @@ pub(crate) fn control_dir() -> Result<PathBuf, String> {
         PathBuf::from(var("TMPDIR").unwrap_or_else(|| OsString::from("/tmp"))),
     )?;
     Ok(tmp.join(format!("littleboss-{uid}")))
+}
+
+/// Why the control directory cannot be used: its name in the environment, or a
+/// directory above it that another user could change. Each text names the directory
+/// and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DirError {
+    /// `var` names a relative path.
+    #[error(
+        "{var}={:?} is a relative path, which would name a different directory from each working directory; set it to an absolute path",
+        .dir.display().to_string()
+    )]
+    Relative { var: &'static str, dir: PathBuf },
+    /// A symlink on the way to `dir`, at `link`, belongs to another user.
+    #[error(
+        "control directory {}: the symlink {} on its path is owned by uid {owner}, who could point it elsewhere; use a path that only you or root can change",
+        .dir.display(),
+        .link.display()
+    )]
+    ForeignSymlink {
+        dir: PathBuf,
+        link: PathBuf,
+        owner: u32,
+    },
+    /// A directory above `dir` cannot be looked at.
+    #[error("control directory {}: its parent {}: {source}", .dir.display(), .parent.display())]
+    Parent {
+        dir: PathBuf,
+        parent: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A directory above `dir` could be changed by another user.
+    #[error(
+        "control directory {}: its parent {} {why}; another user could replace the control directory (use a directory whose parents only you or root can change)",
+        .dir.display(),
+        .parent.display()
+    )]
+    UnsafeParent {
+        dir: PathBuf,
+        parent: PathBuf,
+        #[source]
+        why: ParentProblem,
+    },
+}
+
+/// What makes a directory above the control directory unsafe (its text follows the
+/// directory's name).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ParentProblem {
+    #[error("is owned by uid {owner}, neither this user (uid {uid}) nor root")]
+    Owner { owner: u32, uid: u32 },
+    #[error("has mode {:04o}: writable by group or others", .mode & 0o7777)]
+    Writable { mode: u32 },
 }
 
 /// Checks `dir` as the supervisor needs it, creating it (mode 0700) if it is missing.
@@ -130,8 +181,7 @@ fn normalized(dir: &Path) -> Option<PathBuf> {
 /// `/`: as the kernel resolves it, each must be owned by `uid` or root, and not
 /// writable by group or others unless it is root's and sticky; and a symlink on the way
 /// as it is spelled must be owned by `uid` or root (its owner can point it elsewhere).
-fn check_parents(dir: &Path, spelled: &Path, uid: u32) -> Result<(), String> {
-    let shown = dir.display();
+fn check_parents(dir: &Path, spelled: &Path, uid: u32) -> Result<(), DirError> {
     let parent = match spelled.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -148,50 +198,41 @@ fn check_parents(dir: &Path, spelled: &Path, uid: u32) -> Result<(), String> {
         let owner = stat.st_uid;
         if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink && owner != uid && owner != 0
         {
-            return Err(format!(
-                "control directory {shown}: the symlink {} on its path is owned by uid {owner}, who could point it elsewhere; use a path that only you or root can change",
-                prefix.display()
-            ));
+            return Err(DirError::ForeignSymlink {
+                dir: dir.to_path_buf(),
+                link: prefix,
+                owner,
+            });
         }
     }
-    let real = std::fs::canonicalize(&parent).map_err(|e| {
-        format!(
-            "control directory {shown}: its parent {}: {e}",
-            parent.display()
-        )
-    })?;
+    let unreadable = |parent: &Path, source: io::Error| DirError::Parent {
+        dir: dir.to_path_buf(),
+        parent: parent.to_path_buf(),
+        source,
+    };
+    let real = std::fs::canonicalize(&parent).map_err(|e| unreadable(&parent, e))?;
     for ancestor in real.ancestors() {
-        let stat = rustix::fs::stat(ancestor).map_err(|e| {
-            format!(
-                "control directory {shown}: its parent {}: {}",
-                ancestor.display(),
-                io::Error::from(e)
-            )
-        })?;
+        let stat = rustix::fs::stat(ancestor).map_err(|e| unreadable(ancestor, e.into()))?;
         if let Err(why) = parent_allowed(stat.st_uid, crate::sys::mode_bits(stat.st_mode), uid) {
-            return Err(format!(
-                "control directory {shown}: its parent {} {why}; another user could replace the control directory (use a directory whose parents only you or root can change)",
-                ancestor.display()
-            ));
+            return Err(DirError::UnsafeParent {
+                dir: dir.to_path_buf(),
+                parent: ancestor.to_path_buf(),
+                why,
+            });
         }
     }
     Ok(())
 }
 
 /// Whether a directory above the control directory, of owner `owner` and `mode`, is
-/// safe for user `uid`; if not, why (to follow the directory's name).
-fn parent_allowed(owner: u32, mode: u32, uid: u32) -> Result<(), String> {
+/// safe for user `uid`; if not, why.
+fn parent_allowed(owner: u32, mode: u32, uid: u32) -> Result<(), ParentProblem> {
     if owner != uid && owner != 0 {
-        return Err(format!(
-            "is owned by uid {owner}, neither this user (uid {uid}) nor root"
-        ));
+        return Err(ParentProblem::Owner { owner, uid });
     }
     let sticky = mode & 0o1000 != 0;
     if mode & 0o022 != 0 && !(owner == 0 && sticky) {
-        return Err(format!(
-            "has mode {:04o}: writable by group or others",
-            mode & 0o7777
-        ));
+        return Err(ParentProblem::Writable { mode });
     }
     Ok(())
 }
@@ -272,10 +313,45 @@ mod tests {
             assert_eq!(got.is_ok(), allowed, "owner {owner} mode {mode:o}: {got:?}");
         }
         assert_eq!(
-            parent_allowed(0, 0o777, uid).unwrap_err(),
+            parent_allowed(0, 0o777, uid).unwrap_err().to_string(),
             "has mode 0777: writable by group or others"
         );
+        assert_eq!(
+            parent_allowed(2000, 0o755, uid).unwrap_err().to_string(),
+            "is owned by uid 2000, neither this user (uid 1000) nor root"
+        );
         assert!(parent_allowed(0, 0o777, 0).is_err());
+    }
+
+    /// Each refusal reads as the text it has always been.
+    #[test]
+    fn refusals_name_the_directory_and_what_to_do() {
+        let relative = DirError::Relative {
+            var: "LITTLEBOSS_DIR",
+            dir: PathBuf::from("run/lb"),
+        };
+        assert_eq!(
+            relative.to_string(),
+            "LITTLEBOSS_DIR=\"run/lb\" is a relative path, which would name a different directory from each working directory; set it to an absolute path"
+        );
+        let symlink = DirError::ForeignSymlink {
+            dir: PathBuf::from("/srv/lb"),
+            link: PathBuf::from("/srv"),
+            owner: 2000,
+        };
+        assert_eq!(
+            symlink.to_string(),
+            "control directory /srv/lb: the symlink /srv on its path is owned by uid 2000, who could point it elsewhere; use a path that only you or root can change"
+        );
+        let open = DirError::UnsafeParent {
+            dir: PathBuf::from("/srv/lb"),
+            parent: PathBuf::from("/srv"),
+            why: ParentProblem::Writable { mode: 0o40777 },
+        };
+        assert_eq!(
+            open.to_string(),
+            "control directory /srv/lb: its parent /srv has mode 0777: writable by group or others; another user could replace the control directory (use a directory whose parents only you or root can change)"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use littleboss_rules::names::{self, NameError};
-use littleboss_rules::wait::Wait;
+use littleboss_rules::wait::{Wait, WaitError};
 
 use crate::config::{Config, SupervisorInit};
 use crate::context::{Context, Mode};
@@ -12,7 +12,7 @@ use crate::error::{Error, Failed};
 use crate::flags::{self, Command, Flags};
 use crate::output::errln;
 use crate::socket::activation;
-use crate::spec::ListenerSpec;
+use crate::spec::{ListenerSpec, SpecError};
 use crate::{bypass, child, child_panic, commands, environ, supervisor};
 
 /// Exit code for a command line or declaration littleboss cannot accept.
@@ -145,38 +145,44 @@ fn parse_flags(config: &Config) -> Result<Flags, flags::FlagError> {
 
 /// Checks what the program declared, by the rules the attribute applies at compile time
 /// (`littleboss-rules`), so a builder's mistakes read as the attribute's do.
-fn validate(config: &Config) -> Result<(), String> {
-    names::check_service_name(&config.name).map_err(|e| e.to_string())?;
+fn validate(config: &Config) -> Result<(), DeclareError> {
+    names::check_service_name(&config.name)?;
     let flag = &config.flag;
-    names::check_flag_name(flag).map_err(|e| e.to_string())?;
+    names::check_flag_name(flag)?;
     for (wait, value) in [
         (Wait::Lameduck, config.lameduck),
         (Wait::Settle, config.settle),
         (Wait::ReadyTimeout, config.ready_timeout),
     ] {
-        wait.check(value).map_err(|e| e.to_string())?;
+        wait.check(value)?;
     }
     if let (Some(_), None) = (&config.group, &config.user) {
-        return Err(littleboss_rules::user::GROUP_WITHOUT_USER.to_string());
+        return Err(DeclareError::GroupWithoutUser);
     }
     for (i, declared) in config.listeners.iter().enumerate() {
         let lname = &declared.name;
-        names::check_listener_name(lname, flag).map_err(|e| e.to_string())?;
+        names::check_listener_name(lname, flag)?;
         if config.listeners[..i].iter().any(|l| &l.name == lname) {
             return Err(NameError::Duplicate {
                 name: lname.clone(),
             }
-            .to_string());
+            .into());
         }
         if let Err(e) = &declared.spec {
-            return Err(format!("listener {lname}: {e}"));
+            return Err(DeclareError::Listener {
+                listener: lname.clone(),
+                source: e.clone(),
+            });
         }
     }
     Ok(())
 }
 
 /// Each declared listener's spec, with the address its flag gives, if any.
-fn listener_specs(config: &Config, flags: &Flags) -> Result<Vec<(String, ListenerSpec)>, String> {
+fn listener_specs(
+    config: &Config,
+    flags: &Flags,
+) -> Result<Vec<(String, ListenerSpec)>, DeclareError> {
     config
         .listeners
         .iter()
@@ -188,12 +194,40 @@ fn listener_specs(config: &Config, flags: &Flags) -> Result<Vec<(String, Listene
                 .rev()
                 .find(|(n, _)| *n == declared.name)
             {
-                spec = ListenerSpec::with_address(spec.network, addr)
-                    .map_err(|e| format!("flag --{}: {e}", declared.name))?;
+                spec = ListenerSpec::with_address(spec.network, addr).map_err(|source| {
+                    DeclareError::Flag {
+                        listener: declared.name.clone(),
+                        source,
+                    }
+                })?;
             }
             Ok((declared.name.clone(), spec))
         })
         .collect()
+}
+
+/// What the program declared (with the listener addresses its command line gives) that
+/// littleboss cannot accept, in the words of the rule it breaks.
+#[derive(Debug, thiserror::Error)]
+enum DeclareError {
+    /// A service, flag or listener name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A lameduck, settle or ready timeout.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    /// A group to run as, with no user.
+    #[error("{}", littleboss_rules::user::GROUP_WITHOUT_USER)]
+    GroupWithoutUser,
+    /// A listener's declared spec.
+    #[error("listener {listener}: {source}")]
+    Listener { listener: String, source: SpecError },
+    /// The address a listener's flag gives.
+    #[error("flag --{listener}: {source}")]
+    Flag { listener: String, source: SpecError },
+    /// A declared spec that [`validate`] did not see.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
 }
 
 /// The name the program was run as, for messages.
@@ -234,7 +268,7 @@ mod tests {
     use crate::{Littleboss, MAX_WAIT as MAX};
 
     fn refusal(lb: Littleboss) -> Option<String> {
-        validate(&lb.into_config()).err()
+        validate(&lb.into_config()).err().map(|e| e.to_string())
     }
 
     #[test]

@@ -250,14 +250,28 @@ pub(crate) fn is_listening(_fd: BorrowedFd<'_>) -> io::Result<Option<bool>> {
 
 /// The unix address `@name` in the abstract namespace, where there is one (Linux).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn abstract_address(name: &str) -> Result<SocketAddrUnix, String> {
-    SocketAddrUnix::new_abstract_name(name.as_bytes()).map_err(|e| describe(&e.into()))
+pub(crate) fn abstract_address(name: &str) -> Result<SocketAddrUnix, AbstractError> {
+    SocketAddrUnix::new_abstract_name(name.as_bytes()).map_err(|e| AbstractError::Invalid(e.into()))
 }
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn abstract_address(name: &str) -> Result<SocketAddrUnix, String> {
-    Err(format!(
-        "abstract unix socket names (@{name}) exist on Linux only, not on {SYSTEM}"
-    ))
+pub(crate) fn abstract_address(name: &str) -> Result<SocketAddrUnix, AbstractError> {
+    Err(AbstractError::Unsupported {
+        name: name.to_string(),
+    })
+}
+
+/// Why there is no abstract unix address for a name: the system refused the name, or
+/// it has no abstract namespace at all.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AbstractError {
+    /// The name is not one the system takes (too long).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[error("{}", describe(.0))]
+    Invalid(#[source] io::Error),
+    /// The system has no abstract namespace.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[error("abstract unix socket names (@{name}) exist on Linux only, not on {SYSTEM}")]
+    Unsupported { name: String },
 }
 
 /// `@name` of a unix address in the abstract namespace.

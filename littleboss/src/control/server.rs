@@ -196,7 +196,7 @@ async fn overflow(mut stream: UnixStream, client: &Client, connections: &Connect
 }
 
 /// Tells a peer of another user why it is refused.
-async fn refuse_peer(mut stream: UnixStream, client: &Client, refusal: String) {
+async fn refuse_peer(mut stream: UnixStream, client: &Client, refusal: PeerError) {
     client.logger.log(
         Level::Warn,
         &client.name,
@@ -206,7 +206,8 @@ async fn refuse_peer(mut stream: UnixStream, client: &Client, refusal: String) {
     // the refusal instead of failing on a closed socket.
     let _ = tokio::time::timeout(Duration::from_secs(1), drain_frame(&mut stream)).await;
     let oldest = Versions::ours().oldest;
-    let _ = reply(&mut stream, oldest, &Response::Failed { reason: refusal }).await;
+    let reason = refusal.to_string();
+    let _ = reply(&mut stream, oldest, &Response::Failed { reason }).await;
 }
 
 async fn handle(mut stream: UnixStream, client: &Client) {
@@ -225,9 +226,10 @@ async fn handle(mut stream: UnixStream, client: &Client) {
             Err(_) => return,
         };
     if let Request::Reload(reload) | Request::Upgrade(reload) = &request {
-        if let Err(reason) = status_fit::check_reload(reload) {
+        if let Err(refused) = status_fit::check_reload(reload) {
             let (logger, name) = (&client.logger, &client.name);
-            logger.log(Level::Warn, name, &format!("reload {reason}"));
+            logger.log(Level::Warn, name, &format!("reload {refused}"));
+            let reason = refused.to_string();
             let _ = reply(&mut stream, version, &Response::Failed { reason }).await;
             return;
         }
@@ -295,21 +297,35 @@ async fn closed(stream: &mut UnixStream) {
 ///
 /// (A peer in another pid namespace, such as a host's root talking to a container's
 /// supervisor, has no pid here; its uid is what counts.)
-fn check_peer(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+fn check_peer(stream: &UnixStream) -> Result<(), PeerError> {
+    let cred = stream.peer_cred().map_err(PeerError::Credentials)?;
     let ours = rustix::process::geteuid().as_raw();
     if cred.uid() == ours || cred.uid() == 0 {
         return Ok(());
     }
-    let pid = cred
-        .pid()
-        .map_or_else(|| "unknown".to_string(), |pid| pid.to_string());
-    Err(format!(
-        "permission denied: uid {} (pid {pid}) is not the supervisor's user (uid {ours})",
-        cred.uid()
-    ))
+    Err(PeerError::OtherUser {
+        uid: cred.uid(),
+        pid: cred.pid(),
+        ours,
+    })
+}
+
+/// Why a control connection is refused before its request is read: the peer is of
+/// another user, or cannot be told.
+#[derive(Debug, thiserror::Error)]
+enum PeerError {
+    #[error("cannot read the peer's credentials: {0}")]
+    Credentials(#[source] std::io::Error),
+    /// `pid` is `None` for a peer in another pid namespace.
+    #[error(
+        "permission denied: uid {uid} (pid {}) is not the supervisor's user (uid {ours})",
+        .pid.map_or_else(|| "unknown".to_string(), |pid| pid.to_string())
+    )]
+    OtherUser {
+        uid: u32,
+        pid: Option<i32>,
+        ours: u32,
+    },
 }
 
 /// Reads and discards one frame header and up to its (capped) length.
@@ -408,4 +424,31 @@ async fn reply(stream: &mut UnixStream, version: u16, response: &Response) -> st
         );
     }
     stream.write_all(&protocol::frame(&message)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_peer_is_told_who_it_is() {
+        let known = PeerError::OtherUser {
+            uid: 1001,
+            pid: Some(42),
+            ours: 1000,
+        };
+        assert_eq!(
+            known.to_string(),
+            "permission denied: uid 1001 (pid 42) is not the supervisor's user (uid 1000)"
+        );
+        let unknown = PeerError::OtherUser {
+            uid: 1001,
+            pid: None,
+            ours: 1000,
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "permission denied: uid 1001 (pid unknown) is not the supervisor's user (uid 1000)"
+        );
+    }
 }

@@ -48,7 +48,7 @@ pub(crate) fn fit(mut status: Status) -> Status {
 }
 
 /// Refuses a reload whose arguments status could not show, even each cut short.
-pub(crate) fn check_reload(request: &ReloadRequest) -> Result<(), String> {
+pub(crate) fn check_reload(request: &ReloadRequest) -> Result<(), TooManyArgs> {
     let Some(args) = &request.args else {
         return Ok(());
     };
@@ -59,12 +59,25 @@ pub(crate) fn check_reload(request: &ReloadRequest) -> Result<(), String> {
     let budget = ARGS_BUDGET - LISTENER_FLAGS;
     let least = total(&shown, 0);
     if least > budget {
-        return Err(format!(
-            "refused: {} arguments are more than status can show (even cut short they take {least} bytes of a reply; at most {budget}); pass fewer arguments",
-            shown.len()
-        ));
+        return Err(TooManyArgs {
+            count: shown.len(),
+            least,
+            budget,
+        });
     }
     Ok(())
+}
+
+/// A reload refused by [`check_reload`]: its `count` arguments would take `least`
+/// bytes of a status reply even cut short, more than the `budget` they have.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refused: {count} arguments are more than status can show (even cut short they take {least} bytes of a reply; at most {budget}); pass fewer arguments"
+)]
+pub(crate) struct TooManyArgs {
+    pub count: usize,
+    pub least: usize,
+    pub budget: usize,
 }
 
 /// The arguments within `budget` bytes: all of them whole if they fit, else each cut at
@@ -229,10 +242,14 @@ mod tests {
             args: Some(vec![vec![0xFF; 30]; 2000]),
             listeners: Vec::new(),
         };
-        let reason = check_reload(&request).unwrap_err();
-        assert!(
-            reason.contains("2000 arguments are more than status can show"),
-            "{reason}"
+        let refused = check_reload(&request).unwrap_err();
+        assert_eq!(refused.count, 2000);
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "refused: 2000 arguments are more than status can show (even cut short they take {} bytes of a reply; at most {}); pass fewer arguments",
+                refused.least, refused.budget
+            )
         );
         let fitted = fit(status(vec![lossy(&[0xFF; 30]); 20_000]));
         assert!(encoded_len(fitted.clone()) <= MAX_CONTROL_FRAME);

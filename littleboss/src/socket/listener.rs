@@ -118,30 +118,68 @@ fn bind_ip(network: Network, addr: SocketAddr) -> io::Result<Bound> {
     })
 }
 
-fn bind_unix(address: &str, mode: Option<u32>) -> Result<Bound, String> {
+fn bind_unix(address: &str, mode: Option<u32>) -> Result<Bound, UnixBindError> {
     let addr = match address.strip_prefix('@') {
         Some(name) => sys::abstract_address(name)?,
         None => {
             remove_stale(Path::new(address))?;
-            SocketAddrUnix::new(address).map_err(|e| describe(&e.into()))?
+            SocketAddrUnix::new(address).map_err(|e| UnixBindError::Address(e.into()))?
         }
     };
-    let fd = sys::socket(AddressFamily::UNIX, SocketType::STREAM).map_err(|e| describe(&e))?;
-    rustix::net::bind(&fd, &addr).map_err(|e| describe(&e.into()))?;
+    let os = |e: rustix::io::Errno| UnixBindError::Bind(e.into());
+    let fd = sys::socket(AddressFamily::UNIX, SocketType::STREAM).map_err(UnixBindError::Bind)?;
+    rustix::net::bind(&fd, &addr).map_err(os)?;
     if let (Some(mode), false) = (mode, address.starts_with('@')) {
-        rustix::fs::chmod(address, sys::mode(mode))
-            .map_err(|e| format!("chmod {mode:o}: {}", describe(&e.into())))?;
+        rustix::fs::chmod(address, sys::mode(mode)).map_err(|e| UnixBindError::Chmod {
+            mode,
+            source: e.into(),
+        })?;
     }
-    rustix::net::listen(&fd, max_backlog()).map_err(|e| describe(&e.into()))?;
+    rustix::net::listen(&fd, max_backlog()).map_err(os)?;
     let file = match address.starts_with('@') {
         true => None,
-        false => Some(SocketFile::of(Path::new(address)).map_err(|e| describe(&e))?),
+        false => Some(SocketFile::of(Path::new(address)).map_err(UnixBindError::Bind)?),
     };
     Ok(Bound {
         fd,
         addr: BoundAddr::Unix(address.to_string()),
         file,
     })
+}
+
+/// Why a unix listener could not be bound, as the reason alone ([`bind`] adds the
+/// listener's name and what to do): the step that failed, with the system's answer
+/// in short.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnixBindError {
+    /// `@name`, where the system has no such name.
+    #[error(transparent)]
+    Abstract(#[from] sys::AbstractError),
+    /// The path is not one a unix address can hold.
+    #[error("{}", describe(.0))]
+    Address(#[source] io::Error),
+    /// Making, binding or listening on the socket failed.
+    #[error("{}", describe(.0))]
+    Bind(#[source] io::Error),
+    /// The socket file could not be given its mode.
+    #[error("chmod {mode:o}: {}", describe(.source))]
+    Chmod {
+        mode: u32,
+        #[source]
+        source: io::Error,
+    },
+    /// What is at the path could not be looked at, or asked whether it is live.
+    #[error("{}", describe(.0))]
+    Stale(#[source] io::Error),
+    /// Something other than a socket is at the path.
+    #[error("the path exists and is not a socket")]
+    NotSocket,
+    /// A live process holds the socket at the path.
+    #[error("a live process answers on that socket")]
+    Live,
+    /// The stale socket file could not be removed.
+    #[error("cannot remove the stale socket: {}", describe(.0))]
+    Remove(#[source] io::Error),
 }
 
 /// One declared listener, opened: adopted from systemd, bound, or off (`None`).
@@ -170,20 +208,21 @@ pub(crate) fn open_all(
 
 /// Removes a socket file that a dead process left; refuses a live one, and anything
 /// that is not a socket.
-fn remove_stale(path: &Path) -> Result<(), String> {
+fn remove_stale(path: &Path) -> Result<(), UnixBindError> {
     let stat = match rustix::fs::lstat(path) {
         Ok(stat) => stat,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(describe(&e.into())),
+        Err(e) => return Err(UnixBindError::Stale(e.into())),
     };
     if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
-        return Err("the path exists and is not a socket".into());
+        return Err(UnixBindError::NotSocket);
     }
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err("a live process answers on that socket".into()),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove the stale socket: {}", describe(&e))),
-        Err(e) => Err(describe(&e)),
+        Ok(_) => Err(UnixBindError::Live),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(UnixBindError::Remove)
+        }
+        Err(e) => Err(UnixBindError::Stale(e)),
     }
 }
 
@@ -267,5 +306,31 @@ mod tests {
         let abstract_spec =
             ListenerSpec::parse(&format!("unix:@littleboss-test-{}", std::process::id())).unwrap();
         bind("api", &abstract_spec, None).unwrap().unwrap();
+    }
+
+    #[test]
+    fn unix_refusals_read_as_before() {
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        let cases = [
+            (UnixBindError::Bind(denied()), "permission denied"),
+            (
+                UnixBindError::Chmod {
+                    mode: 0o660,
+                    source: denied(),
+                },
+                "chmod 660: permission denied",
+            ),
+            (
+                UnixBindError::Remove(denied()),
+                "cannot remove the stale socket: permission denied",
+            ),
+            (
+                UnixBindError::NotSocket,
+                "the path exists and is not a socket",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
     }
 }

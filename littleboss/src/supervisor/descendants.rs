@@ -20,11 +20,11 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Makes this process the subreaper of its descendants: orphans are reparented to it.
 /// Linux only; elsewhere there is no such attribute, and nothing is done.
-pub(crate) fn become_subreaper() -> Result<(), String> {
+pub(crate) fn become_subreaper() -> Result<(), SubreaperError> {
     #[cfg(target_os = "linux")]
     {
         rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-            .map_err(|e| format!("cannot become the subreaper of the service's processes: {e}"))
+            .map_err(|e| SubreaperError(e.into()))
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -32,12 +32,19 @@ pub(crate) fn become_subreaper() -> Result<(), String> {
     }
 }
 
+/// The supervisor could not become the subreaper: descendants that leave the child's
+/// process group would outlive the service. Worth a warning, not a stop.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot become the subreaper of the service's processes: {0}")]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) struct SubreaperError(#[source] std::io::Error);
+
 /// Ends the processes left of the service once the supervisor's own children are gone
 /// (they are its children now, as their parents exited): SIGTERM, up to `grace` to
-/// exit, then SIGKILL, and each is reaped. Returns a message naming the processes that
-/// could not be ended (another user's, as a set-user-ID program run by the service).
-/// `log` says what is done.
-pub(crate) async fn end_all(grace: Duration, log: impl Fn(&str)) -> Result<(), String> {
+/// exit, then SIGKILL, and each is reaped. The error names the processes that could not
+/// be ended (another user's, as a set-user-ID program run by the service). `log` says
+/// what is done.
+pub(crate) async fn end_all(grace: Duration, log: impl Fn(&str)) -> Result<(), EndError> {
     reap::reap_orphans(&[]);
     let left = reap::children();
     if left.is_empty() {
@@ -71,7 +78,7 @@ pub(crate) async fn end_all(grace: Duration, log: impl Fn(&str)) -> Result<(), S
         return Ok(());
     }
     let left = reap::children();
-    Err(refused.message(&left))
+    Err(refused.error(&left))
 }
 
 /// Reaps and looks until no child is left (true) or `limit` has passed (false); `each`
@@ -113,28 +120,58 @@ impl Refused {
         }
     }
 
-    /// `cannot end pid 123 (uid 0): permission denied; ...`, for the processes of
-    /// `left` (those still there).
-    fn message(&self, left: &[u32]) -> String {
-        let shown: Vec<String> = left
+    /// The processes of `left` (those still there), each with its owner and why it
+    /// was not ended.
+    fn error(&self, left: &[u32]) -> EndError {
+        let left = left
             .iter()
-            .map(|pid| {
-                let why = self.0.iter().find(|(p, _)| p == pid).map_or_else(
-                    || "it did not exit after SIGKILL".to_string(),
-                    |(_, e)| std::io::Error::from(*e).kind().to_string(),
-                );
-                match owner(*pid) {
-                    Some(uid) => format!("pid {pid} (uid {uid}): {why}"),
-                    None => format!("pid {pid}: {why}"),
-                }
+            .map(|&pid| Left {
+                pid,
+                uid: owner(pid),
+                refused: self.0.iter().find(|(p, _)| *p == pid).map(|(_, e)| *e),
             })
             .collect();
-        format!(
-            "cannot end {} of the service: {}; left running",
-            processes(left),
-            shown.join("; ")
-        )
+        EndError { left }
     }
+}
+
+/// Processes of the service that outlived it: `cannot end pid 123 (uid 0): permission
+/// denied; ...; left running`. The supervisor exits non-zero for them.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot end {} of the service: {}; left running", processes(&pids(.left)), shown(.left))]
+pub(crate) struct EndError {
+    left: Vec<Left>,
+}
+
+/// A process left running: its real uid where it can be read, and the error its signal
+/// met (`None`: it was sent, and the process did not exit).
+#[derive(Debug)]
+struct Left {
+    pid: u32,
+    uid: Option<u32>,
+    refused: Option<rustix::io::Errno>,
+}
+
+fn pids(left: &[Left]) -> Vec<u32> {
+    left.iter().map(|l| l.pid).collect()
+}
+
+/// `pid 123 (uid 0): permission denied; pid 124: it did not exit after SIGKILL`.
+fn shown(left: &[Left]) -> String {
+    let shown: Vec<String> = left
+        .iter()
+        .map(|l| {
+            let why = l.refused.map_or_else(
+                || "it did not exit after SIGKILL".to_string(),
+                |e| std::io::Error::from(e).kind().to_string(),
+            );
+            match l.uid {
+                Some(uid) => format!("pid {} (uid {uid}): {why}", l.pid),
+                None => format!("pid {}: {why}", l.pid),
+            }
+        })
+        .collect();
+    shown.join("; ")
 }
 
 /// `1 process (pid 12)`, `2 processes (pids 12, 13)`.
@@ -165,9 +202,9 @@ mod tests {
         refused.note(4_000_000, Err(rustix::io::Errno::PERM));
         refused.note(4_000_001, Err(rustix::io::Errno::SRCH));
         refused.note(4_000_002, Ok(()));
-        let message = refused.message(&[4_000_000, 4_000_002]);
+        let error = refused.error(&[4_000_000, 4_000_002]);
         assert_eq!(
-            message,
+            error.to_string(),
             "cannot end 2 processes (pids 4000000, 4000002) of the service: pid 4000000: permission denied; pid 4000002: it did not exit after SIGKILL; left running"
         );
     }

@@ -95,11 +95,11 @@ fn run(
         return Ok(ExitCode::FAILURE);
     };
     let own_args = std::env::args_os().collect();
+    let socket = setup.socket.path().unwrap_or_default();
     let shell = runtime.block_on(async { shell::Shell::new(config, setup, dev, own_args) });
     let shell = shell.map_err(|e| {
         let line = format!("littleboss: {name}: {e}");
-        let source = std::io::Error::other(e);
-        Failed::new(Error::io("starting the supervisor", source), line, 1)
+        Failed::new(e.into_error(socket), line, 1)
     })?;
     let code = runtime.block_on(shell.run());
     // The last lines (`stopped`...) reach the log, unless its reader is stuck.

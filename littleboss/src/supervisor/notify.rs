@@ -5,6 +5,7 @@
 //! `NOTIFY_SOCKET` (a path, or `@name` in the abstract namespace). Children never see
 //! the variable.
 
+use std::io;
 use std::os::fd::OwnedFd;
 
 use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketType};
@@ -20,27 +21,38 @@ pub(crate) struct Notify {
 
 impl Notify {
     /// The notify socket named by `NOTIFY_SOCKET`, if it is set.
-    pub(crate) fn from_env() -> Option<Result<Notify, String>> {
+    pub(crate) fn from_env() -> Option<Result<Notify, NotifyError>> {
         let value = crate::environ::var("NOTIFY_SOCKET").filter(|v| !v.is_empty())?;
         Some(Notify::connect(&value.to_string_lossy()))
     }
 
-    fn connect(name: &str) -> Result<Notify, String> {
+    fn connect(name: &str) -> Result<Notify, NotifyError> {
         let addr = match name.strip_prefix('@') {
-            Some(abstract_name) => sys::abstract_address(abstract_name)
-                .map_err(|e| format!("NOTIFY_SOCKET={name:?}: {e}"))?,
-            None if name.starts_with('/') => {
-                SocketAddrUnix::new(name).map_err(|e| format!("NOTIFY_SOCKET={name:?}: {e}"))?
+            Some(abstract_name) => {
+                sys::abstract_address(abstract_name).map_err(|source| NotifyError::Abstract {
+                    name: name.to_string(),
+                    source,
+                })?
             }
-            None => return Err(format!("NOTIFY_SOCKET={name:?} is not a path or @name")),
+            None if name.starts_with('/') => {
+                SocketAddrUnix::new(name).map_err(|e| NotifyError::Path {
+                    name: name.to_string(),
+                    source: e.into(),
+                })?
+            }
+            None => {
+                return Err(NotifyError::NotAddress {
+                    name: name.to_string(),
+                });
+            }
         };
-        let fd = sys::socket(AddressFamily::UNIX, SocketType::DGRAM)
-            .map_err(|e| format!("notify socket: {e}"))?;
+        let fd =
+            sys::socket(AddressFamily::UNIX, SocketType::DGRAM).map_err(NotifyError::Socket)?;
         Ok(Notify { fd, addr })
     }
 
     /// Sends `state` (`READY=1\nSTATUS=...`); a failure is returned for the log.
-    pub(crate) fn send(&self, state: &str) -> Result<(), String> {
+    pub(crate) fn send(&self, state: &str) -> Result<(), NotifyError> {
         rustix::net::sendto(
             &self.fd,
             state.as_bytes(),
@@ -48,8 +60,37 @@ impl Notify {
             &self.addr,
         )
         .map(drop)
-        .map_err(|e| format!("sd_notify: {e}"))
+        .map_err(|e| NotifyError::Send(e.into()))
     }
+}
+
+/// Why systemd cannot be told: `NOTIFY_SOCKET` names no address, or the socket failed.
+/// The supervisor logs it and goes on.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotifyError {
+    /// `@name`, where the system has no such name.
+    #[error("NOTIFY_SOCKET={name:?}: {source}")]
+    Abstract {
+        name: String,
+        #[source]
+        source: sys::AbstractError,
+    },
+    /// A path that a unix address cannot hold.
+    #[error("NOTIFY_SOCKET={name:?}: {source}")]
+    Path {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Neither a path nor `@name`.
+    #[error("NOTIFY_SOCKET={name:?} is not a path or @name")]
+    NotAddress { name: String },
+    /// No socket to send from.
+    #[error("notify socket: {0}")]
+    Socket(#[source] io::Error),
+    /// A message was not sent.
+    #[error("sd_notify: {0}")]
+    Send(#[source] io::Error),
 }
 
 /// `RELOADING=1` with the monotonic time systemd asks for.
@@ -82,6 +123,10 @@ mod tests {
         let n = abstract_receiver.recv(&mut buf).unwrap();
         let text = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
-        assert!(Notify::connect("relative").is_err());
+        let relative = Notify::connect("relative").unwrap_err();
+        assert_eq!(
+            relative.to_string(),
+            "NOTIFY_SOCKET=\"relative\" is not a path or @name"
+        );
     }
 }

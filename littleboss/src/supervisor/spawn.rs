@@ -29,25 +29,54 @@ use super::user::{self, RunAs};
 /// `LITTLEBOSS_PORTABLE=1`) the file is opened for reading and run by its path, and
 /// only while the path still holds that file (same device and inode): a child is not
 /// started from a file that replaced it.
-pub(crate) fn open_executable(path: &Path) -> Result<OwnedFd, String> {
-    let shown = path.display();
-    let fd = rustix::fs::open(path, sys::executable_flags(), Mode::empty())
-        .map_err(|e| format!("cannot open {shown}: {}", describe(&e.into())))?;
+pub(crate) fn open_executable(path: &Path) -> Result<OwnedFd, ExecutableError> {
+    let fd = rustix::fs::open(path, sys::executable_flags(), Mode::empty()).map_err(|e| {
+        ExecutableError::Open {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
+    })?;
     checked_executable(fd, path)
 }
 
 /// `fd` if it is an executable regular file (`path` is only for messages): what a
 /// client passed as itself.
-pub(crate) fn checked_executable(fd: OwnedFd, path: &Path) -> Result<OwnedFd, String> {
-    let shown = path.display();
-    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("{shown}: {}", describe(&e.into())))?;
+pub(crate) fn checked_executable(fd: OwnedFd, path: &Path) -> Result<OwnedFd, ExecutableError> {
+    let path = || path.to_path_buf();
+    let stat = rustix::fs::fstat(&fd).map_err(|e| ExecutableError::Stat {
+        path: path(),
+        source: e.into(),
+    })?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return Err(format!("{shown} is not a regular file"));
+        return Err(ExecutableError::NotRegular { path: path() });
     }
     if stat.st_mode & 0o111 == 0 {
-        return Err(format!("{shown} is not executable"));
+        return Err(ExecutableError::NotExecutable { path: path() });
     }
     Ok(fd)
+}
+
+/// Why a file cannot be the executable the supervisor runs: it cannot be opened or
+/// looked at, or it is not an executable regular file. A reload refused for it is the
+/// program's failure (its binary), not the supervisor's.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExecutableError {
+    #[error("cannot open {}: {}", .path.display(), describe(.source))]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {}", .path.display(), describe(.source))]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a regular file", .path.display())]
+    NotRegular { path: PathBuf },
+    #[error("{} is not executable", .path.display())]
+    NotExecutable { path: PathBuf },
 }
 
 /// A started child: its pid, a pidfd to wait on (where the kernel has them), and the
@@ -218,4 +247,29 @@ impl ByPath {
 fn same_file(path: &CString, held: &rustix::fs::Stat) -> io::Result<bool> {
     let now = rustix::fs::stat(path.as_c_str())?;
     Ok(now.st_dev == held.st_dev && now.st_ino == held.st_ino)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_cannot_run_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert_eq!(
+            open_executable(&missing).unwrap_err().to_string(),
+            format!("cannot open {}: entity not found", missing.display())
+        );
+        assert_eq!(
+            open_executable(dir.path()).unwrap_err().to_string(),
+            format!("{} is not a regular file", dir.path().display())
+        );
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"data").unwrap();
+        assert_eq!(
+            open_executable(&plain).unwrap_err().to_string(),
+            format!("{} is not executable", plain.display())
+        );
+    }
 }

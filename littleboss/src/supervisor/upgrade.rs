@@ -24,7 +24,7 @@ use crate::environ;
 
 use crate::environ::{HANDOVER_ENV, HANDOVER_PID_ENV, PROBE_ENV};
 
-use super::handover::{self, Handover};
+use super::handover::{self, Handover, HandoverError};
 
 /// How long the probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,14 +34,11 @@ const NO: &str = "littleboss-probe: no: ";
 
 /// Runs the binary `exe` as a probe with `handover` on its stdin (blocking: run it off
 /// the loop). `Ok` if it says it can take over.
-pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), String> {
+pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), ProbeError> {
     if !crate::sys::exec_by_fd() {
-        return Err(format!(
-            "re-executing the supervisor in place needs to run a binary by its fd, which littleboss does on Linux only, not on {}",
-            std::env::consts::OS
-        ));
+        return Err(ProbeError::NoExecByFd);
     }
-    let stdin = handover::in_memory(handover).map_err(|e| format!("cannot probe it: {e}"))?;
+    let stdin = handover::in_memory(handover).map_err(ProbeError::Handover)?;
     let mut child = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()))
         .env_clear()
         .envs(environ::inherited())
@@ -52,7 +49,7 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), String> 
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run it: {e}"))?;
+        .map_err(ProbeError::Run)?;
     let started = Instant::now();
     let exited = loop {
         match child.try_wait() {
@@ -70,10 +67,7 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), String> 
             let _ = rustix::process::kill_process_group(pid, Signal::KILL);
         }
         let _ = child.wait();
-        return Err(format!(
-            "it did not answer the probe within {}s; is it a littleboss program of a release with upgrades?",
-            PROBE_TIMEOUT.as_secs()
-        ));
+        return Err(ProbeError::TimedOut(PROBE_TIMEOUT));
     }
     let mut out = String::new();
     if let Some(stdout) = child.stdout.take() {
@@ -82,12 +76,43 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), String> 
     let line = out.lines().find(|l| l.starts_with("littleboss-probe: "));
     match line {
         Some(YES) => Ok(()),
-        Some(line) => Err(line.strip_prefix(NO).unwrap_or(line).to_string()),
-        None => Err(
-            "it did not answer the probe: it is not a littleboss program, or of a release without upgrades"
-                .to_string(),
-        ),
+        Some(line) => Err(ProbeError::No(
+            line.strip_prefix(NO).unwrap_or(line).to_string(),
+        )),
+        None => Err(ProbeError::NoAnswer),
     }
+}
+
+/// Why the new binary cannot take over, as the upgrade's refusal says it: the probe
+/// could not run, or the binary said no (in its own words), or nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProbeError {
+    /// This system cannot run a binary by its fd.
+    #[error(
+        "re-executing the supervisor in place needs to run a binary by its fd, which littleboss does on Linux only, not on {}",
+        crate::sys::SYSTEM
+    )]
+    NoExecByFd,
+    /// The handover could not be put where the probe reads it.
+    #[error("cannot probe it: {0}")]
+    Handover(#[source] std::io::Error),
+    /// The binary could not be started.
+    #[error("cannot run it: {0}")]
+    Run(#[source] std::io::Error),
+    /// It said nothing within the time given.
+    #[error(
+        "it did not answer the probe within {}s; is it a littleboss program of a release with upgrades?",
+        .0.as_secs()
+    )]
+    TimedOut(Duration),
+    /// It said no, and why.
+    #[error("{0}")]
+    No(String),
+    /// It exited without the probe's line.
+    #[error(
+        "it did not answer the probe: it is not a littleboss program, or of a release without upgrades"
+    )]
+    NoAnswer,
 }
 
 /// This binary as the probe: reads the handover on stdin and says whether it can take
@@ -95,8 +120,10 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), String> 
 pub(crate) fn answer_probe(config: &Config) -> u8 {
     let mut bytes = Vec::new();
     let verdict = match std::io::stdin().read_to_end(&mut bytes) {
-        Err(e) => Err(format!("cannot read the state: {e}")),
-        Ok(_) => Handover::decode(&bytes).and_then(|h| can_take_over(config, &h)),
+        Err(e) => Err(TakeOverError::Read(e)),
+        Ok(_) => Handover::decode(&bytes)
+            .map_err(TakeOverError::from)
+            .and_then(|h| can_take_over(config, &h)),
     };
     let mut stdout = std::io::stdout();
     let (line, code) = match verdict {
@@ -109,29 +136,55 @@ pub(crate) fn answer_probe(config: &Config) -> u8 {
 }
 
 /// Whether this build can run the supervisor that wrote `handover`.
-fn can_take_over(config: &Config, handover: &Handover) -> Result<(), String> {
+fn can_take_over(config: &Config, handover: &Handover) -> Result<(), TakeOverError> {
     if handover.state.name != config.name {
-        return Err(format!(
-            "it is service {:?}, not {:?}",
-            config.name, handover.state.name
-        ));
+        return Err(TakeOverError::OtherService {
+            ours: config.name.clone(),
+            running: handover.state.name.clone(),
+        });
     }
     let ours = Versions::ours();
     if ours.common(handover.versions).is_none() {
-        return Err(format!(
-            "it speaks littleboss protocol {ours}, the running supervisor {}",
-            handover.versions
-        ));
+        return Err(TakeOverError::NoCommonProtocol {
+            ours,
+            running: handover.versions,
+        });
     }
     for child in &handover.children {
         if let Some(version) = child.version.filter(|v| !ours.contains(*v)) {
-            return Err(format!(
-                "child pid {} speaks protocol {version}, this binary {ours}",
-                child.pid
-            ));
+            return Err(TakeOverError::ChildProtocol {
+                pid: child.pid,
+                version,
+                ours,
+            });
         }
     }
     Ok(())
+}
+
+/// Why this build, as the probe, cannot take over the running supervisor: the probe's
+/// `no` and the reason after it.
+#[derive(Debug, thiserror::Error)]
+enum TakeOverError {
+    /// The handover could not be read from stdin.
+    #[error("cannot read the state: {0}")]
+    Read(#[source] std::io::Error),
+    /// It is not a handover this build reads.
+    #[error(transparent)]
+    Handover(#[from] HandoverError),
+    /// This build is another service.
+    #[error("it is service {ours:?}, not {running:?}")]
+    OtherService { ours: String, running: String },
+    /// This build and the running supervisor share no protocol version.
+    #[error("it speaks littleboss protocol {ours}, the running supervisor {running}")]
+    NoCommonProtocol { ours: Versions, running: Versions },
+    /// A running child speaks a version this build does not.
+    #[error("child pid {pid} speaks protocol {version}, this binary {ours}")]
+    ChildProtocol {
+        pid: u32,
+        version: u16,
+        ours: Versions,
+    },
 }
 
 /// Re-executes this process as `exe`, with `args` and the environment it started
@@ -170,4 +223,38 @@ pub(crate) fn exec(exe: BorrowedFd<'_>, args: &[OsString], handover: BorrowedFd<
     // the process image is replaced; on failure nothing has changed.
     unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     std::io::Error::last_os_error().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_read_as_the_probe_says_them() {
+        assert_eq!(
+            ProbeError::TimedOut(PROBE_TIMEOUT).to_string(),
+            "it did not answer the probe within 10s; is it a littleboss program of a release with upgrades?"
+        );
+        assert_eq!(
+            ProbeError::No("it is service \"a\", not \"b\"".into()).to_string(),
+            "it is service \"a\", not \"b\""
+        );
+        let other = TakeOverError::OtherService {
+            ours: "a".into(),
+            running: "b".into(),
+        };
+        assert_eq!(other.to_string(), "it is service \"a\", not \"b\"");
+        let ours = Versions::ours();
+        let child = TakeOverError::ChildProtocol {
+            pid: 7,
+            version: 99,
+            ours,
+        };
+        assert_eq!(
+            child.to_string(),
+            format!("child pid 7 speaks protocol 99, this binary {ours}")
+        );
+        let cut = TakeOverError::from(HandoverError::CutShort);
+        assert_eq!(cut.to_string(), "the handover is cut short");
+    }
 }

@@ -97,35 +97,32 @@ pub(crate) struct HeldClient {
 
 impl Handover {
     /// `[MAGIC][STATE_VERSION][body]`.
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, String> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, HandoverError> {
         let mut out = MAGIC.to_vec();
         out.extend(STATE_VERSION.to_le_bytes());
-        let layout =
-            HandoverV1::from_handover(self).map_err(|e| format!("encoding the state: {e}"))?;
-        let body = postcard::to_stdvec(&layout).map_err(|e| format!("encoding the state: {e}"))?;
+        let layout = HandoverV1::from_handover(self).map_err(HandoverError::Unfit)?;
+        let body = postcard::to_stdvec(&layout).map_err(HandoverError::Encode)?;
         out.extend(body);
         Ok(out)
     }
 
     /// Reads a handover written by this build or one with the same state version.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Handover, String> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Handover, HandoverError> {
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
-            .ok_or("it is not a littleboss handover")?;
+            .ok_or(HandoverError::NotHandover)?;
         let (version, body) = rest
             .split_first_chunk::<2>()
-            .ok_or("the handover is cut short")?;
+            .ok_or(HandoverError::CutShort)?;
         let version = u16::from_le_bytes(*version);
         let reads = reads();
         if version != reads {
-            return Err(format!(
-                "the running supervisor's state is version {version}; this binary reads version {reads}"
-            ));
+            return Err(HandoverError::Version { version, reads });
         }
         match postcard::take_from_bytes::<HandoverV1>(body) {
             Ok((layout, [])) => Ok(layout.into_handover()),
-            Ok((_, rest)) => Err(format!("{} bytes after the state", rest.len())),
-            Err(e) => Err(format!("the state does not decode: {e}")),
+            Ok((_, rest)) => Err(HandoverError::Trailing(rest.len())),
+            Err(e) => Err(HandoverError::Decode(e)),
         }
     }
 
@@ -197,7 +194,7 @@ pub(crate) fn set_cloexec(fds: &[BorrowedFd<'_>], on: bool) -> std::io::Result<(
 ///
 /// It runs once by construction: a second call (a second `run` in one process) gets an
 /// error, since the first took the handover's fds.
-pub(crate) fn take() -> Option<Result<(Handover, Fds), String>> {
+pub(crate) fn take() -> Option<Result<(Handover, Fds), HandoverError>> {
     static TAKEN: AtomicBool = AtomicBool::new(false);
     let fd = environ::var(HANDOVER_ENV)?;
     let ours = std::process::id().to_string();
@@ -205,9 +202,7 @@ pub(crate) fn take() -> Option<Result<(Handover, Fds), String>> {
         return None;
     }
     if TAKEN.swap(true, Ordering::SeqCst) {
-        return Some(Err(format!(
-            "{HANDOVER_ENV} was taken already by an earlier run in this process"
-        )));
+        return Some(Err(HandoverError::Taken));
     }
     Some(read(fd.to_str().and_then(|v| v.parse::<RawFd>().ok())))
 }
@@ -220,29 +215,64 @@ fn is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
 }
 
-fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), String> {
-    let fd = fd
-        .filter(|fd| *fd > 2)
-        .ok_or_else(|| format!("{HANDOVER_ENV} is not an fd number"))?;
+fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), HandoverError> {
+    let fd = fd.filter(|fd| *fd > 2).ok_or(HandoverError::NotFd)?;
     if !is_open(fd) {
-        return Err(format!("{HANDOVER_ENV}={fd} is not open"));
+        return Err(HandoverError::NotOpen(fd));
     }
     // SAFETY: the previous image of this very process (the pid in HANDOVER_PID_ENV)
     // left this fd open across the exec for this image, and nothing in this process
     // has taken it: `take` runs once (its flag), before anything else of littleboss.
     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| format!("reading the handover: {e}"))?;
+    file.read_to_end(&mut bytes).map_err(HandoverError::Read)?;
     drop(file);
     let handover = Handover::decode(&bytes)?;
     let mut listed = handover.raw_fds();
     listed.sort_unstable();
     if listed.windows(2).any(|w| w[0] == w[1]) || listed.iter().any(|fd| *fd <= 2 || !is_open(*fd))
     {
-        return Err("the handover lists an fd twice, or one that is not open".to_string());
+        return Err(HandoverError::BadFds);
     }
     Ok((handover, Fds(listed)))
+}
+
+/// Why a handover cannot be written or taken: the state does not fit its layout, the
+/// bytes are not a handover of the version this build reads, or its fd or the fds it
+/// lists are not what the previous image left.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandoverError {
+    /// The machine holds something the layout cannot carry.
+    #[error("encoding the state: {0}")]
+    Unfit(v1::Unfit),
+    #[error("encoding the state: {0}")]
+    Encode(#[source] postcard::Error),
+    #[error("it is not a littleboss handover")]
+    NotHandover,
+    #[error("the handover is cut short")]
+    CutShort,
+    /// The state is of a version this build does not read.
+    #[error(
+        "the running supervisor's state is version {version}; this binary reads version {reads}"
+    )]
+    Version { version: u16, reads: u16 },
+    /// Bytes follow the state.
+    #[error("{0} bytes after the state")]
+    Trailing(usize),
+    #[error("the state does not decode: {0}")]
+    Decode(#[source] postcard::Error),
+    /// A second run in one process.
+    #[error("{HANDOVER_ENV} was taken already by an earlier run in this process")]
+    Taken,
+    #[error("{HANDOVER_ENV} is not an fd number")]
+    NotFd,
+    #[error("{HANDOVER_ENV}={0} is not open")]
+    NotOpen(RawFd),
+    #[error("reading the handover: {0}")]
+    Read(#[source] std::io::Error),
+    /// The fds the handover lists are not each open and listed once.
+    #[error("the handover lists an fd twice, or one that is not open")]
+    BadFds,
 }
 
 /// The fds of a handover, each open and listed once, to be owned one by one.
@@ -366,11 +396,11 @@ mod tests {
         let nothing: RawFd = 1 << 30;
         assert!(!is_open(nothing));
         assert_eq!(
-            read(Some(nothing)).unwrap_err(),
+            read(Some(nothing)).unwrap_err().to_string(),
             format!("{HANDOVER_ENV}={nothing} is not open")
         );
         assert_eq!(
-            read(Some(2)).unwrap_err(),
+            read(Some(2)).unwrap_err().to_string(),
             format!("{HANDOVER_ENV} is not an fd number")
         );
         let file = tempfile::tempfile().unwrap();
@@ -383,6 +413,26 @@ mod tests {
         file.write_all(b"not a handover").unwrap();
         file.rewind().unwrap();
         let raw = OwnedFd::from(file).into_raw_fd();
-        assert!(read(Some(raw)).is_err());
+        assert_eq!(
+            read(Some(raw)).unwrap_err().to_string(),
+            "it is not a littleboss handover"
+        );
+    }
+
+    #[test]
+    fn a_handover_of_another_version_says_which() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend((STATE_VERSION + 1).to_le_bytes());
+        assert_eq!(
+            Handover::decode(&bytes).unwrap_err().to_string(),
+            format!(
+                "the running supervisor's state is version {}; this binary reads version {STATE_VERSION}",
+                STATE_VERSION + 1
+            )
+        );
+        assert_eq!(
+            Handover::decode(MAGIC).unwrap_err().to_string(),
+            "the handover is cut short"
+        );
     }
 }

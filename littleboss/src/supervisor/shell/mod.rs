@@ -25,7 +25,7 @@ use super::fds::FdTable;
 use super::handover::{self, FdKind, Handover};
 use super::machine::{ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, Time};
 use super::notify::{self, Notify};
-use super::prepare::{self, Failure, Opened};
+use super::prepare::{self, Opened, PrepareError};
 use super::setup::{Setup, SocketFile};
 use super::state::{ListenerRecord, ProgramRecord};
 use super::{descendants, reap, user, watch_build};
@@ -40,7 +40,7 @@ use clients::Held;
 /// A reload's [`prepare::open`], done.
 #[derive(Debug)]
 struct Prepared {
-    result: Result<Opened, Failure>,
+    result: Result<Opened, PrepareError>,
     path: PathBuf,
     args: Vec<OsString>,
     listeners: Vec<ListenerRecord>,
@@ -95,7 +95,7 @@ impl Shell {
         setup: Setup,
         dev: bool,
         args: Vec<OsString>,
-    ) -> Result<Shell, String> {
+    ) -> Result<Shell, ShellError> {
         let settings = settings(&config, dev);
         let program = setup.program.clone();
         let machine = Machine::new(
@@ -131,8 +131,8 @@ impl Shell {
         handover: Handover,
         mut fds: handover::Fds,
         run_as: Option<user::RunAs>,
-    ) -> Result<Shell, String> {
-        let missing = |what: &str| format!("the handover's {what} is missing");
+    ) -> Result<Shell, ShellError> {
+        let missing = ShellError::Missing;
         let mut table = FdTable::default();
         for held in handover.fds {
             let fd = fds
@@ -184,7 +184,7 @@ impl Shell {
         Ok(shell)
     }
 
-    fn assemble(parts: Parts) -> Result<Shell, String> {
+    fn assemble(parts: Parts) -> Result<Shell, ShellError> {
         let (requests_tx, requests) = mpsc::channel(16);
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (prepared_tx, prepared) = mpsc::unbounded_channel();
@@ -221,25 +221,25 @@ impl Shell {
         };
         shell.serve()?;
         if let Err(e) = descendants::become_subreaper() {
-            shell.log(Level::Warn, &e);
+            shell.log(Level::Warn, &e.to_string());
         }
         match Notify::from_env() {
             Some(Ok(notify)) => shell.notify = Some(notify),
-            Some(Err(e)) => shell.log(Level::Warn, &e),
+            Some(Err(e)) => shell.log(Level::Warn, &e.to_string()),
             None => {}
         }
         Ok(shell)
     }
 
     /// Serves the control socket (again, after an exec that did not happen).
-    fn serve(&mut self) -> Result<(), String> {
+    fn serve(&mut self) -> Result<(), ShellError> {
         let copy = rustix::io::fcntl_dupfd_cloexec(&self.control, 0)
-            .map_err(|e| format!("control socket: {e}"))?;
+            .map_err(|e| ShellError::ControlSocket(e.into()))?;
         let std = std::os::unix::net::UnixListener::from(copy);
         std.set_nonblocking(true)
-            .map_err(|e| format!("control socket: {e}"))?;
+            .map_err(ShellError::ControlSocket)?;
         let listener =
-            tokio::net::UnixListener::from_std(std).map_err(|e| format!("control socket: {e}"))?;
+            tokio::net::UnixListener::from_std(std).map_err(ShellError::ControlSocket)?;
         self.server = tokio::spawn(server::serve(
             listener,
             self.requests_tx.clone(),
@@ -334,7 +334,10 @@ impl Shell {
     fn prepared(&mut self, prepared: Prepared) {
         let opened = match prepared.result {
             Ok(opened) => opened,
-            Err((reason, counts)) => return self.handle(Input::PrepareFailed { reason, counts }),
+            Err(e) => {
+                let (reason, counts) = (e.to_string(), e.counts());
+                return self.handle(Input::PrepareFailed { reason, counts });
+            }
         };
         let mut listeners = prepared.listeners;
         for (index, bound) in opened.rebound {
@@ -405,7 +408,7 @@ impl Shell {
                     Notice::Stopping => "STOPPING=1\nSTATUS=stopping".to_string(),
                 };
                 if let Some(Err(e)) = self.notify.as_ref().map(|n| n.send(&text)) {
-                    self.log(Level::Warn, &e);
+                    self.log(Level::Warn, &e.to_string());
                 }
             }
             Effect::Log(level, text) => self.log(level, &text),
@@ -432,7 +435,7 @@ impl Shell {
             let log = |text: &str| logger.log(Level::Info, &name, text);
             let ended = descendants::end_all(grace, log).await;
             if let Err(e) = &ended {
-                logger.log(Level::Warn, &name, e);
+                logger.log(Level::Warn, &name, &e.to_string());
             }
             let _ = inputs.send(Input::DescendantsEnded {
                 ended: ended.is_ok(),
@@ -442,6 +445,34 @@ impl Shell {
 
     fn log(&self, level: Level, text: &str) {
         self.config.logger.log(level, &self.config.name, text);
+    }
+}
+
+/// Why the supervisor's loop cannot start: the control socket cannot be served, or
+/// (taking over after an upgrade) the handover lacks an fd it needs.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ShellError {
+    /// The handover does not hold this fd (`fd`, `control socket`, `lock`), or not of
+    /// its kind.
+    #[error("the handover's {0} is missing")]
+    Missing(&'static str),
+    /// The control socket cannot be served.
+    #[error("control socket: {0}")]
+    ControlSocket(#[source] std::io::Error),
+}
+
+impl ShellError {
+    /// The [`Error`](crate::Error) for a supervisor that did not start, whose control
+    /// socket is at `path`: its text is this one.
+    pub(crate) fn into_error(self, path: PathBuf) -> crate::error::Error {
+        let kind = match &self {
+            ShellError::ControlSocket(e) => e.kind(),
+            ShellError::Missing(_) => std::io::ErrorKind::NotFound,
+        };
+        crate::error::Error::ControlSocket {
+            path,
+            source: std::io::Error::new(kind, self),
+        }
     }
 }
 
@@ -495,5 +526,27 @@ async fn recv_signal(signal: Option<&mut tokio::signal::unix::Signal>) -> Option
     match signal {
         Some(signal) => signal.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn a_control_socket_that_cannot_be_served_keeps_its_text_and_kind() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let shell = ShellError::ControlSocket(denied);
+        let text = shell.to_string();
+        assert_eq!(text, "control socket: permission denied");
+        let error = shell.into_error(PathBuf::from("/run/lb/svc.sock"));
+        assert_eq!(error.to_string(), text);
+        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(matches!(&error, Error::ControlSocket { path, .. } if path.ends_with("svc.sock")));
+        assert_eq!(
+            ShellError::Missing("lock").to_string(),
+            "the handover's lock is missing"
+        );
     }
 }

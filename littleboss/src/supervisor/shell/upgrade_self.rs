@@ -82,9 +82,12 @@ impl Shell {
                 (Ok(blob), Some(exe)) => {
                     tokio::task::spawn_blocking(move || upgrade::probe(exe.as_fd(), &blob))
                         .await
-                        .unwrap_or_else(|e| Err(format!("the probe failed: {e}")))
+                        .map_or_else(
+                            |e| Err(format!("the probe failed: {e}")),
+                            |probed| probed.map_err(|e| e.to_string()),
+                        )
                 }
-                (Err(e), _) => Err(e),
+                (Err(e), _) => Err(e.to_string()),
                 (_, None) => Err("its fd is gone".to_string()),
             };
             let _ = inputs.send(Input::Probed { result });
@@ -148,9 +151,10 @@ impl Shell {
             return self.exec_failed(why, None);
         }
         let handover = self.handover();
-        let result = handover
-            .encode()
-            .and_then(|blob| handover::in_memory(&blob).map_err(|e| e.to_string()));
+        let result = match handover.encode() {
+            Ok(blob) => handover::in_memory(&blob).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         let file = match result {
             Ok(file) => file,
             Err(e) => return self.exec_failed(e, None),
@@ -202,7 +206,7 @@ impl Shell {
         }
         if self.server.is_finished() {
             if let Err(e) = self.serve() {
-                self.log(Level::Warn, &e);
+                self.log(Level::Warn, &e.to_string());
             }
         }
         crate::signals::block(false);

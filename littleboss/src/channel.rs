@@ -29,26 +29,26 @@ pub(crate) const MAX_FDS: usize = 128;
 
 /// How a channel keeps its messages apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum Framing {
     /// `SOCK_SEQPACKET`: one message a packet.
     Packet,
     /// `SOCK_STREAM`: length-prefixed messages.
     Stream,
 }
 
-impl Kind {
+impl Framing {
     /// The kind this system uses for new channels.
-    pub(crate) fn for_new() -> Kind {
+    pub(crate) fn for_new() -> Framing {
         if sys::seqpacket() {
-            Kind::Packet
+            Framing::Packet
         } else {
-            Kind::Stream
+            Framing::Stream
         }
     }
 
     /// The kind of socket `socket` is; an error if it is neither.
-    pub(crate) fn of(socket: BorrowedFd<'_>) -> io::Result<Kind> {
-        Kind::from_type(rustix::net::sockopt::socket_type(socket)?).ok_or_else(|| {
+    pub(crate) fn of(socket: BorrowedFd<'_>) -> io::Result<Framing> {
+        Framing::from_type(rustix::net::sockopt::socket_type(socket)?).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a channel is a seqpacket or stream socket",
@@ -57,18 +57,18 @@ impl Kind {
     }
 
     /// The kind of channel a socket of type `kind` is, if it can be one.
-    pub(crate) fn from_type(kind: SocketType) -> Option<Kind> {
+    pub(crate) fn from_type(kind: SocketType) -> Option<Framing> {
         match kind {
-            SocketType::SEQPACKET => Some(Kind::Packet),
-            SocketType::STREAM => Some(Kind::Stream),
+            SocketType::SEQPACKET => Some(Framing::Packet),
+            SocketType::STREAM => Some(Framing::Stream),
             _ => None,
         }
     }
 
     fn socket_type(self) -> SocketType {
         match self {
-            Kind::Packet => SocketType::SEQPACKET,
-            Kind::Stream => SocketType::STREAM,
+            Framing::Packet => SocketType::SEQPACKET,
+            Framing::Stream => SocketType::STREAM,
         }
     }
 }
@@ -76,20 +76,20 @@ impl Kind {
 /// A new channel of the kind this system uses: (supervisor's end, child's end), both
 /// close-on-exec.
 pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    pair_of(Kind::for_new())
+    pair_of(Framing::for_new())
 }
 
 /// A new channel of `kind`.
-pub(crate) fn pair_of(kind: Kind) -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pair_of(kind: Framing) -> io::Result<(OwnedFd, OwnedFd)> {
     sys::socketpair(kind.socket_type())
 }
 
 /// Sends one message, with `fds` attached (blocking until it is all sent).
 pub(crate) fn send(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     check_fds(fds)?;
-    match Kind::of(socket)? {
-        Kind::Packet => send_packet(socket, bytes, fds),
-        Kind::Stream => {
+    match Framing::of(socket)? {
+        Framing::Packet => send_packet(socket, bytes, fds),
+        Framing::Stream => {
             let frame = frame(bytes)?;
             let mut sent = 0;
             loop {
@@ -187,7 +187,7 @@ pub(crate) struct Partial {
 /// A message or fd list cut short by the kernel is an error, and every fd that did
 /// arrive is closed on every error path (they are `OwnedFd`s from the start).
 pub(crate) fn recv(socket: BorrowedFd<'_>, flags: RecvFlags) -> io::Result<Option<Received>> {
-    recv_with(socket, Kind::of(socket)?, flags, &mut Partial::default())
+    recv_with(socket, Framing::of(socket)?, flags, &mut Partial::default())
 }
 
 /// Receives one message from a channel of `kind`, going on from `partial` (for a
@@ -195,13 +195,13 @@ pub(crate) fn recv(socket: BorrowedFd<'_>, flags: RecvFlags) -> io::Result<Optio
 /// `WouldBlock` what came so far stays in `partial`).
 fn recv_with(
     socket: BorrowedFd<'_>,
-    kind: Kind,
+    kind: Framing,
     flags: RecvFlags,
     partial: &mut Partial,
 ) -> io::Result<Option<Received>> {
     match kind {
-        Kind::Packet => recv_packet(socket, flags),
-        Kind::Stream => recv_frame(socket, flags, partial),
+        Framing::Packet => recv_packet(socket, flags),
+        Framing::Stream => recv_frame(socket, flags, partial),
     }
 }
 
@@ -315,7 +315,7 @@ fn recv_frame(
 #[derive(Debug)]
 pub(crate) struct AsyncChannel {
     fd: tokio::io::unix::AsyncFd<OwnedFd>,
-    kind: Kind,
+    kind: Framing,
     /// A message that has come in part (stream channels only).
     partial: Mutex<Partial>,
 }
@@ -323,7 +323,7 @@ pub(crate) struct AsyncChannel {
 impl AsyncChannel {
     /// Wraps the supervisor's end (made non-blocking here).
     pub(crate) fn new(fd: OwnedFd) -> io::Result<AsyncChannel> {
-        let kind = Kind::of(fd.as_fd())?;
+        let kind = Framing::of(fd.as_fd())?;
         rustix::io::ioctl_fionbio(&fd, true)?;
         // SAFETY: an `OwnedFd` is open for as long as it lives and always returns the
         // same fd number, and the `AsyncFd` owns it until it is dropped.
@@ -339,8 +339,8 @@ impl AsyncChannel {
     pub(crate) async fn send(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         check_fds(fds)?;
         let framed = match self.kind {
-            Kind::Packet => None,
-            Kind::Stream => Some(frame(bytes)?),
+            Framing::Packet => None,
+            Framing::Stream => Some(frame(bytes)?),
         };
         let mut sent = 0;
         loop {
@@ -397,13 +397,13 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
-    const KINDS: [Kind; 2] = [Kind::Packet, Kind::Stream];
+    const KINDS: [Framing; 2] = [Framing::Packet, Framing::Stream];
 
     #[test]
     fn passes_fds_and_closes_on_eof() {
         for kind in KINDS {
             let (a, b) = pair_of(kind).unwrap();
-            assert_eq!(Kind::of(a.as_fd()).unwrap(), kind);
+            assert_eq!(Framing::of(a.as_fd()).unwrap(), kind);
             let file = tempfile::tempfile().unwrap();
             send(a.as_fd(), b"hello", &[file.as_fd()]).unwrap();
             send(a.as_fd(), b"again", &[]).unwrap();
@@ -422,12 +422,12 @@ mod tests {
 
     #[test]
     fn refuses_oversized_messages() {
-        let (a, b) = pair_of(Kind::Packet).unwrap();
+        let (a, b) = pair_of(Framing::Packet).unwrap();
         send(a.as_fd(), &vec![7u8; MAX_MESSAGE + 1], &[]).unwrap();
         let err = recv(b.as_fd(), RecvFlags::empty()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         // A stream channel's sender refuses it, and its receiver refuses the prefix.
-        let (a, b) = pair_of(Kind::Stream).unwrap();
+        let (a, b) = pair_of(Framing::Stream).unwrap();
         let err = send(a.as_fd(), &vec![7u8; MAX_MESSAGE + 1], &[]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         let prefix = u32::try_from(MAX_MESSAGE + 1).unwrap().to_be_bytes();
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_stream_closed_in_the_middle_of_a_message_is_an_error() {
-        let (a, b) = pair_of(Kind::Stream).unwrap();
+        let (a, b) = pair_of(Framing::Stream).unwrap();
         rustix::net::send(&a, &[0, 0, 0, 9, 1, 2], rustix::net::SendFlags::empty()).unwrap();
         drop(a);
         let err = recv(b.as_fd(), RecvFlags::empty()).unwrap_err();
@@ -449,7 +449,7 @@ mod tests {
     /// with its fds, on the supervisor's non-blocking end.
     #[tokio::test]
     async fn a_stream_message_in_parts_is_read_whole() {
-        let (a, b) = pair_of(Kind::Stream).unwrap();
+        let (a, b) = pair_of(Framing::Stream).unwrap();
         rustix::net::sockopt::set_socket_send_buffer_size(&a, 4096).unwrap();
         let big: Vec<u8> = (0..MAX_MESSAGE).map(|i| (i % 251) as u8).collect();
         let sender = AsyncChannel::new(a).unwrap();

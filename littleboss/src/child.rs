@@ -113,7 +113,7 @@ fn check_channel(fd: BorrowedFd<'_>, parent: i32) -> Result<(), NotChannel> {
         return Err(NotChannel::NotUnix);
     }
     let kind = sockopt::socket_type(fd).map_err(|e| NotChannel::Socket(e.into()))?;
-    if channel::Kind::from_type(kind).is_none() {
+    if channel::Framing::from_type(kind).is_none() {
         let shown = match kind {
             SocketType::DGRAM => "a datagram socket",
             _ => "a socket of another type",
@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_channel_is_a_seqpacket_or_stream_socket_from_the_parent() {
-        for kind in [channel::Kind::Packet, channel::Kind::Stream] {
+        for kind in [channel::Framing::Packet, channel::Framing::Stream] {
             let (ours, _theirs) = channel::pair_of(kind).unwrap();
             // A socket pair we made has us as its peer: ours if we are the "parent".
             assert_eq!(check(ours.as_fd(), us()), Ok(()));
@@ -580,7 +580,7 @@ mod tests {
 
     #[test]
     fn ready_returns_at_once_when_the_supervisor_does_not_read() {
-        let (supervisor, child) = channel::pair_of(channel::Kind::Packet).unwrap();
+        let (supervisor, child) = channel::pair_of(channel::Framing::Packet).unwrap();
         let queued = fill(&child);
         let link = Arc::new(Link::start(child, protocol::PROTOCOL).unwrap());
         let (returned, took) = mpsc::channel();
@@ -620,7 +620,7 @@ mod tests {
 
     #[test]
     fn the_final_message_waits_a_bounded_time() {
-        let (supervisor, child) = channel::pair_of(channel::Kind::Packet).unwrap();
+        let (supervisor, child) = channel::pair_of(channel::Framing::Packet).unwrap();
         fill(&child);
         let link = Link::start(child, protocol::PROTOCOL).unwrap();
         let start = Instant::now();
@@ -629,7 +629,7 @@ mod tests {
         assert!(took < Duration::from_secs(5), "finished took {took:?}");
         drop(supervisor);
         // And it is sent at once when the supervisor reads.
-        let (supervisor, child) = channel::pair_of(channel::Kind::Packet).unwrap();
+        let (supervisor, child) = channel::pair_of(channel::Framing::Packet).unwrap();
         let link = Link::start(child, protocol::PROTOCOL).unwrap();
         assert!(link.finished_within(&Err("boom".into()), Duration::from_secs(10)));
         let msg = channel::recv(supervisor.as_fd(), RecvFlags::empty())

@@ -22,7 +22,7 @@ use crate::logger::{Level, Logger};
 /// What the server tells the supervisor's loop about its clients, each named by a
 /// number of its own.
 #[derive(Debug)]
-pub(crate) enum Incoming {
+pub(crate) enum ClientEvent {
     /// A request, with where its answer goes.
     Request {
         client: u64,
@@ -100,7 +100,7 @@ fn busy() -> String {
 /// Accepts control connections until the supervisor's loop goes away.
 pub(crate) async fn serve(
     listener: UnixListener,
-    requests: mpsc::Sender<Incoming>,
+    requests: mpsc::Sender<ClientEvent>,
     name: String,
     logger: Logger,
     connections: Connections,
@@ -152,7 +152,7 @@ pub(crate) async fn serve(
 #[derive(Debug)]
 struct Client {
     id: u64,
-    requests: mpsc::Sender<Incoming>,
+    requests: mpsc::Sender<ClientEvent>,
     name: String,
     logger: Logger,
 }
@@ -238,7 +238,7 @@ async fn handle(mut stream: UnixStream, client: &Client) {
         let Ok(stream) = stream.into_std() else {
             return;
         };
-        let incoming = Incoming::Upgrade {
+        let incoming = ClientEvent::Upgrade {
             client: client.id,
             request,
             version,
@@ -261,7 +261,7 @@ async fn forward(
     exe: Option<OwnedFd>,
 ) {
     let (tx, rx) = oneshot::channel();
-    let incoming = Incoming::Request {
+    let incoming = ClientEvent::Request {
         client: client.id,
         request,
         reply: tx,
@@ -277,7 +277,7 @@ async fn forward(
             }
         }
         () = closed(&mut stream) => {
-            let _ = client.requests.send(Incoming::Gone { client: client.id }).await;
+            let _ = client.requests.send(ClientEvent::Gone { client: client.id }).await;
         }
     }
 }

@@ -183,7 +183,7 @@ pub(crate) enum UnixBindError {
 }
 
 /// One declared listener, opened: adopted from systemd, bound, or off (`None`).
-pub(crate) type Opened = (String, Network, Option<Bound>);
+pub(crate) type OpenedListener = (String, Network, Option<Bound>);
 
 /// Opens every declared listener: a socket systemd passed under its name if there is
 /// one, else a new one bound to its spec. Returns the listeners, and the names of
@@ -192,7 +192,7 @@ pub(crate) fn open_all(
     specs: &[(String, ListenerSpec)],
     unix_mode: Option<u32>,
     mut activated: activation::Activated,
-) -> Result<(Vec<Opened>, Vec<String>), Error> {
+) -> Result<(Vec<OpenedListener>, Vec<String>), Error> {
     let mut opened = Vec::with_capacity(specs.len());
     for (name, spec) in specs {
         let bound = match activated.adopt(name, spec.network) {

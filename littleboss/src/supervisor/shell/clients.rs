@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::control::protocol::{self, Response};
-use crate::control::server::Incoming;
+use crate::control::server::ClientEvent;
 
 use super::Shell;
 use crate::supervisor::machine::{ClientId, Input};
@@ -29,9 +29,9 @@ pub(super) fn answer_held(held: Held, response: Response) {
 }
 
 impl Shell {
-    pub(super) fn incoming(&mut self, incoming: Incoming) {
+    pub(super) fn incoming(&mut self, incoming: ClientEvent) {
         match incoming {
-            Incoming::Request {
+            ClientEvent::Request {
                 client,
                 request,
                 reply,
@@ -45,13 +45,13 @@ impl Shell {
                 self.clients.insert(client, reply);
                 self.handle(Input::Request { client, request });
             }
-            Incoming::Gone { client } => {
+            ClientEvent::Gone { client } => {
                 let client = ClientId(client);
                 self.clients.remove(&client);
                 self.exes.remove(&client);
                 self.handle(Input::ClientGone { client });
             }
-            Incoming::Upgrade {
+            ClientEvent::Upgrade {
                 client,
                 request,
                 version,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::control::protocol::{Response, Versions};
-use crate::control::server::{self, Incoming};
+use crate::control::server::{self, ClientEvent};
 use crate::environ::{self, TEST_MOVE_CAP_ENV, TEST_TAKE_MS_ENV};
 use crate::logger::Level;
 
@@ -57,8 +57,8 @@ pub(crate) struct Shell {
     inputs: mpsc::UnboundedReceiver<Input>,
     prepared_tx: mpsc::UnboundedSender<Prepared>,
     prepared: mpsc::UnboundedReceiver<Prepared>,
-    requests_tx: mpsc::Sender<Incoming>,
-    requests: mpsc::Receiver<Incoming>,
+    requests_tx: mpsc::Sender<ClientEvent>,
+    requests: mpsc::Receiver<ClientEvent>,
     connections: server::Connections,
     /// The control socket (the server has a copy of its own), kept for an upgrade.
     control: OwnedFd,

@@ -231,3 +231,14 @@ pub fn names_versions(text: &str, versions: &[u64]) -> bool {
         .iter()
         .all(|version| numbers.contains(&version.to_string().as_str()))
 }
+
+/// Panics, with the outcome and the supervisor's logs, unless `outcome` exited 0.
+#[track_caller]
+pub fn assert_ok(sup: &Supervisor<'_>, what: &str, outcome: &Outcome) {
+    assert_eq!(
+        outcome.code(),
+        Some(0),
+        "{what} failed: {outcome}\n{}",
+        sup.logs()
+    );
+}

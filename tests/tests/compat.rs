@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use littleboss_tests::release_support::{
-    OLD_PROTOCOL, PROTOCOLS_VAR, TEST_PROTOCOLS, UPGRADE_REFUSED, environ_var, names_versions,
-    old_release, run_with_env, start_with_env,
+    OLD_PROTOCOL, PROTOCOLS_VAR, TEST_PROTOCOLS, UPGRADE_REFUSED, assert_ok, environ_var,
+    names_versions, old_release, run_with_env, start_with_env,
 };
 use littleboss_tests::{Answer, Env, NO_ARGS, Outcome, Supervisor, bin, get, port_is_free};
 
@@ -45,17 +45,6 @@ fn served_by(sup: &Supervisor<'_>, addr: SocketAddr, bin: &Path) -> Answer {
     assert_eq!(answer.mode, "supervised", "{answer:?}");
     assert_eq!(answer.pid, sup.child_pid(), "{answer:?}\n{}", sup.logs());
     answer
-}
-
-/// Panics, with the outcome and the supervisor's logs, unless `outcome` exited 0.
-#[track_caller]
-fn assert_ok(sup: &Supervisor<'_>, what: &str, outcome: &Outcome) {
-    assert_eq!(
-        outcome.code(),
-        Some(0),
-        "{what} failed: {outcome}\n{}",
-        sup.logs()
-    );
 }
 
 /// Panics unless `outcome` exited 1 with a reason on stderr that says `protocol` and

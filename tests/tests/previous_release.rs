@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use littleboss_tests::load_support::{Client, Load};
-use littleboss_tests::release_support::RELEASE_9E15504;
-use littleboss_tests::{Env, NO_ARGS, Outcome, Supervisor, bin, port_is_free};
+use littleboss_tests::release_support::{RELEASE_9E15504, assert_ok};
+use littleboss_tests::{Env, NO_ARGS, Supervisor, bin, port_is_free};
 
 /// Copies of this release's `lb-http` and of the previous release's, in `env`.
 fn binaries(env: &Env) -> (PathBuf, PathBuf) {
@@ -23,17 +23,6 @@ fn binaries(env: &Env) -> (PathBuf, PathBuf) {
 
 fn shown(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
-}
-
-/// Panics, with the outcome and the supervisor's logs, unless `outcome` exited 0.
-#[track_caller]
-fn assert_ok(sup: &Supervisor<'_>, what: &str, outcome: &Outcome) {
-    assert_eq!(
-        outcome.code(),
-        Some(0),
-        "{what} failed: {outcome}\n{}",
-        sup.logs()
-    );
 }
 
 /// Waits until the supervisor's serving child runs `bin` and is running; its pid.

@@ -29,6 +29,7 @@ pub(super) fn answer_held(held: Held, response: Response) {
 }
 
 impl Shell {
+    /// Turns what the control socket's server says of a client into an input.
     pub(super) fn incoming(&mut self, incoming: ClientEvent) {
         match incoming {
             ClientEvent::Request {
@@ -37,11 +38,7 @@ impl Shell {
                 reply,
                 exe,
             } => {
-                self.next_client = self.next_client.max(client + 1);
-                let client = ClientId(client);
-                if let Some(exe) = exe {
-                    self.exes.insert(client, exe);
-                }
+                let client = self.client(client, exe);
                 self.clients.insert(client, reply);
                 self.handle(Input::Request { client, request });
             }
@@ -58,18 +55,23 @@ impl Shell {
                 stream,
                 exe,
             } => {
-                self.next_client = self.next_client.max(client + 1);
-                let client = ClientId(client);
-                if let Some(exe) = exe {
-                    self.exes.insert(client, exe);
-                }
+                let client = self.client(client, exe);
                 self.held.insert(client, Held { version, stream });
-                self.handle(Input::Request {
-                    client,
-                    request: crate::control::protocol::Request::Upgrade(request),
-                });
+                let request = crate::control::protocol::Request::Upgrade(request);
+                self.handle(Input::Request { client, request });
             }
         }
+    }
+
+    /// A client with a request: its id, which the next one's follows, and the
+    /// executable it passed, kept for the request's preparation.
+    fn client(&mut self, client: u64, exe: Option<std::os::fd::OwnedFd>) -> ClientId {
+        self.next_client = self.next_client.max(client + 1);
+        let client = ClientId(client);
+        if let Some(exe) = exe {
+            self.exes.insert(client, exe);
+        }
+        client
     }
 
     /// Answers a client: on its connection's task, or on the connection the shell

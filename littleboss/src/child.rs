@@ -59,9 +59,7 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, ChannelError>> {
         return Some(Err(ChannelError::NotFd { value }));
     };
     let not_channel = |why| ChannelError::NotChannel { raw, why };
-    // SAFETY: F_GETFD on any fd number only reads its flags; it fails with EBADF if the
-    // number is not open.
-    if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+    if !sys::is_open(raw) {
         return Some(Err(not_channel(NotChannel::Closed)));
     }
     // SAFETY: the number is open (checked just above), not -1, and the borrow lives only

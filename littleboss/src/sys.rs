@@ -34,6 +34,15 @@ pub(crate) fn describe(e: &io::Error) -> String {
     }
 }
 
+/// Whether the number `fd` names an open fd. It asks with the number alone
+/// (`fcntl(F_GETFD)`), so no `BorrowedFd` is ever made for a number that may name
+/// nothing: the one check before an inherited fd number is owned.
+pub(crate) fn is_open(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: F_GETFD takes no pointer and only reads the fd's flags; for a number that
+    // names no open fd it fails with EBADF and changes nothing.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
 /// The name of this system, for messages about what it cannot do.
 pub(crate) const SYSTEM: &str = std::env::consts::OS;
 

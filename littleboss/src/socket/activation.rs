@@ -3,7 +3,7 @@
 //! being bound.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::FdFlags;
@@ -43,9 +43,7 @@ pub(crate) fn take() -> Activated {
         .unwrap_or_default();
     let mut sockets = Vec::new();
     for (i, raw) in (FIRST_FD..FIRST_FD.saturating_add(count)).enumerate() {
-        // SAFETY: a syscall on an fd number that may be closed is memory-safe; it fails
-        // with EBADF, and the borrow does not outlive this expression.
-        if rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(raw) }).is_err() {
+        if !sys::is_open(raw) {
             continue;
         }
         // SAFETY: the fd is open (checked above) and systemd passed it to this process

@@ -20,6 +20,7 @@ use rustix::io::FdFlags;
 use crate::control::protocol::Versions;
 use crate::environ::{self, HANDOVER_ENV, HANDOVER_PID_ENV, TEST_STATE_VERSION_ENV};
 use crate::socket::SocketFile;
+use crate::sys;
 use crate::wire::state_v1::HandoverV1;
 
 use super::machine::{ChildId, ClientId, State, Time};
@@ -207,17 +208,9 @@ pub(crate) fn take() -> Option<Result<(Handover, Fds), HandoverError>> {
     Some(read(fd.to_str().and_then(|v| v.parse::<RawFd>().ok())))
 }
 
-/// Whether the number `fd` names an open fd. It asks with the number alone, so no
-/// `BorrowedFd` is ever made for a number that may name nothing.
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD takes no pointer and only reads the fd's flags; for a number that
-    // names no open fd it fails with EBADF and changes nothing.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
-}
-
 fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), HandoverError> {
     let fd = fd.filter(|fd| *fd > 2).ok_or(HandoverError::NotFd)?;
-    if !is_open(fd) {
+    if !sys::is_open(fd) {
         return Err(HandoverError::NotOpen(fd));
     }
     // SAFETY: the previous image of this very process (the pid in HANDOVER_PID_ENV)
@@ -230,7 +223,8 @@ fn read(fd: Option<RawFd>) -> Result<(Handover, Fds), HandoverError> {
     let handover = Handover::decode(&bytes)?;
     let mut listed = handover.raw_fds();
     listed.sort_unstable();
-    if listed.windows(2).any(|w| w[0] == w[1]) || listed.iter().any(|fd| *fd <= 2 || !is_open(*fd))
+    if listed.windows(2).any(|w| w[0] == w[1])
+        || listed.iter().any(|fd| *fd <= 2 || !sys::is_open(*fd))
     {
         return Err(HandoverError::BadFds);
     }
@@ -394,7 +388,7 @@ mod tests {
     fn a_number_that_names_nothing_is_refused_without_being_touched() {
         // Far above any fd this process has: fds are numbered lowest first.
         let nothing: RawFd = 1 << 30;
-        assert!(!is_open(nothing));
+        assert!(!sys::is_open(nothing));
         assert_eq!(
             read(Some(nothing)).unwrap_err().to_string(),
             format!("{HANDOVER_ENV}={nothing} is not open")
@@ -404,7 +398,7 @@ mod tests {
             format!("{HANDOVER_ENV} is not an fd number")
         );
         let file = tempfile::tempfile().unwrap();
-        assert!(is_open(file.as_raw_fd()));
+        assert!(sys::is_open(file.as_raw_fd()));
     }
 
     #[test]

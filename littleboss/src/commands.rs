@@ -41,14 +41,12 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
         Command::Status | Command::StatusJson => Request::Status,
         Command::Stop => Request::Stop,
         Command::Reload | Command::Upgrade => {
-            let what = match flags.command {
-                Command::Reload => "reload",
-                _ => "upgrade",
-            };
+            let upgrade = flags.command == Command::Upgrade;
             match reload_request(flags) {
-                Ok(request) if what == "reload" => Request::Reload(request),
-                Ok(request) => Request::Upgrade(request),
+                Ok(request) if upgrade => Request::Upgrade(request),
+                Ok(request) => Request::Reload(request),
                 Err(e) => {
+                    let what = if upgrade { "upgrade" } else { "reload" };
                     let line = format!("{what} of {name} failed: {e}");
                     return fail(Error::io("finding this executable", e), line);
                 }

@@ -57,9 +57,9 @@ pub(crate) const TEST_HOOKS: &[&str] = &[
     TEST_TAKE_MS_ENV,
 ];
 
-/// Variables a child never inherits: the channel of the supervisor's own supervisor,
-/// if any (a child gets its own), what an upgrade handed this process, systemd's,
-/// which were meant for the supervisor, and the test hooks.
+/// Variables a child never inherits, besides the [`TEST_HOOKS`]: the channel of the
+/// supervisor's own supervisor, if any (a child gets its own), what an upgrade handed
+/// this process, and systemd's, which were meant for the supervisor.
 pub(crate) const NOT_INHERITED: &[&str] = &[
     CHANNEL_ENV,
     SUPERVISOR_PID_ENV,
@@ -71,10 +71,6 @@ pub(crate) const NOT_INHERITED: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
-    TEST_PROTOCOLS_ENV,
-    TEST_STATE_VERSION_ENV,
-    TEST_MOVE_CAP_ENV,
-    TEST_TAKE_MS_ENV,
 ];
 
 static AT_START: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
@@ -118,14 +114,20 @@ pub(crate) fn test_hooks_set() -> impl Iterator<Item = (&'static OsStr, &'static
         .map(|(key, value)| (key.as_os_str(), value.as_os_str()))
 }
 
-/// What a child inherits: the environment at start without [`NOT_INHERITED`].
+/// What a child inherits: the environment at start without [`NOT_INHERITED`] and
+/// [`TEST_HOOKS`].
 pub(crate) fn inherited() -> impl Iterator<Item = (&'static OsStr, &'static OsStr)> {
     inherited_from(at_start())
 }
 
 fn inherited_from(vars: &[(OsString, OsString)]) -> impl Iterator<Item = (&OsStr, &OsStr)> {
     vars.iter()
-        .filter(|(key, _)| !NOT_INHERITED.iter().any(|name| key == name))
+        .filter(|(key, _)| {
+            !NOT_INHERITED
+                .iter()
+                .chain(TEST_HOOKS)
+                .any(|name| key == name)
+        })
         .map(|(key, value)| (key.as_os_str(), value.as_os_str()))
 }
 

@@ -29,7 +29,7 @@ use super::state::FdKey;
 mod v1;
 
 #[cfg(test)]
-pub(crate) use v1::through_v1;
+pub(crate) use v1::{through_v1, v1_bytes};
 
 /// The first bytes of a handover.
 const MAGIC: &[u8; 20] = b"littleboss-handover\0";

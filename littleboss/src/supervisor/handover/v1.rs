@@ -5,9 +5,11 @@
 use crate::control::protocol::Versions;
 use crate::socket::{BoundAddr, SocketFile};
 use crate::spec::Network;
+use std::collections::BTreeMap;
+
 use crate::supervisor::machine::{
-    Asked, Child, ChildId, ClientId, Current, Exit, Incoming, Life, Phase, Reload, State, Upgrade,
-    UpgradeStep, WaitStatus,
+    Asked, Child, ChildId, ClientId, Exit, Incoming, Life, Lifecycle, Reload, ReloadKind, Slot,
+    State, Stop, Timer, Timers, Upgrade, UpgradeStep, WaitStatus,
 };
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 use crate::wire::state_v1::{
@@ -128,16 +130,142 @@ impl HandoverV1 {
 
 impl StateV1 {
     fn from_state(s: &State) -> Result<StateV1, Unfit> {
+        let child = |id: ChildId| -> Result<ChildV1, Unfit> {
+            let c = s
+                .children
+                .get(&id)
+                .ok_or_else(|| format!("child {} is named but not known", id.0))?;
+            ChildV1::from_child(c, &s.timers)
+        };
+        let current = |slot: &Slot| -> Result<CurrentV1, Unfit> {
+            Ok(match slot {
+                Slot::Child(id) => CurrentV1::Child(child(*id)?),
+                Slot::BackingOff { program, at } => CurrentV1::Backoff {
+                    program: ProgramRecordV1::from_record(program),
+                    at: *at,
+                },
+                Slot::Exited {
+                    program,
+                    pid,
+                    exit,
+                    was_ready,
+                } => CurrentV1::Exited {
+                    program: ProgramRecordV1::from_record(program),
+                    pid: *pid,
+                    exit: ExitV1::from_exit(exit),
+                    was_ready: *was_ready,
+                },
+                Slot::Idle { program } => CurrentV1::Idle {
+                    program: ProgramRecordV1::from_record(program),
+                },
+            })
+        };
+        let up = |current, reload| PhaseV1::Up { current, reload };
+        let (phase, build_pending, upgrade) = match &s.lifecycle {
+            Lifecycle::Serving { child } => (up(current(&Slot::Child(*child))?, None), false, None),
+            Lifecycle::BackingOff { program } => {
+                let at = s
+                    .timers
+                    .get(Timer::Restart)
+                    .ok_or("the state has no time for its restart")?;
+                let program = program.clone();
+                (
+                    up(current(&Slot::BackingOff { program, at })?, None),
+                    false,
+                    None,
+                )
+            }
+            Lifecycle::Idle { program } => {
+                let program = program.clone();
+                (up(current(&Slot::Idle { program })?, None), false, None)
+            }
+            Lifecycle::Reloading(r) => {
+                let reload = ReloadV1 {
+                    waiter: r.waiter.map(|w| w.0),
+                    since: r.since,
+                    incoming: match &r.incoming {
+                        Incoming::Preparing | Incoming::Vetting { .. } => IncomingV1::Preparing,
+                        Incoming::Child(id) => IncomingV1::Child(child(*id)?),
+                    },
+                    queued: r
+                        .queued
+                        .iter()
+                        .map(|a| AskedV1 {
+                            waiter: a.waiter.map(|w| w.0),
+                            path: a.path.clone(),
+                            args: a.args.clone(),
+                            overrides: a.overrides.clone(),
+                        })
+                        .collect(),
+                    build: r.kind == ReloadKind::Build,
+                    upgrade: r.kind == ReloadKind::Upgrade,
+                    vetting: match &r.incoming {
+                        Incoming::Vetting { program, listeners } => Some((
+                            ProgramRecordV1::from_record(program),
+                            listeners_v1(listeners)?,
+                        )),
+                        Incoming::Preparing | Incoming::Child(_) => None,
+                    },
+                };
+                (up(current(&r.old)?, Some(reload)), r.build_pending, None)
+            }
+            Lifecycle::Upgrading(u) => {
+                let upgrade = UpgradeV1 {
+                    waiter: u.waiter.map(|w| w.0),
+                    program: ProgramRecordV1::from_record(&u.program),
+                    old_pid: u.old_pid,
+                    new_pid: u.new_pid,
+                    ms: u.ms,
+                    step: match u.step {
+                        UpgradeStep::Probing => UpgradeStepV1::Probing,
+                        UpgradeStep::Exec => UpgradeStepV1::Exec,
+                    },
+                    from: u.from,
+                };
+                (
+                    up(current(&u.serving)?, None),
+                    u.build_pending,
+                    Some(upgrade),
+                )
+            }
+            Lifecycle::Stopping(stop) => (
+                PhaseV1::Stopping {
+                    waiters: stop.waiters.iter().map(|w| w.0).collect(),
+                    serving: stop.serving.map(|c| c.0),
+                    cancelled: stop.cancelled.map(|c| c.0),
+                    code: stop.code,
+                },
+                false,
+                None,
+            ),
+            // Version 1 has no such phase; no exec happens in it, so a stopping
+            // state with no child left stands for it.
+            Lifecycle::Ending { waiters, code } => (
+                PhaseV1::Stopping {
+                    waiters: waiters.iter().map(|w| w.0).collect(),
+                    serving: None,
+                    cancelled: None,
+                    code: Some(*code),
+                },
+                false,
+                None,
+            ),
+            Lifecycle::Done { code } => (PhaseV1::Done { code: *code }, false, None),
+        };
+        // Version 1 keeps the children no phase names in a list of their own.
+        let named = [s.serving_id(), s.incoming_id()];
+        let retiring = s
+            .children
+            .keys()
+            .filter(|id| !named.contains(&Some(**id)))
+            .map(|id| child(*id))
+            .collect::<Result<_, _>>()?;
         Ok(StateV1 {
             name: s.name.clone(),
             pid: s.pid,
             started: s.started,
-            phase: PhaseV1::from_phase(&s.phase)?,
-            retiring: s
-                .retiring
-                .iter()
-                .map(ChildV1::from_child)
-                .collect::<Result<_, _>>()?,
+            phase,
+            retiring,
             listeners: listeners_v1(&s.listeners)?,
             previous: s.previous.as_ref().map(ProgramRecordV1::from_record),
             reloads: s.reloads,
@@ -146,20 +274,107 @@ impl StateV1 {
             backoff_ms: s.backoff_ms,
             next_child: s.next_child,
             announced: s.announced,
-            build_pending: s.build_pending,
+            build_pending,
             supervisor_path: s.supervisor_path.clone(),
             upgrades: s.upgrades,
-            upgrade: s.upgrade.as_ref().map(UpgradeV1::from_upgrade),
+            upgrade,
         })
     }
 
     fn into_state(self) -> State {
+        let mut table = Table::default();
+        let lifecycle = match self.phase {
+            PhaseV1::Up {
+                current,
+                reload: Some(r),
+            } => {
+                let kind = match (r.upgrade, r.build) {
+                    (true, _) => ReloadKind::Upgrade,
+                    (false, true) => ReloadKind::Build,
+                    (false, false) => ReloadKind::Asked,
+                };
+                let incoming = match (r.incoming, r.vetting) {
+                    (IncomingV1::Child(child), _) => Incoming::Child(table.put(child)),
+                    (IncomingV1::Preparing, Some((program, listeners))) => Incoming::Vetting {
+                        program: program.into_record(),
+                        listeners: listeners_from_v1(listeners),
+                    },
+                    (IncomingV1::Preparing, None) => Incoming::Preparing,
+                };
+                Lifecycle::Reloading(Reload {
+                    waiter: r.waiter.map(ClientId),
+                    since: r.since,
+                    kind,
+                    old: table.slot(current),
+                    incoming,
+                    queued: r
+                        .queued
+                        .into_iter()
+                        .map(|a| Asked {
+                            waiter: a.waiter.map(ClientId),
+                            path: a.path,
+                            args: a.args,
+                            overrides: a.overrides,
+                        })
+                        .collect(),
+                    build_pending: self.build_pending,
+                })
+            }
+            PhaseV1::Up {
+                current,
+                reload: None,
+            } => match self.upgrade {
+                Some(u) => Lifecycle::Upgrading(Upgrade {
+                    waiter: u.waiter.map(ClientId),
+                    program: u.program.into_record(),
+                    old_pid: u.old_pid,
+                    new_pid: u.new_pid,
+                    ms: u.ms,
+                    step: match u.step {
+                        UpgradeStepV1::Probing => UpgradeStep::Probing,
+                        UpgradeStepV1::Exec => UpgradeStep::Exec,
+                    },
+                    from: u.from,
+                    serving: table.slot(current),
+                    build_pending: self.build_pending,
+                }),
+                None => match table.slot(current) {
+                    Slot::Child(child) => Lifecycle::Serving { child },
+                    Slot::BackingOff { program, at } => {
+                        table.timers.set(Timer::Restart, at);
+                        Lifecycle::BackingOff { program }
+                    }
+                    // Written only during a reload; a restart at once stands for it.
+                    Slot::Exited { program, .. } => {
+                        table.timers.set(Timer::Restart, 0);
+                        Lifecycle::BackingOff { program }
+                    }
+                    Slot::Idle { program } => Lifecycle::Idle { program },
+                },
+            },
+            PhaseV1::Stopping {
+                waiters,
+                serving,
+                cancelled,
+                code,
+            } => Lifecycle::Stopping(Stop {
+                waiters: waiters.into_iter().map(ClientId).collect(),
+                serving: serving.map(ChildId),
+                cancelled: cancelled.map(ChildId),
+                code,
+            }),
+            PhaseV1::Done { code } => Lifecycle::Done { code },
+        };
+        for child in self.retiring {
+            table.put(child);
+        }
         State {
             name: self.name,
             pid: self.pid,
             started: self.started,
-            phase: self.phase.into_phase(),
-            retiring: self.retiring.into_iter().map(ChildV1::into_child).collect(),
+            lifecycle,
+            children: table.children,
+            timers: table.timers,
             listeners: listeners_from_v1(self.listeners),
             previous: self.previous.map(ProgramRecordV1::into_record),
             reloads: self.reloads,
@@ -168,95 +383,35 @@ impl StateV1 {
             backoff_ms: self.backoff_ms,
             next_child: self.next_child,
             announced: self.announced,
-            build_pending: self.build_pending,
             supervisor_path: self.supervisor_path,
             upgrades: self.upgrades,
-            upgrade: self.upgrade.map(UpgradeV1::into_upgrade),
         }
     }
 }
 
-impl PhaseV1 {
-    fn from_phase(p: &Phase) -> Result<PhaseV1, Unfit> {
-        Ok(match p {
-            Phase::Up { current, reload } => PhaseV1::Up {
-                current: CurrentV1::from_current(current)?,
-                reload: reload.as_ref().map(ReloadV1::from_reload).transpose()?,
-            },
-            Phase::Stopping {
-                waiters,
-                serving,
-                cancelled,
-                code,
-            } => PhaseV1::Stopping {
-                waiters: waiters.iter().map(|w| w.0).collect(),
-                serving: serving.map(|c| c.0),
-                cancelled: cancelled.map(|c| c.0),
-                code: *code,
-            },
-            // Version 1 has no such phase; no exec happens in it, so a stopping
-            // state with no child left stands for it.
-            Phase::Ending { waiters, code } => PhaseV1::Stopping {
-                waiters: waiters.iter().map(|w| w.0).collect(),
-                serving: None,
-                cancelled: None,
-                code: Some(*code),
-            },
-            Phase::Done { code } => PhaseV1::Done { code: *code },
-        })
-    }
-
-    fn into_phase(self) -> Phase {
-        match self {
-            PhaseV1::Up { current, reload } => Phase::Up {
-                current: current.into_current(),
-                reload: reload.map(ReloadV1::into_reload),
-            },
-            PhaseV1::Stopping {
-                waiters,
-                serving,
-                cancelled,
-                code,
-            } => Phase::Stopping {
-                waiters: waiters.into_iter().map(ClientId).collect(),
-                serving: serving.map(ChildId),
-                cancelled: cancelled.map(ChildId),
-                code,
-            },
-            PhaseV1::Done { code } => Phase::Done { code },
-        }
-    }
+/// The children and deadlines of a state being read: version 1 keeps each child's
+/// deadline in its life.
+#[derive(Default)]
+struct Table {
+    children: BTreeMap<ChildId, Child>,
+    timers: Timers,
 }
 
-impl CurrentV1 {
-    fn from_current(c: &Current) -> Result<CurrentV1, Unfit> {
-        Ok(match c {
-            Current::Child(child) => CurrentV1::Child(ChildV1::from_child(child)?),
-            Current::Backoff { program, at } => CurrentV1::Backoff {
-                program: ProgramRecordV1::from_record(program),
-                at: *at,
-            },
-            Current::Exited {
-                program,
-                pid,
-                exit,
-                was_ready,
-            } => CurrentV1::Exited {
-                program: ProgramRecordV1::from_record(program),
-                pid: *pid,
-                exit: ExitV1::from_exit(exit),
-                was_ready: *was_ready,
-            },
-            Current::Idle { program } => CurrentV1::Idle {
-                program: ProgramRecordV1::from_record(program),
-            },
-        })
+impl Table {
+    fn put(&mut self, child: ChildV1) -> ChildId {
+        let (child, due) = child.into_child();
+        if let (Some(timer), Some(at)) = (child.life.timer(child.id), due) {
+            self.timers.set(timer, at);
+        }
+        let id = child.id;
+        self.children.insert(id, child);
+        id
     }
 
-    fn into_current(self) -> Current {
-        match self {
-            CurrentV1::Child(child) => Current::Child(child.into_child()),
-            CurrentV1::Backoff { program, at } => Current::Backoff {
+    fn slot(&mut self, current: CurrentV1) -> Slot {
+        match current {
+            CurrentV1::Child(child) => Slot::Child(self.put(child)),
+            CurrentV1::Backoff { program, at } => Slot::BackingOff {
                 program: program.into_record(),
                 at,
             },
@@ -265,111 +420,27 @@ impl CurrentV1 {
                 pid,
                 exit,
                 was_ready,
-            } => Current::Exited {
+            } => Slot::Exited {
                 program: program.into_record(),
                 pid,
                 exit: exit.into_exit(),
                 was_ready,
             },
-            CurrentV1::Idle { program } => Current::Idle {
+            CurrentV1::Idle { program } => Slot::Idle {
                 program: program.into_record(),
             },
         }
     }
 }
 
-impl ReloadV1 {
-    fn from_reload(r: &Reload) -> Result<ReloadV1, Unfit> {
-        Ok(ReloadV1 {
-            waiter: r.waiter.map(|w| w.0),
-            since: r.since,
-            incoming: match &r.incoming {
-                Incoming::Preparing => IncomingV1::Preparing,
-                Incoming::Child(child) => IncomingV1::Child(ChildV1::from_child(child)?),
-            },
-            queued: r
-                .queued
-                .iter()
-                .map(|a| AskedV1 {
-                    waiter: a.waiter.map(|w| w.0),
-                    path: a.path.clone(),
-                    args: a.args.clone(),
-                    overrides: a.overrides.clone(),
-                })
-                .collect(),
-            build: r.build,
-            upgrade: r.upgrade,
-            vetting: match &r.vetting {
-                Some((program, listeners)) => Some((
-                    ProgramRecordV1::from_record(program),
-                    listeners_v1(listeners)?,
-                )),
-                None => None,
-            },
-        })
-    }
-
-    fn into_reload(self) -> Reload {
-        Reload {
-            waiter: self.waiter.map(ClientId),
-            since: self.since,
-            incoming: match self.incoming {
-                IncomingV1::Preparing => Incoming::Preparing,
-                IncomingV1::Child(child) => Incoming::Child(child.into_child()),
-            },
-            queued: self
-                .queued
-                .into_iter()
-                .map(|a| Asked {
-                    waiter: a.waiter.map(ClientId),
-                    path: a.path,
-                    args: a.args,
-                    overrides: a.overrides,
-                })
-                .collect(),
-            build: self.build,
-            upgrade: self.upgrade,
-            vetting: self
-                .vetting
-                .map(|(program, listeners)| (program.into_record(), listeners_from_v1(listeners))),
-        }
-    }
-}
-
-impl UpgradeV1 {
-    fn from_upgrade(u: &Upgrade) -> UpgradeV1 {
-        UpgradeV1 {
-            waiter: u.waiter.map(|w| w.0),
-            program: ProgramRecordV1::from_record(&u.program),
-            old_pid: u.old_pid,
-            new_pid: u.new_pid,
-            ms: u.ms,
-            step: match u.step {
-                UpgradeStep::Probing => UpgradeStepV1::Probing,
-                UpgradeStep::Exec => UpgradeStepV1::Exec,
-            },
-            from: u.from,
-        }
-    }
-
-    fn into_upgrade(self) -> Upgrade {
-        Upgrade {
-            waiter: self.waiter.map(ClientId),
-            program: self.program.into_record(),
-            old_pid: self.old_pid,
-            new_pid: self.new_pid,
-            ms: self.ms,
-            step: match self.step {
-                UpgradeStepV1::Probing => UpgradeStep::Probing,
-                UpgradeStepV1::Exec => UpgradeStep::Exec,
-            },
-            from: self.from,
-        }
-    }
-}
-
 impl ChildV1 {
-    fn from_child(c: &Child) -> Result<ChildV1, Unfit> {
+    fn from_child(c: &Child, timers: &Timers) -> Result<ChildV1, Unfit> {
+        let due = |timer: Option<Timer>| {
+            timer
+                .and_then(|t| timers.get(t))
+                .ok_or_else(|| format!("child {} has no deadline for its life", c.id.0))
+        };
+        let deadline = due(c.life.timer(c.id));
         Ok(ChildV1 {
             id: c.id.0,
             pid: c.pid,
@@ -380,11 +451,14 @@ impl ChildV1 {
             started_at: c.started_at,
             life: match c.life {
                 Life::Spawning => LifeV1::Spawning,
-                Life::Started { by } => LifeV1::Started { by },
-                Life::Settling { at } => LifeV1::Settling { at },
-                Life::AwaitingReady { by } => LifeV1::AwaitingReady { by },
+                Life::Started => LifeV1::Started { by: deadline? },
+                Life::Settling => LifeV1::Settling { at: deadline? },
+                Life::AwaitingReady => LifeV1::AwaitingReady { by: deadline? },
                 Life::Ready => LifeV1::Ready,
-                Life::Lameduck { kill_at, welcomed } => LifeV1::Lameduck { kill_at, welcomed },
+                Life::Lameduck { welcomed } => LifeV1::Lameduck {
+                    kill_at: deadline?,
+                    welcomed,
+                },
                 Life::Killed => LifeV1::Killed,
             },
             lameduck_ms: c.lameduck_ms,
@@ -393,8 +467,18 @@ impl ChildV1 {
         })
     }
 
-    fn into_child(self) -> Child {
-        Child {
+    /// The child, and the deadline of its life, if it has one.
+    fn into_child(self) -> (Child, Option<u64>) {
+        let (life, due) = match self.life {
+            LifeV1::Spawning => (Life::Spawning, None),
+            LifeV1::Started { by } => (Life::Started, Some(by)),
+            LifeV1::Settling { at } => (Life::Settling, Some(at)),
+            LifeV1::AwaitingReady { by } => (Life::AwaitingReady, Some(by)),
+            LifeV1::Ready => (Life::Ready, None),
+            LifeV1::Lameduck { kill_at, welcomed } => (Life::Lameduck { welcomed }, Some(kill_at)),
+            LifeV1::Killed => (Life::Killed, None),
+        };
+        let child = Child {
             id: ChildId(self.id),
             pid: self.pid,
             program: self.program.into_record(),
@@ -402,19 +486,12 @@ impl ChildV1 {
             listeners: listeners_from_v1(self.listeners),
             started: self.started,
             started_at: self.started_at,
-            life: match self.life {
-                LifeV1::Spawning => Life::Spawning,
-                LifeV1::Started { by } => Life::Started { by },
-                LifeV1::Settling { at } => Life::Settling { at },
-                LifeV1::AwaitingReady { by } => Life::AwaitingReady { by },
-                LifeV1::Ready => Life::Ready,
-                LifeV1::Lameduck { kill_at, welcomed } => Life::Lameduck { kill_at, welcomed },
-                LifeV1::Killed => Life::Killed,
-            },
+            life,
             lameduck_ms: self.lameduck_ms,
             killed_because: self.killed_because,
             finished: self.finished,
-        }
+        };
+        (child, due)
     }
 }
 
@@ -525,8 +602,14 @@ impl ProgramRecordV1 {
 /// The machine's tests play an upgrade's exec with it.
 #[cfg(test)]
 pub(crate) fn through_v1(state: &State) -> State {
-    let layout = StateV1::from_state(state).expect("the state fits version 1");
-    let bytes = postcard::to_stdvec(&layout).expect("the state serializes");
-    let read: StateV1 = postcard::from_bytes(&bytes).expect("and reads back");
+    let read: StateV1 = postcard::from_bytes(&v1_bytes(state)).expect("and reads back");
     read.into_state()
+}
+
+/// The state in version 1's layout: the machine's tests check after every step that
+/// it reads back as the same state (the same bytes again).
+#[cfg(test)]
+pub(crate) fn v1_bytes(state: &State) -> Vec<u8> {
+    let layout = StateV1::from_state(state).expect("the state fits version 1");
+    postcard::to_stdvec(&layout).expect("the state serializes")
 }

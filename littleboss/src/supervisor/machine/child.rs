@@ -6,27 +6,43 @@ use std::time::{Duration, SystemTime};
 use crate::control::protocol::PANICKED;
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 
+use super::timers::Timer;
 use super::{ChildId, Time};
 
 /// Where a child is in its life. A child that has exited is not here: it is reaped and
-/// forgotten in the same step.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// forgotten in the same step. Each life that waits for something has its deadline in
+/// the timer table ([`Life::timer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Life {
     /// The shell was asked to start it; its pid is not known yet.
     Spawning,
-    /// Started; its hello is due by `by`.
-    Started { by: Time },
-    /// Welcomed (it has its listeners); ready once it has run until `at`.
-    Settling { at: Time },
-    /// Welcomed; it must call `ready()` by `by`.
-    AwaitingReady { by: Time },
+    /// Started; its hello is due ([`Timer::Hello`]).
+    Started,
+    /// Welcomed (it has its listeners); ready once it has run its settle time
+    /// ([`Timer::Settled`]).
+    Settling,
+    /// Welcomed; it must call `ready()` in time ([`Timer::Ready`]).
+    AwaitingReady,
     /// Ready: it serves, or would.
     Ready,
-    /// Asked to wind down; killed at `kill_at`. A child asked before its hello is
-    /// welcomed first (it waits for its listeners), then told.
-    Lameduck { kill_at: Time, welcomed: bool },
+    /// Asked to wind down; killed after its lameduck time ([`Timer::Kill`]). A child
+    /// asked before its hello is welcomed first (it waits for its listeners), then told.
+    Lameduck { welcomed: bool },
     /// Its process group was sent SIGKILL; its exit is what is left.
     Killed,
+}
+
+impl Life {
+    /// The deadline a child of this life has, if any.
+    pub(crate) fn timer(self, id: ChildId) -> Option<Timer> {
+        match self {
+            Life::Started => Some(Timer::Hello(id)),
+            Life::Settling => Some(Timer::Settled(id)),
+            Life::AwaitingReady => Some(Timer::Ready(id)),
+            Life::Lameduck { .. } => Some(Timer::Kill(id)),
+            Life::Spawning | Life::Ready | Life::Killed => None,
+        }
+    }
 }
 
 /// A child process the supervisor started.
@@ -60,19 +76,9 @@ impl Child {
     /// Whether it has said hello and been given its listeners.
     pub(crate) fn welcomed(&self) -> bool {
         match self.life {
-            Life::Spawning | Life::Started { .. } => false,
-            Life::Lameduck { welcomed, .. } => welcomed,
-            Life::Settling { .. } | Life::AwaitingReady { .. } | Life::Ready | Life::Killed => true,
-        }
-    }
-
-    /// The moment something is due for this child, if any.
-    pub(crate) fn deadline(&self) -> Option<Time> {
-        match self.life {
-            Life::Started { by } | Life::AwaitingReady { by } => Some(by),
-            Life::Settling { at } => Some(at),
-            Life::Lameduck { kill_at, .. } => Some(kill_at),
-            Life::Spawning | Life::Ready | Life::Killed => None,
+            Life::Spawning | Life::Started => false,
+            Life::Lameduck { welcomed } => welcomed,
+            Life::Settling | Life::AwaitingReady | Life::Ready | Life::Killed => true,
         }
     }
 }

@@ -4,30 +4,41 @@
 //! Everything that decides is here; the shell ([`super::shell`]) only turns sockets,
 //! signals, exits and timers into inputs, and effects into system calls. Time is a
 //! plain number of milliseconds on a monotonic clock ([`Time`]); clients and children
-//! are ids, so the whole [`State`] is a value that can be serialized. The one timer is
-//! [`Machine::next_deadline`]: the shell sleeps until then and calls
+//! are ids, so the whole [`State`] is a value that an upgrade can hand over. Every
+//! deadline is an entry of one timer table ([`timers`]), and
+//! [`Machine::next_deadline`] is its first: the shell sleeps until then and calls
 //! [`Machine::handle_timeout`], as quinn-proto's `poll_timeout` / `handle_timeout` do.
 //!
-//! The phase carries its data ([`Phase`]), so the rules hold by construction:
+//! Where the supervisor is in its life is one flat enum ([`Lifecycle`]), each variant
+//! holding what its situation needs, so the rules hold by construction:
 //!
-//! - nothing starts while stopping: [`Phase::Stopping`] holds no serving or incoming
-//!   child, only children winding down;
-//! - at most one serving and one incoming child: [`Phase::Up`] has one
-//!   [`Current`] and at most one [`Reload`];
-//! - every child that was started is in exactly one place until its exit, when its
-//!   process group is killed and then it is reaped, in that order, once.
+//! - nothing starts while stopping: [`Lifecycle::Stopping`] names no serving or
+//!   incoming child, and every child left winds down;
+//! - at most one serving and one incoming child: only [`Lifecycle::Reloading`] has an
+//!   incoming one, and each variant names at most one that serves;
+//! - every child that was started is in the table ([`State::children`]) until its
+//!   exit, when its process group is killed and then it is reaped, in that order,
+//!   once; what it is to the supervisor (serving, incoming, winding down) follows from
+//!   the lifecycle, never from where it is stored.
+//!
+//! Each move from one variant to another is a named method: `begin_reload`,
+//! `promote`, `reload_failed`, `child_gone` (with `put_serving` and `settle`),
+//! `restart`, `begin_upgrade`, `upgrade_failed`, `on_resumed`, `enter_stopping`,
+//! `check_done`, `on_descendants_ended`.
 //!
 //! In dev mode ([`Settings::dev`]) a build that lands ([`Input::BuildLanded`]) is a
 //! reload of the serving program's path, and only a stop ends the supervisor: a child
-//! that exits leaves [`Current::Idle`]. A build that lands during a reload is kept in
-//! [`State::build_pending`], never without a reload under way.
+//! that exits leaves [`Lifecycle::Idle`]. A build that lands during a reload or an
+//! upgrade is kept in it (`build_pending`), and reloads once it has ended.
 
 mod child;
+mod lifecycle;
 mod moves;
 #[cfg(test)]
 mod tests;
+mod timers;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -42,7 +53,11 @@ use crate::logger::Level;
 use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
 
 pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration, human_timeout};
+pub(crate) use lifecycle::{
+    Asked, Incoming, Lifecycle, Reload, ReloadKind, Slot, Stop, Upgrade, UpgradeStep,
+};
 use moves::Moving;
+pub(crate) use timers::{Timer, Timers};
 
 /// Milliseconds on the supervisor's monotonic clock (since it started).
 pub(crate) type Time = u64;
@@ -82,7 +97,7 @@ pub(crate) struct Settings {
     pub hello_timeout_ms: u64,
     /// `--littleboss=dev`: a new build at the program's path reloads
     /// ([`Input::BuildLanded`]), and a child that exits does not end the supervisor: it
-    /// waits for the next build ([`Current::Idle`]) instead of restarting or falling back.
+    /// waits for the next build ([`Lifecycle::Idle`]) instead of restarting or falling back.
     pub dev: bool,
     /// The protocol versions this supervisor speaks.
     pub versions: Versions,
@@ -281,136 +296,19 @@ pub(crate) enum Effect {
     },
 }
 
-/// The serving slot of [`Phase::Up`].
-#[derive(Clone, Debug)]
-pub(crate) enum Current {
-    /// The child that serves (or is starting to, until it is ready).
-    Child(Child),
-    /// Persist: the program is started again at `at` (unless a reload is under way).
-    Backoff { program: ProgramRecord, at: Time },
-    /// The serving child exited while a reload was under way; what follows depends on
-    /// the reload.
-    Exited {
-        program: ProgramRecord,
-        pid: u32,
-        exit: Exit,
-        was_ready: bool,
-    },
-    /// Dev mode: no child serves (the last one exited, or could not start); the
-    /// listeners stay open and the next build, SIGHUP or reload starts one.
-    Idle { program: ProgramRecord },
-}
-
-impl Current {
-    /// The program that serves, served last, or waits to be started again.
-    fn program(&self) -> &ProgramRecord {
-        match self {
-            Current::Child(c) => &c.program,
-            Current::Backoff { program, .. }
-            | Current::Exited { program, .. }
-            | Current::Idle { program } => program,
-        }
-    }
-}
-
-/// A reload under way.
-#[derive(Clone, Debug)]
-pub(crate) struct Reload {
-    pub waiter: Option<ClientId>,
-    pub since: Time,
-    pub incoming: Incoming,
-    /// Reloads asked for while this one was being prepared: each is refused once this
-    /// one's child has started (naming it), or started if this one fails first.
-    pub queued: Vec<Asked>,
-    /// A reload to a build that landed (dev mode): its outcome is one `dev:` line.
-    pub build: bool,
-    /// The first step of an upgrade: once the new child is ready, the supervisor
-    /// becomes its binary too ([`Upgrade`]).
-    pub upgrade: bool,
-    /// An upgrade's binary, opened, while it is asked whether it could take over the
-    /// supervisor ([`Effect::Probe`]) before its child starts: a binary that could not
-    /// changes nothing.
-    pub vetting: Option<(ProgramRecord, Vec<ListenerRecord>)>,
-}
-
-/// An upgrade whose child has been reloaded: the supervisor is next.
-#[derive(Clone, Debug)]
-pub(crate) struct Upgrade {
-    pub waiter: Option<ClientId>,
-    /// The binary the supervisor becomes (the new child's).
-    pub program: ProgramRecord,
-    /// The child's reload: old and new pid, and how long it took.
-    pub old_pid: Option<u32>,
-    pub new_pid: u32,
-    pub ms: u64,
-    pub step: UpgradeStep,
-    /// The newest protocol of the supervisor that began the upgrade.
-    pub from: u16,
-}
-
-/// Where an [`Upgrade`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum UpgradeStep {
-    /// The new binary is asked whether it can take over ([`Effect::Probe`]).
-    Probing,
-    /// It can: the supervisor re-executes ([`Effect::Exec`]).
-    Exec,
-}
-
-/// A reload as it was asked for.
-#[derive(Clone, Debug)]
-pub(crate) struct Asked {
-    pub waiter: Option<ClientId>,
-    pub path: PathBuf,
-    pub args: Option<Vec<OsString>>,
-    pub overrides: Vec<(String, String)>,
-}
-
-/// The new child of a reload.
-// One value in one place for the supervisor's life: its size does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-pub(crate) enum Incoming {
-    /// The binary is being opened and the listeners bound.
-    Preparing,
-    Child(Child),
-}
-
-/// Where the supervisor is in its life.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-pub(crate) enum Phase {
-    /// Serving, starting, or reloading.
-    Up {
-        current: Current,
-        reload: Option<Reload>,
-    },
-    /// Every child winds down; the supervisor ends when none is left.
-    Stopping {
-        waiters: Vec<ClientId>,
-        /// The child that served when the stop came: its exit code is the stop's.
-        serving: Option<ChildId>,
-        /// The new child of the reload that the stop cancelled.
-        cancelled: Option<ChildId>,
-        code: Option<i32>,
-    },
-    /// Every child is gone and the listeners are closed; what the service left
-    /// behind (descendants that left its process groups) is being ended
-    /// ([`Effect::EndDescendants`]). The stop is answered once that is done.
-    Ending { waiters: Vec<ClientId>, code: i32 },
-    /// Stopped with this exit code.
-    Done { code: i32 },
-}
-
-/// Everything the supervisor knows: one serializable value.
+/// Everything the supervisor knows: one value, which an upgrade hands over.
 #[derive(Clone, Debug)]
 pub(crate) struct State {
     pub name: String,
     pub pid: u32,
     pub started: SystemTime,
-    pub phase: Phase,
-    /// Children winding down or killed, waiting for their exit.
-    pub retiring: Vec<Child>,
+    /// Where the supervisor is in its life.
+    pub lifecycle: Lifecycle,
+    /// Every child not yet reaped, by id; the lifecycle names the serving and the
+    /// incoming one, and every other is winding down or killed.
+    pub children: BTreeMap<ChildId, Child>,
+    /// Every deadline.
+    pub timers: Timers,
     /// The listeners a new child gets.
     pub listeners: Vec<ListenerRecord>,
     /// The program a failing reloaded child falls back to.
@@ -423,33 +321,88 @@ pub(crate) struct State {
     pub next_child: u64,
     /// Whether the first child has been reported started.
     pub announced: bool,
-    /// Dev mode: a build landed during the reload under way; it reloads when that one
-    /// ends.
-    pub build_pending: bool,
     /// The executable the supervisor runs.
     pub supervisor_path: PathBuf,
     /// Times the supervisor re-executed itself as a new binary.
     pub upgrades: u64,
-    /// The upgrade under way, once its child has been reloaded.
-    pub upgrade: Option<Upgrade>,
 }
 
 impl State {
     /// The program that serves, or would (`None` once stopping).
     pub(crate) fn phase_program(&self) -> Option<ProgramRecord> {
-        match &self.phase {
-            Phase::Up { current, .. } => Some(current.program().clone()),
-            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => None,
+        let of_slot = |slot: &Slot| match slot {
+            Slot::Child(id) => self.children.get(id).map(|c| c.program.clone()),
+            Slot::BackingOff { program, .. }
+            | Slot::Exited { program, .. }
+            | Slot::Idle { program } => Some(program.clone()),
+        };
+        match &self.lifecycle {
+            Lifecycle::Serving { child } => of_slot(&Slot::Child(*child)),
+            Lifecycle::BackingOff { program } | Lifecycle::Idle { program } => {
+                Some(program.clone())
+            }
+            Lifecycle::Reloading(reload) => of_slot(&reload.old),
+            Lifecycle::Upgrading(upgrade) => of_slot(&upgrade.serving),
+            Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => None,
+        }
+    }
+
+    /// The child that serves (or is starting to), unless the supervisor is stopping.
+    pub(crate) fn serving_id(&self) -> Option<ChildId> {
+        match &self.lifecycle {
+            Lifecycle::Serving { child }
+            | Lifecycle::Reloading(Reload {
+                old: Slot::Child(child),
+                ..
+            })
+            | Lifecycle::Upgrading(Upgrade {
+                serving: Slot::Child(child),
+                ..
+            }) => Some(*child),
+            _ => None,
+        }
+    }
+
+    /// The new child of the reload under way, once it is started.
+    pub(crate) fn incoming_id(&self) -> Option<ChildId> {
+        match &self.lifecycle {
+            Lifecycle::Reloading(Reload {
+                incoming: Incoming::Child(child),
+                ..
+            }) => Some(*child),
+            _ => None,
+        }
+    }
+
+    /// What the child is to the supervisor now.
+    fn role(&self, id: ChildId) -> Role {
+        if self.serving_id() == Some(id) {
+            Role::Serving
+        } else if self.incoming_id() == Some(id) {
+            Role::Incoming
+        } else {
+            Role::Retiring
         }
     }
 }
 
-/// Where a child is.
+/// What a child is to the supervisor; it follows from the lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Place {
-    Current,
+enum Role {
+    /// It serves, or is starting to.
+    Serving,
+    /// The new child of the reload under way.
     Incoming,
-    Retiring(usize),
+    /// Winding down or killed: its exit is what is left.
+    Retiring,
+}
+
+/// What follows a serving child that is gone.
+enum Gone {
+    /// This serves next (a fallback's child, a restart later, or nothing in dev mode).
+    Then(Slot),
+    /// The supervisor stops with this exit code.
+    Stop(i32),
 }
 
 /// The supervisor's state machine.
@@ -462,6 +415,36 @@ pub(crate) struct Machine {
     moves: Moving,
 }
 
+/// A child record, not started yet, and the effect that starts it.
+fn new_child(
+    id: ChildId,
+    program: ProgramRecord,
+    listeners: Vec<ListenerRecord>,
+    lameduck_ms: u64,
+    now: Time,
+) -> (Child, Effect) {
+    let argv = child_argv(&program.args, &listeners);
+    let effect = Effect::Spawn {
+        child: id,
+        program: program.clone(),
+        argv: argv.clone(),
+    };
+    let child = Child {
+        id,
+        pid: 0,
+        program,
+        argv,
+        listeners,
+        started: None,
+        started_at: now,
+        life: Life::Spawning,
+        lameduck_ms,
+        killed_because: None,
+        finished: None,
+    };
+    (child, effect)
+}
+
 impl Machine {
     /// A supervisor that starts `program` with `listeners` at once.
     pub(crate) fn new(
@@ -472,40 +455,33 @@ impl Machine {
         program: ProgramRecord,
         now: Time,
     ) -> Machine {
-        let placeholder = Current::Backoff {
-            program: program.clone(),
-            at: now,
-        };
-        let mut machine = Machine {
+        let first = ChildId(1);
+        let supervisor_path = program.path.clone();
+        let (child, spawn) =
+            new_child(first, program, listeners.clone(), settings.lameduck_ms, now);
+        Machine {
             state: State {
                 name: settings.name.clone(),
                 pid,
                 started,
-                phase: Phase::Up {
-                    current: placeholder,
-                    reload: None,
-                },
-                retiring: Vec::new(),
+                lifecycle: Lifecycle::Serving { child: first },
+                children: BTreeMap::from([(first, child)]),
+                timers: Timers::default(),
                 listeners,
                 previous: None,
                 reloads: 0,
                 failures: 0,
                 restarts: 0,
                 backoff_ms: BACKOFF_MIN_MS,
-                next_child: 0,
+                next_child: first.0,
                 announced: false,
-                build_pending: false,
-                supervisor_path: program.path.clone(),
+                supervisor_path,
                 upgrades: 0,
-                upgrade: None,
             },
             settings,
-            effects: VecDeque::new(),
+            effects: VecDeque::from([spawn]),
             moves: Moving::default(),
-        };
-        let child = machine.spawn(program, machine.state.listeners.clone(), now);
-        machine.set_current(Current::Child(child));
-        machine
+        }
     }
 
     /// A supervisor that an [`Effect::Exec`] started: the state of the one before, as
@@ -527,14 +503,11 @@ impl Machine {
     /// Whether an [`Effect::Exec`] is still wanted (nothing cancelled the upgrade).
     pub(crate) fn exec_wanted(&self) -> bool {
         matches!(
-            (&self.state.phase, &self.state.upgrade),
-            (
-                Phase::Up { .. },
-                Some(Upgrade {
-                    step: UpgradeStep::Exec,
-                    ..
-                })
-            )
+            self.state.lifecycle,
+            Lifecycle::Upgrading(Upgrade {
+                step: UpgradeStep::Exec,
+                ..
+            })
         )
     }
 
@@ -553,30 +526,39 @@ impl Machine {
             listeners(&child.listeners);
             exes.push(child.program.exe);
         }
-        if let Phase::Up {
-            current:
-                Current::Backoff { program, .. }
-                | Current::Exited { program, .. }
-                | Current::Idle { program },
-            ..
-        } = &self.state.phase
-        {
-            exes.push(program.exe);
+        let mut slot = |slot: &Slot| match slot {
+            Slot::BackingOff { program, .. }
+            | Slot::Exited { program, .. }
+            | Slot::Idle { program } => exes.push(program.exe),
+            Slot::Child(_) => {}
+        };
+        match &self.state.lifecycle {
+            Lifecycle::BackingOff { program } | Lifecycle::Idle { program } => {
+                slot(&Slot::Idle {
+                    program: program.clone(),
+                });
+            }
+            Lifecycle::Reloading(reload) => {
+                slot(&reload.old);
+                if let Incoming::Vetting {
+                    program,
+                    listeners: vetted,
+                } = &reload.incoming
+                {
+                    exes.push(program.exe);
+                    listeners(vetted);
+                }
+            }
+            Lifecycle::Upgrading(upgrade) => {
+                slot(&upgrade.serving);
+                exes.push(upgrade.program.exe);
+            }
+            Lifecycle::Serving { .. }
+            | Lifecycle::Stopping(_)
+            | Lifecycle::Ending { .. }
+            | Lifecycle::Done { .. } => {}
         }
         exes.extend(self.state.previous.iter().map(|p| p.exe));
-        exes.extend(self.state.upgrade.iter().map(|u| u.program.exe));
-        if let Phase::Up {
-            reload:
-                Some(Reload {
-                    vetting: Some((program, vetted)),
-                    ..
-                }),
-            ..
-        } = &self.state.phase
-        {
-            exes.push(program.exe);
-            listeners(vetted);
-        }
         keys.extend(exes);
         keys
     }
@@ -588,56 +570,36 @@ impl Machine {
 
     /// The exit code, once the supervisor is done.
     pub(crate) fn done(&self) -> Option<i32> {
-        match self.state.phase {
-            Phase::Done { code } => Some(code),
+        match self.state.lifecycle {
+            Lifecycle::Done { code } => Some(code),
             _ => None,
         }
     }
 
-    /// When [`Machine::handle_timeout`] is next due.
+    /// When [`Machine::handle_timeout`] is next due: the timer table's first entry.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        let mut next = self
-            .children()
-            .filter_map(Child::deadline)
-            .chain(self.moves.next_deadline())
-            .min();
-        if let Phase::Up {
-            current: Current::Backoff { at, .. },
-            reload: None,
-        } = &self.state.phase
-        {
-            next = Some(next.map_or(*at, |n| n.min(*at)));
-        }
-        next
+        self.state.timers.next().map(|(at, _)| at)
     }
 
-    /// Every child not yet reaped.
+    /// Every child not yet reaped: the serving one, the incoming one, then those
+    /// winding down, oldest first.
     pub(crate) fn children(&self) -> impl Iterator<Item = &Child> {
-        let (current, incoming) = match &self.state.phase {
-            Phase::Up { current, reload } => (
-                match current {
-                    Current::Child(c) => Some(c),
-                    _ => None,
-                },
-                match reload {
-                    Some(Reload {
-                        incoming: Incoming::Child(c),
-                        ..
-                    }) => Some(c),
-                    _ => None,
-                },
-            ),
-            _ => (None, None),
-        };
-        current
+        let named = [self.state.serving_id(), self.state.incoming_id()];
+        let first = named
             .into_iter()
-            .chain(incoming)
-            .chain(self.state.retiring.iter())
+            .flatten()
+            .filter_map(|id| self.state.children.get(&id));
+        let rest = self
+            .state
+            .children
+            .values()
+            .filter(move |c| !named.contains(&Some(c.id)));
+        first.chain(rest)
     }
 
     /// Handles one input at `now`.
     pub(crate) fn handle(&mut self, input: Input, now: Time) {
-        if matches!(self.state.phase, Phase::Done { .. }) {
+        if matches!(self.state.lifecycle, Lifecycle::Done { .. }) {
             return;
         }
         match input {
@@ -652,24 +614,16 @@ impl Machine {
                 busy,
             } => self.on_spawn_failed(child, reason, busy, now),
             Input::Message { child, msg } => self.on_message(child, msg, now),
-            Input::ChannelFailed { child, reason } => {
-                if let Some(place) = self.find(child) {
-                    self.kill(place, reason);
-                }
-            }
+            Input::ChannelFailed { child, reason } => self.kill(child, reason),
             Input::Exited { child, status } => self.on_exit(child, status, now),
             Input::Request { client, request } => self.on_request(client, request, now),
             Input::ClientGone { client } => self.on_client_gone(client),
             Input::Prepared { program, listeners } => self.on_prepared(program, listeners, now),
             Input::PrepareFailed { reason, counts } => {
-                if let Phase::Up {
-                    reload:
-                        Some(Reload {
-                            incoming: Incoming::Preparing,
-                            ..
-                        }),
+                if let Lifecycle::Reloading(Reload {
+                    incoming: Incoming::Preparing,
                     ..
-                } = self.state.phase
+                }) = self.state.lifecycle
                 {
                     let what = format!("could not be started: {reason}");
                     self.reload_failed(reason, what, counts, now);
@@ -692,271 +646,128 @@ impl Machine {
         self.check_done();
     }
 
-    /// Acts on every deadline that has passed by `now`.
+    /// Acts on every deadline that has passed by `now`, the earliest first.
     pub(crate) fn handle_timeout(&mut self, now: Time) {
-        if matches!(self.state.phase, Phase::Done { .. }) {
+        if matches!(self.state.lifecycle, Lifecycle::Done { .. }) {
             return;
         }
         loop {
-            let due = self.places().into_iter().find(|&(place, _)| {
-                self.try_child(place)
-                    .and_then(Child::deadline)
-                    .is_some_and(|d| d <= now)
-            });
-            let Some((place, _)) = due else { break };
-            self.on_deadline(place, now);
-        }
-        self.recall_due(now);
-        self.exec_if_due(now);
-        if let Phase::Up {
-            current: Current::Backoff { at, .. },
-            reload: None,
-        } = &self.state.phase
-        {
-            if *at <= now {
-                self.restart(now);
+            let due = self.state.timers.take_due(now);
+            if due.is_empty() {
+                break;
             }
+            let mut recalls = Vec::new();
+            for timer in due {
+                match timer {
+                    Timer::Hello(id) | Timer::Settled(id) | Timer::Ready(id) | Timer::Kill(id) => {
+                        self.on_deadline(id, timer, now)
+                    }
+                    Timer::Recall(ours) => recalls.push(ours),
+                    Timer::Exec => self.exec_now(),
+                    Timer::Restart => self.restart(now),
+                }
+            }
+            self.recall(recalls);
         }
         self.check_done();
     }
 
     // --- children -----------------------------------------------------------------
 
-    fn places(&self) -> Vec<(Place, ChildId)> {
-        let mut places = Vec::new();
-        if let Phase::Up { current, reload } = &self.state.phase {
-            if let Current::Child(c) = current {
-                places.push((Place::Current, c.id));
-            }
-            if let Some(Reload {
-                incoming: Incoming::Child(c),
-                ..
-            }) = reload
-            {
-                places.push((Place::Incoming, c.id));
-            }
-        }
-        places.extend(
-            self.state
-                .retiring
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (Place::Retiring(i), c.id)),
-        );
-        places
-    }
-
-    fn find(&self, id: ChildId) -> Option<Place> {
-        self.places()
-            .into_iter()
-            .find(|&(_, c)| c == id)
-            .map(|(p, _)| p)
-    }
-
-    fn try_child(&self, place: Place) -> Option<&Child> {
-        match (place, &self.state.phase) {
-            (
-                Place::Current,
-                Phase::Up {
-                    current: Current::Child(c),
-                    ..
-                },
-            ) => Some(c),
-            (
-                Place::Incoming,
-                Phase::Up {
-                    reload:
-                        Some(Reload {
-                            incoming: Incoming::Child(c),
-                            ..
-                        }),
-                    ..
-                },
-            ) => Some(c),
-            (Place::Retiring(i), _) => self.state.retiring.get(i),
-            _ => None,
-        }
-    }
-
-    fn child_mut(&mut self, place: Place) -> Option<&mut Child> {
-        match (place, &mut self.state.phase) {
-            (
-                Place::Current,
-                Phase::Up {
-                    current: Current::Child(c),
-                    ..
-                },
-            ) => Some(c),
-            (
-                Place::Incoming,
-                Phase::Up {
-                    reload:
-                        Some(Reload {
-                            incoming: Incoming::Child(c),
-                            ..
-                        }),
-                    ..
-                },
-            ) => Some(c),
-            (Place::Retiring(i), _) => self.state.retiring.get_mut(i),
-            _ => None,
-        }
-    }
-
-    /// Takes the child out of its place (the place is left empty or removed).
-    fn take(&mut self, place: Place) -> Option<Child> {
-        match place {
-            Place::Retiring(i) => Some(self.state.retiring.remove(i)),
-            Place::Current => {
-                let Phase::Up { current, .. } = &mut self.state.phase else {
-                    return None;
-                };
-                if !matches!(current, Current::Child(_)) {
-                    return None;
-                }
-                let program = self.try_child(place).map(|c| c.program.clone())?;
-                let Phase::Up { current, .. } = &mut self.state.phase else {
-                    return None;
-                };
-                // A placeholder; every caller puts what follows in its place.
-                match std::mem::replace(current, Current::Backoff { program, at: 0 }) {
-                    Current::Child(c) => Some(c),
-                    _ => None,
-                }
-            }
-            Place::Incoming => {
-                let Phase::Up { reload, .. } = &mut self.state.phase else {
-                    return None;
-                };
-                match reload.as_mut().map(|r| &mut r.incoming) {
-                    Some(incoming @ Incoming::Child(_)) => {
-                        match std::mem::replace(incoming, Incoming::Preparing) {
-                            Incoming::Child(c) => Some(c),
-                            Incoming::Preparing => None,
-                        }
-                    }
-                    _ => None,
-                }
-            }
-        }
-    }
-
-    fn set_current(&mut self, value: Current) {
-        if let Phase::Up { current, .. } = &mut self.state.phase {
-            *current = value;
-        }
-    }
-
-    /// A new child record, and the effect that starts it.
+    /// A new child in the table, and the effect that starts it.
     fn spawn(
         &mut self,
         program: ProgramRecord,
         listeners: Vec<ListenerRecord>,
         now: Time,
-    ) -> Child {
+    ) -> ChildId {
         self.state.next_child += 1;
         let id = ChildId(self.state.next_child);
-        let argv = child_argv(&program.args, &listeners);
-        self.effects.push_back(Effect::Spawn {
-            child: id,
-            program: program.clone(),
-            argv: argv.clone(),
-        });
-        Child {
-            id,
-            pid: 0,
-            program,
-            argv,
-            listeners,
-            started: None,
-            started_at: now,
-            life: Life::Spawning,
-            lameduck_ms: self.settings.lameduck_ms,
-            killed_because: None,
-            finished: None,
+        let (child, spawn) = new_child(id, program, listeners, self.settings.lameduck_ms, now);
+        self.state.children.insert(id, child);
+        self.effects.push_back(spawn);
+        id
+    }
+
+    /// Takes the child out of the table, with its deadlines.
+    fn forget(&mut self, id: ChildId) -> Option<Child> {
+        self.state.timers.cancel_child(id);
+        self.state.children.remove(&id)
+    }
+
+    /// The one place a child's life changes: its deadline goes with it, due at `due`
+    /// if the new life has one.
+    fn set_life(&mut self, id: ChildId, life: Life, due: Option<Time>) {
+        let Some(child) = self.state.children.get_mut(&id) else {
+            return;
+        };
+        child.life = life;
+        self.state.timers.cancel_child(id);
+        if let (Some(timer), Some(at)) = (life.timer(id), due) {
+            self.state.timers.set(timer, at);
         }
     }
 
     /// SIGKILL to the child's group, once, for `reason`.
-    fn kill(&mut self, place: Place, reason: String) {
-        let Some(child) = self.child_mut(place) else {
+    fn kill(&mut self, id: ChildId, reason: String) {
+        let Some(child) = self.state.children.get_mut(&id) else {
             return;
         };
         if child.life == Life::Killed {
             return;
         }
         child.killed_because.get_or_insert(reason);
-        child.life = Life::Killed;
-        let id = child.id;
+        self.set_life(id, Life::Killed, None);
         self.effects.push_back(Effect::Kill { child: id });
     }
 
-    /// Asks the child to wind down; it is killed after its lameduck time.
-    fn lameduck(&mut self, child: &mut Child, now: Time) -> Option<Effect> {
-        let kill_at = now.saturating_add(child.lameduck_ms);
-        let (life, tell) = match child.life {
-            Life::Spawning | Life::Started { .. } => (
-                Life::Lameduck {
-                    kill_at,
-                    welcomed: false,
-                },
-                false,
-            ),
-            Life::Settling { .. } | Life::AwaitingReady { .. } | Life::Ready => (
-                Life::Lameduck {
-                    kill_at,
-                    welcomed: true,
-                },
-                true,
-            ),
-            Life::Lameduck {
-                kill_at: earlier,
-                welcomed,
-            } => (
-                Life::Lameduck {
-                    kill_at: earlier.min(kill_at),
-                    welcomed,
-                },
-                false,
-            ),
-            Life::Killed => (Life::Killed, false),
+    /// Asks the child to wind down; it is killed after its lameduck time. The caller
+    /// has moved the lifecycle on: no variant names it any more.
+    fn retire(&mut self, id: ChildId, now: Time) {
+        let Some(child) = self.state.children.get(&id) else {
+            return;
         };
-        child.life = life;
-        tell.then_some(Effect::Send {
-            child: child.id,
-            msg: SupervisorMsg::Lameduck,
-        })
-    }
-
-    /// Moves a child to the retiring list, winding down.
-    fn retire(&mut self, mut child: Child, now: Time) {
-        if let Some(effect) = self.lameduck(&mut child, now) {
-            self.effects.push_back(effect);
+        let kill_at = now.saturating_add(child.lameduck_ms);
+        let (life, at, tell) = match child.life {
+            Life::Spawning | Life::Started => (Life::Lameduck { welcomed: false }, kill_at, false),
+            Life::Settling | Life::AwaitingReady | Life::Ready => {
+                (Life::Lameduck { welcomed: true }, kill_at, true)
+            }
+            Life::Lameduck { welcomed } => {
+                let earlier = self.state.timers.get(Timer::Kill(id)).unwrap_or(kill_at);
+                (Life::Lameduck { welcomed }, earlier.min(kill_at), false)
+            }
+            Life::Killed => return,
+        };
+        self.set_life(id, life, Some(at));
+        if tell {
+            self.effects.push_back(Effect::Send {
+                child: id,
+                msg: SupervisorMsg::Lameduck,
+            });
         }
-        self.state.retiring.push(child);
     }
 
     fn on_spawned(&mut self, id: ChildId, pid: u32, started: SystemTime, now: Time) {
-        let Some(place) = self.find(id) else { return };
-        let hello_by = now.saturating_add(self.settings.hello_timeout_ms);
-        let Some(child) = self.child_mut(place) else {
+        let Some(child) = self.state.children.get_mut(&id) else {
             return;
         };
         child.pid = pid;
         child.started = Some(started);
-        if child.life == Life::Spawning {
-            child.life = Life::Started { by: hello_by };
-        }
         let path = child.program.path.display().to_string();
-        match place {
-            Place::Incoming => {
+        if child.life == Life::Spawning {
+            let hello_by = now.saturating_add(self.settings.hello_timeout_ms);
+            self.set_life(id, Life::Started, Some(hello_by));
+        }
+        match self.state.role(id) {
+            Role::Incoming => {
                 // A build's reload says one line, when it ends.
                 if !self.reloading_build() {
                     self.log(format!("reloading: started pid {pid} ({path})"));
                 }
                 self.replay_queued(now);
             }
-            Place::Current if !self.state.announced => {
+            Role::Serving if !self.state.announced => {
                 self.state.announced = true;
                 let shown = listeners_shown(&self.state.listeners);
                 self.log(format!(
@@ -964,14 +775,15 @@ impl Machine {
                     self.state.pid
                 ));
             }
-            Place::Current | Place::Retiring(_) => {
+            Role::Serving | Role::Retiring => {
                 self.log(format!("started child pid {pid}"));
             }
         }
     }
 
     fn on_spawn_failed(&mut self, id: ChildId, reason: String, busy: bool, now: Time) {
-        let Some(place) = self.find(id) else { return };
+        let role = self.state.role(id);
+        let Some(child) = self.forget(id) else { return };
         // Dev mode: a build still being written is not complete yet, so not a failure;
         // the watch reports it again once its writer is done.
         let incomplete = busy && self.settings.dev;
@@ -980,29 +792,23 @@ impl Machine {
         } else {
             self.state.failures += 1;
         }
-        match place {
-            Place::Incoming if incomplete => {
-                self.take(place);
+        match role {
+            Role::Incoming if incomplete => {
                 let what =
                     "is still being written (executable file busy); it starts once it is complete"
                         .to_string();
                 self.reload_failed(reason, what, false, now);
             }
-            Place::Incoming => {
-                self.take(place);
+            Role::Incoming => {
                 let what = format!("could not be started: {reason}");
                 self.reload_failed(reason, what, false, now);
             }
-            Place::Current => {
-                let Some(child) = self.take(place) else {
-                    return;
-                };
+            Role::Serving => {
+                let program = child.program;
                 if self.settings.dev {
                     self.state.announced = true;
                     self.warn(format!("dev: {reason}; waiting for the next build"));
-                    return self.set_current(Current::Idle {
-                        program: child.program,
-                    });
+                    return self.put_serving(Slot::Idle { program }, now);
                 }
                 self.warn(reason);
                 if self.state.announced && self.settings.persist {
@@ -1011,31 +817,26 @@ impl Machine {
                         "starting it again in {}",
                         human_duration(Duration::from_millis(delay))
                     ));
-                    self.set_current(Current::Backoff {
-                        program: child.program,
-                        at: now.saturating_add(delay),
-                    });
+                    let at = now.saturating_add(delay);
+                    self.put_serving(Slot::BackingOff { program, at }, now);
                 } else {
                     self.state.announced = true;
                     self.stop_now(1, now);
                 }
             }
-            Place::Retiring(_) => {
-                self.take(place);
-            }
+            Role::Retiring => {}
         }
     }
 
     fn on_message(&mut self, id: ChildId, msg: ChildMsg, now: Time) {
-        let Some(place) = self.find(id) else { return };
         let name = self.settings.name.clone();
-        let Some(child) = self.try_child(place).cloned() else {
+        let Some(child) = self.state.children.get(&id).cloned() else {
             return;
         };
-        match (msg, &child.life) {
+        match (msg, child.life) {
             (
                 ChildMsg::Hello(hello),
-                Life::Started { .. }
+                Life::Started
                 | Life::Lameduck {
                     welcomed: false, ..
                 },
@@ -1048,16 +849,25 @@ impl Machine {
                             reason: reason.clone(),
                         },
                     });
-                    return self.kill(place, reason);
+                    return self.kill(id, reason);
                 }
                 self.effects.push_back(Effect::Welcome {
                     child: id,
                     listeners: child.listeners.clone(),
                 });
-                let Some(c) = self.child_mut(place) else {
-                    return;
-                };
-                c.lameduck_ms = declared(hello.lameduck_ms);
+                if let Some(c) = self.state.children.get_mut(&id) {
+                    c.lameduck_ms = declared(hello.lameduck_ms);
+                }
+                if let Life::Lameduck { .. } = child.life {
+                    // Welcomed now, and told at once; its lameduck deadline stays.
+                    if let Some(c) = self.state.children.get_mut(&id) {
+                        c.life = Life::Lameduck { welcomed: true };
+                    }
+                    return self.effects.push_back(Effect::Send {
+                        child: id,
+                        msg: SupervisorMsg::Lameduck,
+                    });
+                }
                 let ms = Duration::from_millis;
                 let wait = until_ready(
                     hello.calls_ready,
@@ -1065,31 +875,18 @@ impl Machine {
                     ms(hello.ready_timeout_ms),
                 );
                 let due = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-                c.life = match c.life {
-                    Life::Lameduck { kill_at, .. } => Life::Lameduck {
-                        kill_at,
-                        welcomed: true,
-                    },
-                    _ if hello.calls_ready => Life::AwaitingReady { by: due },
-                    _ => Life::Settling { at: due },
+                let life = if hello.calls_ready {
+                    Life::AwaitingReady
+                } else {
+                    Life::Settling
                 };
-                if matches!(c.life, Life::Lameduck { .. }) {
-                    self.effects.push_back(Effect::Send {
-                        child: id,
-                        msg: SupervisorMsg::Lameduck,
-                    });
-                }
+                self.set_life(id, life, Some(due));
             }
-            (ChildMsg::Ready, Life::Settling { .. } | Life::AwaitingReady { .. }) => {
-                if let Some(c) = self.child_mut(place) {
-                    c.life = Life::Ready;
-                }
-                self.became_ready(place, now);
+            (ChildMsg::Ready, Life::Settling | Life::AwaitingReady) => {
+                self.set_life(id, Life::Ready, None);
+                self.became_ready(id, now);
             }
-            (
-                ChildMsg::Ready,
-                Life::Ready | Life::Lameduck { welcomed: true, .. } | Life::Killed,
-            ) => {}
+            (ChildMsg::Ready, Life::Ready | Life::Lameduck { welcomed: true } | Life::Killed) => {}
             (ChildMsg::Adopts { listener }, _) if child.welcomed() => {
                 self.on_adopts(id, listener);
             }
@@ -1097,133 +894,139 @@ impl Machine {
             (ChildMsg::Adopted(ids), _) => self.on_answer(id, ids, true),
             (ChildMsg::Declined(ids), _) => self.on_answer(id, ids, false),
             (ChildMsg::Finished(result), _) if child.welcomed() => {
-                if let Some(c) = self.child_mut(place) {
+                if let Some(c) = self.state.children.get_mut(&id) {
                     c.finished = Some(result);
                 }
             }
             (other, _) => {
-                self.kill(place, format!("it sent an unexpected message: {other:?}"));
+                self.kill(id, format!("it sent an unexpected message: {other:?}"));
             }
         }
     }
 
-    fn on_deadline(&mut self, place: Place, now: Time) {
-        let Some(child) = self.try_child(place) else {
+    /// A child's deadline passed (the table hands out each one once).
+    fn on_deadline(&mut self, id: ChildId, timer: Timer, now: Time) {
+        let Some(child) = self.state.children.get(&id) else {
             return;
         };
         let ran = Duration::from_millis(now.saturating_sub(child.started_at));
-        match child.life {
-            Life::Started { .. } => {
+        let lameduck = Duration::from_millis(child.lameduck_ms);
+        match timer {
+            Timer::Hello(_) => {
                 let within = human_duration(Duration::from_millis(self.settings.hello_timeout_ms));
-                self.kill(place, format!("it did not say hello within {within}"));
+                self.kill(id, format!("it did not say hello within {within}"));
             }
-            Life::AwaitingReady { .. } => {
+            Timer::Ready(_) => {
                 let within = human_timeout(ran);
                 self.kill(
-                    place,
+                    id,
                     format!(
                         "it declares calls_ready = true but did not call ready() within {within}: call lb.ready() once it serves, or drop calls_ready"
                     ),
                 );
             }
-            Life::Settling { .. } => {
-                if let Some(c) = self.child_mut(place) {
-                    c.life = Life::Ready;
-                }
-                self.became_ready(place, now);
+            Timer::Settled(_) => {
+                self.set_life(id, Life::Ready, None);
+                self.became_ready(id, now);
             }
-            Life::Lameduck { .. } => {
-                let after = human_duration(Duration::from_millis(child.lameduck_ms));
-                self.kill(
-                    place,
-                    format!("it was still running {after} after lameduck"),
-                );
+            Timer::Kill(_) => {
+                let after = human_duration(lameduck);
+                self.kill(id, format!("it was still running {after} after lameduck"));
             }
-            Life::Spawning | Life::Ready | Life::Killed => {}
+            Timer::Restart | Timer::Recall(_) | Timer::Exec => {}
         }
     }
 
-    fn became_ready(&mut self, place: Place, now: Time) {
-        match place {
-            Place::Incoming => self.promote(now),
-            Place::Current => {
-                let pid = self.try_child(place).map_or(0, |c| c.pid);
+    fn became_ready(&mut self, id: ChildId, now: Time) {
+        match self.state.role(id) {
+            Role::Incoming => self.promote(now),
+            Role::Serving => {
+                let pid = self.state.children.get(&id).map_or(0, |c| c.pid);
                 self.log(format!("child pid {pid} is ready"));
                 let serving = self.serving();
                 self.notify(Notice::Ready(serving));
             }
-            Place::Retiring(_) => {}
+            Role::Retiring => {}
         }
     }
 
-    /// The new child is ready: it serves, and the old one winds down.
+    /// The new child is ready: it serves, and the old one winds down. An upgrade's
+    /// reload goes on to the supervisor.
     fn promote(&mut self, now: Time) {
-        let Some(new) = self.take(Place::Incoming) else {
+        let Lifecycle::Reloading(reload) = &self.state.lifecycle else {
             return;
         };
-        let Phase::Up { current, reload } = &mut self.state.phase else {
+        let Incoming::Child(new_id) = reload.incoming else {
             return;
         };
-        let reload = reload.take();
-        let old = std::mem::replace(current, Current::Child(new.clone()));
-        let old_pid = match old {
-            Current::Child(old) => {
-                let pid = old.pid;
+        let Some(new) = self.state.children.get(&new_id).cloned() else {
+            return;
+        };
+        let reload = reload.clone();
+        self.state.lifecycle = Lifecycle::Serving { child: new_id };
+        let old_pid = match reload.old {
+            Slot::Child(old) => {
+                let old_child = self.state.children.get(&old);
+                let pid = old_child.map_or(0, |c| c.pid);
+                self.state.previous = old_child.map(|c| c.program.clone());
                 // Before its lameduck: it hands its idle connections over.
-                if let Some(msg) = self.successor_msg(new.id) {
-                    self.effects.push_back(Effect::Send { child: old.id, msg });
+                if let Some(msg) = self.successor_msg(new_id) {
+                    self.effects.push_back(Effect::Send { child: old, msg });
                 }
-                self.state.previous = Some(old.program.clone());
                 self.retire(old, now);
                 Some(pid)
             }
-            Current::Backoff { program, .. }
-            | Current::Exited { program, .. }
-            | Current::Idle { program } => {
+            Slot::BackingOff { program, .. }
+            | Slot::Exited { program, .. }
+            | Slot::Idle { program } => {
                 self.state.previous = Some(program);
                 None
             }
         };
         self.state.listeners = new.listeners.clone();
         self.state.reloads += 1;
-        let ms = reload.as_ref().map_or(0, |r| now.saturating_sub(r.since));
-        if let Some(reload) = reload.as_ref().filter(|r| r.upgrade) {
-            let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-            self.log(format!(
-                "upgrading: child pid {old_shown} -> {} in {ms} ms; asking {} to take over the supervisor",
-                new.pid,
-                new.program.path.display()
-            ));
-            self.state.upgrade = Some(Upgrade {
-                waiter: reload.waiter,
-                program: new.program.clone(),
-                old_pid,
-                new_pid: new.pid,
-                ms,
-                step: UpgradeStep::Probing,
-                from: self.settings.versions.newest,
-            });
-            self.effects.push_back(Effect::Probe {
-                program: new.program,
-            });
-            return;
-        }
-        if reload.as_ref().is_some_and(|r| r.build) {
-            let pids = match old_pid {
-                Some(old) => format!("pid {old} -> {}", new.pid),
-                None => format!("pid {}", new.pid),
-            };
-            self.log(format!("dev: new build ready, {pids} in {ms} ms"));
-        } else {
-            let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-            self.log(format!(
-                "reloaded: pid {old_shown} -> {} in {ms} ms",
-                new.pid
-            ));
+        let ms = now.saturating_sub(reload.since);
+        match reload.kind {
+            ReloadKind::Upgrade => {
+                let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+                self.log(format!(
+                    "upgrading: child pid {old_shown} -> {} in {ms} ms; asking {} to take over the supervisor",
+                    new.pid,
+                    new.program.path.display()
+                ));
+                self.state.lifecycle = Lifecycle::Upgrading(Upgrade {
+                    waiter: reload.waiter,
+                    program: new.program.clone(),
+                    old_pid,
+                    new_pid: new.pid,
+                    ms,
+                    step: UpgradeStep::Probing,
+                    from: self.settings.versions.newest,
+                    serving: Slot::Child(new_id),
+                    build_pending: reload.build_pending,
+                });
+                return self.effects.push_back(Effect::Probe {
+                    program: new.program,
+                });
+            }
+            ReloadKind::Build => {
+                let pids = match old_pid {
+                    Some(old) => format!("pid {old} -> {}", new.pid),
+                    None => format!("pid {}", new.pid),
+                };
+                self.log(format!("dev: new build ready, {pids} in {ms} ms"));
+            }
+            ReloadKind::Asked => {
+                let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+                self.log(format!(
+                    "reloaded: pid {old_shown} -> {} in {ms} ms",
+                    new.pid
+                ));
+            }
         }
         let serving = self.serving();
         self.notify(Notice::Ready(serving));
-        if let Some(client) = reload.and_then(|r| r.waiter) {
+        if let Some(client) = reload.waiter {
             self.answer(
                 client,
                 Response::Reloaded {
@@ -1233,17 +1036,20 @@ impl Machine {
                 },
             );
         }
-        self.build_if_pending(now);
+        self.build_if_pending(reload.build_pending, now);
     }
 
     fn on_exit(&mut self, id: ChildId, status: WaitStatus, now: Time) {
-        let Some(place) = self.find(id) else { return };
+        let role = self.state.role(id);
+        if !self.state.children.contains_key(&id) {
+            return;
+        }
         let moved = self.forget_moves(id);
         // Whatever the program left in its process group goes with it, while its pid
         // (the group's id) still cannot be reused; then it is reaped.
         self.effects.push_back(Effect::Kill { child: id });
         self.effects.push_back(Effect::Reap { child: id });
-        let Some(child) = self.take(place) else {
+        let Some(child) = self.forget(id) else {
             return;
         };
         let exit = Exit {
@@ -1252,21 +1058,15 @@ impl Machine {
             ran: Duration::from_millis(now.saturating_sub(child.started_at)),
             finished: child.finished.clone(),
         };
-        match place {
-            Place::Retiring(_) => {
-                if let Phase::Stopping {
-                    serving,
-                    cancelled,
-                    code,
-                    ..
-                } = &mut self.state.phase
-                {
-                    if *serving == Some(id) {
-                        *code = Some(exit.code());
+        match role {
+            Role::Retiring => {
+                if let Lifecycle::Stopping(stop) = &mut self.state.lifecycle {
+                    if stop.serving == Some(id) {
+                        stop.code = Some(exit.code());
                         let text = format!("child pid {} {}", child.pid, exit.describe());
                         return self.log(text);
                     }
-                    if *cancelled == Some(id) {
+                    if stop.cancelled == Some(id) {
                         let text = format!("new child pid {} {}", child.pid, exit.describe());
                         return self.warn(format!("reload failed: {text}"));
                     }
@@ -1282,42 +1082,38 @@ impl Machine {
                     exit.describe()
                 ));
             }
-            Place::Incoming => {
+            Role::Incoming => {
                 let reason = format!("new child pid {} {}", child.pid, exit.describe());
                 let what = format!("pid {} {}", child.pid, exit.before_ready());
                 self.state.failures += 1;
                 self.reload_failed(reason, what, false, now);
             }
-            Place::Current => {
-                let reloading = matches!(
-                    self.state.phase,
-                    Phase::Up {
-                        reload: Some(_),
-                        ..
-                    }
-                );
-                if reloading {
+            Role::Serving => {
+                let was_ready = child.is_ready();
+                if let Lifecycle::Reloading(_) = self.state.lifecycle {
                     self.log(format!(
                         "child pid {} {} during a reload; waiting for the new one",
                         child.pid,
                         exit.describe()
                     ));
-                    let was_ready = child.is_ready();
-                    self.set_current(Current::Exited {
+                    let exited = Slot::Exited {
                         program: child.program,
                         pid: child.pid,
                         exit,
                         was_ready,
-                    });
-                } else {
-                    let was_ready = child.is_ready();
-                    self.child_gone(child.program, child.pid, exit, was_ready, now);
+                    };
+                    return self.put_serving(exited, now);
+                }
+                match self.child_gone(child.program, child.pid, exit, was_ready, now) {
+                    Gone::Then(slot) => self.put_serving(slot, now),
+                    Gone::Stop(code) => self.stop_now(code, now),
                 }
             }
         }
     }
 
-    /// The serving child exited on its own: fall back, start it again, or stop.
+    /// The serving child exited on its own: what follows it (a fallback, a restart
+    /// later, waiting for a build in dev mode, or a stop).
     fn child_gone(
         &mut self,
         program: ProgramRecord,
@@ -1325,7 +1121,7 @@ impl Machine {
         exit: Exit,
         was_ready: bool,
         now: Time,
-    ) {
+    ) -> Gone {
         if exit.failed() {
             self.state.failures += 1;
         }
@@ -1334,7 +1130,7 @@ impl Machine {
                 "dev: child pid {pid} {}; the listeners stay open, waiting for the next build",
                 exit.describe()
             ));
-            return self.set_current(Current::Idle { program });
+            return Gone::Then(Slot::Idle { program });
         }
         self.log(format!("child pid {pid} {}", exit.describe()));
         if self.settings.fallback && exit.failed() && was_ready {
@@ -1342,7 +1138,7 @@ impl Machine {
                 self.log(format!("falling back to {}", previous.path.display()));
                 self.state.restarts += 1;
                 let child = self.spawn(previous, self.state.listeners.clone(), now);
-                return self.set_current(Current::Child(child));
+                return Gone::Then(Slot::Child(child));
             }
         }
         if self.settings.persist {
@@ -1354,27 +1150,64 @@ impl Machine {
                 "starting it again in {}",
                 human_duration(Duration::from_millis(delay))
             ));
-            return self.set_current(Current::Backoff {
-                program,
-                at: now.saturating_add(delay),
-            });
+            let at = now.saturating_add(delay);
+            return Gone::Then(Slot::BackingOff { program, at });
         }
-        self.stop_now(exit.code(), now);
+        Gone::Stop(exit.code())
     }
 
-    /// Starts the program waiting out its backoff.
+    /// `slot` serves now: in the reload or upgrade under way, or as the lifecycle
+    /// itself when nothing is.
+    fn put_serving(&mut self, slot: Slot, now: Time) {
+        match &mut self.state.lifecycle {
+            Lifecycle::Reloading(reload) => reload.old = slot,
+            Lifecycle::Upgrading(upgrade) => upgrade.serving = slot,
+            Lifecycle::Serving { .. } | Lifecycle::BackingOff { .. } | Lifecycle::Idle { .. } => {
+                self.settle(slot, now)
+            }
+            Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => {}
+        }
+    }
+
+    /// Nothing is under way any more: the lifecycle becomes what `slot` says (a reload
+    /// or an upgrade that ended hands back what served meanwhile).
+    fn settle(&mut self, slot: Slot, now: Time) {
+        self.state.timers.cancel(Timer::Restart);
+        self.state.lifecycle = match slot {
+            Slot::Child(child) => Lifecycle::Serving { child },
+            Slot::BackingOff { program, at } => {
+                // A restart that waited for a reload is due once it has ended.
+                self.state.timers.set(Timer::Restart, at.max(now));
+                Lifecycle::BackingOff { program }
+            }
+            Slot::Idle { program } => Lifecycle::Idle { program },
+            // The serving child exited during the reload: what it would have done then.
+            Slot::Exited {
+                program,
+                pid,
+                exit,
+                was_ready,
+            } => match self.child_gone(program, pid, exit, was_ready, now) {
+                Gone::Then(slot) => return self.settle(slot, now),
+                Gone::Stop(code) => Lifecycle::Stopping(Stop {
+                    waiters: Vec::new(),
+                    serving: None,
+                    cancelled: None,
+                    code: Some(code),
+                }),
+            },
+        };
+    }
+
+    /// Starts the program that waited out its backoff.
     fn restart(&mut self, now: Time) {
-        let Phase::Up {
-            current: Current::Backoff { program, .. },
-            ..
-        } = &self.state.phase
-        else {
+        let Lifecycle::BackingOff { program } = &self.state.lifecycle else {
             return;
         };
         let program = program.clone();
         self.state.restarts += 1;
         let child = self.spawn(program, self.state.listeners.clone(), now);
-        self.set_current(Current::Child(child));
+        self.state.lifecycle = Lifecycle::Serving { child };
     }
 
     /// The delay before the next restart, doubling the one after it (up to the cap).
@@ -1398,7 +1231,8 @@ impl Machine {
                 let args = request
                     .args
                     .map(|args| args.into_iter().map(OsString::from_vec).collect());
-                self.begin_reload(Some(client), path, args, request.listeners, false, now);
+                let overrides = request.listeners;
+                self.begin_reload(Some(client), path, args, overrides, ReloadKind::Asked, now);
             }
             Request::Upgrade(request) => self.begin_upgrade(client, request, now),
         }
@@ -1408,21 +1242,16 @@ impl Machine {
     /// itself. Refused while anything else is under way.
     fn begin_upgrade(&mut self, client: ClientId, request: ReloadRequest, now: Time) {
         let name = &self.state.name;
-        let refusal = match (&self.state.phase, &self.state.upgrade) {
-            (Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. }, _) => {
-                Some(format!("{name} is stopping"))
-            }
-            (_, Some(upgrade)) => Some(format!(
+        let refusal = match &self.state.lifecycle {
+            lifecycle if lifecycle.stopping() => Some(format!("{name} is stopping")),
+            Lifecycle::Upgrading(upgrade) => Some(format!(
                 "another upgrade is under way (to {}); try again when it has ended",
                 upgrade.program.path.display()
             )),
-            (
-                Phase::Up {
-                    reload: Some(_), ..
-                },
-                _,
-            ) => Some("a reload is under way; try again when it has ended".to_string()),
-            (Phase::Up { reload: None, .. }, None) => None,
+            Lifecycle::Reloading(_) => {
+                Some("a reload is under way; try again when it has ended".to_string())
+            }
+            _ => None,
         };
         if let Some(reason) = refusal {
             self.warn(format!("upgrade refused: {reason}"));
@@ -1433,26 +1262,27 @@ impl Machine {
         let args = request
             .args
             .map(|args| args.into_iter().map(OsString::from_vec).collect());
-        self.begin_reload(Some(client), path, args, request.listeners, false, now);
-        if let Phase::Up {
-            reload: Some(reload),
-            ..
-        } = &mut self.state.phase
-        {
-            reload.upgrade = true;
-        }
+        let overrides = request.listeners;
+        self.begin_reload(
+            Some(client),
+            path,
+            args,
+            overrides,
+            ReloadKind::Upgrade,
+            now,
+        );
     }
 
     /// The new binary said whether it can take over the supervisor: before its child
-    /// starts (`vetting`), and again once it serves.
+    /// starts (vetting), and again once it serves.
     fn on_probed(&mut self, result: Result<(), String>, now: Time) {
-        if let Phase::Up {
-            reload: Some(reload),
-            ..
-        } = &mut self.state.phase
-        {
-            if let Some((program, listeners)) = reload.vetting.take() {
-                return match result {
+        match &mut self.state.lifecycle {
+            Lifecycle::Reloading(Reload {
+                incoming: Incoming::Vetting { program, listeners },
+                ..
+            }) => {
+                let (program, listeners) = (program.clone(), std::mem::take(listeners));
+                match result {
                     Ok(()) => self.start_incoming(program, listeners, now),
                     Err(why) => {
                         let reason = format!(
@@ -1461,36 +1291,47 @@ impl Machine {
                         );
                         self.reload_failed(reason.clone(), reason, false, now);
                     }
-                };
+                }
             }
-        }
-        let Some(upgrade) = self.state.upgrade.as_mut() else {
-            return;
-        };
-        if upgrade.step != UpgradeStep::Probing {
-            return;
-        }
-        match result {
-            Ok(()) => {
-                upgrade.step = UpgradeStep::Exec;
-                self.exec_when_moved(now);
-            }
-            Err(why) => {
-                let path = upgrade.program.path.display().to_string();
-                self.upgrade_failed(
-                    format!("{path} cannot take over the supervisor: {why}"),
-                    now,
-                );
-            }
+            Lifecycle::Upgrading(upgrade) if upgrade.step == UpgradeStep::Probing => match result {
+                Ok(()) => {
+                    upgrade.step = UpgradeStep::Exec;
+                    self.exec_when_moved(now);
+                }
+                Err(why) => {
+                    let path = upgrade.program.path.display().to_string();
+                    self.upgrade_failed(
+                        format!("{path} cannot take over the supervisor: {why}"),
+                        now,
+                    );
+                }
+            },
+            _ => {}
         }
     }
 
     /// The child was upgraded but the supervisor cannot be: it runs on as it was, with
     /// the new child.
     fn upgrade_failed(&mut self, why: String, now: Time) {
-        let Some(upgrade) = self.state.upgrade.take() else {
+        let Lifecycle::Upgrading(upgrade) = &self.state.lifecycle else {
             return;
         };
+        let upgrade = upgrade.clone();
+        self.state.timers.cancel(Timer::Exec);
+        self.settle(upgrade.serving.clone(), now);
+        let reason = self.upgrade_failure(&upgrade, why);
+        if !self.state.lifecycle.stopping() {
+            let serving = self.serving();
+            self.notify(Notice::Ready(serving));
+        }
+        if let Some(client) = upgrade.waiter {
+            self.answer(client, Response::Failed { reason });
+        }
+        self.build_if_pending(upgrade.build_pending, now);
+    }
+
+    /// Says why `upgrade` failed; the reason its client is given.
+    fn upgrade_failure(&mut self, upgrade: &Upgrade, why: String) -> String {
         let old = upgrade
             .old_pid
             .map_or_else(|| "none".to_string(), |p| p.to_string());
@@ -1501,24 +1342,23 @@ impl Machine {
             self.state.supervisor_path.display()
         );
         self.warn(format!("upgrade failed: {reason}"));
-        if matches!(self.state.phase, Phase::Up { .. }) {
-            let serving = self.serving();
-            self.notify(Notice::Ready(serving));
-        }
-        if let Some(client) = upgrade.waiter {
-            self.answer(client, Response::Failed { reason });
-        }
-        self.build_if_pending(now);
+        reason
     }
 
     /// This image is the upgrade's binary, with the state of the one before.
     fn on_resumed(&mut self, now: Time) {
-        if !self.exec_wanted() {
-            return;
-        }
-        let Some(upgrade) = self.state.upgrade.take() else {
+        let Lifecycle::Upgrading(
+            upgrade @ Upgrade {
+                step: UpgradeStep::Exec,
+                ..
+            },
+        ) = &self.state.lifecycle
+        else {
             return;
         };
+        let upgrade = upgrade.clone();
+        self.state.timers.cancel(Timer::Exec);
+        self.settle(upgrade.serving.clone(), now);
         self.state.upgrades += 1;
         self.state.supervisor_path = upgrade.program.path.clone();
         let to = self.settings.versions.newest;
@@ -1543,50 +1383,50 @@ impl Machine {
                 }),
             );
         }
-        self.build_if_pending(now);
+        self.build_if_pending(upgrade.build_pending, now);
     }
 
     fn on_client_gone(&mut self, client: ClientId) {
-        if let Some(upgrade) = self.state.upgrade.as_mut() {
-            if upgrade.waiter == Some(client) {
-                upgrade.waiter = None;
+        let forget = |waiter: &mut Option<ClientId>| {
+            if *waiter == Some(client) {
+                *waiter = None;
             }
-        }
-        match &mut self.state.phase {
-            Phase::Up {
-                reload: Some(reload),
-                ..
-            } => {
-                let waiters = reload.queued.iter_mut().map(|a| &mut a.waiter);
-                for waiter in std::iter::once(&mut reload.waiter).chain(waiters) {
-                    if *waiter == Some(client) {
-                        *waiter = None;
-                    }
-                }
+        };
+        match &mut self.state.lifecycle {
+            Lifecycle::Upgrading(upgrade) => forget(&mut upgrade.waiter),
+            Lifecycle::Reloading(reload) => {
+                forget(&mut reload.waiter);
+                reload.queued.iter_mut().for_each(|a| forget(&mut a.waiter));
             }
-            Phase::Stopping { waiters, .. } | Phase::Ending { waiters, .. } => {
+            Lifecycle::Stopping(Stop { waiters, .. }) | Lifecycle::Ending { waiters, .. } => {
                 waiters.retain(|w| *w != client)
             }
-            _ => {}
+            Lifecycle::Serving { .. }
+            | Lifecycle::BackingOff { .. }
+            | Lifecycle::Idle { .. }
+            | Lifecycle::Done { .. } => {}
         }
     }
 
     fn on_signal(&mut self, signal: Signal, now: Time) {
         let name = signal.name();
-        match (signal, &self.state.phase) {
-            (Signal::Hup, Phase::Up { current, .. }) => {
-                let path = current.program().path.clone();
-                self.log(format!("{name}: reloading"));
-                self.begin_reload(None, path, None, Vec::new(), false, now);
-            }
+        match (signal, &self.state.lifecycle) {
             (Signal::Hup, _) => {
-                self.begin_reload(None, PathBuf::new(), None, Vec::new(), false, now);
+                let path = match self.state.phase_program() {
+                    Some(program) => {
+                        self.log(format!("{name}: reloading"));
+                        program.path
+                    }
+                    None => PathBuf::new(),
+                };
+                self.begin_reload(None, path, None, Vec::new(), ReloadKind::Asked, now);
             }
-            (_, Phase::Ending { .. }) => {}
-            (_, Phase::Stopping { .. }) => {
+            (_, Lifecycle::Ending { .. }) => {}
+            (_, Lifecycle::Stopping(_)) => {
                 self.log(format!("{name} again: killing the children now"));
-                for place in self.places() {
-                    self.kill(place.0, format!("{name} arrived twice"));
+                let ids: Vec<ChildId> = self.state.children.keys().copied().collect();
+                for id in ids {
+                    self.kill(id, format!("{name} arrived twice"));
                 }
             }
             (_, _) => {
@@ -1597,33 +1437,28 @@ impl Machine {
     }
 
     /// Dev mode: a build landed. It reloads the serving program's path with its
-    /// arguments, or waits for the reload under way to end.
+    /// arguments, or waits for the reload or upgrade under way to end.
     fn on_build(&mut self, now: Time) {
         if !self.settings.dev {
             return;
         }
-        if self.state.upgrade.is_some() {
-            self.state.build_pending = true;
-            return;
-        }
-        match &self.state.phase {
-            Phase::Up {
-                reload: Some(_), ..
-            } => self.state.build_pending = true,
-            Phase::Up {
-                current,
-                reload: None,
-            } => {
-                let path = current.program().path.clone();
-                self.begin_reload(None, path, None, Vec::new(), true, now);
+        match &mut self.state.lifecycle {
+            Lifecycle::Reloading(reload) => reload.build_pending = true,
+            Lifecycle::Upgrading(upgrade) => upgrade.build_pending = true,
+            Lifecycle::Serving { .. } | Lifecycle::BackingOff { .. } | Lifecycle::Idle { .. } => {
+                if let Some(program) = self.state.phase_program() {
+                    let path = program.path;
+                    self.begin_reload(None, path, None, Vec::new(), ReloadKind::Build, now);
+                }
             }
-            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => {}
+            Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => {}
         }
     }
 
-    /// A reload has ended: the build that landed meanwhile, if any, reloads now.
-    fn build_if_pending(&mut self, now: Time) {
-        if std::mem::take(&mut self.state.build_pending) {
+    /// A reload or an upgrade has ended: the build that landed meanwhile, if one did,
+    /// reloads now.
+    fn build_if_pending(&mut self, pending: bool, now: Time) {
+        if pending {
             self.on_build(now);
         }
     }
@@ -1631,11 +1466,11 @@ impl Machine {
     /// Whether the reload under way is to a build that landed.
     fn reloading_build(&self) -> bool {
         matches!(
-            &self.state.phase,
-            Phase::Up {
-                reload: Some(Reload { build: true, .. }),
+            &self.state.lifecycle,
+            Lifecycle::Reloading(Reload {
+                kind: ReloadKind::Build,
                 ..
-            }
+            })
         )
     }
 
@@ -1645,39 +1480,34 @@ impl Machine {
         path: PathBuf,
         args: Option<Vec<OsString>>,
         overrides: Vec<(String, String)>,
-        build: bool,
+        kind: ReloadKind,
         now: Time,
     ) {
-        let upgrading = self.state.upgrade.as_ref().map(|u| {
-            format!(
-                "an upgrade is under way (the supervisor becomes {}); try again when it has ended",
-                u.program.path.display()
-            )
-        });
-        let refusal = match &mut self.state.phase {
-            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => {
-                Some(format!("{} is stopping", self.state.name))
-            }
-            Phase::Up { .. } if upgrading.is_some() => upgrading,
-            Phase::Up {
-                reload: Some(reload),
-                ..
-            } => match &reload.incoming {
-                Incoming::Child(c) => Some(format!(
-                    "another reload is under way (new child pid {}); try again when it has ended",
-                    c.pid
+        let refusal = if self.state.lifecycle.stopping() {
+            Some(format!("{} is stopping", self.state.name))
+        } else {
+            match &mut self.state.lifecycle {
+                Lifecycle::Upgrading(upgrade) => Some(format!(
+                    "an upgrade is under way (the supervisor becomes {}); try again when it has ended",
+                    upgrade.program.path.display()
                 )),
-                Incoming::Preparing => {
-                    reload.queued.push(Asked {
-                        waiter,
-                        path,
-                        args,
-                        overrides,
-                    });
-                    return;
-                }
-            },
-            Phase::Up { reload: None, .. } => None,
+                Lifecycle::Reloading(reload) => match reload.incoming {
+                    Incoming::Child(id) => Some(format!(
+                        "another reload is under way (new child pid {}); try again when it has ended",
+                        self.state.children.get(&id).map_or(0, |c| c.pid)
+                    )),
+                    Incoming::Preparing | Incoming::Vetting { .. } => {
+                        reload.queued.push(Asked {
+                            waiter,
+                            path,
+                            args,
+                            overrides,
+                        });
+                        return;
+                    }
+                },
+                _ => None,
+            }
         };
         if let Some(reason) = refusal {
             self.warn(format!("reload refused: {reason}"));
@@ -1686,50 +1516,56 @@ impl Machine {
             }
             return;
         }
-        let Phase::Up { current, reload } = &mut self.state.phase else {
+        let Some(serving) = self.state.phase_program() else {
             return;
         };
-        let args = args.unwrap_or_else(|| current.program().args.clone());
-        *reload = Some(Reload {
+        let old = match &self.state.lifecycle {
+            Lifecycle::Serving { child } => Slot::Child(*child),
+            Lifecycle::BackingOff { program } => Slot::BackingOff {
+                program: program.clone(),
+                // The restart waits for the reload.
+                at: self.state.timers.cancel(Timer::Restart).unwrap_or(now),
+            },
+            Lifecycle::Idle { program } => Slot::Idle {
+                program: program.clone(),
+            },
+            _ => return,
+        };
+        self.state.lifecycle = Lifecycle::Reloading(Reload {
             waiter,
             since: now,
+            kind,
+            old,
             incoming: Incoming::Preparing,
             queued: Vec::new(),
-            build,
-            upgrade: false,
-            vetting: None,
+            build_pending: false,
         });
         self.notify(Notice::Reloading);
         self.effects.push_back(Effect::Prepare {
             client: waiter,
             path,
-            args,
+            args: args.unwrap_or(serving.args),
             listeners: self.state.listeners.clone(),
             overrides,
         });
     }
 
     fn on_prepared(&mut self, program: ProgramRecord, listeners: Vec<ListenerRecord>, now: Time) {
-        let preparing = matches!(
-            self.state.phase,
-            Phase::Up {
-                reload: Some(Reload {
-                    incoming: Incoming::Preparing,
-                    ..
-                }),
-                ..
-            }
-        );
         // A reload cancelled meanwhile: what was opened is not referred to, and closed.
-        if !preparing {
+        let Lifecycle::Reloading(
+            reload @ Reload {
+                incoming: Incoming::Preparing,
+                ..
+            },
+        ) = &mut self.state.lifecycle
+        else {
             return;
-        }
-        if let Phase::Up {
-            reload: Some(reload @ Reload { upgrade: true, .. }),
-            ..
-        } = &mut self.state.phase
-        {
-            reload.vetting = Some((program.clone(), listeners));
+        };
+        if reload.kind == ReloadKind::Upgrade {
+            reload.incoming = Incoming::Vetting {
+                program: program.clone(),
+                listeners,
+            };
             return self.effects.push_back(Effect::Probe { program });
         }
         self.start_incoming(program, listeners, now);
@@ -1742,30 +1578,27 @@ impl Machine {
         listeners: Vec<ListenerRecord>,
         now: Time,
     ) {
+        if !matches!(self.state.lifecycle, Lifecycle::Reloading(_)) {
+            return;
+        }
         let child = self.spawn(program, listeners, now);
-        if let Phase::Up {
-            reload: Some(reload),
-            ..
-        } = &mut self.state.phase
-        {
+        if let Lifecycle::Reloading(reload) = &mut self.state.lifecycle {
             reload.incoming = Incoming::Child(child);
         }
     }
 
-    /// The reload under way failed: the serving child never noticed. `what` is how a
-    /// build's line says it (`pid 4311 exited with code 101 before it was ready`).
+    /// The reload under way failed, with no new child left: the serving child never
+    /// noticed. `what` is how a build's line says it (`pid 4311 exited with code 101
+    /// before it was ready`).
     fn reload_failed(&mut self, reason: String, what: String, counts: bool, now: Time) {
-        let Phase::Up { reload, .. } = &mut self.state.phase else {
+        let Lifecycle::Reloading(reload) = &self.state.lifecycle else {
             return;
         };
-        let Some(mut reload) = reload.take() else {
-            return;
-        };
-        let queued = std::mem::take(&mut reload.queued);
+        let reload = reload.clone();
         if counts {
             self.state.failures += 1;
         }
-        if reload.build {
+        if reload.kind == ReloadKind::Build {
             let still = match self.serving_child() {
                 Some(c) => format!("still serving pid {}", c.pid),
                 None => "no child is serving; waiting for the next build".to_string(),
@@ -1779,43 +1612,16 @@ impl Machine {
         if let Some(client) = reload.waiter {
             self.answer(client, Response::Failed { reason });
         }
-        let exited = match &mut self.state.phase {
-            // A program waiting to be started again waited for the reload.
-            Phase::Up {
-                current: Current::Backoff { at, .. },
-                ..
-            } => {
-                *at = (*at).max(now);
-                None
-            }
-            // The serving child exited meanwhile: what it would have done then.
-            Phase::Up {
-                current:
-                    Current::Exited {
-                        program,
-                        pid,
-                        exit,
-                        was_ready,
-                    },
-                ..
-            } => Some((program.clone(), *pid, exit.clone(), *was_ready)),
-            _ => None,
-        };
-        if let Some((program, pid, exit, was_ready)) = exited {
-            self.child_gone(program, pid, exit, was_ready, now);
-        }
-        self.replay(queued, now);
-        self.build_if_pending(now);
+        self.settle(reload.old, now);
+        self.replay(reload.queued, now);
+        self.build_if_pending(reload.build_pending, now);
     }
 
     /// The reloads queued behind the one under way, asked again now that it has a
     /// child (they are refused, naming it).
     fn replay_queued(&mut self, now: Time) {
-        let queued = match &mut self.state.phase {
-            Phase::Up {
-                reload: Some(reload),
-                ..
-            } => std::mem::take(&mut reload.queued),
+        let queued = match &mut self.state.lifecycle {
+            Lifecycle::Reloading(reload) => std::mem::take(&mut reload.queued),
             _ => Vec::new(),
         };
         self.replay(queued, now);
@@ -1828,15 +1634,15 @@ impl Machine {
                 asked.path,
                 asked.args,
                 asked.overrides,
-                false,
+                ReloadKind::Asked,
                 now,
             );
         }
     }
 
     fn begin_stop(&mut self, waiter: Option<ClientId>, now: Time) {
-        if let Phase::Stopping { waiters, .. } | Phase::Ending { waiters, .. } =
-            &mut self.state.phase
+        if let Lifecycle::Stopping(Stop { waiters, .. }) | Lifecycle::Ending { waiters, .. } =
+            &mut self.state.lifecycle
         {
             waiters.extend(waiter);
             return;
@@ -1851,70 +1657,77 @@ impl Machine {
     }
 
     /// Every child winds down: the serving one gets lameduck, a new one of a reload is
-    /// killed (and the reload's client told), nothing starts again.
+    /// killed (and the reload's client told), an upgrade is cancelled, nothing starts
+    /// again.
     fn enter_stopping(&mut self, waiter: Option<ClientId>, code: Option<i32>, now: Time) {
-        let stopping = Phase::Stopping {
+        if self.state.lifecycle.stopping() {
+            return;
+        }
+        let stopping = Lifecycle::Stopping(Stop {
             waiters: waiter.into_iter().collect(),
             serving: None,
             cancelled: None,
             code,
-        };
-        let Phase::Up { current, reload } = std::mem::replace(&mut self.state.phase, stopping)
-        else {
-            return;
-        };
-        self.state.build_pending = false;
-        if self.state.upgrade.is_some() {
-            let reason = format!("cancelled: {} is stopping", self.state.name);
-            self.upgrade_failed(reason, now);
-        }
-        if let Some(reload) = reload {
-            let waiters = reload.queued.iter().filter_map(|a| a.waiter);
-            for client in reload.waiter.into_iter().chain(waiters) {
-                let reason = format!("cancelled: {} is stopping", self.state.name);
-                self.answer(client, Response::Failed { reason });
+        });
+        let before = std::mem::replace(&mut self.state.lifecycle, stopping);
+        let cancelled = format!("cancelled: {} is stopping", self.state.name);
+        let mut killed = None;
+        let serving = match before {
+            Lifecycle::Serving { child } => Slot::Child(child),
+            Lifecycle::BackingOff { program } => {
+                self.state.timers.cancel(Timer::Restart);
+                Slot::Idle { program }
             }
-            if let Incoming::Child(incoming) = reload.incoming {
-                if let Phase::Stopping { cancelled, .. } = &mut self.state.phase {
-                    *cancelled = Some(incoming.id);
+            Lifecycle::Idle { program } => Slot::Idle { program },
+            Lifecycle::Upgrading(upgrade) => {
+                self.state.timers.cancel(Timer::Exec);
+                let reason = self.upgrade_failure(&upgrade, cancelled.clone());
+                if let Some(client) = upgrade.waiter {
+                    self.answer(client, Response::Failed { reason });
                 }
-                self.state.retiring.push(incoming);
-                let place = Place::Retiring(self.state.retiring.len() - 1);
-                self.kill(place, "the supervisor is stopping".to_string());
+                upgrade.serving
             }
-        }
-        let (serving, exited) = match current {
-            Current::Child(child) => {
-                let id = child.id;
-                self.retire(child, now);
-                (Some(id), None)
+            Lifecycle::Reloading(reload) => {
+                let waiters = reload.queued.iter().filter_map(|a| a.waiter);
+                for client in reload.waiter.into_iter().chain(waiters) {
+                    let reason = cancelled.clone();
+                    self.answer(client, Response::Failed { reason });
+                }
+                if let Incoming::Child(incoming) = reload.incoming {
+                    killed = Some(incoming);
+                    self.kill(incoming, "the supervisor is stopping".to_string());
+                }
+                reload.old
             }
-            Current::Exited { exit, .. } => (None, Some(exit.code())),
-            Current::Backoff { .. } | Current::Idle { .. } => (None, None),
+            Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => return,
         };
-        if let Phase::Stopping {
-            serving: s,
-            code: c,
-            ..
-        } = &mut self.state.phase
-        {
-            *s = serving;
-            *c = c.or(exited);
+        let (serving, exited) = match serving {
+            Slot::Child(child) if self.state.children.contains_key(&child) => {
+                self.retire(child, now);
+                (Some(child), None)
+            }
+            Slot::Exited { exit, .. } => (None, Some(exit.code())),
+            Slot::Child(_) | Slot::BackingOff { .. } | Slot::Idle { .. } => (None, None),
+        };
+        if let Lifecycle::Stopping(stop) = &mut self.state.lifecycle {
+            stop.serving = serving;
+            stop.cancelled = killed;
+            stop.code = stop.code.or(exited);
         }
     }
 
     /// Once it is stopping and no child is left: closes the listeners and ends what
     /// the service left behind.
     fn check_done(&mut self) {
-        let Phase::Stopping { waiters, code, .. } = &self.state.phase else {
+        let Lifecycle::Stopping(stop) = &self.state.lifecycle else {
             return;
         };
-        if !self.state.retiring.is_empty() {
+        if !self.state.children.is_empty() {
             return;
         }
-        self.state.phase = Phase::Ending {
-            waiters: waiters.clone(),
-            code: code.unwrap_or(0),
+        self.state.lifecycle = Lifecycle::Ending {
+            waiters: stop.waiters.clone(),
+            code: stop.code.unwrap_or(0),
         };
         self.effects.push_back(Effect::Close);
         self.effects.push_back(Effect::EndDescendants);
@@ -1923,12 +1736,12 @@ impl Machine {
     /// The service's last processes are gone (or could not all be ended): the
     /// supervisor is done, with the exit code the stop is answered with.
     fn on_descendants_ended(&mut self, ended: bool) {
-        let Phase::Ending { waiters, code } = &self.state.phase else {
+        let Lifecycle::Ending { waiters, code } = &self.state.lifecycle else {
             return;
         };
         let code = if !ended && *code == 0 { 1 } else { *code };
         let waiters = waiters.clone();
-        self.state.phase = Phase::Done { code };
+        self.state.lifecycle = Lifecycle::Done { code };
         self.log(format!("stopped, exit code {code}"));
         for client in waiters {
             self.answer(client, Response::Stopped { code });
@@ -1955,16 +1768,11 @@ impl Machine {
 
     /// The child that serves, or served when the stop came.
     fn serving_child(&self) -> Option<&Child> {
-        match &self.state.phase {
-            Phase::Up {
-                current: Current::Child(c),
-                ..
-            } => Some(c),
-            Phase::Stopping {
-                serving: Some(id), ..
-            } => self.state.retiring.iter().find(|c| c.id == *id),
-            _ => None,
-        }
+        let id = match &self.state.lifecycle {
+            Lifecycle::Stopping(stop) => stop.serving,
+            _ => self.state.serving_id(),
+        };
+        self.state.children.get(&id?)
     }
 
     /// `serving: child pid N (PATH)`, for systemd's status line.
@@ -1982,23 +1790,18 @@ impl Machine {
     /// `starting`, `running`, `reloading`, `upgrading`, `idle` (dev mode, no child) or
     /// `stopping`.
     fn phase_name(&self) -> &'static str {
-        if self.state.upgrade.is_some() && matches!(self.state.phase, Phase::Up { .. }) {
-            return "upgrading";
-        }
-        match &self.state.phase {
-            Phase::Up {
-                reload: Some(_), ..
-            } => "reloading",
-            Phase::Up {
-                current: Current::Child(c),
-                ..
-            } if c.is_ready() => "running",
-            Phase::Up {
-                current: Current::Idle { .. },
-                ..
-            } => "idle",
-            Phase::Up { .. } => "starting",
-            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. } => "stopping",
+        match &self.state.lifecycle {
+            Lifecycle::Upgrading(_) => "upgrading",
+            Lifecycle::Reloading(_) => "reloading",
+            Lifecycle::Serving { child } => match self.state.children.get(child) {
+                Some(c) if c.is_ready() => "running",
+                _ => "starting",
+            },
+            Lifecycle::Idle { .. } => "idle",
+            Lifecycle::BackingOff { .. } => "starting",
+            Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => {
+                "stopping"
+            }
         }
     }
 

@@ -14,8 +14,9 @@
 //! it yet. A serving child that exits sends back what it had not
 //! answered for.
 //!
-//! None of this is in the [`State`](super::State) that an upgrade hands over, so the
-//! upgrade re-executes only once no connection is on its way (or after
+//! None of this is in the [`State`](super::State) that an upgrade hands over (the
+//! recalls' deadlines, [`Timer::Recall`], are dropped with it), so the upgrade
+//! re-executes only once no connection is on its way (or at [`Timer::Exec`], after
 //! [`Settings::take_ms`]), returning what is handed over meanwhile. The next image knows
 //! of no child that adopts until one says so; connections handed over until then go
 //! back, and their senders drain them.
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::control::protocol::{Parcel, SupervisorMsg};
 
-use super::{ChildId, Current, Effect, Machine, Phase, Time};
+use super::{ChildId, Effect, Life, Lifecycle, Machine, Time, Timer, Upgrade, UpgradeStep};
 
 /// What the machine knows of connections moving between children.
 #[derive(Debug, Default)]
@@ -37,9 +38,6 @@ pub(crate) struct Moving {
     transit: BTreeMap<u64, Transit>,
     /// How many connections each child handed over were taken, for its exit's line.
     moved: BTreeMap<ChildId, u64>,
-    /// An upgrade's re-execution waits until no connection is on its way, or until
-    /// this time.
-    exec_at: Option<Time>,
 }
 
 /// A connection forwarded to the serving child.
@@ -49,8 +47,6 @@ struct Transit {
     /// The sender's id for it.
     id: u64,
     to: ChildId,
-    /// When it is recalled if not answered for; `None` once it has been.
-    recall_at: Option<Time>,
 }
 
 impl Moving {
@@ -59,13 +55,10 @@ impl Moving {
         self.transit.len()
     }
 
-    /// The next recall that is due, or the re-execution that waits.
-    pub(crate) fn next_deadline(&self) -> Option<Time> {
-        self.transit
-            .values()
-            .filter_map(|t| t.recall_at)
-            .chain(self.exec_at)
-            .min()
+    /// Whether the connection forwarded under `ours` is on its way.
+    #[cfg(test)]
+    pub(crate) fn carries(&self, ours: u64) -> bool {
+        self.transit.contains_key(&ours)
     }
 }
 
@@ -76,13 +69,7 @@ impl Machine {
     /// The child that takes connections of `listener` now: the serving child, ready,
     /// if it adopts them.
     fn successor_for(&self, listener: &str) -> Option<ChildId> {
-        let Phase::Up {
-            current: Current::Child(serving),
-            ..
-        } = &self.state.phase
-        else {
-            return None;
-        };
+        let serving = self.state.children.get(&self.state.serving_id()?)?;
         let adopts = self.moves.adopts.get(&serving.id)?;
         (serving.is_ready() && adopts.contains(listener)).then_some(serving.id)
     }
@@ -102,27 +89,30 @@ impl Machine {
         if self.moves.in_transit() == 0 {
             return self.exec_now();
         }
-        self.moves.exec_at = Some(now.saturating_add(self.settings.take_ms));
+        let at = now.saturating_add(self.settings.take_ms);
+        self.state.timers.set(Timer::Exec, at);
     }
 
     /// Carries out the waiting re-execution if it is due by `now` (or nothing is on its
     /// way any more).
     pub(super) fn exec_if_due(&mut self, now: Time) {
-        let Some(at) = self.moves.exec_at else {
+        let Some(at) = self.state.timers.get(Timer::Exec) else {
             return;
         };
         if self.moves.in_transit() == 0 || at <= now {
-            self.moves.exec_at = None;
+            self.state.timers.cancel(Timer::Exec);
             self.exec_now();
         }
     }
 
-    fn exec_now(&mut self) {
-        if !self.exec_wanted() {
-            return;
-        }
-        if let Some(upgrade) = &self.state.upgrade {
-            let program = upgrade.program.clone();
+    pub(super) fn exec_now(&mut self) {
+        if let Lifecycle::Upgrading(Upgrade {
+            step: UpgradeStep::Exec,
+            program,
+            ..
+        }) = &self.state.lifecycle
+        {
+            let program = program.clone();
             self.effects.push_back(Effect::Exec { program });
         }
     }
@@ -138,11 +128,10 @@ impl Machine {
         if self.successor_for(&listener) != Some(child) {
             return;
         }
+        // Only a child winding down is in lameduck.
         let winding: Vec<ChildId> = self
-            .state
-            .retiring
-            .iter()
-            .filter(|c| matches!(c.life, super::Life::Lameduck { welcomed: true, .. }))
+            .children()
+            .filter(|c| c.life == Life::Lameduck { welcomed: true })
             .map(|c| c.id)
             .collect();
         for id in winding {
@@ -161,13 +150,14 @@ impl Machine {
         // Recalled in time for the sender to serve it to the end if it comes back: well
         // within the sender's own lameduck time.
         let sender_lameduck = self
-            .find(from)
-            .and_then(|place| self.try_child(place))
+            .state
+            .children
+            .get(&from)
             .map_or(self.settings.lameduck_ms, |c| c.lameduck_ms);
         let take_ms = self.settings.take_ms.min(sender_lameduck / 4);
         // Nothing is forwarded while the supervisor waits to re-execute itself: the
         // next image knows of no connection on its way.
-        let exec_waits = self.moves.exec_at.is_some();
+        let exec_waits = self.state.timers.get(Timer::Exec).is_some();
         let mut back = Vec::new();
         for parcel in parcels {
             let to = self
@@ -186,9 +176,10 @@ impl Machine {
                     from,
                     id: parcel.id,
                     to,
-                    recall_at: Some(now.saturating_add(take_ms)),
                 },
             );
+            let recall_at = now.saturating_add(take_ms);
+            self.state.timers.set(Timer::Recall(ours), recall_at);
             let theirs = parcel.id;
             forward
                 .entry(to)
@@ -218,6 +209,7 @@ impl Machine {
                 continue;
             }
             self.moves.transit.remove(&ours);
+            self.state.timers.cancel(Timer::Recall(ours));
             senders.entry(transit.from).or_default().push(transit.id);
         }
         for (child, ids) in senders {
@@ -235,13 +227,13 @@ impl Machine {
         }
     }
 
-    /// Recalls each connection due by `now` that its receiver has not answered for.
-    pub(super) fn recall_due(&mut self, now: Time) {
+    /// Recalls these connections, whose receiver has not answered for them in time
+    /// (their [`Timer::Recall`] was due): one message to each receiver.
+    pub(super) fn recall(&mut self, ids: Vec<u64>) {
         let mut due = ByChild::new();
-        for (ours, transit) in self.moves.transit.iter_mut() {
-            if transit.recall_at.is_some_and(|at| at <= now) {
-                transit.recall_at = None;
-                due.entry(transit.to).or_default().push(*ours);
+        for ours in ids {
+            if let Some(transit) = self.moves.transit.get(&ours) {
+                due.entry(transit.to).or_default().push(ours);
             }
         }
         for (child, ids) in due {
@@ -258,11 +250,16 @@ impl Machine {
     pub(super) fn forget_moves(&mut self, child: ChildId) -> Option<u64> {
         self.moves.adopts.remove(&child);
         let mut back = ByChild::new();
-        self.moves.transit.retain(|_, t| {
+        let timers = &mut self.state.timers;
+        self.moves.transit.retain(|&ours, t| {
             if t.to == child && t.from != child {
                 back.entry(t.from).or_default().push(t.id);
             }
-            t.to != child && t.from != child
+            let keep = t.to != child && t.from != child;
+            if !keep {
+                timers.cancel(Timer::Recall(ours));
+            }
+            keep
         });
         for (child, ids) in back {
             self.effects.push_back(Effect::Return { child, ids });

@@ -270,8 +270,8 @@ impl Driver {
 
     fn stopping(&self) -> bool {
         matches!(
-            self.m.state().phase,
-            Phase::Stopping { .. } | Phase::Ending { .. } | Phase::Done { .. }
+            self.m.state().lifecycle,
+            Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. }
         )
     }
 
@@ -665,45 +665,72 @@ impl Driver {
             assert!(
                 !self.stopping() || self.stop_asked,
                 "dev mode ended without a stop: {:?}",
-                state.phase
+                state.lifecycle
             );
             assert!(
-                !matches!(
-                    state.phase,
-                    Phase::Up {
-                        current: Current::Backoff { .. },
-                        ..
-                    }
-                ),
+                !matches!(state.lifecycle, Lifecycle::BackingOff { .. }),
                 "dev mode waits to restart a child on its own: {:?}",
-                state.phase
+                state.lifecycle
             );
         }
-        if state.build_pending {
-            assert!(
-                matches!(
-                    state.phase,
-                    Phase::Up {
-                        reload: Some(_),
-                        ..
-                    }
-                ) || state.upgrade.is_some(),
-                "a build is kept with no reload under way: {:?}",
-                state.phase
-            );
+        if let (Some(a), Some(b)) = (state.serving_id(), state.incoming_id()) {
+            assert_ne!(a, b);
         }
-        if let Phase::Up { current, reload } = &self.m.state().phase {
-            if let (
-                Current::Child(a),
-                Some(Reload {
-                    incoming: Incoming::Child(b),
-                    ..
-                }),
-            ) = (current, reload)
-            {
-                assert_ne!(a.id, b.id);
+        // Every name the lifecycle gives a child is of a child in the table.
+        for id in [state.serving_id(), state.incoming_id()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(state.children.contains_key(&id), "{id:?} named, not known");
+        }
+        // The timer table holds exactly the deadline each child's life has, the
+        // restart's while backing off, the re-execution's only while upgrading, and a
+        // recall only for a connection on its way.
+        for (timer, _) in state.timers.iter() {
+            if let Some(id) = timer.child() {
+                let life = state.children.get(&id).map(|c| c.life);
+                assert_eq!(
+                    life.and_then(|l| l.timer(id)),
+                    Some(timer),
+                    "{timer:?} for a child whose life is {life:?}"
+                );
+            }
+            match timer {
+                Timer::Restart => assert!(
+                    matches!(state.lifecycle, Lifecycle::BackingOff { .. }),
+                    "a restart is due in {:?}",
+                    state.lifecycle
+                ),
+                Timer::Exec => assert!(self.m.exec_wanted(), "an exec is due, unwanted"),
+                Timer::Recall(ours) => assert!(self.m.moves.carries(ours)),
+                _ => {}
             }
         }
+        for child in state.children.values() {
+            if let Some(timer) = child.life.timer(child.id) {
+                assert!(
+                    state.timers.get(timer).is_some(),
+                    "{:?} is {:?} with no deadline",
+                    child.id,
+                    child.life
+                );
+            }
+        }
+        if matches!(state.lifecycle, Lifecycle::BackingOff { .. }) {
+            assert!(
+                state.timers.get(Timer::Restart).is_some(),
+                "backing off for ever"
+            );
+        }
+        // Version 1's layout carries the whole state: read back, it is the same.
+        let bytes = crate::supervisor::handover::v1_bytes(state);
+        let again = crate::supervisor::handover::through_v1(state);
+        assert_eq!(
+            crate::supervisor::handover::v1_bytes(&again),
+            bytes,
+            "the state changed through version 1: {:?}",
+            state.lifecycle
+        );
         assert_eq!(
             state.upgrades, self.execs,
             "every exec counts, and only they"
@@ -777,26 +804,18 @@ impl Driver {
 
     /// The one child in `Current`, which must be there.
     fn current(&self) -> ChildId {
-        match &self.m.state().phase {
-            Phase::Up {
-                current: Current::Child(c),
-                ..
-            } => c.id,
-            other => panic!("no serving child: {other:?}"),
+        let state = self.m.state();
+        match state.serving_id() {
+            Some(id) => id,
+            None => panic!("no serving child: {:?}", state.lifecycle),
         }
     }
 
     fn incoming(&self) -> ChildId {
-        match &self.m.state().phase {
-            Phase::Up {
-                reload:
-                    Some(Reload {
-                        incoming: Incoming::Child(c),
-                        ..
-                    }),
-                ..
-            } => c.id,
-            other => panic!("no incoming child: {other:?}"),
+        let state = self.m.state();
+        match state.incoming_id() {
+            Some(id) => id,
+            None => panic!("no incoming child: {:?}", state.lifecycle),
         }
     }
 
@@ -1419,9 +1438,15 @@ fn a_stop_drops_a_kept_build() {
     let (mut d, first) = Driver::serving(dev());
     d.build();
     d.build();
-    assert!(d.m.state().build_pending);
+    assert!(matches!(
+        d.m.state().lifecycle,
+        Lifecycle::Reloading(Reload {
+            build_pending: true,
+            ..
+        })
+    ));
     d.input(Input::Signal(Signal::Term));
-    assert!(!d.m.state().build_pending);
+    assert!(matches!(d.m.state().lifecycle, Lifecycle::Stopping(_)));
     d.prepared(true, 2);
     d.exit(first, WaitStatus::Code(0));
     assert_eq!(d.m.done(), Some(0));
@@ -1593,13 +1618,14 @@ fn play(d: &mut Driver, action: Action) {
         }
         Action::Hand(i, n) => {
             // Mostly a child winding down, which is who hands connections over.
-            let winding: Vec<ChildId> =
-                d.m.state()
-                    .retiring
-                    .iter()
-                    .map(|c| c.id)
-                    .filter(|id| !d.procs[id].exited)
-                    .collect();
+            let state = d.m.state();
+            let named = [state.serving_id(), state.incoming_id()];
+            let winding: Vec<ChildId> = state
+                .children
+                .keys()
+                .copied()
+                .filter(|id| !named.contains(&Some(*id)) && !d.procs[id].exited)
+                .collect();
             let child = if winding.is_empty() || i == 3 {
                 pick(d, i)
             } else {
@@ -1610,17 +1636,10 @@ fn play(d: &mut Driver, action: Action) {
             }
         }
         Action::Promote(adopts) => {
-            if let Phase::Up {
-                reload:
-                    Some(Reload {
-                        incoming: Incoming::Child(c),
-                        ..
-                    }),
-                ..
-            } = &d.m.state().phase
-            {
+            let state = d.m.state();
+            if let Some(c) = state.incoming_id().and_then(|id| state.children.get(&id)) {
                 let new = c.id;
-                if !c.welcomed() && matches!(c.life, Life::Started { .. }) {
+                if !c.welcomed() && c.life == Life::Started {
                     d.msg(new, hello(true, 2_000));
                 }
                 if adopts {

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use littleboss_rules::wait::until_ready;
 
 use crate::config::Config;
-use crate::control::client::{AskError, Waits, ask_with};
-use crate::control::protocol::{ReloadRequest, Request, Response, Status, Upgraded};
+use crate::control::client::{AskError, ask_with};
+use crate::control::protocol::{ReloadRequest, Request, Response, Status, Upgraded, Waits};
 use crate::dir;
 use crate::error::{Error, Failed};
 use crate::flags::{Command, Flags};

@@ -10,13 +10,9 @@ use std::time::{Duration, Instant};
 
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
-use super::protocol::{self, Request, Response, Status, Versions};
+use super::protocol::{self, Deadline, Request, Response, Versions, Waits};
 use crate::error::Error;
 use crate::sys;
-use littleboss_rules::wait::MAX_WAIT;
-
-/// How long `status` (and each first contact) waits for an answer.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a `status` or `stop` is tried again when the supervisor closed the
 /// connection without a word: the moment it re-executes itself (an upgrade) closes the
@@ -50,65 +46,6 @@ pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> 
     ask_with(path, request, None, &Waits::default(), || {})
 }
 
-/// This binary's own times: what a reload to it waits for, and a stop's fallback when
-/// the supervisor does not say (protocol 1).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Waits {
-    /// Its lameduck time.
-    pub lameduck: Duration,
-    /// How long its child may take to be ready: its ready timeout, or its settle time.
-    pub ready: Duration,
-}
-
-/// How long an answer may take, and what it waits for meanwhile.
-#[derive(Clone, Copy, Debug)]
-struct Deadline {
-    within: Duration,
-    waiting: &'static str,
-}
-
-/// How long a reload's binary may take to open and its listeners to bind (the
-/// supervisor's own bound), and a margin for the supervisor's own work.
-const PREPARE: Duration = Duration::from_secs(10);
-const MARGIN: Duration = Duration::from_secs(10);
-
-impl Deadline {
-    const STATUS: Deadline = Deadline {
-        within: STATUS_TIMEOUT,
-        waiting: "waiting for its status",
-    };
-
-    /// The deadline of `request`, from the times the supervisor gave (`status`, of
-    /// protocol 2) or else this binary's own.
-    fn of(request: &Request, status: Option<&Status>, own: &Waits) -> Deadline {
-        let ms = |ms: u64| Some(Duration::from_millis(ms)).filter(|d| !d.is_zero());
-        let lameduck = status
-            .and_then(|s| ms(s.lameduck_ms))
-            .unwrap_or(own.lameduck);
-        let hello = status
-            .and_then(|s| ms(s.hello_timeout_ms))
-            .unwrap_or(MAX_WAIT);
-        let reload = PREPARE + hello + own.ready + MARGIN;
-        match request {
-            Request::Status => Deadline::STATUS,
-            // The children wind down, then whatever they left behind does.
-            Request::Stop => Deadline {
-                within: lameduck * 2 + MARGIN,
-                waiting: "waiting for the children to wind down",
-            },
-            Request::Reload(_) => Deadline {
-                within: reload,
-                waiting: "waiting for the new child to be ready",
-            },
-            // Two probes of the binary (each bounded by 10 s), then the exec.
-            Request::Upgrade(_) => Deadline {
-                within: reload + PREPARE * 2 + MARGIN,
-                waiting: "waiting for the new child to be ready, then for the supervisor to re-execute",
-            },
-        }
-    }
-}
-
 /// [`ask`], with `exe` (this binary, for a reload or an upgrade) passed as an fd where
 /// the supervisor speaks protocol 2 (it runs that very file, whatever its path holds),
 /// and a deadline from the times that apply: those the supervisor gives (the running
@@ -136,7 +73,7 @@ pub(crate) fn ask_with(
         // A refusal (of this client, or a busy supervisor's). A stop goes anyway (a
         // crowded supervisor keeps a slot for it), in the version of the contact.
         if matches!(request, Request::Stop) {
-            let deadline = Deadline::of(request, None, own);
+            let deadline = request.deadline(None, own);
             return ask_at(path, contact, request, None, deadline).map(|(_, r)| r);
         }
         return Ok(first);
@@ -175,7 +112,7 @@ pub(crate) fn ask_with(
     } else {
         None
     };
-    let deadline = Deadline::of(request, times.as_deref(), own);
+    let deadline = request.deadline(times.as_deref(), own);
     let exe = exe.filter(|_| version >= 2);
     ask_at(path, version, request, exe, deadline).map(|(_, r)| r)
 }
@@ -305,65 +242,4 @@ fn send(stream: &mut UnixStream, frame: &[u8], exe: Option<BorrowedFd<'_>>) -> i
         sys::SEND_NOSIGNAL,
     )?;
     stream.write_all(&frame[sent..])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::control::protocol::ReloadRequest;
-
-    #[test]
-    fn deadlines_follow_the_times_that_apply() {
-        let own = Waits {
-            lameduck: Duration::from_secs(3),
-            ready: Duration::from_secs(5),
-        };
-        let reload = ReloadRequest {
-            path: Vec::new(),
-            args: None,
-            listeners: Vec::new(),
-        };
-        let status = |lameduck_ms, hello_timeout_ms| Status {
-            name: "svc".into(),
-            protocol: 2,
-            protocols: [1, 2],
-            supervisor_pid: 1,
-            supervisor_started: String::new(),
-            supervisor_path: None,
-            upgrades: 0,
-            lameduck_ms,
-            hello_timeout_ms,
-            child_pid: None,
-            child_path: None,
-            child_args: Vec::new(),
-            child_started: None,
-            previous_path: None,
-            reloads: 0,
-            failures: 0,
-            restarts: 0,
-            state: "running".into(),
-            listeners: Default::default(),
-        };
-        let told = status(7_000, 2_000);
-        let secs = |request: &Request, status: Option<&Status>| {
-            Deadline::of(request, status, &own).within.as_secs()
-        };
-        // The children's lameduck as the supervisor tells it, twice, plus the margin.
-        assert_eq!(secs(&Request::Stop, Some(&told)), 7 * 2 + 10);
-        // Not told (protocol 1): this binary's own.
-        assert_eq!(secs(&Request::Stop, Some(&status(0, 0))), 3 * 2 + 10);
-        assert_eq!(secs(&Request::Stop, None), 3 * 2 + 10);
-        // Opening, the hello, the new child's own ready time, the margin.
-        let asked = Request::Reload(reload.clone());
-        assert_eq!(secs(&asked, Some(&told)), 10 + 2 + 5 + 10);
-        assert_eq!(
-            secs(&Request::Upgrade(reload), Some(&told)),
-            10 + 2 + 5 + 10 + 30
-        );
-        assert_eq!(secs(&Request::Status, Some(&told)), 10);
-        assert_eq!(
-            Deadline::of(&asked, None, &own).waiting,
-            "waiting for the new child to be ready"
-        );
-    }
 }

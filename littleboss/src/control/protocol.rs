@@ -18,9 +18,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use littleboss_rules::wait::MAX_WAIT;
 
 use crate::spec::Network;
 
@@ -248,6 +251,69 @@ impl Request {
             Request::Upgrade(_) => 2,
         }
     }
+
+    /// How long a client waits for the answer, from the times the supervisor gave
+    /// (`status`, of protocol 2) or else the client binary's `own`.
+    pub(crate) fn deadline(&self, status: Option<&Status>, own: &Waits) -> Deadline {
+        let ms = |ms: u64| Some(Duration::from_millis(ms)).filter(|d| !d.is_zero());
+        let lameduck = status
+            .and_then(|s| ms(s.lameduck_ms))
+            .unwrap_or(own.lameduck);
+        let hello = status
+            .and_then(|s| ms(s.hello_timeout_ms))
+            .unwrap_or(MAX_WAIT);
+        let reload = PREPARE + hello + own.ready + MARGIN;
+        match self {
+            Request::Status => Deadline::STATUS,
+            // The children wind down, then whatever they left behind does.
+            Request::Stop => Deadline {
+                within: lameduck * 2 + MARGIN,
+                waiting: "waiting for the children to wind down",
+            },
+            Request::Reload(_) => Deadline {
+                within: reload,
+                waiting: "waiting for the new child to be ready",
+            },
+            // Two probes of the binary (each bounded by 10 s), then the exec.
+            Request::Upgrade(_) => Deadline {
+                within: reload + PREPARE * 2 + MARGIN,
+                waiting: "waiting for the new child to be ready, then for the supervisor to re-execute",
+            },
+        }
+    }
+}
+
+/// A client binary's own times: what a reload to it waits for, and a stop's fallback
+/// when the supervisor does not say (protocol 1).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Waits {
+    /// Its lameduck time.
+    pub lameduck: Duration,
+    /// How long its child may take to be ready: its ready timeout, or its settle time.
+    pub ready: Duration,
+}
+
+/// How long an answer may take, and what the client waits for meanwhile
+/// ([`Request::deadline`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    pub within: Duration,
+    pub waiting: &'static str,
+}
+
+/// How long `status` (and each first contact) waits for an answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reload's binary may take to open and its listeners to bind (the
+/// supervisor's own bound), and a margin for the supervisor's own work.
+const PREPARE: Duration = Duration::from_secs(10);
+const MARGIN: Duration = Duration::from_secs(10);
+
+impl Deadline {
+    /// A `status`'s, and each first contact's.
+    pub(crate) const STATUS: Deadline = Deadline {
+        within: STATUS_TIMEOUT,
+        waiting: "waiting for its status",
+    };
 }
 
 /// What `--littleboss=reload` (and `upgrade`) asks for.
@@ -569,6 +635,61 @@ pub(crate) fn frame_len(header: [u8; 4]) -> Result<usize, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_follow_the_times_that_apply() {
+        let own = Waits {
+            lameduck: Duration::from_secs(3),
+            ready: Duration::from_secs(5),
+        };
+        let reload = ReloadRequest {
+            path: Vec::new(),
+            args: None,
+            listeners: Vec::new(),
+        };
+        let status = |lameduck_ms, hello_timeout_ms| Status {
+            name: "svc".into(),
+            protocol: 2,
+            protocols: [1, 2],
+            supervisor_pid: 1,
+            supervisor_started: String::new(),
+            supervisor_path: None,
+            upgrades: 0,
+            lameduck_ms,
+            hello_timeout_ms,
+            child_pid: None,
+            child_path: None,
+            child_args: Vec::new(),
+            child_started: None,
+            previous_path: None,
+            reloads: 0,
+            failures: 0,
+            restarts: 0,
+            state: "running".into(),
+            listeners: Default::default(),
+        };
+        let told = status(7_000, 2_000);
+        let secs = |request: &Request, status: Option<&Status>| {
+            request.deadline(status, &own).within.as_secs()
+        };
+        // The children's lameduck as the supervisor tells it, twice, plus the margin.
+        assert_eq!(secs(&Request::Stop, Some(&told)), 7 * 2 + 10);
+        // Not told (protocol 1): this binary's own.
+        assert_eq!(secs(&Request::Stop, Some(&status(0, 0))), 3 * 2 + 10);
+        assert_eq!(secs(&Request::Stop, None), 3 * 2 + 10);
+        // Opening, the hello, the new child's own ready time, the margin.
+        let asked = Request::Reload(reload.clone());
+        assert_eq!(secs(&asked, Some(&told)), 10 + 2 + 5 + 10);
+        assert_eq!(
+            secs(&Request::Upgrade(reload), Some(&told)),
+            10 + 2 + 5 + 10 + 30
+        );
+        assert_eq!(secs(&Request::Status, Some(&told)), 10);
+        assert_eq!(
+            asked.deadline(None, &own).waiting,
+            "waiting for the new child to be ready"
+        );
+    }
 
     const ALL: Versions = Versions {
         oldest: OLDEST_PROTOCOL,

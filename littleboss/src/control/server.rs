@@ -220,7 +220,8 @@ async fn handle(mut stream: UnixStream, client: &Client) {
             Ok(Err((version, e))) => {
                 let (logger, name) = (&client.logger, &client.name);
                 logger.log(Level::Warn, name, &format!("bad control request: {e}"));
-                let _ = reply(&mut stream, version, &Response::Failed { reason: e }).await;
+                let reason = e.to_string();
+                let _ = reply(&mut stream, version, &Response::Failed { reason }).await;
                 return;
             }
             Err(_) => return,
@@ -341,32 +342,41 @@ async fn drain_frame(stream: &mut UnixStream) {
     let _ = stream.read_exact(&mut body).await;
 }
 
+/// Why a control request could not be read: the words its client is answered with.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("reading the frame header: {0}")]
+    Header(std::io::Error),
+    #[error("reading a frame of {len} bytes: {source}")]
+    Body { len: usize, source: std::io::Error },
+    /// A frame too long, or a body that is not a request of a version this speaks.
+    #[error(transparent)]
+    Decode(#[from] protocol::DecodeError),
+    #[error("this request needs protocol {since}; it came as protocol {version}")]
+    TooNew { since: u16, version: u16 },
+}
+
 /// A request and its version; or why not, and the version to say it in (the client's
 /// own, if it is one this supervisor speaks, so that the client can read the refusal).
 async fn read_request(
     stream: &mut UnixStream,
-) -> Result<(u16, Request, Option<OwnedFd>), (u16, String)> {
+) -> Result<(u16, Request, Option<OwnedFd>), (u16, Unreadable)> {
     let ours = Versions::ours();
     let (header, mut fds) = read_header(stream)
         .await
-        .map_err(|e| (ours.oldest, format!("reading the frame header: {e}")))?;
-    let len = protocol::frame_len(header).map_err(|e| (ours.oldest, e.to_string()))?;
+        .map_err(|e| (ours.oldest, Unreadable::Header(e)))?;
+    let len = protocol::frame_len(header).map_err(|e| (ours.oldest, e.into()))?;
     let mut body = vec![0u8; len];
     stream
         .read_exact(&mut body)
         .await
-        .map_err(|e| (ours.oldest, format!("reading a frame of {len} bytes: {e}")))?;
+        .map_err(|source| (ours.oldest, Unreadable::Body { len, source }))?;
     let theirs = protocol::peek_version(&body, ours).map_or(ours.oldest, |(v, _)| v);
     let (version, request) =
-        protocol::decode::<Request>(&body, ours).map_err(|e| (theirs, e.to_string()))?;
+        protocol::decode::<Request>(&body, ours).map_err(|e| (theirs, e.into()))?;
     if request.since() > version {
-        return Err((
-            version,
-            format!(
-                "this request needs protocol {}; it came as protocol {version}",
-                request.since()
-            ),
-        ));
+        let since = request.since();
+        return Err((version, Unreadable::TooNew { since, version }));
     }
     // Only a reload or an upgrade of protocol 2 carries an fd, the client's executable;
     // any other fd is closed here, and the request goes on without it.

@@ -188,13 +188,22 @@ enum TakeOverError {
 }
 
 /// Re-executes this process as `exe`, with `args` and the environment it started
-/// with, plus the handover's fd. Returns only if the exec failed.
+/// with, plus the handover's fd. Returns only if the exec failed, with why.
 ///
 /// Everything the handover lists must already be inheritable (not close-on-exec).
-pub(crate) fn exec(exe: BorrowedFd<'_>, args: &[OsString], handover: BorrowedFd<'_>) -> String {
-    let path = match CString::new(format!("/proc/self/fd/{}", exe.as_raw_fd())) {
-        Ok(path) => path,
-        Err(e) => return e.to_string(),
+pub(crate) fn exec(
+    exe: BorrowedFd<'_>,
+    args: &[OsString],
+    handover: BorrowedFd<'_>,
+) -> std::io::Error {
+    let nul = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "an argument or variable holds a NUL byte",
+        )
+    };
+    let Ok(path) = CString::new(format!("/proc/self/fd/{}", exe.as_raw_fd())) else {
+        return nul();
     };
     let to_c = |bytes: &[u8]| CString::new(bytes).ok();
     let argv: Option<Vec<CString>> = args.iter().map(|a| to_c(a.as_bytes())).collect();
@@ -212,7 +221,7 @@ pub(crate) fn exec(exe: BorrowedFd<'_>, args: &[OsString], handover: BorrowedFd<
         ));
     }
     let (Some(argv), Some(envp)) = (argv, envp) else {
-        return "an argument or variable holds a NUL byte".to_string();
+        return nul();
     };
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_p.push(std::ptr::null());
@@ -222,7 +231,7 @@ pub(crate) fn exec(exe: BorrowedFd<'_>, args: &[OsString], handover: BorrowedFd<
     // call, and both arrays end with a null pointer, as execve requires. On success
     // the process image is replaced; on failure nothing has changed.
     unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    std::io::Error::last_os_error().to_string()
+    std::io::Error::last_os_error()
 }
 
 #[cfg(test)]

@@ -16,19 +16,32 @@ pub(crate) struct RunAs {
     pub home: OsString,
 }
 
+/// Why the children cannot run as the user the program declares.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UserError {
+    #[error("cannot run the child as user {0:?}: no such user")]
+    NoSuchUser(String),
+    #[error("cannot run the child as group {0:?}: no such group")]
+    NoSuchGroup(String),
+    #[error(
+        "cannot run the child as user {user:?}: the supervisor runs as uid {euid}, not root (start it as root, or drop the user option)"
+    )]
+    NotRoot { user: String, euid: u32 },
+}
+
 /// Looks up `user` (and `group`): `None` when the child runs as the supervisor does.
 ///
 /// A supervisor that is not root can only run its children as itself.
-pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<RunAs>, String> {
+pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<RunAs>, UserError> {
     // A group without a user is refused when the program starts (`dispatch::validate`).
     let Some(user) = user else {
         return Ok(None);
     };
-    let entry = uzers::get_user_by_name(user)
-        .ok_or_else(|| format!("cannot run the child as user {user:?}: no such user"))?;
+    let entry =
+        uzers::get_user_by_name(user).ok_or_else(|| UserError::NoSuchUser(user.to_string()))?;
     let gid = match group {
         Some(group) => uzers::get_group_by_name(group)
-            .ok_or_else(|| format!("cannot run the child as group {group:?}: no such group"))?
+            .ok_or_else(|| UserError::NoSuchGroup(group.to_string()))?
             .gid(),
         None => entry.primary_group_id(),
     };
@@ -37,10 +50,10 @@ pub(crate) fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<
         if entry.uid() == euid.as_raw() && gid == rustix::process::getegid().as_raw() {
             return Ok(None);
         }
-        return Err(format!(
-            "cannot run the child as user {user:?}: the supervisor runs as uid {}, not root (start it as root, or drop the user option)",
-            euid.as_raw()
-        ));
+        return Err(UserError::NotRoot {
+            user: user.to_string(),
+            euid: euid.as_raw(),
+        });
     }
     let mut groups: Vec<Gid> = uzers::get_user_groups(user, gid)
         .unwrap_or_default()

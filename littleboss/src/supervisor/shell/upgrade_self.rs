@@ -180,7 +180,7 @@ impl Shell {
                     Level::Info,
                     &format!("re-executing as {}", program.path.display()),
                 );
-                upgrade::exec(exe, &self.args, file.as_fd())
+                upgrade::exec(exe, &self.args, file.as_fd()).to_string()
             }
             (None, _) => "its fd is gone".to_string(),
             (_, Err(e)) => e.to_string(),

@@ -31,8 +31,13 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// The channel fd that a supervisor left for this process, if any.
 ///
 /// `None` when `LITTLEBOSS_CHANNEL_FD` is unset, or when `LITTLEBOSS_SUPERVISOR_PID`
-/// names a process other than our parent: the variables were inherited from a
-/// supervised process by a program it started, and this process runs unsupervised.
+/// names a process other than our parent and the fd is not a channel from it: the
+/// variables were inherited from a supervised process by a program it started (the
+/// channel itself is close-on-exec there), and this process runs unsupervised. When
+/// the fd is that supervisor's channel, though our parent is no longer it, the
+/// supervisor died after starting this process: an error ([`ChannelError::Orphaned`]),
+/// never the unsupervised path, which would bind the listeners itself and keep the
+/// port from the next supervisor.
 /// Otherwise the fd must be a unix `SOCK_SEQPACKET` or `SOCK_STREAM` socket whose peer
 /// is our parent, or the answer is an error: a number that means something else
 /// (stdout, a pipe, a file) is never used as a channel. The variables are read from the environment as it was at
@@ -43,6 +48,9 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, ChannelError>> {
     if let Some(named) = environ::var(SUPERVISOR_PID_ENV) {
         match named.to_str().and_then(|v| v.parse::<i32>().ok()) {
             Some(pid) if pid == parent => {}
+            Some(pid) if is_channel_from(&value, pid) => {
+                return Some(Err(ChannelError::Orphaned { supervisor: pid }));
+            }
             Some(_) => return None,
             None => {
                 let value = named.to_os_string();
@@ -84,6 +92,20 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, ChannelError>> {
         return Some(Err(ChannelError::Cloexec(e.into())));
     }
     Some(Ok(fd))
+}
+
+/// Whether the fd number `value` names is open and a channel whose peer is `pid`.
+fn is_channel_from(value: &std::ffi::OsStr, pid: i32) -> bool {
+    let Some(raw) = value.to_str().and_then(|v| v.parse::<i32>().ok()) else {
+        return false;
+    };
+    if raw < 0 || !sys::is_open(raw) {
+        return false;
+    }
+    // SAFETY: the number is open (checked just above) and not -1, and the borrow lives
+    // only for `check_channel`, which only describes the fd (fstat, getsockopt).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    check_channel(borrowed, pid).is_ok()
 }
 
 /// The end of the message about a channel variable that is not what it should be.
@@ -143,6 +165,12 @@ pub(crate) enum ChannelError {
         #[source]
         why: NotChannel,
     },
+    /// The supervisor that started this process is gone (its channel is here, but
+    /// our parent is another process now): this process serves nothing.
+    #[error(
+        "the supervisor that started this process (pid {supervisor}) is gone; exiting, binding nothing"
+    )]
+    Orphaned { supervisor: i32 },
     /// An earlier run in this process owns the channel.
     #[error("{CHANNEL_ENV}={raw} was taken already by an earlier run in this process")]
     Taken { raw: i32 },

@@ -58,6 +58,16 @@ fn assert_refused(outcome: &Outcome, message: &str) {
 /// Runs `lb-http` with `fd` inherited at its own number and named by
 /// `LITTLEBOSS_CHANNEL_FD`; through `sh` (then its parent) if `via_shell`.
 fn run_with_channel_fd(env: &Env, fd: BorrowedFd<'_>, via_shell: bool) -> Outcome {
+    run_with_channel_fd_and(env, fd, via_shell, None)
+}
+
+/// [`run_with_channel_fd`], with `LITTLEBOSS_SUPERVISOR_PID` set to `supervisor`.
+fn run_with_channel_fd_and(
+    env: &Env,
+    fd: BorrowedFd<'_>,
+    via_shell: bool,
+    supervisor: Option<u32>,
+) -> Outcome {
     let raw = fd.as_raw_fd();
     let mut command = if via_shell {
         // Not `exec`: with a command after it, the shell forks lb-http and waits.
@@ -68,6 +78,9 @@ fn run_with_channel_fd(env: &Env, fd: BorrowedFd<'_>, via_shell: bool) -> Outcom
         env.command(bin!("lb-http"))
     };
     command.env("LITTLEBOSS_CHANNEL_FD", raw.to_string());
+    if let Some(pid) = supervisor {
+        command.env("LITTLEBOSS_SUPERVISOR_PID", pid.to_string());
+    }
     // SAFETY: the closure runs in the forked process before exec and makes one
     // async-signal-safe call (fcntl) on an fd number taken before the fork; it
     // allocates nothing and takes no lock. `fd` is open in this process until
@@ -206,6 +219,36 @@ fn a_seqpacket_socket_whose_peer_is_not_the_parent_is_refused() {
     );
 }
 
+/// A child whose supervisor died before it looked at its channel: the variables name
+/// the supervisor and the fd is its channel, but its parent is another process now. It
+/// never takes the unsupervised path (binding the listeners itself and keeping the
+/// port from the next supervisor): it says so and exits, serving nothing.
+#[test]
+fn a_child_whose_supervisor_is_gone_exits_without_serving() {
+    let env = Env::new();
+    // This process made the pair: it stands for the supervisor, and `sh` is lb-http's
+    // parent, as init (or a subreaper) would be once the supervisor has died.
+    let (ours, theirs) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socketpair");
+    let us = std::process::id();
+    let outcome = run_with_channel_fd_and(&env, theirs.as_fd(), true, Some(us));
+    assert_refused(
+        &outcome,
+        &format!(
+            "littleboss: lbhttp: the supervisor that started this process (pid {us}) is \
+             gone; exiting, binding nothing"
+        ),
+    );
+    // It did not say hello to a supervisor it knows is gone.
+    let nothing = rustix::net::recv(&ours, &mut [0u8; 16], rustix::net::RecvFlags::DONTWAIT);
+    assert_eq!(nothing.err(), Some(rustix::io::Errno::AGAIN));
+}
+
 #[test]
 fn a_supervisor_pid_that_is_not_a_pid_is_refused() {
     let env = Env::new();
@@ -340,6 +383,53 @@ fn reload_to_fake_child(mode: &str, expected: &str) -> String {
     assert_eq!(status["reloads"], 0, "{mode}: {status}");
     assert!(status["previous_path"].is_null(), "{mode}: {status}");
     sup.stderr()
+}
+
+/// A ready serving child that the supervisor kills for breaking the protocol is a
+/// crashed child, as one killed from outside would be: the previous binary takes over
+/// (fallback) and the service goes on, instead of stopping.
+#[test]
+fn a_ready_child_killed_for_sending_garbage_falls_back_and_the_service_goes_on() {
+    let env = Env::new();
+    let trigger = env.path().join("trigger");
+    let shown = trigger.to_str().expect("a UTF-8 path");
+    let sup = env.start_with(
+        bin!("lb-http"),
+        NO_ARGS,
+        &[("LB_FAKE_CHILD_TRIGGER", shown)],
+    );
+    sup.wait_running();
+    let first = sup.child_pid();
+    let response = raw::ask(
+        &env.socket("lbhttp"),
+        &fake_child_reload("garbage-when-told"),
+    )
+    .unwrap_or_else(|e| panic!("no answer to the reload: {e}\n{}", sup.logs()));
+    let Response::Reloaded { new_pid, .. } = response else {
+        panic!("the reload failed: {response:?}\n{}", sup.logs());
+    };
+    sup.track(new_pid);
+    wait_gone(first, "the first child, retired");
+    std::fs::write(&trigger, b"now").expect("the trigger");
+    wait_gone(new_pid, "the fake child, killed");
+    sup.wait_for_log("falling back to");
+    let served = sup.wait_for("the previous binary to serve again", || {
+        get(sup.addr("http")).ok()
+    });
+    assert!(
+        served.pid != first && served.pid != new_pid,
+        "{}",
+        sup.logs()
+    );
+    let logs = sup.logs();
+    assert!(
+        logs.contains("it sent a malformed message"),
+        "the log says what it sent\n{logs}"
+    );
+    let status = sup.status();
+    assert_eq!(status["restarts"], 1, "{status}");
+    let stopped = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
 }
 
 #[test]

@@ -202,6 +202,35 @@ fn an_upgrade_to_a_program_that_is_not_littleboss_changes_nothing() {
     assert_untouched(&sup, child, &one, addr);
 }
 
+/// The probe's time limit counts until the probe exits, and what it leaves behind goes
+/// with its process group: a probe that leaves a process holding its stdout open is
+/// answered as soon as it exits (not when that process ends, 600 s later), and the
+/// process is killed.
+#[test]
+fn a_probe_that_leaves_a_process_behind_is_answered_when_it_exits() {
+    let env = Env::new();
+    let one = env.copy_binary(bin!("lb-http"), "one");
+    let leaver = env.copy_binary(bin!("lb-probe-leaver"), "leaver");
+    let pids = env.path().join("left.pid");
+    let pids_shown = pids.to_str().expect("a UTF-8 path");
+    let sup = env.start_with(&one, NO_ARGS, &[("LB_PROBE_LEAVER_PIDS", pids_shown)]);
+    sup.wait_running();
+    let addr = sup.addr("http");
+    let child = sup.child_pid();
+    let request = wire::upgrade_request(leaver.as_os_str().as_encoded_bytes());
+    let response = raw::ask(&env.socket("lbhttp"), &request).expect("an answer");
+    let reason = response.failed().expect("a refusal").to_string();
+    assert!(reason.contains("it left a process behind"), "{reason}");
+    assert!(reason.contains("nothing was changed"), "{reason}");
+    let left: u32 = std::fs::read_to_string(&pids)
+        .expect("the probe ran")
+        .trim()
+        .parse()
+        .expect("a pid");
+    wait_gone(left, "the process the probe left behind");
+    assert_untouched(&sup, child, &one, addr);
+}
+
 #[test]
 fn an_upgrade_to_a_binary_that_refuses_the_state_changes_nothing() {
     let env = Env::new();

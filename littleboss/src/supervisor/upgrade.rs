@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 use crate::config::Config;
 use crate::control::protocol::Versions;
@@ -50,9 +50,15 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), ProbeErr
         .process_group(0)
         .spawn()
         .map_err(ProbeError::Run)?;
+    let Some(pid) = Pid::from_raw(child.id() as i32) else {
+        return Err(ProbeError::NoAnswer);
+    };
+    // Until the probe exits, not until its stdout closes: a process it left behind
+    // may hold that open for as long as it lives.
     let started = Instant::now();
     let exited = loop {
-        match child.try_wait() {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        match rustix::process::waitid(WaitId::Pid(pid), options) {
             Ok(Some(_)) => break true,
             Ok(None) if started.elapsed() < PROBE_TIMEOUT => {
                 std::thread::sleep(Duration::from_millis(5));
@@ -62,15 +68,18 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), ProbeErr
             Err(_) => break true,
         }
     };
+    // Whatever it left in its process group goes with it, while its pid (the group's
+    // id) cannot be reused: it is not reaped yet.
+    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    let _ = child.wait();
     if !exited {
-        if let Some(pid) = Pid::from_raw(child.id() as i32) {
-            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-        }
-        let _ = child.wait();
         return Err(ProbeError::TimedOut(PROBE_TIMEOUT));
     }
+    // What it printed is in the pipe already: read without waiting for the pipe to
+    // close, which a process that left the group could keep open.
     let mut out = String::new();
     if let Some(stdout) = child.stdout.take() {
+        let _ = rustix::io::ioctl_fionbio(&stdout, true);
         let _ = stdout.take(4096).read_to_string(&mut out);
     }
     let line = out.lines().find(|l| l.starts_with("littleboss-probe: "));

@@ -19,6 +19,7 @@
 //! | `huge-ready-timeout` | a hello with `ready_timeout_ms` = `u64::MAX`; then `Ready` |
 //! | `huge-settle` | a hello with `calls_ready` false and `settle_ms` = `u64::MAX` |
 //! | `huge-lameduck` | a hello with `lameduck_ms` = `u64::MAX`; then `Ready` |
+//! | `garbage-when-told` | a valid hello; `Ready`; once the file `LB_FAKE_CHILD_TRIGGER` names exists, garbage |
 //!
 //! In the `huge-*` modes it behaves well otherwise: it exits 0 when it gets lameduck
 //! (or when the channel closes), so a supervisor that copes with the values can retire
@@ -96,6 +97,7 @@ fn main() -> ExitCode {
             report(&channel, pid);
             send(&channel, b"\xff\xff\xff after the welcome")
         }),
+        "garbage-when-told" => ready_then_garbage(&channel, pid, &good_hello),
         "huge-ready-timeout" => well_behaved(
             &channel,
             pid,
@@ -163,6 +165,23 @@ fn well_behaved(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix:
     }
     littleboss_tests::say!("lb-fake-child: pid {pid} got lameduck; exiting 0");
     std::process::exit(0);
+}
+
+/// Says `hello`, takes the welcome, says ready, and serves (as far as the supervisor
+/// can tell) until the file `LB_FAKE_CHILD_TRIGGER` names exists; then sends garbage.
+fn ready_then_garbage(channel: &OwnedFd, pid: u32, hello: &[u8]) -> rustix::io::Result<()> {
+    send(channel, hello)?;
+    report(channel, pid);
+    send(channel, &wire::message(wire::VERSION, &wire::ready_body()))?;
+    let trigger = std::env::var_os("LB_FAKE_CHILD_TRIGGER").unwrap_or_default();
+    for _ in 0..6_000 {
+        if std::path::Path::new(&trigger).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    littleboss_tests::say!("lb-fake-child: pid {pid} sending garbage now");
+    send(channel, b"\xde\xad garbage from a ready child")
 }
 
 fn send(channel: &OwnedFd, bytes: &[u8]) -> rustix::io::Result<()> {

@@ -459,7 +459,7 @@ impl ChildV1 {
                     kill_at: deadline?,
                     welcomed,
                 },
-                Life::Killed => LifeV1::Killed,
+                Life::Killed { .. } => LifeV1::Killed,
             },
             lameduck_ms: c.lameduck_ms,
             killed_because: c.killed_because.clone(),
@@ -476,7 +476,8 @@ impl ChildV1 {
             LifeV1::AwaitingReady { by } => (Life::AwaitingReady, Some(by)),
             LifeV1::Ready => (Life::Ready, None),
             LifeV1::Lameduck { kill_at, welcomed } => (Life::Lameduck { welcomed }, Some(kill_at)),
-            LifeV1::Killed => (Life::Killed, None),
+            // Version 1 does not say whether it was ready.
+            LifeV1::Killed => (Life::Killed { ready: false }, None),
         };
         let child = Child {
             id: ChildId(self.id),

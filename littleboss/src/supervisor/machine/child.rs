@@ -28,8 +28,10 @@ pub(crate) enum Life {
     /// Asked to wind down; killed after its lameduck time ([`Timer::Kill`]). A child
     /// asked before its hello is welcomed first (it waits for its listeners), then told.
     Lameduck { welcomed: bool },
-    /// Its process group was sent SIGKILL; its exit is what is left.
-    Killed,
+    /// Its process group was sent SIGKILL; its exit is what is left. `ready`: it was
+    /// ready when it was killed (for breaking the protocol, say): its exit is that of
+    /// a ready child that crashed, and fallback or persist apply.
+    Killed { ready: bool },
 }
 
 impl Life {
@@ -40,7 +42,7 @@ impl Life {
             Life::Settling => Some(Timer::Settled(id)),
             Life::AwaitingReady => Some(Timer::Ready(id)),
             Life::Lameduck { .. } => Some(Timer::Kill(id)),
-            Life::Spawning | Life::Ready | Life::Killed => None,
+            Life::Spawning | Life::Ready | Life::Killed { .. } => None,
         }
     }
 }
@@ -68,9 +70,15 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    /// Whether it was ready (and not yet winding down).
+    /// Whether it is ready (and not winding down or killed).
     pub(crate) fn is_ready(&self) -> bool {
         self.life == Life::Ready
+    }
+
+    /// Whether it was ready when it ended up where it is: ready now, or killed while
+    /// ready. A serving child that exits having been ready falls back.
+    pub(crate) fn was_ready(&self) -> bool {
+        matches!(self.life, Life::Ready | Life::Killed { ready: true })
     }
 
     /// Whether it has said hello and been given its listeners.
@@ -78,7 +86,7 @@ impl Child {
         match self.life {
             Life::Spawning | Life::Started => false,
             Life::Lameduck { welcomed } => welcomed,
-            Life::Settling | Life::AwaitingReady | Life::Ready | Life::Killed => true,
+            Life::Settling | Life::AwaitingReady | Life::Ready | Life::Killed { .. } => true,
         }
     }
 }

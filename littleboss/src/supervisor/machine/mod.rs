@@ -713,11 +713,12 @@ impl Machine {
         let Some(child) = self.state.children.get_mut(&id) else {
             return;
         };
-        if child.life == Life::Killed {
+        if let Life::Killed { .. } = child.life {
             return;
         }
         child.killed_because.get_or_insert(reason);
-        self.set_life(id, Life::Killed, None);
+        let ready = child.is_ready();
+        self.set_life(id, Life::Killed { ready }, None);
         self.effects.push_back(Effect::Kill { child: id });
     }
 
@@ -737,7 +738,7 @@ impl Machine {
                 let earlier = self.state.timers.get(Timer::Kill(id)).unwrap_or(kill_at);
                 (Life::Lameduck { welcomed }, earlier.min(kill_at), false)
             }
-            Life::Killed => return,
+            Life::Killed { .. } => return,
         };
         self.set_life(id, life, Some(at));
         if tell {
@@ -886,7 +887,10 @@ impl Machine {
                 self.set_life(id, Life::Ready, None);
                 self.became_ready(id, now);
             }
-            (ChildMsg::Ready, Life::Ready | Life::Lameduck { welcomed: true } | Life::Killed) => {}
+            (
+                ChildMsg::Ready,
+                Life::Ready | Life::Lameduck { welcomed: true } | Life::Killed { .. },
+            ) => {}
             (ChildMsg::Adopts { listener }, _) if child.welcomed() => {
                 self.on_adopts(id, listener);
             }
@@ -1089,7 +1093,7 @@ impl Machine {
                 self.reload_failed(reason, what, false, now);
             }
             Role::Serving => {
-                let was_ready = child.is_ready();
+                let was_ready = child.was_ready();
                 if let Lifecycle::Reloading(_) = self.state.lifecycle {
                     self.log(format!(
                         "child pid {} {} during a reload; waiting for the new one",

@@ -1052,6 +1052,57 @@ fn a_ready_reloaded_child_that_fails_falls_back_to_the_previous_binary() {
 }
 
 #[test]
+fn a_ready_child_killed_for_breaking_the_protocol_falls_back_as_a_crash_would() {
+    // Its channel failed (a malformed message), or it sent what it must not.
+    for broke in [
+        Input::ChannelFailed {
+            child: ChildId(0),
+            reason: "it sent a malformed message: bad".to_string(),
+        },
+        Input::Message {
+            child: ChildId(0),
+            msg: ChildMsg::Hello(ChildHello {
+                name: NAME.to_string(),
+                pid: 1,
+                calls_ready: true,
+                settle_ms: 0,
+                ready_timeout_ms: 0,
+                lameduck_ms: 0,
+            }),
+        },
+    ] {
+        let (mut d, first) = Driver::serving(settings(false, true));
+        let second = d.reloaded();
+        d.exit(first, WaitStatus::Code(0));
+        d.input(match broke {
+            Input::ChannelFailed { reason, .. } => Input::ChannelFailed {
+                child: second,
+                reason,
+            },
+            Input::Message { msg, .. } => Input::Message { child: second, msg },
+            other => other,
+        });
+        assert!(d.procs[&second].killed, "{:?}", d.logs);
+        d.exit(second, WaitStatus::Signal(9));
+        assert!(
+            d.logs.iter().any(|l| l.contains("was killed")
+                && (l.contains("malformed message") || l.contains("unexpected message"))),
+            "the log says what it sent: {:?}",
+            d.logs
+        );
+        assert!(
+            d.logs.iter().any(|l| l == "falling back to /bin/v1"),
+            "{:?}",
+            d.logs
+        );
+        assert_eq!(d.m.done(), None, "the service goes on");
+        let status = d.status();
+        assert_eq!((status.state.as_str(), status.restarts), ("starting", 1));
+        d.finish();
+    }
+}
+
+#[test]
 fn a_child_that_exits_on_its_own_stops_the_supervisor_with_its_code() {
     let (mut d, first) = Driver::serving(settings(false, true));
     d.exit(first, WaitStatus::Code(7));

@@ -48,7 +48,7 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, ChannelError>> {
     if let Some(named) = environ::var(SUPERVISOR_PID_ENV) {
         match named.to_str().and_then(|v| v.parse::<i32>().ok()) {
             Some(pid) if pid == parent => {}
-            Some(pid) if is_channel_from(&value, pid) => {
+            Some(pid) if is_channel_from(value, pid) => {
                 return Some(Err(ChannelError::Orphaned { supervisor: pid }));
             }
             Some(_) => return None,

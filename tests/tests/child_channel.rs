@@ -432,6 +432,38 @@ fn a_ready_child_killed_for_sending_garbage_falls_back_and_the_service_goes_on()
     assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
 }
 
+/// A serving child that stops reading its channel while the supervisor has things to
+/// tell it (here: it hands connections over without reading the answers) does not
+/// wedge the supervisor: its answers pile up, it is killed as not reading, its exit is
+/// seen and reaped, the previous binary takes over, and `stop` ends.
+#[test]
+fn a_child_that_stops_reading_its_channel_is_killed_and_the_service_goes_on() {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    sup.wait_running();
+    let first = sup.child_pid();
+    let response = raw::ask(&env.socket("lbhttp"), &fake_child_reload("deaf"))
+        .unwrap_or_else(|e| panic!("no answer to the reload: {e}\n{}", sup.logs()));
+    let Response::Reloaded { new_pid, .. } = response else {
+        panic!("the reload failed: {response:?}\n{}", sup.logs());
+    };
+    sup.track(new_pid);
+    wait_gone(first, "the first child, retired");
+    sup.wait_for_log("it does not read its channel");
+    wait_gone(new_pid, "the child that does not read");
+    sup.wait_for_log("falling back to");
+    let served = sup.wait_for("the previous binary to serve again", || {
+        get(sup.addr("http")).ok()
+    });
+    assert!(
+        served.pid != first && served.pid != new_pid,
+        "{}",
+        sup.logs()
+    );
+    let stopped = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
+}
+
 #[test]
 fn a_child_that_sends_garbage_instead_of_hello_is_refused() {
     reload_to_fake_child("garbage", "it sent a malformed message");

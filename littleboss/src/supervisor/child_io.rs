@@ -2,11 +2,13 @@
 //! what arrives into inputs, sends what the machine says, and reports the child's
 //! exit, without reaping it (the shell kills its group first, then reaps it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, WaitId, WaitIdOptions, WaitIdStatus};
 use tokio::io::unix::AsyncFd;
@@ -93,8 +95,8 @@ impl ChildIo {
             let _ = inputs.send(input);
         };
         let mut exited = Exited::new(pid, pidfd);
-        let channel = match AsyncChannel::new(channel) {
-            Ok(channel) => Some(channel),
+        let mut channel = match AsyncChannel::new(channel) {
+            Ok(channel) => Some(Arc::new(channel)),
             Err(e) => {
                 report(Input::ChannelFailed {
                     child: id,
@@ -105,10 +107,28 @@ impl ChildIo {
         };
         let mut reading = channel.is_some();
         let mut sending = true;
+        // What waits to be sent, the one message being written, and a hand-back asked
+        // for: nothing here waits on the child, so its exit is always seen.
+        let mut queue: VecDeque<(SupervisorMsg, Vec<OwnedFd>)> = VecDeque::new();
+        let mut writing: Option<Writing> = None;
+        let mut handback: Option<oneshot::Sender<Parked>> = None;
+        let mut deaf = false;
         let status = loop {
+            if writing.is_none() {
+                writing = next_write(channel.as_ref(), &mut queue, &version);
+            }
+            if writing.is_none() && queue.is_empty() {
+                if let Some(back) = handback.take() {
+                    match hand_back(back, &mut channel, exited, pid) {
+                        Ok(()) => return,
+                        Err(again) => exited = again,
+                    }
+                }
+            }
+            let stall_at = writing.as_ref().map(|w| w.since + SEND_STALL);
             tokio::select! {
                 status = exited.wait() => break status,
-                received = recv(channel.as_ref()), if reading => {
+                received = recv(channel.as_deref()), if reading => {
                     match received {
                         Ok(Some(received)) => {
                             let input = decode(id, received, &version, &parcels);
@@ -125,41 +145,51 @@ impl ChildIo {
                         }
                     }
                 }
-                out = outgoing.recv(), if sending => match (out, channel.as_ref()) {
-                    (Some(Outgoing::Handback(back)), Some(_)) => {
-                        // Nothing is half-read: a message is received whole or not at
-                        // all, and what was received has been reported.
-                        if let Some(channel) = channel {
-                            let _ = back.send(Parked {
-                                channel: channel.into_inner(),
-                                pidfd: exited.into_pidfd(),
-                            });
-                        }
-                        return;
-                    }
-                    (Some(Outgoing::Handback(_)), None) => {}
-                    (Some(Outgoing::Message(msg, fds)), Some(channel)) => {
-                        let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
-                        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
-                        let Some(bytes) = msg.encode_for(spoken(&version)) else {
-                            continue;
-                        };
-                        let sent = channel.send(&bytes, &borrowed).await;
-                        // A child that is gone cannot be told; its exit is what counts.
-                        if let (Err(e), true) = (sent, welcome) {
+                out = outgoing.recv(), if sending => match out {
+                    Some(Outgoing::Handback(back)) => handback = Some(back),
+                    Some(Outgoing::Message(msg, fds)) if channel.is_some() => {
+                        queue.push_back((msg, fds));
+                        if queue.len() > MAX_QUEUED && !deaf {
+                            deaf = true;
                             report(Input::ChannelFailed {
                                 child: id,
-                                reason: format!("sending its listeners failed: {e}"),
+                                reason: format!(
+                                    "it does not read its channel: {} messages wait for it",
+                                    queue.len()
+                                ),
                             });
                         }
                     }
-                    (Some(_), None) => {}
-                    (None, _) => sending = false,
+                    Some(Outgoing::Message(..)) => {}
+                    None => sending = false,
                 },
+                sent = async { (&mut writing.as_mut().expect("a write under way").future).await },
+                    if writing.is_some() =>
+                {
+                    let welcome = writing.take().is_some_and(|w| w.welcome);
+                    // A child that is gone cannot be told; its exit is what counts.
+                    if let (Err(e), true) = (sent, welcome) {
+                        report(Input::ChannelFailed {
+                            child: id,
+                            reason: format!("sending its listeners failed: {e}"),
+                        });
+                    }
+                }
+                () = sleep_until(stall_at), if stall_at.is_some() && !deaf => {
+                    deaf = true;
+                    report(Input::ChannelFailed {
+                        child: id,
+                        reason: format!(
+                            "it does not read its channel: nothing was read for {}s",
+                            SEND_STALL.as_secs()
+                        ),
+                    });
+                }
             }
         };
+        drop(writing);
         // What the child said just before it exited (its `Finished`) comes first.
-        if let Some(channel) = channel.as_ref().filter(|_| reading) {
+        if let Some(channel) = channel.as_deref().filter(|_| reading) {
             while let Ok(Some(received)) = channel.try_recv() {
                 let input = decode(id, received, &version, &parcels);
                 let more = matches!(input, Input::Message { .. });
@@ -170,6 +200,93 @@ impl ChildIo {
             }
         }
         report(Input::Exited { child: id, status });
+    }
+}
+
+/// The most messages that wait to be sent to a child: one that lets more pile up does
+/// not read its channel, and is reported (the machine kills it).
+const MAX_QUEUED: usize = 1024;
+
+/// How long one message may wait to be written before its child counts as not reading
+/// its channel.
+const SEND_STALL: Duration = Duration::from_secs(5);
+
+/// A message being written to a child, in its own future so that the task goes on
+/// reading and watching for the exit meanwhile.
+struct Writing {
+    future: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+    since: Instant,
+    /// It is the welcome: a failure to send it is the child's failure.
+    welcome: bool,
+}
+
+/// The next message of `queue` to write, if there is one and a channel to write it on;
+/// a message the child's protocol version lacks is dropped.
+fn next_write(
+    channel: Option<&Arc<AsyncChannel>>,
+    queue: &mut VecDeque<(SupervisorMsg, Vec<OwnedFd>)>,
+    version: &AtomicU16,
+) -> Option<Writing> {
+    let channel = channel?;
+    while let Some((msg, fds)) = queue.pop_front() {
+        let Some(bytes) = msg.encode_for(spoken(version)) else {
+            continue;
+        };
+        let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
+        let channel = Arc::clone(channel);
+        let future = Box::pin(async move {
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
+            channel.send(&bytes, &borrowed).await
+        });
+        return Some(Writing {
+            future,
+            since: Instant::now(),
+            welcome,
+        });
+    }
+    None
+}
+
+/// Hands the channel and the pidfd back, for the supervisor's next image; they come
+/// back (the watch of the exit too) if nobody waits for them any more: the upgrade has
+/// given up, and the task goes on.
+fn hand_back(
+    back: oneshot::Sender<Parked>,
+    channel: &mut Option<Arc<AsyncChannel>>,
+    exited: Exited,
+    pid: u32,
+) -> Result<(), Exited> {
+    if back.is_closed() {
+        return Err(exited);
+    }
+    let Some(shared) = channel.take() else {
+        return Err(exited);
+    };
+    let owned = match Arc::try_unwrap(shared) {
+        Ok(owned) => owned,
+        Err(shared) => {
+            *channel = Some(shared);
+            return Err(exited);
+        }
+    };
+    let parked = Parked {
+        channel: owned.into_inner(),
+        pidfd: exited.into_pidfd(),
+    };
+    match back.send(parked) {
+        Ok(()) => Ok(()),
+        Err(parked) => {
+            *channel = AsyncChannel::new(parked.channel).ok().map(Arc::new);
+            Err(Exited::new(pid, parked.pidfd))
+        }
+    }
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

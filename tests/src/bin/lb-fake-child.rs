@@ -19,6 +19,7 @@
 //! | `huge-ready-timeout` | a hello with `ready_timeout_ms` = `u64::MAX`; then `Ready` |
 //! | `huge-settle` | a hello with `calls_ready` false and `settle_ms` = `u64::MAX` |
 //! | `huge-lameduck` | a hello with `lameduck_ms` = `u64::MAX`; then `Ready` |
+//! | `deaf` | a hello of protocol 3; `Ready`; then 4,000 hand-overs of a TCP connection, never reading again |
 //! | `garbage-when-told` | a valid hello; `Ready`; once the file `LB_FAKE_CHILD_TRIGGER` names exists, garbage |
 //!
 //! In the `huge-*` modes it behaves well otherwise: it exits 0 when it gets lameduck
@@ -98,6 +99,7 @@ fn main() -> ExitCode {
             send(&channel, b"\xff\xff\xff after the welcome")
         }),
         "garbage-when-told" => ready_then_garbage(&channel, pid, &good_hello),
+        "deaf" => hand_over_without_reading(&channel, pid, &hello),
         "huge-ready-timeout" => well_behaved(
             &channel,
             pid,
@@ -167,6 +169,34 @@ fn well_behaved(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix:
     std::process::exit(0);
 }
 
+/// Says `hello` at protocol 3, takes the welcome, says ready, then hands one TCP
+/// connection over 4,000 times without reading the channel again: every answer the
+/// supervisor sends (it gives each back, as nobody adopts them) piles up.
+fn hand_over_without_reading(
+    channel: &OwnedFd,
+    pid: u32,
+    hello: &wire::Hello<'_>,
+) -> rustix::io::Result<()> {
+    send(channel, &wire::message(3, &wire::hello_body(hello)))?;
+    report(channel, pid);
+    send(channel, &wire::message(3, &wire::ready_body()))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|_| rustix::io::Errno::IO)?;
+    let addr = listener.local_addr().map_err(|_| rustix::io::Errno::IO)?;
+    let _client = std::net::TcpStream::connect(addr).map_err(|_| rustix::io::Errno::IO)?;
+    let (conn, _) = listener.accept().map_err(|_| rustix::io::Errno::IO)?;
+    littleboss_tests::say!("lb-fake-child: pid {pid} handing over without reading");
+    for id in 0..4_000u64 {
+        // `Hand` (variant 4) of one parcel: its id, the listener, no bytes read.
+        let mut body = vec![4, 1];
+        wire::varint(&mut body, id);
+        wire::bytes(&mut body, b"http");
+        wire::bytes(&mut body, b"");
+        send_with(channel, &wire::message(3, &body), conn.as_fd())?;
+    }
+    littleboss_tests::say!("lb-fake-child: pid {pid} handed over 4000 times");
+    Ok(())
+}
+
 /// Says `hello`, takes the welcome, says ready, and serves (as far as the supervisor
 /// can tell) until the file `LB_FAKE_CHILD_TRIGGER` names exists; then sends garbage.
 fn ready_then_garbage(channel: &OwnedFd, pid: u32, hello: &[u8]) -> rustix::io::Result<()> {
@@ -191,7 +221,16 @@ fn send(channel: &OwnedFd, bytes: &[u8]) -> rustix::io::Result<()> {
 /// Sends `bytes` with a copy of stdin's fd attached.
 fn send_with_fd(channel: &OwnedFd, bytes: &[u8]) -> rustix::io::Result<()> {
     let stdin = std::io::stdin();
-    let fds = [stdin.as_fd()];
+    send_with(channel, bytes, stdin.as_fd())
+}
+
+/// Sends `bytes` with `fd` attached.
+fn send_with(
+    channel: &OwnedFd,
+    bytes: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> rustix::io::Result<()> {
+    let fds = [fd];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     control.push(SendAncillaryMessage::ScmRights(&fds));

@@ -464,6 +464,39 @@ fn a_child_that_stops_reading_its_channel_is_killed_and_the_service_goes_on() {
     assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
 }
 
+/// What a child hands over must be a connection of the listener it names: a listening
+/// socket, a unix socket handed over as a connection of a TCP listener and a
+/// connection that carries more than 16 KiB are each refused with the reason and given
+/// back, and the child, which broke no rule of the channel, goes on serving.
+#[test]
+fn forged_and_oversized_hand_overs_are_refused_with_the_reason() {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    sup.wait_running();
+    let response = raw::ask(&env.socket("lbhttp"), &fake_child_reload("forged"))
+        .unwrap_or_else(|e| panic!("no answer to the reload: {e}\n{}", sup.logs()));
+    let Response::Reloaded { new_pid, .. } = response else {
+        panic!("the reload failed: {response:?}\n{}", sup.logs());
+    };
+    sup.track(new_pid);
+    let refused = format!("refused 1 connection that child pid {new_pid} handed over: ");
+    for reason in [
+        "a connection's fd is a listening socket",
+        "a connection is not one of listener \"http\"",
+        "a connection carries 17000 bytes read, more than 16384",
+    ] {
+        sup.wait_for_log(&format!("{refused}{reason}"));
+    }
+    let status = sup.status();
+    assert_eq!(status["child_pid"], new_pid, "{status}");
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["restarts"], 0, "{status}");
+    // It does not wind down at lameduck: it is killed, and the stop's code says so.
+    let stopped = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stopped.code(), Some(1), "{stopped}\n{}", sup.logs());
+    assert!(stopped.stdout.contains("exit code 1"), "{stopped}");
+}
+
 #[test]
 fn a_child_that_sends_garbage_instead_of_hello_is_refused() {
     reload_to_fake_child("garbage", "it sent a malformed message");

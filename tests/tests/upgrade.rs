@@ -202,6 +202,35 @@ fn an_upgrade_to_a_program_that_is_not_littleboss_changes_nothing() {
     assert_untouched(&sup, child, &one, addr);
 }
 
+/// A script may run as a child, but cannot be the supervisor: an upgrade to one says
+/// so, instead of calling it a program that is not littleboss.
+#[test]
+fn an_upgrade_to_a_script_says_it_is_a_script() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let one = env.copy_binary(bin!("lb-http"), "one");
+    let sup = env.start(&one, NO_ARGS);
+    let addr = sup.addr("http");
+    let child = sup.child_pid();
+    let script = env.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexec {} \"$@\"\n", one.display()),
+    )
+    .expect("the script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let request = wire::upgrade_request(script.as_os_str().as_encoded_bytes());
+    let response = raw::ask(&env.socket("lbhttp"), &request).expect("an answer");
+    let reason = response.failed().expect("a refusal").to_string();
+    assert!(
+        reason.contains("it is a script (it starts with #!)"),
+        "{reason}"
+    );
+    assert!(!reason.contains("not a littleboss program"), "{reason}");
+    assert!(reason.contains("nothing was changed"), "{reason}");
+    assert_untouched(&sup, child, &one, addr);
+}
+
 /// The probe's time limit counts until the probe exits, and what it leaves behind goes
 /// with its process group: a probe that leaves a process holding its stdout open is
 /// answered as soon as it exits (not when that process ends, 600 s later), and the

@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustix::net::{AddressFamily, SocketType, sockopt};
 use rustix::process::{Pid, WaitId, WaitIdOptions, WaitIdStatus};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::{self, AsyncChannel};
-use crate::control::protocol::{self, ChildMsg, SupervisorMsg, Versions};
+use crate::control::protocol::{self, ChildMsg, MAX_CARRIED, Parcel, SupervisorMsg, Versions};
+use crate::spec::Kind;
 
 use super::machine::{ChildId, Input, WaitStatus};
 
@@ -113,6 +115,9 @@ impl ChildIo {
         let mut writing: Option<Writing> = None;
         let mut handback: Option<oneshot::Sender<Parked>> = None;
         let mut deaf = false;
+        // The kind of each of its listeners, once it is welcomed: a connection it hands
+        // over must be one of them.
+        let mut kinds: HashMap<String, Kind> = HashMap::new();
         let status = loop {
             if writing.is_none() {
                 writing = next_write(channel.as_ref(), &mut queue, &version);
@@ -131,9 +136,10 @@ impl ChildIo {
                 received = recv(channel.as_deref()), if reading => {
                     match received {
                         Ok(Some(received)) => {
-                            let input = decode(id, received, &version, &parcels);
-                            reading = matches!(input, Input::Message { .. });
-                            report(input);
+                            for input in decode(id, received, &version, &parcels, &kinds) {
+                                reading = matches!(input, Input::Message { .. } | Input::HandRefused { .. });
+                                report(input);
+                            }
                         }
                         Ok(None) => reading = false,
                         Err(e) => {
@@ -148,6 +154,12 @@ impl ChildIo {
                 out = outgoing.recv(), if sending => match out {
                     Some(Outgoing::Handback(back)) => handback = Some(back),
                     Some(Outgoing::Message(msg, fds)) if channel.is_some() => {
+                        if let SupervisorMsg::Welcome { listeners } = &msg {
+                            kinds = listeners
+                                .iter()
+                                .map(|l| (l.name.clone(), l.network.kind()))
+                                .collect();
+                        }
                         queue.push_back((msg, fds));
                         if queue.len() > MAX_QUEUED && !deaf {
                             deaf = true;
@@ -190,12 +202,13 @@ impl ChildIo {
         drop(writing);
         // What the child said just before it exited (its `Finished`) comes first.
         if let Some(channel) = channel.as_deref().filter(|_| reading) {
-            while let Ok(Some(received)) = channel.try_recv() {
-                let input = decode(id, received, &version, &parcels);
-                let more = matches!(input, Input::Message { .. });
-                report(input);
-                if !more {
-                    break;
+            'recv: while let Ok(Some(received)) = channel.try_recv() {
+                for input in decode(id, received, &version, &parcels, &kinds) {
+                    let more = matches!(input, Input::Message { .. } | Input::HandRefused { .. });
+                    report(input);
+                    if !more {
+                        break 'recv;
+                    }
                 }
             }
         }
@@ -297,49 +310,113 @@ pub(crate) fn spoken(version: &AtomicU16) -> Option<u16> {
 
 /// A message from the child; its first (the hello) fixes the conversation's version,
 /// any this supervisor speaks. Only connections handed over come with fds, one each,
-/// and those are held in `parcels` for the machine to forward or return.
+/// and those are held in `parcels` for the machine to forward or return. A parcel that
+/// is not a connection of one of the child's listeners (`kinds`, once it is known), or
+/// carries more than [`MAX_CARRIED`] bytes, is refused: its fd is closed, and the
+/// machine gives it back to the child with the reason ([`Input::HandRefused`]).
 fn decode(
     child: ChildId,
     received: channel::Received,
     version: &AtomicU16,
     parcels: &Parcels,
-) -> Input {
+    kinds: &HashMap<String, Kind>,
+) -> Vec<Input> {
     let input = decode_message(child, &received.bytes, version);
     let fds = received.fds;
-    match &input {
+    match input {
         Input::Message {
             msg: ChildMsg::Hand(handed),
             ..
-        } if handed.len() == fds.len() && distinct(handed) => {
+        } if handed.len() == fds.len() && distinct(&handed) => {
             let mut held = parcels
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (parcel, fd) in handed.iter().zip(fds) {
-                held.insert((child, parcel.id), fd);
+            let mut good = Vec::new();
+            let mut refused: Vec<(u64, String)> = Vec::new();
+            for (parcel, fd) in handed.into_iter().zip(fds) {
+                match refusal(&parcel, fd.as_fd(), kinds) {
+                    Some(why) => refused.push((parcel.id, why)),
+                    None => {
+                        held.insert((child, parcel.id), fd);
+                        good.push(parcel);
+                    }
+                }
             }
-            input
+            let mut inputs = Vec::new();
+            if !good.is_empty() {
+                let msg = ChildMsg::Hand(good);
+                inputs.push(Input::Message { child, msg });
+            }
+            if let Some((_, reason)) = refused.first() {
+                let reason = reason.clone();
+                let ids = refused.into_iter().map(|(id, _)| id).collect();
+                inputs.push(Input::HandRefused { child, ids, reason });
+            }
+            inputs
         }
         Input::Message {
             msg: ChildMsg::Hand(handed),
             ..
-        } => Input::ChannelFailed {
+        } => vec![Input::ChannelFailed {
             child,
             reason: format!(
                 "it handed over {} connections with {} fds, or one id twice",
                 handed.len(),
                 fds.len()
             ),
-        },
-        _ if !fds.is_empty() => Input::ChannelFailed {
+        }],
+        _ if !fds.is_empty() => vec![Input::ChannelFailed {
             child,
             reason: "it sent fds".to_string(),
-        },
-        _ => input,
+        }],
+        input => vec![input],
     }
 }
 
+/// Why a parcel handed over is not taken as a connection of its listener, if it is not:
+/// its fd must be a connected stream socket (not a listening one) of the listener's
+/// kind, and what it carries must fit.
+fn refusal(parcel: &Parcel, fd: BorrowedFd<'_>, kinds: &HashMap<String, Kind>) -> Option<String> {
+    if parcel.bytes.len() > MAX_CARRIED {
+        return Some(format!(
+            "a connection carries {} bytes read, more than {MAX_CARRIED}",
+            parcel.bytes.len()
+        ));
+    }
+    let family = match crate::sys::socket_family(fd) {
+        Ok(family) => family,
+        Err(_) => return Some("a connection's fd is not a socket".to_string()),
+    };
+    if sockopt::socket_type(fd).ok() != Some(SocketType::STREAM) {
+        return Some("a connection's fd is not a stream socket".to_string());
+    }
+    // (Apple's systems do not say; a listening socket has no peer, below.)
+    #[cfg(not(target_vendor = "apple"))]
+    if sockopt::socket_acceptconn(fd).unwrap_or(true) {
+        return Some("a connection's fd is a listening socket".to_string());
+    }
+    if rustix::net::getpeername(fd).is_err() {
+        return Some("a connection's fd is not connected".to_string());
+    }
+    let fits = match kinds.get(&parcel.listener) {
+        Some(Kind::Tcp) => family == AddressFamily::INET || family == AddressFamily::INET6,
+        Some(Kind::Unix) => family == AddressFamily::UNIX,
+        Some(_) => false,
+        // Not welcomed by this image (a child taken over at an upgrade): any kind a
+        // listener may be.
+        None if kinds.is_empty() => [
+            AddressFamily::INET,
+            AddressFamily::INET6,
+            AddressFamily::UNIX,
+        ]
+        .contains(&family),
+        None => false,
+    };
+    (!fits).then(|| format!("a connection is not one of listener {:?}", parcel.listener))
+}
+
 /// Whether no two parcels have the same id (each is held by its id).
-fn distinct(parcels: &[crate::control::protocol::Parcel]) -> bool {
+fn distinct(parcels: &[Parcel]) -> bool {
     let ids: std::collections::BTreeSet<u64> = parcels.iter().map(|p| p.id).collect();
     ids.len() == parcels.len()
 }

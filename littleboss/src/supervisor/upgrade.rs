@@ -38,6 +38,9 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), ProbeErr
     if !crate::sys::exec_by_fd() {
         return Err(ProbeError::NoExecByFd);
     }
+    if is_script(exe) {
+        return Err(ProbeError::Script);
+    }
     let stdin = handover::in_memory(handover).map_err(ProbeError::Handover)?;
     let mut child = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()))
         .env_clear()
@@ -92,6 +95,15 @@ pub(crate) fn probe(exe: BorrowedFd<'_>, handover: &[u8]) -> Result<(), ProbeErr
     }
 }
 
+/// Whether the file `exe` (an fd that may be open for exec only) starts with `#!`.
+fn is_script(exe: BorrowedFd<'_>) -> bool {
+    let path = format!("/proc/self/fd/{}", exe.as_raw_fd());
+    let mut magic = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"#!")
+}
+
 /// Why the new binary cannot take over, as the upgrade's refusal says it: the probe
 /// could not run, or the binary said no (in its own words), or nothing.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +114,11 @@ pub(crate) enum ProbeError {
         crate::sys::SYSTEM
     )]
     NoExecByFd,
+    /// It is a script: it may run as a child, but cannot be the supervisor.
+    #[error(
+        "it is a script (it starts with #!): the supervisor re-executes itself as a littleboss program's binary, which a script is not; reload to the script instead, or upgrade to the binary it runs"
+    )]
+    Script,
     /// The handover could not be put where the probe reads it.
     #[error("cannot probe it: {0}")]
     Handover(#[source] std::io::Error),

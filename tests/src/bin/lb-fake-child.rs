@@ -20,6 +20,7 @@
 //! | `huge-settle` | a hello with `calls_ready` false and `settle_ms` = `u64::MAX` |
 //! | `huge-lameduck` | a hello with `lameduck_ms` = `u64::MAX`; then `Ready` |
 //! | `deaf` | a hello of protocol 3; `Ready`; then 4,000 hand-overs of a TCP connection, never reading again |
+//! | `forged` | a hello of protocol 3; `Ready`; then hand-overs of a listening socket, of a unix socket as `http`, and of a TCP connection carrying 17,000 bytes |
 //! | `garbage-when-told` | a valid hello; `Ready`; once the file `LB_FAKE_CHILD_TRIGGER` names exists, garbage |
 //!
 //! In the `huge-*` modes it behaves well otherwise: it exits 0 when it gets lameduck
@@ -100,6 +101,7 @@ fn main() -> ExitCode {
         }),
         "garbage-when-told" => ready_then_garbage(&channel, pid, &good_hello),
         "deaf" => hand_over_without_reading(&channel, pid, &hello),
+        "forged" => hand_over_forgeries(&channel, pid, &hello),
         "huge-ready-timeout" => well_behaved(
             &channel,
             pid,
@@ -194,6 +196,40 @@ fn hand_over_without_reading(
         send_with(channel, &wire::message(3, &body), conn.as_fd())?;
     }
     littleboss_tests::say!("lb-fake-child: pid {pid} handed over 4000 times");
+    Ok(())
+}
+
+/// Says `hello` at protocol 3, takes the welcome, says ready, then hands over three
+/// things that are not connections of its `http` listener (a TCP listener), one per
+/// message, and reads what the supervisor answers.
+fn hand_over_forgeries(
+    channel: &OwnedFd,
+    pid: u32,
+    hello: &wire::Hello<'_>,
+) -> rustix::io::Result<()> {
+    let io = |_| rustix::io::Errno::IO;
+    send(channel, &wire::message(3, &wire::hello_body(hello)))?;
+    report(channel, pid);
+    send(channel, &wire::message(3, &wire::ready_body()))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+    let addr = listener.local_addr().map_err(io)?;
+    let _client = std::net::TcpStream::connect(addr).map_err(io)?;
+    let (conn, _) = listener.accept().map_err(io)?;
+    let (unix, _other) = std::os::unix::net::UnixStream::pair().map_err(io)?;
+    let carried = vec![b'x'; 17_000];
+    let forgeries: [(u64, &[u8], std::os::fd::BorrowedFd<'_>); 3] = [
+        (1, b"", listener.as_fd()),
+        (2, b"", unix.as_fd()),
+        (3, &carried, conn.as_fd()),
+    ];
+    for (id, bytes, fd) in forgeries {
+        let mut body = vec![4, 1];
+        wire::varint(&mut body, id);
+        wire::bytes(&mut body, b"http");
+        wire::bytes(&mut body, bytes);
+        send_with(channel, &wire::message(3, &body), fd)?;
+    }
+    littleboss_tests::say!("lb-fake-child: pid {pid} handed over 3 forgeries");
     Ok(())
 }
 

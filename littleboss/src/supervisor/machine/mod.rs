@@ -149,6 +149,13 @@ pub(crate) enum Input {
         child: ChildId,
         msg: ChildMsg,
     },
+    /// Connections a child handed over that are not connections of its listeners (or
+    /// carry too much): their fds are closed, and they go back to it.
+    HandRefused {
+        child: ChildId,
+        ids: Vec<u64>,
+        reason: String,
+    },
     /// A child's channel failed, or it sent something that is not a message.
     ChannelFailed {
         child: ChildId,
@@ -614,6 +621,7 @@ impl Machine {
                 busy,
             } => self.on_spawn_failed(child, reason, busy, now),
             Input::Message { child, msg } => self.on_message(child, msg, now),
+            Input::HandRefused { child, ids, reason } => self.on_hand_refused(child, ids, reason),
             Input::ChannelFailed { child, reason } => self.kill(child, reason),
             Input::Exited { child, status } => self.on_exit(child, status, now),
             Input::Request { client, request } => self.on_request(client, request, now),

@@ -198,6 +198,20 @@ impl Machine {
         }
     }
 
+    /// Connections `from` handed over that are not connections at all, or not of their
+    /// listener: refused, with the reason, and given back (its copies are its own to
+    /// close).
+    pub(super) fn on_hand_refused(&mut self, from: ChildId, ids: Vec<u64>, reason: String) {
+        let pid = self.state.children.get(&from).map_or(0, |c| c.pid);
+        let n = ids.len();
+        let what = if n == 1 { "connection" } else { "connections" };
+        self.effects.push_back(Effect::Log(
+            crate::logger::Level::Warn,
+            format!("refused {n} {what} that child pid {pid} handed over: {reason}"),
+        ));
+        self.effects.push_back(Effect::Return { child: from, ids });
+    }
+
     /// `to` answered for connections forwarded to it: `taken`, or declined.
     pub(super) fn on_answer(&mut self, to: ChildId, ids: Vec<u64>, taken: bool) {
         let mut senders = ByChild::new();

@@ -172,6 +172,11 @@ fn send_frame(
 pub(crate) struct Received {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
+    /// Fewer fds arrived than were sent (`MSG_CTRUNC`): the receiver ran out of fds,
+    /// or the sender sent more than [`MAX_FDS`]. `fds` holds those that came, in
+    /// order; what to do about the others is the receiver's to decide, and the
+    /// channel goes on.
+    pub cut: bool,
 }
 
 /// What a stream channel has received of a message that is not complete yet.
@@ -180,12 +185,14 @@ pub(crate) struct Partial {
     /// The length prefix and the bytes after it, as far as they came.
     bytes: Vec<u8>,
     fds: Vec<OwnedFd>,
+    cut: bool,
 }
 
 /// Receives one message; `Ok(None)` at end of stream (the other side is gone).
 ///
-/// A message or fd list cut short by the kernel is an error, and every fd that did
-/// arrive is closed on every error path (they are `OwnedFd`s from the start).
+/// A message cut short by the kernel is an error, and every fd that did arrive is
+/// closed on every error path (they are `OwnedFd`s from the start). An fd list cut
+/// short is not an error: [`Received::cut`] says so.
 pub(crate) fn recv(socket: BorrowedFd<'_>, flags: RecvFlags) -> io::Result<Option<Received>> {
     recv_with(socket, Framing::of(socket)?, flags, &mut Partial::default())
 }
@@ -230,12 +237,6 @@ pub(crate) fn recvmsg(
     for fd in &fds {
         new.mark(fd.as_fd())?;
     }
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "message carried more fds than allowed",
-        ));
-    }
     Ok((msg.bytes, msg.flags, fds))
 }
 
@@ -252,7 +253,12 @@ fn recv_packet(socket: BorrowedFd<'_>, flags: RecvFlags) -> io::Result<Option<Re
         return Ok(None);
     }
     buf.truncate(len);
-    Ok(Some(Received { bytes: buf, fds }))
+    let cut = returned.contains(ReturnFlags::CTRUNC);
+    Ok(Some(Received {
+        bytes: buf,
+        fds,
+        cut,
+    }))
 }
 
 fn recv_frame(
@@ -284,10 +290,11 @@ fn recv_frame(
             return Ok(Some(Received {
                 bytes,
                 fds: done.fds,
+                cut: done.cut,
             }));
         }
         let mut buf = vec![0u8; want];
-        let (len, _, fds) = match recvmsg(socket, &mut buf, flags) {
+        let (len, returned, fds) = match recvmsg(socket, &mut buf, flags) {
             Ok(received) => received,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
@@ -297,6 +304,7 @@ fn recv_frame(
             }
         };
         partial.fds.extend(fds);
+        partial.cut |= returned.contains(ReturnFlags::CTRUNC);
         if len == 0 {
             if partial.bytes.is_empty() && partial.fds.is_empty() {
                 return Ok(None);

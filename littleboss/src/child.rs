@@ -372,6 +372,12 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         }
     };
     let expected = listeners.iter().filter(|l| l.addr.is_some()).count();
+    if received.cut {
+        return Err(io::Error::other(format!(
+            "only {} of the fds of its {expected} listeners could be received: this process is out of fds (its fd limit)",
+            received.fds.len()
+        )));
+    }
     if received.fds.len() != expected {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -34,6 +34,23 @@ pub(crate) fn describe(e: &io::Error) -> String {
     }
 }
 
+/// Raises this process's soft limit on open fds to its hard limit, where the hard limit
+/// is a number (a supervisor holds every connection on its way between children, and
+/// its children inherit the room). Nothing changes if that is refused.
+pub(crate) fn raise_fd_limit() {
+    let nofile = rustix::process::Resource::Nofile;
+    let limit = rustix::process::getrlimit(nofile);
+    if let Some(hard) = limit.maximum {
+        if limit.current.is_some_and(|soft| soft < hard) {
+            let raised = rustix::process::Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            };
+            let _ = rustix::process::setrlimit(nofile, raised);
+        }
+    }
+}
+
 /// Whether the number `fd` names an open fd. It asks with the number alone
 /// (`fcntl(F_GETFD)`), so no `BorrowedFd` is ever made for a number that may name
 /// nothing: the one check before an inherited fd number is owned.

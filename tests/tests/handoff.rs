@@ -215,6 +215,42 @@ fn idle_connections_move_to_the_new_process_with_no_close() {
     );
 }
 
+/// A supervisor out of fds while connections move takes what it can, gives back what
+/// it cannot (its fd list was cut short: the kernel could not give it more fds), and
+/// blames nobody: no child is killed, the old child winds the connections it got back
+/// down as it does those nobody adopts, and no request fails.
+#[test]
+fn a_supervisor_short_of_fds_gives_back_what_it_cannot_take_and_kills_nobody() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 300);
+    // Room for the reload itself, not for 300 connections at once.
+    let used = fd_count(sup.pid()).expect("the supervisor's fds") as u64;
+    let pid = |pid: u32| rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    let nofile = rustix::process::Resource::Nofile;
+    let hard = rustix::process::getrlimit(nofile).maximum;
+    let limit = rustix::process::Rlimit {
+        current: Some(used + 24),
+        maximum: hard,
+    };
+    let before = rustix::process::prlimit(Some(pid(sup.pid())), nofile, limit)
+        .expect("the supervisor's fd limit lowered");
+    let new = reload(&env, &sup, &copy, &[]);
+    // The new child inherited the low limit (and took what it could); the old one's
+    // returned connections reconnect to it, so it gets its room back.
+    rustix::process::prlimit(Some(pid(new)), nofile, before).expect("the new child's limit");
+    none_lost(&mut pool, new, &sup);
+    let log = sup.logs();
+    assert!(log.contains("the supervisor is out of fds"), "{log}");
+    assert!(!log.contains("malformed"), "{log}");
+    assert!(!log.contains("was killed"), "{log}");
+    let status = sup.status();
+    assert_eq!(status["failures"], 0, "{status}");
+    assert_eq!(status["state"], "running", "{status}");
+}
+
 #[test]
 fn pooled_clients_that_send_at_random_moments_through_reloads_see_no_close() {
     // Requests at any moment, reloads meanwhile: the race that closing always has.

@@ -322,18 +322,28 @@ fn decode(
     kinds: &HashMap<String, Kind>,
 ) -> Vec<Input> {
     let input = decode_message(child, &received.bytes, version);
-    let fds = received.fds;
+    let (fds, cut) = (received.fds, received.cut);
     match input {
+        // Fewer fds than parcels only where the kernel cut the list short: this
+        // process ran out of fds. Those without one go back; nobody is to blame.
         Input::Message {
             msg: ChildMsg::Hand(handed),
             ..
-        } if handed.len() == fds.len() && distinct(&handed) => {
+        } if (handed.len() == fds.len() || cut && fds.len() < handed.len())
+            && distinct(&handed) =>
+        {
             let mut held = parcels
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut good = Vec::new();
             let mut refused: Vec<(u64, String)> = Vec::new();
-            for (parcel, fd) in handed.into_iter().zip(fds) {
+            let mut fds = fds.into_iter();
+            for parcel in handed {
+                let Some(fd) = fds.next() else {
+                    let why = "the supervisor is out of fds (its fd limit)".to_string();
+                    refused.push((parcel.id, why));
+                    continue;
+                };
                 match refusal(&parcel, fd.as_fd(), kinds) {
                     Some(why) => refused.push((parcel.id, why)),
                     None => {

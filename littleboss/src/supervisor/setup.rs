@@ -69,6 +69,7 @@ impl Setup {
         activated: Activated,
         args: Vec<OsString>,
     ) -> Result<Setup, Error> {
+        crate::sys::raise_fd_limit();
         let run_as = user::resolve(config.user.as_deref(), config.group.as_deref())
             .map_err(Error::config)?;
         let dir = dir::control_dir().map_err(Error::config)?;

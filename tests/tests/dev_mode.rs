@@ -230,6 +230,13 @@ fn a_build_linked_in_before_its_writer_is_done_reloads_only_once_it_is_complete(
     slow_write(&["--link"]);
 }
 
+/// A builder that writes the binary in place in two parts, closing it between them:
+/// the half that is closed is not a complete executable, and is not started.
+#[test]
+fn a_build_written_in_place_in_two_parts_starts_only_once_whole() {
+    slow_write(&["--two-parts"]);
+}
+
 /// `lb-slow-write ARGS` writes the next build at the path, slowly: no reload, and no
 /// failure, until it is complete; then one reload.
 fn slow_write(args: &[&str]) {

@@ -14,6 +14,7 @@
 //!   of fds the state refers to.
 
 mod child_io;
+mod complete_exe;
 mod descendants;
 mod fds;
 mod handover;

@@ -69,7 +69,8 @@ impl Identity {
 }
 
 /// The file at the path as a quiet period ends: who it is, and whether it can be run
-/// (a non-empty regular file with an execute bit).
+/// (a regular file with an execute bit that is a complete executable: a builder that
+/// writes in place in parts closes the file between them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Found {
     identity: Identity,
@@ -81,7 +82,10 @@ impl Found {
         let meta = std::fs::metadata(path).ok()?;
         Some(Found {
             identity: Identity::of(&meta),
-            runnable: meta.is_file() && meta.mode() & 0o111 != 0 && meta.len() > 0,
+            runnable: meta.is_file()
+                && meta.mode() & 0o111 != 0
+                && meta.len() > 0
+                && super::complete_exe::file_is_complete(path),
         })
     }
 }
@@ -787,7 +791,7 @@ mod tests {
                 .expect("create");
             file.write_all(bytes).expect("write");
         };
-        write(&path, b"build 1");
+        write(&path, b"#!/bin/sh\n# build 1\n");
         let running = std::fs::metadata(&path).ok();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -799,13 +803,13 @@ mod tests {
             assert!(nothing(&mut rx).await, "the build that runs is not new");
 
             // Renamed over the path.
-            write(&dir.path().join(".app.tmp"), b"build 2");
+            write(&dir.path().join(".app.tmp"), b"#!/bin/sh\n# build 2\n");
             std::fs::rename(dir.path().join(".app.tmp"), &path).expect("rename");
             assert!(landed(&mut rx).await, "a rename");
             assert!(nothing(&mut rx).await, "one rename, one build");
 
             // Removed, and a hard link put in its place (cargo).
-            write(&dir.path().join("app-0123"), b"build 3");
+            write(&dir.path().join("app-0123"), b"#!/bin/sh\n# build 3\n");
             std::fs::remove_file(&path).expect("remove");
             std::fs::hard_link(dir.path().join("app-0123"), &path).expect("link");
             assert!(landed(&mut rx).await, "a remove and a link");
@@ -823,11 +827,11 @@ mod tests {
                 .mode(0o755)
                 .open(&path)
                 .expect("create");
-            file.write_all(b"build").expect("write");
+            file.write_all(b"#!/bin/sh\n# build").expect("write");
             file.flush().expect("flush");
             assert!(nothing(&mut rx).await, "half written");
             assert!(nothing(&mut rx).await, "still half written");
-            file.write_all(b" 4").expect("write");
+            file.write_all(b" 4\n").expect("write");
             drop(file);
             assert!(landed(&mut rx).await, "closed after the write");
             assert!(nothing(&mut rx).await, "one write, one build");

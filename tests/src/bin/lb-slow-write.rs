@@ -1,4 +1,4 @@
-//! `lb-slow-write [--link] SRC DST`: copies `SRC` to a new file `DST` (mode 0755)
+//! `lb-slow-write [--link | --two-parts] SRC DST`: copies `SRC` to a new file `DST` (mode 0755)
 //! through one open file, slowly, for the dev mode tests: a build that a slow writer is
 //! still writing when the watch looks at it.
 //!
@@ -9,7 +9,11 @@
 //! With `--link`, it writes to `DST.part` and hard-links that to `DST` once the first
 //! half is written, so the file at `DST` has its data before any event at `DST` says it
 //! is being written (as a first write that takes longer than the quiet period would);
-//! `DST.part` is removed at the end. Exit code 1 with a message on any error.
+//! `DST.part` is removed at the end.
+//!
+//! With `--two-parts`, it closes the file once the first half is written, and opens it
+//! again to append the rest: a builder that writes in place in parts, whose close says
+//! nothing of whether the file is whole. Exit code 1 with a message on any error.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, Write};
@@ -26,11 +30,12 @@ const WRITES: usize = 4;
 fn main() -> io::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let link = args.first().is_some_and(|a| a == "--link");
-    if link {
+    let two_parts = args.first().is_some_and(|a| a == "--two-parts");
+    if link || two_parts {
         args.remove(0);
     }
     let [src, dst] = args.as_slice() else {
-        littleboss_tests::say!("usage: lb-slow-write [--link] SRC DST");
+        littleboss_tests::say!("usage: lb-slow-write [--link | --two-parts] SRC DST");
         std::process::exit(2);
     };
     let bytes = std::fs::read(src)?;
@@ -52,6 +57,12 @@ fn main() -> io::Result<()> {
     if link {
         std::fs::hard_link(&written, dst)?;
         std::thread::sleep(PAUSE);
+    }
+    if two_parts {
+        drop(file);
+        // Closed, half written, for longer than the quiet period.
+        std::thread::sleep(PAUSE);
+        file = OpenOptions::new().append(true).open(&written)?;
     }
     println!("half");
     io::stdout().flush()?;

@@ -215,6 +215,36 @@ fn idle_connections_move_to_the_new_process_with_no_close() {
     );
 }
 
+/// More idle connections than may be on their way at once (1,024) all move in one
+/// reload: past the cap they wait their turn in the supervisor instead of going back
+/// to be closed.
+#[test]
+fn three_thousand_idle_connections_move_in_one_reload_with_no_close() {
+    // Room for this process's end of each connection.
+    let nofile = rustix::process::Resource::Nofile;
+    let limit = rustix::process::getrlimit(nofile);
+    if let Some(hard) = limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        rustix::process::setrlimit(nofile, raised).expect("the test's fd limit raised");
+    }
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 3_000);
+    let new = reload(&env, &sup, &copy, &[]);
+    all_moved_to(&mut pool, new, &sup);
+    assert!(pool.iter().all(|c| c.closed == 0));
+    let log = sup.logs();
+    assert!(
+        log.contains("; 3000 connections moved to the new child"),
+        "{log}"
+    );
+}
+
 /// A supervisor out of fds while connections move takes what it can, gives back what
 /// it cannot (its fd list was cut short: the kernel could not give it more fds), and
 /// blames nobody: no child is killed, the old child winds the connections it got back

@@ -217,8 +217,10 @@ impl ChildIo {
 }
 
 /// The most messages that wait to be sent to a child: one that lets more pile up does
-/// not read its channel, and is reported (the machine kills it).
-const MAX_QUEUED: usize = 1024;
+/// not read its channel, and is reported (the machine kills it). A child that reads,
+/// however busy, never comes near: it is told at most a few things per connection it
+/// moves.
+const MAX_QUEUED: usize = 65_536;
 
 /// How long one message may wait to be written before its child counts as not reading
 /// its channel.

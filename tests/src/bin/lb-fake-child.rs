@@ -196,7 +196,9 @@ fn hand_over_without_reading(
         send_with(channel, &wire::message(3, &body), conn.as_fd())?;
     }
     littleboss_tests::say!("lb-fake-child: pid {pid} handed over 4000 times");
-    Ok(())
+    // Deaf to the end: the supervisor must end this process.
+    std::thread::sleep(Duration::from_secs(60));
+    std::process::exit(0);
 }
 
 /// Says `hello` at protocol 3, takes the welcome, says ready, then hands over three

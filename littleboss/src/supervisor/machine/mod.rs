@@ -649,6 +649,8 @@ impl Machine {
             Input::Resumed => self.on_resumed(now),
             Input::DescendantsEnded { ended } => self.on_descendants_ended(ended),
         }
+        // Room on the way may have been made, or a successor lost.
+        self.forward_held(now);
         // An upgrade waiting for the connections on their way may go now.
         self.exec_if_due(now);
         self.check_done();
@@ -677,6 +679,8 @@ impl Machine {
             }
             self.recall(recalls);
         }
+        self.forward_held(now);
+        self.exec_if_due(now);
         self.check_done();
     }
 

@@ -5,10 +5,13 @@
 //! replaces is told so ([`SupervisorMsg::Successor`], before `Lameduck`), and hands its
 //! idle connections of those listeners over ([`ChildMsg::Hand`]); the shell holds their
 //! fds by (sender, id). Each is forwarded to the serving child ([`Effect::Forward`]) if it
-//! is ready and adopts that listener, and fewer than [`Settings::move_cap`] are waiting
-//! for its answer; else it goes back ([`Effect::Return`]) and the sender serves it to the
-//! end. The serving child answers for each: taken ([`ChildMsg::Adopted`], and the sender
-//! is told to close its copy) or declined ([`ChildMsg::Declined`]: back to the sender).
+//! is ready and adopts that listener; if no child takes it, it goes back
+//! ([`Effect::Return`]) and the sender serves it to the end. At most
+//! [`Settings::move_cap`] wait for the serving child's answer at once: the others are
+//! held, in order, and forwarded as answers make room (flow control: none goes back for
+//! the count alone). The serving child answers for each: taken ([`ChildMsg::Adopted`],
+//! and the sender is told to close its copy) or declined ([`ChildMsg::Declined`]: back
+//! to the sender).
 //! One it has not answered for within [`Settings::take_ms`] (or a quarter of the
 //! sender's lameduck time, if less) is recalled once: it declines it if it has not taken
 //! it yet. A serving child that exits sends back what it had not
@@ -21,7 +24,7 @@
 //! of no child that adopts until one says so; connections handed over until then go
 //! back, and their senders drain them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::control::protocol::{Parcel, SupervisorMsg};
 
@@ -38,6 +41,9 @@ pub(crate) struct Moving {
     transit: BTreeMap<u64, Transit>,
     /// How many connections each child handed over were taken, for its exit's line.
     moved: BTreeMap<ChildId, u64>,
+    /// Handed over while as many as the cap were on their way, by sender, in order:
+    /// the shell holds their fds until they are forwarded or given back.
+    held: VecDeque<(ChildId, Parcel)>,
 }
 
 /// A connection forwarded to the serving child.
@@ -106,6 +112,17 @@ impl Machine {
     }
 
     pub(super) fn exec_now(&mut self) {
+        if !self.exec_wanted() {
+            return;
+        }
+        // The next image knows nothing of connections held here: they go back.
+        let mut back = ByChild::new();
+        for (from, parcel) in std::mem::take(&mut self.moves.held) {
+            back.entry(from).or_default().push(parcel.id);
+        }
+        for (child, ids) in back {
+            self.effects.push_back(Effect::Return { child, ids });
+        }
         if let Lifecycle::Upgrading(Upgrade {
             step: UpgradeStep::Exec,
             program,
@@ -144,29 +161,47 @@ impl Machine {
         }
     }
 
-    /// `from` hands `parcels` over; the shell holds their fds.
+    /// `from` hands `parcels` over; the shell holds their fds. Each goes on to the
+    /// serving child as soon as fewer than [`Settings::move_cap`] are on their way
+    /// (held in order until then: flow control, never a refusal for the count alone),
+    /// or back to `from` if no child takes it.
     pub(super) fn on_hand(&mut self, from: ChildId, parcels: Vec<Parcel>, now: Time) {
-        let mut forward: BTreeMap<ChildId, Vec<(u64, Parcel)>> = BTreeMap::new();
-        // Recalled in time for the sender to serve it to the end if it comes back: well
-        // within the sender's own lameduck time.
-        let sender_lameduck = self
-            .state
-            .children
-            .get(&from)
-            .map_or(self.settings.lameduck_ms, |c| c.lameduck_ms);
-        let take_ms = self.settings.take_ms.min(sender_lameduck / 4);
-        // Nothing is forwarded while the supervisor waits to re-execute itself: the
-        // next image knows of no connection on its way.
+        self.moves
+            .held
+            .extend(parcels.into_iter().map(|parcel| (from, parcel)));
+        self.forward_held(now);
+    }
+
+    /// Forwards the connections held, in order, while there is room on the way; gives
+    /// back those no child takes any more (nothing is forwarded while the supervisor
+    /// waits to re-execute itself: the next image knows of no connection on its way).
+    pub(super) fn forward_held(&mut self, now: Time) {
         let exec_waits = self.state.timers.get(Timer::Exec).is_some();
-        let mut back = Vec::new();
-        for parcel in parcels {
+        let mut forward: BTreeMap<(ChildId, ChildId), Vec<(u64, Parcel)>> = BTreeMap::new();
+        let mut back = ByChild::new();
+        while let Some((from, parcel)) = self.moves.held.front() {
+            let from = *from;
+            let Some(sender) = self.state.children.get(&from) else {
+                // Its sender is gone: the shell closed what it held of it.
+                self.moves.held.pop_front();
+                continue;
+            };
             let to = self
                 .successor_for(&parcel.listener)
-                .filter(|&to| to != from && self.moves.in_transit() < self.settings.move_cap)
-                .filter(|_| !exec_waits);
+                .filter(|&to| to != from && !exec_waits);
             let Some(to) = to else {
-                back.push(parcel.id);
+                back.entry(from).or_default().push(parcel.id);
+                self.moves.held.pop_front();
                 continue;
+            };
+            if self.moves.in_transit() >= self.settings.move_cap {
+                break;
+            }
+            // Recalled in time for the sender to serve it to the end if it comes back:
+            // well within the sender's own lameduck time.
+            let take_ms = self.settings.take_ms.min(sender.lameduck_ms / 4);
+            let Some((_, parcel)) = self.moves.held.pop_front() else {
+                break;
             };
             let ours = self.moves.next;
             self.moves.next += 1;
@@ -182,19 +217,16 @@ impl Machine {
             self.state.timers.set(Timer::Recall(ours), recall_at);
             let theirs = parcel.id;
             forward
-                .entry(to)
+                .entry((from, to))
                 .or_default()
                 .push((theirs, Parcel { id: ours, ..parcel }));
         }
-        for (to, parcels) in forward {
+        for (child, ids) in back {
+            self.effects.push_back(Effect::Return { child, ids });
+        }
+        for ((from, to), parcels) in forward {
             self.effects
                 .push_back(Effect::Forward { from, to, parcels });
-        }
-        if !back.is_empty() {
-            self.effects.push_back(Effect::Return {
-                child: from,
-                ids: back,
-            });
         }
     }
 
@@ -263,6 +295,7 @@ impl Machine {
     /// connections moved, if any did.
     pub(super) fn forget_moves(&mut self, child: ChildId) -> Option<u64> {
         self.moves.adopts.remove(&child);
+        self.moves.held.retain(|(from, _)| *from != child);
         let mut back = ByChild::new();
         let timers = &mut self.state.timers;
         self.moves.transit.retain(|&ours, t| {

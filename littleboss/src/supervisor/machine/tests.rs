@@ -115,9 +115,12 @@ struct Conns {
     next: u64,
     /// Handed over, the sender waiting for the word (taken or returned).
     waiting: BTreeSet<(ChildId, u64)>,
-    /// Handed over in the input being handled: each must be forwarded or returned in
+    /// Handed over in the input being handled: each is forwarded, returned or held in
     /// the same step (the shell holds its fd until then).
     deciding: BTreeSet<(ChildId, u64)>,
+    /// Held by the supervisor while as many as the cap are on their way: each is
+    /// forwarded or returned later, or forgotten with its sender.
+    held: BTreeSet<(ChildId, u64)>,
     /// Forwarded, by the supervisor's id: the connection and its receiver.
     forwarded: BTreeMap<u64, ((ChildId, u64), ChildId)>,
     /// Handed in and not answered for yet, by receiver (the supervisor's ids).
@@ -400,6 +403,7 @@ impl Driver {
         // What it handed over and was not answered for closes with it; what was handed
         // in to it and not taken goes back to the senders.
         self.conns.waiting.retain(|(from, _)| *from != child);
+        self.conns.held.retain(|(from, _)| *from != child);
         self.input(Input::Exited { child, status });
         self.conns.inbox.remove(&child);
         for ((from, id), to) in self.conns.forwarded.values() {
@@ -438,11 +442,9 @@ impl Driver {
         }
         let ids = parcels.iter().map(|p| p.id).collect();
         self.msg(child, ChildMsg::Hand(parcels));
-        assert!(
-            self.conns.deciding.is_empty(),
-            "connections neither forwarded nor returned: {:?}",
-            self.conns.deciding
-        );
+        // Neither forwarded nor returned: held, waiting for room on the way.
+        let held = std::mem::take(&mut self.conns.deciding);
+        self.conns.held.extend(held);
         ids
     }
 
@@ -558,7 +560,10 @@ impl Driver {
                     assert!(!parcels.is_empty());
                     for (theirs, parcel) in parcels {
                         let key = (from, theirs);
-                        assert!(self.conns.deciding.remove(&key), "{key:?} forwarded twice");
+                        assert!(
+                            self.conns.deciding.remove(&key) || self.conns.held.remove(&key),
+                            "{key:?} forwarded twice"
+                        );
                         assert!(
                             self.conns.forwarded.insert(parcel.id, (key, to)).is_none(),
                             "two connections forwarded as {}",
@@ -573,6 +578,7 @@ impl Driver {
                     for id in ids {
                         let key = (child, id);
                         self.conns.deciding.remove(&key);
+                        self.conns.held.remove(&key);
                         assert!(
                             !self.conns.adopted.contains(&key),
                             "{key:?} returned to its sender after its receiver took it: two processes serve it"
@@ -739,6 +745,18 @@ impl Driver {
             self.m.moves.in_transit() <= self.m.settings.move_cap,
             "more connections on their way than the cap"
         );
+        // Held only while the way is full, and never past the supervisor's exec.
+        if !self.conns.held.is_empty() {
+            assert_eq!(
+                self.m.moves.in_transit(),
+                self.m.settings.move_cap,
+                "connections held with room on the way: {:?}",
+                self.conns.held
+            );
+        }
+        for key in &self.conns.held {
+            assert!(!self.procs[&key.0].exited, "held for a sender that is gone");
+        }
         for key in &self.conns.waiting {
             assert!(
                 !self.procs[&key.0].exited,
@@ -2003,18 +2021,22 @@ fn connections_not_taken_in_time_are_recalled_once() {
 }
 
 #[test]
-fn a_receiver_that_exits_gives_back_what_it_had_not_taken_and_the_cap_holds() {
+fn past_the_cap_connections_wait_and_a_receiver_that_exits_gives_back_the_rest() {
     let (mut d, old, new) = moving();
-    // The cap (4 here): the fifth and sixth go back at once.
+    // The cap (4 here): the fifth and sixth wait, held, for room on the way.
     d.hand(old, 6);
     assert_eq!(d.conns.inbox[&new].len(), 4);
-    assert_eq!(d.conns.returned.len(), 2);
+    assert_eq!(d.conns.held.len(), 2);
+    assert!(d.conns.returned.is_empty());
+    // One taken makes room for the next.
     assert!(d.answer_first(new, true));
+    assert_eq!(d.conns.inbox[&new].len(), 4);
+    assert_eq!(d.conns.held.len(), 1);
     d.exit(new, WaitStatus::Signal(9));
     assert_eq!(
         d.conns.returned.len(),
         5,
-        "the three it had not taken went back"
+        "the four it had not taken, and the one still held, went back"
     );
     assert!(d.conns.waiting.is_empty());
     // What the sender handed over to a receiver that went away, it serves itself.

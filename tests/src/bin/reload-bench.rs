@@ -58,6 +58,16 @@
 //!   winding down by closing;
 //! - `lb-axum-plain` (plain `axum::serve`).
 //!
+//! `--mode idle` holds 100, 1,000 and 10,000 idle keep-alive connections to the `http`
+//! example (each has served one request) through one reload, and reports how long the
+//! old process took to be gone (every connection handed over) and how many
+//! connections were closed; then each connection sends one more request, which must
+//! be answered by the new process:
+//!
+//! ```text
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode idle
+//! ```
+//!
 //! It prints the requests, the failed ones (among them those sent on a reused
 //! connection just as the server closed it, the keep-alive race), the connections the
 //! server closed, the `Connection: close` answers, and the time from the reload
@@ -105,6 +115,8 @@ enum Mode {
     /// Pooled idle keep-alive clients: the helpers handing connections over, the helper
     /// draining by closing, and plain `axum::serve`.
     Pooled,
+    /// Many idle keep-alive connections through one reload of the `http` example.
+    Idle,
 }
 
 fn main() {
@@ -113,7 +125,7 @@ fn main() {
         Err(e) => {
             littleboss_tests::say!("reload-bench: {e}");
             littleboss_tests::say!(
-                "usage: reload-bench [--mode http1|compare|pooled] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
+                "usage: reload-bench [--mode http1|compare|pooled|idle] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
             );
             std::process::exit(2);
         }
@@ -122,6 +134,7 @@ fn main() {
         Mode::Http1 => run(&options),
         Mode::Compare => compare::run(&options),
         Mode::Pooled => pooled::run(&options),
+        Mode::Idle => idle::run(),
     };
     if let Err(e) = result {
         littleboss_tests::say!("reload-bench: {e}");
@@ -179,8 +192,11 @@ fn parse_options() -> Result<Options, String> {
                     "http1" => Mode::Http1,
                     "compare" => Mode::Compare,
                     "pooled" => Mode::Pooled,
+                    "idle" => Mode::Idle,
                     _ => {
-                        return Err(format!("--mode: {value:?} is not http1, compare or pooled"));
+                        return Err(format!(
+                            "--mode: {value:?} is not http1, compare, pooled or idle"
+                        ));
                     }
                 }
             }
@@ -193,7 +209,7 @@ fn parse_options() -> Result<Options, String> {
         (None, Mode::Pooled) => Duration::from_secs(1),
         (None, _) => options.interval,
     };
-    if matches!(options.mode, Mode::Compare | Mode::Pooled) {
+    if matches!(options.mode, Mode::Compare | Mode::Pooled | Mode::Idle) {
         return Ok(options);
     }
     if !options.bin.is_file() {
@@ -1281,6 +1297,123 @@ mod pooled {
             exits,
             killed,
             failed_reloads,
+        })
+    }
+}
+
+/// `--mode idle`: see the crate documentation.
+mod idle {
+    use std::io::BufReader;
+    use std::net::TcpStream;
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+
+    use super::{Served, ms, request};
+
+    const COUNTS: [usize; 3] = [100, 1_000, 10_000];
+
+    struct Measured {
+        count: usize,
+        old_gone: Duration,
+        closed: usize,
+        failed: usize,
+        moved_to_new: usize,
+    }
+
+    pub(super) fn run() -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let bin = exe.parent().ok_or("no directory")?.join("examples/http");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} not found; build first: cargo build --release -p littleboss-examples --examples",
+                bin.display()
+            ));
+        }
+        // Room for this process's end of every connection.
+        let nofile = rustix::process::Resource::Nofile;
+        let limit = rustix::process::getrlimit(nofile);
+        if let Some(hard) = limit.maximum {
+            let raised = rustix::process::Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            };
+            rustix::process::setrlimit(nofile, raised).map_err(|e| e.to_string())?;
+        }
+        let mut results = Vec::new();
+        for count in COUNTS {
+            littleboss_tests::say!("reload-bench: {count} idle connections ...");
+            results.push(measure(&bin, count)?);
+        }
+        println!(
+            "reload-bench --mode idle: the `http` example, idle keep-alive connections held through one reload"
+        );
+        println!(
+            "| idle connections | old process gone after the reload command | connections closed | then answered by the new process | failed |"
+        );
+        println!("|---|---|---|---|---|");
+        for m in &results {
+            println!(
+                "| {} | {} | **{}** | {} | **{}** |",
+                m.count,
+                ms(m.old_gone),
+                m.closed,
+                m.moved_to_new,
+                m.failed
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is still open: nothing to read and no end of file.
+    fn is_open(stream: &TcpStream) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            rustix::net::recv(
+                stream.as_fd(),
+                &mut byte,
+                rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+            ),
+            Err(rustix::io::Errno::AGAIN)
+        )
+    }
+
+    fn measure(bin: &std::path::Path, count: usize) -> Result<Measured, String> {
+        let mut served = Served::new(bin)?;
+        let addr = served.start("http", &[])?;
+        let mut conns = Vec::with_capacity(count);
+        let mut first = None;
+        for _ in 0..count {
+            let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+            let mut reader = BufReader::new(stream);
+            let (pid, _) = request(&mut reader, false)?;
+            first.get_or_insert(pid);
+            conns.push(reader);
+        }
+        let reload = served.reload(0)?;
+        if !reload.ok {
+            return Err("the reload failed".into());
+        }
+        let closed = conns.iter().filter(|c| !is_open(c.get_ref())).count();
+        let mut failed = 0;
+        let mut moved_to_new = 0;
+        for conn in &mut conns {
+            if !is_open(conn.get_ref()) {
+                continue;
+            }
+            match request(conn, false) {
+                Ok((pid, _)) if Some(pid) != first => moved_to_new += 1,
+                Ok(_) => {}
+                Err(_) => failed += 1,
+            }
+        }
+        drop(conns);
+        served.stop();
+        Ok(Measured {
+            count,
+            old_gone: reload.old_gone,
+            closed,
+            failed,
+            moved_to_new,
         })
     }
 }

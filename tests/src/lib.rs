@@ -644,6 +644,20 @@ pub fn is_gone(pid: u32) -> bool {
     }
 }
 
+/// Raises this process's soft limit on open fds to its hard limit: room for this
+/// end of thousands of connections.
+pub fn raise_fd_limit() {
+    let nofile = rustix::process::Resource::Nofile;
+    let limit = rustix::process::getrlimit(nofile);
+    if let Some(hard) = limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        rustix::process::setrlimit(nofile, raised).expect("the fd limit raised");
+    }
+}
+
 /// Whether process `pid` runs (exists and is not a zombie).
 pub fn is_alive(pid: u32) -> bool {
     !is_gone(pid)

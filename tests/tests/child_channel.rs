@@ -21,7 +21,7 @@ use std::time::Duration;
 use littleboss_tests::attack_support::wire::{self, Response};
 use littleboss_tests::attack_support::{Serving, fd_count, raw};
 use littleboss_tests::{
-    COMMAND_TIMEOUT, Env, NO_ARGS, Outcome, Signal, bin, get, run_for, wait_gone,
+    COMMAND_TIMEOUT, Env, NO_ARGS, Outcome, Signal, Supervisor, bin, get, run_for, wait_gone,
 };
 use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
@@ -343,6 +343,32 @@ fn fake_child_reload(mode: &str) -> Vec<u8> {
     wire::reload_request(path, Some(&args), &[])
 }
 
+/// Reloads `sup` (an `lb-http` supervisor) to the fake child in `mode`, which becomes
+/// the serving child: its pid.
+fn serving_fake_child(env: &Env, sup: &Supervisor<'_>, mode: &str) -> u32 {
+    let response = raw::ask(&env.socket("lbhttp"), &fake_child_reload(mode))
+        .unwrap_or_else(|e| panic!("{mode}: no answer to the reload: {e}\n{}", sup.logs()));
+    let Response::Reloaded { new_pid, .. } = response else {
+        panic!("{mode}: the reload failed: {response:?}\n{}", sup.logs());
+    };
+    sup.track(new_pid);
+    new_pid
+}
+
+/// After the fake child `fake` was killed, the binary before it (not `first`, which
+/// it replaced) serves again, and `stop` ends with code 0.
+#[track_caller]
+fn fell_back(sup: &Supervisor<'_>, first: u32, fake: u32) {
+    wait_gone(fake, "the fake child, killed");
+    sup.wait_for_log("falling back to");
+    let served = sup.wait_for("the previous binary to serve again", || {
+        get(sup.addr("http")).ok()
+    });
+    assert!(served.pid != first && served.pid != fake, "{}", sup.logs());
+    let stopped = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
+}
+
 /// Reloads a fresh `lb-http` supervisor to the fake child in `mode`; checks the refusal
 /// (its reason contains `expected`) and that nothing else changed. Returns the
 /// supervisor's log.
@@ -400,27 +426,10 @@ fn a_ready_child_killed_for_sending_garbage_falls_back_and_the_service_goes_on()
     );
     sup.wait_running();
     let first = sup.child_pid();
-    let response = raw::ask(
-        &env.socket("lbhttp"),
-        &fake_child_reload("garbage-when-told"),
-    )
-    .unwrap_or_else(|e| panic!("no answer to the reload: {e}\n{}", sup.logs()));
-    let Response::Reloaded { new_pid, .. } = response else {
-        panic!("the reload failed: {response:?}\n{}", sup.logs());
-    };
-    sup.track(new_pid);
+    let new_pid = serving_fake_child(&env, &sup, "garbage-when-told");
     wait_gone(first, "the first child, retired");
     std::fs::write(&trigger, b"now").expect("the trigger");
     wait_gone(new_pid, "the fake child, killed");
-    sup.wait_for_log("falling back to");
-    let served = sup.wait_for("the previous binary to serve again", || {
-        get(sup.addr("http")).ok()
-    });
-    assert!(
-        served.pid != first && served.pid != new_pid,
-        "{}",
-        sup.logs()
-    );
     let logs = sup.logs();
     assert!(
         logs.contains("it sent a malformed message"),
@@ -428,8 +437,7 @@ fn a_ready_child_killed_for_sending_garbage_falls_back_and_the_service_goes_on()
     );
     let status = sup.status();
     assert_eq!(status["restarts"], 1, "{status}");
-    let stopped = sup.run(&["--littleboss=stop"]);
-    assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
+    fell_back(&sup, first, new_pid);
 }
 
 /// A serving child that stops reading its channel while the supervisor has things to
@@ -442,26 +450,10 @@ fn a_child_that_stops_reading_its_channel_is_killed_and_the_service_goes_on() {
     let sup = env.start(bin!("lb-http"), NO_ARGS);
     sup.wait_running();
     let first = sup.child_pid();
-    let response = raw::ask(&env.socket("lbhttp"), &fake_child_reload("deaf"))
-        .unwrap_or_else(|e| panic!("no answer to the reload: {e}\n{}", sup.logs()));
-    let Response::Reloaded { new_pid, .. } = response else {
-        panic!("the reload failed: {response:?}\n{}", sup.logs());
-    };
-    sup.track(new_pid);
+    let new_pid = serving_fake_child(&env, &sup, "deaf");
     wait_gone(first, "the first child, retired");
     sup.wait_for_log("it does not read its channel");
-    wait_gone(new_pid, "the child that does not read");
-    sup.wait_for_log("falling back to");
-    let served = sup.wait_for("the previous binary to serve again", || {
-        get(sup.addr("http")).ok()
-    });
-    assert!(
-        served.pid != first && served.pid != new_pid,
-        "{}",
-        sup.logs()
-    );
-    let stopped = sup.run(&["--littleboss=stop"]);
-    assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
+    fell_back(&sup, first, new_pid);
 }
 
 /// What a child hands over must be a connection of the listener it names: a listening
@@ -473,12 +465,7 @@ fn forged_and_oversized_hand_overs_are_refused_with_the_reason() {
     let env = Env::new();
     let sup = env.start(bin!("lb-http"), NO_ARGS);
     sup.wait_running();
-    let response = raw::ask(&env.socket("lbhttp"), &fake_child_reload("forged"))
-        .unwrap_or_else(|e| panic!("no answer to the reload: {e}\n{}", sup.logs()));
-    let Response::Reloaded { new_pid, .. } = response else {
-        panic!("the reload failed: {response:?}\n{}", sup.logs());
-    };
-    sup.track(new_pid);
+    let new_pid = serving_fake_child(&env, &sup, "forged");
     let refused = format!("refused 1 connection that child pid {new_pid} handed over: ");
     for reason in [
         "a connection's fd is a listening socket",

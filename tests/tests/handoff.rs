@@ -220,16 +220,7 @@ fn idle_connections_move_to_the_new_process_with_no_close() {
 /// to be closed.
 #[test]
 fn three_thousand_idle_connections_move_in_one_reload_with_no_close() {
-    // Room for this process's end of each connection.
-    let nofile = rustix::process::Resource::Nofile;
-    let limit = rustix::process::getrlimit(nofile);
-    if let Some(hard) = limit.maximum {
-        let raised = rustix::process::Rlimit {
-            current: Some(hard),
-            maximum: Some(hard),
-        };
-        rustix::process::setrlimit(nofile, raised).expect("the test's fd limit raised");
-    }
+    littleboss_tests::raise_fd_limit();
     let env = Env::new();
     let bin = bin!("lb-adopt");
     let copy = env.copy_binary(bin, "lb-adopt-2");

@@ -1330,15 +1330,7 @@ mod idle {
             ));
         }
         // Room for this process's end of every connection.
-        let nofile = rustix::process::Resource::Nofile;
-        let limit = rustix::process::getrlimit(nofile);
-        if let Some(hard) = limit.maximum {
-            let raised = rustix::process::Rlimit {
-                current: Some(hard),
-                maximum: Some(hard),
-            };
-            rustix::process::setrlimit(nofile, raised).map_err(|e| e.to_string())?;
-        }
+        littleboss_tests::raise_fd_limit();
         let mut results = Vec::new();
         for count in COUNTS {
             littleboss_tests::say!("reload-bench: {count} idle connections ...");

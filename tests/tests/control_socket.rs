@@ -707,3 +707,30 @@ fn a_regular_file_at_the_socket_path_is_refused_not_deleted() {
         "keep me\n"
     );
 }
+
+/// A supervisor with no fd to spare still answers a control connection: it keeps one fd
+/// in reserve, gives it up to accept, and takes it back once it can.
+#[test]
+fn a_supervisor_out_of_fds_still_answers_status_and_stop() {
+    let env = Env::new();
+    let sup = env.start(bin!("lb-http"), NO_ARGS);
+    sup.wait_running();
+    // The lowest fd number it does not hold: a limit there leaves it no fd to open.
+    let open: std::collections::BTreeSet<u64> =
+        std::fs::read_dir(format!("/proc/{}/fd", sup.pid()))
+            .expect("its fds")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).expect("a free number");
+    let nofile = rustix::process::Resource::Nofile;
+    let limit = rustix::process::Rlimit {
+        current: Some(lowest_free),
+        maximum: rustix::process::getrlimit(nofile).maximum,
+    };
+    let pid = rustix::process::Pid::from_raw(sup.pid() as i32).expect("a pid");
+    rustix::process::prlimit(Some(pid), nofile, limit).expect("its fd limit lowered");
+    let status = sup.status();
+    assert_eq!(status["state"], "running", "{status}\n{}", sup.logs());
+    let stopped = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stopped.code(), Some(0), "{stopped}\n{}", sup.logs());
+}

@@ -97,6 +97,16 @@ fn busy() -> String {
     format!("the supervisor is busy: {MAX_CLIENTS} control connections are open; try again")
 }
 
+/// An fd that holds a place: `/dev/null`, opened close-on-exec.
+fn spare_fd() -> Option<OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
+}
+
+/// Whether `e` says this process (or the system) has no fd to give.
+fn is_out_of_fds(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// Accepts control connections until the supervisor's loop goes away.
 pub(crate) async fn serve(
     listener: UnixListener,
@@ -107,9 +117,17 @@ pub(crate) async fn serve(
     first_client: u64,
 ) {
     let mut next_client = first_client;
+    // An fd kept in reserve: out of fds, the supervisor gives it up to accept one more
+    // control connection (a `status` or a `stop` still gets its answer), and takes it
+    // back once it can.
+    let mut reserve = spare_fd();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
+            Err(e) if is_out_of_fds(&e) && reserve.is_some() => {
+                reserve = None;
+                continue;
+            }
             Err(e) => {
                 // Out of fds, most likely: wait a little rather than spin.
                 logger.log(Level::Warn, &name, &format!("control socket accept: {e}"));
@@ -117,6 +135,9 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        if reserve.is_none() {
+            reserve = spare_fd();
+        }
         next_client += 1;
         let client = Client {
             id: next_client,

@@ -215,6 +215,38 @@ fn idle_connections_move_to_the_new_process_with_no_close() {
     );
 }
 
+/// An upgrade moves idle connections as a reload does: the supervisor re-executes only
+/// once the old child has handed its connections over (this image, which knows who
+/// adopts them, relays them meanwhile), so none is closed.
+#[test]
+fn idle_connections_move_through_upgrades_with_no_close() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 200);
+    for i in 0..3 {
+        let old = sup.child_pid();
+        let to = if i % 2 == 0 { &copy } else { bin };
+        let outcome = env.run(to, &["--littleboss=upgrade"]);
+        assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+        // The old child's lameduck is 30 s: it is gone within the deadline because
+        // every connection it had moved.
+        wait_gone(old, "the old child");
+        let new = sup.child_pid();
+        all_moved_to(&mut pool, new, &sup);
+    }
+    assert!(pool.iter().all(|c| c.closed == 0));
+    let log = sup.logs();
+    assert_eq!(
+        log.matches("; 200 connections moved to the new child")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert_eq!(log.matches("upgraded: supervisor pid").count(), 3, "{log}");
+}
+
 /// More idle connections than may be on their way at once (1,024) all move in one
 /// reload: past the cap they wait their turn in the supervisor instead of going back
 /// to be closed.

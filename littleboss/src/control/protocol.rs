@@ -274,9 +274,10 @@ impl Request {
                 within: reload,
                 waiting: "waiting for the new child to be ready",
             },
-            // Two probes of the binary (each bounded by 10 s), then the exec.
+            // Two probes of the binary (each bounded by 10 s), the old child's wind-down
+            // (the exec waits until its connections have moved), then the exec.
             Request::Upgrade(_) => Deadline {
-                within: reload + PREPARE * 2 + MARGIN,
+                within: reload + PREPARE * 2 + lameduck + MARGIN,
                 waiting: "waiting for the new child to be ready, then for the supervisor to re-execute",
             },
         }
@@ -682,7 +683,7 @@ mod tests {
         assert_eq!(secs(&asked, Some(&told)), 10 + 2 + 5 + 10);
         assert_eq!(
             secs(&Request::Upgrade(reload), Some(&told)),
-            10 + 2 + 5 + 10 + 30
+            10 + 2 + 5 + 10 + 20 + 7 + 10
         );
         assert_eq!(secs(&Request::Status, Some(&told)), 10);
         assert_eq!(

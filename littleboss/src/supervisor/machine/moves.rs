@@ -19,10 +19,12 @@
 //!
 //! None of this is in the [`State`](super::State) that an upgrade hands over (the
 //! recalls' deadlines, [`Timer::Recall`], are dropped with it), so the upgrade
-//! re-executes only once no connection is on its way (or at [`Timer::Exec`], after
-//! [`Settings::take_ms`]), returning what is handed over meanwhile. The next image knows
-//! of no child that adopts until one says so; connections handed over until then go
-//! back, and their senders drain them.
+//! re-executes only once the old children are gone (every connection they had moved,
+//! or was served to the end) and no connection is on its way: this image, which knows
+//! who adopts, relays them meanwhile, as at a reload. [`Timer::Exec`] bounds the wait:
+//! the last old child's lameduck deadline, then [`Settings::take_ms`]. The next image
+//! knows of no child that adopts until one says so; a child of the next reload says so
+//! to it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -88,24 +90,41 @@ impl Machine {
         })
     }
 
-    /// Re-executes the supervisor as `program` (an upgrade's last step) once no
-    /// connection is on its way between children, or after the time a serving child
-    /// has to take one: the next image knows nothing of them.
+    /// Re-executes the supervisor (an upgrade's last step) once the moves are settled
+    /// ([`moves_settled`](Self::moves_settled)), or at the latest when the last old
+    /// child's lameduck has ended and a serving child has had its time to take what
+    /// was on its way: the next image knows nothing of moves.
     pub(super) fn exec_when_moved(&mut self, now: Time) {
-        if self.moves.in_transit() == 0 {
+        if self.moves_settled() {
             return self.exec_now();
         }
-        let at = now.saturating_add(self.settings.take_ms);
+        let last_kill = self
+            .state
+            .children
+            .keys()
+            .filter_map(|id| self.state.timers.get(Timer::Kill(*id)))
+            .max()
+            .unwrap_or(now);
+        let at = last_kill.max(now).saturating_add(self.settings.take_ms);
         self.state.timers.set(Timer::Exec, at);
     }
 
-    /// Carries out the waiting re-execution if it is due by `now` (or nothing is on its
-    /// way any more).
+    /// Whether nothing moves any more: no child but the serving one (the old ones have
+    /// handed over what they could, and exited), no connection on its way or held.
+    fn moves_settled(&self) -> bool {
+        let serving = self.state.serving_id();
+        self.moves.in_transit() == 0
+            && self.moves.held.is_empty()
+            && self.state.children.keys().all(|id| Some(*id) == serving)
+    }
+
+    /// Carries out the waiting re-execution if it is due by `now`, or the moves have
+    /// settled.
     pub(super) fn exec_if_due(&mut self, now: Time) {
         let Some(at) = self.state.timers.get(Timer::Exec) else {
             return;
         };
-        if self.moves.in_transit() == 0 || at <= now {
+        if self.moves_settled() || at <= now {
             self.state.timers.cancel(Timer::Exec);
             self.exec_now();
         }
@@ -173,10 +192,8 @@ impl Machine {
     }
 
     /// Forwards the connections held, in order, while there is room on the way; gives
-    /// back those no child takes any more (nothing is forwarded while the supervisor
-    /// waits to re-execute itself: the next image knows of no connection on its way).
+    /// back those no child takes any more.
     pub(super) fn forward_held(&mut self, now: Time) {
-        let exec_waits = self.state.timers.get(Timer::Exec).is_some();
         let mut forward: BTreeMap<(ChildId, ChildId), Vec<(u64, Parcel)>> = BTreeMap::new();
         let mut back = ByChild::new();
         while let Some((from, parcel)) = self.moves.held.front() {
@@ -188,7 +205,7 @@ impl Machine {
             };
             let to = self
                 .successor_for(&parcel.listener)
-                .filter(|&to| to != from && !exec_waits);
+                .filter(|&to| to != from);
             let Some(to) = to else {
                 back.entry(from).or_default().push(parcel.id);
                 self.moves.held.pop_front();

@@ -1784,7 +1784,9 @@ fn an_upgrade_reloads_the_child_then_re_executes_the_supervisor() {
     let (mut d, first) = Driver::serving(settings(false, true));
     let (client, new) = d.upgraded_child();
     d.probed(true);
-    assert!(d.exec);
+    assert!(!d.exec, "the old child may still hand connections over");
+    d.exit(first, WaitStatus::Code(0));
+    assert!(d.exec, "nothing moves any more");
     d.exec(true);
     match d.answer(client) {
         Some(Response::Upgraded(up)) => {
@@ -1799,8 +1801,6 @@ fn an_upgrade_reloads_the_child_then_re_executes_the_supervisor() {
     assert_eq!(status.upgrades, 1);
     assert_eq!(status.supervisor_path.as_deref(), Some("/bin/next"));
     assert_eq!(status.state, "running");
-    // The new image goes on: the old child's lameduck deadline still holds.
-    d.exit(first, WaitStatus::Code(0));
     d.finish();
 }
 
@@ -1821,10 +1821,11 @@ fn a_binary_that_refuses_the_state_changes_nothing() {
 #[test]
 fn a_refused_probe_or_exec_after_the_reload_leaves_the_new_child_serving() {
     for exec_fails in [false, true] {
-        let (mut d, _) = Driver::serving(settings(false, true));
+        let (mut d, first) = Driver::serving(settings(false, true));
         let (client, new) = d.upgraded_child();
         if exec_fails {
             d.probed(true);
+            d.exit(first, WaitStatus::Code(0));
             d.exec(false);
         } else {
             d.probed(false);
@@ -2113,25 +2114,35 @@ fn an_upgrade_re_executes_once_the_connections_on_their_way_are_answered() {
     assert_eq!(d.conns.inbox[&new].len(), 2);
     d.probed(true);
     assert!(!d.exec, "two connections are on their way");
-    // What is handed over meanwhile goes back: the next image would not know of it.
+    // What is handed over meanwhile moves too, as at a reload: this image knows who
+    // adopts it.
     d.hand(first, 1);
-    assert_eq!(d.conns.returned.len(), 1);
-    assert!(d.answer_first(new, true));
-    assert!(!d.exec);
-    assert!(d.answer_first(new, true));
-    assert!(d.exec, "nothing left on its way");
+    assert_eq!(d.conns.inbox[&new].len(), 3);
+    assert!(d.conns.returned.is_empty());
+    for _ in 0..3 {
+        assert!(d.answer_first(new, true));
+    }
+    assert!(!d.exec, "the old child may still hand more over");
+    d.exit(first, WaitStatus::Code(0));
+    assert!(d.exec, "nothing moves any more");
     d.exec(true);
     assert!(matches!(d.answer(client), Some(Response::Upgraded(_))));
+    assert_eq!(d.conns.adopted.len(), 3);
 
-    // A receiver that never answers holds it back no longer than the time to take one.
+    // An old child that does not end, and a receiver that never answers, hold it back
+    // no longer than the old child's lameduck and then the time to take one.
     let (mut d, first) = Driver::serving(settings(false, true));
     let (_, new) = d.upgraded_child();
     d.adopts(new);
     d.hand(first, 1);
     d.probed(true);
     assert!(!d.exec);
-    d.advance(d.m.settings.take_ms);
-    assert!(d.exec, "it went ahead after {} ms", d.m.settings.take_ms);
+    d.advance(2_000 + d.m.settings.take_ms);
+    assert!(
+        d.exec,
+        "it went ahead after the lameduck and {} ms",
+        d.m.settings.take_ms
+    );
     d.exec(true);
     d.finish();
 }

@@ -180,6 +180,9 @@ impl Shell {
                     Level::Info,
                     &format!("re-executing as {}", program.path.display()),
                 );
+                // The lines queued for the log go out before the exec, which would
+                // drop them with this image (a stalled log waits no longer than this).
+                self.config.logger.flush(Duration::from_millis(200));
                 upgrade::exec(exe, &self.args, file.as_fd()).to_string()
             }
             (None, _) => "its fd is gone".to_string(),

@@ -13,7 +13,7 @@
 //! child must keep serving, and the failure must be counted.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
@@ -177,17 +177,23 @@ fn a_socket_of_another_type_is_refused() {
     );
 }
 
-#[test]
-fn a_seqpacket_socket_whose_peer_is_not_the_parent_is_refused() {
-    let env = Env::new();
-    // This process made the pair, but `sh` is lb-http's parent.
-    let (ours, theirs) = rustix::net::socketpair(
+/// A pair of connected `SOCK_SEQPACKET` unix sockets, made by this process (their
+/// peer).
+fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+    rustix::net::socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
     )
-    .expect("socketpair");
+    .expect("socketpair")
+}
+
+#[test]
+fn a_seqpacket_socket_whose_peer_is_not_the_parent_is_refused() {
+    let env = Env::new();
+    // This process made the pair, but `sh` is lb-http's parent.
+    let (ours, theirs) = seqpacket_pair();
     let outcome = run_with_channel_fd(&env, theirs.as_fd(), true);
     assert_refused(
         &outcome,
@@ -228,13 +234,7 @@ fn a_child_whose_supervisor_is_gone_exits_without_serving() {
     let env = Env::new();
     // This process made the pair: it stands for the supervisor, and `sh` is lb-http's
     // parent, as init (or a subreaper) would be once the supervisor has died.
-    let (ours, theirs) = rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .expect("socketpair");
+    let (ours, theirs) = seqpacket_pair();
     let us = std::process::id();
     let outcome = run_with_channel_fd_and(&env, theirs.as_fd(), true, Some(us));
     assert_refused(

@@ -185,6 +185,14 @@ fn an_upgrade_to_a_binary_that_exits_at_start_changes_nothing() {
     assert_untouched(&sup, child, &one, addr);
 }
 
+/// A hand-encoded `Upgrade` to `path` (what a client of another program would ask):
+/// the refusal's reason.
+fn refused_upgrade(env: &Env, path: &Path) -> String {
+    let request = wire::upgrade_request(path.as_os_str().as_encoded_bytes());
+    let response = raw::ask(&env.socket("lbhttp"), &request).expect("an answer");
+    response.failed().expect("a refusal").to_string()
+}
+
 #[test]
 fn an_upgrade_to_a_program_that_is_not_littleboss_changes_nothing() {
     let env = Env::new();
@@ -194,9 +202,7 @@ fn an_upgrade_to_a_program_that_is_not_littleboss_changes_nothing() {
     let child = sup.child_pid();
     // What a client of another program would ask: an upgrade to /bin/sleep.
     let sleep = env.copy_binary(Path::new("/bin/sleep"), "sleep");
-    let request = wire::upgrade_request(sleep.as_os_str().as_encoded_bytes());
-    let response = raw::ask(&env.socket("lbhttp"), &request).expect("an answer");
-    let reason = response.failed().expect("a refusal").to_string();
+    let reason = refused_upgrade(&env, &sleep);
     assert!(reason.contains("did not answer the probe"), "{reason}");
     assert!(reason.contains("nothing was changed"), "{reason}");
     assert_untouched(&sup, child, &one, addr);
@@ -219,9 +225,7 @@ fn an_upgrade_to_a_script_says_it_is_a_script() {
     )
     .expect("the script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let request = wire::upgrade_request(script.as_os_str().as_encoded_bytes());
-    let response = raw::ask(&env.socket("lbhttp"), &request).expect("an answer");
-    let reason = response.failed().expect("a refusal").to_string();
+    let reason = refused_upgrade(&env, &script);
     assert!(
         reason.contains("it is a script (it starts with #!)"),
         "{reason}"
@@ -246,9 +250,7 @@ fn a_probe_that_leaves_a_process_behind_is_answered_when_it_exits() {
     sup.wait_running();
     let addr = sup.addr("http");
     let child = sup.child_pid();
-    let request = wire::upgrade_request(leaver.as_os_str().as_encoded_bytes());
-    let response = raw::ask(&env.socket("lbhttp"), &request).expect("an answer");
-    let reason = response.failed().expect("a refusal").to_string();
+    let reason = refused_upgrade(&env, &leaver);
     assert!(reason.contains("it left a process behind"), "{reason}");
     assert!(reason.contains("nothing was changed"), "{reason}");
     let left: u32 = std::fs::read_to_string(&pids)

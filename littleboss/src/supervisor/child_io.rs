@@ -175,9 +175,7 @@ impl ChildIo {
                     Some(Outgoing::Message(..)) => {}
                     None => sending = false,
                 },
-                sent = async { (&mut writing.as_mut().expect("a write under way").future).await },
-                    if writing.is_some() =>
-                {
+                sent = written(&mut writing), if writing.is_some() => {
                     let welcome = writing.take().is_some_and(|w| w.welcome);
                     // A child that is gone cannot be told; its exit is what counts.
                     if let (Err(e), true) = (sent, welcome) {
@@ -294,6 +292,14 @@ fn hand_back(
             *channel = AsyncChannel::new(parked.channel).ok().map(Arc::new);
             Err(Exited::new(pid, parked.pidfd))
         }
+    }
+}
+
+/// The end of the write under way, or never if there is none.
+async fn written(writing: &mut Option<Writing>) -> std::io::Result<()> {
+    match writing {
+        Some(writing) => (&mut writing.future).await,
+        None => std::future::pending().await,
     }
 }
 

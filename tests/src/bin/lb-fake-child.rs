@@ -171,6 +171,27 @@ fn well_behaved(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix:
     std::process::exit(0);
 }
 
+/// Says `hello` at protocol 3, takes the welcome and says ready: a serving child that
+/// may hand connections over.
+fn ready_at_3(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix::io::Result<()> {
+    send(channel, &wire::message(3, &wire::hello_body(hello)))?;
+    report(channel, pid);
+    send(channel, &wire::message(3, &wire::ready_body()))
+}
+
+/// A TCP connection on loopback: its listener, its client end, and the accepted end.
+fn tcp_connection() -> rustix::io::Result<(
+    std::net::TcpListener,
+    std::net::TcpStream,
+    std::net::TcpStream,
+)> {
+    let io = |_| rustix::io::Errno::IO;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+    let client = std::net::TcpStream::connect(listener.local_addr().map_err(io)?).map_err(io)?;
+    let (conn, _) = listener.accept().map_err(io)?;
+    Ok((listener, client, conn))
+}
+
 /// Says `hello` at protocol 3, takes the welcome, says ready, then hands one TCP
 /// connection over 4,000 times without reading the channel again: every answer the
 /// supervisor sends (it gives each back, as nobody adopts them) piles up.
@@ -179,13 +200,8 @@ fn hand_over_without_reading(
     pid: u32,
     hello: &wire::Hello<'_>,
 ) -> rustix::io::Result<()> {
-    send(channel, &wire::message(3, &wire::hello_body(hello)))?;
-    report(channel, pid);
-    send(channel, &wire::message(3, &wire::ready_body()))?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|_| rustix::io::Errno::IO)?;
-    let addr = listener.local_addr().map_err(|_| rustix::io::Errno::IO)?;
-    let _client = std::net::TcpStream::connect(addr).map_err(|_| rustix::io::Errno::IO)?;
-    let (conn, _) = listener.accept().map_err(|_| rustix::io::Errno::IO)?;
+    ready_at_3(channel, pid, hello)?;
+    let (_listener, _client, conn) = tcp_connection()?;
     littleboss_tests::say!("lb-fake-child: pid {pid} handing over without reading");
     for id in 0..4_000u64 {
         // `Hand` (variant 4) of one parcel: its id, the listener, no bytes read.
@@ -209,14 +225,9 @@ fn hand_over_forgeries(
     pid: u32,
     hello: &wire::Hello<'_>,
 ) -> rustix::io::Result<()> {
+    ready_at_3(channel, pid, hello)?;
+    let (listener, _client, conn) = tcp_connection()?;
     let io = |_| rustix::io::Errno::IO;
-    send(channel, &wire::message(3, &wire::hello_body(hello)))?;
-    report(channel, pid);
-    send(channel, &wire::message(3, &wire::ready_body()))?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
-    let addr = listener.local_addr().map_err(io)?;
-    let _client = std::net::TcpStream::connect(addr).map_err(io)?;
-    let (conn, _) = listener.accept().map_err(io)?;
     let (unix, _other) = std::os::unix::net::UnixStream::pair().map_err(io)?;
     let carried = vec![b'x'; 17_000];
     let forgeries: [(u64, &[u8], std::os::fd::BorrowedFd<'_>); 3] = [

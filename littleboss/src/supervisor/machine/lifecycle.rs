@@ -88,6 +88,18 @@ pub(crate) enum Slot {
     Idle { program: ProgramRecord },
 }
 
+impl Slot {
+    /// The program of a slot that holds no child (a child's is in the table).
+    pub(crate) fn program(&self) -> Option<&ProgramRecord> {
+        match self {
+            Slot::Child(_) => None,
+            Slot::BackingOff { program, .. }
+            | Slot::Exited { program, .. }
+            | Slot::Idle { program } => Some(program),
+        }
+    }
+}
+
 /// Why a reload was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReloadKind {

@@ -337,20 +337,21 @@ pub(crate) struct State {
 impl State {
     /// The program that serves, or would (`None` once stopping).
     pub(crate) fn phase_program(&self) -> Option<ProgramRecord> {
-        let of_slot = |slot: &Slot| match slot {
-            Slot::Child(id) => self.children.get(id).map(|c| c.program.clone()),
-            Slot::BackingOff { program, .. }
-            | Slot::Exited { program, .. }
-            | Slot::Idle { program } => Some(program.clone()),
-        };
-        match &self.lifecycle {
-            Lifecycle::Serving { child } => of_slot(&Slot::Child(*child)),
-            Lifecycle::BackingOff { program } | Lifecycle::Idle { program } => {
-                Some(program.clone())
-            }
-            Lifecycle::Reloading(reload) => of_slot(&reload.old),
-            Lifecycle::Upgrading(upgrade) => of_slot(&upgrade.serving),
+        let program = match &self.lifecycle {
+            Lifecycle::Serving { child } => self.children.get(child).map(|c| &c.program),
+            Lifecycle::BackingOff { program } | Lifecycle::Idle { program } => Some(program),
+            Lifecycle::Reloading(reload) => self.slot_program(&reload.old),
+            Lifecycle::Upgrading(upgrade) => self.slot_program(&upgrade.serving),
             Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => None,
+        };
+        program.cloned()
+    }
+
+    /// The program of what `slot` holds: its child's, or its own.
+    fn slot_program<'a>(&'a self, slot: &'a Slot) -> Option<&'a ProgramRecord> {
+        match slot {
+            Slot::Child(id) => self.children.get(id).map(|c| &c.program),
+            other => other.program(),
         }
     }
 
@@ -533,20 +534,12 @@ impl Machine {
             listeners(&child.listeners);
             exes.push(child.program.exe);
         }
-        let mut slot = |slot: &Slot| match slot {
-            Slot::BackingOff { program, .. }
-            | Slot::Exited { program, .. }
-            | Slot::Idle { program } => exes.push(program.exe),
-            Slot::Child(_) => {}
-        };
         match &self.state.lifecycle {
             Lifecycle::BackingOff { program } | Lifecycle::Idle { program } => {
-                slot(&Slot::Idle {
-                    program: program.clone(),
-                });
+                exes.push(program.exe);
             }
             Lifecycle::Reloading(reload) => {
-                slot(&reload.old);
+                exes.extend(reload.old.program().map(|p| p.exe));
                 if let Incoming::Vetting {
                     program,
                     listeners: vetted,
@@ -557,7 +550,7 @@ impl Machine {
                 }
             }
             Lifecycle::Upgrading(upgrade) => {
-                slot(&upgrade.serving);
+                exes.extend(upgrade.serving.program().map(|p| p.exe));
                 exes.push(upgrade.program.exe);
             }
             Lifecycle::Serving { .. }
@@ -1691,8 +1684,8 @@ impl Machine {
         let serving = match before {
             Lifecycle::Serving { child } => Slot::Child(child),
             Lifecycle::BackingOff { program } => {
-                self.state.timers.cancel(Timer::Restart);
-                Slot::Idle { program }
+                let at = self.state.timers.cancel(Timer::Restart).unwrap_or(now);
+                Slot::BackingOff { program, at }
             }
             Lifecycle::Idle { program } => Slot::Idle { program },
             Lifecycle::Upgrading(upgrade) => {

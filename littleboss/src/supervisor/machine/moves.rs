@@ -254,9 +254,8 @@ impl Machine {
         let pid = self.state.children.get(&from).map_or(0, |c| c.pid);
         let n = ids.len();
         let what = if n == 1 { "connection" } else { "connections" };
-        self.effects.push_back(Effect::Log(
-            crate::logger::Level::Warn,
-            format!("refused {n} {what} that child pid {pid} handed over: {reason}"),
+        self.warn(format!(
+            "refused {n} {what} that child pid {pid} handed over: {reason}"
         ));
         self.effects.push_back(Effect::Return { child: from, ids });
     }

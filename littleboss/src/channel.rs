@@ -27,6 +27,11 @@ pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
 /// The most fds one message carries (the kernel's limit is 253).
 pub(crate) const MAX_FDS: usize = 128;
 
+/// The most bytes of items that a message carrying a list of them (connections handed
+/// over, their ids) holds: a whole message, less room for the rest of it. Longer lists
+/// go in several messages.
+pub(crate) const BATCH_BYTES: usize = MAX_MESSAGE - 4096;
+
 /// How a channel keeps its messages apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -240,9 +245,20 @@ pub(crate) fn recvmsg(
     Ok((msg.bytes, msg.flags, fds))
 }
 
+thread_local! {
+    /// Where each thread receives packets: one buffer of [`MAX_MESSAGE`] bytes, kept,
+    /// rather than one zeroed for every message (with many messages a second, the
+    /// allocator gave its pages back and took them again each time).
+    static PACKET: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn recv_packet(socket: BorrowedFd<'_>, flags: RecvFlags) -> io::Result<Option<Received>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    let (len, returned, fds) = recvmsg(socket, &mut buf, flags)?;
+    let (buf, returned, fds) = PACKET.with_borrow_mut(|packet| {
+        packet.resize(MAX_MESSAGE, 0);
+        let (len, returned, fds) = recvmsg(socket, packet, flags)?;
+        io::Result::Ok((packet[..len].to_vec(), returned, fds))
+    })?;
+    let len = buf.len();
     if returned.contains(ReturnFlags::TRUNC) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -252,7 +268,6 @@ fn recv_packet(socket: BorrowedFd<'_>, flags: RecvFlags) -> io::Result<Option<Re
     if len == 0 && fds.is_empty() {
         return Ok(None);
     }
-    buf.truncate(len);
     let cut = returned.contains(ReturnFlags::CTRUNC);
     Ok(Some(Received {
         bytes: buf,

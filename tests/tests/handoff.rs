@@ -102,7 +102,12 @@ fn send_part(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
 
 /// Reads one response (its head, then `content-length` bytes of body).
 fn read_answer(stream: &mut TcpStream) -> Result<Answer, String> {
-    let mut read = Vec::new();
+    read_answer_after(stream, &mut Vec::new())
+}
+
+/// Reads one response, starting with the bytes in `read` that came before (of
+/// pipelined responses); what came after it stays in `read`.
+fn read_answer_after(stream: &mut TcpStream, read: &mut Vec<u8>) -> Result<Answer, String> {
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -131,6 +136,7 @@ fn read_answer(stream: &mut TcpStream) -> Result<Answer, String> {
         }
     }
     let body = String::from_utf8_lossy(&read[head_end..head_end + length]).into_owned();
+    read.drain(..head_end + length);
     let pid = body
         .rsplit_once("pid ")
         .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
@@ -218,33 +224,104 @@ fn idle_connections_move_to_the_new_process_with_no_close() {
 /// An upgrade moves idle connections as a reload does: the supervisor re-executes only
 /// once the old child has handed its connections over (this image, which knows who
 /// adopts them, relays them meanwhile), so none is closed.
+/// An upgrade moves connections as a reload does: 1,000 idle pooled connections, and
+/// at each of 10 upgrades requests half sent (the first on a fresh connection, or a
+/// later one), a slow request in flight and two pipelined requests sent in one write,
+/// none closed and none failed.
 #[test]
-fn idle_connections_move_through_upgrades_with_no_close() {
+fn connections_and_requests_under_way_move_through_ten_upgrades_with_no_close() {
+    littleboss_tests::raise_fd_limit();
     let env = Env::new();
     let bin = bin!("lb-adopt");
     let copy = env.copy_binary(bin, "lb-adopt-2");
     let sup = env.start(bin, &["--http=127.0.0.1:0"]);
-    let mut pool = pool_of(&sup, 200);
-    for i in 0..3 {
+    let addr = sup.addr("http");
+    let mut pool = pool_of(&sup, 1_000);
+    const HALF: &[u8] = b"GET / HTTP/1.1\r\nHo";
+    const REST: &[u8] = b"st: test\r\n\r\n";
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+    for i in 0..10 {
         let old = sup.child_pid();
+        // Under way as the upgrade begins.
+        let before = littleboss_tests::socket_inodes(old).len();
+        let mut fresh = Pooled::open(addr);
+        send_part(&mut fresh.stream, HALF).expect("sent");
+        sup.wait_for("the old child to accept the fresh connection", || {
+            (littleboss_tests::socket_inodes(old).len() > before).then_some(())
+        });
+        for conn in &mut pool[..5] {
+            send_part(&mut conn.stream, HALF).expect("sent");
+        }
+        send_part(
+            &mut pool[5].stream,
+            b"GET /slow/400 HTTP/1.1\r\nHost: test\r\n\r\n",
+        )
+        .expect("sent");
+        sup.wait_for_log(&format!("lb-adopt: pid {old} slow 400"));
+        for conn in &mut pool[6..8] {
+            send_part(&mut conn.stream, &[GET, GET].concat()).expect("sent");
+        }
         let to = if i % 2 == 0 { &copy } else { bin };
         let outcome = env.run(to, &["--littleboss=upgrade"]);
         assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+        let slow =
+            read_answer(&mut pool[5].stream).unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+        assert_eq!(
+            slow,
+            Answer {
+                pid: old,
+                close: false
+            },
+            "the slow request"
+        );
+        for conn in &mut pool[6..8] {
+            let mut read = Vec::new();
+            for _ in 0..2 {
+                let answer = read_answer_after(&mut conn.stream, &mut read)
+                    .unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+                assert!(!answer.close, "a pipelined request was told to close");
+            }
+        }
         // The old child's lameduck is 30 s: it is gone within the deadline because
         // every connection it had moved.
         wait_gone(old, "the old child");
         let new = sup.child_pid();
+        send_part(&mut fresh.stream, REST).expect("sent");
+        let answer =
+            read_answer(&mut fresh.stream).unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+        assert_eq!(
+            answer,
+            Answer {
+                pid: new,
+                close: false
+            },
+            "the fresh connection"
+        );
+        for conn in &mut pool[..5] {
+            send_part(&mut conn.stream, REST).expect("sent");
+            let answer =
+                read_answer(&mut conn.stream).unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+            assert_eq!(
+                answer,
+                Answer {
+                    pid: new,
+                    close: false
+                },
+                "a half-sent request"
+            );
+        }
         all_moved_to(&mut pool, new, &sup);
     }
     assert!(pool.iter().all(|c| c.closed == 0));
     let log = sup.logs();
+    assert_eq!(log.matches("upgraded: supervisor pid").count(), 10, "{log}");
+    // The pool and the fresh connection, each time.
     assert_eq!(
-        log.matches("; 200 connections moved to the new child")
+        log.matches("; 1001 connections moved to the new child")
             .count(),
-        3,
+        10,
         "{log}"
     );
-    assert_eq!(log.matches("upgraded: supervisor pid").count(), 3, "{log}");
 }
 
 /// More idle connections than may be on their way at once (1,024) all move in one

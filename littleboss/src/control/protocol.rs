@@ -157,6 +157,60 @@ pub(crate) struct Parcel {
     pub bytes: Vec<u8>,
 }
 
+impl Parcel {
+    /// About how many bytes it takes in a message, at most.
+    pub(crate) fn carried(&self) -> usize {
+        self.bytes.len() + self.listener.len() + 24
+    }
+}
+
+/// About how many bytes an id takes in a message, at most.
+pub(crate) const ID_BYTES: usize = 10;
+
+/// Splits `parcels`, each with its fd, into runs that each fit in one message: at most
+/// `max_fds` fds and `max_bytes` bytes of parcels (a parcel larger than that alone goes
+/// alone).
+pub(crate) fn parcel_batches<F>(
+    parcels: Vec<(Parcel, F)>,
+    max_fds: usize,
+    max_bytes: usize,
+) -> Vec<Vec<(Parcel, F)>> {
+    let mut batches: Vec<Vec<(Parcel, F)>> = Vec::new();
+    let mut bytes = 0;
+    for (parcel, fd) in parcels {
+        let size = parcel.carried();
+        match batches.last_mut() {
+            Some(last) if last.len() < max_fds && bytes + size <= max_bytes => {
+                bytes += size;
+                last.push((parcel, fd));
+            }
+            _ => {
+                bytes = size;
+                batches.push(vec![(parcel, fd)]);
+            }
+        }
+    }
+    batches
+}
+
+impl SupervisorMsg {
+    /// This message as messages that each fit in `max_bytes`: a long list of ids (of
+    /// connections taken, given back or recalled) in several; any other message as
+    /// it is.
+    pub(crate) fn in_batches(self, max_bytes: usize) -> Vec<SupervisorMsg> {
+        let per = (max_bytes / ID_BYTES).max(1);
+        let split = |ids: Vec<u64>, make: fn(Vec<u64>) -> SupervisorMsg| {
+            ids.chunks(per).map(|c| make(c.to_vec())).collect()
+        };
+        match self {
+            SupervisorMsg::Taken(ids) if ids.len() > per => split(ids, SupervisorMsg::Taken),
+            SupervisorMsg::Returned(ids) if ids.len() > per => split(ids, SupervisorMsg::Returned),
+            SupervisorMsg::Recall(ids) if ids.len() > per => split(ids, SupervisorMsg::Recall),
+            other => vec![other],
+        }
+    }
+}
+
 /// The most bytes read and not parsed yet that a connection carries when it is handed
 /// over; one that holds more drains where it is.
 pub(crate) const MAX_CARRIED: usize = 16 * 1024;
@@ -636,6 +690,67 @@ pub(crate) fn frame_len(header: [u8; 4]) -> Result<usize, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parcel(id: u64, bytes: usize) -> (Parcel, u64) {
+        let parcel = Parcel {
+            id,
+            listener: "http".into(),
+            bytes: vec![b'x'; bytes],
+        };
+        (parcel, id)
+    }
+
+    #[test]
+    fn parcels_go_in_batches_that_fit_a_message() {
+        // By count of fds.
+        let many: Vec<_> = (0..300).map(|id| parcel(id, 0)).collect();
+        let sizes: Vec<usize> = (parcel_batches(many, 128, 60_000).iter())
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [128, 128, 44]);
+        // By bytes, in order; one larger than a batch goes alone.
+        let big = vec![
+            parcel(1, 30_000),
+            parcel(2, 30_000),
+            parcel(3, 70_000),
+            parcel(4, 1),
+        ];
+        let batches = parcel_batches(big, 128, 60_100);
+        let ids: Vec<Vec<u64>> = (batches.iter())
+            .map(|b| b.iter().map(|(_, id)| *id).collect())
+            .collect();
+        assert_eq!(ids, [vec![1, 2], vec![3], vec![4]]);
+        assert!(parcel_batches(Vec::<(Parcel, u64)>::new(), 128, 60_000).is_empty());
+    }
+
+    #[test]
+    fn long_lists_of_ids_go_in_several_messages_that_each_fit() {
+        let ids: Vec<u64> = (0..10_000).map(|i| u64::MAX - i).collect();
+        let msgs = SupervisorMsg::Taken(ids.clone()).in_batches(crate::channel::BATCH_BYTES);
+        assert!(msgs.len() > 1);
+        let mut again = Vec::new();
+        for msg in msgs {
+            let bytes = msg
+                .encode_for(Some(Versions::ours().newest))
+                .expect("encodes");
+            assert!(
+                bytes.len() <= crate::channel::MAX_MESSAGE,
+                "{}",
+                bytes.len()
+            );
+            let SupervisorMsg::Taken(part) = msg else {
+                panic!("{msg:?}");
+            };
+            again.extend(part);
+        }
+        assert_eq!(again, ids);
+        let short = SupervisorMsg::Recall(vec![1, 2]);
+        assert_eq!(short.clone().in_batches(100), vec![short]);
+        assert_eq!(
+            SupervisorMsg::Lameduck.in_batches(1),
+            vec![SupervisorMsg::Lameduck]
+        );
+    }
 
     #[test]
     fn deadlines_follow_the_times_that_apply() {

@@ -54,6 +54,8 @@
 //! - the `http` example (`littleboss::http::serve`) and the `axum` example
 //!   (`littleboss::axum::serve`), which hand idle HTTP/1.1 connections over to the new
 //!   process;
+//! - the `http` example again, replaced by `--littleboss=upgrade` each time (the
+//!   supervisor too, after the child): connections move as at a reload;
 //! - `lb-axum-drain` (`littleboss::http::Server::new().hand_over(false)`), the helper
 //!   winding down by closing;
 //! - `lb-axum-plain` (plain `axum::serve`).
@@ -830,6 +832,14 @@ struct Reloaded {
     ok: bool,
 }
 
+/// How a [`Served`] is replaced: the child (`--littleboss=reload`), or the supervisor
+/// and then the child (`--littleboss=upgrade`).
+#[derive(Clone, Copy, Debug)]
+enum Swap {
+    Reload,
+    Upgrade,
+}
+
 impl Served {
     /// The directory and the copies of `bin`; nothing runs yet.
     fn new(bin: &Path) -> Result<Served, String> {
@@ -894,15 +904,24 @@ impl Served {
     /// Reload number `i` (to the other copy of the binary): `BIN --littleboss=reload`,
     /// then a wait (up to 10 s) until the child that served before it has exited.
     fn reload(&self, i: usize) -> Result<Reloaded, String> {
+        self.swap(i, Swap::Reload)
+    }
+
+    /// The `i`th reload or upgrade, to the other copy of the binary.
+    fn swap(&self, i: usize, by: Swap) -> Result<Reloaded, String> {
         let command = |bin: &Path| self.command(bin);
         let bin = &self.copies[(i + 1) % 2];
         let before = status_of(&command, bin)?;
         let old_pid = before["child_pid"].as_u64().unwrap_or(0) as u32;
         let t0 = Instant::now();
+        let flag = match by {
+            Swap::Reload => "--littleboss=reload",
+            Swap::Upgrade => "--littleboss=upgrade",
+        };
         let output = command(bin)
-            .arg("--littleboss=reload")
+            .arg(flag)
             .output()
-            .map_err(|e| format!("reload: {e}"))?;
+            .map_err(|e| format!("{flag}: {e}"))?;
         let took = t0.elapsed();
         let after = status_of(&command, bin)?;
         remember_child(&self.cleanup, &after);
@@ -1154,31 +1173,42 @@ mod pooled {
 
     use littleboss_tests::pool_support::{PoolReport, pooled};
 
-    use super::{Options, Served, median_max};
+    use super::{Options, Served, Swap, median_max};
 
     /// One column of the table: a server, supervised.
     struct Column {
         title: &'static str,
         /// Its binary, in the directory of this one.
         bin: &'static str,
+        /// How it is replaced each time.
+        by: Swap,
     }
 
-    const COLUMNS: [Column; 4] = [
+    const COLUMNS: [Column; 5] = [
         Column {
             title: "`http` example (hands over)",
             bin: "examples/http",
+            by: Swap::Reload,
+        },
+        Column {
+            title: "`http` example, `upgrade` each time",
+            bin: "examples/http",
+            by: Swap::Upgrade,
         },
         Column {
             title: "`axum` example (hands over)",
             bin: "examples/axum",
+            by: Swap::Reload,
         },
         Column {
             title: "lb-axum-drain (helper, closes)",
             bin: "lb-axum-drain",
+            by: Swap::Reload,
         },
         Column {
             title: "lb-axum-plain (plain axum::serve)",
             bin: "lb-axum-plain",
+            by: Swap::Reload,
         },
     ];
 
@@ -1205,7 +1235,7 @@ mod pooled {
         let mut results = Vec::new();
         for column in &COLUMNS {
             littleboss_tests::say!("reload-bench: {} ...", column.title);
-            results.push(measure(options, &dir.join(column.bin))?);
+            results.push(measure(options, &dir.join(column.bin), column.by)?);
         }
         println!(
             "reload-bench --mode pooled: {} reloads a server, {} ms between them; {} pooled keep-alive clients, each pausing up to {} ms between two requests",
@@ -1264,7 +1294,7 @@ mod pooled {
 
     /// One column: the server started, its pooled clients connected and idle, then the
     /// reloads, then time for every client to come back once more.
-    fn measure(options: &Options, bin: &Path) -> Result<Measured, String> {
+    fn measure(options: &Options, bin: &Path, by: Swap) -> Result<Measured, String> {
         let mut served = Served::new(bin)?;
         let addr = served.start("http", &[])?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -1277,7 +1307,7 @@ mod pooled {
         let mut exits = Vec::new();
         let mut failed_reloads = 0;
         for i in 0..options.reloads {
-            let reload = served.reload(i)?;
+            let reload = served.swap(i, by)?;
             reload_times.push(reload.command);
             exits.push(reload.old_gone);
             if !reload.ok {

@@ -670,7 +670,7 @@ impl Machine {
                     Timer::Restart => self.restart(now),
                 }
             }
-            self.recall(recalls);
+            self.recall(recalls, now);
         }
         self.forward_held(now);
         self.exec_if_due(now);
@@ -900,8 +900,8 @@ impl Machine {
                 self.on_adopts(id, listener);
             }
             (ChildMsg::Hand(parcels), _) => self.on_hand(id, parcels, now),
-            (ChildMsg::Adopted(ids), _) => self.on_answer(id, ids, true),
-            (ChildMsg::Declined(ids), _) => self.on_answer(id, ids, false),
+            (ChildMsg::Adopted(ids), _) => self.on_answer(id, ids, true, now),
+            (ChildMsg::Declined(ids), _) => self.on_answer(id, ids, false, now),
             (ChildMsg::Finished(result), _) if child.welcomed() => {
                 if let Some(c) = self.state.children.get_mut(&id) {
                     c.finished = Some(result);

@@ -14,7 +14,8 @@
 //! to the sender).
 //! One it has not answered for within [`Settings::take_ms`] (or a quarter of the
 //! sender's lameduck time, if less) is recalled once: it declines it if it has not taken
-//! it yet. A serving child that exits sends back what it had not
+//! it yet. That time counts from the receiver's last answer for any connection, so a
+//! receiver that is slow but answering is never recalled from. A serving child that exits sends back what it had not
 //! answered for.
 //!
 //! None of this is in the [`State`](super::State) that an upgrade hands over (the
@@ -43,6 +44,8 @@ pub(crate) struct Moving {
     transit: BTreeMap<u64, Transit>,
     /// How many connections each child handed over were taken, for its exit's line.
     moved: BTreeMap<ChildId, u64>,
+    /// When each receiver last answered for a connection forwarded to it.
+    answered: BTreeMap<ChildId, Time>,
     /// Handed over while as many as the cap were on their way, by sender, in order:
     /// the shell holds their fds until they are forwarded or given back.
     held: VecDeque<(ChildId, Parcel)>,
@@ -214,9 +217,7 @@ impl Machine {
             if self.moves.in_transit() >= self.settings.move_cap {
                 break;
             }
-            // Recalled in time for the sender to serve it to the end if it comes back:
-            // well within the sender's own lameduck time.
-            let take_ms = self.settings.take_ms.min(sender.lameduck_ms / 4);
+            let take_ms = self.take_ms(sender.lameduck_ms);
             let Some((_, parcel)) = self.moves.held.pop_front() else {
                 break;
             };
@@ -260,8 +261,18 @@ impl Machine {
         self.effects.push_back(Effect::Return { child: from, ids });
     }
 
-    /// `to` answered for connections forwarded to it: `taken`, or declined.
-    pub(super) fn on_answer(&mut self, to: ChildId, ids: Vec<u64>, taken: bool) {
+    /// How long a receiver has to answer for a connection from a sender whose lameduck
+    /// time is `lameduck_ms`: recalled then, in time for the sender to serve it to the
+    /// end if it comes back, well within the sender's own lameduck time.
+    pub(super) fn take_ms(&self, lameduck_ms: u64) -> u64 {
+        self.settings.take_ms.min(lameduck_ms / 4)
+    }
+
+    /// `to` answered for connections forwarded to it: `taken`, or declined. A receiver
+    /// that answers is not stuck: what else it has to answer for gets its full time
+    /// again from now (a recall is for a receiver that stopped answering, not for one
+    /// that takes a thousand connections more slowly than they came).
+    pub(super) fn on_answer(&mut self, to: ChildId, ids: Vec<u64>, taken: bool, now: Time) {
         let mut senders = ByChild::new();
         for ours in ids {
             let Some(transit) = self.moves.transit.get(&ours).copied() else {
@@ -274,6 +285,7 @@ impl Machine {
             self.state.timers.cancel(Timer::Recall(ours));
             senders.entry(transit.from).or_default().push(transit.id);
         }
+        self.moves.answered.insert(to, now);
         for (child, ids) in senders {
             if taken {
                 *self.moves.moved.entry(child).or_default() += ids.len() as u64;
@@ -289,13 +301,22 @@ impl Machine {
         }
     }
 
-    /// Recalls these connections, whose receiver has not answered for them in time
-    /// (their [`Timer::Recall`] was due): one message to each receiver.
-    pub(super) fn recall(&mut self, ids: Vec<u64>) {
+    /// Recalls these connections, whose [`Timer::Recall`] was due: one message to each
+    /// receiver. One whose receiver has answered for another since it was forwarded
+    /// gets its time again from that answer instead.
+    pub(super) fn recall(&mut self, ids: Vec<u64>, now: Time) {
         let mut due = ByChild::new();
         for ours in ids {
-            if let Some(transit) = self.moves.transit.get(&ours) {
-                due.entry(transit.to).or_default().push(ours);
+            let Some(transit) = self.moves.transit.get(&ours).copied() else {
+                continue;
+            };
+            let lameduck_ms = (self.state.children.get(&transit.from)).map_or(0, |c| c.lameduck_ms);
+            let again = (self.moves.answered.get(&transit.to))
+                .map(|at| at.saturating_add(self.take_ms(lameduck_ms)))
+                .filter(|at| *at > now);
+            match again {
+                Some(at) => self.state.timers.set(Timer::Recall(ours), at),
+                None => due.entry(transit.to).or_default().push(ours),
             }
         }
         for (child, ids) in due {
@@ -311,6 +332,7 @@ impl Machine {
     /// connections moved, if any did.
     pub(super) fn forget_moves(&mut self, child: ChildId) -> Option<u64> {
         self.moves.adopts.remove(&child);
+        self.moves.answered.remove(&child);
         self.moves.held.retain(|(from, _)| *from != child);
         let mut back = ByChild::new();
         let timers = &mut self.state.timers;

@@ -2022,6 +2022,31 @@ fn connections_not_taken_in_time_are_recalled_once() {
 }
 
 #[test]
+fn a_receiver_that_answers_gets_its_full_time_again_for_the_rest() {
+    let (mut d, old, new) = moving();
+    let take = d.m.take_ms(d.m.state.children[&old].lameduck_ms);
+    d.hand(old, 2);
+    // Just before the first deadline, it answers for one: the other's time starts again.
+    d.advance(take - 10);
+    assert!(d.answer_first(new, true));
+    let recalled = |d: &mut Driver| {
+        std::iter::from_fn(|| d.m.poll_effect()).any(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: SupervisorMsg::Recall(_),
+                    ..
+                }
+            )
+        })
+    };
+    d.m.handle_timeout(d.now + 20);
+    assert!(!recalled(&mut d), "a receiver that answers is not stuck");
+    d.m.handle_timeout(d.now + take);
+    assert!(recalled(&mut d), "recalled once it stopped answering");
+}
+
+#[test]
 fn past_the_cap_connections_wait_and_a_receiver_that_exits_gives_back_the_rest() {
     let (mut d, old, new) = moving();
     // The cap (4 here): the fifth and sixth wait, held, for room on the way.

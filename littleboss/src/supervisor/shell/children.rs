@@ -11,7 +11,7 @@ use rustix::process::{Pid, Signal as OsSignal};
 use tokio::sync::mpsc;
 
 use crate::channel;
-use crate::control::protocol::{ListenerInfo, Parcel, SupervisorMsg};
+use crate::control::protocol::{ListenerInfo, Parcel, SupervisorMsg, parcel_batches};
 use crate::socket;
 
 use super::Shell;
@@ -109,7 +109,15 @@ impl Shell {
         self.send(child, SupervisorMsg::Welcome { listeners: infos }, fds);
     }
 
+    /// Sends `msg` with `fds` to `child`; a long list of ids goes in several messages.
     pub(super) fn send(&self, child: ChildId, msg: SupervisorMsg, fds: Vec<OwnedFd>) {
+        let mut fds = Some(fds);
+        for msg in msg.in_batches(channel::BATCH_BYTES) {
+            self.send_one(child, msg, fds.take().unwrap_or_default());
+        }
+    }
+
+    fn send_one(&self, child: ChildId, msg: SupervisorMsg, fds: Vec<OwnedFd>) {
         let Some(handle) = self.children.get(&child) else {
             return;
         };
@@ -166,15 +174,15 @@ impl Shell {
 
     /// Sends `to` the connections `from` handed over, each with its fd.
     pub(super) fn forward(&mut self, from: ChildId, to: ChildId, parcels: Vec<(u64, Parcel)>) {
-        let mut fds = Vec::new();
-        let mut forwarded = Vec::new();
-        for (theirs, parcel) in parcels {
-            if let Some(fd) = child_io::take_parcel(&self.parcels, from, theirs) {
-                fds.push(fd);
-                forwarded.push(parcel);
-            }
+        let held: Vec<(Parcel, OwnedFd)> = (parcels.into_iter())
+            .filter_map(|(theirs, parcel)| {
+                child_io::take_parcel(&self.parcels, from, theirs).map(|fd| (parcel, fd))
+            })
+            .collect();
+        for batch in parcel_batches(held, channel::MAX_FDS, channel::BATCH_BYTES) {
+            let (forwarded, fds) = batch.into_iter().unzip();
+            self.send(to, SupervisorMsg::Adopt(forwarded), fds);
         }
-        self.send(to, SupervisorMsg::Adopt(forwarded), fds);
     }
 
     /// Gives `child` back the connections it handed over, closing the shell's copies.

@@ -305,11 +305,49 @@ fn connections_and_requests_under_way_move_through_ten_upgrades_with_no_close() 
     assert!(pool.iter().all(|c| c.closed == 0));
     let log = sup.logs();
     assert_eq!(log.matches("upgraded: supervisor pid").count(), 10, "{log}");
+    assert_eq!(
+        log.matches("(upgrade state version 2)").count(),
+        10,
+        "{log}"
+    );
     // The pool and the fresh connection, each time.
     assert_eq!(
         log.matches("; 1001 connections moved to the new child")
             .count(),
         10,
+        "{log}"
+    );
+}
+
+/// A binary that reads only upgrade state version 1 (as releases up to 0.2 do) is
+/// handed version 1, which carries nothing of the connections moving: the supervisor
+/// re-executes once the old child has handed everything over and exited, and no
+/// connection closes either way.
+#[test]
+fn an_upgrade_to_a_binary_that_reads_only_state_version_1_moves_connections_too() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start_with(
+        bin,
+        &["--http=127.0.0.1:0"],
+        &[("LITTLEBOSS_TEST_STATE_VERSION", "1")],
+    );
+    let mut pool = pool_of(&sup, 300);
+    for to in [&copy, bin] {
+        let old = sup.child_pid();
+        let outcome = env.run(to, &["--littleboss=upgrade"]);
+        assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+        wait_gone(old, "the old child");
+        all_moved_to(&mut pool, sup.child_pid(), &sup);
+    }
+    assert!(pool.iter().all(|c| c.closed == 0));
+    let log = sup.logs();
+    assert_eq!(log.matches("(upgrade state version 1)").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("; 300 connections moved to the new child")
+            .count(),
+        2,
         "{log}"
     );
 }

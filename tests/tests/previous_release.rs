@@ -64,7 +64,7 @@ fn upgrade(env: &Env, sup: &Supervisor<'_>, bin: &Path, upgrades: u64) -> u32 {
 /// A supervisor of the previous release takes this release's `upgrade` under load:
 /// its state (state version 1) crosses the exec into this release, and no request
 /// fails; then the previous release's `upgrade` takes it back, as a rollback of the
-/// supervisor would.
+/// supervisor would, this release writing version 1 for it.
 #[test]
 fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back() {
     let env = Env::new();
@@ -80,6 +80,10 @@ fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back() {
     load.wait_for_pid(&sup, second);
     let third = upgrade(&env, &sup, &previous, 2);
     assert_ne!(third, second);
+    // The previous release reads only state version 1: refused version 2 in its
+    // probe, it was handed version 1.
+    let log = sup.logs();
+    assert!(log.contains("(upgrade state version 1)"), "{log}");
     load.wait_for_pid(&sup, third);
 
     let (failures, _, ok) = load.finish();

@@ -4,5 +4,7 @@
 //! users; the golden bytes in `littleboss/tests/golden/` pin each layout.
 //!
 //! - [`state_v1`]: the supervisor's upgrade handover, state version 1.
+//! - [`state_v2`]: state version 2, version 1 followed by the connections moving.
 
 pub(crate) mod state_v1;
+pub(crate) mod state_v2;

@@ -22,27 +22,56 @@ use crate::environ::{self, HANDOVER_ENV, HANDOVER_PID_ENV, TEST_STATE_VERSION_EN
 use crate::socket::SocketFile;
 use crate::sys;
 use crate::wire::state_v1::HandoverV1;
+use crate::wire::state_v2::HandoverV2;
 
-use super::machine::{ChildId, ClientId, State, Time};
+use super::machine::{ChildId, ClientId, MovesRecord, State, Time};
 use super::state::FdKey;
 
 mod v1;
+mod v2;
 
 #[cfg(test)]
 pub(crate) use v1::{through_v1, v1_bytes};
+#[cfg(test)]
+pub(crate) use v2::moves_through_v2;
 
 /// The first bytes of a handover.
 const MAGIC: &[u8; 20] = b"littleboss-handover\0";
 
-/// The layout of [`Handover`] this build writes and reads: version 1 is
-/// [`HandoverV1`], frozen; a change that it cannot carry is a new version.
-pub(crate) const STATE_VERSION: u16 = 1;
+/// The newest layout of [`Handover`] this build writes and reads. Version 1 is
+/// [`HandoverV1`], frozen; version 2 is [`HandoverV2`], version 1 followed by the
+/// connections moving between children. A change that the newest cannot carry is a
+/// new version.
+pub(crate) const STATE_VERSION: u16 = 2;
 
-/// The state version this build reads: [`STATE_VERSION`], or in a build with test hooks
-/// the one [`TEST_STATE_VERSION_ENV`] names, so that a refusal of the state can be tried
-/// between builds of one release.
-fn reads() -> u16 {
-    environ::test_number(TEST_STATE_VERSION_ENV).unwrap_or(STATE_VERSION)
+/// The state versions this build reads: 1 to [`STATE_VERSION`], or in a build with
+/// test hooks only the one [`TEST_STATE_VERSION_ENV`] names, so that a binary that
+/// reads only version 1 (as releases up to 0.2 do), or one that reads none of them,
+/// can be tried between builds of one release.
+fn reads() -> Reads {
+    match environ::test_number(TEST_STATE_VERSION_ENV) {
+        Some(only) => Reads(only, only),
+        None => Reads(1, STATE_VERSION),
+    }
+}
+
+/// The state versions a build reads, oldest to newest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reads(u16, u16);
+
+impl Reads {
+    fn contains(self, version: u16) -> bool {
+        (self.0..=self.1).contains(&version)
+    }
+}
+
+impl std::fmt::Display for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reads(one, other) if one == other => write!(f, "version {one}"),
+            Reads(oldest, newest) => write!(f, "versions {oldest} to {newest}"),
+        }
+    }
 }
 
 /// Everything the next image needs.
@@ -67,6 +96,8 @@ pub(crate) struct Handover {
     pub next_client: u64,
     /// The supervisor's own command line, as it was started.
     pub args: Vec<OsString>,
+    /// The connections moving between children (version 2; none in version 1).
+    pub moves: MovesRecord,
 }
 
 /// One fd of the table.
@@ -97,17 +128,23 @@ pub(crate) struct HeldClient {
 }
 
 impl Handover {
-    /// `[MAGIC][STATE_VERSION][body]`.
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, HandoverError> {
+    /// `[MAGIC][version][body]`, in state version `version` (1 or 2: the newest the
+    /// next image reads). Version 1 leaves the moves out: the machine re-executes
+    /// toward it only once nothing moves.
+    pub(crate) fn encode(&self, version: u16) -> Result<Vec<u8>, HandoverError> {
         let mut out = MAGIC.to_vec();
-        out.extend(STATE_VERSION.to_le_bytes());
-        let layout = HandoverV1::from_handover(self).map_err(HandoverError::Unfit)?;
-        let body = postcard::to_stdvec(&layout).map_err(HandoverError::Encode)?;
-        out.extend(body);
+        out.extend(version.to_le_bytes());
+        let v1 = HandoverV1::from_handover(self).map_err(HandoverError::Unfit)?;
+        let body = match version {
+            1 => postcard::to_stdvec(&v1),
+            2 => postcard::to_stdvec(&HandoverV2::from_handover(v1, &self.moves)),
+            _ => return Err(HandoverError::Unwritten(version)),
+        };
+        out.extend(body.map_err(HandoverError::Encode)?);
         Ok(out)
     }
 
-    /// Reads a handover written by this build or one with the same state version.
+    /// Reads a handover of a state version this build reads.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Handover, HandoverError> {
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
@@ -117,11 +154,17 @@ impl Handover {
             .ok_or(HandoverError::CutShort)?;
         let version = u16::from_le_bytes(*version);
         let reads = reads();
-        if version != reads {
+        if !reads.contains(version) {
             return Err(HandoverError::Version { version, reads });
         }
-        match postcard::take_from_bytes::<HandoverV1>(body) {
-            Ok((layout, [])) => Ok(layout.into_handover()),
+        let read = match version {
+            1 => postcard::take_from_bytes::<HandoverV1>(body)
+                .map(|(layout, rest)| (layout.into_handover(), rest)),
+            _ => postcard::take_from_bytes::<HandoverV2>(body)
+                .map(|(layout, rest)| (layout.into_handover(), rest)),
+        };
+        match read {
+            Ok((handover, [])) => Ok(handover),
             Ok((_, rest)) => Err(HandoverError::Trailing(rest.len())),
             Err(e) => Err(HandoverError::Decode(e)),
         }
@@ -246,10 +289,11 @@ pub(crate) enum HandoverError {
     #[error("the handover is cut short")]
     CutShort,
     /// The state is of a version this build does not read.
-    #[error(
-        "the running supervisor's state is version {version}; this binary reads version {reads}"
-    )]
-    Version { version: u16, reads: u16 },
+    #[error("the running supervisor's state is version {version}; this binary reads {reads}")]
+    Version { version: u16, reads: Reads },
+    /// A version this build does not write.
+    #[error("this build writes upgrade state versions 1 and 2, not {0}")]
+    Unwritten(u16),
     /// Bytes follow the state.
     #[error("{0} bytes after the state")]
     Trailing(usize),
@@ -420,7 +464,7 @@ mod tests {
         assert_eq!(
             Handover::decode(&bytes).unwrap_err().to_string(),
             format!(
-                "the running supervisor's state is version {}; this binary reads version {STATE_VERSION}",
+                "the running supervisor's state is version {}; this binary reads versions 1 to {STATE_VERSION}",
                 STATE_VERSION + 1
             )
         );

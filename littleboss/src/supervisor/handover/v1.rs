@@ -8,8 +8,8 @@ use crate::spec::Network;
 use std::collections::BTreeMap;
 
 use crate::supervisor::machine::{
-    Asked, Child, ChildId, ClientId, Exit, Incoming, Life, Lifecycle, Reload, ReloadKind, Slot,
-    State, Stop, Timer, Timers, Upgrade, UpgradeStep, WaitStatus,
+    Asked, Child, ChildId, ClientId, Exit, Incoming, Life, Lifecycle, MovesRecord, Reload,
+    ReloadKind, Slot, State, Stop, Timer, Timers, Upgrade, UpgradeStep, WaitStatus,
 };
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 use crate::wire::state_v1::{
@@ -124,6 +124,7 @@ impl HandoverV1 {
                 .collect(),
             next_client: self.next_client,
             args: self.args,
+            moves: MovesRecord::default(),
         }
     }
 }
@@ -334,6 +335,7 @@ impl StateV1 {
                         UpgradeStepV1::Probing => UpgradeStep::Probing,
                         UpgradeStepV1::Exec => UpgradeStep::Exec,
                     },
+                    next_reads: 1,
                     from: u.from,
                     serving: table.slot(current),
                     build_pending: self.build_pending,

@@ -164,6 +164,10 @@ pub(crate) struct Upgrade {
     pub new_pid: u32,
     pub ms: u64,
     pub step: UpgradeStep,
+    /// The newest upgrade state version the binary reads (known once it has answered
+    /// the probe; 1 until then): with 2, the re-execution need not wait for the old
+    /// children to have handed every connection over.
+    pub next_reads: u16,
     /// The newest protocol of the supervisor that began the upgrade.
     pub from: u16,
     /// What serves meanwhile (the new child, unless it has exited since).
@@ -179,7 +183,8 @@ pub(crate) enum UpgradeStep {
     /// ([`Effect::Probe`](super::Effect::Probe)).
     Probing,
     /// It can: the supervisor re-executes ([`Effect::Exec`](super::Effect::Exec)),
-    /// once no connection is on its way between children ([`Timer::Exec`] at the
+    /// once the next image can go on with the connections moving between children
+    /// (what that takes depends on [`Upgrade::next_reads`]; [`Timer::Exec`] at the
     /// latest).
     ///
     /// [`Timer::Exec`]: super::timers::Timer::Exec

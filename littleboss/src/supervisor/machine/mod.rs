@@ -57,6 +57,7 @@ pub(crate) use lifecycle::{
     Asked, Incoming, Lifecycle, Reload, ReloadKind, Slot, Stop, Upgrade, UpgradeStep,
 };
 use moves::Moving;
+pub(crate) use moves::{MovesRecord, Transit};
 pub(crate) use timers::{Timer, Timers};
 
 /// Milliseconds on the supervisor's monotonic clock (since it started).
@@ -193,9 +194,9 @@ pub(crate) enum Input {
     /// (one, however many land) and reloads once that reload has ended.
     BuildLanded,
     /// The new binary's answer to [`Effect::Probe`]: it can take over the supervisor,
-    /// or why not.
+    /// reading the upgrade state of this version, or why not.
     Probed {
-        result: Result<(), String>,
+        result: Result<u16, String>,
     },
     /// [`Effect::Exec`] did not happen; the supervisor runs on as it was.
     ExecFailed {
@@ -287,6 +288,8 @@ pub(crate) enum Effect {
     /// [`Input::ExecFailed`].
     Exec {
         program: ProgramRecord,
+        /// The version of the upgrade state to write: the newest the binary reads.
+        state_version: u16,
     },
     /// Send `to` the connections that `from` handed over ([`SupervisorMsg::Adopt`]):
     /// each parcel with `from`'s id for its fd, and the supervisor's id it goes by now.
@@ -494,18 +497,24 @@ impl Machine {
 
     /// A supervisor that an [`Effect::Exec`] started: the state of the one before, as
     /// it was; [`Input::Resumed`] comes first.
-    pub(crate) fn resume(settings: Settings, state: State) -> Machine {
+    pub(crate) fn resume(settings: Settings, state: State, moves: MovesRecord) -> Machine {
         Machine {
             settings,
             state,
             effects: VecDeque::new(),
-            moves: Moving::default(),
+            moves: Moving::from_record(moves),
         }
     }
 
     /// The whole state (for the handover of an upgrade).
     pub(crate) fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The connections moving between children, as an upgrade hands them over (state
+    /// version 2).
+    pub(crate) fn moves_record(&self) -> MovesRecord {
+        self.moves.record()
     }
 
     /// Whether an [`Effect::Exec`] is still wanted (nothing cancelled the upgrade).
@@ -1010,6 +1019,7 @@ impl Machine {
                     new_pid: new.pid,
                     ms,
                     step: UpgradeStep::Probing,
+                    next_reads: 1,
                     from: self.settings.versions.newest,
                     serving: Slot::Child(new_id),
                     build_pending: reload.build_pending,
@@ -1284,7 +1294,7 @@ impl Machine {
 
     /// The new binary said whether it can take over the supervisor: before its child
     /// starts (vetting), and again once it serves.
-    fn on_probed(&mut self, result: Result<(), String>, now: Time) {
+    fn on_probed(&mut self, result: Result<u16, String>, now: Time) {
         match &mut self.state.lifecycle {
             Lifecycle::Reloading(Reload {
                 incoming: Incoming::Vetting { program, listeners },
@@ -1292,7 +1302,7 @@ impl Machine {
             }) => {
                 let (program, listeners) = (program.clone(), std::mem::take(listeners));
                 match result {
-                    Ok(()) => self.start_incoming(program, listeners, now),
+                    Ok(_) => self.start_incoming(program, listeners, now),
                     Err(why) => {
                         let reason = format!(
                             "{} cannot take over the supervisor: {why}; nothing was changed",
@@ -1303,8 +1313,9 @@ impl Machine {
                 }
             }
             Lifecycle::Upgrading(upgrade) if upgrade.step == UpgradeStep::Probing => match result {
-                Ok(()) => {
+                Ok(reads) => {
                     upgrade.step = UpgradeStep::Exec;
+                    upgrade.next_reads = reads;
                     self.exec_when_moved(now);
                 }
                 Err(why) => {
@@ -1368,6 +1379,7 @@ impl Machine {
         let upgrade = upgrade.clone();
         self.state.timers.cancel(Timer::Exec);
         self.settle(upgrade.serving.clone(), now);
+        self.recall_carried(now);
         self.state.upgrades += 1;
         self.state.supervisor_path = upgrade.program.path.clone();
         let to = self.settings.versions.newest;

@@ -18,14 +18,15 @@
 //! receiver that is slow but answering is never recalled from. A serving child that exits sends back what it had not
 //! answered for.
 //!
-//! None of this is in the [`State`](super::State) that an upgrade hands over (the
-//! recalls' deadlines, [`Timer::Recall`], are dropped with it), so the upgrade
-//! re-executes only once the old children are gone (every connection they had moved,
-//! or was served to the end) and no connection is on its way: this image, which knows
-//! who adopts, relays them meanwhile, as at a reload. [`Timer::Exec`] bounds the wait:
-//! the last old child's lameduck deadline, then [`Settings::take_ms`]. The next image
-//! knows of no child that adopts until one says so; a child of the next reload says so
-//! to it.
+//! An upgrade hands the moves over with the state (state version 2, [`MovesRecord`]):
+//! who adopts, what is on its way and what has moved, so the next image goes on
+//! relaying them, and gives each receiver its full time to answer from the exec. Only
+//! the connections held here are not carried (the shell holds their fds): the upgrade
+//! re-executes once none is, bounded by [`Timer::Exec`], and gives back what is left.
+//! A binary that reads only version 1 is handed nothing of the moves: toward it, the
+//! upgrade re-executes only once the old children are gone (every connection they had
+//! moved, or was served to the end) and no connection is on its way, bounded by the
+//! last old child's lameduck deadline and then [`Settings::take_ms`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -51,19 +52,60 @@ pub(crate) struct Moving {
     held: VecDeque<(ChildId, Parcel)>,
 }
 
+/// What of [`Moving`] crosses an upgrade's exec (state version 2): who adopts, what
+/// is on its way, and what has moved. What the shell holds fds of (the connections
+/// held back) does not: the upgrade waits until none is held.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MovesRecord {
+    pub adopts: BTreeMap<ChildId, BTreeSet<String>>,
+    pub next: u64,
+    pub transit: BTreeMap<u64, Transit>,
+    pub moved: BTreeMap<ChildId, u64>,
+}
+
+impl Moving {
+    /// What of it crosses an exec.
+    pub(crate) fn record(&self) -> MovesRecord {
+        MovesRecord {
+            adopts: self.adopts.clone(),
+            next: self.next,
+            transit: self.transit.clone(),
+            moved: self.moved.clone(),
+        }
+    }
+
+    /// As an exec left it: nothing held, no answer seen yet.
+    pub(crate) fn from_record(record: MovesRecord) -> Moving {
+        Moving {
+            adopts: record.adopts,
+            next: record.next,
+            transit: record.transit,
+            moved: record.moved,
+            answered: BTreeMap::new(),
+            held: VecDeque::new(),
+        }
+    }
+}
+
 /// A connection forwarded to the serving child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Transit {
-    from: ChildId,
+pub(crate) struct Transit {
+    pub from: ChildId,
     /// The sender's id for it.
-    id: u64,
-    to: ChildId,
+    pub id: u64,
+    pub to: ChildId,
 }
 
 impl Moving {
     /// How many connections wait for the serving child's answer.
     pub(crate) fn in_transit(&self) -> usize {
         self.transit.len()
+    }
+
+    /// How many connections are held, waiting for room on the way.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// Whether the connection forwarded under `ours` is on its way.
@@ -93,51 +135,85 @@ impl Machine {
         })
     }
 
-    /// Re-executes the supervisor (an upgrade's last step) once the moves are settled
-    /// ([`moves_settled`](Self::moves_settled)), or at the latest when the last old
-    /// child's lameduck has ended and a serving child has had its time to take what
-    /// was on its way: the next image knows nothing of moves.
+    /// The upgrade state version the binary being upgraded to reads, if an upgrade is
+    /// about to re-execute.
+    fn next_reads(&self) -> Option<u16> {
+        match &self.state.lifecycle {
+            Lifecycle::Upgrading(Upgrade {
+                step: UpgradeStep::Exec,
+                next_reads,
+                ..
+            }) => Some(*next_reads),
+            _ => None,
+        }
+    }
+
+    /// Re-executes the supervisor (an upgrade's last step) once the next image can go
+    /// on with the moves ([`can_exec`](Self::can_exec)), or at the latest when what it
+    /// waits for should be over: with state version 2, the cap's worth of answers
+    /// ([`Settings::take_ms`]) for the connections held here; with version 1, the last
+    /// old child's lameduck and then that.
     pub(super) fn exec_when_moved(&mut self, now: Time) {
-        if self.moves_settled() {
+        if self.can_exec() {
             return self.exec_now();
         }
-        let last_kill = self
-            .state
-            .children
-            .keys()
-            .filter_map(|id| self.state.timers.get(Timer::Kill(*id)))
-            .max()
-            .unwrap_or(now);
+        let last_kill = if self.next_reads() >= Some(2) {
+            now
+        } else {
+            (self.state.children.keys())
+                .filter_map(|id| self.state.timers.get(Timer::Kill(*id)))
+                .max()
+                .unwrap_or(now)
+        };
         let at = last_kill.max(now).saturating_add(self.settings.take_ms);
         self.state.timers.set(Timer::Exec, at);
     }
 
-    /// Whether nothing moves any more: no child but the serving one (the old ones have
-    /// handed over what they could, and exited), no connection on its way or held.
-    fn moves_settled(&self) -> bool {
+    /// Whether the next image can go on with the moves from here: with state version 2
+    /// (which carries who adopts and what is on its way), once the shell holds no
+    /// connection's fd; with version 1 (which carries nothing of them), once nothing
+    /// moves any more: no child but the serving one (the old ones have handed over
+    /// what they could, and exited), no connection on its way or held.
+    fn can_exec(&self) -> bool {
+        if self.next_reads() >= Some(2) {
+            return self.moves.held.is_empty();
+        }
         let serving = self.state.serving_id();
         self.moves.in_transit() == 0
             && self.moves.held.is_empty()
             && self.state.children.keys().all(|id| Some(*id) == serving)
     }
 
-    /// Carries out the waiting re-execution if it is due by `now`, or the moves have
-    /// settled.
+    /// Carries out the waiting re-execution if it is due by `now`, or the next image
+    /// can go on with the moves.
     pub(super) fn exec_if_due(&mut self, now: Time) {
         let Some(at) = self.state.timers.get(Timer::Exec) else {
             return;
         };
-        if self.moves_settled() || at <= now {
+        if self.can_exec() || at <= now {
             self.state.timers.cancel(Timer::Exec);
             self.exec_now();
         }
     }
 
     pub(super) fn exec_now(&mut self) {
-        if !self.exec_wanted() {
+        let Some(state_version) = self.next_reads() else {
             return;
+        };
+        self.return_held();
+        if let Lifecycle::Upgrading(Upgrade { program, .. }) = &self.state.lifecycle {
+            let program = program.clone();
+            self.effects.push_back(Effect::Exec {
+                program,
+                state_version,
+            });
         }
-        // The next image knows nothing of connections held here: they go back.
+    }
+
+    /// Gives back every connection held here (the shell holds their fds, which no
+    /// exec carries): the last thing before the supervisor re-executes, once what the
+    /// children sent meanwhile has come in.
+    pub(crate) fn return_held(&mut self) {
         let mut back = ByChild::new();
         for (from, parcel) in std::mem::take(&mut self.moves.held) {
             back.entry(from).or_default().push(parcel.id);
@@ -145,14 +221,20 @@ impl Machine {
         for (child, ids) in back {
             self.effects.push_back(Effect::Return { child, ids });
         }
-        if let Lifecycle::Upgrading(Upgrade {
-            step: UpgradeStep::Exec,
-            program,
-            ..
-        }) = &self.state.lifecycle
-        {
-            let program = program.clone();
-            self.effects.push_back(Effect::Exec { program });
+    }
+
+    /// After an exec: the connections the image before had forwarded get their time
+    /// to be answered from now (their deadlines did not cross the exec).
+    pub(super) fn recall_carried(&mut self, now: Time) {
+        let due: Vec<(u64, Time)> = (self.moves.transit.iter())
+            .map(|(&ours, transit)| {
+                let lameduck_ms =
+                    (self.state.children.get(&transit.from)).map_or(0, |c| c.lameduck_ms);
+                (ours, now.saturating_add(self.take_ms(lameduck_ms)))
+            })
+            .collect();
+        for (ours, at) in due {
+            self.state.timers.set(Timer::Recall(ours), at);
         }
     }
 

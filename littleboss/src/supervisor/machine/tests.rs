@@ -96,8 +96,12 @@ struct Driver {
     longest_lameduck: u64,
     /// Probes asked for and not answered yet.
     probing: usize,
-    /// An exec was asked for and has not been carried out.
-    exec: bool,
+    /// Probes answered yes: every other binary reads state version 2, the others
+    /// only version 1 (a binary of an earlier release).
+    probed_yes: u64,
+    /// An exec was asked for, writing this state version, and has not been carried
+    /// out.
+    exec: Option<u16>,
     /// Times the supervisor was re-executed.
     execs: u64,
     conns: Conns,
@@ -259,7 +263,8 @@ impl Driver {
             stopping_since: None,
             longest_lameduck: lameduck,
             probing: 0,
-            exec: false,
+            probed_yes: 0,
+            exec: None,
             execs: 0,
             conns: Conns::default(),
             model: Model::default(),
@@ -334,36 +339,55 @@ impl Driver {
         }))
     }
 
-    /// Answers the probe asked for, if any.
+    /// Answers the probe asked for, if any: every other yes reads state version 2.
     fn probed(&mut self, ok: bool) {
+        let result = if ok {
+            self.probed_yes += 1;
+            Ok(1 + (self.probed_yes % 2) as u16)
+        } else {
+            Err("no".to_string())
+        };
+        self.probe_answer(result);
+    }
+
+    /// Answers the probe asked for, if any, with `result`.
+    fn probe_answer(&mut self, result: Result<u16, String>) {
         if self.probing == 0 {
             return;
         }
         self.probing -= 1;
-        let result = if ok { Ok(()) } else { Err("no".to_string()) };
         self.input(Input::Probed { result });
     }
 
     /// Carries out the exec asked for, if any: the state crosses into a new machine
     /// (serialized and read back, as the handover does), or the exec fails.
     fn exec(&mut self, ok: bool) {
-        if !std::mem::take(&mut self.exec) {
+        let Some(state_version) = self.exec.take() else {
             return;
-        }
+        };
         // The shell asks before it execs, as something may have come first (a stop).
         if !ok || !self.m.exec_wanted() {
             return self.input(Input::ExecFailed {
                 reason: "no".to_string(),
             });
         }
+        // As the shell does once what came meanwhile is in: what is held goes back.
+        self.m.return_held();
+        let was_stopping = self.stopping();
+        self.drain(was_stopping);
         let state = crate::supervisor::handover::through_v1(self.m.state());
-        self.m = Machine::resume(self.m.settings.clone(), state);
+        let moves = if state_version >= 2 {
+            crate::supervisor::handover::moves_through_v2(&self.m.moves_record())
+        } else {
+            // The next image knows nothing of connections on their way.
+            let waiting = std::mem::take(&mut self.conns.waiting);
+            self.conns.forgotten.extend(waiting);
+            self.conns.forwarded.clear();
+            self.conns.inbox.clear();
+            MovesRecord::default()
+        };
+        self.m = Machine::resume(self.m.settings.clone(), state, moves);
         self.execs += 1;
-        // The next image knows nothing of connections on their way.
-        let waiting = std::mem::take(&mut self.conns.waiting);
-        self.conns.forgotten.extend(waiting);
-        self.conns.forwarded.clear();
-        self.conns.inbox.clear();
         self.input(Input::Resumed);
     }
 
@@ -631,10 +655,11 @@ impl Driver {
                     assert_eq!(self.probing, 0, "two probes at once");
                     self.probing += 1;
                 }
-                Effect::Exec { .. } => {
-                    assert!(!self.exec, "two execs at once");
+                Effect::Exec { state_version, .. } => {
+                    assert!(self.exec.is_none(), "two execs at once");
                     assert!(!self.stopping(), "an exec while stopping");
-                    self.exec = true;
+                    assert!(self.m.moves.held() == 0, "an exec with connections held");
+                    self.exec = Some(state_version);
                 }
             }
         }
@@ -728,6 +753,13 @@ impl Driver {
                 "backing off for ever"
             );
         }
+        // Version 2's layout carries the moves: read back, they are the same.
+        let record = self.m.moves_record();
+        assert_eq!(
+            crate::supervisor::handover::moves_through_v2(&record),
+            record,
+            "the moves changed through version 2"
+        );
         // Version 1's layout carries the whole state: read back, it is the same.
         let bytes = crate::supervisor::handover::v1_bytes(state);
         let again = crate::supervisor::handover::through_v1(state);
@@ -1783,10 +1815,13 @@ impl Driver {
 fn an_upgrade_reloads_the_child_then_re_executes_the_supervisor() {
     let (mut d, first) = Driver::serving(settings(false, true));
     let (client, new) = d.upgraded_child();
-    d.probed(true);
-    assert!(!d.exec, "the old child may still hand connections over");
+    d.probe_answer(Ok(1));
+    assert!(
+        d.exec.is_none(),
+        "the old child may still hand connections over"
+    );
     d.exit(first, WaitStatus::Code(0));
-    assert!(d.exec, "nothing moves any more");
+    assert!(d.exec.is_some(), "nothing moves any more");
     d.exec(true);
     match d.answer(client) {
         Some(Response::Upgraded(up)) => {
@@ -1882,7 +1917,7 @@ fn a_stop_cancels_an_upgrade_and_no_exec_follows() {
         matches!(d.answer(client), Some(Response::Failed { reason }) if reason.contains("stopping"))
     );
     d.probed(true);
-    assert!(!d.exec, "no exec once stopping");
+    assert!(d.exec.is_none(), "no exec once stopping");
     d.finish();
 }
 
@@ -2131,14 +2166,14 @@ proptest! {
 }
 
 #[test]
-fn an_upgrade_re_executes_once_the_connections_on_their_way_are_answered() {
+fn toward_state_version_1_an_upgrade_re_executes_once_nothing_moves() {
     let (mut d, first) = Driver::serving(settings(false, true));
     let (client, new) = d.upgraded_child();
     d.adopts(new);
     d.hand(first, 2);
     assert_eq!(d.conns.inbox[&new].len(), 2);
-    d.probed(true);
-    assert!(!d.exec, "two connections are on their way");
+    d.probe_answer(Ok(1));
+    assert!(d.exec.is_none(), "two connections are on their way");
     // What is handed over meanwhile moves too, as at a reload: this image knows who
     // adopts it.
     d.hand(first, 1);
@@ -2147,9 +2182,9 @@ fn an_upgrade_re_executes_once_the_connections_on_their_way_are_answered() {
     for _ in 0..3 {
         assert!(d.answer_first(new, true));
     }
-    assert!(!d.exec, "the old child may still hand more over");
+    assert!(d.exec.is_none(), "the old child may still hand more over");
     d.exit(first, WaitStatus::Code(0));
-    assert!(d.exec, "nothing moves any more");
+    assert_eq!(d.exec, Some(1), "nothing moves any more");
     d.exec(true);
     assert!(matches!(d.answer(client), Some(Response::Upgraded(_))));
     assert_eq!(d.conns.adopted.len(), 3);
@@ -2160,16 +2195,70 @@ fn an_upgrade_re_executes_once_the_connections_on_their_way_are_answered() {
     let (_, new) = d.upgraded_child();
     d.adopts(new);
     d.hand(first, 1);
-    d.probed(true);
-    assert!(!d.exec);
+    d.probe_answer(Ok(1));
+    assert!(d.exec.is_none());
     d.advance(2_000 + d.m.settings.take_ms);
     assert!(
-        d.exec,
+        d.exec.is_some(),
         "it went ahead after the lameduck and {} ms",
         d.m.settings.take_ms
     );
     d.exec(true);
     d.finish();
+}
+
+#[test]
+fn toward_state_version_2_an_upgrade_re_executes_at_once_and_the_next_image_goes_on_relaying() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let (client, new) = d.upgraded_child();
+    d.adopts(new);
+    d.hand(first, 2);
+    assert_eq!(d.conns.inbox[&new].len(), 2);
+    d.probe_answer(Ok(2));
+    assert_eq!(
+        d.exec,
+        Some(2),
+        "version 2 carries what is on its way: nothing to wait for"
+    );
+    d.exec(true);
+    assert!(matches!(d.answer(client), Some(Response::Upgraded(_))));
+    // The next image knows who adopts, and what is on its way.
+    for _ in 0..2 {
+        assert!(d.answer_first(new, true));
+    }
+    d.hand(first, 1);
+    assert_eq!(d.conns.inbox[&new].len(), 1, "relayed by the next image");
+    assert!(d.answer_first(new, true));
+    assert_eq!(d.conns.adopted.len(), 3);
+    assert!(d.conns.returned.is_empty() && d.conns.forgotten.is_empty());
+    d.exit(first, WaitStatus::Code(0));
+    assert!(
+        d.logs
+            .iter()
+            .any(|l| l.ends_with("; 3 connections moved to the new child")),
+        "{:?}",
+        d.logs
+    );
+    // A receiver that stops answering after the exec is recalled from, in time.
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let (_, new) = d.upgraded_child();
+    d.adopts(new);
+    d.hand(first, 1);
+    d.probe_answer(Ok(2));
+    d.exec(true);
+    let recalled = |d: &mut Driver| {
+        std::iter::from_fn(|| d.m.poll_effect()).any(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: SupervisorMsg::Recall(_),
+                    ..
+                }
+            )
+        })
+    };
+    d.m.handle_timeout(d.now + d.m.settings.take_ms);
+    assert!(recalled(&mut d), "the next image recalls what it carried");
 }
 
 // --- the upgrade state's golden bytes ---------------------------------------------------
@@ -2259,25 +2348,27 @@ fn golden_handover(d: &Driver) -> crate::supervisor::handover::Handover {
         }],
         next_client: 10,
         args: vec!["myblog".into(), "--littleboss=start".into()],
+        moves: d.m.moves_record(),
     }
 }
 
-/// State version 1, as this build writes it: what a supervisor of the next release
-/// must read when it is asked to upgrade this one.
+/// State versions 1 and 2, as this build writes them: what a supervisor of the next
+/// release must read when it is asked to upgrade this one (and version 1 what this
+/// build writes for a binary of a release that reads only that).
 #[test]
-fn the_upgrade_state_encodes_as_state_version_1() {
+fn the_upgrade_state_encodes_as_state_versions_1_and_2() {
     use crate::supervisor::handover::{Handover, STATE_VERSION};
     assert_eq!(
-        STATE_VERSION, 1,
-        "a new state version keeps the golden bytes of the one before"
+        STATE_VERSION, 2,
+        "a new state version keeps the golden bytes of the ones before"
     );
-    let entries: Vec<(String, Vec<u8>)> = golden_states()
-        .iter()
-        .map(|(name, d)| {
-            let bytes = golden_handover(d).encode().expect("encodes");
-            (format!("v1 {name}"), bytes)
-        })
-        .collect();
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for version in 1..=STATE_VERSION {
+        for (name, d) in golden_states() {
+            let bytes = golden_handover(&d).encode(version).expect("encodes");
+            entries.push((format!("v{version} {name}"), bytes));
+        }
+    }
     crate::golden::check(
         "upgrade-state.txt",
         "The upgrade state (the handover): `littleboss-handover\\0`, the state version (u16\n\
@@ -2287,7 +2378,8 @@ fn the_upgrade_state_encodes_as_state_version_1() {
     // And this build reads them back.
     for (name, bytes) in crate::golden::read("upgrade-state.txt") {
         let handover = Handover::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(handover.encode().expect("encodes"), bytes, "{name}");
+        let version = if name.starts_with("v1 ") { 1 } else { 2 };
+        assert_eq!(handover.encode(version).expect("encodes"), bytes, "{name}");
     }
 }
 

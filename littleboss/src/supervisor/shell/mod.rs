@@ -79,8 +79,9 @@ pub(crate) struct Shell {
     dev: bool,
     /// The supervisor's own command line.
     args: Vec<OsString>,
-    /// An [`Effect::Exec`] to carry out once the loop is back at the top.
-    exec: Option<ProgramRecord>,
+    /// An [`Effect::Exec`] to carry out once the loop is back at the top: the binary,
+    /// and the state version to write.
+    exec: Option<(ProgramRecord, u16)>,
     /// The fds of connections handed over, until forwarded or returned.
     parcels: Parcels,
     /// Dev mode: the watch for new builds.
@@ -148,7 +149,7 @@ impl Shell {
             .ok_or_else(|| missing("lock"))?;
         let settings = settings(&config, handover.dev);
         let program = handover.state.phase_program();
-        let machine = Machine::resume(settings, handover.state);
+        let machine = Machine::resume(settings, handover.state, handover.moves);
         let mut shell = Shell::assemble(Parts {
             config,
             machine,
@@ -288,8 +289,8 @@ impl Shell {
         let mut orphans = signal(SignalKind::child()).ok();
         loop {
             self.carry_out();
-            if let Some(program) = self.exec.take() {
-                self.exec(program, [&mut term, &mut int, &mut hup]).await;
+            if let Some((program, state_version)) = self.exec.take() {
+                (self.exec(program, state_version, [&mut term, &mut int, &mut hup])).await;
                 continue;
             }
             if let Some(code) = self.machine.done() {
@@ -376,7 +377,10 @@ impl Shell {
             Effect::Return { child, ids } => self.give_back(child, ids),
             Effect::Kill { child } => self.kill_child(child),
             Effect::Probe { program } => self.probe(&program),
-            Effect::Exec { program } => self.exec = Some(program),
+            Effect::Exec {
+                program,
+                state_version,
+            } => self.exec = Some((program, state_version)),
             Effect::Reap { child } => self.reap(child),
             Effect::Prepare {
                 client,

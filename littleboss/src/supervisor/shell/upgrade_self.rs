@@ -1,7 +1,7 @@
 //! The supervisor's own upgrade: the probe of the new binary, the handover of
 //! everything it holds, and the exec.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU16;
 use std::time::Duration;
@@ -13,7 +13,9 @@ use crate::logger::Level;
 
 use super::Shell;
 use crate::supervisor::child_io::{self, Outgoing, Parked};
-use crate::supervisor::handover::{self, Handover, HeldChild, HeldClient, HeldFd};
+use crate::supervisor::handover::{
+    self, Handover, HandoverError, HeldChild, HeldClient, HeldFd, STATE_VERSION,
+};
 use crate::supervisor::machine::{ChildId, Input, Signal};
 use crate::supervisor::state::ProgramRecord;
 use crate::supervisor::upgrade;
@@ -66,29 +68,27 @@ impl Shell {
             clients,
             next_client: self.next_client,
             args: self.args.clone(),
+            moves: self.machine.moves_record(),
         }
     }
 
-    /// Asks the upgrade's binary, off the loop, whether it can take over.
+    /// Asks the upgrade's binary, off the loop, whether it can take over: with the
+    /// state in this build's newest version, then, if it says no, in version 1 (a
+    /// binary of a release that reads only that). The answer is the version it read.
     pub(super) fn probe(&mut self, program: &ProgramRecord) {
-        let blob = self.handover().encode();
+        let handover = self.handover();
+        let blobs = [STATE_VERSION, 1].map(|version| (version, handover.encode(version)));
         let exe = self
             .fds
             .get(program.exe)
             .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok());
         let inputs = self.inputs_tx.clone();
         tokio::spawn(async move {
-            let result = match (blob, exe) {
-                (Ok(blob), Some(exe)) => {
-                    tokio::task::spawn_blocking(move || upgrade::probe(exe.as_fd(), &blob))
-                        .await
-                        .map_or_else(
-                            |e| Err(format!("the probe failed: {e}")),
-                            |probed| probed.map_err(|e| e.to_string()),
-                        )
-                }
-                (Err(e), _) => Err(e.to_string()),
-                (_, None) => Err("its fd is gone".to_string()),
+            let result = match exe {
+                Some(exe) => tokio::task::spawn_blocking(move || probe_versions(&exe, blobs))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the probe failed: {e}"))),
+                None => Err("its fd is gone".to_string()),
             };
             let _ = inputs.send(Input::Probed { result });
         });
@@ -99,6 +99,7 @@ impl Shell {
     pub(super) async fn exec(
         &mut self,
         program: ProgramRecord,
+        state_version: u16,
         signals: [&mut tokio::signal::unix::Signal; 3],
     ) {
         crate::signals::block(true);
@@ -140,6 +141,9 @@ impl Shell {
         while let Ok(incoming) = self.requests.try_recv() {
             self.incoming(incoming);
         }
+        // Connections handed over meanwhile and held here go back: no exec carries
+        // their fds.
+        self.machine.return_held();
         self.carry_out();
         let unparked = self.children.values().any(|h| h.parked.is_none());
         if !self.machine.exec_wanted() || unparked {
@@ -151,7 +155,7 @@ impl Shell {
             return self.exec_failed(why, None);
         }
         let handover = self.handover();
-        let result = match handover.encode() {
+        let result = match handover.encode(state_version) {
             Ok(blob) => handover::in_memory(&blob).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -178,7 +182,10 @@ impl Shell {
             (Some(exe), Ok(())) => {
                 self.log(
                     Level::Info,
-                    &format!("re-executing as {}", program.path.display()),
+                    &format!(
+                        "re-executing as {} (upgrade state version {state_version})",
+                        program.path.display()
+                    ),
                 );
                 // The lines queued for the log go out before the exec, which would
                 // drop them with this image (a stalled log waits no longer than this).
@@ -218,4 +225,23 @@ impl Shell {
             self.handle(Input::Signal(signal));
         }
     }
+}
+
+/// Probes `exe` with each of `blobs` (a state version and the state in it), newest
+/// first, while it answers no (a binary that does not answer, or not in time, is not
+/// asked again): the version it read, or why the last said no.
+fn probe_versions(
+    exe: &OwnedFd,
+    blobs: [(u16, Result<Vec<u8>, HandoverError>); 2],
+) -> Result<u16, String> {
+    let mut why = String::from("not probed");
+    for (version, blob) in blobs {
+        let blob = blob.map_err(|e| e.to_string())?;
+        match upgrade::probe(exe.as_fd(), &blob) {
+            Ok(()) => return Ok(version),
+            Err(no @ upgrade::ProbeError::No(_)) => why = no.to_string(),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(why)
 }

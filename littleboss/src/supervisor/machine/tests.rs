@@ -339,6 +339,19 @@ impl Driver {
         }))
     }
 
+    /// Whether the effects waiting (taken) include a recall.
+    fn recalled(&mut self) -> bool {
+        std::iter::from_fn(|| self.m.poll_effect()).any(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: SupervisorMsg::Recall(_),
+                    ..
+                }
+            )
+        })
+    }
+
     /// Answers the probe asked for, if any: every other yes reads state version 2.
     fn probed(&mut self, ok: bool) {
         let result = if ok {
@@ -2064,21 +2077,10 @@ fn a_receiver_that_answers_gets_its_full_time_again_for_the_rest() {
     // Just before the first deadline, it answers for one: the other's time starts again.
     d.advance(take - 10);
     assert!(d.answer_first(new, true));
-    let recalled = |d: &mut Driver| {
-        std::iter::from_fn(|| d.m.poll_effect()).any(|e| {
-            matches!(
-                e,
-                Effect::Send {
-                    msg: SupervisorMsg::Recall(_),
-                    ..
-                }
-            )
-        })
-    };
     d.m.handle_timeout(d.now + 20);
-    assert!(!recalled(&mut d), "a receiver that answers is not stuck");
+    assert!(!d.recalled(), "a receiver that answers is not stuck");
     d.m.handle_timeout(d.now + take);
-    assert!(recalled(&mut d), "recalled once it stopped answering");
+    assert!(d.recalled(), "recalled once it stopped answering");
 }
 
 #[test]
@@ -2246,19 +2248,8 @@ fn toward_state_version_2_an_upgrade_re_executes_at_once_and_the_next_image_goes
     d.hand(first, 1);
     d.probe_answer(Ok(2));
     d.exec(true);
-    let recalled = |d: &mut Driver| {
-        std::iter::from_fn(|| d.m.poll_effect()).any(|e| {
-            matches!(
-                e,
-                Effect::Send {
-                    msg: SupervisorMsg::Recall(_),
-                    ..
-                }
-            )
-        })
-    };
     d.m.handle_timeout(d.now + d.m.settings.take_ms);
-    assert!(recalled(&mut d), "the next image recalls what it carried");
+    assert!(d.recalled(), "the next image recalls what it carried");
 }
 
 // --- the upgrade state's golden bytes ---------------------------------------------------

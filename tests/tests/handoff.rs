@@ -333,6 +333,7 @@ fn an_upgrade_to_a_binary_that_reads_only_state_version_1_moves_connections_too(
         &["--http=127.0.0.1:0"],
         &[("LITTLEBOSS_TEST_STATE_VERSION", "1")],
     );
+    sup.wait_running();
     let mut pool = pool_of(&sup, 300);
     for to in [&copy, bin] {
         let old = sup.child_pid();

@@ -6,8 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::net::{AddressFamily, SocketType, sockopt};
@@ -21,30 +21,11 @@ use crate::control::protocol::{self, ChildMsg, MAX_CARRIED, Parcel, SupervisorMs
 use crate::spec::Kind;
 
 use super::machine::{ChildId, Input, WaitStatus};
+use super::parcels::Parcels;
 
 /// How often a child is looked at when neither a pidfd nor `SIGCHLD` can tell of its
 /// exit.
 const POLL_EXIT: Duration = Duration::from_millis(20);
-
-/// The fds of connections children handed over, by (sender, its id), from the task
-/// that received them until the machine forwards or returns them.
-pub(crate) type Parcels = Arc<Mutex<HashMap<(ChildId, u64), OwnedFd>>>;
-
-/// Takes the held fd of connection `id` of `child`.
-pub(crate) fn take_parcel(parcels: &Parcels, child: ChildId, id: u64) -> Option<OwnedFd> {
-    parcels
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .remove(&(child, id))
-}
-
-/// Closes every held fd that `child` handed over.
-pub(crate) fn drop_parcels(parcels: &Parcels, child: ChildId) {
-    parcels
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .retain(|(from, _), _| *from != child);
-}
 
 /// What the shell asks a child's task to send.
 #[derive(Debug)]
@@ -76,7 +57,7 @@ pub(crate) struct ChildIo {
     /// the supervisor's previous image has said hello already).
     pub version: Arc<AtomicU16>,
     /// Where the fds of connections it hands over are held.
-    pub parcels: Parcels,
+    pub parcels: Arc<Parcels>,
 }
 
 impl ChildIo {
@@ -133,7 +114,10 @@ impl ChildIo {
             let stall_at = writing.as_ref().map(|w| w.since + SEND_STALL);
             tokio::select! {
                 status = exited.wait() => break status,
-                received = recv(channel.as_deref()), if reading => {
+                // A child with as many connections held as it may is read again once
+                // some have gone on.
+                () = parcels.room_for(id), if reading && parcels.full(id) => {}
+                received = recv(channel.as_deref()), if reading && !parcels.full(id) => {
                     match received {
                         Ok(Some(received)) => {
                             for input in decode(id, received, &version, &parcels, &kinds) {
@@ -340,9 +324,6 @@ fn decode(
         } if (handed.len() == fds.len() || cut && fds.len() < handed.len())
             && distinct(&handed) =>
         {
-            let mut held = parcels
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut good = Vec::new();
             let mut refused: Vec<(u64, String)> = Vec::new();
             let mut fds = fds.into_iter();
@@ -355,7 +336,7 @@ fn decode(
                 match refusal(&parcel, fd.as_fd(), kinds) {
                     Some(why) => refused.push((parcel.id, why)),
                     None => {
-                        held.insert((child, parcel.id), fd);
+                        parcels.hold(child, parcel.id, fd);
                         good.push(parcel);
                     }
                 }

@@ -20,6 +20,7 @@ mod fds;
 mod handover;
 mod machine;
 mod notify;
+mod parcels;
 mod prepare;
 mod reap;
 mod script;

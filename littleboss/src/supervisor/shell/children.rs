@@ -175,9 +175,7 @@ impl Shell {
     /// Sends `to` the connections `from` handed over, each with its fd.
     pub(super) fn forward(&mut self, from: ChildId, to: ChildId, parcels: Vec<(u64, Parcel)>) {
         let held: Vec<(Parcel, OwnedFd)> = (parcels.into_iter())
-            .filter_map(|(theirs, parcel)| {
-                child_io::take_parcel(&self.parcels, from, theirs).map(|fd| (parcel, fd))
-            })
+            .filter_map(|(theirs, parcel)| self.parcels.take(from, theirs).map(|fd| (parcel, fd)))
             .collect();
         for batch in parcel_batches(held, channel::MAX_FDS, channel::BATCH_BYTES) {
             let (forwarded, fds) = batch.into_iter().unzip();
@@ -188,7 +186,7 @@ impl Shell {
     /// Gives `child` back the connections it handed over, closing the shell's copies.
     pub(super) fn give_back(&mut self, child: ChildId, ids: Vec<u64>) {
         for id in &ids {
-            drop(child_io::take_parcel(&self.parcels, child, *id));
+            drop(self.parcels.take(child, *id));
         }
         self.send(child, SupervisorMsg::Returned(ids), Vec::new());
     }
@@ -202,7 +200,7 @@ impl Shell {
 
     /// Reaps the exited child and forgets it, with the connections it still had here.
     pub(super) fn reap(&mut self, child: ChildId) {
-        child_io::drop_parcels(&self.parcels, child);
+        self.parcels.drop_child(child);
         if let Some(handle) = self.children.remove(&child) {
             child_io::reap(handle.pid);
         }

@@ -20,11 +20,12 @@ use crate::control::server::{self, ClientEvent};
 use crate::environ::{self, TEST_MOVE_CAP_ENV, TEST_TAKE_MS_ENV};
 use crate::logger::Level;
 
-use super::child_io::{Parcels, Parked};
+use super::child_io::Parked;
 use super::fds::FdTable;
 use super::handover::{self, FdKind, Handover};
 use super::machine::{ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, Time};
 use super::notify::{self, Notify};
+use super::parcels::Parcels;
 use super::prepare::{self, Opened, PrepareError};
 use super::setup::{Setup, SocketFile};
 use super::state::{ListenerRecord, ProgramRecord};
@@ -83,7 +84,7 @@ pub(crate) struct Shell {
     /// and the state version to write.
     exec: Option<(ProgramRecord, u16)>,
     /// The fds of connections handed over, until forwarded or returned.
-    parcels: Parcels,
+    parcels: Arc<Parcels>,
     /// Dev mode: the watch for new builds.
     build_watch: Option<watch_build::BuildWatch>,
 }
@@ -217,7 +218,7 @@ impl Shell {
             dev: parts.dev,
             args: parts.args,
             exec: None,
-            parcels: Parcels::default(),
+            parcels: Arc::default(),
             build_watch: None,
         };
         shell.serve()?;

@@ -1,0 +1,130 @@
+//! The fds of connections children handed over, held by the supervisor from the task
+//! that received them until the machine forwards or returns them, and the bound on how
+//! many one child may have held at once.
+//!
+//! The bound is what paces a child handing thousands of connections over: once it has
+//! [`HOLD_MAX`] held, its task reads nothing more of its channel until some have gone
+//! on (its messages wait in the socket, and its writer in the kernel). So the
+//! supervisor never holds more fds for one child than that, and the answers of the
+//! child that takes them are never queued behind thousands of hand-overs.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::machine::ChildId;
+
+/// The most connections of one child held at once: twice the default cap of those on
+/// their way, so that the way stays full.
+pub(crate) const HOLD_MAX: usize = 2048;
+
+/// The fds held, by (sender, its id for the connection).
+#[derive(Debug, Default)]
+pub(crate) struct Parcels {
+    inner: Mutex<Inner>,
+    /// Woken whenever fds leave, for a sender's task waiting for room.
+    left: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    fds: HashMap<(ChildId, u64), OwnedFd>,
+    /// How many each child has held.
+    counts: HashMap<ChildId, usize>,
+}
+
+impl Parcels {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Holds `fd`, connection `id` of `child`. An id held already is replaced (and its
+    /// fd closed): the channel's decoder lets no child hand one id over twice at once.
+    pub(crate) fn hold(&self, child: ChildId, id: u64, fd: OwnedFd) {
+        let mut inner = self.lock();
+        if inner.fds.insert((child, id), fd).is_none() {
+            *inner.counts.entry(child).or_default() += 1;
+        }
+    }
+
+    /// Takes the held fd of connection `id` of `child`.
+    pub(crate) fn take(&self, child: ChildId, id: u64) -> Option<OwnedFd> {
+        let mut inner = self.lock();
+        let fd = inner.fds.remove(&(child, id))?;
+        if let Some(count) = inner.counts.get_mut(&child) {
+            *count = count.saturating_sub(1);
+        }
+        drop(inner);
+        self.left.notify_waiters();
+        Some(fd)
+    }
+
+    /// Closes every held fd that `child` handed over.
+    pub(crate) fn drop_child(&self, child: ChildId) {
+        let mut inner = self.lock();
+        inner.fds.retain(|(from, _), _| *from != child);
+        inner.counts.remove(&child);
+        drop(inner);
+        self.left.notify_waiters();
+    }
+
+    /// Whether `child` has as many held as it may.
+    pub(crate) fn full(&self, child: ChildId) -> bool {
+        self.lock().counts.get(&child).copied().unwrap_or(0) >= HOLD_MAX
+    }
+
+    /// Resolves once `child` has room again (at once if it has).
+    pub(crate) async fn room_for(&self, child: ChildId) {
+        loop {
+            let left = self.left.notified();
+            tokio::pin!(left);
+            left.as_mut().enable();
+            if !self.full(child) {
+                return;
+            }
+            left.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fd() -> OwnedFd {
+        OwnedFd::from(tempfile::tempfile().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_child_with_as_many_held_as_it_may_waits_for_one_to_go_on() {
+        let parcels = std::sync::Arc::new(Parcels::default());
+        let (a, b) = (ChildId(1), ChildId(2));
+        for id in 0..HOLD_MAX as u64 {
+            parcels.hold(a, id, fd());
+        }
+        parcels.hold(b, 0, fd());
+        assert!(parcels.full(a));
+        assert!(!parcels.full(b), "each child has its own room");
+        // Held twice under one id counts once.
+        parcels.hold(b, 0, fd());
+        let waiting = tokio::spawn({
+            let parcels = std::sync::Arc::clone(&parcels);
+            async move { parcels.room_for(a).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert!(parcels.take(a, 7).is_some());
+        assert!(parcels.take(a, 7).is_none(), "taken once");
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .unwrap();
+        parcels.drop_child(a);
+        assert!(parcels.take(a, 8).is_none(), "closed with its child");
+        assert!(parcels.take(b, 0).is_some());
+    }
+}

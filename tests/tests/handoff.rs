@@ -357,7 +357,7 @@ fn an_upgrade_to_a_binary_that_reads_only_state_version_1_moves_connections_too(
 /// reload: past the cap they wait their turn in the supervisor instead of going back
 /// to be closed.
 #[test]
-fn three_thousand_idle_connections_move_in_one_reload_with_no_close() {
+fn three_thousand_idle_connections_move_in_one_reload_and_one_upgrade_with_no_close() {
     littleboss_tests::raise_fd_limit();
     let env = Env::new();
     let bin = bin!("lb-adopt");
@@ -366,10 +366,19 @@ fn three_thousand_idle_connections_move_in_one_reload_with_no_close() {
     let mut pool = pool_of(&sup, 3_000);
     let new = reload(&env, &sup, &copy, &[]);
     all_moved_to(&mut pool, new, &sup);
+    // An upgrade with more held in the supervisor than may be on their way: the old
+    // child's hand-overs wait in its channel while those held go on, then the next
+    // image takes the rest.
+    let outcome = env.run(bin, &["--littleboss=upgrade"]);
+    assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+    wait_gone(new, "the old child");
+    all_moved_to(&mut pool, sup.child_pid(), &sup);
     assert!(pool.iter().all(|c| c.closed == 0));
     let log = sup.logs();
-    assert!(
-        log.contains("; 3000 connections moved to the new child"),
+    assert_eq!(
+        log.matches("; 3000 connections moved to the new child")
+            .count(),
+        2,
         "{log}"
     );
 }

@@ -6,9 +6,12 @@
 //! [`HOLD_MAX`] held, its task reads nothing more of its channel until some have gone
 //! on (its messages wait in the socket, and its writer in the kernel). So the
 //! supervisor never holds more fds for one child than that, and the answers of the
-//! child that takes them are never queued behind thousands of hand-overs.
+//! child that takes them are never queued behind thousands of hand-overs. An upgrade
+//! about to re-execute pauses the children handing over
+//! ([`Machine::paused_senders`](super::machine::Machine::paused_senders)), so that what
+//! is held here only goes on, and the next image reads the rest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard};
 
@@ -33,6 +36,9 @@ struct Inner {
     fds: HashMap<(ChildId, u64), OwnedFd>,
     /// How many each child has held.
     counts: HashMap<ChildId, usize>,
+    /// Children not to be read for now, whatever they have held (an upgrade waits for
+    /// what is held to go on).
+    paused: BTreeSet<ChildId>,
 }
 
 impl Parcels {
@@ -72,9 +78,23 @@ impl Parcels {
         self.left.notify_waiters();
     }
 
-    /// Whether `child` has as many held as it may.
+    /// Pauses `children` (and only them): their tasks read nothing more of them until
+    /// they are no longer paused.
+    pub(crate) fn pause(&self, children: BTreeSet<ChildId>) {
+        let mut inner = self.lock();
+        if inner.paused == children {
+            return;
+        }
+        inner.paused = children;
+        drop(inner);
+        self.left.notify_waiters();
+    }
+
+    /// Whether `child` is not to be read for now: it has as many held as it may, or
+    /// it is paused.
     pub(crate) fn full(&self, child: ChildId) -> bool {
-        self.lock().counts.get(&child).copied().unwrap_or(0) >= HOLD_MAX
+        let inner = self.lock();
+        inner.counts.get(&child).copied().unwrap_or(0) >= HOLD_MAX || inner.paused.contains(&child)
     }
 
     /// Resolves once `child` has room again (at once if it has).
@@ -126,5 +146,19 @@ mod tests {
         parcels.drop_child(a);
         assert!(parcels.take(a, 8).is_none(), "closed with its child");
         assert!(parcels.take(b, 0).is_some());
+        // A paused child waits, whatever it holds, until it is no longer paused.
+        parcels.pause(BTreeSet::from([b]));
+        assert!(parcels.full(b) && !parcels.full(a));
+        let waiting = tokio::spawn({
+            let parcels = std::sync::Arc::clone(&parcels);
+            async move { parcels.room_for(b).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        parcels.pause(BTreeSet::new());
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .unwrap();
     }
 }

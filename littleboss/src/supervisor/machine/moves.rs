@@ -149,22 +149,17 @@ impl Machine {
     }
 
     /// Re-executes the supervisor (an upgrade's last step) once the next image can go
-    /// on with the moves ([`can_exec`](Self::can_exec)), or at the latest when what it
-    /// waits for should be over: with state version 2, the cap's worth of answers
-    /// ([`Settings::take_ms`]) for the connections held here; with version 1, the last
-    /// old child's lameduck and then that.
+    /// on with the moves ([`can_exec`](Self::can_exec)), or at the latest when a
+    /// reload's hand-over would be over: the last old child's lameduck deadline, and
+    /// then the time a receiver has to answer ([`Settings::take_ms`]).
     pub(super) fn exec_when_moved(&mut self, now: Time) {
         if self.can_exec() {
             return self.exec_now();
         }
-        let last_kill = if self.next_reads() >= Some(2) {
-            now
-        } else {
-            (self.state.children.keys())
-                .filter_map(|id| self.state.timers.get(Timer::Kill(*id)))
-                .max()
-                .unwrap_or(now)
-        };
+        let last_kill = (self.state.children.keys())
+            .filter_map(|id| self.state.timers.get(Timer::Kill(*id)))
+            .max()
+            .unwrap_or(now);
         let at = last_kill.max(now).saturating_add(self.settings.take_ms);
         self.state.timers.set(Timer::Exec, at);
     }
@@ -208,6 +203,21 @@ impl Machine {
                 state_version,
             });
         }
+    }
+
+    /// The children whose hand-overs are to wait in their channels for now: while an
+    /// upgrade toward state version 2 waits for the connections held here to go on,
+    /// every child but the serving one (the next image reads what they send
+    /// meanwhile), so that what is held only shrinks.
+    pub(crate) fn paused_senders(&self) -> BTreeSet<ChildId> {
+        if self.next_reads() < Some(2) {
+            return BTreeSet::new();
+        }
+        let serving = self.state.serving_id();
+        (self.state.children.keys())
+            .filter(|id| Some(**id) != serving)
+            .copied()
+            .collect()
     }
 
     /// Gives back every connection held here (the shell holds their fds, which no

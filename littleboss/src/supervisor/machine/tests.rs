@@ -2168,6 +2168,36 @@ proptest! {
 }
 
 #[test]
+fn toward_state_version_2_an_upgrade_waits_for_what_is_held_with_the_senders_paused() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let (_, new) = d.upgraded_child();
+    d.adopts(new);
+    // Past the cap (4 here): two are held, their fds in the shell.
+    d.hand(first, 6);
+    assert_eq!(d.conns.held.len(), 2);
+    assert!(d.m.paused_senders().is_empty(), "nothing to pause yet");
+    d.probe_answer(Ok(2));
+    assert_eq!(d.exec, None, "two connections are held here");
+    assert_eq!(
+        d.m.paused_senders(),
+        BTreeSet::from([first]),
+        "the old child's hand-overs wait in its channel meanwhile"
+    );
+    // Answers make room: the held go on, and the exec follows at once.
+    assert!(d.answer_first(new, true));
+    assert_eq!(d.exec, None);
+    assert!(d.answer_first(new, true));
+    assert_eq!(d.exec, Some(2));
+    assert!(d.conns.returned.is_empty(), "nothing was given back");
+    d.exec(true);
+    assert!(
+        d.m.paused_senders().is_empty(),
+        "the next image reads them again"
+    );
+    d.finish();
+}
+
+#[test]
 fn toward_state_version_1_an_upgrade_re_executes_once_nothing_moves() {
     let (mut d, first) = Driver::serving(settings(false, true));
     let (client, new) = d.upgraded_child();

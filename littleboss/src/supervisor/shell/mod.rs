@@ -363,6 +363,7 @@ impl Shell {
         }
         let keep = self.machine.fd_keys();
         self.fds.retain(&keep);
+        self.parcels.pause(self.machine.paused_senders());
     }
 
     fn effect(&mut self, effect: Effect) {

@@ -189,6 +189,14 @@ fn none_lost(pool: &mut [Pooled], pid: u32, sup: &Supervisor<'_>) {
     }
 }
 
+/// The supervisor's log says `times` times that an old child had moved `n`
+/// connections.
+#[track_caller]
+fn assert_moved(log: &str, n: usize, times: usize) {
+    let line = format!("; {n} connections moved to the new child");
+    assert_eq!(log.matches(&line).count(), times, "{log}");
+}
+
 fn pool_of(sup: &Supervisor<'_>, n: usize) -> Vec<Pooled> {
     let addr = sup.addr("http");
     let mut pool: Vec<Pooled> = (0..n).map(|_| Pooled::open(addr)).collect();
@@ -311,12 +319,7 @@ fn connections_and_requests_under_way_move_through_ten_upgrades_with_no_close() 
         "{log}"
     );
     // The pool and the fresh connection, each time.
-    assert_eq!(
-        log.matches("; 1001 connections moved to the new child")
-            .count(),
-        10,
-        "{log}"
-    );
+    assert_moved(&log, 1001, 10);
 }
 
 /// A binary that reads only upgrade state version 1 (as releases up to 0.2 do) is
@@ -345,12 +348,7 @@ fn an_upgrade_to_a_binary_that_reads_only_state_version_1_moves_connections_too(
     assert!(pool.iter().all(|c| c.closed == 0));
     let log = sup.logs();
     assert_eq!(log.matches("(upgrade state version 1)").count(), 2, "{log}");
-    assert_eq!(
-        log.matches("; 300 connections moved to the new child")
-            .count(),
-        2,
-        "{log}"
-    );
+    assert_moved(&log, 300, 2);
 }
 
 /// More idle connections than may be on their way at once (1,024) all move in one
@@ -375,12 +373,7 @@ fn three_thousand_idle_connections_move_in_one_reload_and_one_upgrade_with_no_cl
     all_moved_to(&mut pool, sup.child_pid(), &sup);
     assert!(pool.iter().all(|c| c.closed == 0));
     let log = sup.logs();
-    assert_eq!(
-        log.matches("; 3000 connections moved to the new child")
-            .count(),
-        2,
-        "{log}"
-    );
+    assert_moved(&log, 3000, 2);
 }
 
 /// A supervisor out of fds while connections move takes what it can, gives back what

@@ -189,6 +189,17 @@ fn none_lost(pool: &mut [Pooled], pid: u32, sup: &Supervisor<'_>) {
     }
 }
 
+/// Upgrades `sup` to `bin`, waits until the old child has exited, and checks that
+/// every connection of `pool` moved to the new one.
+#[track_caller]
+fn upgrade_moving(env: &Env, sup: &Supervisor<'_>, bin: &std::path::Path, pool: &mut [Pooled]) {
+    let old = sup.child_pid();
+    let outcome = env.run(bin, &["--littleboss=upgrade"]);
+    assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+    wait_gone(old, "the old child");
+    all_moved_to(pool, sup.child_pid(), sup);
+}
+
 /// The supervisor's log says `times` times that an old child had moved `n`
 /// connections.
 #[track_caller]
@@ -339,11 +350,7 @@ fn an_upgrade_to_a_binary_that_reads_only_state_version_1_moves_connections_too(
     sup.wait_running();
     let mut pool = pool_of(&sup, 300);
     for to in [&copy, bin] {
-        let old = sup.child_pid();
-        let outcome = env.run(to, &["--littleboss=upgrade"]);
-        assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
-        wait_gone(old, "the old child");
-        all_moved_to(&mut pool, sup.child_pid(), &sup);
+        upgrade_moving(&env, &sup, to, &mut pool);
     }
     assert!(pool.iter().all(|c| c.closed == 0));
     let log = sup.logs();
@@ -367,10 +374,7 @@ fn three_thousand_idle_connections_move_in_one_reload_and_one_upgrade_with_no_cl
     // An upgrade with more held in the supervisor than may be on their way: the old
     // child's hand-overs wait in its channel while those held go on, then the next
     // image takes the rest.
-    let outcome = env.run(bin, &["--littleboss=upgrade"]);
-    assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
-    wait_gone(new, "the old child");
-    all_moved_to(&mut pool, sup.child_pid(), &sup);
+    upgrade_moving(&env, &sup, bin, &mut pool);
     assert!(pool.iter().all(|c| c.closed == 0));
     let log = sup.logs();
     assert_moved(&log, 3000, 2);

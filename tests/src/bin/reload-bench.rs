@@ -61,7 +61,8 @@
 //! - `lb-axum-plain` (plain `axum::serve`).
 //!
 //! `--mode idle` holds 100, 1,000 and 10,000 idle keep-alive connections to the `http`
-//! example (each has served one request) through one reload, and reports how long the
+//! example (each has served one request) through one reload, and 10,000 through one
+//! `upgrade` (the supervisor too), and reports how long the
 //! old process took to be gone (every connection handed over) and how many
 //! connections were closed; then each connection sends one more request, which must
 //! be answered by the new process:
@@ -1338,12 +1339,19 @@ mod idle {
     use std::os::fd::AsFd;
     use std::time::Duration;
 
-    use super::{Served, ms, request};
+    use super::{Served, Swap, ms, request};
 
-    const COUNTS: [usize; 3] = [100, 1_000, 10_000];
+    /// How many connections, through what.
+    const RUNS: [(usize, Swap); 4] = [
+        (100, Swap::Reload),
+        (1_000, Swap::Reload),
+        (10_000, Swap::Reload),
+        (10_000, Swap::Upgrade),
+    ];
 
     struct Measured {
         count: usize,
+        by: Swap,
         old_gone: Duration,
         closed: usize,
         failed: usize,
@@ -1362,20 +1370,24 @@ mod idle {
         // Room for this process's end of every connection.
         littleboss_tests::raise_fd_limit();
         let mut results = Vec::new();
-        for count in COUNTS {
-            littleboss_tests::say!("reload-bench: {count} idle connections ...");
-            results.push(measure(&bin, count)?);
+        for (count, by) in RUNS {
+            littleboss_tests::say!("reload-bench: {count} idle connections, {by:?} ...");
+            results.push(measure(&bin, count, by)?);
         }
         println!(
-            "reload-bench --mode idle: the `http` example, idle keep-alive connections held through one reload"
+            "reload-bench --mode idle: the `http` example, idle keep-alive connections held through one reload (or upgrade)"
         );
         println!(
-            "| idle connections | old process gone after the reload command | connections closed | then answered by the new process | failed |"
+            "| idle connections | through | old process gone after the command | connections closed | then answered by the new process | failed |"
         );
-        println!("|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|");
         for m in &results {
+            let by = match m.by {
+                Swap::Reload => "reload",
+                Swap::Upgrade => "upgrade",
+            };
             println!(
-                "| {} | {} | **{}** | {} | **{}** |",
+                "| {} | {by} | {} | **{}** | {} | **{}** |",
                 m.count,
                 ms(m.old_gone),
                 m.closed,
@@ -1399,7 +1411,7 @@ mod idle {
         )
     }
 
-    fn measure(bin: &std::path::Path, count: usize) -> Result<Measured, String> {
+    fn measure(bin: &std::path::Path, count: usize, by: Swap) -> Result<Measured, String> {
         let mut served = Served::new(bin)?;
         let addr = served.start("http", &[])?;
         let mut conns = Vec::with_capacity(count);
@@ -1411,9 +1423,9 @@ mod idle {
             first.get_or_insert(pid);
             conns.push(reader);
         }
-        let reload = served.reload(0)?;
+        let reload = served.swap(0, by)?;
         if !reload.ok {
-            return Err("the reload failed".into());
+            return Err(format!("the {by:?} failed"));
         }
         let closed = conns.iter().filter(|c| !is_open(c.get_ref())).count();
         let mut failed = 0;
@@ -1432,6 +1444,7 @@ mod idle {
         served.stop();
         Ok(Measured {
             count,
+            by,
             old_gone: reload.old_gone,
             closed,
             failed,

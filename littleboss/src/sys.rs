@@ -51,6 +51,35 @@ pub(crate) fn raise_fd_limit() {
     }
 }
 
+/// How many more fds process `pid` can open: its soft limit (`/proc/PID/limits`) less
+/// the fds it has open (the size of `/proc/PID/fd`, which Linux gives since 6.2).
+/// `None` where that cannot be known: another system, an older kernel, no limit, or a
+/// process gone.
+pub(crate) fn free_fds(pid: u32) -> Option<u64> {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return None;
+    }
+    let open = std::fs::metadata(format!("/proc/{pid}/fd")).ok()?.len();
+    if open == 0 {
+        // Before 6.2 the size says nothing; a live process has some fd open.
+        return None;
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let soft = soft_nofile(&limits)?;
+    Some(soft.saturating_sub(open))
+}
+
+/// The soft limit on open files in the text of `/proc/PID/limits`; `None` if it is
+/// unlimited or not there.
+fn soft_nofile(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Whether the number `fd` names an open fd. It asks with the number alone
 /// (`fcntl(F_GETFD)`), so no `BorrowedFd` is ever made for a number that may name
 /// nothing: the one check before an inherited fd number is owned.
@@ -440,4 +469,35 @@ unsafe fn getsockopt<T>(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_limit_on_open_files_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max cpu time              unlimited            unlimited            seconds   \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(soft_nofile(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(soft_nofile(unlimited), None);
+        assert_eq!(soft_nofile(""), None);
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn a_process_has_less_room_once_it_opens_fds() {
+        let Some(before) = free_fds(std::process::id()) else {
+            println!("skipped: this kernel does not count a process's fds in /proc (before 6.2)");
+            return;
+        };
+        let files: Vec<std::fs::File> = (0..200).map(|_| tempfile::tempfile().unwrap()).collect();
+        let after = free_fds(std::process::id()).expect("still known");
+        // Other tests open and close fds meanwhile: about 200 less.
+        assert!(after + 150 <= before, "{before} -> {after}");
+        drop(files);
+    }
 }

@@ -380,6 +380,43 @@ fn three_thousand_idle_connections_move_in_one_reload_and_one_upgrade_with_no_cl
     assert_moved(&log, 3000, 2);
 }
 
+/// A new process short of fds is sent no more connections than it has room for, less
+/// some for its own use: the supervisor measures its room as it forwards them, and
+/// gives the rest back to the old process, which winds them down as it does those
+/// nobody adopts. The new process still accepts new connections (sent all 300, it had
+/// no fd left to accept one), nothing is killed, and no request fails.
+#[test]
+fn a_new_process_short_of_fds_is_sent_what_it_has_room_for_and_nothing_fails() {
+    let env = Env::new();
+    let bin = bin!("lb-adopt");
+    let copy = env.copy_binary(bin, "lb-adopt-2");
+    let sup = env.start(bin, &["--http=127.0.0.1:0"]);
+    let mut pool = pool_of(&sup, 300);
+    let new = reload(&env, &sup, &copy, &["--nofile", "150"]);
+    // It kept fds for its own use: it still accepts a new connection.
+    let mut fresh = Pooled::open(sup.addr("http"));
+    let answer = fresh
+        .get()
+        .unwrap_or_else(|e| panic!("a new connection: {e}\n{}", sup.logs()));
+    assert_eq!(answer.pid, new);
+    // Room again for the connections that come back to it after their wind-down.
+    let nofile = rustix::process::Resource::Nofile;
+    let limit = rustix::process::getrlimit(nofile);
+    let pid = rustix::process::Pid::from_raw(new as i32).expect("a pid");
+    rustix::process::prlimit(Some(pid), nofile, limit).expect("the new child's limit");
+    none_lost(&mut pool, new, &sup);
+    let moved = pool.iter().filter(|c| c.closed == 0).count();
+    assert!(
+        (50..150).contains(&moved),
+        "{moved} of 300 moved to a process with room for about 100\n{}",
+        sup.logs()
+    );
+    let log = sup.logs();
+    assert!(!log.contains("malformed"), "{log}");
+    assert!(!log.contains("was killed"), "{log}");
+    assert_eq!(sup.status()["failures"], 0);
+}
+
 /// A supervisor out of fds while connections move takes what it can, gives back what
 /// it cannot (its fd list was cut short: the kernel could not give it more fds), and
 /// blames nobody: no child is killed, the old child winds the connections it got back

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `--refuse` | says it adopts (`lb.adopt`), then drops the adoptions: each connection handed in is declined |
 //! | `--take-after-ms N` | takes nothing for N ms, then serves what it takes with a minimal HTTP/1.1 loop |
+//! | `--nofile N` | lowers its own limit on open fds to N at start (a process short of fds) |
 //!
 //! It prints `lb-adopt: pid PID took N` for each connection it takes in the second mode.
 
@@ -40,6 +41,16 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
             "--take-after-ms" => {
                 let ms = args.next().transpose()?.ok_or("--take-after-ms N")?;
                 take_after = Some(Duration::from_millis(ms.parse()?));
+            }
+            "--nofile" => {
+                let n: u64 = args.next().transpose()?.ok_or("--nofile N")?.parse()?;
+                let nofile = rustix::process::Resource::Nofile;
+                let hard = rustix::process::getrlimit(nofile).maximum;
+                let limit = rustix::process::Rlimit {
+                    current: Some(n),
+                    maximum: hard,
+                };
+                rustix::process::setrlimit(nofile, limit)?;
             }
             other => return Err(format!("lb-adopt: unknown argument {other:?}").into()),
         }

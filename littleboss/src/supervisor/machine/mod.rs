@@ -157,6 +157,13 @@ pub(crate) enum Input {
         ids: Vec<u64>,
         reason: String,
     },
+    /// How many more fds a child taking connections can open, as the shell measured
+    /// it just after forwarding some to it: what is forwarded to it next stays within
+    /// that room.
+    Room {
+        child: ChildId,
+        free: u64,
+    },
     /// A child's channel failed, or it sent something that is not a message.
     ChannelFailed {
         child: ChildId,
@@ -303,6 +310,11 @@ pub(crate) enum Effect {
     Return {
         child: ChildId,
         ids: Vec<u64>,
+    },
+    /// Measure how many more fds `child`, which takes connections, can open; answered
+    /// by [`Input::Room`] where the system can tell.
+    MeasureRoom {
+        child: ChildId,
     },
 }
 
@@ -624,6 +636,7 @@ impl Machine {
             } => self.on_spawn_failed(child, reason, busy, now),
             Input::Message { child, msg } => self.on_message(child, msg, now),
             Input::HandRefused { child, ids, reason } => self.on_hand_refused(child, ids, reason),
+            Input::Room { child, free } => self.on_room(child, free),
             Input::ChannelFailed { child, reason } => self.kill(child, reason),
             Input::Exited { child, status } => self.on_exit(child, status, now),
             Input::Request { client, request } => self.on_request(client, request, now),
@@ -987,8 +1000,11 @@ impl Machine {
                 let old_child = self.state.children.get(&old);
                 let pid = old_child.map_or(0, |c| c.pid);
                 self.state.previous = old_child.map(|c| c.program.clone());
-                // Before its lameduck: it hands its idle connections over.
+                // Before its lameduck: it hands its idle connections over, as many as
+                // the new child has room for.
                 if let Some(msg) = self.successor_msg(new_id) {
+                    self.effects
+                        .push_back(Effect::MeasureRoom { child: new_id });
                     self.effects.push_back(Effect::Send { child: old, msg });
                 }
                 self.retire(old, now);

@@ -9,14 +9,18 @@
 //! ([`Effect::Return`]) and the sender serves it to the end. At most
 //! [`Settings::move_cap`] wait for the serving child's answer at once: the others are
 //! held, in order, and forwarded as answers make room (flow control: none goes back for
-//! the count alone). The serving child answers for each: taken ([`ChildMsg::Adopted`],
+//! the count alone). Nor more than the serving child has fds for: when it is promoted
+//! and after each forward, the shell measures how many more it can open
+//! ([`Effect::MeasureRoom`], [`Input::Room`](super::Input::Room)),
+//! and what follows waits for room (or, if nothing is on its way to a child with no
+//! room at all, goes back to be wound down by its sender). The serving child answers for each: taken ([`ChildMsg::Adopted`],
 //! and the sender is told to close its copy) or declined ([`ChildMsg::Declined`]: back
 //! to the sender).
 //! One it has not answered for within [`Settings::take_ms`] (or a quarter of the
 //! sender's lameduck time, if less) is recalled once: it declines it if it has not taken
 //! it yet. That time counts from the receiver's last answer for any connection, so a
-//! receiver that is slow but answering is never recalled from. A serving child that exits sends back what it had not
-//! answered for.
+//! receiver that is slow but answering is never recalled from. A serving child that
+//! exits sends back what it had not answered for.
 //!
 //! An upgrade hands the moves over with the state (state version 2, [`MovesRecord`]):
 //! who adopts, what is on its way and what has moved, so the next image goes on
@@ -47,6 +51,9 @@ pub(crate) struct Moving {
     moved: BTreeMap<ChildId, u64>,
     /// When each receiver last answered for a connection forwarded to it.
     answered: BTreeMap<ChildId, Time>,
+    /// How many more fds each receiver could open when it was last measured
+    /// ([`Input::Room`](super::Input::Room)); unknown, no bound but the cap.
+    room: BTreeMap<ChildId, u64>,
     /// Handed over while as many as the cap were on their way, by sender, in order:
     /// the shell holds their fds until they are forwarded or given back.
     held: VecDeque<(ChildId, Parcel)>,
@@ -82,6 +89,7 @@ impl Moving {
             transit: record.transit,
             moved: record.moved,
             answered: BTreeMap::new(),
+            room: BTreeMap::new(),
             held: VecDeque::new(),
         }
     }
@@ -117,6 +125,10 @@ impl Moving {
 
 /// Ids grouped by the child they are for, in order.
 type ByChild = BTreeMap<ChildId, Vec<u64>>;
+
+/// The fds a receiver keeps for its own use (accepting, logging, opening files) out of
+/// its room when connections are forwarded to it.
+const FD_RESERVE: u64 = 16;
 
 impl Machine {
     /// The child that takes connections of `listener` now: the serving child, ready,
@@ -286,11 +298,26 @@ impl Machine {
         self.forward_held(now);
     }
 
-    /// Forwards the connections held, in order, while there is room on the way; gives
-    /// back those no child takes any more.
+    /// How many more connections `to` can be sent now, by its room: the fds it could
+    /// open when last measured, less a reserve for its own use, less those on their
+    /// way to it (some of which that measure may have counted already: the bound errs
+    /// on the side of waiting). `None`: its room is not known.
+    fn room_for(&self, to: ChildId, on_way: usize) -> Option<usize> {
+        let free = *self.moves.room.get(&to)?;
+        let room = usize::try_from(free.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+        Some(room.saturating_sub(on_way))
+    }
+
+    /// Forwards the connections held, in order, while there is room on the way and in
+    /// the receiver; gives back those no child takes any more, or that a receiver with
+    /// nothing on its way has no room for at all (its sender winds them down).
     pub(super) fn forward_held(&mut self, now: Time) {
         let mut forward: BTreeMap<(ChildId, ChildId), Vec<(u64, Parcel)>> = BTreeMap::new();
         let mut back = ByChild::new();
+        let mut on_way: BTreeMap<ChildId, usize> = BTreeMap::new();
+        for transit in self.moves.transit.values() {
+            *on_way.entry(transit.to).or_default() += 1;
+        }
         while let Some((from, parcel)) = self.moves.held.front() {
             let from = *from;
             let Some(sender) = self.state.children.get(&from) else {
@@ -309,6 +336,17 @@ impl Machine {
             if self.moves.in_transit() >= self.settings.move_cap {
                 break;
             }
+            let going = on_way.get(&to).copied().unwrap_or(0);
+            match self.room_for(to, going) {
+                Some(0) if going == 0 => {
+                    back.entry(from).or_default().push(parcel.id);
+                    self.moves.held.pop_front();
+                    continue;
+                }
+                Some(0) => break,
+                _ => {}
+            }
+            *on_way.entry(to).or_default() += 1;
             let take_ms = self.take_ms(sender.lameduck_ms);
             let Some((_, parcel)) = self.moves.held.pop_front() else {
                 break;
@@ -334,9 +372,31 @@ impl Machine {
         for (child, ids) in back {
             self.effects.push_back(Effect::Return { child, ids });
         }
+        let receivers: BTreeSet<ChildId> = forward.keys().map(|(_, to)| *to).collect();
         for ((from, to), parcels) in forward {
             self.effects
                 .push_back(Effect::Forward { from, to, parcels });
+        }
+        for child in receivers {
+            self.effects.push_back(Effect::MeasureRoom { child });
+        }
+    }
+
+    /// How many more connections the serving child has room for now, if its room is
+    /// known.
+    #[cfg(test)]
+    pub(crate) fn serving_room(&self) -> Option<usize> {
+        let serving = self.state.serving_id()?;
+        let on_way = (self.moves.transit.values())
+            .filter(|t| t.to == serving)
+            .count();
+        self.room_for(serving, on_way)
+    }
+
+    /// The shell measured how many more fds `child` can open.
+    pub(super) fn on_room(&mut self, child: ChildId, free: u64) {
+        if self.state.children.contains_key(&child) {
+            self.moves.room.insert(child, free);
         }
     }
 
@@ -425,6 +485,7 @@ impl Machine {
     pub(super) fn forget_moves(&mut self, child: ChildId) -> Option<u64> {
         self.moves.adopts.remove(&child);
         self.moves.answered.remove(&child);
+        self.moves.room.remove(&child);
         self.moves.held.retain(|(from, _)| *from != child);
         let mut back = ByChild::new();
         let timers = &mut self.state.timers;

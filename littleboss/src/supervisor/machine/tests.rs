@@ -609,6 +609,12 @@ impl Driver {
                         self.conns.inbox.entry(to).or_default().push(parcel.id);
                     }
                 }
+                Effect::MeasureRoom { child } => {
+                    assert!(
+                        self.m.state.children.contains_key(&child),
+                        "the room of a child that is gone"
+                    );
+                }
                 Effect::Return { child, ids } => {
                     let p = &self.procs[&child];
                     assert!(!p.reaped, "returned to a reaped child");
@@ -790,12 +796,13 @@ impl Driver {
             self.m.moves.in_transit() <= self.m.settings.move_cap,
             "more connections on their way than the cap"
         );
-        // Held only while the way is full, and never past the supervisor's exec.
+        // Held only while the way is full or the receiver has no room, and never past
+        // the supervisor's exec.
         if !self.conns.held.is_empty() {
-            assert_eq!(
-                self.m.moves.in_transit(),
-                self.m.settings.move_cap,
-                "connections held with room on the way: {:?}",
+            assert!(
+                self.m.moves.in_transit() == self.m.settings.move_cap
+                    || self.m.serving_room() == Some(0),
+                "connections held with room on the way and in the receiver: {:?}",
                 self.conns.held
             );
         }
@@ -1579,6 +1586,8 @@ enum Action {
     Ready(usize),
     Finished(usize),
     Garbage(usize),
+    /// The shell measured a child's room: this many more fds.
+    Room(usize, u64),
     Exit {
         child: usize,
         code: i32,
@@ -1662,6 +1671,11 @@ fn play(d: &mut Driver, action: Action) {
         Action::Finished(i) => {
             if let Some(c) = pick(d, i) {
                 d.msg(c, ChildMsg::Finished(Ok(())));
+            }
+        }
+        Action::Room(i, free) => {
+            if let Some(c) = pick(d, i) {
+                d.input(Input::Room { child: c, free });
             }
         }
         Action::Garbage(i) => {
@@ -2084,6 +2098,34 @@ fn a_receiver_that_answers_gets_its_full_time_again_for_the_rest() {
 }
 
 #[test]
+fn what_is_forwarded_stays_within_the_receivers_room() {
+    let (mut d, old, new) = moving();
+    // Room for 2 beyond the reserve (16).
+    d.input(Input::Room {
+        child: new,
+        free: 18,
+    });
+    d.hand(old, 3);
+    assert_eq!(d.conns.inbox[&new].len(), 2);
+    assert_eq!(d.conns.held.len(), 1, "the third waits for room");
+    // It adopted one: room on the way for one more (the measure stands until the next).
+    assert!(d.answer_first(new, true));
+    assert_eq!(d.conns.inbox[&new].len(), 2);
+    assert!(d.conns.held.is_empty());
+    // None at all, and nothing on its way: what comes goes back to be wound down.
+    assert!(d.answer_first(new, true));
+    assert!(d.answer_first(new, true));
+    d.input(Input::Room {
+        child: new,
+        free: 3,
+    });
+    d.hand(old, 2);
+    assert_eq!(d.conns.returned.len(), 2);
+    assert!(d.conns.held.is_empty());
+    d.finish();
+}
+
+#[test]
 fn past_the_cap_connections_wait_and_a_receiver_that_exits_gives_back_the_rest() {
     let (mut d, old, new) = moving();
     // The cap (4 here): the fifth and sixth wait, held, for room on the way.
@@ -2130,7 +2172,8 @@ fn moving_action() -> impl Strategy<Value = Action> {
         3 => prop::bool::weighted(0.8).prop_map(Action::Promote),
         2 => (child.clone(), prop_oneof![Just(0), Just(1), Just(-9)]).prop_map(|(child, code)| Action::Exit { child, code }),
         2 => prop_oneof![0..300u64, 0..3_000u64].prop_map(Action::Advance),
-        1 => child.prop_map(Action::Garbage),
+        1 => child.clone().prop_map(Action::Garbage),
+        2 => (child, 0u64..40).prop_map(|(child, free)| Action::Room(child, free)),
         1 => Just(Action::Stop),
         1 => Just(Action::Upgrade),
         1 => prop::bool::weighted(0.8).prop_map(Action::Probed),

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::channel;
 use crate::control::protocol::{ListenerInfo, Parcel, SupervisorMsg, parcel_batches};
 use crate::socket;
+use crate::sys;
 
 use super::Shell;
 use crate::supervisor::child_io::{self, ChildIo, Outgoing, Parked};
@@ -180,6 +181,14 @@ impl Shell {
         for batch in parcel_batches(held, channel::MAX_FDS, channel::BATCH_BYTES) {
             let (forwarded, fds) = batch.into_iter().unzip();
             self.send(to, SupervisorMsg::Adopt(forwarded), fds);
+        }
+    }
+
+    /// Measures how many more fds `child` can open, for the machine.
+    pub(super) fn measure_room(&mut self, child: ChildId) {
+        let free = self.children.get(&child).and_then(|h| sys::free_fds(h.pid));
+        if let Some(free) = free {
+            let _ = self.inputs_tx.send(Input::Room { child, free });
         }
     }
 

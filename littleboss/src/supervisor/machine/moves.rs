@@ -53,7 +53,7 @@ pub(crate) struct Moving {
     answered: BTreeMap<ChildId, Time>,
     /// How many more fds each receiver could open when it was last measured
     /// ([`Input::Room`](super::Input::Room)); unknown, no bound but the cap.
-    room: BTreeMap<ChildId, u64>,
+    room: BTreeMap<ChildId, Room>,
     /// Handed over while as many as the cap were on their way, by sender, in order:
     /// the shell holds their fds until they are forwarded or given back.
     held: VecDeque<(ChildId, Parcel)>,
@@ -93,6 +93,16 @@ impl Moving {
             held: VecDeque::new(),
         }
     }
+}
+
+/// A receiver's room as last measured.
+#[derive(Clone, Copy, Debug, Default)]
+struct Room {
+    /// How many more fds it could open then.
+    free: u64,
+    /// Connections it has taken since (each keeps an fd open in it, which that
+    /// measure may not have seen).
+    taken: u64,
 }
 
 /// A connection forwarded to the serving child.
@@ -300,12 +310,14 @@ impl Machine {
 
     /// How many more connections `to` can be sent now, by its room: the fds it could
     /// open when last measured, less a reserve for its own use, less those on their
-    /// way to it (some of which that measure may have counted already: the bound errs
-    /// on the side of waiting). `None`: its room is not known.
+    /// way to it and those it has taken since (some of which that measure may have
+    /// counted already: the bound errs on the side of waiting). `None`: its room is not
+    /// known.
     fn room_for(&self, to: ChildId, on_way: usize) -> Option<usize> {
-        let free = *self.moves.room.get(&to)?;
-        let room = usize::try_from(free.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
-        Some(room.saturating_sub(on_way))
+        let room = self.moves.room.get(&to)?;
+        let free = (room.free.saturating_sub(FD_RESERVE)).saturating_sub(room.taken);
+        let free = usize::try_from(free).unwrap_or(usize::MAX);
+        Some(free.saturating_sub(on_way))
     }
 
     /// Forwards the connections held, in order, while there is room on the way and in
@@ -396,7 +408,7 @@ impl Machine {
     /// The shell measured how many more fds `child` can open.
     pub(super) fn on_room(&mut self, child: ChildId, free: u64) {
         if self.state.children.contains_key(&child) {
-            self.moves.room.insert(child, free);
+            self.moves.room.insert(child, Room { free, taken: 0 });
         }
     }
 
@@ -441,6 +453,9 @@ impl Machine {
         for (child, ids) in senders {
             if taken {
                 *self.moves.moved.entry(child).or_default() += ids.len() as u64;
+                if let Some(room) = self.moves.room.get_mut(&to) {
+                    room.taken += ids.len() as u64;
+                }
             }
             self.effects.push_back(if taken {
                 Effect::Send {

@@ -2108,9 +2108,20 @@ fn what_is_forwarded_stays_within_the_receivers_room() {
     d.hand(old, 3);
     assert_eq!(d.conns.inbox[&new].len(), 2);
     assert_eq!(d.conns.held.len(), 1, "the third waits for room");
-    // It adopted one: room on the way for one more (the measure stands until the next).
+    // It adopted one, which keeps an fd open in it: still no room until it is measured
+    // again.
     assert!(d.answer_first(new, true));
-    assert_eq!(d.conns.inbox[&new].len(), 2);
+    assert_eq!(d.conns.inbox[&new].len(), 1);
+    assert_eq!(d.conns.held.len(), 1);
+    d.input(Input::Room {
+        child: new,
+        free: 18,
+    });
+    assert_eq!(
+        d.conns.inbox[&new].len(),
+        2,
+        "measured again: room for one more"
+    );
     assert!(d.conns.held.is_empty());
     // None at all, and nothing on its way: what comes goes back to be wound down.
     assert!(d.answer_first(new, true));

@@ -158,8 +158,8 @@ pub(crate) enum Input {
         reason: String,
     },
     /// How many more fds a child taking connections can open, as the shell measured
-    /// it just after forwarding some to it: what is forwarded to it next stays within
-    /// that room.
+    /// it for [`Effect::MeasureRoom`]: what is forwarded to it next stays within that
+    /// room.
     Room {
         child: ChildId,
         free: u64,

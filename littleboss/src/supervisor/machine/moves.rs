@@ -11,11 +11,11 @@
 //! held, in order, and forwarded as answers make room (flow control: none goes back for
 //! the count alone). Nor more than the serving child has fds for: when it is promoted
 //! and after each forward, the shell measures how many more it can open
-//! ([`Effect::MeasureRoom`], [`Input::Room`](super::Input::Room)),
-//! and what follows waits for room (or, if nothing is on its way to a child with no
-//! room at all, goes back to be wound down by its sender). The serving child answers for each: taken ([`ChildMsg::Adopted`],
-//! and the sender is told to close its copy) or declined ([`ChildMsg::Declined`]: back
-//! to the sender).
+//! ([`Effect::MeasureRoom`], [`Input::Room`](super::Input::Room)), and what follows
+//! waits for room (or, if nothing is on its way to a child with no room at all, goes
+//! back to be wound down by its sender). The serving child answers for each: taken
+//! ([`ChildMsg::Adopted`], and the sender is told to close its copy) or declined
+//! ([`ChildMsg::Declined`]: back to the sender).
 //! One it has not answered for within [`Settings::take_ms`] (or a quarter of the
 //! sender's lameduck time, if less) is recalled once: it declines it if it has not taken
 //! it yet. That time counts from the receiver's last answer for any connection, so a
@@ -259,11 +259,7 @@ impl Machine {
     /// to be answered from now (their deadlines did not cross the exec).
     pub(super) fn recall_carried(&mut self, now: Time) {
         let due: Vec<(u64, Time)> = (self.moves.transit.iter())
-            .map(|(&ours, transit)| {
-                let lameduck_ms =
-                    (self.state.children.get(&transit.from)).map_or(0, |c| c.lameduck_ms);
-                (ours, now.saturating_add(self.take_ms(lameduck_ms)))
-            })
+            .map(|(&ours, transit)| (ours, now.saturating_add(self.take_ms(transit.from))))
             .collect();
         for (ours, at) in due {
             self.state.timers.set(Timer::Recall(ours), at);
@@ -332,11 +328,11 @@ impl Machine {
         }
         while let Some((from, parcel)) = self.moves.held.front() {
             let from = *from;
-            let Some(sender) = self.state.children.get(&from) else {
+            if !self.state.children.contains_key(&from) {
                 // Its sender is gone: the shell closed what it held of it.
                 self.moves.held.pop_front();
                 continue;
-            };
+            }
             let to = self
                 .successor_for(&parcel.listener)
                 .filter(|&to| to != from);
@@ -359,7 +355,7 @@ impl Machine {
                 _ => {}
             }
             *on_way.entry(to).or_default() += 1;
-            let take_ms = self.take_ms(sender.lameduck_ms);
+            let take_ms = self.take_ms(from);
             let Some((_, parcel)) = self.moves.held.pop_front() else {
                 break;
             };
@@ -425,10 +421,11 @@ impl Machine {
         self.effects.push_back(Effect::Return { child: from, ids });
     }
 
-    /// How long a receiver has to answer for a connection from a sender whose lameduck
-    /// time is `lameduck_ms`: recalled then, in time for the sender to serve it to the
-    /// end if it comes back, well within the sender's own lameduck time.
-    pub(super) fn take_ms(&self, lameduck_ms: u64) -> u64 {
+    /// How long a receiver has to answer for a connection from `sender`: recalled
+    /// then, in time for the sender to serve it to the end if it comes back, well
+    /// within the sender's own lameduck time.
+    pub(super) fn take_ms(&self, sender: ChildId) -> u64 {
+        let lameduck_ms = (self.state.children.get(&sender)).map_or(0, |c| c.lameduck_ms);
         self.settings.take_ms.min(lameduck_ms / 4)
     }
 
@@ -477,9 +474,8 @@ impl Machine {
             let Some(transit) = self.moves.transit.get(&ours).copied() else {
                 continue;
             };
-            let lameduck_ms = (self.state.children.get(&transit.from)).map_or(0, |c| c.lameduck_ms);
             let again = (self.moves.answered.get(&transit.to))
-                .map(|at| at.saturating_add(self.take_ms(lameduck_ms)))
+                .map(|at| at.saturating_add(self.take_ms(transit.from)))
                 .filter(|at| *at > now);
             match again {
                 Some(at) => self.state.timers.set(Timer::Recall(ours), at),

@@ -2086,7 +2086,7 @@ fn connections_not_taken_in_time_are_recalled_once() {
 #[test]
 fn a_receiver_that_answers_gets_its_full_time_again_for_the_rest() {
     let (mut d, old, new) = moving();
-    let take = d.m.take_ms(d.m.state.children[&old].lameduck_ms);
+    let take = d.m.take_ms(old);
     d.hand(old, 2);
     // Just before the first deadline, it answers for one: the other's time starts again.
     d.advance(take - 10);

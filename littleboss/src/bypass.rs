@@ -10,6 +10,7 @@ use crate::output::errln;
 use crate::socket;
 use crate::socket::activation::Activated;
 use crate::spec::ListenerSpec;
+use crate::wind_down;
 
 /// Opens every listener that is on (adopting sockets systemd passed); the first
 /// failure is the error.
@@ -37,46 +38,10 @@ pub(crate) fn bind_all(
 /// Sets lameduck on the first SIGINT or SIGTERM, and exits at once on the second.
 pub(crate) fn watch_signals() -> Result<watch::Receiver<bool>, ExitCode> {
     let (tx, rx) = watch::channel(false);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            errln!("littleboss: cannot start the signal runtime: {e}");
-            ExitCode::FAILURE
-        })?;
-    let (registered_tx, registered_rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("littleboss-signals".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    let _ = registered_tx.send(false);
-                    return;
-                };
-                let _ = registered_tx.send(true);
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                tx.send_replace(true);
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                errln!("littleboss: second signal; exiting now");
-                std::process::exit(130);
-            });
-        });
-    // Wait until the handlers are installed, so that a signal right after start-up
-    // winds the program down instead of killing it.
-    match spawned.map(|_| registered_rx.recv()) {
-        Ok(Ok(true)) => Ok(rx),
-        _ => {
-            errln!("littleboss: cannot install the SIGINT/SIGTERM handlers");
+    match wind_down::on_signals(&wind_down::BYPASS, tx) {
+        Ok(()) => Ok(rx),
+        Err(e) => {
+            errln!("littleboss: cannot install the SIGINT/SIGTERM handlers: {e}");
             Err(ExitCode::FAILURE)
         }
     }

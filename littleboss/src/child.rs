@@ -20,6 +20,7 @@ use crate::environ::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV, VERSIONS_ENV};
 use crate::handoff::{Moves, Post};
 use crate::output::errln;
 use crate::sys;
+use crate::wind_down;
 
 /// How long the child waits for the supervisor's answer to its hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,6 +91,15 @@ pub(crate) fn take_channel() -> Option<Result<OwnedFd, ChannelError>> {
     // The program's own children must not inherit it.
     if let Err(e) = rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC) {
         return Some(Err(ChannelError::Cloexec(e.into())));
+    }
+    // From here the kernel sends SIGTERM when the supervisor dies, even if the channel's
+    // end of file never came (a copy of the supervisor's end left open somewhere). Had
+    // it died before, our parent is another process already: look once more. Where the
+    // call fails or does not exist, the channel's end of file is the sign.
+    let _ = sys::term_when_parent_dies();
+    let now = rustix::process::Pid::as_raw(rustix::process::getppid());
+    if now != parent {
+        return Some(Err(ChannelError::Orphaned { supervisor: parent }));
     }
     Some(Ok(fd))
 }
@@ -349,6 +359,12 @@ impl Post for Arc<Link> {
 /// Says hello, receives the listeners, and starts the thread that watches for lameduck.
 pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
     let version = channel_version()?;
+    // SIGTERM winds the program down, whoever sends it: the kernel when the supervisor
+    // dies, a service manager at stop. In place before the hello, so that the
+    // supervisor never knows a child that a SIGTERM would kill outright.
+    let (tx, rx) = watch::channel(false);
+    wind_down::on_signals(&wind_down::SUPERVISED, tx.clone())
+        .map_err(|e| io::Error::new(e.kind(), format!("installing the SIGTERM handler: {e}")))?;
     let hello = ChildMsg::Hello(ChildHello {
         name: config.name.clone(),
         pid: std::process::id(),
@@ -411,7 +427,6 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         })
         .collect();
     let link = Arc::new(Link::start(fd, version)?);
-    let (tx, rx) = watch::channel(false);
     let moves = Arc::new(Moves::new(
         Box::new(Arc::clone(&link)),
         version >= MOVES_SINCE,

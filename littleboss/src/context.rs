@@ -178,8 +178,10 @@ impl Context {
     }
 
     /// Resolves when the program must wind down: the supervisor asked it to (a `stop`,
-    /// or a reload whose new process is ready), the supervisor is gone, or, in bypass
-    /// mode, the process got SIGINT or SIGTERM.
+    /// or a reload whose new process is ready), the supervisor is gone, or the process
+    /// got SIGTERM (or, in bypass mode, SIGINT). A second such signal exits at once.
+    /// A supervised child gets SIGTERM from the kernel when its supervisor dies (Linux
+    /// and FreeBSD), as well as seeing its channel close.
     ///
     /// Stop accepting, finish the work in flight, and return from `main`; the supervisor
     /// kills the process group if that takes longer than the `lameduck` option.

@@ -336,6 +336,7 @@ mod signals;
 mod socket;
 mod supervisor;
 mod sys;
+mod wind_down;
 mod wire;
 
 pub use builder::{Littleboss, MainError, MainResult};

@@ -249,6 +249,94 @@ fn a_child_whose_supervisor_is_gone_exits_without_serving() {
     assert_eq!(nothing.err(), Some(rustix::io::Errno::AGAIN));
 }
 
+/// Kills and reaps a process when dropped, if it is still there.
+struct Reaped(Option<std::process::Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// On Linux the parent-death signal fires when the parent's thread that forked the
+/// child ends. Here a thread of this process stands for the supervisor: it starts
+/// `lb-reload-persist` (which waits 60 s unless lameduck comes), answers its hello, and
+/// ends, while this process lives on and keeps the channel open, so nothing but the
+/// signal can tell the child. It must wind down (exit 0, `wound down`), not be killed.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_child_gets_sigterm_when_the_thread_that_started_it_ends_and_winds_down() {
+    let env = Env::new();
+    let (ours, theirs) = seqpacket_pair();
+    let us = std::process::id();
+    let raw = theirs.as_raw_fd();
+    let mut child = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut command = env.command(bin!("lb-reload-persist"));
+                command
+                    .arg("--exit-after-ms=60000")
+                    .env("LITTLEBOSS_CHANNEL_FD", raw.to_string())
+                    .env("LITTLEBOSS_SUPERVISOR_PID", us.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                // SAFETY: the closure runs in the forked process before exec and makes
+                // one async-signal-safe call (fcntl) on an fd number taken before the
+                // fork; `theirs` is open in this process until the thread ends.
+                unsafe {
+                    command.pre_exec(move || {
+                        // SAFETY: see above: the number is open in the forked process.
+                        let fd = BorrowedFd::borrow_raw(raw);
+                        rustix::io::fcntl_setfd(fd, FdFlags::empty())?;
+                        Ok(())
+                    });
+                }
+                let child = Reaped(Some(command.spawn().expect("spawn lb-reload-persist")));
+                rustix::net::sockopt::set_socket_timeout(
+                    &ours,
+                    rustix::net::sockopt::Timeout::Recv,
+                    Some(COMMAND_TIMEOUT),
+                )
+                .expect("SO_RCVTIMEO");
+                // Its hello comes after its SIGTERM handler is in place.
+                let mut hello = [0u8; 1024];
+                let (n, _) = rustix::net::recv(&ours, &mut hello, rustix::net::RecvFlags::empty())
+                    .expect("the child's hello");
+                assert!(n > 2, "a hello, not an end of file");
+                // A welcome with no listeners (variant 0, an empty list), protocol 1.
+                let welcome = wire::message(1, &[0, 0]);
+                rustix::net::send(&ours, &welcome, rustix::net::SendFlags::empty())
+                    .expect("send the welcome");
+                child
+            })
+            .join()
+            .expect("the starting thread")
+    });
+    // The thread that forked it has ended; the channel is still open here.
+    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+    let process = child.0.as_mut().expect("started");
+    let status = loop {
+        if let Some(status) = process.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child still runs {COMMAND_TIMEOUT:?} after the thread that started it ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut process.stderr.take().expect("piped"), &mut stderr)
+        .expect("stderr");
+    child.0 = None;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("wound down"), "{stderr}");
+    drop(ours);
+}
+
 #[test]
 fn a_supervisor_pid_that_is_not_a_pid_is_refused() {
     let env = Env::new();

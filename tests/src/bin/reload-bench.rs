@@ -69,7 +69,10 @@
 //!
 //! ```text
 //! cargo run --release -p littleboss-tests --bin reload-bench -- --mode idle
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode idle --connections 10000
 //! ```
+//!
+//! With `--connections N`, only N connections, through one reload and one upgrade.
 //!
 //! It prints the requests, the failed ones (among them those sent on a reused
 //! connection just as the server closed it, the keep-alive race), the connections the
@@ -105,6 +108,8 @@ struct Options {
     /// The supervisor's stderr is a FIFO with a 4 KiB pipe that nobody reads
     /// (`--stderr unread-fifo`; the default is `/dev/null`).
     unread_stderr: bool,
+    /// `idle` mode: only this many connections (`--connections`).
+    connections: Option<usize>,
 }
 
 /// What a run measures.
@@ -137,7 +142,7 @@ fn main() {
         Mode::Http1 => run(&options),
         Mode::Compare => compare::run(&options),
         Mode::Pooled => pooled::run(&options),
-        Mode::Idle => idle::run(),
+        Mode::Idle => idle::run(options.connections),
     };
     if let Err(e) = result {
         littleboss_tests::say!("reload-bench: {e}");
@@ -163,6 +168,7 @@ fn parse_options() -> Result<Options, String> {
         bin: default_bin,
         mode: Mode::Http1,
         unread_stderr: false,
+        connections: None,
     };
     let mut interval = None;
     let mut args = std::env::args().skip(1);
@@ -182,6 +188,7 @@ fn parse_options() -> Result<Options, String> {
             "--slices" => options.slices = number()?.max(1) as usize,
             "--slice-ms" => options.slice = Duration::from_millis(number()?),
             "--rate" => options.rate = number()?,
+            "--connections" => options.connections = Some(number()?.max(1) as usize),
             "--bin" => options.bin = PathBuf::from(&value),
             "--stderr" => {
                 options.unread_stderr = match value.as_str() {
@@ -1358,7 +1365,7 @@ mod idle {
         moved_to_new: usize,
     }
 
-    pub(super) fn run() -> Result<(), String> {
+    pub(super) fn run(connections: Option<usize>) -> Result<(), String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let bin = exe.parent().ok_or("no directory")?.join("examples/http");
         if !bin.is_file() {
@@ -1370,7 +1377,11 @@ mod idle {
         // Room for this process's end of every connection.
         littleboss_tests::raise_fd_limit();
         let mut results = Vec::new();
-        for (count, by) in RUNS {
+        let runs = match connections {
+            Some(count) => vec![(count, Swap::Reload), (count, Swap::Upgrade)],
+            None => RUNS.to_vec(),
+        };
+        for (count, by) in runs {
             littleboss_tests::say!("reload-bench: {count} idle connections, {by:?} ...");
             results.push(measure(&bin, count, by)?);
         }

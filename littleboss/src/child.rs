@@ -263,10 +263,25 @@ impl Link {
         })
     }
 
-    /// Queues `msg` with `fds`; returns at once.
+    /// Queues `msg` with `fds`; returns at once. A long list of answers goes in as
+    /// many messages as it takes.
     fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>, sent: Option<mpsc::SyncSender<bool>>) {
-        // If the writer is gone, so is the channel: nobody is left to tell.
-        let _ = self.outbox.send(Outgoing { msg, fds, sent });
+        let msgs = match msg {
+            ChildMsg::Adopted(_) | ChildMsg::Declined(_) if fds.is_empty() && sent.is_none() => {
+                msg.in_batches(channel::BATCH_BYTES)
+            }
+            msg => vec![msg],
+        };
+        let (mut fds, mut sent) = (Some(fds), sent);
+        for msg in msgs {
+            let fds = fds.take().unwrap_or_default();
+            // If the writer is gone, so is the channel: nobody is left to tell.
+            let _ = self.outbox.send(Outgoing {
+                msg,
+                fds,
+                sent: sent.take(),
+            });
+        }
     }
 
     /// Reports how the program's main ended, waiting up to [`FINISH_TIMEOUT`] for the

@@ -255,12 +255,32 @@ impl Moves {
     /// The next connection handed in for `queue`, taken (and said so), or `None` once
     /// lameduck has come and none is left.
     async fn next(&self, queue: &Queue) -> Option<Handoff> {
+        self.wait_for(queue, |moves, queue| moves.take(queue)).await
+    }
+
+    /// Every connection handed in for `queue` and there now, at least one, taken and
+    /// said so in one message; `None` once lameduck has come and none is left.
+    async fn next_all(&self, queue: &Queue) -> Option<Vec<Handoff>> {
+        self.wait_for(queue, |moves, queue| {
+            let taken = moves.take_all(queue);
+            (!taken.is_empty()).then_some(taken)
+        })
+        .await
+    }
+
+    /// What `take` takes from `queue`, once it takes something; `None` once lameduck
+    /// has come and it takes nothing.
+    async fn wait_for<T>(
+        &self,
+        queue: &Queue,
+        take: impl Fn(&Moves, &Queue) -> Option<T>,
+    ) -> Option<T> {
         let mut lameduck = self.lameduck.clone();
         loop {
             let arrived = queue.arrived.notified();
             let mut arrived = std::pin::pin!(arrived);
             arrived.as_mut().enable();
-            if let Some(taken) = self.take(queue) {
+            if let Some(taken) = take(self, queue) {
                 return Some(taken);
             }
             if *lameduck.borrow() || !self.spoken {
@@ -276,14 +296,38 @@ impl Moves {
     fn take(&self, queue: &Queue) -> Option<Handoff> {
         loop {
             let (id, fd, buffered) = lock(&queue.items).pop_front()?;
-            let stream = std::net::TcpStream::from(fd);
-            if stream.set_nonblocking(true).is_ok() {
-                self.post.post(ChildMsg::Adopted(vec![id]), Vec::new());
-                return Some(Handoff { stream, buffered });
+            match usable(fd) {
+                Ok(stream) => {
+                    self.post.post(ChildMsg::Adopted(vec![id]), Vec::new());
+                    return Some(Handoff { stream, buffered });
+                }
+                Err(()) => self.post.post(ChildMsg::Declined(vec![id]), Vec::new()),
             }
-            // Not usable here: the process before keeps it.
-            self.post.post(ChildMsg::Declined(vec![id]), Vec::new());
         }
+    }
+
+    /// Every connection in `queue`, taken; one message says which, and one which were
+    /// not usable here.
+    fn take_all(&self, queue: &Queue) -> Vec<Handoff> {
+        let items: Vec<_> = lock(&queue.items).drain(..).collect();
+        let mut taken = Vec::with_capacity(items.len());
+        let (mut adopted, mut declined) = (Vec::new(), Vec::new());
+        for (id, fd, buffered) in items {
+            match usable(fd) {
+                Ok(stream) => {
+                    adopted.push(id);
+                    taken.push(Handoff { stream, buffered });
+                }
+                Err(()) => declined.push(id),
+            }
+        }
+        if !adopted.is_empty() {
+            self.post.post(ChildMsg::Adopted(adopted), Vec::new());
+        }
+        if !declined.is_empty() {
+            self.post.post(ChildMsg::Declined(declined), Vec::new());
+        }
+        taken
     }
 
     fn close(&self, listener: &str, queue: &Queue) {
@@ -293,6 +337,16 @@ impl Moves {
             self.post.post(ChildMsg::Declined(declined), Vec::new());
         }
     }
+}
+
+/// A connection handed in, non-blocking as the program's runtime wants it; `Err` if it
+/// cannot be made so (the process before keeps it).
+fn usable(fd: OwnedFd) -> Result<std::net::TcpStream, ()> {
+    let stream = std::net::TcpStream::from(fd);
+    stream
+        .set_nonblocking(true)
+        .map(|()| stream)
+        .map_err(|_| ())
 }
 
 /// Whether `fd` is a connected stream socket (TCP), as a handed-in connection must be.
@@ -341,6 +395,31 @@ impl Adoptions {
     pub async fn next(&mut self) -> Option<Handoff> {
         match &self.moves {
             Some(moves) => moves.next(&self.queue).await,
+            None => None,
+        }
+    }
+
+    /// Every connection handed in and there now (at least one), taken with one answer
+    /// to the supervisor, where [`next`](Self::next) takes one and answers for it: for
+    /// a server that may take thousands at a reload. `None` when `next` would give
+    /// `None`.
+    ///
+    /// ```no_run
+    /// # async fn f(lb: littleboss::Context) -> std::io::Result<()> {
+    /// let mut adopted = lb.adopt("http")?;
+    /// lb.ready();
+    /// while let Some(moved) = adopted.next_all().await {
+    ///     for littleboss::Handoff { stream, buffered } in moved {
+    ///         // Serve `stream`, `buffered` first, as if it had been accepted.
+    /// #       drop((stream, buffered));
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn next_all(&mut self) -> Option<Vec<Handoff>> {
+        match &self.moves {
+            Some(moves) => moves.next_all(&self.queue).await,
             None => None,
         }
     }

@@ -193,6 +193,22 @@ pub(crate) fn parcel_batches<F>(
     batches
 }
 
+impl ChildMsg {
+    /// This message as messages that each fit in `max_bytes`: a long list of ids (of
+    /// connections adopted or declined) in several; any other message as it is.
+    pub(crate) fn in_batches(self, max_bytes: usize) -> Vec<ChildMsg> {
+        let per = (max_bytes / ID_BYTES).max(1);
+        let split = |ids: Vec<u64>, make: fn(Vec<u64>) -> ChildMsg| {
+            ids.chunks(per).map(|c| make(c.to_vec())).collect()
+        };
+        match self {
+            ChildMsg::Adopted(ids) if ids.len() > per => split(ids, ChildMsg::Adopted),
+            ChildMsg::Declined(ids) if ids.len() > per => split(ids, ChildMsg::Declined),
+            other => vec![other],
+        }
+    }
+}
+
 impl SupervisorMsg {
     /// This message as messages that each fit in `max_bytes`: a long list of ids (of
     /// connections taken, given back or recalled) in several; any other message as
@@ -750,6 +766,30 @@ mod tests {
             SupervisorMsg::Lameduck.in_batches(1),
             vec![SupervisorMsg::Lameduck]
         );
+    }
+
+    #[test]
+    fn a_child_s_long_lists_of_answers_go_in_several_messages_that_each_fit() {
+        let ids: Vec<u64> = (0..10_000).map(|i| u64::MAX - i).collect();
+        for make in [ChildMsg::Adopted, ChildMsg::Declined] {
+            let msgs = make(ids.clone()).in_batches(crate::channel::BATCH_BYTES);
+            assert!(msgs.len() > 1);
+            let mut again = Vec::new();
+            for msg in msgs {
+                let bytes = encode_at(Versions::ours().newest, &msg);
+                assert!(
+                    bytes.len() <= crate::channel::MAX_MESSAGE,
+                    "{}",
+                    bytes.len()
+                );
+                match msg {
+                    ChildMsg::Adopted(part) | ChildMsg::Declined(part) => again.extend(part),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(again, ids);
+        }
+        assert_eq!(ChildMsg::Ready.in_batches(1), vec![ChildMsg::Ready]);
     }
 
     #[test]

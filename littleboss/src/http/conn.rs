@@ -104,12 +104,16 @@ pub(crate) async fn serve_tcp<M, S, B>(
     S: ConnService<B>,
     B: ResBody,
 {
+    // What follows the first bytes (hyper's connection, a move) is boxed: an idle
+    // connection, as thousands of them are at a move, waits in a task of a few hundred
+    // bytes instead of one the size of hyper's connection, whose memory the process
+    // would have to fault in for each.
     #[cfg(feature = "rustls")]
     if shared.tls.is_some() {
-        return serve(stream, peer, shared).await;
+        return Box::pin(serve(stream, peer, shared)).await;
     }
     if !shared.hand_over {
-        return http(stream, None, peer, &shared).await;
+        return Box::pin(http(stream, None, peer, &shared)).await;
     }
     let lb = &shared.lb;
     let in_flight = Arc::new(InFlight::default());
@@ -117,46 +121,55 @@ pub(crate) async fn serve_tcp<M, S, B>(
     // lameduck it moves with what was read: hyper, given part of a first request, would
     // finish it itself and answer `Connection: close`.
     let mut read = read.unwrap_or_default();
-    let moment = async {
-        lb.lameduck().await;
-        in_flight.moves(lb, &shared.listener)
-    };
-    let mut moment = std::pin::pin!(moment);
-    let grace = after_lameduck(lb, shared.idle_grace);
-    let mut grace = std::pin::pin!(grace);
-    let mut draining = false;
-    loop {
-        let proto = io::classify(&read);
-        match proto {
-            Some(Proto::Http2) => {
-                return serve_http(stream, Proto::Http2, read, peer, &shared).await;
-            }
-            Some(Proto::Http1) if draining || io::head_complete(&read) => break,
-            _ => {}
-        }
-        tokio::select! {
-            more = io::read_more(&mut stream, &mut read) => match more {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            },
-            moves = moment.as_mut(), if !draining => {
-                // Not a partial HTTP/2 preface: it speaks HTTP/1.1, or nothing yet.
-                if moves && (read.is_empty() || proto.is_some()) {
-                    return move_or_serve(stream, read, peer, &shared).await;
+    // In a block of its own, so that its waits on lameduck are gone once a request
+    // head has come: at lameduck each connection then wakes once, not three times.
+    {
+        let moment = async {
+            lb.lameduck().await;
+            in_flight.moves(lb, &shared.listener)
+        };
+        let mut moment = std::pin::pin!(moment);
+        let grace = after_lameduck(lb, shared.idle_grace);
+        let mut grace = std::pin::pin!(grace);
+        let mut draining = false;
+        loop {
+            let proto = io::classify(&read);
+            match proto {
+                Some(Proto::Http2) => {
+                    return Box::pin(serve_http(stream, Proto::Http2, read, peer, &shared)).await;
                 }
-                draining = true;
+                Some(Proto::Http1) if draining || io::head_complete(&read) => break,
+                _ => {}
             }
-            // It did not say what it speaks, even within the grace period after
-            // lameduck.
-            _ = grace.as_mut(), if proto.is_none() => return,
+            tokio::select! {
+                more = io::read_more(&mut stream, &mut read) => match more {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                moves = moment.as_mut(), if !draining => {
+                    // Not a partial HTTP/2 preface: it speaks HTTP/1.1, or nothing yet.
+                    if moves && (read.is_empty() || proto.is_some()) {
+                        return Box::pin(move_or_serve(stream, read, peer, &shared)).await;
+                    }
+                    draining = true;
+                }
+                // It did not say what it speaks, even within the grace period after
+                // lameduck.
+                _ = grace.as_mut(), if proto.is_none() => return,
+            }
         }
     }
-    let Some((stream, buffered)) =
-        http1_movable(stream, read, peer, &shared, Arc::clone(&in_flight)).await
-    else {
+    let movable = Box::pin(http1_movable(
+        stream,
+        read,
+        peer,
+        &shared,
+        Arc::clone(&in_flight),
+    ));
+    let Some((stream, buffered)) = movable.await else {
         return;
     };
-    move_or_serve(stream, buffered, peer, &shared).await;
+    Box::pin(move_or_serve(stream, buffered, peer, &shared)).await;
 }
 
 /// Hands an idle connection to the successor, or, if it does not take it, serves it
@@ -181,11 +194,19 @@ async fn move_or_serve<M, S, B>(
     let Ok(stream) = tokio::net::TcpStream::from_std(kept.stream) else {
         return;
     };
+    // Boxed, as in `serve_tcp`: what waits for the answer stays small.
     if kept.buffered.is_empty() {
         // Nothing read: it may not have said what it speaks yet.
-        http(stream, None, peer, shared).await;
+        Box::pin(http(stream, None, peer, shared)).await;
     } else {
-        serve_http(stream, Proto::Http1, kept.buffered, peer, shared).await;
+        Box::pin(serve_http(
+            stream,
+            Proto::Http1,
+            kept.buffered,
+            peer,
+            shared,
+        ))
+        .await;
     }
 }
 

@@ -46,14 +46,26 @@ pub(crate) fn head_complete(read: &[u8]) -> bool {
 
 /// Reads once from `io` into `read`; the number of bytes, 0 at end of stream.
 /// Cancel-safe.
+///
+/// The chunk read into lives on the stack of one poll, not in the future: a connection
+/// that waits for its first bytes, as thousands do when they move, keeps no buffer.
 pub(crate) async fn read_more<IO: AsyncRead + Unpin>(
     io: &mut IO,
     read: &mut Vec<u8>,
 ) -> io::Result<usize> {
-    let mut chunk = [0u8; 4096];
-    let n = io.read(&mut chunk).await?;
-    read.extend_from_slice(&chunk[..n]);
-    Ok(n)
+    std::future::poll_fn(|cx| {
+        let mut chunk = [0u8; 4096];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                read.extend_from_slice(buf.filled());
+                Poll::Ready(Ok(buf.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Reads into `read` until the bytes read tell HTTP/2's preface from anything else,

@@ -402,7 +402,9 @@ impl Server {
                 // them up.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 Some(moved) = next_adopted(&mut adopted) => {
-                    adopt(moved, &shared, &mut connections);
+                    for moved in moved {
+                        adopt(moved, &shared, &mut connections);
+                    }
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((Stream::Tcp(stream), peer)) => {
@@ -430,7 +432,9 @@ impl Server {
         drop(listener);
         // Connections handed in before lameduck and not taken yet (none comes after).
         while let Some(moved) = next_adopted(&mut adopted).await {
-            adopt(moved, &shared, &mut connections);
+            for moved in moved {
+                adopt(moved, &shared, &mut connections);
+            }
         }
         drop(adopted);
         let budget = wind_down_time(lameduck_time);
@@ -451,10 +455,11 @@ impl Server {
     }
 }
 
-/// The next connection handed in from the process before, if this server adopts them.
-async fn next_adopted(adopted: &mut Option<crate::Adoptions>) -> Option<crate::Handoff> {
+/// The connections handed in from the process before and there now (at least one), if
+/// this server adopts them: taken together, with one answer to the supervisor.
+async fn next_adopted(adopted: &mut Option<crate::Adoptions>) -> Option<Vec<crate::Handoff>> {
     match adopted {
-        Some(adopted) => adopted.next().await,
+        Some(adopted) => adopted.next_all().await,
         None => None,
     }
 }
@@ -469,14 +474,20 @@ fn adopt<M, S, B>(
     S: ConnService<B>,
     B: ResBody,
 {
-    let peer = moved.stream.peer_addr().ok();
-    let Ok(stream) = tokio::net::TcpStream::from_std(moved.stream) else {
-        return;
-    };
-    let _ = stream.set_nodelay(true);
-    // Nothing read yet: it may not have said what it speaks.
-    let read = (!moved.buffered.is_empty()).then_some(moved.buffered);
-    connections.spawn(conn::serve_tcp(stream, read, peer, Arc::clone(shared)));
+    // Its setup (the peer's address, the runtime's registration) is the task's: of
+    // thousands handed in at once, each worker thread sets up its share, and this
+    // loop, one task, only starts them.
+    let shared = Arc::clone(shared);
+    connections.spawn(async move {
+        let peer = moved.stream.peer_addr().ok();
+        let Ok(stream) = tokio::net::TcpStream::from_std(moved.stream) else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        // Nothing read yet: it may not have said what it speaks.
+        let read = (!moved.buffered.is_empty()).then_some(moved.buffered);
+        conn::serve_tcp(stream, read, peer, shared).await;
+    });
 }
 
 impl Server {

@@ -636,7 +636,7 @@ impl Machine {
             } => self.on_spawn_failed(child, reason, busy, now),
             Input::Message { child, msg } => self.on_message(child, msg, now),
             Input::HandRefused { child, ids, reason } => self.on_hand_refused(child, ids, reason),
-            Input::Room { child, free } => self.on_room(child, free),
+            Input::Room { child, free } => self.on_room(child, free, now),
             Input::ChannelFailed { child, reason } => self.kill(child, reason),
             Input::Exited { child, status } => self.on_exit(child, status, now),
             Input::Request { client, request } => self.on_request(client, request, now),

@@ -9,8 +9,10 @@
 //! ([`Effect::Return`]) and the sender serves it to the end. At most
 //! [`Settings::move_cap`] wait for the serving child's answer at once: the others are
 //! held, in order, and forwarded as answers make room (flow control: none goes back for
-//! the count alone). Nor more than the serving child has fds for: when it is promoted
-//! and after each forward, the shell measures how many more it can open
+//! the count alone). Nor more than the serving child has fds for: when it is promoted,
+//! and after a forward unless a measure of the last 250 ms left it plenty of room
+//! (1,024 fds more than it has taken and has on its way), the shell measures how many
+//! more it can open
 //! ([`Effect::MeasureRoom`], [`Input::Room`](super::Input::Room)), and what follows
 //! waits for room (or, if nothing is on its way to a child with no room at all, goes
 //! back to be wound down by its sender). The serving child answers for each: taken
@@ -47,6 +49,9 @@ pub(crate) struct Moving {
     next: u64,
     /// Forwarded, by the supervisor's id, waiting for the receiver's answer.
     transit: BTreeMap<u64, Transit>,
+    /// How many of `transit` each receiver has to answer for, kept with it (counted
+    /// afresh for every batch, it made a large move quadratic).
+    on_way: BTreeMap<ChildId, usize>,
     /// How many connections each child handed over were taken, for its exit's line.
     moved: BTreeMap<ChildId, u64>,
     /// When each receiver last answered for a connection forwarded to it.
@@ -83,15 +88,49 @@ impl Moving {
 
     /// As an exec left it: nothing held, no answer seen yet.
     pub(crate) fn from_record(record: MovesRecord) -> Moving {
-        Moving {
+        let mut moving = Moving {
             adopts: record.adopts,
             next: record.next,
             transit: record.transit,
+            on_way: BTreeMap::new(),
             moved: record.moved,
             answered: BTreeMap::new(),
             room: BTreeMap::new(),
             held: VecDeque::new(),
+        };
+        moving.count_on_way();
+        moving
+    }
+
+    /// Counts [`on_way`](Self::on_way) from `transit`.
+    fn count_on_way(&mut self) {
+        self.on_way.clear();
+        for transit in self.transit.values() {
+            *self.on_way.entry(transit.to).or_default() += 1;
         }
+    }
+
+    /// How many connections `to` has to answer for.
+    fn on_way_to(&self, to: ChildId) -> usize {
+        self.on_way.get(&to).copied().unwrap_or(0)
+    }
+
+    /// `transit` is on its way under `ours`.
+    fn carry(&mut self, ours: u64, transit: Transit) {
+        *self.on_way.entry(transit.to).or_default() += 1;
+        self.transit.insert(ours, transit);
+    }
+
+    /// The receiver answered for `ours`.
+    fn arrived(&mut self, ours: u64) -> Option<Transit> {
+        let transit = self.transit.remove(&ours)?;
+        if let Some(n) = self.on_way.get_mut(&transit.to) {
+            *n -= 1;
+            if *n == 0 {
+                self.on_way.remove(&transit.to);
+            }
+        }
+        Some(transit)
     }
 }
 
@@ -103,7 +142,20 @@ struct Room {
     /// Connections it has taken since (each keeps an fd open in it, which that
     /// measure may not have seen).
     taken: u64,
+    /// When it was measured.
+    at: Time,
 }
+
+/// A receiver with at least this much room left, by the last measure and what it has
+/// taken and has on its way since, is not measured again after each batch forwarded to
+/// it: a measure reads two files of `/proc`, which in a move of ten thousand
+/// connections cost more than the rest of the supervisor's work.
+pub(crate) const ROOM_PLENTY: usize = 1024;
+
+/// How long a measure showing plenty of room is trusted: the receiver opens fds of
+/// its own meanwhile (the connections it accepts), which the count of what it took
+/// does not see.
+pub(crate) const ROOM_TRUSTED_MS: u64 = 250;
 
 /// A connection forwarded to the serving child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +176,17 @@ impl Moving {
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Whether the count kept of connections on their way to each receiver is the
+    /// count of `transit`.
+    #[cfg(test)]
+    pub(crate) fn on_way_counted(&self) -> bool {
+        let mut counted: BTreeMap<ChildId, usize> = BTreeMap::new();
+        for transit in self.transit.values() {
+            *counted.entry(transit.to).or_default() += 1;
+        }
+        counted == self.on_way
     }
 
     /// Whether the connection forwarded under `ours` is on its way.
@@ -322,10 +385,6 @@ impl Machine {
     pub(super) fn forward_held(&mut self, now: Time) {
         let mut forward: BTreeMap<(ChildId, ChildId), Vec<(u64, Parcel)>> = BTreeMap::new();
         let mut back = ByChild::new();
-        let mut on_way: BTreeMap<ChildId, usize> = BTreeMap::new();
-        for transit in self.moves.transit.values() {
-            *on_way.entry(transit.to).or_default() += 1;
-        }
         while let Some((from, parcel)) = self.moves.held.front() {
             let from = *from;
             if !self.state.children.contains_key(&from) {
@@ -344,7 +403,7 @@ impl Machine {
             if self.moves.in_transit() >= self.settings.move_cap {
                 break;
             }
-            let going = on_way.get(&to).copied().unwrap_or(0);
+            let going = self.moves.on_way_to(to);
             match self.room_for(to, going) {
                 Some(0) if going == 0 => {
                     back.entry(from).or_default().push(parcel.id);
@@ -354,14 +413,13 @@ impl Machine {
                 Some(0) => break,
                 _ => {}
             }
-            *on_way.entry(to).or_default() += 1;
             let take_ms = self.take_ms(from);
             let Some((_, parcel)) = self.moves.held.pop_front() else {
                 break;
             };
             let ours = self.moves.next;
             self.moves.next += 1;
-            self.moves.transit.insert(
+            self.moves.carry(
                 ours,
                 Transit {
                     from,
@@ -386,8 +444,20 @@ impl Machine {
                 .push_back(Effect::Forward { from, to, parcels });
         }
         for child in receivers {
-            self.effects.push_back(Effect::MeasureRoom { child });
+            if !self.room_is_plenty(child, now) {
+                self.effects.push_back(Effect::MeasureRoom { child });
+            }
         }
+    }
+
+    /// Whether `child`'s last measure, recent enough, left it plenty of room.
+    fn room_is_plenty(&self, child: ChildId, now: Time) -> bool {
+        let fresh = (self.moves.room.get(&child))
+            .is_some_and(|room| now.saturating_sub(room.at) < ROOM_TRUSTED_MS);
+        fresh
+            && self
+                .room_for(child, self.moves.on_way_to(child))
+                .is_some_and(|free| free >= ROOM_PLENTY)
     }
 
     /// How many more connections the serving child has room for now, if its room is
@@ -395,16 +465,18 @@ impl Machine {
     #[cfg(test)]
     pub(crate) fn serving_room(&self) -> Option<usize> {
         let serving = self.state.serving_id()?;
-        let on_way = (self.moves.transit.values())
-            .filter(|t| t.to == serving)
-            .count();
-        self.room_for(serving, on_way)
+        self.room_for(serving, self.moves.on_way_to(serving))
     }
 
     /// The shell measured how many more fds `child` can open.
-    pub(super) fn on_room(&mut self, child: ChildId, free: u64) {
+    pub(super) fn on_room(&mut self, child: ChildId, free: u64, now: Time) {
         if self.state.children.contains_key(&child) {
-            self.moves.room.insert(child, Room { free, taken: 0 });
+            let room = Room {
+                free,
+                taken: 0,
+                at: now,
+            };
+            self.moves.room.insert(child, room);
         }
     }
 
@@ -442,7 +514,7 @@ impl Machine {
             if transit.to != to {
                 continue;
             }
-            self.moves.transit.remove(&ours);
+            self.moves.arrived(ours);
             self.state.timers.cancel(Timer::Recall(ours));
             senders.entry(transit.from).or_default().push(transit.id);
         }
@@ -510,6 +582,7 @@ impl Machine {
             }
             keep
         });
+        self.moves.count_on_way();
         for (child, ids) in back {
             self.effects.push_back(Effect::Return { child, ids });
         }

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use proptest::prelude::*;
 
+use super::moves::{ROOM_PLENTY, ROOM_TRUSTED_MS};
 use super::*;
 use crate::control::protocol::{ChildHello, ReloadRequest};
 
@@ -138,6 +139,8 @@ struct Conns {
     forgotten: BTreeSet<(ChildId, u64)>,
     /// The children told of a successor that adopts connections.
     told: Vec<ChildId>,
+    /// The receivers whose room the shell was asked to measure, in order.
+    measured: Vec<ChildId>,
 }
 
 /// The reference model: what a user of the supervisor must see, in a few lines, from
@@ -614,6 +617,7 @@ impl Driver {
                         self.m.state.children.contains_key(&child),
                         "the room of a child that is gone"
                     );
+                    self.conns.measured.push(child);
                 }
                 Effect::Return { child, ids } => {
                     let p = &self.procs[&child];
@@ -772,6 +776,10 @@ impl Driver {
                 "backing off for ever"
             );
         }
+        assert!(
+            self.m.moves.on_way_counted(),
+            "the count of connections on their way to each receiver drifted"
+        );
         // Version 2's layout carries the moves: read back, they are the same.
         let record = self.m.moves_record();
         assert_eq!(
@@ -2133,6 +2141,38 @@ fn what_is_forwarded_stays_within_the_receivers_room() {
     d.hand(old, 2);
     assert_eq!(d.conns.returned.len(), 2);
     assert!(d.conns.held.is_empty());
+    d.finish();
+}
+
+#[test]
+fn a_receiver_with_plenty_of_room_is_measured_again_only_once_the_measure_is_old() {
+    let (mut d, old, new) = moving();
+    d.input(Input::Room {
+        child: new,
+        free: 100_000,
+    });
+    d.conns.measured.clear();
+    d.hand(old, 2);
+    assert_eq!(d.conns.inbox[&new].len(), 2);
+    assert!(
+        d.conns.measured.is_empty(),
+        "plenty of room, measured just now"
+    );
+    d.advance(ROOM_TRUSTED_MS);
+    d.hand(old, 1);
+    assert_eq!(
+        d.conns.measured,
+        [new],
+        "the measure is {ROOM_TRUSTED_MS} ms old"
+    );
+    // Little room: measured after every forward.
+    d.input(Input::Room {
+        child: new,
+        free: 16 + ROOM_PLENTY as u64 + 3,
+    });
+    d.conns.measured.clear();
+    d.hand(old, 1);
+    assert_eq!(d.conns.measured, [new], "fewer than {ROOM_PLENTY} fds left");
     d.finish();
 }
 

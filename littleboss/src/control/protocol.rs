@@ -193,14 +193,17 @@ pub(crate) fn parcel_batches<F>(
     batches
 }
 
+/// `ids` as messages made by `make`, at most `per` ids each.
+fn split_ids<M>(ids: &[u64], per: usize, make: fn(Vec<u64>) -> M) -> Vec<M> {
+    ids.chunks(per).map(|c| make(c.to_vec())).collect()
+}
+
 impl ChildMsg {
     /// This message as messages that each fit in `max_bytes`: a long list of ids (of
     /// connections adopted or declined) in several; any other message as it is.
     pub(crate) fn in_batches(self, max_bytes: usize) -> Vec<ChildMsg> {
         let per = (max_bytes / ID_BYTES).max(1);
-        let split = |ids: Vec<u64>, make: fn(Vec<u64>) -> ChildMsg| {
-            ids.chunks(per).map(|c| make(c.to_vec())).collect()
-        };
+        let split = |ids: Vec<u64>, make| split_ids(&ids, per, make);
         match self {
             ChildMsg::Adopted(ids) if ids.len() > per => split(ids, ChildMsg::Adopted),
             ChildMsg::Declined(ids) if ids.len() > per => split(ids, ChildMsg::Declined),
@@ -215,9 +218,7 @@ impl SupervisorMsg {
     /// it is.
     pub(crate) fn in_batches(self, max_bytes: usize) -> Vec<SupervisorMsg> {
         let per = (max_bytes / ID_BYTES).max(1);
-        let split = |ids: Vec<u64>, make: fn(Vec<u64>) -> SupervisorMsg| {
-            ids.chunks(per).map(|c| make(c.to_vec())).collect()
-        };
+        let split = |ids: Vec<u64>, make| split_ids(&ids, per, make);
         match self {
             SupervisorMsg::Taken(ids) if ids.len() > per => split(ids, SupervisorMsg::Taken),
             SupervisorMsg::Returned(ids) if ids.len() > per => split(ids, SupervisorMsg::Returned),

@@ -38,7 +38,7 @@ pub(crate) fn bind_all(
 /// Sets lameduck on the first SIGINT or SIGTERM, and exits at once on the second.
 pub(crate) fn watch_signals() -> Result<watch::Receiver<bool>, ExitCode> {
     let (tx, rx) = watch::channel(false);
-    match wind_down::on_signals(&wind_down::BYPASS, tx) {
+    match wind_down::on_signals(&wind_down::BYPASS, wind_down::Again::Exit, tx) {
         Ok(()) => Ok(rx),
         Err(e) => {
             errln!("littleboss: cannot install the SIGINT/SIGTERM handlers: {e}");

@@ -378,8 +378,12 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
     // dies, a service manager at stop. In place before the hello, so that the
     // supervisor never knows a child that a SIGTERM would kill outright.
     let (tx, rx) = watch::channel(false);
-    wind_down::on_signals(&wind_down::SUPERVISED, tx.clone())
-        .map_err(|e| io::Error::new(e.kind(), format!("installing the SIGTERM handler: {e}")))?;
+    wind_down::on_signals(
+        &wind_down::SUPERVISED,
+        wind_down::Again::Nothing,
+        tx.clone(),
+    )
+    .map_err(|e| io::Error::new(e.kind(), format!("installing the SIGTERM handler: {e}")))?;
     let hello = ChildMsg::Hello(ChildHello {
         name: config.name.clone(),
         pid: std::process::id(),

@@ -179,7 +179,8 @@ impl Context {
 
     /// Resolves when the program must wind down: the supervisor asked it to (a `stop`,
     /// or a reload whose new process is ready), the supervisor is gone, or the process
-    /// got SIGTERM (or, in bypass mode, SIGINT). A second such signal exits at once.
+    /// got SIGTERM (or, in bypass mode, SIGINT; there a second such signal exits at
+    /// once).
     /// A supervised child gets SIGTERM from the kernel when its supervisor dies (Linux
     /// and FreeBSD), as well as seeing its channel close.
     ///

@@ -306,7 +306,23 @@ fn send_queued(fd: &OwnedFd, version: u16, queue: &mpsc::Receiver<Outgoing>) {
     let mut next = None;
     while let Some(mut out) = next.take().or_else(|| queue.recv().ok()) {
         if out.sent.is_none() {
-            while let Ok(more) = queue.try_recv() {
+            // A batch waits up to `BATCH_WAIT` for more of its kind: the tasks that hand
+            // connections over post one each, a few microseconds apart, and this thread,
+            // woken by the first, would otherwise send them one message each.
+            let until = batches(&out.msg).then(|| std::time::Instant::now() + BATCH_WAIT);
+            loop {
+                let more = match queue.try_recv() {
+                    Ok(more) => more,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        let left = until
+                            .and_then(|at| at.checked_duration_since(std::time::Instant::now()));
+                        match left.map(|left| queue.recv_timeout(left)) {
+                            Some(Ok(more)) => more,
+                            _ => break,
+                        }
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                };
                 if let Some(more) = absorb(&mut out, more) {
                     next = Some(more);
                     break;
@@ -325,6 +341,17 @@ fn send_queued(fd: &OwnedFd, version: u16, queue: &mpsc::Receiver<Outgoing>) {
             let _ = sent.send(result.is_ok());
         }
     }
+}
+
+/// How long a message that goes in batches waits for more to join it.
+const BATCH_WAIT: Duration = Duration::from_micros(200);
+
+/// Whether `msg` is of a kind that goes in batches ([`absorb`]).
+fn batches(msg: &ChildMsg) -> bool {
+    matches!(
+        msg,
+        ChildMsg::Hand(_) | ChildMsg::Adopted(_) | ChildMsg::Declined(_)
+    )
 }
 
 /// About how many bytes `parcels` take in a message.

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::FileType;
 use rustix::io::FdFlags;
@@ -266,21 +266,14 @@ impl Link {
     /// Queues `msg` with `fds`; returns at once. A long list of answers goes in as
     /// many messages as it takes.
     fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>, sent: Option<mpsc::SyncSender<bool>>) {
-        let msgs = match msg {
-            ChildMsg::Adopted(_) | ChildMsg::Declined(_) if fds.is_empty() && sent.is_none() => {
-                msg.in_batches(channel::BATCH_BYTES)
-            }
-            msg => vec![msg],
-        };
-        let (mut fds, mut sent) = (Some(fds), sent);
-        for msg in msgs {
-            let fds = fds.take().unwrap_or_default();
-            // If the writer is gone, so is the channel: nobody is left to tell.
-            let _ = self.outbox.send(Outgoing {
-                msg,
-                fds,
-                sent: sent.take(),
-            });
+        // If the writer is gone, so is the channel: nobody is left to tell.
+        if !fds.is_empty() || sent.is_some() {
+            let _ = self.outbox.send(Outgoing { msg, fds, sent });
+            return;
+        }
+        for msg in msg.in_batches(channel::BATCH_BYTES) {
+            let (fds, sent) = (Vec::new(), None);
+            let _ = self.outbox.send(Outgoing { msg, fds, sent });
         }
     }
 
@@ -309,20 +302,8 @@ fn send_queued(fd: &OwnedFd, version: u16, queue: &mpsc::Receiver<Outgoing>) {
             // A batch waits up to `BATCH_WAIT` for more of its kind: the tasks that hand
             // connections over post one each, a few microseconds apart, and this thread,
             // woken by the first, would otherwise send them one message each.
-            let until = batches(&out.msg).then(|| std::time::Instant::now() + BATCH_WAIT);
-            loop {
-                let more = match queue.try_recv() {
-                    Ok(more) => more,
-                    Err(mpsc::TryRecvError::Empty) => {
-                        let left = until
-                            .and_then(|at| at.checked_duration_since(std::time::Instant::now()));
-                        match left.map(|left| queue.recv_timeout(left)) {
-                            Some(Ok(more)) => more,
-                            _ => break,
-                        }
-                    }
-                    Err(mpsc::TryRecvError::Disconnected) => break,
-                };
+            let until = batches(&out.msg).then(|| Instant::now() + BATCH_WAIT);
+            while let Some(more) = queued(queue, until) {
                 if let Some(more) = absorb(&mut out, more) {
                     next = Some(more);
                     break;
@@ -339,6 +320,18 @@ fn send_queued(fd: &OwnedFd, version: u16, queue: &mpsc::Receiver<Outgoing>) {
         );
         if let Some(sent) = out.sent {
             let _ = sent.send(result.is_ok());
+        }
+    }
+}
+
+/// The next message queued, waiting for one until `until` if there is none yet.
+fn queued(queue: &mpsc::Receiver<Outgoing>, until: Option<Instant>) -> Option<Outgoing> {
+    match queue.try_recv() {
+        Ok(more) => Some(more),
+        Err(mpsc::TryRecvError::Disconnected) => None,
+        Err(mpsc::TryRecvError::Empty) => {
+            let left = until?.checked_duration_since(Instant::now())?;
+            queue.recv_timeout(left).ok()
         }
     }
 }

@@ -255,14 +255,15 @@ impl Moves {
     /// The next connection handed in for `queue`, taken (and said so), or `None` once
     /// lameduck has come and none is left.
     async fn next(&self, queue: &Queue) -> Option<Handoff> {
-        self.wait_for(queue, |moves, queue| moves.take(queue)).await
+        self.wait_for(queue, |moves, queue| moves.take(queue, 1).pop())
+            .await
     }
 
     /// Every connection handed in for `queue` and there now, at least one, taken and
     /// said so in one message; `None` once lameduck has come and none is left.
     async fn next_all(&self, queue: &Queue) -> Option<Vec<Handoff>> {
         self.wait_for(queue, |moves, queue| {
-            let taken = moves.take_all(queue);
+            let taken = moves.take(queue, usize::MAX);
             (!taken.is_empty()).then_some(taken)
         })
         .await
@@ -293,32 +294,22 @@ impl Moves {
         }
     }
 
-    fn take(&self, queue: &Queue) -> Option<Handoff> {
-        loop {
-            let (id, fd, buffered) = lock(&queue.items).pop_front()?;
-            match usable(fd) {
-                Ok(stream) => {
-                    self.post.post(ChildMsg::Adopted(vec![id]), Vec::new());
-                    return Some(Handoff { stream, buffered });
-                }
-                Err(()) => self.post.post(ChildMsg::Declined(vec![id]), Vec::new()),
-            }
-        }
-    }
-
-    /// Every connection in `queue`, taken; one message says which, and one which were
-    /// not usable here.
-    fn take_all(&self, queue: &Queue) -> Vec<Handoff> {
-        let items: Vec<_> = lock(&queue.items).drain(..).collect();
-        let mut taken = Vec::with_capacity(items.len());
+    /// Up to `max` connections from `queue`, taken; one message says which, and one
+    /// which were not usable here (the process before keeps those).
+    fn take(&self, queue: &Queue, max: usize) -> Vec<Handoff> {
+        let mut taken = Vec::new();
         let (mut adopted, mut declined) = (Vec::new(), Vec::new());
-        for (id, fd, buffered) in items {
-            match usable(fd) {
-                Ok(stream) => {
-                    adopted.push(id);
-                    taken.push(Handoff { stream, buffered });
-                }
-                Err(()) => declined.push(id),
+        while taken.len() < max {
+            let Some((id, fd, buffered)) = lock(&queue.items).pop_front() else {
+                break;
+            };
+            // Non-blocking, as the program's runtime wants it, or not taken.
+            let stream = std::net::TcpStream::from(fd);
+            if stream.set_nonblocking(true).is_ok() {
+                adopted.push(id);
+                taken.push(Handoff { stream, buffered });
+            } else {
+                declined.push(id);
             }
         }
         if !adopted.is_empty() {
@@ -337,16 +328,6 @@ impl Moves {
             self.post.post(ChildMsg::Declined(declined), Vec::new());
         }
     }
-}
-
-/// A connection handed in, non-blocking as the program's runtime wants it; `Err` if it
-/// cannot be made so (the process before keeps it).
-fn usable(fd: OwnedFd) -> Result<std::net::TcpStream, ()> {
-    let stream = std::net::TcpStream::from(fd);
-    stream
-        .set_nonblocking(true)
-        .map(|()| stream)
-        .map_err(|_| ())
 }
 
 /// Whether `fd` is a connected stream socket (TCP), as a handed-in connection must be.

@@ -52,22 +52,18 @@ pub(crate) fn raise_fd_limit() {
 }
 
 /// Asks the kernel for SIGTERM when the parent goes away (`PR_SET_PDEATHSIG` on Linux,
-/// `PROC_PDEATHSIG_CTL` on FreeBSD); `Ok(false)` where the system has no such call
-/// (macOS), and the channel's end of file is the only sign.
+/// `PROC_PDEATHSIG_CTL` on FreeBSD); nothing where the system has no such call (macOS),
+/// and the channel's end of file is the only sign.
 ///
 /// On Linux the setting belongs to the calling thread, which must live as long as the
 /// process (the thread that runs `main`), and it fires when the parent's thread that
 /// forked this process ends: the supervisor forks from its loop's thread, which ends
 /// only with the supervisor, and re-executes on it too (an `execve` does not end the
 /// calling thread).
-pub(crate) fn term_when_parent_dies() -> io::Result<bool> {
+pub(crate) fn term_when_parent_dies() -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-    {
-        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
-        Ok(true)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    Ok(false)
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+    Ok(())
 }
 
 /// How many more fds process `pid` can open: its soft limit (`/proc/PID/limits`) less

@@ -26,7 +26,9 @@ use crate::output::errln;
 pub(crate) enum Again {
     /// Exits at once (130).
     Exit,
-    /// Nothing more: lameduck is set already.
+    /// Nothing more: lameduck is set already. The thread ends, and the handler tokio
+    /// installed stays (it never removes one), so the signal no longer has its default
+    /// effect.
     Nothing,
 }
 
@@ -66,7 +68,6 @@ pub(crate) fn on_signals(
                 let _ = got.recv().await;
                 lameduck.send_replace(true);
                 if again == Again::Nothing {
-                    while got.recv().await.is_some() {}
                     return;
                 }
                 let _ = got.recv().await;

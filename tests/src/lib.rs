@@ -247,7 +247,7 @@ impl Env {
     /// Starts `bin ARGS` as a guarded long-running process (bypass mode, or any mode),
     /// in a process group of its own, with its stdout and stderr captured to files.
     pub fn spawn<S: AsRef<OsStr>>(&self, bin: &Path, args: &[S]) -> Spawned {
-        self.spawn_full(bin, args, &[], None)
+        self.spawn_full(bin, args, &[], None, |_| {})
     }
 
     /// [`spawn`](Self::spawn), with the variables `vars` added to its environment.
@@ -257,7 +257,7 @@ impl Env {
         args: &[S],
         vars: &[(&str, &str)],
     ) -> Spawned {
-        self.spawn_full(bin, args, vars, None)
+        self.spawn_full(bin, args, vars, None, |_| {})
     }
 
     /// [`spawn`](Self::spawn), with stderr going to `stderr` if given (a pipe that
@@ -268,7 +268,19 @@ impl Env {
         args: &[S],
         stderr: Option<Stdio>,
     ) -> Spawned {
-        self.spawn_full(bin, args, &[], stderr)
+        self.spawn_full(bin, args, &[], stderr, |_| {})
+    }
+
+    /// [`spawn_with`](Self::spawn_with), with `prepare` applied to the command just
+    /// before it starts (to leave it an fd, say).
+    pub fn spawn_prepared<S: AsRef<OsStr>>(
+        &self,
+        bin: &Path,
+        args: &[S],
+        vars: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Spawned {
+        self.spawn_full(bin, args, vars, None, prepare)
     }
 
     fn spawn_full<S: AsRef<OsStr>>(
@@ -277,6 +289,7 @@ impl Env {
         args: &[S],
         vars: &[(&str, &str)],
         stderr: Option<Stdio>,
+        prepare: impl FnOnce(&mut Command),
     ) -> Spawned {
         let label = format!(
             "{} {}",
@@ -301,6 +314,7 @@ impl Env {
             .stdout(File::create(&stdout_path).expect("create the stdout file"))
             .stderr(stderr)
             .process_group(0);
+        prepare(&mut command);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
@@ -362,7 +376,7 @@ impl Env {
         Supervisor {
             env: self,
             bin: bin.to_path_buf(),
-            process: self.spawn_full(bin, &all, vars, stderr),
+            process: self.spawn_full(bin, &all, vars, stderr, |_| {}),
         }
     }
 

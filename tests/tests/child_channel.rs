@@ -81,20 +81,27 @@ fn run_with_channel_fd_and(
     if let Some(pid) = supervisor {
         command.env("LITTLEBOSS_SUPERVISOR_PID", pid.to_string());
     }
+    // `fd` is open in this process until `run_for` returns.
+    leave_open(&mut command, fd);
+    run_for(command, COMMAND_TIMEOUT)
+}
+
+/// Makes `command`'s process inherit `fd` (close-on-exec cleared in the new process
+/// only). `fd` must stay open in this process until the command has started.
+fn leave_open(command: &mut std::process::Command, fd: BorrowedFd<'_>) {
+    let raw = fd.as_raw_fd();
     // SAFETY: the closure runs in the forked process before exec and makes one
     // async-signal-safe call (fcntl) on an fd number taken before the fork; it
-    // allocates nothing and takes no lock. `fd` is open in this process until
-    // `run_for` returns, so the forked copy of the number is open and is that fd.
+    // allocates nothing and takes no lock. The caller keeps `fd` open until the
+    // command has started, so the forked copy of the number is open and is that fd.
     unsafe {
         command.pre_exec(move || {
             // SAFETY: see above: the number is open in the forked process.
             let fd = BorrowedFd::borrow_raw(raw);
-            // Close-on-exec cleared in the new process only.
             rustix::io::fcntl_setfd(fd, FdFlags::empty())?;
             Ok(())
         });
     }
-    run_for(command, COMMAND_TIMEOUT)
 }
 
 #[test]
@@ -249,18 +256,6 @@ fn a_child_whose_supervisor_is_gone_exits_without_serving() {
     assert_eq!(nothing.err(), Some(rustix::io::Errno::AGAIN));
 }
 
-/// Kills and reaps a process when dropped, if it is still there.
-struct Reaped(Option<std::process::Child>);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// On Linux the parent-death signal fires when the parent's thread that forked the
 /// child ends. Here a thread of this process stands for the supervisor: it starts
 /// `lb-reload-persist` (which waits 60 s unless lameduck comes), answers its hello, and
@@ -271,30 +266,21 @@ impl Drop for Reaped {
 fn a_child_gets_sigterm_when_the_thread_that_started_it_ends_and_winds_down() {
     let env = Env::new();
     let (ours, theirs) = seqpacket_pair();
-    let us = std::process::id();
-    let raw = theirs.as_raw_fd();
-    let mut child = std::thread::scope(|scope| {
+    let us = std::process::id().to_string();
+    let raw = theirs.as_raw_fd().to_string();
+    let vars = [
+        ("LITTLEBOSS_CHANNEL_FD", raw.as_str()),
+        ("LITTLEBOSS_SUPERVISOR_PID", us.as_str()),
+    ];
+    let child = std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let mut command = env.command(bin!("lb-reload-persist"));
-                command
-                    .arg("--exit-after-ms=60000")
-                    .env("LITTLEBOSS_CHANNEL_FD", raw.to_string())
-                    .env("LITTLEBOSS_SUPERVISOR_PID", us.to_string())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped());
-                // SAFETY: the closure runs in the forked process before exec and makes
-                // one async-signal-safe call (fcntl) on an fd number taken before the
-                // fork; `theirs` is open in this process until the thread ends.
-                unsafe {
-                    command.pre_exec(move || {
-                        // SAFETY: see above: the number is open in the forked process.
-                        let fd = BorrowedFd::borrow_raw(raw);
-                        rustix::io::fcntl_setfd(fd, FdFlags::empty())?;
-                        Ok(())
-                    });
-                }
-                let child = Reaped(Some(command.spawn().expect("spawn lb-reload-persist")));
+                let child = env.spawn_prepared(
+                    bin!("lb-reload-persist"),
+                    &["--exit-after-ms=60000"],
+                    &vars,
+                    |command| leave_open(command, theirs.as_fd()),
+                );
                 rustix::net::sockopt::set_socket_timeout(
                     &ours,
                     rustix::net::sockopt::Timeout::Recv,
@@ -316,24 +302,9 @@ fn a_child_gets_sigterm_when_the_thread_that_started_it_ends_and_winds_down() {
             .expect("the starting thread")
     });
     // The thread that forked it has ended; the channel is still open here.
-    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
-    let process = child.0.as_mut().expect("started");
-    let status = loop {
-        if let Some(status) = process.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the child still runs {COMMAND_TIMEOUT:?} after the thread that started it ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut process.stderr.take().expect("piped"), &mut stderr)
-        .expect("stderr");
-    child.0 = None;
-    assert!(status.success(), "{status}: {stderr}");
-    assert!(stderr.contains("wound down"), "{stderr}");
+    let status = child.wait_exit();
+    assert!(status.success(), "{status}: {}", child.stderr());
+    assert!(child.stderr().contains("wound down"), "{}", child.stderr());
     drop(ours);
 }
 

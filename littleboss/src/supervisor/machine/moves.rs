@@ -98,16 +98,8 @@ impl Moving {
             room: BTreeMap::new(),
             held: VecDeque::new(),
         };
-        moving.count_on_way();
+        moving.on_way = on_way_of(&moving.transit);
         moving
-    }
-
-    /// Counts [`on_way`](Self::on_way) from `transit`.
-    fn count_on_way(&mut self) {
-        self.on_way.clear();
-        for transit in self.transit.values() {
-            *self.on_way.entry(transit.to).or_default() += 1;
-        }
     }
 
     /// How many connections `to` has to answer for.
@@ -132,6 +124,15 @@ impl Moving {
         }
         Some(transit)
     }
+}
+
+/// How many connections in `transit` each receiver has to answer for.
+fn on_way_of(transit: &BTreeMap<u64, Transit>) -> BTreeMap<ChildId, usize> {
+    let mut on_way = BTreeMap::new();
+    for transit in transit.values() {
+        *on_way.entry(transit.to).or_default() += 1;
+    }
+    on_way
 }
 
 /// A receiver's room as last measured.
@@ -182,11 +183,7 @@ impl Moving {
     /// count of `transit`.
     #[cfg(test)]
     pub(crate) fn on_way_counted(&self) -> bool {
-        let mut counted: BTreeMap<ChildId, usize> = BTreeMap::new();
-        for transit in self.transit.values() {
-            *counted.entry(transit.to).or_default() += 1;
-        }
-        counted == self.on_way
+        on_way_of(&self.transit) == self.on_way
     }
 
     /// Whether the connection forwarded under `ours` is on its way.
@@ -582,7 +579,7 @@ impl Machine {
             }
             keep
         });
-        self.moves.count_on_way();
+        self.moves.on_way = on_way_of(&self.moves.transit);
         for (child, ids) in back {
             self.effects.push_back(Effect::Return { child, ids });
         }

@@ -150,18 +150,24 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        if let Some(lb) = this.close_in_lameduck.as_ref() {
+        // Read once: lameduck can come (on another thread) between two reads, and a
+        // connection about to move must not be told to close.
+        if let Some(lb) = this
+            .close_in_lameduck
+            .as_ref()
+            .filter(|lb| lb.is_lameduck())
+        {
             // It moves after this response only if it is reusable; else it winds down
             // by closing, announced.
             let moves = match this.moving.as_ref() {
                 Some((listener, in_flight)) => {
-                    lb.is_lameduck() && in_flight.moves(lb, listener) && in_flight.reusable()
+                    in_flight.moves(lb, listener) && in_flight.reusable()
                 }
                 None => false,
             };
             // hyper closes the connection after a response that says so. An upgrade's
             // `101` keeps its own `Connection: upgrade`.
-            if lb.is_lameduck() && !moves && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            if !moves && response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

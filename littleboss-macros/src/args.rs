@@ -29,6 +29,9 @@ const OPTIONS: &[&str] = &[
     "calls_ready",
     "settle",
     "ready_timeout",
+    "probation",
+    "probation_5xx",
+    "standby",
     "flavor",
     "flag",
     "supervisor_init",
@@ -65,6 +68,9 @@ pub(crate) struct Config {
     pub calls_ready: Option<bool>,
     pub settle: Option<Duration>,
     pub ready_timeout: Option<Duration>,
+    pub probation: Option<Duration>,
+    pub probation_5xx: Option<u8>,
+    pub standby: Option<bool>,
     pub flavor: Option<Flavor>,
     pub flag: Option<LitStr>,
     pub supervisor_init: Option<syn::Path>,
@@ -86,6 +92,9 @@ pub(crate) struct Options {
     calls_ready: Option<bool>,
     settle: Option<Duration>,
     ready_timeout: Option<Duration>,
+    probation: Option<Duration>,
+    probation_5xx: Option<u8>,
+    standby: Option<bool>,
     /// With the span of the `flavor` key, for the error on a non-async main.
     flavor: Option<(Flavor, Span)>,
     flag: Option<LitStr>,
@@ -152,6 +161,9 @@ impl Options {
             calls_ready: self.calls_ready,
             settle: self.settle,
             ready_timeout: self.ready_timeout,
+            probation: self.probation,
+            probation_5xx: self.probation_5xx,
+            standby: self.standby,
             flavor: self.flavor.map(|(flavor, _)| flavor),
             flag: self.flag,
             supervisor_init: self.supervisor_init,
@@ -174,11 +186,15 @@ impl Options {
                 self.set_name(&key, &value)
             }
             "listener" => return self.parse_listeners(&key, meta),
-            "lameduck" | "settle" | "ready_timeout" => {
+            "lameduck" | "settle" | "ready_timeout" | "probation" => {
                 let value = value(meta, &format!("{key} = \"2s\""))?;
                 self.set_duration(&key, &value)
             }
-            "persist" | "fallback" | "calls_ready" => {
+            "probation_5xx" => {
+                let value = value(meta, "probation_5xx = \"5%\"")?;
+                self.set_share(&key, &value)
+            }
+            "persist" | "fallback" | "calls_ready" | "standby" => {
                 let value = value(meta, &format!("{key} = true"))?;
                 self.set_bool(&key, &value)
             }
@@ -293,7 +309,17 @@ impl Options {
         Ok(())
     }
 
-    /// `lameduck`, `settle` or `ready_timeout` `= "2s"`.
+    /// `probation_5xx = "5%"`.
+    fn set_share(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
+        self.first_time(key)?;
+        let lit = string(key, value, "probation_5xx = \"5%\"")?;
+        let pct = littleboss_rules::share::parse(&lit.value())
+            .map_err(|e| syn::Error::new(lit.span(), e))?;
+        self.probation_5xx = Some(pct);
+        Ok(())
+    }
+
+    /// `lameduck`, `settle`, `ready_timeout` or `probation` `= "2s"`.
     fn set_duration(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
         self.first_time(key)?;
         let lit = string(key, value, &format!("{key} = \"2s\""))?;
@@ -306,13 +332,14 @@ impl Options {
             Wait::Lameduck => &mut self.lameduck,
             Wait::Settle => &mut self.settle,
             Wait::ReadyTimeout => &mut self.ready_timeout,
+            Wait::Probation => &mut self.probation,
             _ => return Err(unknown()),
         };
         *slot = Some(duration);
         Ok(())
     }
 
-    /// `persist`, `fallback` or `calls_ready` `= true`.
+    /// `persist`, `fallback`, `calls_ready` or `standby` `= true`.
     fn set_bool(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
         self.first_time(key)?;
         let Some(Lit::Bool(lit)) = lit(value) else {
@@ -325,6 +352,8 @@ impl Options {
             &mut self.persist
         } else if key == "fallback" {
             &mut self.fallback
+        } else if key == "standby" {
+            &mut self.standby
         } else {
             &mut self.calls_ready
         };
@@ -520,6 +549,9 @@ mod tests {
                 ready_timeout = "1m",
                 listener(dns = "udp:127.0.0.1:5353"),
                 flavor = "current_thread",
+                probation = "30s",
+                probation_5xx = "5%",
+                standby = false,
             ),
             quote!(
                 async fn main() {}
@@ -546,6 +578,9 @@ mod tests {
         assert_eq!(config.calls_ready, Some(true));
         assert_eq!(config.settle, Some(Duration::from_millis(250)));
         assert_eq!(config.ready_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.probation, Some(Duration::from_secs(30)));
+        assert_eq!(config.probation_5xx, Some(5));
+        assert_eq!(config.standby, Some(false));
         assert_eq!(config.flavor, Some(Flavor::CurrentThread));
     }
 
@@ -578,7 +613,7 @@ mod tests {
             (
                 quote!(name = "a", port = 80, flavor = "multi_thread"),
                 &[
-                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `flavor`, `flag`, `supervisor_init`, `user`, `group`, `unix_mode`",
+                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `probation`, `probation_5xx`, `standby`, `flavor`, `flag`, `supervisor_init`, `user`, `group`, `unix_mode`",
                 ],
             ),
             (
@@ -610,6 +645,23 @@ mod tests {
                     "`settle` takes a string, as in `settle = \"2s\"`",
                     "unknown flavor `local`; the flavors are `current_thread`, `multi_thread`",
                 ],
+            ),
+            (
+                quote!(
+                    name = "a",
+                    probation = "61m",
+                    probation_5xx = "0%",
+                    standby = "no"
+                ),
+                &[
+                    "probation of 61m is longer than the maximum of 60m (one hour)",
+                    "probation_5xx of \"0%\" is not a share from 1% to 100%; write an integer followed by %, as in \"5%\"",
+                    "`standby` takes `true` or `false`",
+                ],
+            ),
+            (
+                quote!(name = "a", probation_5xx = 5),
+                &["`probation_5xx` takes a string, as in `probation_5xx = \"5%\"`"],
             ),
             (
                 quote!(

@@ -65,6 +65,17 @@ pub(crate) fn main(main: &MainFn, config: &Config) -> TokenStream {
         let ready_timeout = duration(wait);
         builder.extend(quote!(.ready_timeout(#ready_timeout)));
     }
+    if let Some(wait) = config.probation {
+        let probation = duration(wait);
+        builder.extend(quote!(.probation(#probation)));
+    }
+    if let Some(pct) = config.probation_5xx {
+        let pct = Literal::u8_unsuffixed(pct);
+        builder.extend(quote!(.probation_5xx(#pct)));
+    }
+    if let Some(standby) = config.standby {
+        builder.extend(quote!(.standby(#standby)));
+    }
     if let Some(flag) = &config.flag {
         builder.extend(quote!(.flag(#flag)));
     }

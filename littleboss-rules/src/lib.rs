@@ -13,8 +13,9 @@
 //! - [`spec`]: `NETWORK:ADDRESS`, as in `tcp::443` or `udp:127.0.0.1:5353`.
 //! - [`names`]: the service name, the control flag and listener names.
 //! - [`user`]: the rule that ties `group` to `user`.
-//! - [`wait`]: `lameduck`, `settle` and `ready_timeout`, their spelling (`"2s"`,
-//!   `"250ms"`) and their one maximum, [`MAX_WAIT`](wait::MAX_WAIT).
+//! - [`wait`]: `lameduck`, `settle`, `ready_timeout` and `probation`, their spelling
+//!   (`"2s"`, `"250ms"`) and their one maximum, [`MAX_WAIT`](wait::MAX_WAIT).
+//! - [`share`]: `probation_5xx`, a share in percent (`"5%"`).
 //!
 //! This crate has no dependencies but an optional `serde` (the `serde` feature derives
 //! `Serialize` and `Deserialize` for [`spec::Network`], which the runtime sends over its
@@ -23,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod names;
+pub mod share;
 pub mod spec;
 pub mod user;
 pub mod wait;

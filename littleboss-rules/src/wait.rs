@@ -1,4 +1,4 @@
-//! The three waits a program declares: `lameduck`, `settle` and `ready_timeout`.
+//! The waits a program declares: `lameduck`, `settle`, `ready_timeout` and `probation`.
 //!
 //! In the attribute a wait is a string, an integer followed by `ms`, `s` or `m`
 //! (`"250ms"`, `"2s"`, `"1m"`); the builder takes a [`Duration`]. Either way it may be
@@ -9,7 +9,8 @@
 //! child built with other rules cannot make it wait longer either.
 //!
 //! Zero is accepted where it means something: a `lameduck` of zero kills a winding-down
-//! child at once, a `settle` of zero makes a child ready as soon as it has said hello.
+//! child at once, a `settle` of zero makes a child ready as soon as it has said hello,
+//! a `probation` of zero (the default) has a reload done once the new child is ready.
 //! A `ready_timeout` of zero is refused, and so is one under a millisecond
 //! ([`MIN_READY_TIMEOUT`]): the supervisor waits that long for a child's hello too, so
 //! every child would fail before it could start.
@@ -17,7 +18,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The longest `lameduck`, `settle` or `ready_timeout`: one hour.
+/// The longest `lameduck`, `settle`, `ready_timeout` or `probation`: one hour.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// The shortest `ready_timeout`: the child's hello says it in whole milliseconds, so
@@ -51,19 +52,27 @@ pub enum Wait {
     Settle,
     /// How long the supervisor waits for a child's hello and its `ready`.
     ReadyTimeout,
+    /// How long a reloaded child is on probation once ready, the old one standing by.
+    Probation,
 }
 
 impl Wait {
     /// Every wait, in the order messages list them.
-    pub const ALL: [Wait; 3] = [Wait::Lameduck, Wait::Settle, Wait::ReadyTimeout];
+    pub const ALL: [Wait; 4] = [
+        Wait::Lameduck,
+        Wait::Settle,
+        Wait::ReadyTimeout,
+        Wait::Probation,
+    ];
 
     /// The option's name, the same in the attribute and the builder: `lameduck`,
-    /// `settle` or `ready_timeout`.
+    /// `settle`, `ready_timeout` or `probation`.
     pub fn name(self) -> &'static str {
         match self {
             Wait::Lameduck => "lameduck",
             Wait::Settle => "settle",
             Wait::ReadyTimeout => "ready_timeout",
+            Wait::Probation => "probation",
         }
     }
 

@@ -67,6 +67,9 @@ impl Littleboss {
                 calls_ready: false,
                 settle: Duration::from_millis(250),
                 ready_timeout: Duration::from_secs(30),
+                probation: Duration::ZERO,
+                probation_5xx: None,
+                standby: true,
                 flavor: Flavor::MultiThread,
                 flag: crate::flags::FLAG.to_string(),
                 command: None,
@@ -136,6 +139,43 @@ impl Littleboss {
     /// [`MAX_WAIT`](crate::MAX_WAIT), one hour.
     pub fn ready_timeout(mut self, ready_timeout: Duration) -> Littleboss {
         self.config.ready_timeout = ready_timeout;
+        self
+    }
+
+    /// How long a child reloaded to this binary is on probation once it is ready
+    /// (default zero: none, a reload is done once the new child is ready). During a
+    /// probation the old child stands by, warm, without accepting; if the new child
+    /// exits, calls [`Context::unhealthy`], or the operator runs
+    /// `--littleboss=rollback`, the old child serves again at once, and the new one
+    /// winds down. At most [`MAX_WAIT`](crate::MAX_WAIT), one hour.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # fn main() -> std::process::ExitCode {
+    /// littleboss::Littleboss::new("myblog")
+    ///     .listener("http", "tcp::8080")
+    ///     .probation(Duration::from_secs(30))
+    ///     .run(|lb| async move { Ok::<(), std::io::Error>(()) })
+    /// # }
+    /// ```
+    pub fn probation(mut self, probation: Duration) -> Littleboss {
+        self.config.probation = probation;
+        self
+    }
+
+    /// With the HTTP helpers: fail a probation once at least 20 responses were given
+    /// and more than `pct` percent of them had a 5xx status (1 to 100; off by default).
+    pub fn probation_5xx(mut self, pct: u8) -> Littleboss {
+        self.config.probation_5xx = Some(pct);
+        self
+    }
+
+    /// Whether the old child stands by during a probation, for a rollback without a
+    /// cold start (default `true`). `false`: it winds down as soon as the new child is
+    /// ready, and a failed probation starts the previous binary again, for programs
+    /// that cannot afford two processes at once.
+    pub fn standby(mut self, standby: bool) -> Littleboss {
+        self.config.standby = standby;
         self
     }
 
@@ -311,9 +351,9 @@ impl Littleboss {
         Fut::Output: MainResult,
     {
         let flavor = self.config.flavor;
-        let lameduck = self.config.lameduck;
+        let declared = self.config.declared();
         crate::dispatch::run(self.config, self.init, move |ctx| {
-            ctx.set_lameduck_time(lameduck);
+            ctx.declare(declared);
             let runtime = match flavor {
                 Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -356,9 +396,9 @@ impl Littleboss {
         F: FnOnce(Context) -> R,
         R: MainResult,
     {
-        let lameduck = self.config.lameduck;
+        let declared = self.config.declared();
         crate::dispatch::run(self.config, self.init, move |ctx| {
-            ctx.set_lameduck_time(lameduck);
+            ctx.declare(declared);
             main(ctx).into_result().map_err(|e| e.to_string())
         })
     }

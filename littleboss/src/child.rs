@@ -14,8 +14,10 @@ use tokio::sync::watch;
 
 use crate::channel;
 use crate::config::Config;
-use crate::context::{ReadySink, Slot, SlotState};
-use crate::control::protocol::{self, ChildHello, ChildMsg, Parcel, SupervisorMsg, Versions};
+use crate::context::{Slot, SlotState, Standing, Tell};
+use crate::control::protocol::{
+    self, ChildHello, ChildMsg, Parcel, Probation, SupervisorMsg, Versions,
+};
 use crate::environ::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV, VERSIONS_ENV};
 use crate::handoff::{Moves, Post};
 use crate::output::errln;
@@ -218,6 +220,7 @@ pub(crate) enum NotChannel {
 pub(crate) struct Joined {
     pub slots: Vec<Slot>,
     pub lameduck: watch::Receiver<bool>,
+    pub standing: watch::Receiver<Standing>,
     pub link: Arc<Link>,
     pub moves: Arc<Moves>,
 }
@@ -266,6 +269,14 @@ impl Link {
     /// Queues `msg` with `fds`; returns at once. A long list of answers goes in as
     /// many messages as it takes.
     fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>, sent: Option<mpsc::SyncSender<bool>>) {
+        // The one place where the child's messages are gated by version: a supervisor
+        // of an earlier protocol is not sent what it would not understand.
+        if msg.since() > self.version {
+            if let Some(sent) = sent {
+                let _ = sent.send(false);
+            }
+            return;
+        }
         // If the writer is gone, so is the channel: nobody is left to tell.
         if !fds.is_empty() || sent.is_some() {
             let _ = self.outbox.send(Outgoing { msg, fds, sent });
@@ -379,9 +390,13 @@ fn absorb(out: &mut Outgoing, more: Outgoing) -> Option<Outgoing> {
     }
 }
 
-impl ReadySink for Arc<Link> {
-    fn ready(&self) {
-        Link::post(self, ChildMsg::Ready, Vec::new(), None);
+impl Tell for Arc<Link> {
+    fn tell(&self, msg: ChildMsg) -> bool {
+        if msg.since() > self.version {
+            return false;
+        }
+        Link::post(self, msg, Vec::new(), None);
+        true
     }
 }
 
@@ -404,14 +419,24 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         tx.clone(),
     )
     .map_err(|e| io::Error::new(e.kind(), format!("installing the SIGTERM handler: {e}")))?;
-    let hello = ChildMsg::Hello(ChildHello {
+    let hello = ChildHello {
         name: config.name.clone(),
         pid: std::process::id(),
         calls_ready: config.calls_ready,
         settle_ms: millis(config.settle),
         ready_timeout_ms: millis(config.ready_timeout),
         lameduck_ms: millis(config.lameduck),
-    });
+    };
+    let hello = if version >= PROBATION_SINCE {
+        let probation = Probation {
+            ms: millis(config.probation),
+            five_xx_pct: config.probation_5xx.unwrap_or(0),
+            standby: config.standby,
+        };
+        ChildMsg::HelloProbation(hello, probation)
+    } else {
+        ChildMsg::Hello(hello)
+    };
     channel::send(fd.as_fd(), &protocol::encode_at(version, &hello), &[])?;
     rustix::net::sockopt::set_socket_timeout(
         &fd,
@@ -472,16 +497,22 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         rx.clone(),
     ));
     let reader = Arc::clone(&link);
+    let (standing_tx, standing) = watch::channel(Standing::default());
     std::thread::Builder::new()
         .name("littleboss-channel".into())
         .spawn({
             let lameduck_time = config.lameduck;
             let moves = Arc::clone(&moves);
-            move || watch_supervisor(&reader, &moves, &tx, lameduck_time)
+            let told = Told {
+                lameduck: tx,
+                standing: standing_tx,
+            };
+            move || watch_supervisor(&reader, &moves, &told, lameduck_time)
         })?;
     Ok(Joined {
         slots,
         lameduck: rx,
+        standing,
         link,
         moves,
     })
@@ -490,23 +521,41 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
 /// The protocol version that moves connections between processes.
 const MOVES_SINCE: u16 = 3;
 
-/// Sets lameduck when the supervisor asks for it or goes away.
+/// The protocol version whose hello declares a probation.
+const PROBATION_SINCE: u16 = 4;
+
+/// Where the supervisor's word goes: lameduck, and the process's part in a probation.
+struct Told {
+    lameduck: watch::Sender<bool>,
+    standing: watch::Sender<Standing>,
+}
+
+/// Sets lameduck when the supervisor asks for it or goes away, and standby and
+/// probation as it says them.
 ///
 /// When the supervisor is gone, nobody is left to kill a program that does not wind
 /// down: after its lameduck time the child kills its own process group, as the
 /// supervisor would have, so that no orphan keeps the listeners forever.
-fn watch_supervisor(
-    link: &Link,
-    moves: &Moves,
-    lameduck: &watch::Sender<bool>,
-    lameduck_time: Duration,
-) {
+fn watch_supervisor(link: &Link, moves: &Moves, told: &Told, lameduck_time: Duration) {
+    let lameduck = &told.lameduck;
     loop {
         match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
             Ok(Some(msg)) => {
                 match protocol::decode::<SupervisorMsg>(&msg.bytes, only(link.version)) {
                     Ok((_, SupervisorMsg::Lameduck)) => {
                         lameduck.send_replace(true);
+                    }
+                    Ok((_, SupervisorMsg::Standby)) => {
+                        told.standing.send_modify(|s| s.standby = true);
+                    }
+                    Ok((_, SupervisorMsg::Resume)) => {
+                        // It serves again: the successor it was handing over to is not.
+                        moves.forget_successor();
+                        told.standing.send_modify(|s| s.standby = false);
+                    }
+                    Ok((_, SupervisorMsg::OnProbation { ms })) => {
+                        let until = Instant::now().checked_add(Duration::from_millis(ms));
+                        told.standing.send_modify(|s| s.probation_until = until);
                     }
                     Ok((version, other)) if other.since() <= version && Moves::handles(&other) => {
                         moves.on_message(&other, msg.fds);
@@ -684,7 +733,7 @@ mod tests {
         let caller = Arc::clone(&link);
         std::thread::spawn(move || {
             let start = Instant::now();
-            caller.ready();
+            caller.tell(ChildMsg::Ready);
             let _ = returned.send(start.elapsed());
         });
         let took = took

@@ -12,7 +12,7 @@ use littleboss_rules::wait::until_ready;
 
 use crate::config::Config;
 use crate::control::client::{AskError, ask_with};
-use crate::control::protocol::{ReloadRequest, Request, Response, Status, Upgraded, Waits};
+use crate::control::protocol::{self, ReloadRequest, Request, Response, Status, Upgraded, Waits};
 use crate::dir;
 use crate::error::{Error, Failed};
 use crate::flags::{Command, Flags};
@@ -40,6 +40,8 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
     let request = match flags.command {
         Command::Status | Command::StatusJson => Request::Status,
         Command::Stop => Request::Stop,
+        Command::Promote => Request::Promote,
+        Command::Rollback => Request::Rollback,
         Command::Reload | Command::Upgrade => {
             let upgrade = flags.command == Command::Upgrade;
             match reload_request(flags) {
@@ -78,9 +80,31 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
     let own = Waits {
         lameduck: config.lameduck,
         ready: until_ready(config.calls_ready, config.settle, config.ready_timeout),
+        probation: config.probation,
     };
     let exe_fd = exe.as_ref().map(|fd| fd.as_fd());
-    let response = match ask_with(&path, &request, exe_fd, &own, contacted) {
+    // A reload on probation is said as soon as the new child is ready; the verdict
+    // follows.
+    let mut on_probation = false;
+    let interim = |response: &Response| {
+        if let Response::OnProbation {
+            old_pid,
+            new_pid,
+            ms,
+            ends_ms,
+        } = response
+        {
+            on_probation = true;
+            let old = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+            let what = match flags.command {
+                Command::Upgrade => format!("upgrading {name}: child"),
+                _ => format!("reloaded {name}:"),
+            };
+            let probation = protocol::seconds(*ends_ms);
+            outln!("{what} pid {old} -> {new_pid} in {ms} ms; on probation for {probation}");
+        }
+    };
+    let response = match ask_with(&path, &request, exe_fd, &own, contacted, interim) {
         Ok(response) => response,
         Err(AskError::NotRunning(why)) => {
             let line = format!("{name}: no supervisor running ({why})");
@@ -143,10 +167,24 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
                 ms,
             },
         ) => {
-            let old = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-            outln!("reloaded {name}: pid {old} -> {new_pid} in {ms} ms");
+            if on_probation {
+                outln!("probation passed: pid {new_pid} serves {name}");
+            } else {
+                let old = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
+                outln!("reloaded {name}: pid {old} -> {new_pid} in {ms} ms");
+            }
             Ok(ExitCode::SUCCESS)
         }
+        (Command::Promote, Response::Promoted { pid, after_ms }) => {
+            let after = protocol::seconds(after_ms);
+            outln!("promoted {name}: pid {pid} passed probation after {after}");
+            Ok(ExitCode::SUCCESS)
+        }
+        (Command::Rollback, Response::RolledBack { pid }) => {
+            outln!("rolled back {name}: pid {pid} serves again");
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Response::Refused { reason }) => refused(&format!("{name}: "), reason),
         (Command::Reload, Response::Failed { reason }) => {
             refused(&format!("reload of {name} failed: "), reason)
         }
@@ -223,6 +261,12 @@ fn human_status(s: &Status) -> String {
     }
     if let Some(path) = &s.child_path {
         out.push_str(&format!("  binary {path}\n"));
+    }
+    if let Some(ends) = &s.probation_ends {
+        out.push_str(&format!("  on probation until {ends}\n"));
+    }
+    if let Some(pid) = s.standby_pid {
+        out.push_str(&format!("  old child pid {pid} stands by\n"));
     }
     out.push_str(&format!("  command line {}\n", s.child_args.join(" ")));
     if let Some(previous) = &s.previous_path {

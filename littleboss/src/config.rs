@@ -35,6 +35,13 @@ pub(crate) struct Config {
     pub calls_ready: bool,
     pub settle: Duration,
     pub ready_timeout: Duration,
+    /// How long a reloaded child is on probation once ready (zero: none).
+    pub probation: Duration,
+    /// With the HTTP helpers: the share of 5xx responses, in percent, that fails a
+    /// probation (`None`: not counted).
+    pub probation_5xx: Option<u8>,
+    /// Whether the old child stands by during a probation (if it can).
+    pub standby: bool,
     pub flavor: Flavor,
     /// The control flag's name (`littleboss` gives `--littleboss=MODE`).
     pub flag: String,
@@ -49,6 +56,16 @@ pub(crate) struct Config {
     pub unix_mode: Option<u32>,
     /// Where the supervisor's messages go.
     pub logger: crate::logger::Logger,
+}
+
+impl Config {
+    /// What the program's [`Context`](crate::Context) needs of it.
+    pub(crate) fn declared(&self) -> crate::context::Declared {
+        crate::context::Declared {
+            lameduck: self.lameduck,
+            probation_5xx: self.probation_5xx,
+        }
+    }
 }
 
 /// Code the supervisor runs once, after binding the listeners and before the first

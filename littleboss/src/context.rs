@@ -7,9 +7,12 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+
+use crate::control::protocol::ChildMsg;
+use crate::output::errln;
 
 use crate::error::{Error, ListenerProblem};
 use crate::handoff::{Adoptions, Handoff, Moves};
@@ -47,9 +50,21 @@ pub(crate) enum SlotState {
     Off,
 }
 
-/// Where [`Context::ready`] goes: the supervisor's channel, or nowhere in bypass mode.
-pub(crate) trait ReadySink: Send + Sync {
-    fn ready(&self);
+/// Where what the program says to the supervisor goes ([`Context::ready`],
+/// [`Context::unhealthy`], ...): the supervisor's channel, or nowhere in bypass mode.
+pub(crate) trait Tell: Send + Sync {
+    /// Queues `msg` for the supervisor; `false` if the conversation's protocol has no
+    /// such message (it is not sent).
+    fn tell(&self, msg: ChildMsg) -> bool;
+}
+
+/// What the supervisor said of this process's part in a probation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// It stands by: a new process is on probation.
+    pub standby: bool,
+    /// It is on probation itself, until then.
+    pub probation_until: Option<Instant>,
 }
 
 /// What a littleboss `main` gets: its listeners, the lameduck signal, readiness, and its
@@ -85,12 +100,42 @@ struct Inner {
     mode: Mode,
     slots: Mutex<Vec<Slot>>,
     lameduck: watch::Receiver<bool>,
-    ready_sink: Option<Box<dyn ReadySink>>,
+    standing: watch::Receiver<Standing>,
+    tell: Option<Box<dyn Tell>>,
     ready_sent: AtomicBool,
     /// Connections moving to and from the processes before and after (supervised).
     moves: Option<Arc<Moves>>,
     args: Vec<OsString>,
     lameduck_time: OnceLock<Duration>,
+    /// `probation_5xx`, if declared.
+    #[cfg(feature = "hyper")]
+    five_xx: OnceLock<Option<u8>>,
+    /// The responses counted during this process's probation.
+    #[cfg(feature = "hyper")]
+    responses: Mutex<Tally>,
+}
+
+/// What the program declared that its [`Context`] needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Declared {
+    pub lameduck: Duration,
+    /// What only the HTTP helpers read.
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub probation_5xx: Option<u8>,
+}
+
+/// How many responses a probation needs before their 5xx share can fail it.
+#[cfg(feature = "hyper")]
+pub(crate) const FIVE_XX_AFTER: u64 = 20;
+
+/// The HTTP helpers' responses during a probation.
+#[cfg(feature = "hyper")]
+#[derive(Debug, Default)]
+struct Tally {
+    responses: u64,
+    errors: u64,
+    /// The supervisor was told: nothing more is counted.
+    told: bool,
 }
 
 impl fmt::Debug for Context {
@@ -108,7 +153,8 @@ impl Context {
         mode: Mode,
         slots: Vec<Slot>,
         lameduck: watch::Receiver<bool>,
-        ready_sink: Option<Box<dyn ReadySink>>,
+        standing: watch::Receiver<Standing>,
+        tell: Option<Box<dyn Tell>>,
         moves: Option<Arc<Moves>>,
         args: Vec<OsString>,
     ) -> Context {
@@ -117,11 +163,16 @@ impl Context {
                 mode,
                 slots: Mutex::new(slots),
                 lameduck,
-                ready_sink,
+                standing,
+                tell,
                 ready_sent: AtomicBool::new(false),
                 moves,
                 args,
                 lameduck_time: OnceLock::new(),
+                #[cfg(feature = "hyper")]
+                five_xx: OnceLock::new(),
+                #[cfg(feature = "hyper")]
+                responses: Mutex::new(Tally::default()),
             }),
         }
     }
@@ -212,9 +263,47 @@ impl Context {
             .unwrap_or(DEFAULT_LAMEDUCK)
     }
 
-    /// Records the lameduck time from the program's config; done once, before `main`.
-    pub(crate) fn set_lameduck_time(&self, lameduck: Duration) {
-        let _ = self.inner.lameduck_time.set(lameduck);
+    /// Records what the program declared that its `Context` needs; done once, before
+    /// `main`.
+    pub(crate) fn declare(&self, declared: Declared) {
+        let _ = self.inner.lameduck_time.set(declared.lameduck);
+        #[cfg(feature = "hyper")]
+        let _ = self.inner.five_xx.set(declared.probation_5xx);
+    }
+
+    /// Counts a response of the HTTP helpers while this process is on probation, and
+    /// tells the supervisor once too many of them had a 5xx status
+    /// (`probation_5xx`): at least [`FIVE_XX_AFTER`] answered and more than the share
+    /// declared, over the whole probation.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn count_response(&self, status: u16) {
+        let Some(&Some(pct)) = self.inner.five_xx.get() else {
+            return;
+        };
+        if !self.on_probation() {
+            return;
+        }
+        let mut tally = self
+            .inner
+            .responses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tally.told {
+            return;
+        }
+        tally.responses += 1;
+        if (500..600).contains(&status) {
+            tally.errors += 1;
+        }
+        if tally.responses >= FIVE_XX_AFTER && tally.errors * 100 > u64::from(pct) * tally.responses
+        {
+            tally.told = true;
+            let (errors, responses) = (tally.errors, tally.responses);
+            drop(tally);
+            if let Some(tell) = &self.inner.tell {
+                tell.tell(ChildMsg::ServesErrors { errors, responses });
+            }
+        }
     }
 
     /// Tells the supervisor that the program is serving.
@@ -230,9 +319,146 @@ impl Context {
         if self.inner.ready_sent.swap(true, Ordering::SeqCst) {
             return;
         }
-        if let Some(sink) = &self.inner.ready_sink {
-            sink.ready();
+        if let Some(tell) = &self.inner.tell {
+            tell.tell(ChildMsg::Ready);
         }
+    }
+
+    /// Declares that this program can stand by: when a process it is reloaded to is on
+    /// probation (the new binary declares `probation`), this one stops accepting and
+    /// waits, warm, instead of winding down, and accepts again at once if the new one
+    /// fails. Call it before [`ready`](Self::ready); the HTTP helpers call it
+    /// themselves.
+    ///
+    /// A program that declares it selects on [`standby`](Self::standby) in its accept
+    /// loop, and while standing by, on [`resumed`](Self::resumed) and
+    /// [`lameduck`](Self::lameduck). A program whose accept loop blocks a thread in
+    /// `accept` cannot stand by: nothing but `shutdown` wakes it, and that would stop
+    /// the listening socket the processes share. It does not declare it, and gets
+    /// lameduck as before.
+    ///
+    /// ```no_run
+    /// # async fn f(lb: littleboss::Context) -> std::io::Result<()> {
+    /// let listener = lb.std_tcp_listener("http")?;
+    /// lb.can_stand_by();
+    /// lb.ready();
+    /// let mut listener = Some(tokio::net::TcpListener::from_std(listener)?);
+    /// loop {
+    ///     let Some(accepting) = &listener else {
+    ///         // Standing by: no accept, so that the new process takes every connection.
+    ///         tokio::select! {
+    ///             _ = lb.lameduck() => return Ok(()),
+    ///             _ = lb.resumed() => {}
+    ///         }
+    ///         continue;
+    ///     };
+    ///     tokio::select! {
+    ///         _ = lb.lameduck() => return Ok(()),
+    ///         _ = lb.standby() => {
+    ///             // Out of the runtime: epoll no longer wakes this process for each
+    ///             // connection; `from_std` takes it back at resume.
+    ///             let parked = listener.take().map(|l| l.into_std());
+    ///             lb.resumed().await;
+    ///             listener = Some(tokio::net::TcpListener::from_std(parked.unwrap()?)?);
+    ///         }
+    ///         accepted = accepting.accept() => {
+    ///             let (_stream, _peer) = accepted?;
+    ///             // serve it
+    ///         }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn can_stand_by(&self) {
+        if let Some(tell) = &self.inner.tell {
+            tell.tell(ChildMsg::CanStandBy);
+        }
+    }
+
+    /// Resolves when the supervisor asks this process to stand by (it declared
+    /// [`can_stand_by`](Self::can_stand_by) and a new process is on probation): stop
+    /// accepting, and treat the open connections as at lameduck (idle ones move to the
+    /// new process), but do not exit. Never resolves in bypass mode.
+    pub fn standby(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.standing.clone();
+        async move {
+            if rx.wait_for(|s| s.standby).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Resolves when this process is not standing by: at once if it is not, else when
+    /// the new process failed its probation and this one serves again (accept again).
+    /// If the new process passes, [`lameduck`](Self::lameduck) resolves instead.
+    pub fn resumed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.standing.clone();
+        async move {
+            if rx.wait_for(|s| !s.standby).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Whether this process stands by ([`standby`](Self::standby) has resolved and
+    /// [`resumed`](Self::resumed) has not since).
+    pub fn is_standby(&self) -> bool {
+        self.inner.standing.borrow().standby
+    }
+
+    /// Says that this process is not well: if it is a new process on probation, the
+    /// supervisor rolls the reload back at once (to the old process standing by, or to
+    /// the previous binary) and this one gets lameduck. Outside a probation, and in
+    /// bypass mode, it is ignored, with one log line.
+    ///
+    /// ```no_run
+    /// # async fn f(lb: littleboss::Context, db_ok: bool) {
+    /// if !db_ok {
+    ///     lb.unhealthy("cannot reach the database");
+    /// }
+    /// # }
+    /// ```
+    pub fn unhealthy(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        let told = match &self.inner.tell {
+            Some(tell) => tell.tell(ChildMsg::Unhealthy {
+                reason: reason.clone(),
+            }),
+            None => false,
+        };
+        if !told {
+            let why = match self.inner.mode {
+                Mode::Bypass => "in bypass mode",
+                Mode::Supervised => "the supervisor's protocol has no probation",
+            };
+            errln!("littleboss: unhealthy ({reason}) ignored: {why}");
+        }
+    }
+
+    /// Resolves at lameduck, or when this process stands by: either way it winds its
+    /// connections down (the HTTP helpers).
+    #[cfg(feature = "hyper")]
+    pub(crate) fn winding_down(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (lameduck, standby) = (self.lameduck(), self.standby());
+        async move {
+            tokio::select! {
+                () = lameduck => {}
+                () = standby => {}
+            }
+        }
+    }
+
+    /// Whether [`winding_down`](Self::winding_down) has resolved: lameduck has come, or
+    /// this process stands by.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn is_winding_down(&self) -> bool {
+        self.is_lameduck() || self.is_standby()
+    }
+
+    /// Whether this process is a new one on probation now.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn on_probation(&self) -> bool {
+        (self.inner.standing.borrow().probation_until).is_some_and(|until| Instant::now() < until)
     }
 
     /// Whether the process that succeeds this one at a reload takes the idle connections

@@ -7,7 +7,7 @@ use littleboss_rules::names::{self, NameError};
 use littleboss_rules::wait::{Wait, WaitError};
 
 use crate::config::{Config, SupervisorInit};
-use crate::context::{Context, Mode};
+use crate::context::{Context, Mode, Standing};
 use crate::error::{Error, Failed};
 use crate::flags::{self, Command, Flags};
 use crate::output::errln;
@@ -87,6 +87,7 @@ fn run_child(
         Mode::Supervised,
         joined.slots,
         joined.lameduck,
+        joined.standing,
         Some(Box::new(joined.link)),
         Some(joined.moves),
         args,
@@ -111,10 +112,13 @@ fn run_bypass(
         Ok(rx) => rx,
         Err(code) => return Ok(code),
     };
+    // Bypass mode never stands by nor is on probation.
+    let (_, standing) = tokio::sync::watch::channel(Standing::default());
     Ok(finish(main(Context::new(
         Mode::Bypass,
         slots,
         lameduck,
+        standing,
         None,
         None,
         args,
@@ -153,8 +157,12 @@ fn validate(config: &Config) -> Result<(), DeclareError> {
         (Wait::Lameduck, config.lameduck),
         (Wait::Settle, config.settle),
         (Wait::ReadyTimeout, config.ready_timeout),
+        (Wait::Probation, config.probation),
     ] {
         wait.check(value)?;
+    }
+    if let Some(pct) = config.probation_5xx {
+        littleboss_rules::share::check(pct)?;
     }
     if let (Some(_), None) = (&config.group, &config.user) {
         return Err(DeclareError::GroupWithoutUser);
@@ -213,9 +221,12 @@ enum DeclareError {
     /// A service, flag or listener name.
     #[error(transparent)]
     Name(#[from] NameError),
-    /// A lameduck, settle or ready timeout.
+    /// A lameduck, settle, ready timeout or probation.
     #[error(transparent)]
     Wait(#[from] WaitError),
+    /// A `probation_5xx` share outside 1 to 100.
+    #[error(transparent)]
+    Share(#[from] littleboss_rules::share::ShareError),
     /// A group to run as, with no user.
     #[error("{}", littleboss_rules::user::GROUP_WITHOUT_USER)]
     GroupWithoutUser,
@@ -292,6 +303,17 @@ mod tests {
                 lb().ready_timeout(Duration::ZERO),
                 Some(
                     "ready_timeout of 0ns would fail every child before it could say hello; the shortest is 1ms",
+                ),
+            ),
+            (lb().probation(MAX).probation_5xx(100).standby(false), None),
+            (
+                lb().probation(MAX + Duration::from_millis(1)),
+                Some("probation of 3600.001s is longer than the maximum of 60m (one hour)"),
+            ),
+            (
+                lb().probation_5xx(0),
+                Some(
+                    "probation_5xx of \"0%\" is not a share from 1% to 100%; write an integer followed by %, as in \"5%\"",
                 ),
             ),
             (

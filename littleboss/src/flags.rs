@@ -27,6 +27,10 @@ pub(crate) enum Command {
     Upgrade,
     Status,
     StatusJson,
+    /// Ends the probation under way as passed.
+    Promote,
+    /// Ends the probation under way as failed: the old child serves again.
+    Rollback,
 }
 
 /// The modes as they are spelled on the command line.
@@ -39,6 +43,8 @@ pub(crate) const MODES: &[(&str, Command)] = &[
     ("upgrade", Command::Upgrade),
     ("status", Command::Status),
     ("status-json", Command::StatusJson),
+    ("promote", Command::Promote),
+    ("rollback", Command::Rollback),
 ];
 
 /// The command line, split into littleboss's part and the program's.

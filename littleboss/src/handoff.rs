@@ -108,7 +108,12 @@ impl Moves {
     pub(crate) fn handles(msg: &SupervisorMsg) -> bool {
         !matches!(
             msg,
-            SupervisorMsg::Welcome { .. } | SupervisorMsg::Refused { .. } | SupervisorMsg::Lameduck
+            SupervisorMsg::Welcome { .. }
+                | SupervisorMsg::Refused { .. }
+                | SupervisorMsg::Lameduck
+                | SupervisorMsg::Standby
+                | SupervisorMsg::Resume
+                | SupervisorMsg::OnProbation { .. }
         )
     }
 
@@ -125,7 +130,10 @@ impl Moves {
             SupervisorMsg::Recall(ids) => self.recall(ids),
             SupervisorMsg::Welcome { .. }
             | SupervisorMsg::Refused { .. }
-            | SupervisorMsg::Lameduck => {}
+            | SupervisorMsg::Lameduck
+            | SupervisorMsg::Standby
+            | SupervisorMsg::Resume
+            | SupervisorMsg::OnProbation { .. } => {}
         }
     }
 
@@ -191,6 +199,12 @@ impl Moves {
         if !declined.is_empty() {
             self.post.post(ChildMsg::Declined(declined), Vec::new());
         }
+    }
+
+    /// The successor the supervisor named is not one any more (this process, standing
+    /// by, serves again).
+    pub(crate) fn forget_successor(&self) {
+        lock(&self.successor).clear();
     }
 
     /// Whether the successor takes connections of `listener`.

@@ -958,6 +958,18 @@ pub struct Supervisor<'e> {
     process: Spawned,
 }
 
+impl<'e> Supervisor<'e> {
+    /// The same supervisor, its client commands ([`run`](Self::run), its status) run by
+    /// `client` instead: a binary of the same service whose own commands need no extra
+    /// arguments.
+    pub fn with_client(self, client: &Path) -> Supervisor<'e> {
+        Supervisor {
+            bin: client.to_path_buf(),
+            ..self
+        }
+    }
+}
+
 impl Deref for Supervisor<'_> {
     type Target = Spawned;
 

@@ -1,4 +1,5 @@
-//! The earlier releases, for the cross-release tests (`tests/compat.rs`).
+//! The earlier releases, for the cross-release tests (`tests/compat.rs`,
+//! `tests/previous_release.rs`).
 //!
 //! Each `tests/fixtures/release-COMMIT/` holds the littleboss crates exactly as they
 //! were at that commit, never edited, and `app/`, the test service `lbhttp` written
@@ -11,11 +12,17 @@
 //! - [`RELEASE_9E15504`]: protocols 1 to 3 and upgrade state version 1: the last
 //!   release before the supervisor's second shape, which a release must still read
 //!   and upgrade from.
+//! - [`RELEASE_8589D1F`]: protocols 1 to 3 and upgrade state versions 1 and 2: the last
+//!   release before protocol 4.
 //!
-//! [`Release::build`] builds one, once per test process (cargo's own lock serializes
-//! the test processes), into `<target>/release-COMMIT/`, with the versions of its
+//! [`Release::build`] builds one, once per test process, with the versions of its
 //! committed `Cargo.lock` (`--locked`), all of which a build of this workspace has in
-//! the local cargo cache: no network is needed.
+//! the local cargo cache: no network is needed. Every fixture builds into the same
+//! directory, `<target>/releases/`, so that the dependencies they share are compiled
+//! once: cargo keys what it builds by the package's source, so each fixture's copy of
+//! the littleboss crates is built apart from the others', and each binary has a name of
+//! its own. Cargo's lock on that directory serializes the builds of all the test
+//! processes.
 //!
 //! [`start_with_env`] and [`run_with_env`] run a binary with extra environment
 //! variables, such as [`TEST_PROTOCOLS`], the switch that narrows the protocol range a
@@ -53,6 +60,15 @@ pub static RELEASE_9E15504: Release = Release {
     commit: "9e15504",
     protocols: (1, 3),
     binary: "lb-http-9e15504",
+    built: OnceLock::new(),
+};
+
+/// The release at 8589d1f: protocols 1 to 3, upgrade state versions 1 and 2: the last
+/// release before protocol 4.
+pub static RELEASE_8589D1F: Release = Release {
+    commit: "8589d1f",
+    protocols: (1, 3),
+    binary: "lb-http-8589d1f",
     built: OnceLock::new(),
 };
 
@@ -95,23 +111,23 @@ impl Release {
     }
 
     /// Its `lb-http-COMMIT`, built on first use (see the module documentation) in
-    /// `<target>/release-COMMIT`, where `<target>` is the target directory that holds
-    /// `bin`, a binary of this package (`bin!("lb-http")`).
+    /// `<target>/releases`, the directory all the fixtures share, where `<target>` is the
+    /// target directory that holds `bin`, a binary of this package (`bin!("lb-http")`).
     ///
     /// Panics, with cargo's output, if the build fails.
     pub fn build(&self, bin: &Path) -> PathBuf {
         self.built
-            .get_or_init(|| self.build_into(&self.target_dir(bin)))
+            .get_or_init(|| self.build_into(&Self::target_dir(bin)))
             .clone()
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// `<target>/release-COMMIT`, for `bin` in `<target>/debug/` (or any profile's
-    /// directory, or a target triple's).
-    fn target_dir(&self, bin: &Path) -> PathBuf {
+    /// `<target>/releases`, for `bin` in `<target>/debug/` (or any profile's directory,
+    /// or a target triple's).
+    fn target_dir(bin: &Path) -> PathBuf {
         let profile_dir = bin.parent().expect("the binaries' directory");
         let target = profile_dir.parent().expect("the target directory");
-        target.join(format!("release-{}", self.commit))
+        target.join("releases")
     }
 
     /// Builds the fixture's app into `target_dir` and returns the binary's path, from
@@ -159,8 +175,9 @@ impl Release {
     }
 }
 
-/// How long building the fixture may take (from cold, on a loaded two-core machine it
-/// takes well under a minute).
+/// How long building a fixture may take, waiting for cargo's lock included (from cold,
+/// on a loaded two-core machine the first fixture takes well under a minute, and each
+/// one after it in the shared directory a few seconds).
 const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Starts `bin --littleboss=start ARGS` like [`Env::start`], with the variables `vars`

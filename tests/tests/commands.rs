@@ -123,7 +123,7 @@ fn status_prints_a_human_summary() {
         out.starts_with(&format!("lbhttp: supervisor pid {} started ", sup.pid())),
         "{out}"
     );
-    assert!(out.contains("(running; protocol 3)"), "{out}");
+    assert!(out.contains("(running; protocol 4)"), "{out}");
     assert!(
         out.contains(&format!(
             "  supervisor binary {}, upgrades 0, protocols 1-3\n",

@@ -1,20 +1,27 @@
-//! The release before the supervisor's second shape (the fixture of commit 9e15504:
-//! protocols 1 to 3, upgrade state version 1; see `littleboss_tests::release_support`)
-//! and this one: the previous supervisor upgraded in place to this release under load
-//! and back again, and each release as the other's child and client.
+//! The previous releases that have `upgrade` and this one: the previous supervisor
+//! upgraded in place to this release under load and back again, and each release as the
+//! other's child and client. Each test runs against two fixtures (see
+//! `littleboss_tests::release_support`), and says which in its name:
+//!
+//! - 9e15504, protocols 1 to 3 and upgrade state version 1: the last release before
+//!   the supervisor's second shape;
+//! - 8589d1f, protocols 1 to 3 and upgrade state versions 1 and 2: the last release
+//!   before protocol 4.
 //!
 //! Both binaries are the service `lbhttp` with the listener `http`; each answers a
 //! request with its pid and executable, so an answer says which binary serves.
 
 use std::path::{Path, PathBuf};
 
+use littleboss::PROTOCOL;
 use littleboss_tests::load_support::{Client, Load};
-use littleboss_tests::release_support::{RELEASE_9E15504, assert_ok};
+use littleboss_tests::release_support::{RELEASE_9E15504, RELEASE_8589D1F, Release, assert_ok};
 use littleboss_tests::{Env, NO_ARGS, Supervisor, bin, port_is_free};
 
-/// Copies of this release's `lb-http` and of the previous release's, in `env`.
-fn binaries(env: &Env) -> (PathBuf, PathBuf) {
-    let previous = RELEASE_9E15504.build(bin!("lb-http"));
+/// Copies of this release's `lb-http` and of the previous release's (`release`), in
+/// `env`.
+fn binaries(env: &Env, release: &Release) -> (PathBuf, PathBuf) {
+    let previous = release.build(bin!("lb-http"));
     (
         env.copy_binary(&previous, "previous"),
         env.copy_binary(bin!("lb-http"), "this"),
@@ -43,8 +50,9 @@ fn exe_of(pid: u32) -> PathBuf {
 }
 
 /// An upgrade by `bin` succeeds, and the supervisor, with the same pid, runs `bin`
-/// after it, as does its child; returns the child's pid.
-fn upgrade(env: &Env, sup: &Supervisor<'_>, bin: &Path, upgrades: u64) -> u32 {
+/// after it, as does its child, and speaks `bin`'s protocols (`1` to `newest`);
+/// returns the child's pid.
+fn upgrade(env: &Env, sup: &Supervisor<'_>, bin: &Path, upgrades: u64, newest: u64) -> u32 {
     let outcome = env.run(bin, &["--littleboss=upgrade"]);
     assert_ok(sup, "upgrade", &outcome);
     assert!(
@@ -56,34 +64,54 @@ fn upgrade(env: &Env, sup: &Supervisor<'_>, bin: &Path, upgrades: u64) -> u32 {
     assert_eq!(status["supervisor_pid"], sup.pid(), "{status}");
     assert_eq!(status["supervisor_path"], shown(bin), "{status}");
     assert_eq!(status["upgrades"], upgrades, "{status}");
-    assert_eq!(status["protocols"], serde_json::json!([1, 3]), "{status}");
+    assert_eq!(
+        status["protocols"],
+        serde_json::json!([1, newest]),
+        "{status}"
+    );
     assert_eq!(exe_of(sup.pid()), bin, "the supervisor runs the new binary");
     child
 }
 
-/// A supervisor of the previous release takes this release's `upgrade` under load:
-/// its state (state version 1) crosses the exec into this release, and no request
-/// fails; then the previous release's `upgrade` takes it back, as a rollback of the
-/// supervisor would, this release writing version 1 for it.
+/// The release at 9e15504 reads only upgrade state version 1: refused version 2 in its
+/// probe, it is handed version 1.
 #[test]
-fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back() {
+fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_9e15504() {
+    upgrades_to_this_release_under_load_and_back(&RELEASE_9E15504, 1);
+}
+
+/// The release at 8589d1f reads upgrade state versions 1 and 2: it is handed version 2.
+#[test]
+fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_8589d1f() {
+    upgrades_to_this_release_under_load_and_back(&RELEASE_8589D1F, 2);
+}
+
+/// A supervisor of the previous release (`release`) takes this release's `upgrade`
+/// under load: its state crosses the exec into this release, and no request fails; then
+/// the previous release's `upgrade` takes it back, as a rollback of the supervisor
+/// would, this release writing `state_version`, the newest the previous release reads,
+/// for it.
+fn upgrades_to_this_release_under_load_and_back(release: &Release, state_version: u16) {
     let env = Env::new();
-    let (previous, this) = binaries(&env);
+    let (previous, this) = binaries(&env, release);
     let sup = env.start(&previous, NO_ARGS);
     let addr = sup.addr("http");
     let first = serving(&sup, &previous);
     let load = Load::start(addr, &[Client::Fresh, Client::KeepAlive, Client::Fresh]);
     load.wait_for_pid(&sup, first);
 
-    let second = upgrade(&env, &sup, &this, 1);
+    let second = upgrade(&env, &sup, &this, 1, u64::from(PROTOCOL));
     assert_ne!(second, first);
     load.wait_for_pid(&sup, second);
-    let third = upgrade(&env, &sup, &previous, 2);
+    let third = upgrade(&env, &sup, &previous, 2, release.protocols.1);
     assert_ne!(third, second);
-    // The previous release reads only state version 1: refused version 2 in its
-    // probe, it was handed version 1.
+    // This release wrote the newest state version the previous release reads.
     let log = sup.logs();
-    assert!(log.contains("(upgrade state version 1)"), "{log}");
+    let exec = format!(
+        "re-executing as {} (upgrade state version {state_version})",
+        previous.display()
+    );
+    assert!(log.contains(&exec), "no line {exec:?} in the log:\n{log}");
     load.wait_for_pid(&sup, third);
 
     let (failures, _, ok) = load.finish();
@@ -99,13 +127,28 @@ fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back() {
     sup.wait_for("the port to be free", || port_is_free(addr).then_some(()));
 }
 
-/// Each release's supervisor runs a child of the other, reloaded by either client, and
-/// answers the other's `status` and `stop`, at protocol 3.
 #[test]
-fn each_release_runs_the_others_child_for_the_others_client() {
+fn each_release_runs_the_others_child_for_the_others_client_9e15504() {
+    runs_the_others_child_for_the_others_client(&RELEASE_9E15504);
+}
+
+#[test]
+fn each_release_runs_the_others_child_for_the_others_client_8589d1f() {
+    runs_the_others_child_for_the_others_client(&RELEASE_8589D1F);
+}
+
+/// Each release's supervisor, this one's and the previous one's (`release`), runs a
+/// child of the other, reloaded by either client, and answers the other's `status` and
+/// `stop`, at protocol 3 (the newest both speak): each status says its supervisor's
+/// newest.
+fn runs_the_others_child_for_the_others_client(release: &Release) {
     let env = Env::new();
-    let (previous, this) = binaries(&env);
-    for (supervisor, other) in [(&this, &previous), (&previous, &this)] {
+    let (previous, this) = binaries(&env, release);
+    let newest = [u64::from(PROTOCOL), release.protocols.1];
+    for ((supervisor, other), newest) in [(&this, &previous), (&previous, &this)]
+        .into_iter()
+        .zip(newest)
+    {
         let sup = env.start(supervisor, NO_ARGS);
         let addr = sup.addr("http");
         let first = serving(&sup, supervisor);
@@ -114,7 +157,7 @@ fn each_release_runs_the_others_child_for_the_others_client() {
         assert_ne!(second, first);
         for client in [supervisor, other] {
             let status = env.status_json(client);
-            assert_eq!(status["protocol"], 3, "{status}");
+            assert_eq!(status["protocol"], newest, "{status}");
             assert_eq!(status["child_pid"], second, "{status}");
         }
         assert_ok(

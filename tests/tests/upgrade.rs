@@ -130,7 +130,7 @@ fn upgrade_under_load_loses_no_request_and_keeps_the_pid_and_the_sockets() {
     assert_eq!(status["previous_path"], shown(&one), "{status}");
     assert_eq!(status["upgrades"], 1, "{status}");
     assert_eq!(status["reloads"], 1, "{status}");
-    assert_eq!(status["protocols"], serde_json::json!([1, 3]), "{status}");
+    assert_eq!(status["protocols"], serde_json::json!([1, 4]), "{status}");
     assert_eq!(
         exe_of(sup.pid()),
         shown(&two),

@@ -43,7 +43,7 @@ pub(crate) enum AskError {
 /// supervisor of this release and the one before speaks); its answer says the
 /// supervisor's newest version, and the request goes at the highest version both speak.
 pub(crate) fn ask(path: &Path, request: &Request) -> Result<Response, AskError> {
-    ask_with(path, request, None, &Waits::default(), || {})
+    ask_with(path, request, None, &Waits::default(), || {}, |_| {})
 }
 
 /// [`ask`], with `exe` (this binary, for a reload or an upgrade) passed as an fd where
@@ -58,15 +58,31 @@ pub(crate) fn ask_with(
     exe: Option<BorrowedFd<'_>>,
     own: &Waits,
     contacted: impl FnOnce(),
+    mut interim: impl FnMut(&Response),
 ) -> Result<Response, AskError> {
     let ours = Versions::ours();
     let mut contact = ours.oldest;
-    let (answered_at, mut first) = ask_at(path, contact, &Request::Status, None, Deadline::STATUS)?;
+    let (answered_at, mut first) = ask_at(
+        path,
+        contact,
+        &Request::Status,
+        None,
+        Deadline::STATUS,
+        &mut |_| {},
+    )?;
     // A supervisor that does not speak our oldest refuses it in its own version: if we
     // speak that one too, it is the first contact.
     if answered_at != contact && ours.contains(answered_at) {
         contact = answered_at;
-        first = ask_at(path, contact, &Request::Status, None, Deadline::STATUS)?.1;
+        first = ask_at(
+            path,
+            contact,
+            &Request::Status,
+            None,
+            Deadline::STATUS,
+            &mut |_| {},
+        )?
+        .1;
     }
     contacted();
     let Response::Status(status) = first else {
@@ -74,7 +90,7 @@ pub(crate) fn ask_with(
         // crowded supervisor keeps a slot for it), in the version of the contact.
         if matches!(request, Request::Stop) {
             let deadline = request.deadline(None, own);
-            return ask_at(path, contact, request, None, deadline).map(|(_, r)| r);
+            return ask_at(path, contact, request, None, deadline, &mut |_| {}).map(|(_, r)| r);
         }
         return Ok(first);
     };
@@ -99,13 +115,20 @@ pub(crate) fn ask_with(
             return Ok(Response::Status(status));
         }
     } else if matches!(request, Request::Status) {
-        return ask_at(path, version, request, None, Deadline::STATUS).map(|(_, r)| r);
+        return ask_at(path, version, request, None, Deadline::STATUS, &mut |_| {}).map(|(_, r)| r);
     }
     // The times that apply are in a status of protocol 2.
     let times = if contact >= 2 {
         Some(status)
     } else if version >= 2 {
-        match ask_at(path, version, &Request::Status, None, Deadline::STATUS) {
+        match ask_at(
+            path,
+            version,
+            &Request::Status,
+            None,
+            Deadline::STATUS,
+            &mut |_| {},
+        ) {
             Ok((_, Response::Status(status))) => Some(status),
             _ => None,
         }
@@ -114,7 +137,7 @@ pub(crate) fn ask_with(
     };
     let deadline = request.deadline(times.as_deref(), own);
     let exe = exe.filter(|_| version >= 2);
-    ask_at(path, version, request, exe, deadline).map(|(_, r)| r)
+    ask_at(path, version, request, exe, deadline, &mut interim).map(|(_, r)| r)
 }
 
 /// Why a supervisor of protocol `theirs` cannot do `request`.
@@ -135,11 +158,12 @@ fn ask_at(
     request: &Request,
     exe: Option<BorrowedFd<'_>>,
     deadline: Deadline,
+    interim: &mut dyn FnMut(&Response),
 ) -> Result<(u16, Response), AskError> {
     let retry = matches!(request, Request::Status | Request::Stop);
     let started = Instant::now();
     loop {
-        match ask_once(path, version, request, exe, deadline) {
+        match ask_once(path, version, request, exe, deadline, interim) {
             Err(Attempt::Unanswered(_)) if retry && started.elapsed() < RETRY_FOR => {
                 std::thread::sleep(RETRY_PAUSE);
             }
@@ -163,6 +187,7 @@ fn ask_once(
     request: &Request,
     exe: Option<BorrowedFd<'_>>,
     deadline: Deadline,
+    interim: &mut dyn FnMut(&Response),
 ) -> Result<(u16, Response), Attempt> {
     let failed = |e| Attempt::Failed(AskError::Io(e));
     let mut stream = match UnixStream::connect(path) {
@@ -205,23 +230,39 @@ fn ask_once(
         Err(e) if late(&e) => return Err(timeout()),
         Err(e) => return Err(failed(e)),
     }
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).map_err(|e| {
-        if late(&e) {
-            return timeout();
+    // Interim responses (a probation under way) come first, each said as it comes;
+    // then the answer.
+    let mut told = false;
+    loop {
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).map_err(|e| {
+            if late(&e) {
+                return timeout();
+            }
+            if told {
+                return failed(io::Error::new(
+                    e.kind(),
+                    format!("the supervisor closed the connection before its verdict ({e})"),
+                ));
+            }
+            Attempt::Unanswered(io::Error::new(
+                e.kind(),
+                format!("the supervisor closed the connection without answering ({e})"),
+            ))
+        })?;
+        let invalid = |e| failed(io::Error::new(io::ErrorKind::InvalidData, e));
+        let len = protocol::frame_len(header).map_err(invalid)?;
+        let mut body = vec![0u8; len];
+        stream
+            .read_exact(&mut body)
+            .map_err(|e| if late(&e) { timeout() } else { failed(e) })?;
+        let (version, response) = protocol::decode_any_response(&body).map_err(invalid)?;
+        if !response.is_interim() {
+            return Ok((version, response));
         }
-        Attempt::Unanswered(io::Error::new(
-            e.kind(),
-            format!("the supervisor closed the connection without answering ({e})"),
-        ))
-    })?;
-    let invalid = |e| failed(io::Error::new(io::ErrorKind::InvalidData, e));
-    let len = protocol::frame_len(header).map_err(invalid)?;
-    let mut body = vec![0u8; len];
-    stream
-        .read_exact(&mut body)
-        .map_err(|e| if late(&e) { timeout() } else { failed(e) })?;
-    protocol::decode_any_response(&body).map_err(invalid)
+        told = true;
+        interim(&response);
+    }
 }
 
 /// Writes `frame`, with `exe` attached to its first bytes if given.

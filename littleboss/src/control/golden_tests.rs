@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::protocol::{
-    ChildHello, ChildMsg, ListenerInfo, PROTOCOL, Parcel, ReloadRequest, Request, Response, Status,
-    SupervisorMsg, Upgraded, encode_at, encode_response,
+    ChildHello, ChildMsg, ListenerInfo, PROTOCOL, Parcel, Probation, ReloadRequest, Request,
+    Response, Status, SupervisorMsg, Upgraded, encode_at, encode_response,
 };
 use crate::golden;
 use crate::spec::Network;
@@ -52,6 +52,38 @@ fn child_messages() -> Vec<(&'static str, ChildMsg)> {
         ("Hand", ChildMsg::Hand(vec![parcel(1), parcel(2)])),
         ("Adopted", ChildMsg::Adopted(vec![7, 300])),
         ("Declined", ChildMsg::Declined(vec![8])),
+        (
+            "HelloProbation",
+            ChildMsg::HelloProbation(
+                ChildHello {
+                    name: "myblog".into(),
+                    pid: 4300,
+                    calls_ready: true,
+                    settle_ms: 250,
+                    ready_timeout_ms: 30_000,
+                    lameduck_ms: 2_000,
+                },
+                Probation {
+                    ms: 30_000,
+                    five_xx_pct: 5,
+                    standby: true,
+                },
+            ),
+        ),
+        ("CanStandBy", ChildMsg::CanStandBy),
+        (
+            "Unhealthy",
+            ChildMsg::Unhealthy {
+                reason: "database unreachable".into(),
+            },
+        ),
+        (
+            "ServesErrors",
+            ChildMsg::ServesErrors {
+                errors: 7,
+                responses: 57,
+            },
+        ),
     ]
 }
 
@@ -97,6 +129,9 @@ fn supervisor_messages() -> Vec<(&'static str, SupervisorMsg)> {
         ("Taken", SupervisorMsg::Taken(vec![1, 2])),
         ("Returned", SupervisorMsg::Returned(vec![3])),
         ("Recall", SupervisorMsg::Recall(vec![11])),
+        ("Standby", SupervisorMsg::Standby),
+        ("Resume", SupervisorMsg::Resume),
+        ("OnProbation", SupervisorMsg::OnProbation { ms: 30_000 }),
     ]
 }
 
@@ -125,6 +160,8 @@ fn requests() -> Vec<(&'static str, Request)> {
             }),
         ),
         ("Upgrade", Request::Upgrade(reload_request())),
+        ("Promote", Request::Promote),
+        ("Rollback", Request::Rollback),
     ]
 }
 
@@ -149,6 +186,20 @@ fn status() -> Status {
         restarts: 0,
         state: "running".into(),
         listeners: BTreeMap::from([("https".into(), "tcp:[::]:443".into())]),
+        standby_pid: None,
+        probation_ends: None,
+    }
+}
+
+/// A status during a probation (protocol 4).
+fn status_on_probation() -> Status {
+    Status {
+        protocol: 4,
+        protocols: [1, 4],
+        state: "probation".into(),
+        standby_pid: Some(4242),
+        probation_ends: Some("2026-12-04T01:51:30Z".into()),
+        ..status()
     }
 }
 
@@ -195,6 +246,37 @@ fn responses() -> Vec<(&'static str, u16, Response)> {
                 from: 2,
                 to: 3,
             }),
+        ),
+        (
+            "Status.Probation",
+            4,
+            Response::Status(Box::new(status_on_probation())),
+        ),
+        (
+            "OnProbation",
+            4,
+            Response::OnProbation {
+                old_pid: Some(4242),
+                new_pid: 4300,
+                ms: 7,
+                ends_ms: 30_000,
+            },
+        ),
+        (
+            "Promoted",
+            4,
+            Response::Promoted {
+                pid: 4300,
+                after_ms: 3_100,
+            },
+        ),
+        ("RolledBack", 4, Response::RolledBack { pid: 4242 }),
+        (
+            "Refused",
+            4,
+            Response::Refused {
+                reason: "no reload is on probation".into(),
+            },
         ),
     ]
 }

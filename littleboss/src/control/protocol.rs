@@ -29,7 +29,7 @@ use crate::spec::Network;
 
 /// The newest protocol version this build speaks, on both the channel and the control
 /// socket.
-pub const PROTOCOL: u16 = 3;
+pub const PROTOCOL: u16 = 4;
 
 /// The oldest protocol version this build speaks: at least the previous release's
 /// (this one keeps 1, which the previous release spoke too).
@@ -130,6 +130,19 @@ pub(crate) enum ChildMsg {
     /// Protocol 3: these handed-in connections are not taken; the child closed its
     /// copies.
     Declined(Vec<u64>),
+    /// Protocol 4: the hello, with what the binary declares of the probation that
+    /// follows a reload to it (sent instead of [`ChildMsg::Hello`]).
+    HelloProbation(ChildHello, Probation),
+    /// Protocol 4, before `Ready`: the program can stand by (stop accepting and wait,
+    /// warm) instead of winding down when a new child is on probation.
+    CanStandBy,
+    /// Protocol 4: the program says it is not well (`Context::unhealthy`); a child on
+    /// probation is rolled back for it.
+    Unhealthy { reason: String },
+    /// Protocol 4: of the responses the HTTP helpers gave during this child's
+    /// probation, more than its `probation_5xx` share had a 5xx status; it is rolled
+    /// back for it.
+    ServesErrors { errors: u64, responses: u64 },
 }
 
 impl ChildMsg {
@@ -141,8 +154,25 @@ impl ChildMsg {
             | ChildMsg::Hand(_)
             | ChildMsg::Adopted(_)
             | ChildMsg::Declined(_) => 3,
+            ChildMsg::HelloProbation(..)
+            | ChildMsg::CanStandBy
+            | ChildMsg::Unhealthy { .. }
+            | ChildMsg::ServesErrors { .. } => 4,
         }
     }
+}
+
+/// What a binary declares of the probation after a reload to it (protocol 4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Probation {
+    /// How long the new child is on probation once ready, in ms (0: none).
+    pub ms: u64,
+    /// The share of 5xx responses, in percent, above which the HTTP helpers call the
+    /// new child unhealthy during its probation (0: they do not count).
+    pub five_xx_pct: u8,
+    /// Whether the old child stands by during the probation (if it can), for a warm
+    /// rollback; `false`: it winds down, and a rollback starts the previous binary.
+    pub standby: bool,
 }
 
 /// One connection on its way from a child in lameduck to the serving one.
@@ -266,6 +296,15 @@ pub(crate) enum SupervisorMsg {
     /// Protocol 3: the connections handed in with these ids (the supervisor's) that are
     /// not taken yet are not to be: decline them.
     Recall(Vec<u64>),
+    /// Protocol 4, to a child that can stand by: a new child is on probation. Stop
+    /// accepting and hand connections over as at lameduck, but do not exit.
+    Standby,
+    /// Protocol 4, to a child standing by: the new child failed its probation; accept
+    /// again (connections handed in follow).
+    Resume,
+    /// Protocol 4, to a new child once it is ready: it is on probation for `ms` (its
+    /// HTTP helpers count its 5xx responses meanwhile).
+    OnProbation { ms: u64 },
 }
 
 impl SupervisorMsg {
@@ -280,6 +319,7 @@ impl SupervisorMsg {
             | SupervisorMsg::Taken(_)
             | SupervisorMsg::Returned(_)
             | SupervisorMsg::Recall(_) => 3,
+            SupervisorMsg::Standby | SupervisorMsg::Resume | SupervisorMsg::OnProbation { .. } => 4,
         }
     }
 
@@ -312,6 +352,10 @@ pub(crate) enum Request {
     Reload(ReloadRequest),
     /// Protocol 2: reload the child to the binary, then re-execute the supervisor as it.
     Upgrade(ReloadRequest),
+    /// Protocol 4: end the probation under way as passed.
+    Promote,
+    /// Protocol 4: end the probation under way as failed: back to the old child.
+    Rollback,
 }
 
 impl Request {
@@ -320,6 +364,7 @@ impl Request {
         match self {
             Request::Status | Request::Stop | Request::Reload(_) => 1,
             Request::Upgrade(_) => 2,
+            Request::Promote | Request::Rollback => 4,
         }
     }
 
@@ -334,6 +379,9 @@ impl Request {
             .and_then(|s| ms(s.hello_timeout_ms))
             .unwrap_or(MAX_WAIT);
         let reload = PREPARE + hello + own.ready + MARGIN;
+        // The verdict comes at the end of the new child's probation (its binary is the
+        // client's own), or of a cold rollback's start.
+        let reload = reload + own.probation;
         match self {
             Request::Status => Deadline::STATUS,
             // The children wind down, then whatever they left behind does.
@@ -351,6 +399,15 @@ impl Request {
                 within: reload + PREPARE * 2 + lameduck + MARGIN,
                 waiting: "waiting for the new child to be ready, then for the supervisor to re-execute",
             },
+            Request::Promote => Deadline {
+                within: STATUS_TIMEOUT,
+                waiting: "waiting for the probation to end",
+            },
+            // A cold rollback waits for the previous binary to be ready.
+            Request::Rollback => Deadline {
+                within: PREPARE + hello + own.ready + MARGIN,
+                waiting: "waiting for the old child to serve again",
+            },
         }
     }
 }
@@ -363,6 +420,8 @@ pub(crate) struct Waits {
     pub lameduck: Duration,
     /// How long its child may take to be ready: its ready timeout, or its settle time.
     pub ready: Duration,
+    /// Its probation.
+    pub probation: Duration,
 }
 
 /// How long an answer may take, and what the client waits for meanwhile
@@ -417,7 +476,53 @@ pub(crate) enum Response {
     },
     /// Protocol 2: the child and the supervisor run the new binary.
     Upgraded(Upgraded),
+    /// Protocol 4, before the final answer to a reload or an upgrade: the new child is
+    /// ready and on probation until `ends_ms` from now.
+    OnProbation {
+        old_pid: Option<u32>,
+        new_pid: u32,
+        ms: u64,
+        ends_ms: u64,
+    },
+    /// Protocol 4: the answer to `Promote`: the new child passed its probation after
+    /// `after_ms`.
+    Promoted {
+        pid: u32,
+        after_ms: u64,
+    },
+    /// Protocol 4: the answer to `Rollback`: this child serves again.
+    RolledBack {
+        pid: u32,
+    },
+    /// Protocol 4: the request was refused, as it cannot be carried out now (a
+    /// probation is under way, or none is); the text says why. A client of protocol 3
+    /// or before is sent [`Response::Failed`].
+    Refused {
+        reason: String,
+    },
 }
+
+impl Response {
+    /// Whether it comes before the answer to a request (which follows it on the same
+    /// connection) rather than being the answer.
+    pub(crate) fn is_interim(&self) -> bool {
+        matches!(self, Response::OnProbation { .. })
+    }
+}
+
+/// `3.2 s`, `30 s`: how the lines of both sides say a probation's times, which the
+/// protocol carries in milliseconds (a tenth of a second below ten seconds, whole
+/// seconds above).
+pub(crate) fn seconds(ms: u64) -> String {
+    if ms % 1000 == 0 || ms >= 10_000 {
+        format!("{} s", (ms + 500) / 1000)
+    } else {
+        format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
+    }
+}
+
+/// The protocol version from which a client is sent interim responses.
+pub(crate) const INTERIM_SINCE: u16 = 4;
 
 /// What an upgrade did: the child's reload, then the supervisor's own exec.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -431,6 +536,104 @@ pub(crate) struct Upgraded {
     /// The newest protocol of the supervisor before and after.
     pub from: u16,
     pub to: u16,
+}
+
+/// The responses as protocols 2 and 3 lay them out (their `Status` has no probation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum ResponseV2 {
+    Status(Box<StatusV2>),
+    Stopped {
+        code: i32,
+    },
+    Reloaded {
+        old_pid: Option<u32>,
+        new_pid: u32,
+        ms: u64,
+    },
+    Failed {
+        reason: String,
+    },
+    Upgraded(Upgraded),
+}
+
+/// [`Status`] as protocols 2 and 3 lay it out: without `standby_pid` and
+/// `probation_ends`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StatusV2 {
+    name: String,
+    protocol: u16,
+    protocols: [u16; 2],
+    supervisor_pid: u32,
+    supervisor_started: String,
+    supervisor_path: Option<String>,
+    upgrades: u64,
+    lameduck_ms: u64,
+    hello_timeout_ms: u64,
+    child_pid: Option<u32>,
+    child_path: Option<String>,
+    child_args: Vec<String>,
+    child_started: Option<String>,
+    previous_path: Option<String>,
+    reloads: u64,
+    failures: u64,
+    restarts: u64,
+    state: String,
+    listeners: BTreeMap<String, String>,
+}
+
+impl From<Status> for StatusV2 {
+    fn from(s: Status) -> StatusV2 {
+        StatusV2 {
+            name: s.name,
+            protocol: s.protocol,
+            protocols: s.protocols,
+            supervisor_pid: s.supervisor_pid,
+            supervisor_started: s.supervisor_started,
+            supervisor_path: s.supervisor_path,
+            upgrades: s.upgrades,
+            lameduck_ms: s.lameduck_ms,
+            hello_timeout_ms: s.hello_timeout_ms,
+            child_pid: s.child_pid,
+            child_path: s.child_path,
+            child_args: s.child_args,
+            child_started: s.child_started,
+            previous_path: s.previous_path,
+            reloads: s.reloads,
+            failures: s.failures,
+            restarts: s.restarts,
+            state: s.state,
+            listeners: s.listeners,
+        }
+    }
+}
+
+impl From<StatusV2> for Status {
+    /// A supervisor of protocol 2 or 3 has no probation.
+    fn from(s: StatusV2) -> Status {
+        Status {
+            name: s.name,
+            protocol: s.protocol,
+            protocols: s.protocols,
+            supervisor_pid: s.supervisor_pid,
+            supervisor_started: s.supervisor_started,
+            supervisor_path: s.supervisor_path,
+            upgrades: s.upgrades,
+            lameduck_ms: s.lameduck_ms,
+            hello_timeout_ms: s.hello_timeout_ms,
+            child_pid: s.child_pid,
+            child_path: s.child_path,
+            child_args: s.child_args,
+            child_started: s.child_started,
+            previous_path: s.previous_path,
+            reloads: s.reloads,
+            failures: s.failures,
+            restarts: s.restarts,
+            state: s.state,
+            listeners: s.listeners,
+            standby_pid: None,
+            probation_ends: None,
+        }
+    }
 }
 
 /// The responses as protocol 1 lays them out (its `Status` has fewer fields).
@@ -514,14 +717,42 @@ impl From<StatusV1> for Status {
             restarts: s.restarts,
             state: s.state,
             listeners: s.listeners,
+            standby_pid: None,
+            probation_ends: None,
         }
     }
 }
 
 /// `response` as protocol `version` lays it out.
 pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
-    if version >= 2 {
+    if version >= 4 {
         return encode_at(version, response);
+    }
+    if version >= 2 {
+        let v2 = match response.clone() {
+            Response::Status(status) => ResponseV2::Status(Box::new(StatusV2::from(*status))),
+            Response::Stopped { code } => ResponseV2::Stopped { code },
+            Response::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            } => ResponseV2::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            },
+            Response::Failed { reason } => ResponseV2::Failed { reason },
+            Response::Upgraded(upgraded) => ResponseV2::Upgraded(upgraded),
+            Response::Refused { reason } => ResponseV2::Failed { reason },
+            // Never sent below protocol 4 (the supervisor gates them), but if one were:
+            // what a client of 2 or 3 can read.
+            Response::OnProbation { .. }
+            | Response::Promoted { .. }
+            | Response::RolledBack { .. } => ResponseV2::Failed {
+                reason: "probation needs protocol 4".to_string(),
+            },
+        };
+        return encode_at(version, &v2);
     }
     let v1 = match response.clone() {
         Response::Status(status) => ResponseV1::Status(Box::new(StatusV1::from(*status))),
@@ -535,11 +766,16 @@ pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
             new_pid,
             ms,
         },
-        Response::Failed { reason } => ResponseV1::Failed { reason },
+        Response::Failed { reason } | Response::Refused { reason } => ResponseV1::Failed { reason },
         // Never asked for at version 1 (the request does not exist there).
         Response::Upgraded(_) => ResponseV1::Failed {
             reason: "an upgrade needs protocol 2".to_string(),
         },
+        Response::OnProbation { .. } | Response::Promoted { .. } | Response::RolledBack { .. } => {
+            ResponseV1::Failed {
+                reason: "probation needs protocol 4".to_string(),
+            }
+        }
     };
     encode_at(version, &v1)
 }
@@ -553,8 +789,27 @@ pub(crate) fn decode_response(bytes: &[u8]) -> Result<Response, DecodeError> {
 /// A response of any version this build speaks, and its version.
 pub(crate) fn decode_any_response(bytes: &[u8]) -> Result<(u16, Response), DecodeError> {
     let (version, _) = peek_version(bytes, Versions::ours())?;
-    if version >= 2 {
+    if version >= 4 {
         return decode::<Response>(bytes, Versions::ours());
+    }
+    if version >= 2 {
+        let (_, v2) = decode::<ResponseV2>(bytes, Versions::ours())?;
+        let response = match v2 {
+            ResponseV2::Status(status) => Response::Status(Box::new(Status::from(*status))),
+            ResponseV2::Stopped { code } => Response::Stopped { code },
+            ResponseV2::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            } => Response::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            },
+            ResponseV2::Failed { reason } => Response::Failed { reason },
+            ResponseV2::Upgraded(upgraded) => Response::Upgraded(upgraded),
+        };
+        return Ok((version, response));
     }
     let (_, v1) = decode::<ResponseV1>(bytes, Versions::ours())?;
     Ok((
@@ -619,12 +874,17 @@ pub struct Status {
     /// Times the supervisor started a child again by itself (persist or fallback).
     pub restarts: u64,
     /// `starting` (the first child, or one started again, is not ready yet),
-    /// `running`, `reloading`, `upgrading` (a reload, then the supervisor's own
-    /// re-execution), `stopping`, or `idle` (dev mode: no child serves until the next
-    /// build lands).
+    /// `running`, `reloading`, `probation` (a reloaded child is ready and on
+    /// probation), `upgrading` (a reload, then the supervisor's own re-execution),
+    /// `stopping`, or `idle` (dev mode: no child serves until the next build lands).
     pub state: String,
     /// Listener name -> `NETWORK:ADDRESS` as bound (`off` if it is off).
     pub listeners: BTreeMap<String, String>,
+    /// During a probation, the old child standing by for a warm rollback (`None`
+    /// otherwise, and from a supervisor of protocol 3 or before).
+    pub standby_pid: Option<u32>,
+    /// When the probation under way ends, RFC 3339 UTC (`None` if none is).
+    pub probation_ends: Option<String>,
 }
 
 /// Why a message could not be read.
@@ -718,6 +978,22 @@ mod tests {
     }
 
     #[test]
+    fn probation_times_read_as_the_lines_say_them() {
+        for (ms, shown) in [
+            (0, "0 s"),
+            (400, "0.4 s"),
+            (3_210, "3.2 s"),
+            (3_000, "3 s"),
+            (9_999, "9.9 s"),
+            (12_400, "12 s"),
+            (12_600, "13 s"),
+            (30_000, "30 s"),
+        ] {
+            assert_eq!(seconds(ms), shown, "{ms}");
+        }
+    }
+
+    #[test]
     fn parcels_go_in_batches_that_fit_a_message() {
         // By count of fds.
         let many: Vec<_> = (0..300).map(|id| parcel(id, 0)).collect();
@@ -798,6 +1074,7 @@ mod tests {
         let own = Waits {
             lameduck: Duration::from_secs(3),
             ready: Duration::from_secs(5),
+            probation: Duration::ZERO,
         };
         let reload = ReloadRequest {
             path: Vec::new(),
@@ -824,6 +1101,8 @@ mod tests {
             restarts: 0,
             state: "running".into(),
             listeners: Default::default(),
+            standby_pid: None,
+            probation_ends: None,
         };
         let told = status(7_000, 2_000);
         let secs = |request: &Request, status: Option<&Status>| {
@@ -892,12 +1171,14 @@ mod tests {
             restarts: 0,
             state: "running".into(),
             listeners: BTreeMap::new(),
+            standby_pid: None,
+            probation_ends: None,
         }
     }
 
     #[test]
     fn versions_parse_and_meet() {
-        assert_eq!(Versions::parse("1-3"), Some(ALL));
+        assert_eq!(Versions::parse("1-4"), Some(ALL));
         assert_eq!(
             Versions::parse("2"),
             Some(Versions {
@@ -907,14 +1188,14 @@ mod tests {
         );
         assert_eq!(Versions::parse("2-1"), None);
         assert_eq!(Versions::parse("x"), None);
-        assert_eq!(ALL.to_string(), "1-3");
+        assert_eq!(ALL.to_string(), "1-4");
         assert_eq!(ALL.common(Versions::V1), Some(1));
         assert_eq!(
             ALL.common(Versions {
                 oldest: 2,
                 newest: 5
             }),
-            Some(3)
+            Some(4)
         );
         assert_eq!(
             Versions::V1.common(Versions {
@@ -923,6 +1204,47 @@ mod tests {
             }),
             None
         );
+    }
+
+    /// A status to a client of protocol 2 or 3 has their layout: without the probation's
+    /// fields, which come back empty.
+    #[test]
+    fn a_status_of_protocols_2_and_3_has_no_probation() {
+        let on_probation = Status {
+            state: "probation".into(),
+            standby_pid: Some(9),
+            probation_ends: Some("2026-12-04T00:00:30Z".into()),
+            ..status()
+        };
+        let response = Response::Status(Box::new(on_probation.clone()));
+        for version in [2, 3] {
+            let bytes = encode_response(version, &response);
+            let Ok((v, Response::Status(read))) = decode_any_response(&bytes) else {
+                panic!("version {version}");
+            };
+            assert_eq!(v, version);
+            assert_eq!(read.standby_pid, None);
+            assert_eq!(read.probation_ends, None);
+            assert_eq!(read.state, "probation");
+        }
+        let bytes = encode_response(4, &response);
+        assert_eq!(
+            decode_any_response(&bytes),
+            Ok((4, Response::Status(Box::new(on_probation))))
+        );
+        // A refusal reads as a failure to a client of an earlier protocol.
+        let refused = Response::Refused {
+            reason: "no reload is on probation".into(),
+        };
+        for version in [1, 2, 3] {
+            let (_, read) = decode_any_response(&encode_response(version, &refused)).unwrap();
+            assert_eq!(
+                read,
+                Response::Failed {
+                    reason: "no reload is on probation".into()
+                }
+            );
+        }
     }
 
     /// A response to a protocol-1 request is laid out as protocol 1 lays it out, which

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustix::net::RecvFlags;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::channel;
 use crate::control::protocol::{self, ReloadRequest, Request, Response, Versions};
@@ -23,11 +23,12 @@ use crate::logger::{Level, Logger};
 /// number of its own.
 #[derive(Debug)]
 pub(crate) enum ClientEvent {
-    /// A request, with where its answer goes.
+    /// A request, with where its answer goes: any interim responses
+    /// ([`Response::is_interim`]), then the answer, which ends the exchange.
     Request {
         client: u64,
         request: Request,
-        reply: oneshot::Sender<Response>,
+        reply: mpsc::UnboundedSender<Response>,
         /// The client's own executable, passed as an fd (a reload of protocol 2).
         exe: Option<OwnedFd>,
     },
@@ -282,7 +283,7 @@ async fn forward(
     version: u16,
     exe: Option<OwnedFd>,
 ) {
-    let (tx, rx) = oneshot::channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let incoming = ClientEvent::Request {
         client: client.id,
         request,
@@ -292,14 +293,23 @@ async fn forward(
     if client.requests.send(incoming).await.is_err() {
         return;
     }
-    tokio::select! {
-        response = rx => {
-            if let Ok(response) = response {
-                let _ = reply(&mut stream, version, &response).await;
+    loop {
+        tokio::select! {
+            response = rx.recv() => {
+                let Some(response) = response else { return };
+                let interim = response.is_interim();
+                // A client of protocol 3 or before knows of no interim response.
+                if interim && version < protocol::INTERIM_SINCE {
+                    continue;
+                }
+                if reply(&mut stream, version, &response).await.is_err() || !interim {
+                    return;
+                }
             }
-        }
-        () = closed(&mut stream) => {
-            let _ = client.requests.send(ClientEvent::Gone { client: client.id }).await;
+            () = closed(&mut stream) => {
+                let _ = client.requests.send(ClientEvent::Gone { client: client.id }).await;
+                return;
+            }
         }
     }
 }

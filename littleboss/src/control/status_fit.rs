@@ -179,6 +179,8 @@ mod tests {
             restarts: 0,
             state: "running".into(),
             listeners: Default::default(),
+            standby_pid: None,
+            probation_ends: None,
         }
     }
 

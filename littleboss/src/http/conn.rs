@@ -1,5 +1,6 @@
 //! One connection, from accept to close: TLS, the protocol, hyper's connection, the
-//! wind-down at lameduck, and the lingering close; or, for a plaintext HTTP/1.1
+//! wind-down at lameduck (or standby, which winds connections down the same way), and
+//! the lingering close; or, for a plaintext HTTP/1.1
 //! connection whose listener the new process adopts, the move to it.
 
 use std::error::Error as StdError;
@@ -125,7 +126,7 @@ pub(crate) async fn serve_tcp<M, S, B>(
     // head has come: at lameduck each connection then wakes once, not three times.
     {
         let moment = async {
-            lb.lameduck().await;
+            lb.winding_down().await;
             in_flight.moves(lb, &shared.listener)
         };
         let mut moment = std::pin::pin!(moment);
@@ -242,7 +243,7 @@ where
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let then = async {
-        lb.lameduck().await;
+        lb.winding_down().await;
         if in_flight.moves(lb, &shared.listener) {
             in_flight.idle().await;
             // At a request's boundary, which hyper does not close: it moves. Else it
@@ -286,9 +287,9 @@ where
     None
 }
 
-/// Resolves `grace` after lameduck.
+/// Resolves `grace` after lameduck (or standby: the connections wind down the same).
 async fn after_lameduck(lb: &Context, grace: Duration) {
-    lb.lameduck().await;
+    lb.winding_down().await;
     tokio::time::sleep(grace).await;
 }
 
@@ -373,7 +374,7 @@ async fn serve_http<IO, M, S, B>(
             tokio::select! {
                 _ = connection.as_mut() => {}
                 // GOAWAY, then the streams in flight finish.
-                _ = lb.lameduck() => {
+                _ = lb.winding_down() => {
                     connection.as_mut().graceful_shutdown();
                     let _ = connection.as_mut().await;
                 }

@@ -387,6 +387,8 @@ impl Server {
             Listener::Tcp(_) if shared.hand_over => lb.adopt(name).ok(),
             _ => None,
         };
+        // It stands by and resumes by itself: the program need do nothing.
+        lb.can_stand_by();
         if self.ready {
             lb.ready();
         }
@@ -394,10 +396,26 @@ impl Server {
         let lameduck = lb.lameduck();
         let mut lameduck = std::pin::pin!(lameduck);
         let mut pause = Pause::new(name);
+        // Accepting, or standing by with the listener out of the runtime (so that
+        // epoll no longer wakes this process for each connection the new one takes).
+        let mut listener = Accepting::Yes(listener);
         loop {
+            let accepting = match &listener {
+                Accepting::Yes(listener) => Some(listener),
+                Accepting::Parked(_) | Accepting::Lost => None,
+            };
+            let parked = matches!(listener, Accepting::Parked(_));
             tokio::select! {
                 biased;
                 _ = lameduck.as_mut() => break,
+                () = lb.standby(), if accepting.is_some() => {
+                    listener = listener.park(name);
+                    continue;
+                }
+                () = lb.resumed(), if parked => {
+                    listener = listener.resume(name);
+                    continue;
+                }
                 // Finished connections first, so that a busy listener does not pile
                 // them up.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -406,7 +424,7 @@ impl Server {
                         adopt(moved, &shared, &mut connections);
                     }
                 }
-                accepted = listener.accept() => match accepted {
+                accepted = accept(accepting) => match accepted {
                     Ok((Stream::Tcp(stream), peer)) => {
                         pause.reset();
                         let _ = stream.set_nodelay(true);
@@ -512,6 +530,67 @@ enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
+/// Whether a server accepts: standing by, its listener is parked out of the runtime.
+enum Accepting {
+    Yes(Listener),
+    Parked(Parked),
+    /// Taking it out of the runtime or back failed (said once): it accepts no more.
+    Lost,
+}
+
+impl Accepting {
+    /// Standing by: out of the runtime.
+    fn park(self, name: &str) -> Accepting {
+        let Accepting::Yes(listener) = self else {
+            return self;
+        };
+        match listener.park() {
+            Ok(parked) => Accepting::Parked(parked),
+            Err(e) => {
+                errln!("littleboss: listener {name}: cannot stand by: {e}; it accepts no more");
+                Accepting::Lost
+            }
+        }
+    }
+
+    /// Resumed: back in the runtime.
+    fn resume(self, name: &str) -> Accepting {
+        let Accepting::Parked(parked) = self else {
+            return self;
+        };
+        match parked.resume() {
+            Ok(listener) => Accepting::Yes(listener),
+            Err(e) => {
+                errln!("littleboss: listener {name}: cannot accept again after standing by: {e}");
+                Accepting::Lost
+            }
+        }
+    }
+}
+
+/// The next connection, or never if it does not accept.
+async fn accept(listener: Option<&Listener>) -> std::io::Result<(Stream, Option<SocketAddr>)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A listener out of the runtime, while its process stands by.
+enum Parked {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Parked {
+    fn resume(self) -> std::io::Result<Listener> {
+        Ok(match self {
+            Parked::Tcp(l) => Listener::Tcp(tokio::net::TcpListener::from_std(l)?),
+            Parked::Unix(l) => Listener::Unix(tokio::net::UnixListener::from_std(l)?),
+        })
+    }
+}
+
 /// The listener a server accepts from.
 enum Listener {
     Tcp(tokio::net::TcpListener),
@@ -529,6 +608,14 @@ impl Listener {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Out of the runtime.
+    fn park(self) -> std::io::Result<Parked> {
+        Ok(match self {
+            Listener::Tcp(l) => Parked::Tcp(l.into_std()?),
+            Listener::Unix(l) => Parked::Unix(l.into_std()?),
+        })
     }
 
     async fn accept(&self) -> std::io::Result<(Stream, Option<SocketAddr>)> {

@@ -111,7 +111,8 @@ where
         }
         WrappedFuture {
             inner: self.inner.call(request),
-            close_in_lameduck: self.http1.then(|| self.lb.clone()),
+            lb: self.lb.clone(),
+            http1: self.http1,
             moving: self.moving.clone(),
             guard: self.moving.as_ref().map(|(_, in_flight)| in_flight.start()),
         }
@@ -135,7 +136,9 @@ pin_project_lite::pin_project! {
     pub(crate) struct WrappedFuture<F> {
         #[pin]
         inner: F,
-        close_in_lameduck: Option<Context>,
+        lb: Context,
+        // HTTP/1: `Connection: close` in lameduck.
+        http1: bool,
         moving: Option<(Arc<str>, Arc<InFlight>)>,
         guard: Option<Guard>,
     }
@@ -152,11 +155,8 @@ where
         let mut response = ready!(this.inner.poll(cx))?;
         // Read once: lameduck can come (on another thread) between two reads, and a
         // connection about to move must not be told to close.
-        if let Some(lb) = this
-            .close_in_lameduck
-            .as_ref()
-            .filter(|lb| lb.is_lameduck())
-        {
+        let lb = &*this.lb;
+        if *this.http1 && lb.is_winding_down() {
             // It moves after this response only if it is reusable; else it winds down
             // by closing, announced.
             let moves = match this.moving.as_ref() {
@@ -178,6 +178,8 @@ where
                 in_flight.spend(true);
             }
         }
+        // During this process's probation, its 5xx share counts (`probation_5xx`).
+        lb.count_response(response.status().as_u16());
         let guard = this.guard.take();
         Poll::Ready(Ok(response.map(|inner| Counted { inner, guard })))
     }

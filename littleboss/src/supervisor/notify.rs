@@ -100,6 +100,13 @@ pub(crate) fn reloading(status: &str) -> String {
     format!("RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS={status}")
 }
 
+/// `EXTEND_TIMEOUT_USEC` for a probation of `ms`, with a margin for its verdict: the
+/// reload job waits for the `READY=1` that comes with it.
+pub(crate) fn extend(ms: u64) -> String {
+    let usec = ms.saturating_add(10_000).saturating_mul(1000);
+    format!("EXTEND_TIMEOUT_USEC={usec}\nSTATUS=reloaded; the new child is on probation")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! between the machine's state and the frozen layout in
 //! [`wire::state_v1`](crate::wire::state_v1).
 
-use crate::control::protocol::Versions;
+use crate::control::protocol::{Probation, Versions};
 use crate::socket::{BoundAddr, SocketFile};
 use crate::spec::Network;
 use std::collections::BTreeMap;
@@ -252,6 +252,9 @@ impl StateV1 {
                 None,
             ),
             Lifecycle::Done { code } => (PhaseV1::Done { code: *code }, false, None),
+            // Never at an upgrade's exec: it re-executes once its child's probation has
+            // passed, and a reload or an upgrade is refused during one.
+            Lifecycle::Probation(_) => return Err("a probation is under way".to_string()),
         };
         // Version 1 keeps the children no phase names in a list of their own.
         let named = [s.serving_id(), s.incoming_id()];
@@ -319,6 +322,7 @@ impl StateV1 {
                         })
                         .collect(),
                     build_pending: self.build_pending,
+                    rollback: None,
                 })
             }
             PhaseV1::Up {
@@ -457,6 +461,10 @@ impl ChildV1 {
                 Life::Settling => LifeV1::Settling { at: deadline? },
                 Life::AwaitingReady => LifeV1::AwaitingReady { by: deadline? },
                 Life::Ready => LifeV1::Ready,
+                // Never at an upgrade's exec: it comes after the probation.
+                Life::Standby => {
+                    return Err(format!("child {} stands by for a probation", c.id.0));
+                }
                 Life::Lameduck { welcomed } => LifeV1::Lameduck {
                     kill_at: deadline?,
                     welcomed,
@@ -493,6 +501,11 @@ impl ChildV1 {
             lameduck_ms: self.lameduck_ms,
             killed_because: self.killed_because,
             finished: self.finished,
+            // Neither is in the state (version 1 or 2): a child inherited from an
+            // earlier image has no probation pending and is not known to stand by, so
+            // a probation after the upgrade rolls back cold.
+            probation: Probation::default(),
+            stands_by: false,
         };
         (child, due)
     }

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-use crate::control::protocol::PANICKED;
+use crate::control::protocol::{PANICKED, Probation};
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 
 use super::timers::Timer;
@@ -25,6 +25,10 @@ pub(crate) enum Life {
     AwaitingReady,
     /// Ready: it serves, or would.
     Ready,
+    /// Ready, and standing by while a new child is on probation: it does not accept,
+    /// and serves again if the new one fails (no deadline: the probation's is the
+    /// lifecycle's).
+    Standby,
     /// Asked to wind down; killed after its lameduck time ([`Timer::Kill`]). A child
     /// asked before its hello is welcomed first (it waits for its listeners), then told.
     Lameduck { welcomed: bool },
@@ -42,7 +46,7 @@ impl Life {
             Life::Settling => Some(Timer::Settled(id)),
             Life::AwaitingReady => Some(Timer::Ready(id)),
             Life::Lameduck { .. } => Some(Timer::Kill(id)),
-            Life::Spawning | Life::Ready | Life::Killed { .. } => None,
+            Life::Spawning | Life::Ready | Life::Standby | Life::Killed { .. } => None,
         }
     }
 }
@@ -67,6 +71,13 @@ pub(crate) struct Child {
     pub lameduck_ms: u64,
     pub killed_because: Option<String>,
     pub finished: Option<Result<(), String>>,
+    /// What its hello declared of the probation after a reload to it (none from a
+    /// child of protocol 3 or before).
+    pub probation: Probation,
+    /// Whether it said it can stand by ([`ChildMsg::CanStandBy`]).
+    ///
+    /// [`ChildMsg::CanStandBy`]: crate::control::protocol::ChildMsg::CanStandBy
+    pub stands_by: bool,
 }
 
 impl Child {
@@ -78,7 +89,10 @@ impl Child {
     /// Whether it was ready when it ended up where it is: ready now, or killed while
     /// ready. A serving child that exits having been ready falls back.
     pub(crate) fn was_ready(&self) -> bool {
-        matches!(self.life, Life::Ready | Life::Killed { ready: true })
+        matches!(
+            self.life,
+            Life::Ready | Life::Standby | Life::Killed { ready: true }
+        )
     }
 
     /// Whether it has said hello and been given its listeners.
@@ -86,7 +100,11 @@ impl Child {
         match self.life {
             Life::Spawning | Life::Started => false,
             Life::Lameduck { welcomed } => welcomed,
-            Life::Settling | Life::AwaitingReady | Life::Ready | Life::Killed { .. } => true,
+            Life::Settling
+            | Life::AwaitingReady
+            | Life::Ready
+            | Life::Standby
+            | Life::Killed { .. } => true,
         }
     }
 }
@@ -152,14 +170,27 @@ impl Exit {
         }
     }
 
-    /// `exited with code 3 after 120 ms`, `killed by signal 9 after 2.1 s`, ...
-    pub(crate) fn describe(&self) -> String {
-        let how = match (&self.killed_because, self.status) {
+    /// `exited with code 101`, `was killed by signal 9`, with what its main said: how
+    /// a child on probation ended, as the verdict says it.
+    pub(crate) fn how_it_ended(&self) -> String {
+        let mut text = self.how();
+        text.push_str(&self.what_main_said());
+        text
+    }
+
+    /// `exited with code 101`, `was killed: WHY`, ...
+    fn how(&self) -> String {
+        match (&self.killed_because, self.status) {
             (Some(why), _) => format!("was killed: {why}"),
             (None, WaitStatus::Code(code)) => format!("exited with code {code}"),
             (None, WaitStatus::Signal(sig)) => format!("was killed by signal {sig}"),
             (None, WaitStatus::Unknown) => "ended".to_string(),
-        };
+        }
+    }
+
+    /// `exited with code 3 after 120 ms`, `killed by signal 9 after 2.1 s`, ...
+    pub(crate) fn describe(&self) -> String {
+        let how = self.how();
         // A deadline's reason says how long it waited already.
         let mut text = match &self.killed_because {
             Some(why) if why.contains(" within ") => how,

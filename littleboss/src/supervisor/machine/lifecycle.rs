@@ -9,6 +9,9 @@
 //!   │  │         │ promote (an upgrade's reload)
 //!   │  │         ▼
 //!   │  │      Upgrading ── upgrade_failed / resumed ──►(what serves)
+//!   │  │         ▲ pass (an upgrade's reload)
+//!   │  │  Probation ── pass ──► Serving (the new child)
+//!   │  │         └─── fail ──► Serving (the old child, warm), or Reloading (cold)
 //!   │  └─ child_gone: persist
 //! Idle (dev mode: child_gone, or a first child that could not start)
 //!
@@ -48,6 +51,11 @@ pub(crate) enum Lifecycle {
     /// An upgrade whose child has been reloaded: the new binary is asked whether it can
     /// take over the supervisor, then the supervisor re-executes as it.
     Upgrading(Upgrade),
+    /// A reloaded child is ready and on probation ([`Timer::Probation`]): it serves,
+    /// the old one stands by (or has wound down), and the reload's verdict waits.
+    ///
+    /// [`Timer::Probation`]: super::timers::Timer::Probation
+    Probation(Trial),
     /// Every child winds down; the supervisor ends when none is left.
     Stopping(Stop),
     /// Every child is gone and the listeners are closed; what the service left
@@ -110,6 +118,9 @@ pub(crate) enum ReloadKind {
     /// The first step of a client's `upgrade`: once the new child is ready, the
     /// supervisor becomes its binary too ([`Lifecycle::Upgrading`]).
     Upgrade,
+    /// A failed probation with no child standing by: the previous binary starts again
+    /// (cold), and the new child serves until it is ready.
+    Rollback,
 }
 
 /// A reload under way.
@@ -126,6 +137,53 @@ pub(crate) struct Reload {
     pub queued: Vec<Asked>,
     /// Dev mode: a build landed meanwhile; it reloads once this one has ended.
     pub build_pending: bool,
+    /// A cold rollback's: why the probation failed, for the verdict.
+    pub rollback: Option<Cold>,
+}
+
+/// A cold rollback under way ([`ReloadKind::Rollback`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Cold {
+    /// Why the probation failed, as the verdict says it.
+    pub why: String,
+    /// How long the probation had run.
+    pub after_ms: u64,
+    /// The client that ran `rollback`, if one did.
+    pub by: Option<ClientId>,
+    /// The program a failing child falls back to, as before the reload.
+    pub previous: Option<ProgramRecord>,
+}
+
+/// A reloaded child on probation.
+#[derive(Clone, Debug)]
+pub(crate) struct Trial {
+    /// Who asked for the reload: it hears the verdict.
+    pub waiter: Option<ClientId>,
+    /// A reload, or an upgrade's first step (the supervisor re-executes once it passes).
+    pub kind: ReloadKind,
+    /// The child on probation; it serves.
+    pub new: ChildId,
+    pub old_pid: Option<u32>,
+    /// The reload's own time, from the request to the new child ready.
+    pub ms: u64,
+    /// When the probation began.
+    pub began: Time,
+    /// What a failed probation goes back to.
+    pub back: Back,
+    /// The fallback program and the listeners as before the reload: a rollback
+    /// restores them.
+    pub previous: Option<ProgramRecord>,
+    pub listeners: Vec<ListenerRecord>,
+}
+
+/// What a failed probation goes back to.
+#[derive(Clone, Debug)]
+pub(crate) enum Back {
+    /// The old child, standing by: it is resumed (warm).
+    Standby(ChildId),
+    /// No child stands by: the previous binary is started again (cold), if fallback
+    /// is on.
+    Cold(ProgramRecord),
 }
 
 /// The new child of a reload.

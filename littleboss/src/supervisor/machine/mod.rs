@@ -34,6 +34,7 @@
 mod child;
 mod lifecycle;
 mod moves;
+mod probation;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -47,14 +48,16 @@ use std::time::{Duration, SystemTime};
 use littleboss_rules::wait::until_ready;
 
 use crate::control::protocol::{
-    ChildMsg, Parcel, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, Versions,
+    ChildMsg, Parcel, Probation, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded,
+    Versions,
 };
 use crate::logger::Level;
 use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
 
 pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration, human_timeout};
 pub(crate) use lifecycle::{
-    Asked, Incoming, Lifecycle, Reload, ReloadKind, Slot, Stop, Upgrade, UpgradeStep,
+    Asked, Back, Cold, Incoming, Lifecycle, Reload, ReloadKind, Slot, Stop, Trial, Upgrade,
+    UpgradeStep,
 };
 use moves::Moving;
 pub(crate) use moves::{MovesRecord, Transit};
@@ -90,6 +93,8 @@ fn declared(ms: u64) -> u64 {
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub name: String,
+    /// The control flag's name, for the commands a message suggests.
+    pub flag: String,
     pub persist: bool,
     pub fallback: bool,
     /// A child's lameduck time until its hello says otherwise.
@@ -229,6 +234,9 @@ pub(crate) enum Notice {
     Reloading,
     /// `STOPPING=1`.
     Stopping,
+    /// `EXTEND_TIMEOUT_USEC`: a probation of `ms` began, and the reload's verdict (its
+    /// `READY=1`) comes at its end.
+    Extend { ms: u64 },
 }
 
 /// Something the shell is to do.
@@ -271,6 +279,12 @@ pub(crate) enum Effect {
         overrides: Vec<(String, String)>,
     },
     Answer {
+        client: ClientId,
+        response: Response,
+    },
+    /// Tell a client something before its answer ([`Response::OnProbation`]); it goes
+    /// on waiting for the answer.
+    Interim {
         client: ClientId,
         response: Response,
     },
@@ -357,6 +371,7 @@ impl State {
             Lifecycle::BackingOff { program } | Lifecycle::Idle { program } => Some(program),
             Lifecycle::Reloading(reload) => self.slot_program(&reload.old),
             Lifecycle::Upgrading(upgrade) => self.slot_program(&upgrade.serving),
+            Lifecycle::Probation(trial) => self.children.get(&trial.new).map(|c| &c.program),
             Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => None,
         };
         program.cloned()
@@ -381,6 +396,18 @@ impl State {
             | Lifecycle::Upgrading(Upgrade {
                 serving: Slot::Child(child),
                 ..
+            })
+            | Lifecycle::Probation(Trial { new: child, .. }) => Some(*child),
+            _ => None,
+        }
+    }
+
+    /// The old child standing by while a new one is on probation.
+    pub(crate) fn standby_id(&self) -> Option<ChildId> {
+        match &self.lifecycle {
+            Lifecycle::Probation(Trial {
+                back: Back::Standby(child),
+                ..
             }) => Some(*child),
             _ => None,
         }
@@ -403,6 +430,8 @@ impl State {
             Role::Serving
         } else if self.incoming_id() == Some(id) {
             Role::Incoming
+        } else if self.standby_id() == Some(id) {
+            Role::Standby
         } else {
             Role::Retiring
         }
@@ -416,8 +445,23 @@ enum Role {
     Serving,
     /// The new child of the reload under way.
     Incoming,
+    /// The old child, standing by while the new one is on probation.
+    Standby,
     /// Winding down or killed: its exit is what is left.
     Retiring,
+}
+
+/// The longest reason a child's `unhealthy` carries into a line.
+const MAX_REASON: usize = 200;
+
+/// A reload that is done, as [`Machine::reloaded`] reports it.
+struct Reloaded {
+    waiter: Option<ClientId>,
+    kind: ReloadKind,
+    new: ChildId,
+    old_pid: Option<u32>,
+    ms: u64,
+    build_pending: bool,
 }
 
 /// What follows a serving child that is gone.
@@ -464,6 +508,8 @@ fn new_child(
         lameduck_ms,
         killed_because: None,
         finished: None,
+        probation: Probation::default(),
+        stands_by: false,
     };
     (child, effect)
 }
@@ -561,6 +607,8 @@ impl Machine {
             }
             Lifecycle::Reloading(reload) => {
                 exes.extend(reload.old.program().map(|p| p.exe));
+                let cold = reload.rollback.as_ref();
+                exes.extend(cold.and_then(|c| c.previous.as_ref()).map(|p| p.exe));
                 if let Incoming::Vetting {
                     program,
                     listeners: vetted,
@@ -573,6 +621,14 @@ impl Machine {
             Lifecycle::Upgrading(upgrade) => {
                 exes.extend(upgrade.serving.program().map(|p| p.exe));
                 exes.push(upgrade.program.exe);
+            }
+            // What a rollback goes back to: the binary and the listeners of before.
+            Lifecycle::Probation(trial) => {
+                if let Back::Cold(program) = &trial.back {
+                    exes.push(program.exe);
+                }
+                exes.extend(trial.previous.iter().map(|p| p.exe));
+                listeners(&trial.listeners);
             }
             Lifecycle::Serving { .. }
             | Lifecycle::Stopping(_)
@@ -690,6 +746,7 @@ impl Machine {
                     Timer::Recall(ours) => recalls.push(ours),
                     Timer::Exec => self.exec_now(),
                     Timer::Restart => self.restart(now),
+                    Timer::Probation => self.pass_probation(None, now),
                 }
             }
             self.recall(recalls, now);
@@ -745,8 +802,15 @@ impl Machine {
         }
         child.killed_because.get_or_insert(reason);
         let ready = child.is_ready();
+        let program = child.program.clone();
         self.set_life(id, Life::Killed { ready }, None);
         self.effects.push_back(Effect::Kill { child: id });
+        // A child standing by that is killed is no longer there to go back to.
+        if let Lifecycle::Probation(trial) = &mut self.state.lifecycle {
+            if matches!(trial.back, Back::Standby(old) if old == id) {
+                trial.back = Back::Cold(program);
+            }
+        }
     }
 
     /// Asks the child to wind down; it is killed after its lameduck time. The caller
@@ -758,7 +822,7 @@ impl Machine {
         let kill_at = now.saturating_add(child.lameduck_ms);
         let (life, at, tell) = match child.life {
             Life::Spawning | Life::Started => (Life::Lameduck { welcomed: false }, kill_at, false),
-            Life::Settling | Life::AwaitingReady | Life::Ready => {
+            Life::Settling | Life::AwaitingReady | Life::Ready | Life::Standby => {
                 (Life::Lameduck { welcomed: true }, kill_at, true)
             }
             Life::Lameduck { welcomed } => {
@@ -803,7 +867,7 @@ impl Machine {
                     self.state.pid
                 ));
             }
-            Role::Serving | Role::Retiring => {
+            Role::Serving | Role::Standby | Role::Retiring => {
                 self.log(format!("started child pid {pid}"));
             }
         }
@@ -852,7 +916,7 @@ impl Machine {
                     self.stop_now(1, now);
                 }
             }
-            Role::Retiring => {}
+            Role::Standby | Role::Retiring => {}
         }
     }
 
@@ -860,6 +924,11 @@ impl Machine {
         let name = self.settings.name.clone();
         let Some(child) = self.state.children.get(&id).cloned() else {
             return;
+        };
+        // Protocol 4's hello declares a probation too; before, none.
+        let (msg, probation) = match msg {
+            ChildMsg::HelloProbation(hello, probation) => (ChildMsg::Hello(hello), probation),
+            other => (other, Probation::default()),
         };
         match (msg, child.life) {
             (
@@ -885,6 +954,10 @@ impl Machine {
                 });
                 if let Some(c) = self.state.children.get_mut(&id) {
                     c.lameduck_ms = declared(hello.lameduck_ms);
+                    c.probation = Probation {
+                        ms: declared(probation.ms),
+                        ..probation
+                    };
                 }
                 if let Life::Lameduck { .. } = child.life {
                     // Welcomed now, and told at once; its lameduck deadline stays.
@@ -916,8 +989,25 @@ impl Machine {
             }
             (
                 ChildMsg::Ready,
-                Life::Ready | Life::Lameduck { welcomed: true } | Life::Killed { .. },
+                Life::Ready
+                | Life::Standby
+                | Life::Lameduck { welcomed: true }
+                | Life::Killed { .. },
             ) => {}
+            (ChildMsg::CanStandBy, _) if child.welcomed() => {
+                if let Some(c) = self.state.children.get_mut(&id) {
+                    c.stands_by = true;
+                }
+            }
+            (ChildMsg::Unhealthy { reason }, _) if child.welcomed() => {
+                let reason: String = reason.chars().take(MAX_REASON).collect();
+                self.on_unhealthy(id, format!("unhealthy: {reason}"), now);
+            }
+            (ChildMsg::ServesErrors { errors, responses }, _) if child.welcomed() => {
+                let share = errors.saturating_mul(100) / responses.max(1);
+                let why = format!("5xx share {share}% of {responses} responses");
+                self.on_unhealthy(id, why, now);
+            }
             (ChildMsg::Adopts { listener }, _) if child.welcomed() => {
                 self.on_adopts(id, listener);
             }
@@ -964,7 +1054,7 @@ impl Machine {
                 let after = human_duration(lameduck);
                 self.kill(id, format!("it was still running {after} after lameduck"));
             }
-            Timer::Restart | Timer::Recall(_) | Timer::Exec => {}
+            Timer::Restart | Timer::Recall(_) | Timer::Exec | Timer::Probation => {}
         }
     }
 
@@ -977,12 +1067,12 @@ impl Machine {
                 let serving = self.serving();
                 self.notify(Notice::Ready(serving));
             }
-            Role::Retiring => {}
+            Role::Standby | Role::Retiring => {}
         }
     }
 
-    /// The new child is ready: it serves, and the old one winds down. An upgrade's
-    /// reload goes on to the supervisor.
+    /// The new child is ready: it serves, and the old one winds down (or stands by, if
+    /// the new one declares a probation). An upgrade's reload goes on to the supervisor.
     fn promote(&mut self, now: Time) {
         let Lifecycle::Reloading(reload) = &self.state.lifecycle else {
             return;
@@ -994,6 +1084,12 @@ impl Machine {
             return;
         };
         let reload = reload.clone();
+        let on_probation = new.probation.ms > 0
+            && !self.settings.dev
+            && matches!(reload.kind, ReloadKind::Asked | ReloadKind::Upgrade);
+        if on_probation {
+            return self.begin_probation(reload, &new, now);
+        }
         self.state.lifecycle = Lifecycle::Serving { child: new_id };
         let old_pid = match reload.old {
             Slot::Child(old) => {
@@ -1002,11 +1098,7 @@ impl Machine {
                 self.state.previous = old_child.map(|c| c.program.clone());
                 // Before its lameduck: it hands its idle connections over, as many as
                 // the new child has room for.
-                if let Some(msg) = self.successor_msg(new_id) {
-                    self.effects
-                        .push_back(Effect::MeasureRoom { child: new_id });
-                    self.effects.push_back(Effect::Send { child: old, msg });
-                }
+                self.tell_successor(old, new_id);
                 self.retire(old, now);
                 Some(pid)
             }
@@ -1018,60 +1110,97 @@ impl Machine {
             }
         };
         self.state.listeners = new.listeners.clone();
-        self.state.reloads += 1;
         let ms = now.saturating_sub(reload.since);
-        match reload.kind {
-            ReloadKind::Upgrade => {
-                let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-                self.log(format!(
-                    "upgrading: child pid {old_shown} -> {} in {ms} ms; asking {} to take over the supervisor",
-                    new.pid,
-                    new.program.path.display()
-                ));
-                self.state.lifecycle = Lifecycle::Upgrading(Upgrade {
-                    waiter: reload.waiter,
-                    program: new.program.clone(),
-                    old_pid,
-                    new_pid: new.pid,
-                    ms,
-                    step: UpgradeStep::Probing,
-                    next_reads: 1,
-                    from: self.settings.versions.newest,
-                    serving: Slot::Child(new_id),
-                    build_pending: reload.build_pending,
-                });
-                return self.effects.push_back(Effect::Probe {
-                    program: new.program,
-                });
-            }
+        if let Some(cold) = reload.rollback {
+            return self.rolled_back_cold(cold, reload.waiter, &new);
+        }
+        let line = match reload.kind {
             ReloadKind::Build => {
                 let pids = match old_pid {
                     Some(old) => format!("pid {old} -> {}", new.pid),
                     None => format!("pid {}", new.pid),
                 };
-                self.log(format!("dev: new build ready, {pids} in {ms} ms"));
+                Some(format!("dev: new build ready, {pids} in {ms} ms"))
             }
-            ReloadKind::Asked => {
+            ReloadKind::Asked | ReloadKind::Rollback => {
                 let old_shown = old_pid.map_or_else(|| "none".to_string(), |p| p.to_string());
-                self.log(format!(
+                Some(format!(
                     "reloaded: pid {old_shown} -> {} in {ms} ms",
                     new.pid
-                ));
+                ))
             }
+            ReloadKind::Upgrade => None,
+        };
+        let done = Reloaded {
+            waiter: reload.waiter,
+            kind: reload.kind,
+            new: new_id,
+            old_pid,
+            ms,
+            build_pending: reload.build_pending,
+        };
+        self.reloaded(done, line, now);
+    }
+
+    /// Tells `old`, about to wind down or stand by, that `successor` takes connections
+    /// of these listeners (if it takes any), and has the successor's room measured.
+    fn tell_successor(&mut self, old: ChildId, successor: ChildId) {
+        if let Some(msg) = self.successor_msg(successor) {
+            self.effects
+                .push_back(Effect::MeasureRoom { child: successor });
+            self.effects.push_back(Effect::Send { child: old, msg });
+        }
+    }
+
+    /// A reload is done (its new child ready, and its probation passed if it had one):
+    /// it counts, and its client is answered; an upgrade's goes on to the supervisor.
+    /// `line` is what the log says, if anything.
+    fn reloaded(&mut self, done: Reloaded, line: Option<String>, now: Time) {
+        self.state.reloads += 1;
+        let Some(new) = self.state.children.get(&done.new).cloned() else {
+            return;
+        };
+        if done.kind == ReloadKind::Upgrade {
+            let old_shown = (done.old_pid).map_or_else(|| "none".to_string(), |p| p.to_string());
+            self.log(format!(
+                "upgrading: child pid {old_shown} -> {} in {} ms; asking {} to take over the supervisor",
+                new.pid,
+                done.ms,
+                new.program.path.display()
+            ));
+            self.state.lifecycle = Lifecycle::Upgrading(Upgrade {
+                waiter: done.waiter,
+                program: new.program.clone(),
+                old_pid: done.old_pid,
+                new_pid: new.pid,
+                ms: done.ms,
+                step: UpgradeStep::Probing,
+                next_reads: 1,
+                from: self.settings.versions.newest,
+                serving: Slot::Child(done.new),
+                build_pending: done.build_pending,
+            });
+            return self.effects.push_back(Effect::Probe {
+                program: new.program,
+            });
+        }
+        self.state.lifecycle = Lifecycle::Serving { child: done.new };
+        if let Some(line) = line {
+            self.log(line);
         }
         let serving = self.serving();
         self.notify(Notice::Ready(serving));
-        if let Some(client) = reload.waiter {
+        if let Some(client) = done.waiter {
             self.answer(
                 client,
                 Response::Reloaded {
-                    old_pid,
+                    old_pid: done.old_pid,
                     new_pid: new.pid,
-                    ms,
+                    ms: done.ms,
                 },
             );
         }
-        self.build_if_pending(reload.build_pending, now);
+        self.build_if_pending(done.build_pending, now);
     }
 
     fn on_exit(&mut self, id: ChildId, status: WaitStatus, now: Time) {
@@ -1094,6 +1223,10 @@ impl Machine {
             finished: child.finished.clone(),
         };
         match role {
+            Role::Standby => self.standby_exited(&child, &exit),
+            Role::Serving if matches!(self.state.lifecycle, Lifecycle::Probation(_)) => {
+                self.probation_child_exited(child, exit, now);
+            }
             Role::Retiring => {
                 if let Lifecycle::Stopping(stop) = &mut self.state.lifecycle {
                     if stop.serving == Some(id) {
@@ -1197,9 +1330,10 @@ impl Machine {
         match &mut self.state.lifecycle {
             Lifecycle::Reloading(reload) => reload.old = slot,
             Lifecycle::Upgrading(upgrade) => upgrade.serving = slot,
-            Lifecycle::Serving { .. } | Lifecycle::BackingOff { .. } | Lifecycle::Idle { .. } => {
-                self.settle(slot, now)
-            }
+            Lifecycle::Serving { .. }
+            | Lifecycle::BackingOff { .. }
+            | Lifecycle::Idle { .. }
+            | Lifecycle::Probation(_) => self.settle(slot, now),
             Lifecycle::Stopping(_) | Lifecycle::Ending { .. } | Lifecycle::Done { .. } => {}
         }
     }
@@ -1270,12 +1404,18 @@ impl Machine {
                 self.begin_reload(Some(client), path, args, overrides, ReloadKind::Asked, now);
             }
             Request::Upgrade(request) => self.begin_upgrade(client, request, now),
+            Request::Promote => self.promote_asked(client, now),
+            Request::Rollback => self.rollback_asked(client, now),
         }
     }
 
     /// `--littleboss=upgrade`: a reload, then (once its child is ready) the supervisor
     /// itself. Refused while anything else is under way.
     fn begin_upgrade(&mut self, client: ClientId, request: ReloadRequest, now: Time) {
+        if let Some(reason) = self.probation_refusal(now) {
+            self.warn(format!("upgrade refused: {reason}"));
+            return self.answer(client, Response::Refused { reason });
+        }
         let name = &self.state.name;
         let refusal = match &self.state.lifecycle {
             lifecycle if lifecycle.stopping() => Some(format!("{name} is stopping")),
@@ -1431,8 +1571,12 @@ impl Machine {
         };
         match &mut self.state.lifecycle {
             Lifecycle::Upgrading(upgrade) => forget(&mut upgrade.waiter),
+            Lifecycle::Probation(trial) => forget(&mut trial.waiter),
             Lifecycle::Reloading(reload) => {
                 forget(&mut reload.waiter);
+                if let Some(cold) = &mut reload.rollback {
+                    forget(&mut cold.by);
+                }
                 reload.queued.iter_mut().for_each(|a| forget(&mut a.waiter));
             }
             Lifecycle::Stopping(Stop { waiters, .. }) | Lifecycle::Ending { waiters, .. } => {
@@ -1482,6 +1626,8 @@ impl Machine {
         match &mut self.state.lifecycle {
             Lifecycle::Reloading(reload) => reload.build_pending = true,
             Lifecycle::Upgrading(upgrade) => upgrade.build_pending = true,
+            // Dev mode has no probation.
+            Lifecycle::Probation(_) => {}
             Lifecycle::Serving { .. } | Lifecycle::BackingOff { .. } | Lifecycle::Idle { .. } => {
                 if let Some(program) = self.state.phase_program() {
                     let path = program.path;
@@ -1520,6 +1666,13 @@ impl Machine {
         kind: ReloadKind,
         now: Time,
     ) {
+        if let Some(reason) = self.probation_refusal(now) {
+            self.warn(format!("reload refused: {reason}"));
+            if let Some(client) = waiter {
+                self.answer(client, Response::Refused { reason });
+            }
+            return;
+        }
         let refusal = if self.state.lifecycle.stopping() {
             Some(format!("{} is stopping", self.state.name))
         } else {
@@ -1576,6 +1729,7 @@ impl Machine {
             incoming: Incoming::Preparing,
             queued: Vec::new(),
             build_pending: false,
+            rollback: None,
         });
         self.notify(Notice::Reloading);
         self.effects.push_back(Effect::Prepare {
@@ -1635,6 +1789,10 @@ impl Machine {
         if counts {
             self.state.failures += 1;
         }
+        let reason = match &reload.rollback {
+            Some(cold) => self.cold_rollback_failed(cold, &reason),
+            None => reason,
+        };
         if reload.kind == ReloadKind::Build {
             let still = match self.serving_child() {
                 Some(c) => format!("still serving pid {}", c.pid),
@@ -1724,9 +1882,23 @@ impl Machine {
                 }
                 upgrade.serving
             }
+            Lifecycle::Probation(trial) => {
+                if let Some(client) = trial.waiter {
+                    let reason = cancelled.clone();
+                    self.answer(client, Response::Failed { reason });
+                }
+                self.state.timers.cancel(Timer::Probation);
+                // Both children wind down; the new one's exit code is the stop's.
+                if let Back::Standby(old) = trial.back {
+                    self.retire(old, now);
+                }
+                Slot::Child(trial.new)
+            }
             Lifecycle::Reloading(reload) => {
                 let waiters = reload.queued.iter().filter_map(|a| a.waiter);
-                for client in reload.waiter.into_iter().chain(waiters) {
+                // A cold rollback's `rollback` client too.
+                let by = reload.rollback.as_ref().and_then(|c| c.by);
+                for client in reload.waiter.into_iter().chain(waiters).chain(by) {
                     let reason = cancelled.clone();
                     self.answer(client, Response::Failed { reason });
                 }
@@ -1824,11 +1996,12 @@ impl Machine {
         }
     }
 
-    /// `starting`, `running`, `reloading`, `upgrading`, `idle` (dev mode, no child) or
-    /// `stopping`.
+    /// `starting`, `running`, `reloading`, `probation`, `upgrading`, `idle` (dev mode, no
+    /// child) or `stopping`.
     fn phase_name(&self) -> &'static str {
         match &self.state.lifecycle {
             Lifecycle::Upgrading(_) => "upgrading",
+            Lifecycle::Probation(_) => "probation",
             Lifecycle::Reloading(_) => "reloading",
             Lifecycle::Serving { child } => match self.state.children.get(child) {
                 Some(c) if c.is_ready() => "running",
@@ -1885,6 +2058,10 @@ impl Machine {
                 .iter()
                 .map(|l| (l.name.clone(), l.shown()))
                 .collect(),
+            standby_pid: (self.state.standby_id())
+                .and_then(|id| self.state.children.get(&id))
+                .map(|c| c.pid),
+            probation_ends: self.probation_ends().map(rfc3339),
         }
     }
 }

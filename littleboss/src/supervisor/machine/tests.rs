@@ -11,13 +11,14 @@ use proptest::prelude::*;
 
 use super::moves::{ROOM_PLENTY, ROOM_TRUSTED_MS};
 use super::*;
-use crate::control::protocol::{ChildHello, ReloadRequest};
+use crate::control::protocol::{ChildHello, Probation, ReloadRequest};
 
 const NAME: &str = "svc";
 
 fn settings(persist: bool, fallback: bool) -> Settings {
     Settings {
         name: NAME.to_string(),
+        flag: "littleboss".to_string(),
         persist,
         fallback,
         lameduck_ms: 2_000,
@@ -48,6 +49,19 @@ fn program(path: &str, exe: FdKey) -> ProgramRecord {
     }
 }
 
+/// A hello of protocol 4 that declares a probation of `ms`.
+fn hello_probation(ms: u64, standby: bool) -> ChildMsg {
+    let ChildMsg::Hello(hello) = hello(true, 2_000) else {
+        unreachable!()
+    };
+    let probation = Probation {
+        ms,
+        five_xx_pct: 0,
+        standby,
+    };
+    ChildMsg::HelloProbation(hello, probation)
+}
+
 fn hello(calls_ready: bool, lameduck_ms: u64) -> ChildMsg {
     ChildMsg::Hello(ChildHello {
         name: NAME.to_string(),
@@ -63,6 +77,8 @@ fn hello(calls_ready: bool, lameduck_ms: u64) -> ChildMsg {
 #[derive(Debug, Default, Clone)]
 struct Proc {
     pid: u32,
+    /// What the supervisor sent it.
+    said: Vec<SupervisorMsg>,
     hello: bool,
     exited: bool,
     reaped: bool,
@@ -89,6 +105,8 @@ struct Driver {
     asked: BTreeSet<ClientId>,
     gone: BTreeSet<ClientId>,
     answers: BTreeMap<ClientId, Vec<Response>>,
+    /// What each client was told before its answer.
+    interims: BTreeMap<ClientId, Vec<Response>>,
     stop_clients: BTreeSet<ClientId>,
     logs: Vec<String>,
     spawns: usize,
@@ -185,6 +203,17 @@ impl Model {
                 assert!(!self.closed, "{effect:?} after the listeners closed");
             }
             Effect::Close => self.closed = true,
+            // An interim response comes before the answer, and only to a reload or an
+            // upgrade.
+            Effect::Interim { client, response } => {
+                assert_eq!(
+                    self.answers.get(client).copied().unwrap_or(0),
+                    0,
+                    "{response:?} to {client:?} after its answer"
+                );
+                assert!(matches!(response, Response::OnProbation { .. }));
+                assert!(!self.stop, "{response:?} after a stop was asked");
+            }
             // Every command is answered once; after a stop, no reload or upgrade is
             // reported done.
             Effect::Answer { client, response } => {
@@ -260,6 +289,7 @@ impl Driver {
             asked: BTreeSet::new(),
             gone: BTreeSet::new(),
             answers: BTreeMap::new(),
+            interims: BTreeMap::new(),
             stop_clients: BTreeSet::new(),
             logs: Vec::new(),
             spawns: 0,
@@ -560,6 +590,10 @@ impl Driver {
                         );
                     }
                 }
+                Effect::Interim { client, response } => {
+                    assert!(self.asked.contains(&client), "interim to a stranger");
+                    self.interims.entry(client).or_default().push(response);
+                }
                 Effect::Welcome { child, .. } => {
                     let p = self
                         .procs
@@ -570,8 +604,9 @@ impl Driver {
                     p.hello = true;
                 }
                 Effect::Send { child, msg } => {
-                    let p = self.procs.get(&child).expect("send to a known child");
+                    let p = self.procs.get_mut(&child).expect("send to a known child");
                     assert!(!p.reaped, "send to a reaped child");
+                    p.said.push(msg.clone());
                     match msg {
                         SupervisorMsg::Taken(ids) => {
                             for id in ids {
@@ -787,15 +822,43 @@ impl Driver {
             record,
             "the moves changed through version 2"
         );
-        // Version 1's layout carries the whole state: read back, it is the same.
-        let bytes = crate::supervisor::handover::v1_bytes(state);
-        let again = crate::supervisor::handover::through_v1(state);
-        assert_eq!(
-            crate::supervisor::handover::v1_bytes(&again),
-            bytes,
-            "the state changed through version 1: {:?}",
+        // At most one child serves: during a probation the old one stands by, and only
+        // then.
+        let ready = state.children.values().filter(|c| c.life == Life::Ready);
+        assert!(
+            ready.count() <= 1,
+            "two children serve: {:?}",
+            state.children
+        );
+        let standing: Vec<ChildId> = (state.children.values())
+            .filter(|c| c.life == Life::Standby)
+            .map(|c| c.id)
+            .collect();
+        assert!(
+            standing.len() <= 1 && standing.first().copied() == state.standby_id(),
+            "{standing:?} stand by in {:?}",
             state.lifecycle
         );
+        let on_probation = matches!(state.lifecycle, Lifecycle::Probation(_));
+        assert_eq!(
+            state.timers.get(Timer::Probation).is_some(),
+            on_probation,
+            "the probation's end in {:?}",
+            state.lifecycle
+        );
+        // Version 1's layout carries the whole state: read back, it is the same. (A
+        // probation is never handed over: an upgrade re-executes after its child's
+        // probation, and is refused during one.)
+        if !on_probation {
+            let bytes = crate::supervisor::handover::v1_bytes(state);
+            let again = crate::supervisor::handover::through_v1(state);
+            assert_eq!(
+                crate::supervisor::handover::v1_bytes(&again),
+                bytes,
+                "the state changed through version 1: {:?}",
+                state.lifecycle
+            );
+        }
         assert_eq!(
             state.upgrades, self.execs,
             "every exec counts, and only they"
@@ -915,6 +978,37 @@ impl Driver {
         (d, first)
     }
 
+    /// Reloads to a new child that declares a probation of `ms` and becomes ready;
+    /// the reload's client, told so, waits for the verdict.
+    fn on_probation(&mut self, ms: u64, standby: bool) -> (ClientId, ChildId) {
+        let client = self.reload("/bin/next");
+        self.prepared(true, 1);
+        let new = self.incoming();
+        self.msg(new, hello_probation(ms, standby));
+        self.adopts(new);
+        self.msg(new, ChildMsg::Ready);
+        assert_eq!(self.answer(client), None);
+        assert!(matches!(
+            self.interims.get(&client).map(Vec::as_slice),
+            Some([Response::OnProbation { ends_ms, .. }]) if *ends_ms == ms
+        ));
+        assert_eq!(self.status().state, "probation");
+        (client, new)
+    }
+
+    /// What the supervisor sent `child`, in order.
+    fn said(&self, child: ChildId) -> &[SupervisorMsg] {
+        &self.procs[&child].said
+    }
+
+    /// The text of the failure `client` was answered with.
+    fn failed(&self, client: ClientId) -> String {
+        match self.answer(client) {
+            Some(Response::Failed { reason }) => reason.clone(),
+            other => panic!("{client:?} answered {other:?}"),
+        }
+    }
+
     /// Reloads to a new child that becomes ready.
     fn reloaded(&mut self) -> ChildId {
         let client = self.reload("/bin/next");
@@ -931,6 +1025,328 @@ impl Driver {
 }
 
 // --- table tests --------------------------------------------------------------------
+
+// Probation.
+
+/// A serving child that can stand by.
+fn serving_standing_by(settings: Settings) -> (Driver, ChildId) {
+    let (mut d, first) = Driver::serving(settings);
+    d.adopts(first);
+    d.msg(first, ChildMsg::CanStandBy);
+    (d, first)
+}
+
+#[test]
+fn a_probation_that_runs_its_time_passes_and_only_then_the_old_child_winds_down() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let (client, new) = d.on_probation(30_000, true);
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Standby));
+    assert!(
+        d.said(first)
+            .iter()
+            .any(|m| matches!(m, SupervisorMsg::Successor { .. }))
+    );
+    let status = d.status();
+    assert_eq!(status.standby_pid, Some(d.procs[&first].pid));
+    assert_eq!(status.child_pid, Some(d.procs[&new].pid));
+    assert_eq!(
+        status.reloads, 0,
+        "a reload counts once its probation passed"
+    );
+    assert_eq!(
+        status.probation_ends.as_deref(),
+        Some("1970-01-01T00:00:30.000Z")
+    );
+    assert!(d.logs.iter().any(|l| l.ends_with(&format!(
+        "in 0 ms; on probation for 30 s; pid {} stands by",
+        d.procs[&first].pid
+    ))));
+    d.advance(29_999);
+    assert_eq!(d.answer(client), None);
+    assert!(!d.said(first).contains(&SupervisorMsg::Lameduck));
+    d.advance(1);
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Lameduck));
+    assert!(matches!(d.answer(client), Some(Response::Reloaded { .. })));
+    let status = d.status();
+    assert_eq!((status.state.as_str(), status.reloads), ("running", 1));
+    assert_eq!(status.standby_pid, None);
+    assert_eq!(status.probation_ends, None);
+    d.finish();
+}
+
+#[test]
+fn a_new_child_that_crashes_on_probation_is_rolled_back_to_the_warm_old_one() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let (client, new) = d.on_probation(30_000, true);
+    d.advance(3_200);
+    d.exit(new, WaitStatus::Code(101));
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Resume));
+    assert_eq!(d.current(), first);
+    assert_eq!(
+        d.failed(client),
+        format!(
+            "rolled back after 3.2 s of probation (warm): new child pid {} exited with code 101; pid {} serves again",
+            d.procs[&new].pid, d.procs[&first].pid
+        )
+    );
+    let status = d.status();
+    assert_eq!(status.state, "running");
+    assert_eq!((status.reloads, status.failures), (0, 1));
+    assert_eq!(
+        status.previous_path, None,
+        "the fallback is as before the reload"
+    );
+    assert_eq!(d.spawns, 2, "no cold start");
+    d.finish();
+}
+
+#[test]
+fn an_unhealthy_new_child_hands_its_connections_back_and_winds_down() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let (client, new) = d.on_probation(30_000, true);
+    d.msg(
+        new,
+        ChildMsg::Unhealthy {
+            reason: "database unreachable".into(),
+        },
+    );
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Resume));
+    let told = d.said(new);
+    assert!(matches!(
+        told[told.len() - 2],
+        SupervisorMsg::Successor { .. }
+    ));
+    assert_eq!(told.last(), Some(&SupervisorMsg::Lameduck));
+    assert!(
+        d.failed(client)
+            .contains("(warm): unhealthy: database unreachable; pid")
+    );
+    // An unhealthy child outside a probation is only said.
+    d.msg(
+        first,
+        ChildMsg::Unhealthy {
+            reason: "slow".into(),
+        },
+    );
+    assert!(
+        d.logs
+            .last()
+            .is_some_and(|l| l.contains("it is not on probation"))
+    );
+    assert_eq!(d.current(), first);
+    d.finish();
+}
+
+#[test]
+fn promote_and_rollback_end_a_probation_and_are_refused_without_one() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    for request in [Request::Promote, Request::Rollback] {
+        let client = d.request(request);
+        assert_eq!(
+            d.answer(client),
+            Some(&Response::Refused {
+                reason: "no reload is on probation".into()
+            })
+        );
+    }
+    let (reload, new) = d.on_probation(30_000, true);
+    d.advance(3_100);
+    let promote = d.request(Request::Promote);
+    assert_eq!(
+        d.answer(promote),
+        Some(&Response::Promoted {
+            pid: d.procs[&new].pid,
+            after_ms: 3_100
+        })
+    );
+    assert!(matches!(d.answer(reload), Some(Response::Reloaded { .. })));
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Lameduck));
+    d.exit(first, WaitStatus::Code(0));
+    // The next reload's new child stands by in its turn, and the operator rolls back.
+    d.msg(new, ChildMsg::CanStandBy);
+    let (reload, newer) = d.on_probation(30_000, true);
+    let rollback = d.request(Request::Rollback);
+    assert_eq!(
+        d.answer(rollback),
+        Some(&Response::RolledBack {
+            pid: d.procs[&new].pid
+        })
+    );
+    assert!(
+        d.failed(reload)
+            .contains("(warm): rolled back by the operator; pid")
+    );
+    assert_eq!(d.said(newer).last(), Some(&SupervisorMsg::Lameduck));
+    d.finish();
+}
+
+#[test]
+fn a_reload_upgrade_or_sighup_during_a_probation_is_refused_and_names_the_way_out() {
+    let (mut d, _) = serving_standing_by(settings(false, true));
+    let (_, new) = d.on_probation(30_000, true);
+    d.advance(17_500);
+    let pid = d.procs[&new].pid;
+    let refusal = format!(
+        "pid {pid} is on probation for 13 s more: wait, or run --littleboss=promote or --littleboss=rollback"
+    );
+    let reload = d.reload("/bin/other");
+    assert_eq!(
+        d.answer(reload),
+        Some(&Response::Refused {
+            reason: refusal.clone()
+        })
+    );
+    let upgrade = d.upgrade("/bin/other");
+    assert_eq!(
+        d.answer(upgrade),
+        Some(&Response::Refused {
+            reason: refusal.clone()
+        })
+    );
+    let spawns = d.spawns;
+    d.input(Input::Signal(Signal::Hup));
+    assert_eq!(d.spawns, spawns);
+    assert_eq!(d.status().state, "probation");
+    d.finish();
+}
+
+#[test]
+fn a_stop_during_a_probation_stops_both_children_with_the_new_one_s_code() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let (client, new) = d.on_probation(30_000, true);
+    let stop = d.request(Request::Stop);
+    assert!(d.failed(client).contains("is stopping"));
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Lameduck));
+    assert_eq!(d.said(new).last(), Some(&SupervisorMsg::Lameduck));
+    d.exit(first, WaitStatus::Code(0));
+    d.exit(new, WaitStatus::Code(3));
+    assert_eq!(d.m.done(), Some(3));
+    assert_eq!(d.answer(stop), Some(&Response::Stopped { code: 3 }));
+}
+
+#[test]
+fn without_a_child_standing_by_a_rollback_starts_the_previous_binary_cold() {
+    // The old child did not say it can stand by: it winds down at once.
+    let (mut d, first) = Driver::serving(settings(false, true));
+    let (client, new) = d.on_probation(30_000, true);
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Lameduck));
+    d.exit(first, WaitStatus::Code(0));
+    d.msg(
+        new,
+        ChildMsg::Unhealthy {
+            reason: "bad config".into(),
+        },
+    );
+    // The new child serves until the previous binary is ready.
+    assert_eq!(d.status().state, "reloading");
+    assert_eq!(d.current(), new);
+    let cold = d.incoming();
+    d.msg(cold, hello_probation(30_000, true));
+    d.msg(cold, ChildMsg::Ready);
+    assert_eq!(d.current(), cold, "the rollback's child has no probation");
+    assert_eq!(
+        d.failed(client),
+        format!(
+            "rolled back after 0 s of probation (cold): unhealthy: bad config; pid {} serves again",
+            d.procs[&cold].pid
+        )
+    );
+    assert_eq!(d.said(new).last(), Some(&SupervisorMsg::Lameduck));
+    let status = d.status();
+    assert_eq!((status.reloads, status.failures), (0, 1));
+    assert_eq!(status.child_path.as_deref(), Some("/bin/v1"));
+    d.finish();
+}
+
+#[test]
+fn a_standby_child_that_dies_makes_the_rollback_cold_and_a_dead_new_child_falls_back() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let (client, new) = d.on_probation(30_000, true);
+    d.exit(first, WaitStatus::Signal(9));
+    assert_eq!(d.status().state, "probation");
+    assert_eq!(d.status().standby_pid, None);
+    assert!(
+        d.logs
+            .iter()
+            .any(|l| l.contains("while standing by; the probation goes on"))
+    );
+    d.exit(new, WaitStatus::Code(101));
+    // Nothing serves until the previous binary is ready.
+    let cold = d.incoming();
+    d.msg(cold, hello(true, 2_000));
+    d.msg(cold, ChildMsg::Ready);
+    assert!(d.failed(client).contains("(cold): new child pid"));
+    assert_eq!(d.current(), cold);
+    d.finish();
+}
+
+#[test]
+fn with_fallback_off_and_nothing_standing_by_a_failed_probation_keeps_the_new_child() {
+    let (mut d, first) = Driver::serving(settings(false, false));
+    let (client, new) = d.on_probation(30_000, false);
+    d.exit(first, WaitStatus::Code(0));
+    let rollback = d.request(Request::Rollback);
+    let reason = d.failed(client);
+    assert!(
+        reason.ends_with(&format!(
+            "nothing to roll back to (fallback = false): pid {} serves on",
+            d.procs[&new].pid
+        )),
+        "{reason}"
+    );
+    assert!(matches!(d.answer(rollback), Some(Response::Failed { .. })));
+    assert_eq!(d.current(), new);
+    assert_eq!(d.status().state, "running");
+    d.finish();
+}
+
+#[test]
+fn standby_false_winds_the_old_child_down_even_if_it_could_stand_by() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let (_, _) = d.on_probation(30_000, false);
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Lameduck));
+    assert_eq!(d.status().standby_pid, None);
+    d.finish();
+}
+
+#[test]
+fn an_upgrade_re_executes_only_after_its_child_s_probation_passed() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let client = d.upgrade("/bin/next");
+    d.prepared(true, 1);
+    d.probed(true);
+    let new = d.incoming();
+    d.msg(new, hello_probation(5_000, true));
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.status().state, "probation");
+    assert_eq!(d.probing, 0, "not asked to take over yet");
+    assert!(matches!(
+        d.interims.get(&client).map(Vec::as_slice),
+        Some([Response::OnProbation { .. }])
+    ));
+    d.advance(5_000);
+    assert_eq!(d.status().state, "upgrading");
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Lameduck));
+    d.probed(true);
+    d.exit(first, WaitStatus::Code(0));
+    d.exec(true);
+    assert!(matches!(d.answer(client), Some(Response::Upgraded(_))));
+    d.finish();
+}
+
+#[test]
+fn a_child_of_an_earlier_protocol_has_no_probation_and_dev_mode_has_none() {
+    let (mut d, _) = serving_standing_by(settings(false, true));
+    let new = d.reloaded();
+    assert_eq!(d.current(), new);
+    let (mut d, _) = Driver::serving(dev());
+    d.build();
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello_probation(30_000, true));
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.status().state, "running");
+}
 
 #[test]
 fn start_ready_stop() {
@@ -1615,8 +2031,17 @@ enum Action {
     Adopts(usize),
     Hand(usize, usize),
     Answer(usize, bool),
-    /// The reload's new child says hello, adopts (or not), and is ready.
-    Promote(bool),
+    /// The reload's new child says hello (declaring a probation of this long, if
+    /// any), adopts (or not), and is ready.
+    Promote(bool, Option<u64>),
+    /// A child says it can stand by.
+    CanStandBy(usize),
+    /// A child says it is unhealthy.
+    Unhealthy(usize),
+    /// `--littleboss=promote`.
+    PromoteCmd,
+    /// `--littleboss=rollback`.
+    RollbackCmd,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -1643,7 +2068,12 @@ fn action() -> impl Strategy<Value = Action> {
         3 => child.clone().prop_map(Action::Adopts),
         4 => (child.clone(), 1usize..4).prop_map(|(child, n)| Action::Hand(child, n)),
         4 => (child.clone(), prop::bool::weighted(0.8)).prop_map(|(child, take)| Action::Answer(child, take)),
-        3 => prop::bool::weighted(0.8).prop_map(Action::Promote),
+        3 => (prop::bool::weighted(0.8), prop_oneof![Just(None), Just(Some(0)), (1..40_000u64).prop_map(Some)])
+            .prop_map(|(adopts, probation)| Action::Promote(adopts, probation)),
+        2 => child.clone().prop_map(Action::CanStandBy),
+        1 => child.clone().prop_map(Action::Unhealthy),
+        1 => Just(Action::PromoteCmd),
+        1 => Just(Action::RollbackCmd),
     ]
 }
 
@@ -1771,12 +2201,16 @@ fn play(d: &mut Driver, action: Action) {
                 d.hand(c, n);
             }
         }
-        Action::Promote(adopts) => {
+        Action::Promote(adopts, probation) => {
             let state = d.m.state();
             if let Some(c) = state.incoming_id().and_then(|id| state.children.get(&id)) {
                 let new = c.id;
                 if !c.welcomed() && c.life == Life::Started {
-                    d.msg(new, hello(true, 2_000));
+                    let hello = match probation {
+                        Some(ms) => hello_probation(ms, ms % 3 != 0),
+                        None => hello(true, 2_000),
+                    };
+                    d.msg(new, hello);
                 }
                 if adopts {
                     d.adopts(new);
@@ -1788,6 +2222,27 @@ fn play(d: &mut Driver, action: Action) {
             if let Some(c) = pick(d, i) {
                 d.answer_first(c, take);
             }
+        }
+        Action::CanStandBy(i) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(c, ChildMsg::CanStandBy);
+            }
+        }
+        Action::Unhealthy(i) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(
+                    c,
+                    ChildMsg::Unhealthy {
+                        reason: "no".into(),
+                    },
+                );
+            }
+        }
+        Action::PromoteCmd => {
+            d.request(Request::Promote);
+        }
+        Action::RollbackCmd => {
+            d.request(Request::Rollback);
         }
     }
 }
@@ -2220,7 +2675,12 @@ fn moving_action() -> impl Strategy<Value = Action> {
         2 => child.clone().prop_map(Action::Adopts),
         2 => Just(Action::Reload),
         2 => prop::bool::weighted(0.9).prop_map(Action::Prepared),
-        3 => prop::bool::weighted(0.8).prop_map(Action::Promote),
+        3 => (prop::bool::weighted(0.8), prop_oneof![Just(None), (1..3_000u64).prop_map(Some)])
+            .prop_map(|(adopts, probation)| Action::Promote(adopts, probation)),
+        // A probation's rollback moves connections back to the old child.
+        1 => child.clone().prop_map(Action::CanStandBy),
+        1 => child.clone().prop_map(Action::Unhealthy),
+        1 => Just(Action::RollbackCmd),
         2 => (child.clone(), prop_oneof![Just(0), Just(1), Just(-9)]).prop_map(|(child, code)| Action::Exit { child, code }),
         2 => prop_oneof![0..300u64, 0..3_000u64].prop_map(Action::Advance),
         1 => child.clone().prop_map(Action::Garbage),

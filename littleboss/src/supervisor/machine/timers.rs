@@ -29,6 +29,8 @@ pub(crate) enum Timer {
     Recall(u64),
     /// An upgrade re-executes then, even with connections still on their way.
     Exec,
+    /// The probation under way ends then, as passed.
+    Probation,
 }
 
 impl Timer {
@@ -37,7 +39,7 @@ impl Timer {
     pub(crate) fn child(self) -> Option<ChildId> {
         match self {
             Timer::Hello(id) | Timer::Settled(id) | Timer::Ready(id) | Timer::Kill(id) => Some(id),
-            Timer::Restart | Timer::Recall(_) | Timer::Exec => None,
+            Timer::Restart | Timer::Recall(_) | Timer::Exec | Timer::Probation => None,
         }
     }
 }

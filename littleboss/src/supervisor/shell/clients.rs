@@ -16,6 +16,22 @@ pub(super) struct Held {
     pub(super) stream: std::os::unix::net::UnixStream,
 }
 
+/// Tells a client whose connection the shell holds something before its answer. The
+/// message is small and the connection has nothing else queued: it is written at once,
+/// ahead of the answer, or not at all.
+fn tell_held(held: &Held, response: &Response) {
+    use std::io::Write;
+    if held.version < protocol::INTERIM_SINCE {
+        return;
+    }
+    let bytes = protocol::frame(&protocol::encode_response(held.version, response));
+    let Ok(mut stream) = held.stream.try_clone() else {
+        return;
+    };
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(&bytes);
+}
+
 /// Answers a client whose connection the shell holds, off the loop.
 pub(super) fn answer_held(held: Held, response: Response) {
     tokio::task::spawn_blocking(move || {
@@ -76,6 +92,14 @@ impl Shell {
 
     /// Answers a client: on its connection's task, or on the connection the shell
     /// holds itself.
+    pub(super) fn interim(&mut self, client: ClientId, response: Response) {
+        if let Some(reply) = self.clients.get(&client) {
+            let _ = reply.send(response);
+        } else if let Some(held) = self.held.get(&client) {
+            tell_held(held, &response);
+        }
+    }
+
     pub(super) fn answer(&mut self, client: ClientId, response: Response) {
         self.exes.remove(&client);
         if let Some(reply) = self.clients.remove(&client) {

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicU16;
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -53,7 +53,7 @@ pub(crate) struct Shell {
     machine: Machine,
     fds: FdTable,
     children: HashMap<ChildId, Handle>,
-    clients: HashMap<ClientId, oneshot::Sender<Response>>,
+    clients: HashMap<ClientId, mpsc::UnboundedSender<Response>>,
     inputs_tx: mpsc::UnboundedSender<Input>,
     inputs: mpsc::UnboundedReceiver<Input>,
     prepared_tx: mpsc::UnboundedSender<Prepared>,
@@ -408,11 +408,13 @@ impl Shell {
                 });
             }
             Effect::Answer { client, response } => self.answer(client, response),
+            Effect::Interim { client, response } => self.interim(client, response),
             Effect::Notify(notice) => {
                 let text = match notice {
                     Notice::Ready(status) => format!("READY=1\nSTATUS={status}"),
                     Notice::Reloading => notify::reloading("reloading"),
                     Notice::Stopping => "STOPPING=1\nSTATUS=stopping".to_string(),
+                    Notice::Extend { ms } => notify::extend(ms),
                 };
                 if let Some(Err(e)) = self.notify.as_ref().map(|n| n.send(&text)) {
                     self.log(Level::Warn, &e.to_string());
@@ -501,6 +503,7 @@ struct Parts {
 fn settings(config: &Config, dev: bool) -> Settings {
     Settings {
         name: config.name.clone(),
+        flag: config.flag.clone(),
         persist: config.persist,
         fallback: config.fallback,
         lameduck_ms: millis(config.lameduck),

@@ -501,3 +501,32 @@ fn probation_with_the_previous_release_both_ways() {
     );
     assert_ok(&sup, "stop", &env.run(&previous, &["--littleboss=stop"]));
 }
+
+/// Which children can stand by crosses an upgrade (upgrade state version 3): the
+/// child the upgraded supervisor inherited stands by at the next probation, and a crash
+/// rolls back to it warm.
+#[test]
+fn a_child_inherited_through_an_upgrade_still_stands_by() {
+    let env = Env::new();
+    let (one, two) = copies(&env);
+    let sup = env.start(&one, NO_ARGS);
+    let upgraded = env.run(&two, &["--littleboss=upgrade"]);
+    assert_ok(&sup, "upgrade", &upgraded);
+    let log = sup.wait_for_log("(upgrade state version 3)");
+    assert!(log.contains("re-executing as"), "{log}");
+    let serving = sup.wait_running();
+    let old = pid_in(&serving, "child_pid").expect("a child");
+    let reload = reload(
+        &env,
+        &one,
+        &["--probation-ms=60000", "--crash-after-ms=500"],
+    );
+    on_probation(&sup);
+    assert_eq!(pid_in(&sup.status(), "standby_pid"), Some(old));
+    let reason = failed(&reload);
+    assert!(
+        reason.contains("(warm)") && reason.ends_with(&format!("pid {old} serves again")),
+        "{reason}"
+    );
+    assert_ok(&sup, "stop", &env.run(&one, &["--littleboss=stop"]));
+}

@@ -5,6 +5,9 @@
 //!
 //! - [`state_v1`]: the supervisor's upgrade handover, state version 1.
 //! - [`state_v2`]: state version 2, version 1 followed by the connections moving.
+//! - [`state_v3`]: state version 3, version 2 followed by the children that can stand
+//!   by.
 
 pub(crate) mod state_v1;
 pub(crate) mod state_v2;
+pub(crate) mod state_v3;

@@ -23,12 +23,14 @@ use crate::socket::SocketFile;
 use crate::sys;
 use crate::wire::state_v1::HandoverV1;
 use crate::wire::state_v2::HandoverV2;
+use crate::wire::state_v3::HandoverV3;
 
 use super::machine::{ChildId, ClientId, MovesRecord, State, Time};
 use super::state::FdKey;
 
 mod v1;
 mod v2;
+mod v3;
 
 #[cfg(test)]
 pub(crate) use v1::{through_v1, v1_bytes};
@@ -40,9 +42,10 @@ const MAGIC: &[u8; 20] = b"littleboss-handover\0";
 
 /// The newest layout of [`Handover`] this build writes and reads. Version 1 is
 /// [`HandoverV1`], frozen; version 2 is [`HandoverV2`], version 1 followed by the
-/// connections moving between children. A change that the newest cannot carry is a
-/// new version.
-pub(crate) const STATE_VERSION: u16 = 2;
+/// connections moving between children; version 3 is [`HandoverV3`], version 2
+/// followed by the children that can stand by. A change that the newest cannot carry
+/// is a new version.
+pub(crate) const STATE_VERSION: u16 = 3;
 
 /// The state versions this build reads: 1 to [`STATE_VERSION`], or in a build with
 /// test hooks only the one [`TEST_STATE_VERSION_ENV`] names, so that a binary that
@@ -128,9 +131,10 @@ pub(crate) struct HeldClient {
 }
 
 impl Handover {
-    /// `[MAGIC][version][body]`, in state version `version` (1 or 2: the newest the
+    /// `[MAGIC][version][body]`, in state version `version` (1 to 3: the newest the
     /// next image reads). Version 1 leaves the moves out: the machine re-executes
-    /// toward it only once nothing moves.
+    /// toward it only once nothing moves. Versions 1 and 2 leave out which children can
+    /// stand by: the next image takes them as children that cannot.
     pub(crate) fn encode(&self, version: u16) -> Result<Vec<u8>, HandoverError> {
         let mut out = MAGIC.to_vec();
         out.extend(version.to_le_bytes());
@@ -138,6 +142,10 @@ impl Handover {
         let body = match version {
             1 => postcard::to_stdvec(&v1),
             2 => postcard::to_stdvec(&HandoverV2::from_handover(v1, &self.moves)),
+            3 => {
+                let v2 = HandoverV2::from_handover(v1, &self.moves);
+                postcard::to_stdvec(&HandoverV3::from_handover(v2, self))
+            }
             _ => return Err(HandoverError::Unwritten(version)),
         };
         out.extend(body.map_err(HandoverError::Encode)?);
@@ -160,7 +168,9 @@ impl Handover {
         let read = match version {
             1 => postcard::take_from_bytes::<HandoverV1>(body)
                 .map(|(layout, rest)| (layout.into_handover(), rest)),
-            _ => postcard::take_from_bytes::<HandoverV2>(body)
+            2 => postcard::take_from_bytes::<HandoverV2>(body)
+                .map(|(layout, rest)| (layout.into_handover(), rest)),
+            _ => postcard::take_from_bytes::<HandoverV3>(body)
                 .map(|(layout, rest)| (layout.into_handover(), rest)),
         };
         match read {
@@ -292,7 +302,7 @@ pub(crate) enum HandoverError {
     #[error("the running supervisor's state is version {version}; this binary reads {reads}")]
     Version { version: u16, reads: Reads },
     /// A version this build does not write.
-    #[error("this build writes upgrade state versions 1 and 2, not {0}")]
+    #[error("this build writes upgrade state versions 1 to 3, not {0}")]
     Unwritten(u16),
     /// Bytes follow the state.
     #[error("{0} bytes after the state")]

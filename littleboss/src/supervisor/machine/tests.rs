@@ -2841,7 +2841,9 @@ fn toward_state_version_2_an_upgrade_re_executes_at_once_and_the_next_image_goes
 /// The states an upgrade may hand over, named: one of each situation the machine can
 /// be in, so that every type of the state is in the golden bytes.
 fn golden_states() -> Vec<(&'static str, Driver)> {
-    let (serving, _) = Driver::serving(settings(true, true));
+    // (It can stand by: only version 3 says so.)
+    let (mut serving, first) = Driver::serving(settings(true, true));
+    serving.msg(first, ChildMsg::CanStandBy);
     let (mut reloading, _) = Driver::serving(settings(true, true));
     reloading.reload("/bin/next");
     let (mut starting_new, _) = Driver::serving(settings(false, true));
@@ -2927,14 +2929,14 @@ fn golden_handover(d: &Driver) -> crate::supervisor::handover::Handover {
     }
 }
 
-/// State versions 1 and 2, as this build writes them: what a supervisor of the next
-/// release must read when it is asked to upgrade this one (and version 1 what this
-/// build writes for a binary of a release that reads only that).
+/// State versions 1 to 3, as this build writes them: what a supervisor of the next
+/// release must read when it is asked to upgrade this one (and the earlier versions
+/// what this build writes for a binary of a release that reads only those).
 #[test]
-fn the_upgrade_state_encodes_as_state_versions_1_and_2() {
+fn the_upgrade_state_encodes_as_state_versions_1_to_3() {
     use crate::supervisor::handover::{Handover, STATE_VERSION};
     assert_eq!(
-        STATE_VERSION, 2,
+        STATE_VERSION, 3,
         "a new state version keeps the golden bytes of the ones before"
     );
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
@@ -2953,8 +2955,11 @@ fn the_upgrade_state_encodes_as_state_versions_1_and_2() {
     // And this build reads them back.
     for (name, bytes) in crate::golden::read("upgrade-state.txt") {
         let handover = Handover::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let version = if name.starts_with("v1 ") { 1 } else { 2 };
+        let version = name[1..2].parse().expect("vN NAME");
         assert_eq!(handover.encode(version).expect("encodes"), bytes, "{name}");
+        // Version 3 says which children can stand by; the ones before, none.
+        let standing = (handover.state.children.values()).any(|c| c.stands_by);
+        assert_eq!(standing, name == "v3 serving", "{name}");
     }
 }
 

@@ -73,11 +73,12 @@ impl Shell {
     }
 
     /// Asks the upgrade's binary, off the loop, whether it can take over: with the
-    /// state in this build's newest version, then, if it says no, in version 1 (a
-    /// binary of a release that reads only that). The answer is the version it read.
+    /// state in this build's newest version, then, while it says no, in each version
+    /// before (a binary of a release that reads only those). The answer is the
+    /// version it read.
     pub(super) fn probe(&mut self, program: &ProgramRecord) {
         let handover = self.handover();
-        let blobs = [STATE_VERSION, 1].map(|version| (version, handover.encode(version)));
+        let blobs = [STATE_VERSION, 2, 1].map(|version| (version, handover.encode(version)));
         let exe = self
             .fds
             .get(program.exe)
@@ -232,7 +233,7 @@ impl Shell {
 /// asked again): the version it read, or why the last said no.
 fn probe_versions(
     exe: &OwnedFd,
-    blobs: [(u16, Result<Vec<u8>, HandoverError>); 2],
+    blobs: [(u16, Result<Vec<u8>, HandoverError>); 3],
 ) -> Result<u16, String> {
     let mut why = String::from("not probed");
     for (version, blob) in blobs {

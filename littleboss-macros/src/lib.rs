@@ -39,6 +39,9 @@ use proc_macro::TokenStream;
 /// | `calls_ready = true` | the program calls `Context::ready` | `false` |
 /// | `settle = "250ms"` | how long a main that does not call `ready` must run to be ready | `"250ms"` |
 /// | `ready_timeout = "30s"` | how long to wait for `ready` | `"30s"` |
+/// | `probation = "30s"` | after a reload to this binary, how long the new process is on probation, the old one standing by | none |
+/// | `probation_5xx = "5%"` | with the HTTP helpers, the share of 5xx responses (1% to 100%, of at least 20) that fails a probation | off |
+/// | `standby = false` | during a probation the old process winds down instead of standing by | `true` |
 /// | `flavor = "current_thread"` | the tokio runtime of an `async` main: `"current_thread"` or `"multi_thread"` | `"multi_thread"` |
 /// | `flag = "lb"` | the control flag's name: `--lb=start` | `"littleboss"` |
 /// | `supervisor_init = my_init` | a `fn() -> ()` or `fn() -> Result<(), E>` run once in the supervisor, after binding, before the first child | none |

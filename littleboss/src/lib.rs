@@ -65,6 +65,32 @@
 //! cancels a reload under way. SIGHUP reloads from the current binary's path, SIGTERM
 //! and SIGINT stop.
 //!
+//! # Probation
+//!
+//! A binary that declares `probation = "30s"` ([`Littleboss::probation`]) is not taken
+//! at its word when it is ready: step 3 above becomes a probation. The old child
+//! **stands by**: it stops accepting and winds its connections down as at lameduck
+//! (idle ones move to the new child), but it does not exit, and
+//! [`Context::lameduck`] does not resolve. The reload command says
+//! `reloaded NAME: pid OLD -> NEW in N ms; on probation for 30 s` and waits.
+//!
+//! - The probation **passes** when its time is up or the operator runs
+//!   `--littleboss=promote`: the old child gets lameduck (its lameduck time counts from
+//!   then), the reload counts, and the reload command says
+//!   `probation passed: pid NEW serves NAME`.
+//! - It **fails** when the new child exits, calls [`Context::unhealthy`], serves more
+//!   than `probation_5xx` of 5xx responses through the HTTP helpers, or the operator runs
+//!   `--littleboss=rollback`: the old child **resumes** at once (it accepts again, and
+//!   the new child's idle connections move back to it), the new child gets lameduck, and
+//!   the reload command exits 1, saying why.
+//! - With no child standing by (one that cannot, see [`Context::can_stand_by`], one
+//!   that exited meanwhile, or `standby = false`), the old child winds down as before
+//!   and a rollback starts the previous binary again from its held fd, gated on
+//!   readiness as a fallback is.
+//!
+//! Meanwhile a reload, an upgrade or SIGHUP is refused, and a stop stops both children.
+//! A child of an earlier protocol, and dev mode, have no probation.
+//!
 //! # How the supervisor decides
 //!
 //! Every decision of the supervisor is made by one state machine that does no I/O: it
@@ -79,30 +105,34 @@
 //! | running | the serving child, ready | a reload, its exit, or a stop |
 //! | reloading | the serving child, and the new one (or its binary being opened) | the new one is ready (it serves), fails (the old one never noticed), or a stop (the new one is killed) |
 //! | stopping | only children winding down: nothing starts in this state | the last child is gone and what the service left behind is ended: the stop is answered with the serving child's exit code (1 instead of 0 if a leftover process could not be ended) |
-//! | upgrading | as reloading, then the binary's second probe and the supervisor's own re-execution | the new image runs (same pid), or the upgrade fails and nothing changed but the child's reload |
+//! | probation | the new child, serving, and the old one standing by (or the binary a rollback would start) | the probation passes (the old child winds down), fails (the old child resumes, or the previous binary starts), or a stop (both wind down) |
+//! | upgrading | as reloading (and probation, if the new binary declares one), then the binary's second probe and the supervisor's own re-execution | the new image runs (same pid), or the upgrade fails and nothing changed but the child's reload |
 //! | idle (dev mode) | no child: the last one exited, the listeners stay open | a build lands, a reload, or a stop |
 //!
 //! Each child goes through its own states: started, then (after its hello) welcomed
-//! with its listeners and settling or awaiting `ready()`, ready, in lameduck, killed;
+//! with its listeners and settling or awaiting `ready()`, ready, standing by, in
+//! lameduck, killed;
 //! at its exit its process group is killed and then it is reaped, so the group's id
 //! cannot belong to anyone else yet.
 //!
 //! What the machine takes in:
 //!
-//! - a child started, or could not be; a child said hello, ready or finished, handed
-//!   over connections or answered for them, or sent something that is not a message;
-//!   a child exited;
-//! - `status`, `stop`, `reload`, `upgrade` from a client; a client went away;
+//! - a child started, or could not be; a child said hello, ready or finished, that it
+//!   can stand by or is unhealthy, handed over connections or answered for them, or
+//!   sent something that is not a message; a child exited;
+//! - `status`, `stop`, `reload`, `upgrade`, `promote`, `rollback` from a client; a
+//!   client went away;
 //! - a reload's binary opened and its listeners bound (off the loop), or not; an
 //!   upgrade's binary answered its probe; the re-execution failed; a new image resumed;
 //! - SIGTERM, SIGINT (stop; twice: kill now), SIGHUP (reload);
 //! - a new build landed (dev mode);
 //! - what the service left behind was ended, or could not all be;
 //! - the time, against its deadlines: hello, settle, ready, lameduck, restart backoff,
-//!   connections on their way.
+//!   connections on their way, the probation's end.
 //!
 //! What it asks the loop to do: start a child; welcome it with its listeners; send it a
-//! message (a refusal, lameduck, connections to take or given back); kill a process
+//! message (a refusal, lameduck, standby, resume, connections to take or given back);
+//! tell a client something before its answer (a probation began); kill a process
 //! group; reap a child; open a reload's binary and bind its listeners; probe an
 //! upgrade's binary; re-execute the supervisor; answer a client; tell systemd; log;
 //! look at a build again that was still being written; close the listeners and the
@@ -169,6 +199,9 @@
 //! | `calls_ready = true` | [`Littleboss::calls_ready`] | false | readiness is the program's [`Context::ready`] call |
 //! | `settle = "250ms"` | [`Littleboss::settle`] | 250 ms | readiness of a program that does not call `ready` |
 //! | `ready_timeout = "30s"` | [`Littleboss::ready_timeout`] | 30 s | how long to wait for `ready` (and the hello), at least 1 ms |
+//! | `probation = "30s"` | [`Littleboss::probation`] | none | after a reload to this binary, how long the new child is on probation |
+//! | `probation_5xx = "5%"` | [`Littleboss::probation_5xx`] | off | with the HTTP helpers, the 5xx share that fails a probation |
+//! | `standby = false` | [`Littleboss::standby`] | true | during a probation, the old child winds down instead of standing by |
 //! | `flavor = "current_thread"` | [`Littleboss::flavor`] | multi_thread | the tokio runtime of an async main |
 //! | `flag = "lb"` | [`Littleboss::flag`] | `littleboss` | the control flag's name, `[A-Za-z0-9_-]+` not starting with `-` |
 //! | `supervisor_init = f` | [`Littleboss::supervisor_init`] | none | run once in the supervisor, after binding |
@@ -176,7 +209,8 @@
 //! | `unix_mode = "0660"` | [`Littleboss::unix_mode`] | as the umask leaves it | the mode of `unix:` listeners' socket files |
 //!
 //! The attribute writes a duration as an integer followed by `ms`, `s` or `m`. Each of
-//! `lameduck`, `settle` and `ready_timeout` is at most [`MAX_WAIT`], one hour: no
+//! `lameduck`, `settle`, `ready_timeout` and `probation` is at most [`MAX_WAIT`], one
+//! hour: no
 //! reload should hang on a child for longer, and every deadline the supervisor
 //! computes from them stays in the clock's range. The attribute refuses a longer one
 //! at compile time; the builder refuses it (and every other mistake the attribute
@@ -347,7 +381,8 @@ pub use error::{Error, ListenerProblem};
 pub use handoff::{Adoptions, Handoff};
 pub use logger::Level;
 
-/// The longest `lameduck`, `settle` or `ready_timeout` a program may declare: one hour.
+/// The longest `lameduck`, `settle`, `ready_timeout` or `probation` a program may declare: one
+/// hour.
 ///
 /// The attribute refuses a longer one at compile time, the builder when the program
 /// runs (exit code 2), so that no deadline the supervisor computes can overflow and no

@@ -574,3 +574,64 @@ fn log_with_a_function_gets_every_message() {
     expect("LOG Warn lbsdquiet: reload failed: new child pid ");
     expect("LOG Info lbsdquiet: stopped, exit code 0");
 }
+
+/// A reload on probation: after `RELOADING=1`, `EXTEND_TIMEOUT_USEC` covers the
+/// probation, and `READY=1` comes with the verdict, not when the new child is ready.
+#[test]
+fn notify_waits_for_a_probation_s_verdict() {
+    let env = Env::new();
+    let notify = NotifyReceiver::bind_path(&env.path().join("notify.sock"));
+    let bin = bin!("lb-probation");
+    let argv = [
+        "env".to_string(),
+        notify.env_assignment(),
+        bin.display().to_string(),
+        "--littleboss=start".to_string(),
+    ];
+    let sup = supervise_running(&env, &argv, bin);
+    let first = sup.child_pid();
+    assert!(
+        notify
+            .recv("the first child's readiness")
+            .starts_with("READY=1\n")
+    );
+    // It passes once its 1.5 s are up.
+    let before = monotonic_usec();
+    let reload = env.spawn(bin, &["--littleboss=reload", "--", "--probation-ms=1500"]);
+    assert_reloading(&notify.recv("RELOADING=1 of the reload"), before);
+    assert_eq!(
+        notify.recv("the probation's extension"),
+        "EXTEND_TIMEOUT_USEC=11500000\nSTATUS=reloaded; the new child is on probation"
+    );
+    let ready = notify.recv("READY=1 with the verdict");
+    let passed = monotonic_usec();
+    assert!(
+        passed - before >= 1_400_000,
+        "READY=1 came {} ms after the reload, before the verdict",
+        (passed - before) / 1000
+    );
+    assert_eq!(reload.wait_code(), 0);
+    let second = sup.child_pid();
+    assert_ne!(second, first);
+    assert!(ready.starts_with(&format!("READY=1\nSTATUS=serving: child pid {second} ")));
+    // A rollback: READY=1 names the old child, serving again.
+    let reload = env.spawn(
+        bin,
+        &[
+            "--littleboss=reload",
+            "--",
+            "--probation-ms=60000",
+            "--crash-after-ms=300",
+        ],
+    );
+    notify.recv("RELOADING=1 of the second reload");
+    notify.recv("the second probation's extension");
+    let ready = notify.recv("READY=1 after the rollback");
+    assert!(
+        ready.starts_with(&format!("READY=1\nSTATUS=serving: child pid {second} ")),
+        "{ready:?}"
+    );
+    assert_eq!(reload.wait_code(), 1);
+    let stop = sup.run(&["--littleboss=stop"]);
+    assert_eq!(stop.code(), Some(0), "{stop}");
+}

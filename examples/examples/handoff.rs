@@ -14,12 +14,17 @@
 //! that is between two lines moves to the new process with the start of a line it may
 //! have read already; one in the middle of an answer moves once it is written. A
 //! connection that the new process does not take stays here and is closed.
+//!
+//! It can also stand by (`Context::can_stand_by`): when the new process is on probation
+//! (a binary that declares `probation`), this one stops accepting and moves its
+//! connections as at lameduck, but stays, warm; if the new one fails, it accepts again
+//! at once (`Context::resumed`) and the connections come back to it.
 
 use std::io;
 
 use littleboss::{Context, Handoff};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 #[littleboss::main(
     name = "handoff",
@@ -27,20 +32,33 @@ use tokio::net::TcpStream;
     calls_ready = true
 )]
 async fn main(lb: Context) -> io::Result<()> {
-    let listener = lb.tcp_listener("lines")?;
+    let mut listener = Some(lb.tcp_listener("lines")?);
+    // Standing by, the listener is out of the runtime: epoll no longer wakes this
+    // process for each connection the new one takes.
+    let mut parked = None;
     // Before ready: the process before hands its connections only to one that adopts
     // them by the time it is ready.
     let mut adopted = lb.adopt("lines")?;
+    lb.can_stand_by();
     lb.ready();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = lb.lameduck() => break,
+            // A new process is on probation: stop accepting, and wait (`serve` moves
+            // the connections).
+            _ = lb.standby(), if listener.is_some() => {
+                parked = listener.take().map(TcpListener::into_std).transpose()?;
+            }
+            // It failed: accept again.
+            _ = lb.resumed(), if parked.is_some() => {
+                listener = parked.take().map(TcpListener::from_std).transpose()?;
+            }
             Some(moved) = adopted.next() => {
                 let stream = TcpStream::from_std(moved.stream)?;
                 connections.spawn(serve(lb.clone(), stream, moved.buffered));
             }
-            accepted = listener.accept() => {
+            accepted = accept(listener.as_ref()) => {
                 let (stream, _) = accepted?;
                 connections.spawn(serve(lb.clone(), stream, Vec::new()));
             }
@@ -55,8 +73,26 @@ async fn main(lb: Context) -> io::Result<()> {
     Ok(())
 }
 
+/// The next connection, or never while standing by.
+async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves at lameduck, or when this process stands by: either way its connections
+/// move.
+async fn winding_down(lb: &Context) {
+    tokio::select! {
+        _ = lb.lameduck() => {}
+        _ = lb.standby() => {}
+    }
+}
+
 /// Answers each line of `stream` (`read` first: bytes read before, by this process or
-/// the one before); at lameduck, between two lines, hands the connection over.
+/// the one before); at lameduck or standby, between two lines, hands the connection
+/// over.
 async fn serve(lb: Context, mut stream: TcpStream, mut read: Vec<u8>) {
     let pid = std::process::id();
     let mut chunk = [0u8; 4096];
@@ -70,7 +106,7 @@ async fn serve(lb: Context, mut stream: TcpStream, mut read: Vec<u8>) {
         }
         tokio::select! {
             // Between two lines (what was read holds no whole line): move.
-            _ = lb.lameduck() => {
+            _ = winding_down(&lb) => {
                 let Ok(std) = stream.into_std() else { return };
                 let moving = Handoff { stream: std, buffered: read };
                 // Not taken: close it here (a lingering close would be kinder).

@@ -128,6 +128,14 @@ pub(crate) struct Declared {
 #[cfg(feature = "hyper")]
 pub(crate) const FIVE_XX_AFTER: u64 = 20;
 
+/// Whether `errors` of `responses` fail a probation whose `probation_5xx` is `pct`: at
+/// least [`FIVE_XX_AFTER`] answered, and more than `pct` percent of them 5xx.
+#[cfg(feature = "hyper")]
+fn share_fails(errors: u64, responses: u64, pct: u8) -> bool {
+    responses >= FIVE_XX_AFTER
+        && errors.saturating_mul(100) > u64::from(pct).saturating_mul(responses)
+}
+
 /// The HTTP helpers' responses during a probation.
 #[cfg(feature = "hyper")]
 #[derive(Debug, Default)]
@@ -295,8 +303,7 @@ impl Context {
         if (500..600).contains(&status) {
             tally.errors += 1;
         }
-        if tally.responses >= FIVE_XX_AFTER && tally.errors * 100 > u64::from(pct) * tally.responses
-        {
+        if share_fails(tally.errors, tally.responses, pct) {
             tally.told = true;
             let (errors, responses) = (tally.errors, tally.responses);
             drop(tally);
@@ -630,5 +637,34 @@ fn in_runtime(name: &str) -> io::Result<()> {
             problem: ListenerProblem::NoRuntime,
         }
         .into()),
+    }
+}
+
+#[cfg(all(test, feature = "hyper"))]
+mod tests {
+    use super::share_fails;
+
+    #[test]
+    fn a_5xx_share_fails_a_probation_only_past_its_share_of_twenty_or_more() {
+        for (errors, responses, pct, fails) in [
+            // Fewer than twenty answered: never, however many failed.
+            (19, 19, 1, false),
+            (0, 0, 1, false),
+            // Exactly the share is not more than it.
+            (1, 20, 5, false),
+            (2, 20, 5, true),
+            (12, 100, 12, false),
+            (13, 100, 12, true),
+            (57, 57, 100, false),
+            (20, 20, 99, true),
+            (0, 1_000, 1, false),
+            (u64::MAX, u64::MAX / 100, 100, true),
+        ] {
+            assert_eq!(
+                share_fails(errors, responses, pct),
+                fails,
+                "{errors} of {responses} at {pct}%"
+            );
+        }
     }
 }

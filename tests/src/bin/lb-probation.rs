@@ -16,9 +16,14 @@
 //! | `--crash-after-ms=N` | exit with code 101, N ms after it is ready |
 //! | `--unhealthy-after-ms=N` | call `unhealthy("told to")` N ms after it is ready |
 //! | `--own-loop` | serve with an accept loop of its own that cannot stand by |
+//! | `--print-times` | say when it calls `unhealthy` or exits with code 101 (below) |
 //!
 //! It prints `lb-probation: pid PID standing by`, `... resumed` and `... lameduck` on
-//! stderr as they come.
+//! stderr as they come. With `--print-times`, also `lb-probation: pid PID unhealthy at
+//! NS` just after it called `unhealthy`, and `lb-probation: pid PID exits with code 101
+//! at NS` just before it exits, NS being `CLOCK_MONOTONIC` in nanoseconds read just
+//! before the call or the exit (the clock of `std::time::Instant`), for `reload-bench
+//! --mode probation`.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -40,6 +45,7 @@ struct Opts {
     crash_after_ms: Option<u64>,
     unhealthy_after_ms: Option<u64>,
     own_loop: bool,
+    print_times: bool,
 }
 
 impl Opts {
@@ -70,6 +76,7 @@ impl Opts {
                 "--crash-after-ms" => opts.crash_after_ms = Some(number()?),
                 "--unhealthy-after-ms" => opts.unhealthy_after_ms = Some(number()?),
                 "--own-loop" => opts.own_loop = true,
+                "--print-times" => opts.print_times = true,
                 _ => {}
             }
         }
@@ -124,17 +131,33 @@ async fn serve(lb: Context, opts: Opts) -> Result<(), Box<dyn std::error::Error>
             }
         }
     });
-    let after_ready = |ms: Option<u64>, what: fn(&Context)| {
+    let after_ready = |ms: Option<u64>, what: fn(&Context, bool)| {
         if let Some(ms) = ms {
             let lb = lb.clone();
+            let print_times = opts.print_times;
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                what(&lb);
+                what(&lb, print_times);
             });
         }
     };
-    after_ready(opts.crash_after_ms, |_| std::process::exit(101));
-    after_ready(opts.unhealthy_after_ms, |lb| lb.unhealthy("told to"));
+    after_ready(opts.crash_after_ms, |_, print_times| {
+        if print_times {
+            let at = monotonic_ns();
+            littleboss_tests::say!(
+                "lb-probation: pid {} exits with code 101 at {at}",
+                std::process::id()
+            );
+        }
+        std::process::exit(101)
+    });
+    after_ready(opts.unhealthy_after_ms, |lb, print_times| {
+        let at = monotonic_ns();
+        lb.unhealthy("told to");
+        if print_times {
+            littleboss_tests::say!("lb-probation: pid {} unhealthy at {at}", std::process::id());
+        }
+    });
     let status = opts.status.unwrap_or(200);
     if opts.own_loop {
         return own_loop(&lb, status).await;
@@ -146,6 +169,12 @@ async fn serve(lb: Context, opts: Opts) -> Result<(), Box<dyn std::error::Error>
     });
     littleboss::http::serve(&lb, "http", service).await?;
     Ok(())
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds.
+fn monotonic_ns() -> u128 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128
 }
 
 /// `pid PID exe EXE mode MODE\n`.

@@ -530,3 +530,38 @@ fn a_child_inherited_through_an_upgrade_still_stands_by() {
     );
     assert_ok(&sup, "stop", &env.run(&one, &["--littleboss=stop"]));
 }
+
+/// A client of protocol 3 knows of no verdict: its reload is answered `Reloaded` as
+/// soon as the new child is ready, as before, and the probation goes on (its verdict
+/// only in the log).
+#[test]
+fn a_client_of_protocol_3_is_answered_at_ready_and_the_probation_goes_on() {
+    let env = Env::new();
+    let (one, two) = copies(&env);
+    let sup = env.start(&one, NO_ARGS);
+    let old = sup.child_pid();
+    let outcome = littleboss_tests::release_support::run_with_env(
+        &env,
+        &two,
+        &[("LITTLEBOSS_TEST_PROTOCOLS", "1-3")],
+        &["--littleboss=reload", "--", "--probation-ms=60000"],
+    );
+    assert_eq!(outcome.code(), Some(0), "{outcome}");
+    let line = outcome
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.starts_with(&format!("reloaded lbprob: pid {old} -> ")) && line.ends_with(" ms"),
+        "{outcome}"
+    );
+    let new = on_probation(&sup);
+    assert_eq!(pid_in(&sup.status(), "standby_pid"), Some(old));
+    let rolled = env.run(&one, &["--littleboss=rollback"]);
+    assert_eq!(rolled.code(), Some(0), "{rolled}");
+    sup.wait_for_log("rolled back by the operator");
+    wait_gone(new, "the rolled back child");
+    assert_ok(&sup, "stop", &env.run(&one, &["--littleboss=stop"]));
+}

@@ -508,6 +508,25 @@ impl Response {
     pub(crate) fn is_interim(&self) -> bool {
         matches!(self, Response::OnProbation { .. })
     }
+
+    /// What a client of `version` is answered instead of an interim response it does
+    /// not know, if that differs: a reload on probation is `Reloaded` to a client of
+    /// protocol 3 or before, as when its new child was ready.
+    pub(crate) fn for_version(&self, version: u16) -> Option<Response> {
+        match self {
+            Response::OnProbation {
+                old_pid,
+                new_pid,
+                ms,
+                ..
+            } if version < INTERIM_SINCE => Some(Response::Reloaded {
+                old_pid: *old_pid,
+                new_pid: *new_pid,
+                ms: *ms,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// `3.2 s`, `30 s`: how the lines of both sides say a probation's times, which the

@@ -297,11 +297,16 @@ async fn forward(
         tokio::select! {
             response = rx.recv() => {
                 let Some(response) = response else { return };
-                let interim = response.is_interim();
-                // A client of protocol 3 or before knows of no interim response.
-                if interim && version < protocol::INTERIM_SINCE {
-                    continue;
-                }
+                // A client of protocol 3 or before knows of no interim response: it is
+                // answered as it always was (a reload on probation is `Reloaded` now,
+                // and the verdict goes only to the log).
+                let (response, interim) = match response.for_version(version) {
+                    Some(older) => (older, false),
+                    None => {
+                        let interim = response.is_interim();
+                        (response, interim)
+                    }
+                };
                 if reply(&mut stream, version, &response).await.is_err() || !interim {
                     return;
                 }

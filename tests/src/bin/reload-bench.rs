@@ -1463,3 +1463,766 @@ mod idle {
         })
     }
 }
+
+/// `--mode probation`: see the crate documentation.
+mod probation {
+    use std::collections::HashSet;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::{SocketAddr, TcpStream};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use littleboss_tests::attack_support::vm_kib;
+    use littleboss_tests::zombie_children;
+
+    use super::{Options, Served, median_max, percentiles, request, status_of, wait_until};
+
+    /// The probation of a new child meant to fail: it fails long before its end.
+    const LONG_PROBATION: Duration = Duration::from_secs(30);
+    /// The probation of a new child meant to pass: its time runs out.
+    const SHORT_PROBATION: Duration = Duration::from_secs(2);
+    /// When a new child meant to fail crashes or calls `unhealthy`, after it starts
+    /// serving.
+    const FAIL_AFTER: Duration = Duration::from_millis(500);
+    /// When the RSS of both processes is read, after the reload command said that the
+    /// new child is on probation.
+    const RSS_AT: Duration = Duration::from_millis(250);
+    /// From when the reload command said that the new child is on probation, the old
+    /// child has stood by (answers in flight as it began to are done).
+    const STANDING: Duration = Duration::from_millis(50);
+
+    /// What the new child of a reload does on probation.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        /// Exits with code 101 (`--crash-after-ms`).
+        Crash,
+        /// Calls `unhealthy` (`--unhealthy-after-ms`).
+        Unhealthy,
+        /// Nothing: its probation's time runs out.
+        Pass,
+    }
+
+    const KINDS: [Kind; 3] = [Kind::Crash, Kind::Unhealthy, Kind::Pass];
+
+    impl Kind {
+        fn title(self) -> &'static str {
+            match self {
+                Kind::Crash => "new child crashes",
+                Kind::Unhealthy => "new child calls unhealthy",
+                Kind::Pass => "new child passes",
+            }
+        }
+
+        /// The reload's arguments for the new child (after `--`).
+        fn args(self) -> Vec<String> {
+            let fail = FAIL_AFTER.as_millis();
+            let probation = |d: Duration| format!("--probation-ms={}", d.as_millis());
+            match self {
+                Kind::Crash => vec![
+                    probation(LONG_PROBATION),
+                    format!("--crash-after-ms={fail}"),
+                    "--print-times".into(),
+                ],
+                Kind::Unhealthy => vec![
+                    probation(LONG_PROBATION),
+                    format!("--unhealthy-after-ms={fail}"),
+                    "--print-times".into(),
+                ],
+                Kind::Pass => vec![probation(SHORT_PROBATION)],
+            }
+        }
+
+        /// The exit code the reload command must end with.
+        fn code(self) -> i32 {
+            match self {
+                Kind::Crash | Kind::Unhealthy => 1,
+                Kind::Pass => 0,
+            }
+        }
+    }
+
+    /// One reload, its times since the load began.
+    struct Reload {
+        kind: Kind,
+        /// The reload command started.
+        start: Duration,
+        /// The reload command said that the new child is on probation.
+        on_probation: Option<Duration>,
+        /// The reload command exited.
+        end: Duration,
+        code: Option<i32>,
+        old_pid: u32,
+        new_pid: Option<u32>,
+        /// The new child's exit as its pidfd told it (the crash kind).
+        died: Option<Duration>,
+        /// The RSS of the old and the new child during the probation, in KiB.
+        rss: (Option<u64>, Option<u64>),
+    }
+
+    /// An answered request.
+    struct Answer {
+        /// When it was due (paced requests are timed from then).
+        due: Duration,
+        /// When its answer was read.
+        done: Duration,
+        pid: u32,
+        /// The first request on its connection.
+        new_connection: bool,
+        keep_alive: bool,
+        /// The answer said `Connection: close` (keep-alive requests only).
+        close: bool,
+    }
+
+    /// A failed request.
+    struct Failure {
+        due: Duration,
+        sent: Duration,
+        failed: Duration,
+        keep_alive: bool,
+        /// The process that answered last on the connection; none on a new one.
+        connection_pid: Option<u32>,
+        error: String,
+    }
+
+    /// A keep-alive worker's connection and the process that answered on it last.
+    type Connection = (BufReader<TcpStream>, Option<u32>);
+
+    pub(super) fn run(options: &Options) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let bin = exe.parent().ok_or("no directory")?.join("lb-probation");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} not found; build first: cargo build --release -p littleboss-tests --bins",
+                bin.display()
+            ));
+        }
+        let mut served = Served::new(&bin)?;
+        let addr = served.start("http", &[])?;
+        let command = |bin: &Path| served.command(bin);
+        let supervisor_pid = status_of(&command, &served.copies[0])?["supervisor_pid"]
+            .as_u64()
+            .unwrap_or(0) as u32;
+        // New children's pidfds, read from a thread of this runtime.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let started_ns = monotonic_ns();
+        let workers: Vec<_> = (0..options.threads * 2)
+            .map(|i| {
+                let stop = Arc::clone(&stop);
+                let keep_alive = i % 2 == 1;
+                let rate = options.rate;
+                std::thread::spawn(move || load(addr, keep_alive, rate, &stop, started))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut reloads = Vec::new();
+        let mut unexpected = Vec::new();
+        let mut passed = 0;
+        for i in 0..options.reloads {
+            let kind = KINDS[i % KINDS.len()];
+            let bin = &served.copies[(passed + 1) % 2];
+            let reload = reload(&served, bin, kind, &runtime, started, &mut unexpected)?;
+            let after = status_of(&command, bin)?;
+            let serving = after["child_pid"].as_u64().unwrap_or(0) as u32;
+            // The process that winds down: the rolled-back new child, or the old one.
+            let (meant, winding) = match kind {
+                Kind::Crash => (reload.old_pid, None),
+                Kind::Unhealthy => (reload.old_pid, reload.new_pid),
+                Kind::Pass => (reload.new_pid.unwrap_or(0), Some(reload.old_pid)),
+            };
+            if serving != meant || after["state"] != "running" {
+                unexpected.push(format!(
+                    "reload {i} ({}): pid {serving} serves, state {}, not pid {meant} running",
+                    kind.title(),
+                    after["state"]
+                ));
+            }
+            if let Some(pid) = winding
+                && wait_until(Duration::from_secs(10), || !alive(pid)).is_none()
+            {
+                unexpected.push(format!("reload {i}: pid {pid} still runs after 10 s"));
+            }
+            if kind == Kind::Pass && reload.code == Some(0) {
+                passed += 1;
+            }
+            reloads.push(reload);
+            std::thread::sleep(options.interval);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        let (mut answers, mut failures) = (Vec::new(), Vec::new());
+        for worker in workers {
+            let (a, f) = worker.join().map_err(|_| "a load thread panicked")?;
+            answers.extend(a);
+            failures.extend(f);
+        }
+        let final_status = status_of(&command, &served.copies[0])?;
+        let zombies = zombie_children(supervisor_pid).len();
+        let log = std::fs::read_to_string(&served.log).map_err(|e| e.to_string())?;
+        let mut seen: Vec<u32> = reloads.iter().filter_map(|r| r.new_pid).collect();
+        seen.extend(reloads.iter().map(|r| r.old_pid));
+        seen.push(supervisor_pid);
+        served.stop();
+        let left: Vec<u32> = seen.into_iter().filter(|pid| alive(*pid)).collect();
+        if !left.is_empty() || zombies > 0 {
+            unexpected.push(format!(
+                "left running after the stop: {left:?}; zombie children before it: {zombies}"
+            ));
+        }
+
+        let said = |pid: u32, what: &str| -> Option<Duration> {
+            let head = format!("lb-probation: pid {pid} {what} at ");
+            let ns: u128 = log
+                .lines()
+                .find_map(|l| l.strip_prefix(&head))?
+                .trim()
+                .parse()
+                .ok()?;
+            Some(Duration::from_nanos(
+                u64::try_from(ns.checked_sub(started_ns)?).ok()?,
+            ))
+        };
+        let measured: Vec<Measured> = reloads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let next = reloads.get(i + 1).map_or(Duration::MAX, |n| n.start);
+                let new = r.new_pid.unwrap_or(0);
+                let (event, said_exit) = match r.kind {
+                    Kind::Crash => (r.died, said(new, "exits with code 101")),
+                    Kind::Unhealthy => (said(new, "unhealthy"), None),
+                    Kind::Pass => (None, None),
+                };
+                let moved = match r.kind {
+                    Kind::Crash => None,
+                    Kind::Unhealthy => moved_in(&log, new),
+                    Kind::Pass => moved_in(&log, r.old_pid),
+                };
+                Measured {
+                    window: (r.start, next),
+                    event,
+                    said_exit,
+                    moved,
+                }
+            })
+            .collect();
+        for (i, (r, m)) in reloads.iter().zip(&measured).enumerate() {
+            if r.kind != Kind::Pass && m.event.is_none() {
+                unexpected.push(format!(
+                    "reload {i} ({}): no time for the new child's {}",
+                    r.kind.title(),
+                    if r.kind == Kind::Crash {
+                        "exit"
+                    } else {
+                        "unhealthy call"
+                    }
+                ));
+            }
+        }
+        // A request fails expectedly if it was sent on a connection the crashed process
+        // answered last, or was in flight as it died: sent before its pidfd said so,
+        // failed after it said it exits.
+        let crashed: HashSet<u32> = reloads
+            .iter()
+            .filter(|r| r.kind == Kind::Crash)
+            .filter_map(|r| r.new_pid)
+            .collect();
+        let crashes: Vec<(Duration, Duration)> = measured
+            .iter()
+            .filter_map(|m| {
+                m.event
+                    .map(|died| (m.said_exit.unwrap_or(died).min(died), died))
+            })
+            .zip(reloads.iter().filter(|r| r.kind == Kind::Crash))
+            .map(|(times, _)| times)
+            .collect();
+        let on_crashed = |f: &Failure| {
+            f.connection_pid.is_some_and(|pid| crashed.contains(&pid))
+                || crashes
+                    .iter()
+                    .any(|(said, died)| f.sent <= *died && f.failed >= *said)
+        };
+
+        let table = Table {
+            options,
+            reloads: &reloads,
+            measured: &measured,
+            answers: &mut answers,
+            failures: &failures,
+            on_crashed: &on_crashed,
+        };
+        table.print(&final_status);
+        for f in failures.iter().filter(|f| !on_crashed(f)).take(10) {
+            println!(
+                "failed (not on a crashed process): due {:?}, sent {:?}, failed {:?} ({}, connection last answered by {:?}): {}",
+                f.due,
+                f.sent,
+                f.failed,
+                if f.keep_alive { "keep-alive" } else { "fresh" },
+                f.connection_pid,
+                f.error
+            );
+        }
+        for problem in &unexpected {
+            println!("unexpected: {problem}");
+        }
+        if failures.iter().any(|f| !on_crashed(f)) || !unexpected.is_empty() {
+            return Err("the run had failures (see above)".into());
+        }
+        Ok(())
+    }
+
+    /// What the supervisor's log and the children's lines tell of a reload.
+    struct Measured {
+        /// From the reload's start until the next reload's.
+        window: (Duration, Duration),
+        /// The crash (by the new child's pidfd) or the unhealthy call (as the new child
+        /// said).
+        event: Option<Duration>,
+        /// The crash, as the new child said it exits (just before).
+        said_exit: Option<Duration>,
+        /// The connections the process that wound down moved to the other one.
+        moved: Option<u64>,
+    }
+
+    /// One reload of `kind`, by `bin --littleboss=reload -- ARGS`: the command's output
+    /// read as it comes, the new child's pid from its `on probation` line, the RSS of
+    /// both children a moment later, and the crash as the new child's pidfd tells it.
+    fn reload(
+        served: &Served,
+        bin: &Path,
+        kind: Kind,
+        runtime: &tokio::runtime::Runtime,
+        started: Instant,
+        unexpected: &mut Vec<String>,
+    ) -> Result<Reload, String> {
+        let command = |bin: &Path| served.command(bin);
+        let old_pid = status_of(&command, bin)?["child_pid"].as_u64().unwrap_or(0) as u32;
+        let mut reload: Command = served.command(bin);
+        reload
+            .arg("--littleboss=reload")
+            .arg("--")
+            .args(kind.args())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let t0 = Instant::now();
+        let mut child = reload.spawn().map_err(|e| format!("reload: {e}"))?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut printed = String::new();
+        let new_pid = loop {
+            let mut line = String::new();
+            match stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            }
+            printed.push_str(&line);
+            if let Some(pid) = on_probation(&line) {
+                break Some(pid);
+            }
+        };
+        let said_at = Instant::now();
+        if let (Some(pid), Ok(mut pids)) = (new_pid, served.cleanup.pids.lock()) {
+            pids.push(pid);
+        }
+        let death = match (kind, new_pid) {
+            (Kind::Crash, Some(pid)) => Some(runtime.spawn(exit_of(pid))),
+            _ => None,
+        };
+        std::thread::sleep(RSS_AT.saturating_sub(said_at.elapsed()));
+        let rss = (
+            vm_kib(old_pid, "VmRSS"),
+            new_pid.and_then(|pid| vm_kib(pid, "VmRSS")),
+        );
+        let output = child
+            .wait_with_output()
+            .map_err(|e| format!("reload: {e}"))?;
+        let end = started.elapsed();
+        let _ = stdout.read_to_string(&mut printed);
+        let died = match death {
+            Some(death) => match runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), death).await })
+            {
+                Ok(Ok(Ok(at))) => Some(at - started),
+                Ok(Ok(Err(e))) => {
+                    unexpected.push(e);
+                    None
+                }
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => {
+                    unexpected.push("a crashing new child still runs after 10 s".into());
+                    None
+                }
+            },
+            None => None,
+        };
+        let code = output.status.code();
+        if code != Some(kind.code()) || new_pid.is_none() {
+            unexpected.push(format!(
+                "reload ({}) exited {}: {}{}",
+                kind.title(),
+                output.status,
+                printed.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(Reload {
+            kind,
+            start: t0 - started,
+            on_probation: new_pid.map(|_| said_at - started),
+            end,
+            code,
+            old_pid,
+            new_pid,
+            died,
+            rss,
+        })
+    }
+
+    /// The new child's pid in `reloaded NAME: pid OLD -> NEW in N ms; on probation
+    /// for T`.
+    fn on_probation(line: &str) -> Option<u32> {
+        if !line.contains("; on probation for ") {
+            return None;
+        }
+        let (_, after) = line.split_once(" -> ")?;
+        after.split_whitespace().next()?.parse().ok()
+    }
+
+    /// When process `pid` exits, as its pidfd tells it.
+    async fn exit_of(pid: u32) -> Result<Instant, String> {
+        use rustix::process::{Pid, PidfdFlags, pidfd_open};
+        use tokio::io::Interest;
+        use tokio::io::unix::AsyncFd;
+
+        let raw = Pid::from_raw(pid as i32).ok_or("pid 0")?;
+        let fd =
+            pidfd_open(raw, PidfdFlags::empty()).map_err(|e| format!("pidfd_open {pid}: {e}"))?;
+        let fd = AsyncFd::with_interest(fd, Interest::READABLE)
+            .map_err(|e| format!("pidfd of {pid}: {e}"))?;
+        let _ready = fd
+            .readable()
+            .await
+            .map_err(|e| format!("pidfd of {pid}: {e}"))?;
+        Ok(Instant::now())
+    }
+
+    /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of `Instant`, and of the times
+    /// `lb-probation --print-times` prints.
+    fn monotonic_ns() -> u128 {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128
+    }
+
+    /// Whether process `pid` still runs (a zombie does not).
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, after) = stat.rsplit_once(") ")?;
+                after.chars().next()
+            })
+            .is_some_and(|state| state != 'Z')
+    }
+
+    /// From the supervisor's log, `old child pid PID exited ...; N connections moved to
+    /// the new child`: N, or 0 if it moved none.
+    fn moved_in(log: &str, pid: u32) -> Option<u64> {
+        let head = format!("old child pid {pid} ");
+        let line = log.lines().find(|l| l.contains(&head))?;
+        let Some((_, tail)) = line.rsplit_once("; ") else {
+            return Some(0);
+        };
+        tail.strip_suffix(" connections moved to the new child")
+            .or_else(|| tail.strip_suffix(" connection moved to the new child"))
+            .map_or(Some(0), |n| n.parse().ok())
+    }
+
+    /// One load thread until `stop`, as in `--mode http1` (`rate` requests a second, or
+    /// back to back if 0), recording which process answered on which connection.
+    fn load(
+        addr: SocketAddr,
+        keep_alive: bool,
+        rate: u64,
+        stop: &AtomicBool,
+        started: Instant,
+    ) -> (Vec<Answer>, Vec<Failure>) {
+        let (mut answers, mut failures) = (Vec::new(), Vec::new());
+        let mut conn: Option<Connection> = None;
+        let period = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
+        let mut due = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = match period {
+                Some(period) => {
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    let t0 = due;
+                    due += period;
+                    t0
+                }
+                None => Instant::now(),
+            };
+            let sent = started.elapsed();
+            let connection_pid = conn.as_ref().and_then(|c| c.1);
+            let new_connection = !keep_alive || conn.is_none();
+            match one(addr, keep_alive, &mut conn) {
+                Ok((pid, close)) => answers.push(Answer {
+                    due: t0 - started,
+                    done: started.elapsed(),
+                    pid,
+                    new_connection,
+                    keep_alive,
+                    close: keep_alive && close,
+                }),
+                Err(error) => {
+                    conn = None;
+                    failures.push(Failure {
+                        due: t0 - started,
+                        sent,
+                        failed: started.elapsed(),
+                        keep_alive,
+                        connection_pid,
+                        error,
+                    });
+                }
+            }
+        }
+        (answers, failures)
+    }
+
+    /// One request, on a new connection or the kept-alive one: (the pid that
+    /// answered, whether the server closes).
+    fn one(
+        addr: SocketAddr,
+        keep_alive: bool,
+        conn: &mut Option<Connection>,
+    ) -> Result<(u32, bool), String> {
+        if conn.is_none() {
+            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map_err(|e| format!("connect: {e}"))?;
+            *conn = Some((BufReader::new(stream), None));
+        }
+        let Some((reader, last)) = conn.as_mut() else {
+            return Err("no connection".into());
+        };
+        let (pid, close) = request(reader, !keep_alive)?;
+        *last = Some(pid);
+        if close {
+            *conn = None;
+        }
+        Ok((pid, close))
+    }
+
+    /// The measures, per kind of reload and overall.
+    struct Table<'a> {
+        options: &'a Options,
+        reloads: &'a [Reload],
+        measured: &'a [Measured],
+        answers: &'a mut Vec<Answer>,
+        failures: &'a [Failure],
+        on_crashed: &'a dyn Fn(&Failure) -> bool,
+    }
+
+    impl Table<'_> {
+        fn print(self, final_status: &serde_json::Value) {
+            let Table {
+                options,
+                reloads,
+                measured,
+                answers,
+                failures,
+                on_crashed,
+            } = self;
+            answers.sort_by_key(|a| a.done);
+            let answers: &[Answer] = answers;
+            let count = |kind: Kind| reloads.iter().filter(|r| r.kind == kind).count();
+            let pace = if options.rate == 0 {
+                "as fast as they can".to_string()
+            } else {
+                format!("{} requests/s each", options.rate)
+            };
+            println!(
+                "reload-bench --mode probation: {} reloads of lb-probation ({} crash, {} unhealthy, {} pass), {} ms between them; {} load threads ({} fresh-connection, {} keep-alive, {pace}); a failing new child crashes or calls unhealthy {} ms after it starts serving, on a probation of {} s; a passing one's probation is {} s",
+                reloads.len(),
+                count(Kind::Crash),
+                count(Kind::Unhealthy),
+                count(Kind::Pass),
+                options.interval.as_millis(),
+                options.threads * 2,
+                options.threads,
+                options.threads,
+                FAIL_AFTER.as_millis(),
+                LONG_PROBATION.as_secs(),
+                SHORT_PROBATION.as_secs()
+            );
+            // Columns: each kind, then all (`None`), with requests from the start of
+            // the load.
+            let columns: [Option<Kind>; 4] = [
+                Some(Kind::Crash),
+                Some(Kind::Unhealthy),
+                Some(Kind::Pass),
+                None,
+            ];
+            let mut header = "| measure |".to_string();
+            let mut rule = "|---|".to_string();
+            for column in &columns {
+                header.push_str(&format!(" {} |", column.map_or("all", Kind::title)));
+                rule.push_str("---|");
+            }
+            println!("{header}\n{rule}");
+            let of = |column: Option<Kind>| {
+                reloads
+                    .iter()
+                    .zip(measured)
+                    .filter(move |(r, _)| column.is_none_or(|k| r.kind == k))
+            };
+            // Whether a request due at `due` belongs to the column.
+            let within = |column: Option<Kind>, due: Duration| {
+                column.is_none() || of(column).any(|(_, m)| due >= m.window.0 && due < m.window.1)
+            };
+            let row = |name: &str, cell: &dyn Fn(Option<Kind>) -> String| {
+                let mut line = format!("| {name} |");
+                for column in columns {
+                    line.push_str(&format!(" {} |", cell(column)));
+                }
+                println!("{line}");
+            };
+            let answered =
+                |column: Option<Kind>| answers.iter().filter(move |a| within(column, a.due));
+            let failed =
+                |column: Option<Kind>| failures.iter().filter(move |f| within(column, f.due));
+            row("reloads", &|c| of(c).count().to_string());
+            row("requests", &|c| {
+                (answered(c).count() + failed(c).count()).to_string()
+            });
+            row(
+                "failed requests on the crashed process's connections",
+                &|c| failed(c).filter(|f| on_crashed(f)).count().to_string(),
+            );
+            row("failed requests, others", &|c| {
+                format!("**{}**", failed(c).filter(|f| !on_crashed(f)).count())
+            });
+            row("latency p50 / p99 / max", &|c| {
+                let mut l: Vec<Duration> = answered(c).map(|a| a.done - a.due).collect();
+                percentiles(&mut l)
+            });
+            row("keep-alive connections opened", &|c| {
+                let answered = answered(c).filter(|a| a.keep_alive && a.new_connection);
+                let failed = failed(c).filter(|f| f.keep_alive && f.connection_pid.is_none());
+                (answered.count() + failed.count()).to_string()
+            });
+            row(
+                "`Connection: close` answers on keep-alive connections",
+                &|c| answered(c).filter(|a| a.close).count().to_string(),
+            );
+            row("reload command until `on probation`, median / max", &|c| {
+                let mut v: Vec<Duration> = of(c)
+                    .filter_map(|(r, _)| r.on_probation.map(|at| at - r.start))
+                    .collect();
+                median_max(&mut v)
+            });
+            row(
+                "answers by the old process standing by (50 ms after `on probation` until the crash, the unhealthy call or the verdict)",
+                &|c| {
+                    of(c)
+                        .map(|(r, m)| {
+                            let Some(from) = r.on_probation.map(|at| at + STANDING) else {
+                                return 0;
+                            };
+                            let until = m.event.unwrap_or(r.end);
+                            answers
+                                .iter()
+                                .filter(|a| a.pid == r.old_pid && a.done >= from && a.done < until)
+                                .count()
+                        })
+                        .sum::<usize>()
+                        .to_string()
+                },
+            );
+            row(
+                "crash (pidfd) or unhealthy call until the old process answers a new connection, median / max",
+                &|c| {
+                    let mut v: Vec<Duration> = of(c)
+                        .filter_map(|(r, m)| {
+                            let event = m.event?;
+                            let first = answers.iter().find(|a| {
+                                a.done >= event && a.pid == r.old_pid && a.new_connection
+                            })?;
+                            Some(first.done - event)
+                        })
+                        .collect();
+                    median_max(&mut v)
+                },
+            );
+            row(
+                "crash (pidfd) or unhealthy call until the reload command exited, median / max",
+                &|c| {
+                    let mut v: Vec<Duration> = of(c)
+                        .filter_map(|(r, m)| Some(r.end.checked_sub(m.event?)?))
+                        .collect();
+                    median_max(&mut v)
+                },
+            );
+            row(
+                "connections moved by the process that wound down (supervisor's log), total (min / max per reload)",
+                &|c| {
+                    let moved: Vec<u64> = of(c).filter_map(|(_, m)| m.moved).collect();
+                    match (moved.iter().min(), moved.iter().max()) {
+                        (Some(min), Some(max)) => {
+                            format!("{} ({min} / {max})", moved.iter().sum::<u64>())
+                        }
+                        _ => "-".into(),
+                    }
+                },
+            );
+            row("reload command exit codes", &|c| {
+                let mut codes: Vec<(Option<i32>, usize)> = Vec::new();
+                for (r, _) in of(c) {
+                    match codes.iter_mut().find(|(code, _)| *code == r.code) {
+                        Some((_, n)) => *n += 1,
+                        None => codes.push((r.code, 1)),
+                    }
+                }
+                codes.sort();
+                let shown: Vec<String> = codes
+                    .iter()
+                    .map(|(code, n)| {
+                        let code = code.map_or("signal".into(), |c| c.to_string());
+                        format!("{code} ×{n}")
+                    })
+                    .collect();
+                shown.join(", ")
+            });
+            let mib = |mut v: Vec<u64>| {
+                v.sort();
+                v.get(v.len() / 2)
+                    .map_or("-".into(), |k| format!("{:.1} MiB", *k as f64 / 1024.0))
+            };
+            row(
+                "RSS during the probation, old / new process (median)",
+                &|c| {
+                    let old = of(c).filter_map(|(r, _)| r.rss.0).collect();
+                    let new = of(c).filter_map(|(r, _)| r.rss.1).collect();
+                    format!("{} / {}", mib(old), mib(new))
+                },
+            );
+            row(
+                "supervisor's count at the end: reloads / failures",
+                &|c| match c {
+                    Some(_) => "-".into(),
+                    None => format!("{} / {}", final_status["reloads"], final_status["failures"]),
+                },
+            );
+        }
+    }
+}

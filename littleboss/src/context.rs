@@ -342,7 +342,8 @@ impl Context {
     /// [`lameduck`](Self::lameduck). A program whose accept loop blocks a thread in
     /// `accept` cannot stand by: nothing but `shutdown` wakes it, and that would stop
     /// the listening socket the processes share. It does not declare it, and gets
-    /// lameduck as before.
+    /// lameduck as before. A UDP socket is not read while standing by: the new process
+    /// reads the datagrams.
     ///
     /// ```no_run
     /// # async fn f(lb: littleboss::Context) -> std::io::Result<()> {

@@ -565,3 +565,19 @@ fn a_client_of_protocol_3_is_answered_at_ready_and_the_probation_goes_on() {
     wait_gone(new, "the rolled back child");
     assert_ok(&sup, "stop", &env.run(&one, &["--littleboss=stop"]));
 }
+
+/// `unhealthy` outside a supervisor (bypass mode) is said once and changes nothing.
+#[test]
+fn unhealthy_in_bypass_mode_is_said_and_ignored() {
+    let env = Env::new();
+    let (one, _) = copies(&env);
+    let run = env.spawn(&one, &["--unhealthy-after-ms=100"]);
+    run.wait_for("the line", || {
+        run.stderr()
+            .contains("littleboss: unhealthy (told to) ignored: in bypass mode")
+            .then_some(())
+    });
+    assert!(run.try_exit().is_none(), "it goes on");
+    run.signal(littleboss_tests::Signal::TERM);
+    assert_eq!(run.wait_code(), 0, "{}", run.stderr());
+}

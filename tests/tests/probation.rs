@@ -181,7 +181,7 @@ fn an_unhealthy_new_child_is_rolled_back_and_its_idle_connections_move_back() {
     );
     assert!(
         sup.stderr()
-            .contains(&format!("old child pid {new} exited with code 0")),
+            .contains(&format!("rolled-back child pid {new} exited with code 0")),
         "{}",
         sup.logs()
     );

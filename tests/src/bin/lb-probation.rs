@@ -115,6 +115,8 @@ async fn serve(lb: Context, opts: Opts) -> Result<(), Box<dyn std::error::Error>
     tokio::spawn(async move {
         loop {
             tokio::select! {
+                // Lameduck first: a child that passed its stand-by is still standing.
+                biased;
                 () = watch.lameduck() => {
                     littleboss_tests::say!("lb-probation: pid {pid} lameduck");
                     return;

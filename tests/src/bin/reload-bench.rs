@@ -78,6 +78,31 @@
 //! connection just as the server closed it, the keep-alive race), the connections the
 //! server closed, the `Connection: close` answers, and the time from the reload
 //! command until the old child exited.
+//!
+//! `--mode probation` reloads `lb-probation` (on the HTTP helpers, answering with its
+//! pid), supervised, under the load of the default mode, `--reloads` times (default
+//! 20), alternating two copies of it, to new children that declare a probation and in
+//! turn crash (exit with code 101) 500 ms after they start serving, call `unhealthy`
+//! 500 ms after, or pass (a probation of 2 s that runs out; the failing ones declare
+//! 30 s). A failing reload must give the service back to the old child, which stood by,
+//! and exit 1; a passing one must exit 0:
+//!
+//! ```text
+//! cargo build --release -p littleboss-tests --bins
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode probation
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode probation --reloads 6
+//! ```
+//!
+//! Per kind of reload and overall, it prints the requests (each counts for the reload
+//! whose command started last before it was due); the failed ones, those on the
+//! crashed process's connections apart (sent on a connection it answered last, or in
+//! flight as it died: sent before its pidfd said it had exited, failed after it said it
+//! exits), which are expected, from the others, which must be none; the time from the
+//! crash (the new child's pidfd) or the `unhealthy` call (as `lb-probation
+//! --print-times` prints it, on `CLOCK_MONOTONIC`) until the old process answers a
+//! request on a new connection; the connections moved (the supervisor's log); the
+//! reload commands' exit codes; and the RSS of the old and the new process 250 ms into
+//! each probation.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -125,6 +150,9 @@ enum Mode {
     Pooled,
     /// Many idle keep-alive connections through one reload of the `http` example.
     Idle,
+    /// `lb-probation` under load, reloaded to new children that crash, call
+    /// `unhealthy` or pass their probation.
+    Probation,
 }
 
 fn main() {
@@ -133,7 +161,7 @@ fn main() {
         Err(e) => {
             littleboss_tests::say!("reload-bench: {e}");
             littleboss_tests::say!(
-                "usage: reload-bench [--mode http1|compare|pooled|idle] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
+                "usage: reload-bench [--mode http1|compare|pooled|idle|probation] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
             );
             std::process::exit(2);
         }
@@ -143,6 +171,7 @@ fn main() {
         Mode::Compare => compare::run(&options),
         Mode::Pooled => pooled::run(&options),
         Mode::Idle => idle::run(options.connections),
+        Mode::Probation => probation::run(&options),
     };
     if let Err(e) = result {
         littleboss_tests::say!("reload-bench: {e}");
@@ -203,9 +232,10 @@ fn parse_options() -> Result<Options, String> {
                     "compare" => Mode::Compare,
                     "pooled" => Mode::Pooled,
                     "idle" => Mode::Idle,
+                    "probation" => Mode::Probation,
                     _ => {
                         return Err(format!(
-                            "--mode: {value:?} is not http1, compare, pooled or idle"
+                            "--mode: {value:?} is not http1, compare, pooled, idle or probation"
                         ));
                     }
                 }
@@ -219,7 +249,10 @@ fn parse_options() -> Result<Options, String> {
         (None, Mode::Pooled) => Duration::from_secs(1),
         (None, _) => options.interval,
     };
-    if matches!(options.mode, Mode::Compare | Mode::Pooled | Mode::Idle) {
+    if matches!(
+        options.mode,
+        Mode::Compare | Mode::Pooled | Mode::Idle | Mode::Probation
+    ) {
         return Ok(options);
     }
     if !options.bin.is_file() {
@@ -1736,14 +1769,14 @@ mod probation {
             .filter(|r| r.kind == Kind::Crash)
             .filter_map(|r| r.new_pid)
             .collect();
-        let crashes: Vec<(Duration, Duration)> = measured
+        let crashes: Vec<(Duration, Duration)> = reloads
             .iter()
-            .filter_map(|m| {
-                m.event
-                    .map(|died| (m.said_exit.unwrap_or(died).min(died), died))
+            .zip(&measured)
+            .filter(|(r, _)| r.kind == Kind::Crash)
+            .filter_map(|(_, m)| {
+                let died = m.event?;
+                Some((m.said_exit.unwrap_or(died).min(died), died))
             })
-            .zip(reloads.iter().filter(|r| r.kind == Kind::Crash))
-            .map(|(times, _)| times)
             .collect();
         let on_crashed = |f: &Failure| {
             f.connection_pid.is_some_and(|pid| crashed.contains(&pid))
@@ -1906,7 +1939,9 @@ mod probation {
         let raw = Pid::from_raw(pid as i32).ok_or("pid 0")?;
         let fd =
             pidfd_open(raw, PidfdFlags::empty()).map_err(|e| format!("pidfd_open {pid}: {e}"))?;
-        let fd = AsyncFd::with_interest(fd, Interest::READABLE)
+        // SAFETY: an `OwnedFd` is open for as long as it lives and always returns the
+        // same fd number, and the `AsyncFd` owns it until dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
             .map_err(|e| format!("pidfd of {pid}: {e}"))?;
         let _ready = fd
             .readable()
@@ -2106,8 +2141,18 @@ mod probation {
                 (answered(c).count() + failed(c).count()).to_string()
             });
             row(
-                "failed requests on the crashed process's connections",
-                &|c| failed(c).filter(|f| on_crashed(f)).count().to_string(),
+                "failed requests on the crashed process's connections (keep-alive, fresh)",
+                &|c| {
+                    let (keep_alive, fresh): (Vec<&Failure>, Vec<&Failure>) = failed(c)
+                        .filter(|f| on_crashed(f))
+                        .partition(|f| f.keep_alive);
+                    format!(
+                        "{} ({}, {})",
+                        keep_alive.len() + fresh.len(),
+                        keep_alive.len(),
+                        fresh.len()
+                    )
+                },
             );
             row("failed requests, others", &|c| {
                 format!("**{}**", failed(c).filter(|f| !on_crashed(f)).count())
@@ -2168,13 +2213,13 @@ mod probation {
                 "crash (pidfd) or unhealthy call until the reload command exited, median / max",
                 &|c| {
                     let mut v: Vec<Duration> = of(c)
-                        .filter_map(|(r, m)| Some(r.end.checked_sub(m.event?)?))
+                        .filter_map(|(r, m)| r.end.checked_sub(m.event?))
                         .collect();
                     median_max(&mut v)
                 },
             );
             row(
-                "connections moved by the process that wound down (supervisor's log), total (min / max per reload)",
+                "connections moved (supervisor's log): unhealthy, back by the rolled-back child; pass, by the old child over all its stand-bys; total (min / max per reload)",
                 &|c| {
                     let moved: Vec<u64> = of(c).filter_map(|(_, m)| m.moved).collect();
                     match (moved.iter().min(), moved.iter().max()) {

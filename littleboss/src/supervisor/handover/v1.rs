@@ -506,6 +506,7 @@ impl ChildV1 {
             // a probation after the upgrade rolls back cold.
             probation: Probation::default(),
             stands_by: false,
+            rolled_back: false,
         };
         (child, due)
     }

@@ -74,6 +74,8 @@ pub(crate) struct Child {
     /// What its hello declared of the probation after a reload to it (none from a
     /// child of protocol 3 or before).
     pub probation: Probation,
+    /// Whether it failed its probation: it winds down, handing its connections back.
+    pub rolled_back: bool,
     /// Whether it said it can stand by ([`ChildMsg::CanStandBy`]).
     ///
     /// [`ChildMsg::CanStandBy`]: crate::control::protocol::ChildMsg::CanStandBy

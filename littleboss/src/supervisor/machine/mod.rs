@@ -510,6 +510,7 @@ fn new_child(
         finished: None,
         probation: Probation::default(),
         stands_by: false,
+        rolled_back: false,
     };
     (child, effect)
 }
@@ -1239,13 +1240,20 @@ impl Machine {
                         return self.warn(format!("reload failed: {text}"));
                     }
                 }
+                // A child rolled back after its probation hands its connections back
+                // to the one it was to replace.
+                let (who, to) = if child.rolled_back {
+                    ("rolled-back child", "back to the child before it")
+                } else {
+                    ("old child", "to the new child")
+                };
                 let moved = match moved {
-                    Some(1) => "; 1 connection moved to the new child".to_string(),
-                    Some(n) => format!("; {n} connections moved to the new child"),
+                    Some(1) => format!("; 1 connection moved {to}"),
+                    Some(n) => format!("; {n} connections moved {to}"),
                     None => String::new(),
                 };
                 self.log(format!(
-                    "old child pid {} {}{moved}",
+                    "{who} pid {} {}{moved}",
                     child.pid,
                     exit.describe()
                 ));

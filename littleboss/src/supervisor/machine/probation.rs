@@ -164,6 +164,7 @@ impl Machine {
                 self.state.listeners = trial.listeners;
                 if exited.is_none() {
                     // It hands its idle connections back.
+                    self.mark_rolled_back(trial.new);
                     self.tell_successor(trial.new, old);
                     self.retire(trial.new, now);
                 }
@@ -183,7 +184,11 @@ impl Machine {
         };
         self.state.failures += 1;
         let old = match exited {
-            None => Slot::Child(trial.new),
+            None => {
+                // It serves until the rollback's child is ready, then winds down.
+                self.mark_rolled_back(trial.new);
+                Slot::Child(trial.new)
+            }
             Some((child, exit)) => Slot::Exited {
                 program: child.program,
                 pid: child.pid,
@@ -213,6 +218,13 @@ impl Machine {
         });
         self.notify(Notice::Reloading);
         self.start_incoming(program, trial.listeners, now);
+    }
+
+    /// `child` failed its probation and is to wind down: its exit's line says so.
+    fn mark_rolled_back(&mut self, child: ChildId) {
+        if let Some(c) = self.state.children.get_mut(&child) {
+            c.rolled_back = true;
+        }
     }
 
     /// A failed probation with no child standing by and fallback off: the new child

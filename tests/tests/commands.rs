@@ -126,7 +126,7 @@ fn status_prints_a_human_summary() {
     assert!(out.contains("(running; protocol 4)"), "{out}");
     assert!(
         out.contains(&format!(
-            "  supervisor binary {}, upgrades 0, protocols 1-3\n",
+            "  supervisor binary {}, upgrades 0, protocols 1-4\n",
             bin!("lb-http").display()
         )),
         "{out}"

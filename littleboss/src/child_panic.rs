@@ -87,8 +87,10 @@ fn payload_text(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// `text`, cut at [`MAX_TEXT`] bytes (on a character boundary) with an ellipsis.
-fn capped(mut text: String) -> String {
+/// `text`, cut at [`MAX_TEXT`] bytes (on a character boundary) with an ellipsis: what
+/// a child's message quotes of a panic or of a reason the program gave, so that it
+/// always fits a packet.
+pub(crate) fn capped(mut text: String) -> String {
     if text.len() > MAX_TEXT {
         let mut end = MAX_TEXT;
         while !text.is_char_boundary(end) {

@@ -342,34 +342,33 @@ impl Context {
     /// [`lameduck`](Self::lameduck). A program whose accept loop blocks a thread in
     /// `accept` cannot stand by: nothing but `shutdown` wakes it, and that would stop
     /// the listening socket the processes share. It does not declare it, and gets
-    /// lameduck as before. A UDP socket is not read while standing by: the new process
-    /// reads the datagrams.
+    /// lameduck as before. It is the whole process that stands by: a program with
+    /// several listeners stops accepting on all of them, and does not read a UDP
+    /// socket while standing by (the new process reads the datagrams). The HTTP
+    /// helpers declare it for the process: a program that serves one listener with
+    /// them and another with code of its own makes that code stand by too.
     ///
     /// ```no_run
     /// # async fn f(lb: littleboss::Context) -> std::io::Result<()> {
-    /// let listener = lb.std_tcp_listener("http")?;
+    /// let listener = lb.tcp_listener("http")?;
     /// lb.can_stand_by();
     /// lb.ready();
-    /// let mut listener = Some(tokio::net::TcpListener::from_std(listener)?);
+    /// let mut listener = Some(listener);
+    /// let mut parked = None;
     /// loop {
-    ///     let Some(accepting) = &listener else {
-    ///         // Standing by: no accept, so that the new process takes every connection.
-    ///         tokio::select! {
-    ///             _ = lb.lameduck() => return Ok(()),
-    ///             _ = lb.resumed() => {}
-    ///         }
-    ///         continue;
-    ///     };
     ///     tokio::select! {
+    ///         // From standing by too, if the new process passed its probation.
     ///         _ = lb.lameduck() => return Ok(()),
-    ///         _ = lb.standby() => {
-    ///             // Out of the runtime: epoll no longer wakes this process for each
-    ///             // connection; `from_std` takes it back at resume.
-    ///             let parked = listener.take().map(|l| l.into_std());
-    ///             lb.resumed().await;
-    ///             listener = Some(tokio::net::TcpListener::from_std(parked.unwrap()?)?);
+    ///         // Out of the runtime: epoll no longer wakes this process for each
+    ///         // connection the new process takes.
+    ///         _ = lb.standby(), if listener.is_some() => {
+    ///             parked = listener.take().map(|l| l.into_std()).transpose()?;
     ///         }
-    ///         accepted = accepting.accept() => {
+    ///         // The new process failed: accept again.
+    ///         _ = lb.resumed(), if parked.is_some() => {
+    ///             listener = parked.take().map(tokio::net::TcpListener::from_std).transpose()?;
+    ///         }
+    ///         accepted = async { listener.as_ref().unwrap().accept().await }, if listener.is_some() => {
     ///             let (_stream, _peer) = accepted?;
     ///             // serve it
     ///         }
@@ -414,10 +413,13 @@ impl Context {
         self.inner.standing.borrow().standby
     }
 
-    /// Says that this process is not well: if it is a new process on probation, the
-    /// supervisor rolls the reload back at once (to the old process standing by, or to
-    /// the previous binary) and this one gets lameduck. Outside a probation, and in
-    /// bypass mode, it is ignored, with one log line.
+    /// Says that this process is not well: if it is a new process on probation (or
+    /// about to be: a new process that says it before it is ready fails its probation
+    /// as soon as that begins), the supervisor rolls the reload back at once, to the
+    /// old process standing by (this one gets lameduck), or to the previous binary
+    /// (this one serves until that one is ready; with `fallback = false` nothing is
+    /// started and this one serves on). Outside a probation, and in bypass mode, it is
+    /// ignored, with one log line. A long reason is cut to 4 KiB.
     ///
     /// ```no_run
     /// # async fn f(lb: littleboss::Context, db_ok: bool) {
@@ -427,7 +429,8 @@ impl Context {
     /// # }
     /// ```
     pub fn unhealthy(&self, reason: impl Into<String>) {
-        let reason = reason.into();
+        // Cut to fit a message: the supervisor quotes the start of it anyway.
+        let reason = crate::child_panic::capped(reason.into());
         let told = match &self.inner.tell {
             Some(tell) => tell.tell(ChildMsg::Unhealthy {
                 reason: reason.clone(),

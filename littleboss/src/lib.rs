@@ -86,7 +86,9 @@
 //! - With no child standing by (one that cannot, see [`Context::can_stand_by`], one
 //!   that exited meanwhile, or `standby = false`), the old child winds down as before
 //!   and a rollback starts the previous binary again from its held fd, gated on
-//!   readiness as a fallback is.
+//!   readiness as a fallback is (the new child serves until then). With
+//!   `fallback = false` as well there is nothing to go back to: a live new child
+//!   serves on, and the reload command says so.
 //!
 //! Meanwhile a reload, an upgrade or SIGHUP is refused, and a stop stops both children.
 //! A child of an earlier protocol, and dev mode, have no probation.

@@ -156,8 +156,13 @@ impl KeepAlive {
     /// `GET /` on this connection; the whole response (head and `Content-Length` body),
     /// or an error if the connection ends or fails before it is complete.
     pub fn get(&mut self) -> io::Result<Response> {
-        self.stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        self.get_path("/")
+    }
+
+    /// `GET PATH` on this connection, as [`get`](Self::get).
+    pub fn get_path(&mut self, path: &str) -> io::Result<Response> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        self.stream.write_all(request.as_bytes())?;
         let end = loop {
             if let Some(end) = end_of_head(&self.buffer) {
                 break end;

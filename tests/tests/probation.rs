@@ -581,3 +581,45 @@ fn unhealthy_in_bypass_mode_is_said_and_ignored() {
     run.signal(littleboss_tests::Signal::TERM);
     assert_eq!(run.wait_code(), 0, "{}", run.stderr());
 }
+
+/// A connection busy when its process stood by was to move; after the rollback it is
+/// served here again as one just accepted, so that it moves at the next reload instead
+/// of being closed.
+#[test]
+fn a_connection_busy_through_a_rolled_back_probation_still_moves_at_the_next_reload() {
+    let env = Env::new();
+    let (one, two) = copies(&env);
+    let sup = env.start(&one, NO_ARGS);
+    let addr = sup.addr("http");
+    let old = sup.child_pid();
+    let mut kept = littleboss_tests::reload_support::KeepAlive::connect(addr).expect("connect");
+    let slow = std::thread::spawn(move || {
+        let response = kept.get_path("/slow/2000");
+        (kept, response)
+    });
+    sup.wait_for_log(&format!("lb-probation: pid {old} slow 2000"));
+    let reload = reload(
+        &env,
+        &two,
+        &["--probation-ms=60000", "--unhealthy-after-ms=300"],
+    );
+    on_probation(&sup);
+    let reason = failed(&reload);
+    assert!(reason.contains("(warm): unhealthy: told to"), "{reason}");
+    let (mut kept, response) = slow.join().expect("the slow request");
+    let response = response.expect("the slow answer");
+    assert!(!response.close, "{response:?}");
+    let answer = littleboss_tests::Answer::parse(&response.body).expect("an answer");
+    assert_eq!(answer.pid, old);
+    // The next reload moves it: the next request is the new child's, with no close.
+    let outcome = env.run(&two, &["--littleboss=reload", "--"]);
+    assert_ok(&sup, "reload", &outcome);
+    let newest = sup.child_pid();
+    assert_ne!(newest, old);
+    wait_gone(old, "the old child");
+    let response = kept.get().expect("a request on the kept connection");
+    assert!(!response.close, "{response:?}\n{}", sup.logs());
+    let answer = littleboss_tests::Answer::parse(&response.body).expect("an answer");
+    assert_eq!(answer.pid, newest, "{}", sup.logs());
+    assert_ok(&sup, "stop", &env.run(&one, &["--littleboss=stop"]));
+}

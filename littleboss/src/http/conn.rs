@@ -97,10 +97,32 @@ where
 /// HTTP/1.1 on it may move to the next process at lameduck.
 pub(crate) async fn serve_tcp<M, S, B>(
     mut stream: tokio::net::TcpStream,
-    read: Option<Vec<u8>>,
+    mut read: Option<Vec<u8>>,
     peer: Option<SocketAddr>,
     shared: Arc<Shared<M>>,
 ) where
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    // A connection that was to move when this process stood by, and was not taken
+    // because the new one failed its probation, is served again as one just
+    // accepted: it may move at the next reload.
+    while let Some((again, buffered)) = Box::pin(serve_tcp_once(stream, read, peer, &shared)).await
+    {
+        stream = again;
+        read = (!buffered.is_empty()).then_some(buffered);
+    }
+}
+
+/// [`serve_tcp`] until the connection ends, or comes back (see there).
+async fn serve_tcp_once<M, S, B>(
+    mut stream: tokio::net::TcpStream,
+    read: Option<Vec<u8>>,
+    peer: Option<SocketAddr>,
+    shared: &Arc<Shared<M>>,
+) -> Option<(tokio::net::TcpStream, Vec<u8>)>
+where
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
@@ -111,10 +133,12 @@ pub(crate) async fn serve_tcp<M, S, B>(
     // would have to fault in for each.
     #[cfg(feature = "rustls")]
     if shared.tls.is_some() {
-        return Box::pin(serve(stream, peer, shared)).await;
+        Box::pin(serve(stream, peer, Arc::clone(shared))).await;
+        return None;
     }
     if !shared.hand_over {
-        return Box::pin(http(stream, None, peer, &shared)).await;
+        Box::pin(http(stream, None, peer, shared)).await;
+        return None;
     }
     let lb = &shared.lb;
     let in_flight = Arc::new(InFlight::default());
@@ -137,26 +161,27 @@ pub(crate) async fn serve_tcp<M, S, B>(
             let proto = io::classify(&read);
             match proto {
                 Some(Proto::Http2) => {
-                    return Box::pin(serve_http(stream, Proto::Http2, read, peer, &shared)).await;
+                    Box::pin(serve_http(stream, Proto::Http2, read, peer, shared)).await;
+                    return None;
                 }
                 Some(Proto::Http1) if draining || io::head_complete(&read) => break,
                 _ => {}
             }
             tokio::select! {
                 more = io::read_more(&mut stream, &mut read) => match more {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return None,
                     Ok(_) => {}
                 },
                 moves = moment.as_mut(), if !draining => {
                     // Not a partial HTTP/2 preface: it speaks HTTP/1.1, or nothing yet.
                     if moves && (read.is_empty() || proto.is_some()) {
-                        return Box::pin(move_or_serve(stream, read, peer, &shared)).await;
+                        return Box::pin(move_or_serve(stream, read, peer, shared)).await;
                     }
                     draining = true;
                 }
                 // It did not say what it speaks, even within the grace period after
                 // lameduck.
-                _ = grace.as_mut(), if proto.is_none() => return,
+                _ = grace.as_mut(), if proto.is_none() => return None,
             }
         }
     }
@@ -164,37 +189,37 @@ pub(crate) async fn serve_tcp<M, S, B>(
         stream,
         read,
         peer,
-        &shared,
+        shared,
         Arc::clone(&in_flight),
     ));
-    let Some((stream, buffered)) = movable.await else {
-        return;
-    };
-    Box::pin(move_or_serve(stream, buffered, peer, &shared)).await;
+    let (stream, buffered) = movable.await?;
+    Box::pin(move_or_serve(stream, buffered, peer, shared)).await
 }
 
 /// Hands an idle connection to the successor, or, if it does not take it, serves it
-/// to the end here, winding down as without a successor.
+/// to the end here, winding down as without a successor; or gives it back, with what
+/// was read of it, if this process stood by and serves again since (the new one failed
+/// its probation): it is served as one just accepted.
 async fn move_or_serve<M, S, B>(
     stream: tokio::net::TcpStream,
     buffered: Vec<u8>,
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
-) where
+) -> Option<(tokio::net::TcpStream, Vec<u8>)>
+where
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
 {
-    let Ok(stream) = stream.into_std() else {
-        return;
-    };
+    let stream = stream.into_std().ok()?;
     let moving = Handoff { stream, buffered };
     let Err(kept) = shared.lb.hand_over(&shared.listener, moving).await else {
-        return;
+        return None;
     };
-    let Ok(stream) = tokio::net::TcpStream::from_std(kept.stream) else {
-        return;
-    };
+    let stream = tokio::net::TcpStream::from_std(kept.stream).ok()?;
+    if !shared.lb.is_winding_down() {
+        return Some((stream, kept.buffered));
+    }
     // Boxed, as in `serve_tcp`: what waits for the answer stays small.
     if kept.buffered.is_empty() {
         // Nothing read: it may not have said what it speaks yet.
@@ -209,6 +234,7 @@ async fn move_or_serve<M, S, B>(
         ))
         .await;
     }
+    None
 }
 
 /// Serves HTTP/1.1 on a plaintext TCP connection until it ends, or until lameduck if the

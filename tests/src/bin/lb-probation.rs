@@ -18,8 +18,9 @@
 //! | `--own-loop` | serve with an accept loop of its own that cannot stand by |
 //! | `--print-times` | say when it calls `unhealthy` or exits with code 101 (below) |
 //!
-//! It prints `lb-probation: pid PID standing by`, `... resumed` and `... lameduck` on
-//! stderr as they come. With `--print-times`, also `lb-probation: pid PID unhealthy at
+//! `GET /slow/MS` is answered after MS milliseconds (it prints `lb-probation: pid PID
+//! slow MS` when it comes). It prints `lb-probation: pid PID standing by`, `...
+//! resumed` and `... lameduck` on stderr as they come. With `--print-times`, also `lb-probation: pid PID unhealthy at
 //! NS` just after it called `unhealthy`, and `lb-probation: pid PID exits with code 101
 //! at NS` just before it exits, NS being `CLOCK_MONOTONIC` in nanoseconds read just
 //! before the call or the exit (the clock of `std::time::Instant`), for `reload-bench
@@ -164,7 +165,12 @@ async fn serve(lb: Context, opts: Opts) -> Result<(), Box<dyn std::error::Error>
     if opts.own_loop {
         return own_loop(&lb, status).await;
     }
-    let service = hyper::service::service_fn(move |_request: Request<Incoming>| async move {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| async move {
+        let slow = request.uri().path().strip_prefix("/slow/");
+        if let Some(ms) = slow.and_then(|ms| ms.parse::<u64>().ok()) {
+            littleboss_tests::say!("lb-probation: pid {} slow {ms}", std::process::id());
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let mut response = Response::new(Full::new(Bytes::from(answer())));
         *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
         Ok::<_, Infallible>(response)

@@ -507,6 +507,7 @@ impl ChildV1 {
             probation: Probation::default(),
             stands_by: false,
             rolled_back: false,
+            unwell: None,
         };
         (child, due)
     }

@@ -76,6 +76,9 @@ pub(crate) struct Child {
     pub probation: Probation,
     /// Whether it failed its probation: it winds down, handing its connections back.
     pub rolled_back: bool,
+    /// What it said of its health before it was ready (`unhealthy`): a probation of its
+    /// fails as soon as it begins.
+    pub unwell: Option<String>,
     /// Whether it said it can stand by ([`ChildMsg::CanStandBy`]).
     ///
     /// [`ChildMsg::CanStandBy`]: crate::control::protocol::ChildMsg::CanStandBy

@@ -511,6 +511,7 @@ fn new_child(
         probation: Probation::default(),
         stands_by: false,
         rolled_back: false,
+        unwell: None,
     };
     (child, effect)
 }
@@ -1031,6 +1032,12 @@ impl Machine {
         let Some(child) = self.state.children.get(&id) else {
             return;
         };
+        // Deadlines due together are handed out together: one handled before may have
+        // moved this child on (a promotion retires the old child whose settle time was
+        // due in the same instant). A deadline its life no longer has is void.
+        if child.life.timer(id) != Some(timer) {
+            return;
+        }
         let ran = Duration::from_millis(now.saturating_sub(child.started_at));
         let lameduck = Duration::from_millis(child.lameduck_ms);
         match timer {
@@ -1798,7 +1805,7 @@ impl Machine {
             self.state.failures += 1;
         }
         let reason = match &reload.rollback {
-            Some(cold) => self.cold_rollback_failed(cold, &reason),
+            Some(cold) => self.cold_rollback_failed(cold, &reload.old, &reason),
             None => reason,
         };
         if reload.kind == ReloadKind::Build {

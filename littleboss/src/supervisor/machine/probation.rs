@@ -101,6 +101,10 @@ impl Machine {
                 },
             });
         }
+        // It said it was not well before it was ready.
+        if let Some(why) = new.unwell.clone() {
+            self.fail_probation(why, None, None, now);
+        }
     }
 
     /// The probation passed (its time is up, or `by` ran `promote`): the old child
@@ -301,7 +305,14 @@ impl Machine {
     }
 
     /// What a failed cold rollback tells its clients, besides the reload's own failure.
-    pub(super) fn cold_rollback_failed(&mut self, cold: &Cold, reason: &str) -> String {
+    /// The child that failed its probation (`old`, if it is alive) serves on: it is not
+    /// rolled back after all.
+    pub(super) fn cold_rollback_failed(&mut self, cold: &Cold, old: &Slot, reason: &str) -> String {
+        if let Slot::Child(id) = old {
+            if let Some(child) = self.state.children.get_mut(id) {
+                child.rolled_back = false;
+            }
+        }
         let reason = format!(
             "probation failed after {}: {}; the rollback to the previous binary failed too: {reason}",
             seconds(cold.after_ms),
@@ -347,6 +358,17 @@ impl Machine {
         match &self.state.lifecycle {
             Lifecycle::Probation(trial) if trial.new == id => {
                 self.fail_probation(why, None, None, now);
+            }
+            // Before its probation: it fails it as soon as it begins.
+            _ if self.state.incoming_id() == Some(id) => {
+                let Some(child) = self.state.children.get_mut(&id) else {
+                    return;
+                };
+                let pid = child.pid;
+                child.unwell.get_or_insert(why.clone());
+                self.log(format!(
+                    "new child pid {pid} says it is not well ({why}) before it is ready; if it declares a probation, it fails it as soon as that begins"
+                ));
             }
             _ => {
                 let pid = self.state.children.get(&id).map_or(0, |c| c.pid);

@@ -2981,3 +2981,52 @@ fn a_stop_whose_leftovers_cannot_be_ended_says_so_in_its_exit_code() {
         assert!(d.logs.contains(&said), "{:?}", d.logs);
     }
 }
+
+/// Two deadlines due in one instant: the first promotes the new child and retires the
+/// old one, whose own settle time was due too. That one is void: the old child stays
+/// in lameduck, with its kill deadline, and never counts as ready again.
+#[test]
+fn a_deadline_handled_after_one_that_moved_its_child_on_is_void() {
+    let mut d = Driver::new(dev());
+    let old = d.current();
+    d.build();
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello(false, 0));
+    d.advance(1);
+    d.msg(old, hello(false, 2_000));
+    d.advance(250);
+    assert_eq!(d.current(), new);
+    let life = d.m.state().children[&old].life;
+    assert_eq!(life, Life::Lameduck { welcomed: true });
+    assert!(d.m.state().timers.get(Timer::Kill(old)).is_some());
+}
+
+#[test]
+fn a_new_child_that_says_it_is_unwell_before_it_is_ready_fails_its_probation_at_once() {
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let client = d.reload("/bin/next");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello_probation(30_000, true));
+    d.msg(
+        new,
+        ChildMsg::Unhealthy {
+            reason: "no database".into(),
+        },
+    );
+    assert!(
+        d.logs
+            .last()
+            .is_some_and(|l| l.contains("before it is ready"))
+    );
+    assert_eq!(d.current(), first, "nothing changed yet");
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.said(first).last(), Some(&SupervisorMsg::Resume));
+    assert_eq!(d.said(new).last(), Some(&SupervisorMsg::Lameduck));
+    assert!(
+        d.failed(client)
+            .contains("after 0 s of probation (warm): unhealthy: no database")
+    );
+    d.finish();
+}

@@ -10,11 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::child::Link;
-use crate::control::protocol::PANICKED;
-
-/// The most of a panic's text that is sent: it goes in one channel message and in the
-/// reason a client prints.
-const MAX_TEXT: usize = 4096;
+use crate::control::protocol::{PANICKED, capped};
 
 /// What the panic hook saw last on the thread that runs `main`: where and what.
 static SEEN: Mutex<Option<String>> = Mutex::new(None);
@@ -87,32 +83,9 @@ fn payload_text(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// `text`, cut at [`MAX_TEXT`] bytes (on a character boundary) with an ellipsis: what
-/// a child's message quotes of a panic or of a reason the program gave, so that it
-/// always fits a packet.
-pub(crate) fn capped(mut text: String) -> String {
-    if text.len() > MAX_TEXT {
-        let mut end = MAX_TEXT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_messages_are_cut_on_a_character_boundary() {
-        let text = capped("é".repeat(MAX_TEXT));
-        assert!(text.len() <= MAX_TEXT + '…'.len_utf8());
-        assert!(text.ends_with('…'));
-        assert_eq!(capped("short".into()), "short");
-    }
 
     #[test]
     fn a_payload_that_is_not_text_is_named() {

@@ -430,7 +430,7 @@ impl Context {
     /// ```
     pub fn unhealthy(&self, reason: impl Into<String>) {
         // Cut to fit a message: the supervisor quotes the start of it anyway.
-        let reason = crate::child_panic::capped(reason.into());
+        let reason = crate::control::protocol::capped(reason.into());
         let told = match &self.inner.tell {
             Some(tell) => tell.tell(ChildMsg::Unhealthy {
                 reason: reason.clone(),

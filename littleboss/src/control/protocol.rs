@@ -104,6 +104,23 @@ impl fmt::Display for Versions {
 /// The largest control frame accepted (requests and replies are small).
 pub(crate) const MAX_CONTROL_FRAME: usize = 64 * 1024;
 
+/// The most of a text that a child's message quotes (a panic's, or a reason the
+/// program gave): it goes in one channel message and in the reason a client prints.
+pub(crate) const MAX_TEXT: usize = 4096;
+
+/// `text`, cut at [`MAX_TEXT`] bytes (on a character boundary) with an ellipsis.
+pub(crate) fn capped(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// How the error of a [`ChildMsg::Finished`] begins when the program's main panicked:
 /// `panicked at src/main.rs:4:5: boom`.
 pub(crate) const PANICKED: &str = "panicked at ";
@@ -994,6 +1011,14 @@ mod tests {
             bytes: vec![b'x'; bytes],
         };
         (parcel, id)
+    }
+
+    #[test]
+    fn long_texts_are_cut_on_a_character_boundary() {
+        let text = capped("é".repeat(MAX_TEXT));
+        assert!(text.len() <= MAX_TEXT + '…'.len_utf8());
+        assert!(text.ends_with('…'));
+        assert_eq!(capped("short".into()), "short");
     }
 
     #[test]

@@ -268,24 +268,26 @@ impl Link {
 
     /// Queues `msg` with `fds`; returns at once. A long list of answers goes in as
     /// many messages as it takes.
-    fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>, sent: Option<mpsc::SyncSender<bool>>) {
+    /// `false` if the conversation's version has no such message (it is not sent).
+    fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>, sent: Option<mpsc::SyncSender<bool>>) -> bool {
         // The one place where the child's messages are gated by version: a supervisor
         // of an earlier protocol is not sent what it would not understand.
         if msg.since() > self.version {
             if let Some(sent) = sent {
                 let _ = sent.send(false);
             }
-            return;
+            return false;
         }
         // If the writer is gone, so is the channel: nobody is left to tell.
         if !fds.is_empty() || sent.is_some() {
             let _ = self.outbox.send(Outgoing { msg, fds, sent });
-            return;
+            return true;
         }
         for msg in msg.in_batches(channel::BATCH_BYTES) {
             let (fds, sent) = (Vec::new(), None);
             let _ = self.outbox.send(Outgoing { msg, fds, sent });
         }
+        true
     }
 
     /// Reports how the program's main ended, waiting up to [`FINISH_TIMEOUT`] for the
@@ -297,7 +299,7 @@ impl Link {
     /// [`finished`](Self::finished), waiting up to `timeout`; whether it was sent.
     fn finished_within(&self, result: &Result<(), String>, timeout: Duration) -> bool {
         let (sent, done) = mpsc::sync_channel(1);
-        self.post(ChildMsg::Finished(result.clone()), Vec::new(), Some(sent));
+        let _ = self.post(ChildMsg::Finished(result.clone()), Vec::new(), Some(sent));
         done.recv_timeout(timeout).unwrap_or(false)
     }
 }
@@ -392,17 +394,13 @@ fn absorb(out: &mut Outgoing, more: Outgoing) -> Option<Outgoing> {
 
 impl Tell for Arc<Link> {
     fn tell(&self, msg: ChildMsg) -> bool {
-        if msg.since() > self.version {
-            return false;
-        }
-        Link::post(self, msg, Vec::new(), None);
-        true
+        Link::post(self, msg, Vec::new(), None)
     }
 }
 
 impl Post for Arc<Link> {
     fn post(&self, msg: ChildMsg, fds: Vec<OwnedFd>) {
-        Link::post(self, msg, fds, None);
+        let _ = Link::post(self, msg, fds, None);
     }
 }
 

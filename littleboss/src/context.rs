@@ -387,21 +387,26 @@ impl Context {
     /// accepting, and treat the open connections as at lameduck (idle ones move to the
     /// new process), but do not exit. Never resolves in bypass mode.
     pub fn standby(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.inner.standing.clone();
-        async move {
-            if rx.wait_for(|s| s.standby).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        self.standing_until(|s| s.standby)
     }
 
     /// Resolves when this process is not standing by: at once if it is not, else when
     /// the new process failed its probation and this one serves again (accept again).
     /// If the new process passes, [`lameduck`](Self::lameduck) resolves instead.
     pub fn resumed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.standing_until(|s| !s.standby)
+    }
+
+    /// Resolves once what the supervisor said of this process's part in a probation
+    /// meets `wanted`; never if it cannot any more (bypass mode, or the supervisor is
+    /// gone: lameduck says the rest).
+    fn standing_until(
+        &self,
+        wanted: fn(&Standing) -> bool,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.inner.standing.clone();
         async move {
-            if rx.wait_for(|s| !s.standby).await.is_err() {
+            if rx.wait_for(wanted).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }

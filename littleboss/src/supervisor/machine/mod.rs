@@ -808,11 +808,7 @@ impl Machine {
         self.set_life(id, Life::Killed { ready }, None);
         self.effects.push_back(Effect::Kill { child: id });
         // A child standing by that is killed is no longer there to go back to.
-        if let Lifecycle::Probation(trial) = &mut self.state.lifecycle {
-            if matches!(trial.back, Back::Standby(old) if old == id) {
-                trial.back = Back::Cold(program);
-            }
-        }
+        self.standby_lost(id, &program);
     }
 
     /// Asks the child to wind down; it is killed after its lameduck time. The caller

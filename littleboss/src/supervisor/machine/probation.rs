@@ -14,10 +14,19 @@ use std::time::{Duration, SystemTime};
 
 use crate::control::protocol::{Response, SupervisorMsg, seconds};
 
+use crate::supervisor::state::ProgramRecord;
+
 use super::{
     Back, Child, ChildId, ClientId, Cold, Effect, Exit, Gone, Incoming, Life, Lifecycle, Machine,
     Notice, Reload, ReloadKind, Reloaded, Slot, Time, Timer, Trial,
 };
+
+/// The answer to `promote` or `rollback` with no probation under way.
+fn no_probation() -> Response {
+    Response::Refused {
+        reason: "no reload is on probation".to_string(),
+    }
+}
 
 impl Machine {
     /// The new child of `reload` is ready and declares a probation: it serves, the old
@@ -224,6 +233,16 @@ impl Machine {
         self.start_incoming(program, trial.listeners, now);
     }
 
+    /// `child`, if it is the one standing by, is no longer there to go back to (it
+    /// exited, or was killed): a rollback would start `program` again, cold.
+    pub(super) fn standby_lost(&mut self, child: ChildId, program: &ProgramRecord) {
+        if let Lifecycle::Probation(trial) = &mut self.state.lifecycle {
+            if matches!(trial.back, Back::Standby(old) if old == child) {
+                trial.back = Back::Cold(program.clone());
+            }
+        }
+    }
+
     /// `child` failed its probation and is to wind down: its exit's line says so.
     fn mark_rolled_back(&mut self, child: ChildId) {
         if let Some(c) = self.state.children.get_mut(&child) {
@@ -242,32 +261,32 @@ impl Machine {
         exited: Option<(Child, Exit)>,
         now: Time,
     ) {
-        let nothing = "nothing to roll back to (fallback = false)";
         self.state.lifecycle = Lifecycle::Serving { child: trial.new };
-        let Some((child, exit)) = exited else {
+        let mut reason = format!(
+            "probation failed after {after}: {why}; nothing to roll back to (fallback = false)"
+        );
+        if exited.is_none() {
             self.state.failures += 1;
             let pid = self.state.children.get(&trial.new).map_or(0, |c| c.pid);
-            let reason =
-                format!("probation failed after {after}: {why}; {nothing}: pid {pid} serves on");
-            self.warn(format!("reload failed: {reason}"));
-            let serving = self.serving();
-            self.notify(Notice::Ready(serving));
-            for client in trial.waiter.into_iter().chain(by) {
-                let reason = reason.clone();
-                self.answer(client, Response::Failed { reason });
-            }
-            return;
-        };
-        let reason = format!("probation failed after {after}: {why}; {nothing}");
+            reason.push_str(&format!(": pid {pid} serves on"));
+        }
         self.warn(format!("reload failed: {reason}"));
         for client in trial.waiter.into_iter().chain(by) {
             let reason = reason.clone();
             self.answer(client, Response::Failed { reason });
         }
-        // (A failed exit counts as a failure there.)
-        match self.child_gone(child.program, child.pid, exit, false, now) {
-            Gone::Then(slot) => self.settle(slot, now),
-            Gone::Stop(code) => self.stop_now(code, now),
+        match exited {
+            None => {
+                let serving = self.serving();
+                self.notify(Notice::Ready(serving));
+            }
+            // (A failed exit counts as a failure there.)
+            Some((child, exit)) => {
+                match self.child_gone(child.program, child.pid, exit, false, now) {
+                    Gone::Then(slot) => self.settle(slot, now),
+                    Gone::Stop(code) => self.stop_now(code, now),
+                }
+            }
         }
     }
 
@@ -334,9 +353,7 @@ impl Machine {
     /// The old child standing by is gone: the probation goes on, and a rollback would
     /// be cold.
     pub(super) fn standby_exited(&mut self, child: &Child, exit: &Exit) {
-        if let Lifecycle::Probation(trial) = &mut self.state.lifecycle {
-            trial.back = Back::Cold(child.program.clone());
-        }
+        self.standby_lost(child.id, &child.program);
         let then = if self.settings.fallback {
             format!(
                 "a rollback would start {} again (cold)",
@@ -384,8 +401,7 @@ impl Machine {
         if let Lifecycle::Probation(_) = self.state.lifecycle {
             return self.pass_probation(Some(client), now);
         }
-        let reason = "no reload is on probation".to_string();
-        self.answer(client, Response::Refused { reason });
+        self.answer(client, no_probation());
     }
 
     /// `--littleboss=rollback`.
@@ -394,8 +410,7 @@ impl Machine {
             let why = "rolled back by the operator".to_string();
             return self.fail_probation(why, Some(client), None, now);
         }
-        let reason = "no reload is on probation".to_string();
-        self.answer(client, Response::Refused { reason });
+        self.answer(client, no_probation());
     }
 
     /// Why a reload, an upgrade or SIGHUP is refused now, if a probation is under way.

@@ -38,6 +38,7 @@ const OPTIONS: &[&str] = &[
     "user",
     "group",
     "unix_mode",
+    "metrics",
 ];
 
 /// The flavors, in the order messages list them.
@@ -77,6 +78,8 @@ pub(crate) struct Config {
     pub user: Option<LitStr>,
     pub group: Option<LitStr>,
     pub unix_mode: Option<u32>,
+    /// The listener the supervisor serves its metrics on.
+    pub metrics: Option<LitStr>,
 }
 
 /// The options as read so far, with the mistakes found on the way.
@@ -102,6 +105,7 @@ pub(crate) struct Options {
     user: Option<LitStr>,
     group: Option<LitStr>,
     unix_mode: Option<u32>,
+    metrics: Option<LitStr>,
     errors: Errors,
     /// Whether reading stopped at a syntax error.
     syntax_error: bool,
@@ -144,6 +148,15 @@ impl Options {
                 self.errors.push(syn::Error::new(listener.name.span(), e));
             }
         }
+        if let Some(metrics) = &self.metrics {
+            let declared: Vec<String> = self.listeners.iter().map(|l| l.name.value()).collect();
+            if !declared.contains(&metrics.value()) {
+                self.errors.push(syn::Error::new(
+                    metrics.span(),
+                    littleboss_rules::names::metrics_not_declared(&metrics.value(), &declared),
+                ));
+            }
+        }
         if let (Some(group), None) = (&self.group, &self.user) {
             self.errors.push(syn::Error::new(
                 group.span(),
@@ -170,6 +183,7 @@ impl Options {
             user: self.user,
             group: self.group,
             unix_mode: self.unix_mode,
+            metrics: self.metrics,
         })
     }
 
@@ -213,6 +227,12 @@ impl Options {
             "unix_mode" => {
                 let value = value(meta, "unix_mode = \"0660\"")?;
                 self.set_unix_mode(&key, &value)
+            }
+            "metrics" => {
+                let value = value(meta, "metrics = \"metrics\"")?;
+                self.first_time(&key)
+                    .and_then(|()| string(&key, &value, "metrics = \"metrics\""))
+                    .map(|lit| self.metrics = Some(lit))
             }
             "supervisor_init" => {
                 let value = value(meta, "supervisor_init = my_init")?;
@@ -613,7 +633,7 @@ mod tests {
             (
                 quote!(name = "a", port = 80, flavor = "multi_thread"),
                 &[
-                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `probation`, `probation_5xx`, `standby`, `flavor`, `flag`, `supervisor_init`, `user`, `group`, `unix_mode`",
+                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `probation`, `probation_5xx`, `standby`, `flavor`, `flag`, `supervisor_init`, `user`, `group`, `unix_mode`, `metrics`",
                 ],
             ),
             (

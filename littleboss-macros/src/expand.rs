@@ -79,6 +79,9 @@ pub(crate) fn main(main: &MainFn, config: &Config) -> TokenStream {
     if let Some(flag) = &config.flag {
         builder.extend(quote!(.flag(#flag)));
     }
+    if let Some(metrics) = &config.metrics {
+        builder.extend(quote!(.metrics(#metrics)));
+    }
     if let Some(user) = &config.user {
         builder.extend(quote!(.user(#user)));
     }

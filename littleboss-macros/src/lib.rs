@@ -48,6 +48,7 @@ use proc_macro::TokenStream;
 /// | `user = "nobody"` | the user every child runs as (the supervisor must be root) | the supervisor's |
 /// | `group = "nogroup"` | the group every child runs as (needs `user`) | the user's primary group |
 /// | `unix_mode = "0660"` | the mode of `unix:` listeners' socket files | as the umask leaves it |
+/// | `metrics = "metrics"` | a declared listener the supervisor serves its metrics on (`GET /metrics`) instead of passing it to the program; needs littleboss's `metrics` feature | none |
 ///
 /// A network is `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6` or `unix`; an address is
 /// empty (the listener is off until its flag `--NAME=ADDR` gives one), `:PORT`,

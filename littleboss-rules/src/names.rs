@@ -172,9 +172,32 @@ pub fn check_listener_name(name: &str, flag: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Why `metrics = "NAME"` is refused when no listener of that name is declared: the
+/// metrics are served on a declared listener, so that `--NAME=ADDR` moves it.
+pub fn metrics_not_declared(name: &str, declared: &[String]) -> String {
+    let listed = if declared.is_empty() {
+        "none is declared".to_string()
+    } else {
+        let names: Vec<String> = declared.iter().map(|n| format!("`{n}`")).collect();
+        format!("the listeners are {}", names.join(", "))
+    };
+    format!(
+        "`metrics` names listener `{name}`, which is not declared ({listed}); declare it, as in `listener({name} = \"tcp:127.0.0.1:9100\")`"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_must_name_a_declared_listener() {
+        assert_eq!(
+            metrics_not_declared("stats", &["http".into(), "admin".into()]),
+            "`metrics` names listener `stats`, which is not declared (the listeners are `http`, `admin`); declare it, as in `listener(stats = \"tcp:127.0.0.1:9100\")`"
+        );
+        assert!(metrics_not_declared("m", &[]).contains("(none is declared)"));
+    }
 
     /// What each check says of a name: `None` for accepted.
     fn verdict(result: Result<(), NameError>) -> Verdict {

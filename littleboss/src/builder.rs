@@ -77,6 +77,7 @@ impl Littleboss {
                 user: None,
                 group: None,
                 unix_mode: None,
+                metrics: None,
                 logger: crate::logger::Logger::default(),
             },
             init: None,
@@ -176,6 +177,24 @@ impl Littleboss {
     /// that cannot afford two processes at once.
     pub fn standby(mut self, standby: bool) -> Littleboss {
         self.config.standby = standby;
+        self
+    }
+
+    /// Serves the supervisor's metrics on the declared listener `name` instead of
+    /// passing it to the program (`metrics = "NAME"` in the attribute): `GET /metrics`
+    /// in the OpenMetrics or the Prometheus text format. It needs littleboss's cargo
+    /// feature `metrics`. The supervisor parses what arrives there, as root if it runs
+    /// as root with `user = "..."`: give it a unix or a loopback address.
+    ///
+    /// ```no_run
+    /// littleboss::Littleboss::new("myblog")
+    ///     .listener("http", "tcp::8080")
+    ///     .listener("metrics", "tcp:127.0.0.1:9100")
+    ///     .metrics("metrics")
+    ///     .run(|ctx| { /* serve "http" */ Ok(()) });
+    /// ```
+    pub fn metrics(mut self, name: &str) -> Littleboss {
+        self.config.metrics = Some(name.to_string());
         self
     }
 

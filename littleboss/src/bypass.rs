@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use tokio::sync::watch;
 
+use crate::config::Config;
 use crate::context::{Slot, SlotState};
 use crate::error::Error;
 use crate::output::errln;
@@ -16,10 +17,14 @@ use crate::wind_down;
 /// failure is the error.
 pub(crate) fn bind_all(
     specs: &[(String, ListenerSpec)],
-    unix_mode: Option<u32>,
+    config: &Config,
     activated: Activated,
 ) -> Result<Vec<Slot>, Error> {
-    let (opened, unused) = socket::open_all(specs, unix_mode, activated)?;
+    // The metrics' listener is the supervisor's: with none, it is not bound.
+    let metrics = config.metrics.as_deref();
+    let (ours, theirs): (Vec<_>, Vec<_>) =
+        (specs.iter().cloned()).partition(|(name, _)| Some(name.as_str()) != metrics);
+    let (opened, unused) = socket::open_all(&ours, config.unix_mode, activated)?;
     for name in unused {
         errln!(
             "littleboss: systemd passed a socket named {name:?} that no listener declares; closed it"
@@ -32,6 +37,11 @@ pub(crate) fn bind_all(
             network,
             state: bound.map_or(SlotState::Off, |b| SlotState::Open(b.fd)),
         })
+        .chain(theirs.into_iter().map(|(name, spec)| Slot {
+            name,
+            network: spec.network,
+            state: SlotState::Supervisor,
+        }))
         .collect())
 }
 

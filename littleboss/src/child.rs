@@ -480,12 +480,14 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
     let slots = listeners
         .into_iter()
         .map(|info| Slot {
-            name: info.name,
-            network: info.network,
             state: match info.addr {
                 Some(_) => fds.next().map_or(SlotState::Off, SlotState::Open),
+                // The supervisor keeps the metrics' listener.
+                None if config.metrics.as_ref() == Some(&info.name) => SlotState::Supervisor,
                 None => SlotState::Off,
             },
+            name: info.name,
+            network: info.network,
         })
         .collect();
     let link = Arc::new(Link::start(fd, version)?);

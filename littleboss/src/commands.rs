@@ -1,5 +1,6 @@
 //! The command-line modes that talk to a running supervisor: `stop`, `status`,
-//! `status-json`, `reload`, `upgrade`. What they print is here; the talking is
+//! `status-json`, `reload`, `upgrade`, `promote`, `rollback`, `history`,
+//! `history-json`, `metrics`. What they print is here; the talking is
 //! [`control::client`](crate::control::client).
 
 use std::ffi::OsString;
@@ -42,6 +43,8 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
         Command::Stop => Request::Stop,
         Command::Promote => Request::Promote,
         Command::Rollback => Request::Rollback,
+        Command::History | Command::HistoryJson => Request::History,
+        Command::Metrics => Request::Metrics,
         Command::Reload | Command::Upgrade => {
             let upgrade = flags.command == Command::Upgrade;
             match reload_request(flags) {
@@ -155,6 +158,18 @@ pub(crate) fn run(config: &Config, flags: &Flags) -> Result<ExitCode, Failed> {
                 fail(Error::io("status", io::Error::other(e)), line)
             }
         },
+        (Command::History, Response::History(history)) => {
+            out!("{}", history.lines());
+            Ok(ExitCode::SUCCESS)
+        }
+        (Command::HistoryJson, Response::History(history)) => {
+            outln!("{}", history.json());
+            Ok(ExitCode::SUCCESS)
+        }
+        (Command::Metrics, Response::Metrics { text }) => {
+            out!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         (Command::Stop, Response::Stopped { code }) => {
             outln!("stopped {name} exit code {code}");
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -54,6 +54,9 @@ pub(crate) struct Config {
     pub group: Option<String>,
     /// The mode of unix listeners' socket files.
     pub unix_mode: Option<u32>,
+    /// The declared listener the supervisor serves its metrics on (`metrics = "NAME"`):
+    /// no child gets it.
+    pub metrics: Option<String>,
     /// Where the supervisor's messages go.
     pub logger: crate::logger::Logger,
 }
@@ -67,6 +70,11 @@ impl Config {
         }
     }
 }
+
+/// Why a supervisor of a build without littleboss's `metrics` feature will not start
+/// when `metrics = "NAME"` is declared (the attribute cannot see the runtime's
+/// features), or answer `--littleboss=metrics`.
+pub(crate) const NO_METRICS: &str = "serving metrics needs littleboss's cargo feature `metrics`, which this build does not have: enable it, as in `littleboss = { version = \"0.2\", features = [\"metrics\"] }`";
 
 /// Code the supervisor runs once, after binding the listeners and before the first
 /// child starts.

@@ -16,6 +16,8 @@ use crate::output::errln;
 
 use crate::error::{Error, ListenerProblem};
 use crate::handoff::{Adoptions, Handoff, Moves};
+#[cfg(feature = "hyper")]
+use crate::http_counts::ListenerCounts;
 use crate::spec::{Kind, Network};
 
 /// The lameduck time when the program declared none.
@@ -48,6 +50,8 @@ pub(crate) enum SlotState {
     Taken,
     /// Declared without an address, or turned off with `--NAME=`.
     Off,
+    /// The supervisor serves its metrics on it (`metrics = "NAME"`).
+    Supervisor,
 }
 
 /// Where what the program says to the supervisor goes ([`Context::ready`],
@@ -113,6 +117,20 @@ struct Inner {
     /// The responses counted during this process's probation.
     #[cfg(feature = "hyper")]
     responses: Mutex<Tally>,
+    /// The HTTP helpers' counts for the supervisor's metrics, by listener, and the
+    /// number of changes last reported.
+    #[cfg(feature = "hyper")]
+    http_counts: Mutex<std::collections::BTreeMap<String, Arc<ListenerCounts>>>,
+    #[cfg(feature = "hyper")]
+    reported: Mutex<Option<u64>>,
+}
+
+/// `mutex`, locked (a panic while it was held does not stop the counting).
+#[cfg(feature = "hyper")]
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What the program declared that its [`Context`] needs.
@@ -181,6 +199,10 @@ impl Context {
                 five_xx: OnceLock::new(),
                 #[cfg(feature = "hyper")]
                 responses: Mutex::new(Tally::default()),
+                #[cfg(feature = "hyper")]
+                http_counts: Mutex::default(),
+                #[cfg(feature = "hyper")]
+                reported: Mutex::new(None),
             }),
         }
     }
@@ -311,6 +333,51 @@ impl Context {
                 tell.tell(ChildMsg::ServesErrors { errors, responses });
             }
         }
+    }
+
+    /// The HTTP helpers' counts of `listener` for the supervisor's metrics (`None`
+    /// without the `metrics` feature, and in bypass mode, where no supervisor takes
+    /// them). The first starts the thread that reports them.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn http_counts(&self, listener: &str) -> Option<Arc<ListenerCounts>> {
+        if !cfg!(feature = "metrics") {
+            return None;
+        }
+        self.inner.tell.as_ref()?;
+        let mut all = lock(&self.inner.http_counts);
+        let first = all.is_empty();
+        let counts = Arc::clone(all.entry(listener.to_string()).or_default());
+        drop(all);
+        if first {
+            let ctx = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("littleboss-counts".into())
+                .spawn(move || {
+                    while ctx.report_counts() {
+                        std::thread::sleep(crate::http_counts::REPORT_EVERY);
+                    }
+                });
+        }
+        Some(counts)
+    }
+
+    /// Reports the HTTP helpers' counts if they changed since the last report: `false`
+    /// once the supervisor cannot take them (a protocol before 5, or none).
+    #[cfg(feature = "hyper")]
+    pub(crate) fn report_counts(&self) -> bool {
+        let Some(tell) = &self.inner.tell else {
+            return false;
+        };
+        let mut reported = lock(&self.inner.reported);
+        let all = lock(&self.inner.http_counts);
+        let changes: u64 = all.values().map(|c| c.changes()).sum();
+        if all.is_empty() || *reported == Some(changes) {
+            return true;
+        }
+        let counts = (all.iter()).map(|(name, c)| c.snapshot(name)).collect();
+        drop(all);
+        *reported = Some(changes);
+        tell.tell(ChildMsg::Counts(counts))
     }
 
     /// Tells the supervisor that the program is serving.
@@ -600,6 +667,10 @@ impl Context {
             SlotState::Off => {
                 slot.state = SlotState::Off;
                 Err(problem(ListenerProblem::Off).into())
+            }
+            SlotState::Supervisor => {
+                slot.state = SlotState::Supervisor;
+                Err(problem(ListenerProblem::Supervisor).into())
             }
         }
     }

@@ -58,6 +58,10 @@ pub(crate) fn run(
         let line = format!("littleboss: {e}");
         Failed::new(Error::config(e), line, USAGE)
     })?;
+    if let Some(missing) = missing_feature(&config, flags.command, cfg!(feature = "metrics")) {
+        let line = format!("littleboss: {missing}");
+        return Err(Failed::new(Error::config(missing), line, USAGE));
+    }
     match flags.command {
         Command::Bypass => run_bypass(&specs, &config, activated, flags.args, main),
         Command::Start => supervisor::start(config, init, specs, activated, flags.args),
@@ -92,7 +96,12 @@ fn run_child(
         Some(joined.moves),
         args,
     );
+    // What the HTTP helpers counted last goes before the end.
+    #[cfg(feature = "hyper")]
+    let counted = ctx.clone();
     let result = child_panic::run(&link, || main(ctx));
+    #[cfg(feature = "hyper")]
+    counted.report_counts();
     link.finished(&result);
     Ok(finish(result))
 }
@@ -104,7 +113,7 @@ fn run_bypass(
     args: Vec<OsString>,
     main: impl FnOnce(Context) -> Result<(), String>,
 ) -> Result<ExitCode, Failed> {
-    let slots = bypass::bind_all(specs, config.unix_mode, activated).map_err(|e| {
+    let slots = bypass::bind_all(specs, config, activated).map_err(|e| {
         let line = format!("littleboss: {e}");
         Failed::new(e, line, 1)
     })?;
@@ -167,6 +176,14 @@ fn validate(config: &Config) -> Result<(), DeclareError> {
     if let (Some(_), None) = (&config.group, &config.user) {
         return Err(DeclareError::GroupWithoutUser);
     }
+    if let Some(metrics) = &config.metrics {
+        let declared: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
+        if !declared.contains(metrics) {
+            return Err(DeclareError::Metrics(names::metrics_not_declared(
+                metrics, &declared,
+            )));
+        }
+    }
     for (i, declared) in config.listeners.iter().enumerate() {
         let lname = &declared.name;
         names::check_listener_name(lname, flag)?;
@@ -184,6 +201,14 @@ fn validate(config: &Config) -> Result<(), DeclareError> {
         }
     }
     Ok(())
+}
+
+/// What a supervisor (`command` start or dev) of this build would need and lacks: the
+/// `metrics` feature (`with_metrics`) when the program names a metrics listener. The
+/// attribute cannot see the runtime's features, so this is said when it starts.
+fn missing_feature(config: &Config, command: Command, with_metrics: bool) -> Option<&'static str> {
+    let supervises = matches!(command, Command::Start | Command::Dev);
+    (supervises && config.metrics.is_some() && !with_metrics).then_some(crate::config::NO_METRICS)
 }
 
 /// Each declared listener's spec, with the address its flag gives, if any.
@@ -230,6 +255,9 @@ enum DeclareError {
     /// A group to run as, with no user.
     #[error("{}", littleboss_rules::user::GROUP_WITHOUT_USER)]
     GroupWithoutUser,
+    /// `metrics = "NAME"` with no listener `NAME`.
+    #[error("{0}")]
+    Metrics(String),
     /// A listener's declared spec.
     #[error("listener {listener}: {source}")]
     Listener { listener: String, source: SpecError },
@@ -344,6 +372,13 @@ mod tests {
                 lb().listener("http", "tcp::1"),
                 Some("listener \"http\" declared twice"),
             ),
+            (lb().metrics("http"), None),
+            (
+                lb().metrics("stats"),
+                Some(
+                    "`metrics` names listener `stats`, which is not declared (the listeners are `http`); declare it, as in `listener(stats = \"tcp:127.0.0.1:9100\")`",
+                ),
+            ),
             (
                 lb().listener("dns", "udp:53"),
                 Some(
@@ -355,5 +390,25 @@ mod tests {
             let shown = format!("{lb:?}");
             assert_eq!(refusal(lb).as_deref(), expected, "{shown}");
         }
+    }
+
+    #[test]
+    fn a_supervisor_of_a_build_without_the_metrics_feature_says_which_to_enable() {
+        let config = Littleboss::new("svc")
+            .listener("metrics", "tcp:127.0.0.1:0")
+            .metrics("metrics")
+            .into_config();
+        for command in [Command::Start, Command::Dev] {
+            let missing = missing_feature(&config, command, false);
+            assert_eq!(missing, Some(crate::config::NO_METRICS));
+            assert!(missing.is_some_and(|m| m.contains("features = [\"metrics\"]")));
+            assert_eq!(missing_feature(&config, command, true), None);
+        }
+        // Bypass mode does not bind it, and the commands only ask.
+        for command in [Command::Bypass, Command::Status, Command::Metrics] {
+            assert_eq!(missing_feature(&config, command, false), None);
+        }
+        let plain = Littleboss::new("svc").into_config();
+        assert_eq!(missing_feature(&plain, Command::Start, false), None);
     }
 }

@@ -24,7 +24,7 @@ use crate::spec::Network;
 /// |---|---|
 /// | [`Config`](Error::Config) | `InvalidInput` |
 /// | [`Bind`](Error::Bind) | the bind's own (`AddrInUse`, `PermissionDenied`, ...) |
-/// | [`Listener`](Error::Listener) | by [`ListenerProblem`]: `NotFound`, `InvalidInput`, `AlreadyExists`, `NotConnected`, `Other` |
+/// | [`Listener`](Error::Listener) | by [`ListenerProblem`]: `NotFound`, `InvalidInput`, `AlreadyExists`, `NotConnected`, `AddrInUse`, `Other` |
 /// | [`ControlSocket`](Error::ControlSocket) | the socket's own (`NotFound`, `ConnectionRefused`, `PermissionDenied`, ...) |
 /// | [`Timeout`](Error::Timeout) | `TimedOut` |
 /// | [`Refused`](Error::Refused) | `Other` |
@@ -148,6 +148,9 @@ pub enum ListenerProblem {
     Taken,
     /// It is off: its spec or flag gives no address.
     Off,
+    /// The supervisor serves its metrics on it (`metrics = "NAME"`): the program never
+    /// gets it.
+    Supervisor,
     /// The async accessor was called outside a tokio runtime.
     NoRuntime,
 }
@@ -165,6 +168,7 @@ impl Error {
                 ListenerProblem::WrongKind { .. } => io::ErrorKind::InvalidInput,
                 ListenerProblem::Taken => io::ErrorKind::AlreadyExists,
                 ListenerProblem::Off => io::ErrorKind::NotConnected,
+                ListenerProblem::Supervisor => io::ErrorKind::AddrInUse,
                 ListenerProblem::NoRuntime => io::ErrorKind::Other,
             },
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
@@ -257,6 +261,9 @@ fn listener_text(name: &str, problem: &ListenerProblem) -> String {
         ListenerProblem::Off => {
             format!("listener {name:?} is off (no address; give one with --{name}=ADDR)")
         }
+        ListenerProblem::Supervisor => format!(
+            "listener {name:?} is the supervisor's metrics listener (metrics = {name:?}): a supervisor serves it, the program never gets it, and in bypass mode it is not bound"
+        ),
         ListenerProblem::NoRuntime => format!(
             "listener {name:?}: no tokio runtime is running here; use an async main, or the std_ accessor"
         ),
@@ -317,6 +324,11 @@ mod tests {
                 ListenerProblem::Off,
                 "listener \"htp\" is off (no address; give one with --htp=ADDR)",
                 io::ErrorKind::NotConnected,
+            ),
+            (
+                ListenerProblem::Supervisor,
+                "listener \"htp\" is the supervisor's metrics listener (metrics = \"htp\"): a supervisor serves it, the program never gets it, and in bypass mode it is not bound",
+                io::ErrorKind::AddrInUse,
             ),
             (
                 ListenerProblem::NoRuntime,

@@ -31,6 +31,12 @@ pub(crate) enum Command {
     Promote,
     /// Ends the probation under way as failed: the old child serves again.
     Rollback,
+    /// The supervisor's journal, a line per event.
+    History,
+    /// The journal as JSON.
+    HistoryJson,
+    /// The metrics, in the Prometheus text format.
+    Metrics,
 }
 
 /// The modes as they are spelled on the command line.
@@ -45,6 +51,9 @@ pub(crate) const MODES: &[(&str, Command)] = &[
     ("status-json", Command::StatusJson),
     ("promote", Command::Promote),
     ("rollback", Command::Rollback),
+    ("history", Command::History),
+    ("history-json", Command::HistoryJson),
+    ("metrics", Command::Metrics),
 ];
 
 /// The command line, split into littleboss's part and the program's.

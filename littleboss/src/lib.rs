@@ -251,8 +251,24 @@
 //! ```
 //!
 //! The supervisor's own messages are `littleboss: NAME: ...` lines on stderr; the `log`
-//! and `tracing` features send them to those facades, and [`Littleboss::log_with`] to a
-//! function of the program's.
+//! and `tracing` features send them to those facades (with `tracing`, the lines said
+//! during a reload are in its span, `littleboss.reload`, with the number of its event
+//! in the journal), and [`Littleboss::log_with`] to a function of the program's.
+//!
+//! # What the supervisor did, and metrics that survive reloads
+//!
+//! The supervisor keeps a journal of its last 256 events (reloads with their steps and
+//! the connections that moved, upgrades, restarts, fallbacks, exits, stops,
+//! promotions, rollbacks), which `--littleboss=history` prints a line each and
+//! `--littleboss=history-json` as JSON; it crosses `upgrade`, and its numbers never
+//! repeat. With the `metrics` feature, the supervisor counts reloads, exits, moves and,
+//! from the HTTP helpers of every child, requests by status class, their durations and
+//! the connections open; it keeps the totals itself, so that they never go back for its
+//! whole life, reloads and upgrades included. It serves them on the listener that
+//! `metrics = "NAME"` names (`GET /metrics`, OpenMetrics or the Prometheus text
+//! format), and `--littleboss=metrics` prints them. That listener is parsed by the
+//! supervisor's own process, root if it runs as root with `user = "..."`: give it a unix
+//! or a loopback address. The list of metrics is in the README.
 //!
 //! # Which flags are littleboss's
 //!
@@ -314,7 +330,8 @@
 //! | `axum` | the `axum` module: axum apps, served the same way (implies `hyper`) |
 //! | `rustls` | TLS for the `http` module, through tokio-rustls with ring (implies `hyper`) |
 //! | `log` | the supervisor's messages go to the `log` facade |
-//! | `tracing` | the supervisor's messages go to `tracing` |
+//! | `tracing` | the supervisor's messages go to `tracing`, a span per reload |
+//! | `metrics` | the supervisor serves its metrics (`metrics = "NAME"`), with prometheus-client; with `hyper`, the HTTP helpers count for them |
 //! | `test-hooks` | unsupported, for littleboss's own tests: the `LITTLEBOSS_TEST_*` variables are read |
 //!
 //! None is on by default, so that the core keeps its dependencies few.
@@ -365,6 +382,8 @@ mod flags;
 #[cfg(test)]
 mod golden;
 mod handoff;
+#[cfg(feature = "hyper")]
+mod http_counts;
 mod log_queue;
 mod logger;
 mod output;

@@ -23,12 +23,15 @@ pub enum Level {
 /// hundred KiB at most; a writer that is that far behind is stuck, not slow.
 const CAPACITY: usize = 1024;
 
-/// One line to write: its level, the service, the text.
+/// One line to write: its level, the service, the text (and with the `tracing`
+/// feature, the span of the reload it was said during, if any).
 #[derive(Debug)]
 pub(crate) struct Line {
     pub level: Level,
     pub name: String,
     pub message: String,
+    #[cfg(feature = "tracing")]
+    pub span: Option<tracing::Span>,
 }
 
 /// Where the writer thread sends each line (it may block there; nobody waits for it).
@@ -121,6 +124,8 @@ fn write_all(receiver: &Receiver<Line>, sink: &Sink, shared: &Shared) {
                 level: Level::Warn,
                 name: line.name.clone(),
                 message: dropped_message(dropped),
+                #[cfg(feature = "tracing")]
+                span: None,
             });
         }
         lock(&shared.progress).1 += 1;
@@ -150,6 +155,8 @@ mod tests {
             level: Level::Info,
             name: "svc".to_string(),
             message: message.to_string(),
+            #[cfg(feature = "tracing")]
+            span: None,
         }
     }
 

@@ -14,6 +14,8 @@
 //!   and upgrade from.
 //! - [`RELEASE_8589D1F`]: protocols 1 to 3 and upgrade state versions 1 and 2: the last
 //!   release before protocol 4.
+//! - [`RELEASE_C91DA15`]: protocols 1 to 4 and upgrade state versions 1 to 3: the last
+//!   release before protocol 5.
 //!
 //! [`Release::build`] builds one, once per test process, with the versions of its
 //! committed `Cargo.lock` (`--locked`), all of which a build of this workspace has in
@@ -69,6 +71,15 @@ pub static RELEASE_8589D1F: Release = Release {
     commit: "8589d1f",
     protocols: (1, 3),
     binary: "lb-http-8589d1f",
+    built: OnceLock::new(),
+};
+
+/// The release at c91da15: protocols 1 to 4, upgrade state versions 1 to 3: the last
+/// release before protocol 5.
+pub static RELEASE_C91DA15: Release = Release {
+    commit: "c91da15",
+    protocols: (1, 4),
+    binary: "lb-http-c91da15",
     built: OnceLock::new(),
 };
 

@@ -559,7 +559,10 @@ fn a_child_of_another_service_is_refused() {
 fn a_child_of_another_protocol_version_is_refused() {
     reload_to_fake_child(
         "wrong-version",
-        "peer speaks littleboss protocol 9, this binary speaks 1-4",
+        &format!(
+            "peer speaks littleboss protocol 9, this binary speaks 1-{}",
+            littleboss::PROTOCOL
+        ),
     );
 }
 

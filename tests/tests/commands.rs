@@ -123,10 +123,14 @@ fn status_prints_a_human_summary() {
         out.starts_with(&format!("lbhttp: supervisor pid {} started ", sup.pid())),
         "{out}"
     );
-    assert!(out.contains("(running; protocol 4)"), "{out}");
+    let newest = littleboss::PROTOCOL;
+    assert!(
+        out.contains(&format!("(running; protocol {newest})")),
+        "{out}"
+    );
     assert!(
         out.contains(&format!(
-            "  supervisor binary {}, upgrades 0, protocols 1-4\n",
+            "  supervisor binary {}, upgrades 0, protocols 1-{newest}\n",
             bin!("lb-http").display()
         )),
         "{out}"

@@ -198,7 +198,10 @@ fn another_protocol_version_is_refused_naming_both() {
         // Stop, in a version the supervisor does not speak.
         let frame = wire::frame(&wire::message(version, &[1]));
         let response = raw::ask(&serving.socket, &frame).expect("an answer");
-        let expected = format!("peer speaks littleboss protocol {version}, this binary speaks 1-4");
+        let expected = format!(
+            "peer speaks littleboss protocol {version}, this binary speaks 1-{}",
+            littleboss::PROTOCOL
+        );
         assert_eq!(
             response.failed(),
             Some(expected.as_str()),

@@ -1,12 +1,14 @@
 //! The previous releases that have `upgrade` and this one: the previous supervisor
 //! upgraded in place to this release under load and back again, and each release as the
-//! other's child and client. Each test runs against two fixtures (see
+//! other's child and client. Each test runs against each of three fixtures (see
 //! `littleboss_tests::release_support`), and says which in its name:
 //!
 //! - 9e15504, protocols 1 to 3 and upgrade state version 1: the last release before
 //!   the supervisor's second shape;
 //! - 8589d1f, protocols 1 to 3 and upgrade state versions 1 and 2: the last release
-//!   before protocol 4.
+//!   before protocol 4;
+//! - c91da15, protocols 1 to 4 and upgrade state versions 1 to 3: the last release
+//!   before protocol 5.
 //!
 //! Both binaries are the service `lbhttp` with the listener `http`; each answers a
 //! request with its pid and executable, so an answer says which binary serves.
@@ -15,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use littleboss::PROTOCOL;
 use littleboss_tests::load_support::{Client, Load};
-use littleboss_tests::release_support::{RELEASE_9E15504, RELEASE_8589D1F, Release, assert_ok};
+use littleboss_tests::release_support::{
+    RELEASE_9E15504, RELEASE_8589D1F, RELEASE_C91DA15, Release, assert_ok,
+};
 use littleboss_tests::{Env, NO_ARGS, Supervisor, bin, port_is_free};
 
 /// Copies of this release's `lb-http` and of the previous release's (`release`), in
@@ -86,6 +90,12 @@ fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_8589d1f(
     upgrades_to_this_release_under_load_and_back(&RELEASE_8589D1F, 2);
 }
 
+/// The release at c91da15 reads upgrade state versions 1 to 3: it is handed version 3.
+#[test]
+fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_c91da15() {
+    upgrades_to_this_release_under_load_and_back(&RELEASE_C91DA15, 3);
+}
+
 /// A supervisor of the previous release (`release`) takes this release's `upgrade`
 /// under load: its state crosses the exec into this release, and no request fails; then
 /// the previous release's `upgrade` takes it back, as a rollback of the supervisor
@@ -137,9 +147,14 @@ fn each_release_runs_the_others_child_for_the_others_client_8589d1f() {
     runs_the_others_child_for_the_others_client(&RELEASE_8589D1F);
 }
 
+#[test]
+fn each_release_runs_the_others_child_for_the_others_client_c91da15() {
+    runs_the_others_child_for_the_others_client(&RELEASE_C91DA15);
+}
+
 /// Each release's supervisor, this one's and the previous one's (`release`), runs a
 /// child of the other, reloaded by either client, and answers the other's `status` and
-/// `stop`, at protocol 3 (the newest both speak): each status says its supervisor's
+/// `stop`, at the newest protocol both speak: each status says its supervisor's
 /// newest.
 fn runs_the_others_child_for_the_others_client(release: &Release) {
     let env = Env::new();

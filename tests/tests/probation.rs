@@ -286,7 +286,7 @@ fn a_probation_that_runs_its_time_passes_and_status_shows_it_meanwhile() {
     let new = on_probation(&sup);
     let status = env.run(&one, &["--littleboss=status"]);
     assert!(
-        status.stdout.contains("(probation; protocol 4)"),
+        (status.stdout).contains(&format!("(probation; protocol {})", littleboss::PROTOCOL)),
         "{status}"
     );
     assert!(

@@ -146,7 +146,21 @@ fn refusal(request: &Request, theirs: u16) -> String {
         Request::Upgrade(_) => format!(
             "the running supervisor speaks protocol {theirs} and cannot upgrade itself: stop and start it with this binary"
         ),
-        _ => format!("the running supervisor speaks protocol {theirs}, which lacks this request"),
+        Request::Status | Request::Stop | Request::Reload(_) => {
+            format!("the running supervisor speaks protocol {theirs}, which lacks this request")
+        }
+        Request::Promote | Request::Rollback | Request::History | Request::Metrics => {
+            let what = match request {
+                Request::Promote => "promote",
+                Request::Rollback => "rollback",
+                Request::History => "history",
+                _ => "metrics",
+            };
+            format!(
+                "the running supervisor speaks protocol {theirs}; {what} needs protocol {}: upgrade the supervisor to this release first",
+                request.since()
+            )
+        }
     }
 }
 

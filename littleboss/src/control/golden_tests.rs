@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use super::history::{Event, History, Kind, Outcome, sample_reload};
 use super::protocol::{
-    ChildHello, ChildMsg, ListenerInfo, PROTOCOL, Parcel, Probation, ReloadRequest, Request,
-    Response, Status, SupervisorMsg, Upgraded, encode_at, encode_response,
+    ChildHello, ChildMsg, HTTP_DURATION_BOUNDS_US, HttpCounts, ListenerInfo, PROTOCOL, Parcel,
+    Probation, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, encode_at,
+    encode_response,
 };
 use crate::golden;
 use crate::spec::Network;
@@ -83,6 +85,17 @@ fn child_messages() -> Vec<(&'static str, ChildMsg)> {
                 errors: 7,
                 responses: 57,
             },
+        ),
+        (
+            "Counts",
+            ChildMsg::Counts(vec![HttpCounts {
+                listener: "http".into(),
+                codes: [0, 1_200, 3, 40, 2],
+                bounds_us: HTTP_DURATION_BOUNDS_US.to_vec(),
+                buckets: vec![900, 200, 100, 30, 10, 3, 1, 1, 0, 0, 0, 1],
+                sum_us: 9_876_543,
+                open: 12,
+            }]),
         ),
     ]
 }
@@ -162,6 +175,8 @@ fn requests() -> Vec<(&'static str, Request)> {
         ("Upgrade", Request::Upgrade(reload_request())),
         ("Promote", Request::Promote),
         ("Rollback", Request::Rollback),
+        ("History", Request::History),
+        ("Metrics", Request::Metrics),
     ]
 }
 
@@ -276,6 +291,38 @@ fn responses() -> Vec<(&'static str, u16, Response)> {
             4,
             Response::Refused {
                 reason: "no reload is on probation".into(),
+            },
+        ),
+        (
+            "History",
+            5,
+            Response::History(History {
+                omitted: 3,
+                events: vec![
+                    sample_reload(41),
+                    Event {
+                        seq: 42,
+                        kind: Kind::Rollback,
+                        outcome: Some(Outcome::Succeeded),
+                        started_ms: 1_764_756_300_000,
+                        duration_ms: None,
+                        old_pid: Some(4300),
+                        new_pid: Some(4242),
+                        path: Some("/srv/myblog".into()),
+                        reason: Some("unhealthy: database unreachable".into()),
+                        steps: None,
+                        connections: None,
+                        count: None,
+                    },
+                ],
+            }),
+        ),
+        (
+            "Metrics",
+            5,
+            Response::Metrics {
+                text: "# TYPE littleboss_upgrades_total counter\nlittleboss_upgrades_total 2\n"
+                    .into(),
             },
         ),
     ]

@@ -25,11 +25,12 @@ use serde::{Deserialize, Serialize};
 
 use littleboss_rules::wait::MAX_WAIT;
 
+use crate::control::history::History;
 use crate::spec::Network;
 
 /// The newest protocol version this build speaks, on both the channel and the control
 /// socket.
-pub const PROTOCOL: u16 = 4;
+pub const PROTOCOL: u16 = 5;
 
 /// The oldest protocol version this build speaks: at least the previous release's
 /// (this one keeps 1, which the previous release spoke too).
@@ -160,6 +161,9 @@ pub(crate) enum ChildMsg {
     /// probation, more than its `probation_5xx` share had a 5xx status; it is rolled
     /// back for it.
     ServesErrors { errors: u64, responses: u64 },
+    /// Protocol 5: what the HTTP helpers counted since the child started, per
+    /// listener (sent at most every 100 ms while it changes, and at exit).
+    Counts(Vec<HttpCounts>),
 }
 
 impl ChildMsg {
@@ -175,6 +179,7 @@ impl ChildMsg {
             | ChildMsg::CanStandBy
             | ChildMsg::Unhealthy { .. }
             | ChildMsg::ServesErrors { .. } => 4,
+            ChildMsg::Counts(_) => 5,
         }
     }
 }
@@ -190,6 +195,31 @@ pub(crate) struct Probation {
     /// Whether the old child stands by during the probation (if it can), for a warm
     /// rollback; `false`: it winds down, and a rollback starts the previous binary.
     pub standby: bool,
+}
+
+/// The upper bounds of the buckets of `littleboss_http_request_duration_seconds`, in
+/// microseconds: 5 ms to 10 s, as Prometheus's client libraries have by default.
+pub(crate) const HTTP_DURATION_BOUNDS_US: [u64; 11] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000,
+];
+
+/// What the HTTP helpers of one listener counted since the child started (protocol 5,
+/// [`ChildMsg::Counts`]). Every count only grows, but `open`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HttpCounts {
+    pub listener: String,
+    /// Responses by status class: `1xx` to `5xx`.
+    pub codes: [u64; 5],
+    /// The upper bounds of the duration buckets, in microseconds, ascending
+    /// ([`HTTP_DURATION_BOUNDS_US`] from this release).
+    pub bounds_us: Vec<u64>,
+    /// Responses per bucket (not cumulative): one per bound, then one above them all.
+    pub buckets: Vec<u64>,
+    /// The responses' durations added up, in microseconds.
+    pub sum_us: u64,
+    /// Connections open now.
+    pub open: u64,
 }
 
 /// One connection on its way from a child in lameduck to the serving one.
@@ -373,6 +403,10 @@ pub(crate) enum Request {
     Promote,
     /// Protocol 4: end the probation under way as failed: back to the old child.
     Rollback,
+    /// Protocol 5: the journal's last events.
+    History,
+    /// Protocol 5: the metrics, in the Prometheus text format.
+    Metrics,
 }
 
 impl Request {
@@ -382,6 +416,7 @@ impl Request {
             Request::Status | Request::Stop | Request::Reload(_) => 1,
             Request::Upgrade(_) => 2,
             Request::Promote | Request::Rollback => 4,
+            Request::History | Request::Metrics => 5,
         }
     }
 
@@ -400,7 +435,7 @@ impl Request {
         // client's own), or of a cold rollback's start.
         let reload = reload + own.probation;
         match self {
-            Request::Status => Deadline::STATUS,
+            Request::Status | Request::History | Request::Metrics => Deadline::STATUS,
             // The children wind down, then whatever they left behind does.
             Request::Stop => Deadline {
                 within: lameduck * 2 + MARGIN,
@@ -516,6 +551,12 @@ pub(crate) enum Response {
     /// or before is sent [`Response::Failed`].
     Refused {
         reason: String,
+    },
+    /// Protocol 5: the answer to `History`.
+    History(History),
+    /// Protocol 5: the answer to `Metrics`: the Prometheus text format.
+    Metrics {
+        text: String,
     },
 }
 
@@ -761,6 +802,15 @@ impl From<StatusV1> for Status {
 
 /// `response` as protocol `version` lays it out.
 pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
+    if version >= 5 {
+        return encode_at(version, response);
+    }
+    if let Response::History(_) | Response::Metrics { .. } = response {
+        // Never asked for below protocol 5 (the requests do not exist there), but if
+        // one were: what an older client can read.
+        let reason = "the journal and the metrics need protocol 5".to_string();
+        return encode_response(version, &Response::Failed { reason });
+    }
     if version >= 4 {
         return encode_at(version, response);
     }
@@ -787,6 +837,10 @@ pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
             | Response::RolledBack { .. } => ResponseV2::Failed {
                 reason: "probation needs protocol 4".to_string(),
             },
+            // Answered above.
+            Response::History(_) | Response::Metrics { .. } => ResponseV2::Failed {
+                reason: String::new(),
+            },
         };
         return encode_at(version, &v2);
     }
@@ -812,6 +866,10 @@ pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
                 reason: "probation needs protocol 4".to_string(),
             }
         }
+        // Answered above.
+        Response::History(_) | Response::Metrics { .. } => ResponseV1::Failed {
+            reason: String::new(),
+        },
     };
     encode_at(version, &v1)
 }
@@ -1222,7 +1280,7 @@ mod tests {
 
     #[test]
     fn versions_parse_and_meet() {
-        assert_eq!(Versions::parse("1-4"), Some(ALL));
+        assert_eq!(Versions::parse("1-5"), Some(ALL));
         assert_eq!(
             Versions::parse("2"),
             Some(Versions {
@@ -1232,14 +1290,14 @@ mod tests {
         );
         assert_eq!(Versions::parse("2-1"), None);
         assert_eq!(Versions::parse("x"), None);
-        assert_eq!(ALL.to_string(), "1-4");
+        assert_eq!(ALL.to_string(), "1-5");
         assert_eq!(ALL.common(Versions::V1), Some(1));
         assert_eq!(
             ALL.common(Versions {
                 oldest: 2,
-                newest: 5
+                newest: 6
             }),
-            Some(4)
+            Some(5)
         );
         assert_eq!(
             Versions::V1.common(Versions {

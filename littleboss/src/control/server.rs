@@ -447,13 +447,18 @@ async fn read_header(stream: &mut UnixStream) -> std::io::Result<([u8; 4], Vec<O
     Ok((header, fds))
 }
 
-/// Writes `response`; a status is cut to fit in a frame ([`status_fit::fit`]), and a
+/// Writes `response`; a status is cut to fit in a frame ([`status_fit::fit`]), a history
+/// loses its oldest events to fit ([`status_fit::fit_history`]), and a
 /// reply that would not fit anyway is replaced by a refusal that says so.
 async fn reply(stream: &mut UnixStream, version: u16, response: &Response) -> std::io::Result<()> {
     let mut message = match response {
         Response::Status(status) => protocol::encode_response(
             version,
             &Response::Status(Box::new(status_fit::fit((**status).clone()))),
+        ),
+        Response::History(history) => protocol::encode_response(
+            version,
+            &Response::History(status_fit::fit_history(history.clone(), version)),
         ),
         other => protocol::encode_response(version, other),
     };

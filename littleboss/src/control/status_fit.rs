@@ -1,4 +1,5 @@
-//! A status reply always fits in a control frame ([`MAX_CONTROL_FRAME`]).
+//! A status reply always fits in a control frame ([`MAX_CONTROL_FRAME`]), and so does a
+//! history reply ([`fit_history`]: it leaves out the oldest events, and says how many).
 //!
 //! Its text fields are UTF-8, and the supervisor's paths and arguments are bytes: a byte
 //! that is not UTF-8 shows as U+FFFD, which takes three bytes, so arguments that fit in
@@ -8,10 +9,17 @@
 //! so many arguments that status could not show each of them, even cut short, is
 //! refused ([`check_reload`]).
 
-use crate::control::protocol::{MAX_CONTROL_FRAME, ReloadRequest, Status};
+use crate::control::history::History;
+use crate::control::protocol::{self, MAX_CONTROL_FRAME, ReloadRequest, Response, Status};
 
 /// The most any one field shows: a path, an argument, a listener's address.
 const FIELD_CAP: usize = 4096;
+
+/// `text`, cut as a field of `status` is (at [`FIELD_CAP`] bytes, ending in `… (N more
+/// bytes)`): how the journal keeps a long reason.
+pub(crate) fn cut_field(text: &str) -> String {
+    cut(text, FIELD_CAP)
+}
 
 /// What the arguments may take of a reply, all together: the frame, less room for
 /// the other fields (each at most [`FIELD_CAP`]) and the encoding's overhead.
@@ -45,6 +53,23 @@ pub(crate) fn fit(mut status: Status) -> Status {
     }
     status.child_args = fit_args(&status.child_args, ARGS_BUDGET);
     status
+}
+
+/// `history` less its oldest events, as few as needed for its reply at `version` to fit
+/// in a frame; they are counted in its `omitted`.
+pub(crate) fn fit_history(mut history: History, version: u16) -> History {
+    let size =
+        |h: &History| protocol::encode_response(version, &Response::History(h.clone())).len();
+    let mut len = size(&history);
+    while len > MAX_CONTROL_FRAME && !history.events.is_empty() {
+        // About as many as the excess takes, at least one.
+        let each = len / history.events.len();
+        let drop = ((len - MAX_CONTROL_FRAME) / each.max(1) + 1).min(history.events.len());
+        history.events.drain(..drop);
+        history.omitted += drop as u64;
+        len = size(&history);
+    }
+    history
 }
 
 /// Refuses a reload whose arguments status could not show, even each cut short.
@@ -282,5 +307,30 @@ mod tests {
                 .ends_with(" more bytes)")
         );
         assert!(encoded_len(fitted) <= MAX_CONTROL_FRAME);
+    }
+
+    #[test]
+    fn a_history_too_long_for_a_frame_leaves_out_its_oldest_events() {
+        let long = "x".repeat(3000);
+        let events: Vec<_> = (0..256)
+            .map(|seq| crate::control::history::Event {
+                reason: Some(long.clone()),
+                ..crate::control::history::sample_reload(seq)
+            })
+            .collect();
+        let fitted = fit_history(History { omitted: 0, events }, PROTOCOL);
+        let reply = protocol::encode_response(PROTOCOL, &Response::History(fitted.clone()));
+        assert!(reply.len() <= MAX_CONTROL_FRAME, "{}", reply.len());
+        assert_eq!(fitted.omitted + fitted.events.len() as u64, 256);
+        assert!(fitted.omitted > 200, "{}", fitted.omitted);
+        assert_eq!(fitted.events.last().map(|e| e.seq), Some(255));
+        let omitted = format!("({} older events omitted)\n", fitted.omitted);
+        assert!(fitted.lines().starts_with(&omitted));
+        // A short one is whole.
+        let short = History {
+            omitted: 0,
+            events: vec![crate::control::history::sample_reload(1)],
+        };
+        assert_eq!(fit_history(short.clone(), PROTOCOL), short);
     }
 }

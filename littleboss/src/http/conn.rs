@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::{self, Proto, Returning, Rewind, linger, sniff};
 use super::service::{InFlight, Wrapped};
+use crate::http_counts::ListenerCounts;
 use crate::{Context, Handoff};
 
 /// The service of one connection, as hyper runs it on a spawned task: the bounds every
@@ -65,6 +66,8 @@ pub(crate) struct Shared<M> {
     pub listener: Arc<str>,
     /// Whether plaintext HTTP/1.1 connections move to the new process at a reload.
     pub hand_over: bool,
+    /// The listener's counts for the supervisor's metrics, if they are kept.
+    pub counts: Option<Arc<ListenerCounts>>,
     #[cfg(feature = "rustls")]
     pub tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
 }
@@ -263,6 +266,7 @@ where
         lb: lb.clone(),
         http1: true,
         moving: Some((Arc::clone(&shared.listener), Arc::clone(&in_flight))),
+        counts: shared.counts.clone(),
     };
     // No timer, as in `http`.
     let mut connection = http1::Builder::new()
@@ -372,6 +376,7 @@ async fn serve_http<IO, M, S, B>(
         lb: lb.clone(),
         http1: proto == Proto::Http1,
         moving: None,
+        counts: shared.counts.clone(),
     };
     match proto {
         Proto::Http1 => {

@@ -172,6 +172,7 @@ use tokio::task::JoinSet;
 
 use self::conn::{ConnService, ResBody};
 use crate::Context;
+use crate::http_counts::open_while;
 use crate::output::errln;
 
 #[cfg(feature = "rustls")]
@@ -376,6 +377,7 @@ impl Server {
             listener: Arc::from(name),
             // TLS connections do not move: a server of TLS adopts none either.
             hand_over: self.hand_over && !self.tls_on(),
+            counts: lb.http_counts(name),
             #[cfg(feature = "rustls")]
             tls: self
                 .tls
@@ -428,11 +430,13 @@ impl Server {
                     Ok((Stream::Tcp(stream), peer)) => {
                         pause.reset();
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(conn::serve_tcp(stream, None, peer, Arc::clone(&shared)));
+                        let serve = conn::serve_tcp(stream, None, peer, Arc::clone(&shared));
+                        connections.spawn(open_while(shared.counts.clone(), serve));
                     }
                     Ok((Stream::Unix(stream), _)) => {
                         pause.reset();
-                        connections.spawn(conn::serve(stream, None, Arc::clone(&shared)));
+                        let serve = conn::serve(stream, None, Arc::clone(&shared));
+                        connections.spawn(open_while(shared.counts.clone(), serve));
                     }
                     Err(e) if about_one_connection(&e) => {}
                     Err(e) => {
@@ -504,7 +508,8 @@ fn adopt<M, S, B>(
         let _ = stream.set_nodelay(true);
         // Nothing read yet: it may not have said what it speaks.
         let read = (!moved.buffered.is_empty()).then_some(moved.buffered);
-        conn::serve_tcp(stream, read, peer, shared).await;
+        let counts = shared.counts.clone();
+        open_while(counts, conn::serve_tcp(stream, read, peer, shared)).await;
     });
 }
 

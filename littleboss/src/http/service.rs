@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll, ready};
+use std::time::Instant;
 
 use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -15,6 +16,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::Notify;
 
 use crate::Context;
+use crate::http_counts::ListenerCounts;
 
 /// The program's service `inner`, as one connection runs it.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub(crate) struct Wrapped<S> {
     /// listener's connections, and then says no `Connection: close`) and its count of
     /// requests in flight.
     pub moving: Option<(Arc<str>, Arc<InFlight>)>,
+    /// The listener's counts for the supervisor's metrics, if they are kept.
+    pub counts: Option<Arc<ListenerCounts>>,
 }
 
 /// What one connection that may move knows of itself: its requests in flight (from the
@@ -115,6 +119,8 @@ where
             http1: self.http1,
             moving: self.moving.clone(),
             guard: self.moving.as_ref().map(|(_, in_flight)| in_flight.start()),
+            counts: self.counts.clone(),
+            began: Instant::now(),
         }
     }
 }
@@ -141,6 +147,9 @@ pin_project_lite::pin_project! {
         http1: bool,
         moving: Option<(Arc<str>, Arc<InFlight>)>,
         guard: Option<Guard>,
+        counts: Option<Arc<ListenerCounts>>,
+        // When the request was handed to the service.
+        began: Instant,
     }
 }
 
@@ -180,6 +189,9 @@ where
         }
         // During this process's probation, its 5xx share counts (`probation_5xx`).
         lb.count_response(response.status().as_u16());
+        if let Some(counts) = this.counts {
+            counts.observe(response.status().as_u16(), this.began.elapsed());
+        }
         let guard = this.guard.take();
         Poll::Ready(Ok(response.map(|inner| Counted { inner, guard })))
     }

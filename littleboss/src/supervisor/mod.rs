@@ -19,10 +19,14 @@ mod descendants;
 mod fds;
 mod handover;
 mod machine;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod notify;
 mod parcels;
 mod prepare;
 mod reap;
+#[cfg(feature = "metrics")]
+mod scrape;
 mod script;
 mod setup;
 mod shell;

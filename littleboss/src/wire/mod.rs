@@ -7,7 +7,10 @@
 //! - [`state_v2`]: state version 2, version 1 followed by the connections moving.
 //! - [`state_v3`]: state version 3, version 2 followed by the children that can stand
 //!   by.
+//! - [`state_v4`]: state version 4, version 3 followed by the journal and the counts
+//!   behind the metrics.
 
 pub(crate) mod state_v1;
 pub(crate) mod state_v2;
 pub(crate) mod state_v3;
+pub(crate) mod state_v4;

@@ -79,6 +79,17 @@
 //! server closed, the `Connection: close` answers, and the time from the reload
 //! command until the old child exited.
 //!
+//! `--mode metrics` serves `lb-metrics` (the HTTP helpers; its supervisor serves its
+//! metrics) supervised, and measures its throughput (fresh connections, as `http1`'s
+//! baseline) in alternating slices with a scraper polling `GET /metrics` every 100 ms
+//! and without; then the supervisor's private memory (`smaps_rollup`) with its journal
+//! empty, and full after 300 reloads:
+//!
+//! ```text
+//! cargo build --release -p littleboss-tests --bins
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode metrics
+//! ```
+//!
 //! `--mode probation` reloads `lb-probation` (on the HTTP helpers, answering with its
 //! pid), supervised, under the load of the default mode, `--reloads` times (default
 //! 20), alternating two copies of it, to new children that declare a probation and in
@@ -153,7 +164,13 @@ enum Mode {
     /// `lb-probation` under load, reloaded to new children that crash, call
     /// `unhealthy` or pass their probation.
     Probation,
+    /// `lb-metrics` under load with and without a scraper of its supervisor's metrics,
+    /// and the supervisor's memory with its journal empty and full.
+    Metrics,
 }
+
+/// Reloads enough to fill the journal (256 events) and then some.
+const JOURNAL_FULL: usize = 300;
 
 fn main() {
     let options = match parse_options() {
@@ -161,7 +178,7 @@ fn main() {
         Err(e) => {
             littleboss_tests::say!("reload-bench: {e}");
             littleboss_tests::say!(
-                "usage: reload-bench [--mode http1|compare|pooled|idle|probation] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
+                "usage: reload-bench [--mode http1|compare|pooled|idle|probation|metrics] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
             );
             std::process::exit(2);
         }
@@ -172,6 +189,7 @@ fn main() {
         Mode::Pooled => pooled::run(&options),
         Mode::Idle => idle::run(options.connections),
         Mode::Probation => probation::run(&options),
+        Mode::Metrics => metrics::run(&options),
     };
     if let Err(e) = result {
         littleboss_tests::say!("reload-bench: {e}");
@@ -233,9 +251,10 @@ fn parse_options() -> Result<Options, String> {
                     "pooled" => Mode::Pooled,
                     "idle" => Mode::Idle,
                     "probation" => Mode::Probation,
+                    "metrics" => Mode::Metrics,
                     _ => {
                         return Err(format!(
-                            "--mode: {value:?} is not http1, compare, pooled, idle or probation"
+                            "--mode: {value:?} is not http1, compare, pooled, idle, probation or metrics"
                         ));
                     }
                 }
@@ -251,7 +270,7 @@ fn parse_options() -> Result<Options, String> {
     };
     if matches!(
         options.mode,
-        Mode::Compare | Mode::Pooled | Mode::Idle | Mode::Probation
+        Mode::Compare | Mode::Pooled | Mode::Idle | Mode::Probation | Mode::Metrics
     ) {
         return Ok(options);
     }
@@ -2269,5 +2288,215 @@ mod probation {
                 },
             );
         }
+    }
+}
+
+/// `--mode metrics`: see the crate documentation.
+mod metrics {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::{Cleanup, Options, remember_child, status_of, throughput, wait_status};
+
+    /// How often the scraper asks for `/metrics`.
+    const SCRAPE_EVERY: Duration = Duration::from_millis(100);
+
+    /// The supervisor's private memory in KiB (`Private_Clean` + `Private_Dirty` of
+    /// `/proc/PID/smaps_rollup`): what it alone holds.
+    fn private_kib(pid: u32) -> Option<u64> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        Some(field("Private_Clean:")? + field("Private_Dirty:")?)
+    }
+
+    /// `GET /metrics` once; the body's length.
+    fn scrape(addr: SocketAddr) -> Result<usize, String> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("connect: {e}"))?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        if !answer.starts_with(b"HTTP/1.1 200") {
+            return Err(format!("{:?}", String::from_utf8_lossy(&answer)));
+        }
+        Ok(answer.len())
+    }
+
+    fn listener(status: &serde_json::Value, name: &str) -> Result<SocketAddr, String> {
+        let shown = status["listeners"][name].as_str().ok_or("no listener")?;
+        (shown.strip_prefix("tcp:"))
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("listener {shown}"))
+    }
+
+    pub(super) fn run(options: &Options) -> Result<(), String> {
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("no workspace")?
+            .join("target/release/lb-metrics");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} not found; build it first: cargo build --release -p littleboss-tests --bins",
+                bin.display()
+            ));
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let lb_dir = dir.path().join("lb");
+        std::fs::create_dir(&lb_dir).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&lb_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        let command = |bin: &Path| {
+            let mut command = Command::new(bin);
+            command.env("LITTLEBOSS_DIR", &lb_dir);
+            command
+        };
+        let mut cleanup = Cleanup {
+            children: Vec::new(),
+            pids: Arc::default(),
+        };
+        let supervisor = command(&bin)
+            .args([
+                "--littleboss=start",
+                "--http=127.0.0.1:0",
+                "--metrics=127.0.0.1:0",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start: {e}"))?;
+        let pid = supervisor.id();
+        cleanup.children.push(supervisor);
+        let status = wait_status(&command, &bin, |s| s["state"] == "running")?;
+        remember_child(&cleanup, &status);
+        let http = listener(&status, "http")?;
+        let metrics = listener(&status, "metrics")?;
+        let body = scrape(metrics)?;
+
+        // Throughput with a scraper and without, in alternating slices (which goes
+        // first alternates too), and the median of the per-pair ratios.
+        let mut ratios = Vec::new();
+        let (mut with_total, mut without_total) = (0u64, 0u64);
+        let scrapes = Arc::new(AtomicU64::new(0));
+        for slice in 0..options.slices {
+            let scraped = || {
+                let stop = Arc::new(AtomicBool::new(false));
+                let scraper = {
+                    let (stop, scrapes) = (Arc::clone(&stop), Arc::clone(&scrapes));
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::SeqCst) {
+                            let began = Instant::now();
+                            if scrape(metrics).is_ok() {
+                                scrapes.fetch_add(1, Ordering::Relaxed);
+                            }
+                            std::thread::sleep(SCRAPE_EVERY.saturating_sub(began.elapsed()));
+                        }
+                    })
+                };
+                let n = throughput(http, options.threads, options.slice);
+                stop.store(true, Ordering::SeqCst);
+                let _ = scraper.join();
+                n
+            };
+            let (with, without) = if slice % 2 == 0 {
+                let with = scraped();
+                (with, throughput(http, options.threads, options.slice))
+            } else {
+                let without = throughput(http, options.threads, options.slice);
+                (scraped(), without)
+            };
+            ratios.push(with as f64 / without.max(1) as f64);
+            with_total += with;
+            without_total += without;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        let seconds = options.slice.as_secs_f64() * options.slices as f64;
+
+        // The supervisor's private memory with the journal empty (no event yet), then
+        // full (more reloads than it keeps).
+        let empty = private_kib(pid);
+        let reloads = super::JOURNAL_FULL;
+        let began = Instant::now();
+        for i in 0..reloads {
+            let output = command(&bin)
+                .arg("--littleboss=reload")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| format!("reload: {e}"))?;
+            if !output.success() {
+                return Err(format!("reload {i} failed"));
+            }
+        }
+        let reloading = began.elapsed();
+        let status = status_of(&command, &bin)?;
+        remember_child(&cleanup, &status);
+        let history = command(&bin)
+            .arg("--littleboss=history-json")
+            .output()
+            .map_err(|e| format!("history: {e}"))?;
+        let history: serde_json::Value =
+            serde_json::from_slice(&history.stdout).map_err(|e| format!("history-json: {e}"))?;
+        let kept = history["events"].as_array().map_or(0, Vec::len);
+        let omitted = history["omitted"].as_u64().unwrap_or(0);
+        // Let the retired children's exits settle.
+        std::thread::sleep(Duration::from_millis(500));
+        let full = private_kib(pid);
+
+        println!(
+            "reload-bench --mode metrics: lb-metrics (HTTP helpers) supervised, {} threads of fresh-connection requests, {} slices of {} ms with a scraper polling GET /metrics every {} ms and {} without, alternating",
+            options.threads,
+            options.slices,
+            options.slice.as_millis(),
+            SCRAPE_EVERY.as_millis(),
+            options.slices
+        );
+        println!("| | value |");
+        println!("|---|---|");
+        println!(
+            "| requests/s with the scraper | {:.0} |",
+            with_total as f64 / seconds
+        );
+        println!(
+            "| requests/s without | {:.0} |",
+            without_total as f64 / seconds
+        );
+        println!(
+            "| throughput ratio (median of {} pairs) | {median:.3} |",
+            ratios.len()
+        );
+        println!(
+            "| scrapes answered | {} ({} bytes each at first) |",
+            scrapes.load(Ordering::Relaxed),
+            body
+        );
+        let shown = |kib: Option<u64>| kib.map_or("-".to_string(), |k| format!("{k} KiB"));
+        println!(
+            "| supervisor private memory, journal empty | {} |",
+            shown(empty)
+        );
+        println!(
+            "| supervisor private memory, journal full ({kept} events kept, {omitted} left out of the reply; {reloads} reloads in {:.1} s) | {} |",
+            reloading.as_secs_f64(),
+            shown(full)
+        );
+        if let (Some(empty), Some(full)) = (empty, full) {
+            println!("| difference | {} KiB |", full as i64 - empty as i64);
+        }
+        drop(cleanup);
+        Ok(())
     }
 }

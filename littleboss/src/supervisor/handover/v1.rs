@@ -7,6 +7,8 @@ use crate::socket::{BoundAddr, SocketFile};
 use crate::spec::Network;
 use std::collections::BTreeMap;
 
+use crate::supervisor::machine::journal::Journal;
+use crate::supervisor::machine::tally::Tally;
 use crate::supervisor::machine::{
     Asked, Child, ChildId, ClientId, Exit, Incoming, Life, Lifecycle, MovesRecord, Reload,
     ReloadKind, Slot, State, Stop, Timer, Timers, Upgrade, UpgradeStep, WaitStatus,
@@ -391,6 +393,9 @@ impl StateV1 {
             announced: self.announced,
             supervisor_path: self.supervisor_path,
             upgrades: self.upgrades,
+            // Versions 1 to 3 carry neither: the journal and the tally start anew.
+            journal: Journal::default(),
+            tally: Tally::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use crate::control::protocol::{PANICKED, Probation};
 use crate::supervisor::state::{ListenerRecord, ProgramRecord};
 
+use super::tally::Cause;
 use super::timers::Timer;
 use super::{ChildId, Time};
 
@@ -140,6 +141,15 @@ impl Exit {
         match self.status {
             WaitStatus::Code(code) => code,
             WaitStatus::Signal(_) | WaitStatus::Unknown => 1,
+        }
+    }
+
+    /// How it ended, as the metrics count it.
+    pub(crate) fn cause(&self) -> Cause {
+        match (&self.killed_because, self.status) {
+            (Some(_), _) => Cause::Killed,
+            (None, WaitStatus::Signal(_)) => Cause::Signaled,
+            (None, WaitStatus::Code(_) | WaitStatus::Unknown) => Cause::Exited,
         }
     }
 

@@ -32,9 +32,11 @@
 //! upgrade is kept in it (`build_pending`), and reloads once it has ended.
 
 mod child;
+pub(crate) mod journal;
 mod lifecycle;
 mod moves;
 mod probation;
+pub(crate) mod tally;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -47,6 +49,7 @@ use std::time::{Duration, SystemTime};
 
 use littleboss_rules::wait::until_ready;
 
+use crate::control::history::{Kind, Outcome};
 use crate::control::protocol::{
     ChildMsg, Parcel, Probation, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded,
     Versions,
@@ -55,12 +58,14 @@ use crate::logger::Level;
 use crate::supervisor::state::{FdKey, ListenerRecord, ProgramRecord, listeners_shown, rfc3339};
 
 pub(crate) use child::{Child, Exit, Life, WaitStatus, human_duration, human_timeout};
+use journal::{Journal, Part, Step};
 pub(crate) use lifecycle::{
     Asked, Back, Cold, Incoming, Lifecycle, Reload, ReloadKind, Slot, Stop, Trial, Upgrade,
     UpgradeStep,
 };
 use moves::Moving;
 pub(crate) use moves::{MovesRecord, Transit};
+use tally::Tally;
 pub(crate) use timers::{Timer, Timers};
 
 /// Milliseconds on the supervisor's monotonic clock (since it started).
@@ -330,6 +335,11 @@ pub(crate) enum Effect {
     MeasureRoom {
         child: ChildId,
     },
+    /// Answer the client with the metrics ([`Response::Metrics`]), which the shell
+    /// renders from the state.
+    Metrics {
+        client: ClientId,
+    },
 }
 
 /// Everything the supervisor knows: one value, which an upgrade hands over.
@@ -361,6 +371,20 @@ pub(crate) struct State {
     pub supervisor_path: PathBuf,
     /// Times the supervisor re-executed itself as a new binary.
     pub upgrades: u64,
+    /// What the supervisor did, its last events.
+    pub journal: Journal,
+    /// What the metrics count.
+    pub tally: Tally,
+}
+
+/// A reading of the state asked for from outside the loop (a scrape of the metrics),
+/// run by the loop between two inputs.
+pub(crate) type StateReader = Box<dyn FnOnce(&State) + Send>;
+
+/// A supervisor's state with one child serving, for the tests of what reads it.
+#[cfg(all(test, feature = "metrics"))]
+pub(crate) fn sample_state() -> State {
+    tests::serving_machine().state
 }
 
 impl State {
@@ -422,6 +446,23 @@ impl State {
             }) => Some(*child),
             _ => None,
         }
+    }
+
+    /// How many children are serving (ready), starting (the serving one before it is
+    /// ready, or a reload's new one), standing by, and retiring, in that order.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn children_by_state(&self) -> [u64; 4] {
+        let mut counts = [0; 4];
+        for (id, child) in &self.children {
+            let at = match self.role(*id) {
+                Role::Serving if child.is_ready() => 0,
+                Role::Serving | Role::Incoming => 1,
+                Role::Standby => 2,
+                Role::Retiring => 3,
+            };
+            counts[at] += 1;
+        }
+        counts
     }
 
     /// What the child is to the supervisor now.
@@ -548,6 +589,8 @@ impl Machine {
                 announced: false,
                 supervisor_path,
                 upgrades: 0,
+                journal: Journal::default(),
+                tally: Tally::default(),
             },
             settings,
             effects: VecDeque::from([spawn]),
@@ -775,9 +818,12 @@ impl Machine {
         id
     }
 
-    /// Takes the child out of the table, with its deadlines.
+    /// Takes the child out of the table, with its deadlines, its part in the journal's
+    /// events and its connections open.
     fn forget(&mut self, id: ChildId) -> Option<Child> {
         self.state.timers.cancel_child(id);
+        self.state.journal.links.remove(&id);
+        self.state.tally.forget(id);
         self.state.children.remove(&id)
     }
 
@@ -839,6 +885,7 @@ impl Machine {
     }
 
     fn on_spawned(&mut self, id: ChildId, pid: u32, started: SystemTime, now: Time) {
+        self.journal_spawned(id, pid);
         let Some(child) = self.state.children.get_mut(&id) else {
             return;
         };
@@ -900,8 +947,10 @@ impl Machine {
                     self.warn(format!("dev: {reason}; waiting for the next build"));
                     return self.put_serving(Slot::Idle { program }, now);
                 }
-                self.warn(reason);
+                self.warn(reason.clone());
                 if self.state.announced && self.settings.persist {
+                    let path = program.path.display().to_string();
+                    self.journal_restart(None, path, reason, now);
                     let delay = self.next_backoff();
                     self.log(format!(
                         "starting it again in {}",
@@ -950,6 +999,7 @@ impl Machine {
                     child: id,
                     listeners: child.listeners.clone(),
                 });
+                self.journal_step(Some(id), Step::Hello, now);
                 if let Some(c) = self.state.children.get_mut(&id) {
                     c.lameduck_ms = declared(hello.lameduck_ms);
                     c.probation = Probation {
@@ -1005,6 +1055,9 @@ impl Machine {
                 let share = errors.saturating_mul(100) / responses.max(1);
                 let why = format!("5xx share {share}% of {responses} responses");
                 self.on_unhealthy(id, why, now);
+            }
+            (ChildMsg::Counts(counts), _) if child.welcomed() => {
+                self.state.tally.report(id, counts);
             }
             (ChildMsg::Adopts { listener }, _) if child.welcomed() => {
                 self.on_adopts(id, listener);
@@ -1063,6 +1116,7 @@ impl Machine {
     }
 
     fn became_ready(&mut self, id: ChildId, now: Time) {
+        self.journal_step(Some(id), Step::Ready, now);
         match self.state.role(id) {
             Role::Incoming => self.promote(now),
             Role::Serving => {
@@ -1088,6 +1142,11 @@ impl Machine {
             return;
         };
         let reload = reload.clone();
+        if reload.kind != ReloadKind::Rollback {
+            self.state
+                .tally
+                .reload_took(now.saturating_sub(reload.since));
+        }
         let on_probation = new.probation.ms > 0
             && !self.settings.dev
             && matches!(reload.kind, ReloadKind::Asked | ReloadKind::Upgrade);
@@ -1102,6 +1161,11 @@ impl Machine {
                 self.state.previous = old_child.map(|c| c.program.clone());
                 // Before its lameduck: it hands its idle connections over, as many as
                 // the new child has room for.
+                let part = match reload.kind {
+                    ReloadKind::Rollback => Part::Back,
+                    _ => Part::Old,
+                };
+                self.journal_link(old, part, None);
                 self.tell_successor(old, new_id);
                 self.retire(old, now);
                 Some(pid)
@@ -1116,6 +1180,7 @@ impl Machine {
         self.state.listeners = new.listeners.clone();
         let ms = now.saturating_sub(reload.since);
         if let Some(cold) = reload.rollback {
+            self.journal_end(Outcome::Succeeded, None, None, now);
             return self.rolled_back_cold(cold, reload.waiter, &new);
         }
         let line = match reload.kind {
@@ -1161,6 +1226,9 @@ impl Machine {
     /// `line` is what the log says, if anything.
     fn reloaded(&mut self, done: Reloaded, line: Option<String>, now: Time) {
         self.state.reloads += 1;
+        if done.kind != ReloadKind::Upgrade {
+            self.journal_end(Outcome::Succeeded, None, Some(done.ms), now);
+        }
         let Some(new) = self.state.children.get(&done.new).cloned() else {
             return;
         };
@@ -1217,6 +1285,7 @@ impl Machine {
         // (the group's id) still cannot be reused; then it is reaped.
         self.effects.push_back(Effect::Kill { child: id });
         self.effects.push_back(Effect::Reap { child: id });
+        self.journal_gone(id, now);
         let Some(child) = self.forget(id) else {
             return;
         };
@@ -1226,6 +1295,7 @@ impl Machine {
             ran: Duration::from_millis(now.saturating_sub(child.started_at)),
             finished: child.finished.clone(),
         };
+        self.state.tally.exited(exit.cause());
         match role {
             Role::Standby => self.standby_exited(&child, &exit),
             Role::Serving if matches!(self.state.lifecycle, Lifecycle::Probation(_)) => {
@@ -1304,11 +1374,14 @@ impl Machine {
         if exit.failed() {
             self.state.failures += 1;
         }
+        let path = program.path.display().to_string();
+        let pids = (Some(pid), None);
         if self.settings.dev {
             self.warn(format!(
                 "dev: child pid {pid} {}; the listeners stay open, waiting for the next build",
                 exit.describe()
             ));
+            self.journal_exit(pid, path, &exit, now);
             return Gone::Then(Slot::Idle { program });
         }
         self.log(format!("child pid {pid} {}", exit.describe()));
@@ -1316,11 +1389,16 @@ impl Machine {
             if let Some(previous) = self.state.previous.take() {
                 self.log(format!("falling back to {}", previous.path.display()));
                 self.state.restarts += 1;
+                let to = Some(previous.path.display().to_string());
+                let seq =
+                    self.journal_event(Kind::Fallback, pids, to, Some(exit.describe()), None, now);
                 let child = self.spawn(previous, self.state.listeners.clone(), now);
+                self.journal_link(child, Part::New, Some(seq));
                 return Gone::Then(Slot::Child(child));
             }
         }
         if self.settings.persist {
+            self.journal_restart(Some(pid), path, exit.describe(), now);
             if exit.ran >= BACKOFF_RESET {
                 self.state.backoff_ms = BACKOFF_MIN_MS;
             }
@@ -1332,6 +1410,7 @@ impl Machine {
             let at = now.saturating_add(delay);
             return Gone::Then(Slot::BackingOff { program, at });
         }
+        self.journal_exit(pid, path, &exit, now);
         Gone::Stop(exit.code())
     }
 
@@ -1387,6 +1466,8 @@ impl Machine {
         let program = program.clone();
         self.state.restarts += 1;
         let child = self.spawn(program, self.state.listeners.clone(), now);
+        let seq = self.state.journal.last_of(Kind::Restart);
+        self.journal_link(child, Part::New, seq);
         self.state.lifecycle = Lifecycle::Serving { child };
     }
 
@@ -1405,7 +1486,7 @@ impl Machine {
                 let status = self.status();
                 self.answer(client, Response::Status(Box::new(status)));
             }
-            Request::Stop => self.begin_stop(Some(client), now),
+            Request::Stop => self.begin_stop(Some(client), "asked by a client", now),
             Request::Reload(request) => {
                 let path = PathBuf::from(OsString::from_vec(request.path));
                 let args = request
@@ -1417,6 +1498,11 @@ impl Machine {
             Request::Upgrade(request) => self.begin_upgrade(client, request, now),
             Request::Promote => self.promote_asked(client, now),
             Request::Rollback => self.rollback_asked(client, now),
+            Request::History => {
+                let history = self.state.journal.history();
+                self.answer(client, Response::History(history));
+            }
+            Request::Metrics => self.effects.push_back(Effect::Metrics { client }),
         }
     }
 
@@ -1507,6 +1593,7 @@ impl Machine {
         self.state.timers.cancel(Timer::Exec);
         self.settle(upgrade.serving.clone(), now);
         let reason = self.upgrade_failure(&upgrade, why);
+        self.journal_end(Outcome::Failed, Some(reason.clone()), None, now);
         if !self.state.lifecycle.stopping() {
             let serving = self.serving();
             self.notify(Notice::Ready(serving));
@@ -1548,6 +1635,7 @@ impl Machine {
         self.settle(upgrade.serving.clone(), now);
         self.recall_carried(now);
         self.state.upgrades += 1;
+        self.journal_end(Outcome::Succeeded, None, None, now);
         self.state.supervisor_path = upgrade.program.path.clone();
         let to = self.settings.versions.newest;
         let path = upgrade.program.path.display().to_string();
@@ -1623,7 +1711,7 @@ impl Machine {
             }
             (_, _) => {
                 self.log(format!("{name}: stopping"));
-                self.begin_stop(None, now);
+                self.begin_stop(None, name, now);
             }
         }
     }
@@ -1732,6 +1820,14 @@ impl Machine {
             },
             _ => return,
         };
+        if kind != ReloadKind::Rollback {
+            let old_pid = match &old {
+                Slot::Child(child) => self.state.children.get(child).map(|c| c.pid),
+                _ => None,
+            };
+            let shown = path.display().to_string();
+            self.journal_reload(kind == ReloadKind::Upgrade, shown, old_pid, now);
+        }
         self.state.lifecycle = Lifecycle::Reloading(Reload {
             waiter,
             since: now,
@@ -1763,11 +1859,15 @@ impl Machine {
         else {
             return;
         };
-        if reload.kind == ReloadKind::Upgrade {
-            reload.incoming = Incoming::Vetting {
-                program: program.clone(),
-                listeners,
-            };
+        let upgrade = reload.kind == ReloadKind::Upgrade;
+        self.journal_step(None, Step::Opened, now);
+        if upgrade {
+            if let Lifecycle::Reloading(reload) = &mut self.state.lifecycle {
+                reload.incoming = Incoming::Vetting {
+                    program: program.clone(),
+                    listeners,
+                };
+            }
             return self.effects.push_back(Effect::Probe { program });
         }
         self.start_incoming(program, listeners, now);
@@ -1784,6 +1884,7 @@ impl Machine {
             return;
         }
         let child = self.spawn(program, listeners, now);
+        self.journal_link(child, Part::New, None);
         if let Lifecycle::Reloading(reload) = &mut self.state.lifecycle {
             reload.incoming = Incoming::Child(child);
         }
@@ -1802,8 +1903,12 @@ impl Machine {
         }
         let reason = match &reload.rollback {
             Some(cold) => self.cold_rollback_failed(cold, &reload.old, &reason),
-            None => reason,
+            None => {
+                self.state.tally.reloads_failed += 1;
+                reason
+            }
         };
+        self.journal_end(Outcome::Failed, Some(reason.clone()), None, now);
         if reload.kind == ReloadKind::Build {
             let still = match self.serving_child() {
                 Some(c) => format!("still serving pid {}", c.pid),
@@ -1846,7 +1951,8 @@ impl Machine {
         }
     }
 
-    fn begin_stop(&mut self, waiter: Option<ClientId>, now: Time) {
+    /// Stops, for `why` (a signal's name, or a client's request).
+    fn begin_stop(&mut self, waiter: Option<ClientId>, why: &str, now: Time) {
         if let Lifecycle::Stopping(Stop { waiters, .. }) | Lifecycle::Ending { waiters, .. } =
             &mut self.state.lifecycle
         {
@@ -1854,21 +1960,32 @@ impl Machine {
             return;
         }
         self.notify(Notice::Stopping);
-        self.enter_stopping(waiter, None, now);
+        self.enter_stopping(waiter, None, why.to_string(), now);
     }
 
     /// Stops with `code` because the serving child is gone and nothing follows it.
     fn stop_now(&mut self, code: i32, now: Time) {
-        self.enter_stopping(None, Some(code), now);
+        let why = format!("nothing is left to serve (exit code {code})");
+        self.enter_stopping(None, Some(code), why, now);
     }
 
     /// Every child winds down: the serving one gets lameduck, a new one of a reload is
     /// killed (and the reload's client told), an upgrade is cancelled, nothing starts
     /// again.
-    fn enter_stopping(&mut self, waiter: Option<ClientId>, code: Option<i32>, now: Time) {
+    fn enter_stopping(
+        &mut self,
+        waiter: Option<ClientId>,
+        code: Option<i32>,
+        why: String,
+        now: Time,
+    ) {
         if self.state.lifecycle.stopping() {
             return;
         }
+        let serving = self.serving_child().map(|c| c.pid);
+        let cancelled = format!("cancelled: {} is stopping", self.state.name);
+        self.journal_end(Outcome::Failed, Some(cancelled.clone()), None, now);
+        self.journal_event(Kind::Stop, (serving, None), None, Some(why), None, now);
         let stopping = Lifecycle::Stopping(Stop {
             waiters: waiter.into_iter().collect(),
             serving: None,
@@ -1876,7 +1993,6 @@ impl Machine {
             code,
         });
         let before = std::mem::replace(&mut self.state.lifecycle, stopping);
-        let cancelled = format!("cancelled: {} is stopping", self.state.name);
         let mut killed = None;
         let serving = match before {
             Lifecycle::Serving { child } => Slot::Child(child),

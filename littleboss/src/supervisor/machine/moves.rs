@@ -311,7 +311,7 @@ impl Machine {
             back.entry(from).or_default().push(parcel.id);
         }
         for (child, ids) in back {
-            self.effects.push_back(Effect::Return { child, ids });
+            self.give_back(child, ids);
         }
     }
 
@@ -433,7 +433,7 @@ impl Machine {
                 .push((theirs, Parcel { id: ours, ..parcel }));
         }
         for (child, ids) in back {
-            self.effects.push_back(Effect::Return { child, ids });
+            self.give_back(child, ids);
         }
         let receivers: BTreeSet<ChildId> = forward.keys().map(|(_, to)| *to).collect();
         for ((from, to), parcels) in forward {
@@ -487,7 +487,7 @@ impl Machine {
         self.warn(format!(
             "refused {n} {what} that child pid {pid} handed over: {reason}"
         ));
-        self.effects.push_back(Effect::Return { child: from, ids });
+        self.give_back(from, ids);
     }
 
     /// How long a receiver has to answer for a connection from `sender`: recalled
@@ -523,15 +523,25 @@ impl Machine {
                     room.taken += ids.len() as u64;
                 }
             }
-            self.effects.push_back(if taken {
-                Effect::Send {
+            if taken {
+                let n = ids.len() as u64;
+                self.state.tally.moved += n;
+                self.journal_moved(child, n);
+                self.effects.push_back(Effect::Send {
                     child,
                     msg: SupervisorMsg::Taken(ids),
-                }
+                });
             } else {
-                Effect::Return { child, ids }
-            });
+                self.give_back(child, ids);
+            }
         }
+    }
+
+    /// Gives `child` back the connections it handed over with these ids, which it
+    /// then serves to the end and closes.
+    fn give_back(&mut self, child: ChildId, ids: Vec<u64>) {
+        self.journal_closed(child, ids.len() as u64);
+        self.effects.push_back(Effect::Return { child, ids });
     }
 
     /// Recalls these connections, whose [`Timer::Recall`] was due: one message to each
@@ -581,7 +591,7 @@ impl Machine {
         });
         self.moves.on_way = on_way_of(&self.moves.transit);
         for (child, ids) in back {
-            self.effects.push_back(Effect::Return { child, ids });
+            self.give_back(child, ids);
         }
         self.moves.moved.remove(&child)
     }

@@ -16,6 +16,9 @@ use crate::control::protocol::{Response, SupervisorMsg, seconds};
 
 use crate::supervisor::state::ProgramRecord;
 
+use crate::control::history::{Kind, Outcome};
+
+use super::journal::Part;
 use super::{
     Back, Child, ChildId, ClientId, Cold, Effect, Exit, Gone, Incoming, Life, Lifecycle, Machine,
     Notice, Reload, ReloadKind, Reloaded, Slot, Time, Timer, Trial,
@@ -40,6 +43,7 @@ impl Machine {
                 Some(c) => {
                     self.state.previous = Some(c.program.clone());
                     // Standing by or winding down, it hands its idle connections over.
+                    self.journal_link(*old, Part::Old, None);
                     self.tell_successor(*old, new.id);
                     if new.probation.standby && c.stands_by && c.is_ready() {
                         self.set_life(*old, Life::Standby, None);
@@ -135,6 +139,20 @@ impl Machine {
             seconds(after_ms)
         ));
         if let Some(client) = by {
+            let standby = match trial.back {
+                Back::Standby(old) => self.state.children.get(&old).map(|c| c.pid),
+                Back::Cold(_) => None,
+            };
+            let why = Some(format!("promoted after {}", seconds(after_ms)));
+            let pids = (standby, Some(pid));
+            self.journal_event(
+                Kind::Promote,
+                pids,
+                None,
+                why,
+                Some(Outcome::Succeeded),
+                now,
+            );
             self.answer(client, Response::Promoted { pid, after_ms });
         }
         let done = Reloaded {
@@ -164,9 +182,19 @@ impl Machine {
         self.state.timers.cancel(Timer::Probation);
         let after_ms = now.saturating_sub(trial.began);
         let after = seconds(after_ms);
+        let new_pid = self.state.children.get(&trial.new).map(|c| c.pid);
+        let new_pid = new_pid.or(exited.as_ref().map(|(c, _)| c.pid));
         if let Back::Standby(old) = trial.back {
-            if let Some(old_pid) = self.state.children.get(&old).map(|c| c.pid) {
+            if let Some(old) = self.state.children.get(&old).cloned() {
+                let (old, old_pid) = (old.id, old.pid);
                 self.state.failures += 1;
+                let path = self
+                    .state
+                    .children
+                    .get(&old)
+                    .map(|c| c.program.path.display().to_string());
+                let seq =
+                    self.journal_rolled_back(&trial, &why, (new_pid, Some(old_pid)), path, now);
                 self.set_life(old, Life::Ready, None);
                 self.effects.push_back(Effect::Send {
                     child: old,
@@ -177,6 +205,7 @@ impl Machine {
                 self.state.listeners = trial.listeners;
                 if exited.is_none() {
                     // It hands its idle connections back.
+                    self.journal_link(trial.new, Part::Back, Some(seq));
                     self.mark_rolled_back(trial.new);
                     self.tell_successor(trial.new, old);
                     self.retire(trial.new, now);
@@ -196,6 +225,10 @@ impl Machine {
             return self.nothing_to_roll_back_to(trial, why, after, by, exited, now);
         };
         self.state.failures += 1;
+        let path = Some(program.path.display().to_string());
+        let seq = self.journal_rolled_back(&trial, &why, (new_pid, None), path, now);
+        // Under way until the previous binary's child is ready.
+        self.state.journal.under_way = Some(seq);
         let old = match exited {
             None => {
                 // It serves until the rollback's child is ready, then winds down.
@@ -231,6 +264,25 @@ impl Machine {
         });
         self.notify(Notice::Reloading);
         self.start_incoming(program, trial.listeners, now);
+    }
+
+    /// The reload on probation, `trial`, is rolled back for `why`: it says so, and the
+    /// rollback (from the new child's pid to the one serving again, `pids`, with the
+    /// binary that serves again, `path`) is an event of its own, whose number this is.
+    fn journal_rolled_back(
+        &mut self,
+        trial: &Trial,
+        why: &str,
+        pids: (Option<u32>, Option<u32>),
+        path: Option<String>,
+        now: Time,
+    ) -> u64 {
+        self.state.tally.reloads_rolled_back += 1;
+        let reason = Some(why.to_string());
+        self.journal_end(Outcome::RolledBack, reason.clone(), Some(trial.ms), now);
+        // Warm, it is done at once; cold, when the previous binary is ready.
+        let outcome = pids.1.map(|_| Outcome::Succeeded);
+        self.journal_event(Kind::Rollback, pids, path, reason, outcome, now)
     }
 
     /// `child`, if it is the one standing by, is no longer there to go back to (it
@@ -270,6 +322,8 @@ impl Machine {
             let pid = self.state.children.get(&trial.new).map_or(0, |c| c.pid);
             reason.push_str(&format!(": pid {pid} serves on"));
         }
+        self.state.tally.reloads_failed += 1;
+        self.journal_end(Outcome::Failed, Some(reason.clone()), Some(trial.ms), now);
         self.warn(format!("reload failed: {reason}"));
         for client in trial.waiter.into_iter().chain(by) {
             let reason = reason.clone();

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 use super::moves::{ROOM_PLENTY, ROOM_TRUSTED_MS};
 use super::*;
+use crate::control::history::{Kind, Outcome};
 use crate::control::protocol::{ChildHello, Probation, ReloadRequest};
 
 const NAME: &str = "svc";
@@ -233,6 +234,11 @@ impl Model {
                     );
                 }
             }
+            Effect::Metrics { client } => {
+                let count = self.answers.entry(*client).or_default();
+                *count += 1;
+                assert_eq!(*count, 1, "{client:?} answered twice");
+            }
             _ => {}
         }
     }
@@ -405,6 +411,35 @@ impl Driver {
         self.input(Input::Probed { result });
     }
 
+    /// The journal's promises: at most its length, numbers that ascend and never
+    /// repeat, an event under way exactly while a reload, a probation or an upgrade is,
+    /// parts only for children in the table, and the journal and the counts read back
+    /// the same through state version 4.
+    fn check_journal(&self) {
+        let state = self.m.state();
+        let journal = &state.journal;
+        assert!(journal.events.len() <= super::journal::JOURNAL_LEN);
+        let seqs: Vec<u64> = journal.events.iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        assert!(seqs.last().is_none_or(|last| *last < journal.next_seq));
+        let busy = matches!(
+            state.lifecycle,
+            Lifecycle::Reloading(_) | Lifecycle::Probation(_) | Lifecycle::Upgrading(_)
+        );
+        assert_eq!(
+            journal.under_way.is_some(),
+            busy,
+            "an event under way in {:?}",
+            state.lifecycle
+        );
+        for child in journal.links.keys().chain(state.tally.reports.keys()) {
+            assert!(state.children.contains_key(child), "{child:?} is gone");
+        }
+        let (j, t) = crate::supervisor::handover::journal_through_v4(state);
+        assert_eq!(&j, journal, "the journal changed through version 4");
+        assert_eq!(&t, &state.tally, "the counts changed through version 4");
+    }
+
     /// Carries out the exec asked for, if any: the state crosses into a new machine
     /// (serialized and read back, as the handover does), or the exec fails.
     fn exec(&mut self, ok: bool) {
@@ -421,7 +456,10 @@ impl Driver {
         self.m.return_held();
         let was_stopping = self.stopping();
         self.drain(was_stopping);
-        let state = crate::supervisor::handover::through_v1(self.m.state());
+        let mut state = crate::supervisor::handover::through_v1(self.m.state());
+        // Version 4 carries the journal and the metrics' counts too.
+        (state.journal, state.tally) =
+            crate::supervisor::handover::journal_through_v4(self.m.state());
         let moves = if state_version >= 2 {
             crate::supervisor::handover::moves_through_v2(&self.m.moves_record())
         } else {
@@ -694,6 +732,14 @@ impl Driver {
                     answers.push(response);
                     assert_eq!(answers.len(), 1, "{client:?} answered twice: {answers:?}");
                 }
+                Effect::Metrics { client } => {
+                    assert!(self.asked.contains(&client), "metrics to a stranger");
+                    let answers = self.answers.entry(client).or_default();
+                    answers.push(Response::Metrics {
+                        text: String::new(),
+                    });
+                    assert_eq!(answers.len(), 1, "{client:?} answered twice: {answers:?}");
+                }
                 Effect::Log(_, text) => self.logs.push(text),
                 Effect::Notify(_) | Effect::Close => {}
                 Effect::EndDescendants => {
@@ -863,6 +909,7 @@ impl Driver {
             state.upgrades, self.execs,
             "every exec counts, and only they"
         );
+        self.check_journal();
         assert!(
             self.m.moves.in_transit() <= self.m.settings.move_cap,
             "more connections on their way than the cap"
@@ -1478,6 +1525,125 @@ fn a_stop_during_a_reload_whose_serving_child_died_stops() {
     assert_eq!(d.answer(stop), Some(&Response::Stopped { code: 1 }));
 }
 
+// The journal.
+
+/// An event of the journal as `(kind, outcome, old pid, new pid)`.
+type Told = (Kind, Option<Outcome>, Option<u32>, Option<u32>);
+
+/// The journal's events, told.
+fn journal(d: &Driver) -> Vec<Told> {
+    (d.m.state().journal.events.iter())
+        .map(|e| (e.kind, e.outcome, e.old_pid, e.new_pid))
+        .collect()
+}
+
+#[test]
+fn the_journal_tells_reloads_probations_and_rollbacks_as_they_went() {
+    use Kind::{Promote, Reload, Rollback};
+    use Outcome::{Failed, RolledBack, Succeeded};
+    let (mut d, first) = serving_standing_by(settings(false, true));
+    let pid = |d: &Driver, c: ChildId| Some(d.procs[&c].pid);
+    // A reload that succeeds: its steps, and the connections its old child handed over.
+    d.advance(5);
+    let client = d.reload("/bin/next");
+    d.prepared(true, 1);
+    let second = d.incoming();
+    d.msg(second, hello(true, 2_000));
+    d.adopts(second);
+    d.msg(second, ChildMsg::Ready);
+    assert!(matches!(d.answer(client), Some(Response::Reloaded { .. })));
+    d.hand(first, 3);
+    for _ in 0..3 {
+        assert!(d.answer_first(second, true));
+    }
+    d.advance(40);
+    d.exit(first, WaitStatus::Code(0));
+    let event = d.m.state().journal.events[0].clone();
+    let steps = event.steps.unwrap_or_default();
+    assert_eq!(steps.opened_ms, Some(0));
+    assert_eq!(
+        (steps.hello_ms, steps.ready_ms, steps.old_gone_ms),
+        (Some(0), Some(0), Some(40))
+    );
+    assert_eq!(event.connections.map(|c| c.moved), Some(3));
+    assert_eq!(event.path.as_deref(), Some("/bin/next"));
+    // A reload that fails, with the words its client got.
+    let client = d.reload("/bin/next");
+    d.prepared(true, 1);
+    let broken = d.incoming();
+    d.exit(broken, WaitStatus::Code(3));
+    let reason = d.failed(client);
+    assert_eq!(
+        d.m.state().journal.events[1].reason.as_deref(),
+        Some(reason.as_str())
+    );
+    // A probation passed by the operator, then one rolled back warm.
+    d.msg(second, ChildMsg::CanStandBy);
+    let (_, third) = d.on_probation(30_000, true);
+    assert_eq!(d.m.state().journal.events[2].outcome, None, "under way");
+    d.request(Request::Promote);
+    d.exit(second, WaitStatus::Code(0));
+    d.msg(third, ChildMsg::CanStandBy);
+    let (_, fourth) = d.on_probation(30_000, true);
+    d.msg(
+        fourth,
+        ChildMsg::Unhealthy {
+            reason: "db".into(),
+        },
+    );
+    assert_eq!(
+        journal(&d),
+        vec![
+            (Reload, Some(Succeeded), pid(&d, first), pid(&d, second)),
+            (Reload, Some(Failed), pid(&d, second), pid(&d, broken)),
+            (Reload, Some(Succeeded), pid(&d, second), pid(&d, third)),
+            (Promote, Some(Succeeded), pid(&d, second), pid(&d, third)),
+            (Reload, Some(RolledBack), pid(&d, third), pid(&d, fourth)),
+            (Rollback, Some(Succeeded), pid(&d, fourth), pid(&d, third)),
+        ]
+    );
+    assert_eq!(
+        d.m.state().journal.events[5].reason.as_deref(),
+        Some("unhealthy: db")
+    );
+    let seqs: Vec<u64> = d.m.state().journal.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4, 5]);
+    d.finish();
+}
+
+#[test]
+fn a_crash_loop_is_one_restart_event_whose_count_grows() {
+    let (mut d, _) = Driver::serving(settings(true, false));
+    d.reloaded();
+    let mut child = d.current();
+    for _ in 0..5 {
+        d.exit(child, WaitStatus::Code(1));
+        d.advance(30_000);
+        child = d.current();
+    }
+    let events = &d.m.state().journal.events;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].kind, Kind::Reload);
+    assert_eq!(events[1].kind, Kind::Restart);
+    assert_eq!(events[1].count, Some(5));
+    assert_eq!(events[1].new_pid, Some(d.procs[&child].pid));
+    assert!(
+        (events[1].reason.as_deref()).is_some_and(|r| r.starts_with("exited with code 1")),
+        "{:?}",
+        events[1].reason
+    );
+    // Something else between two crashes makes the next crash a new event.
+    d.reloaded();
+    let child = d.current();
+    d.exit(child, WaitStatus::Code(1));
+    let kinds: Vec<Kind> = d.m.state().journal.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![Kind::Reload, Kind::Restart, Kind::Reload, Kind::Restart]
+    );
+    assert_eq!(d.m.state().tally.exits, [6, 0, 0]);
+}
+
 #[test]
 fn a_stop_during_a_persist_backoff_starts_nothing() {
     let (mut d, first) = Driver::serving(settings(true, true));
@@ -2042,6 +2208,10 @@ enum Action {
     PromoteCmd,
     /// `--littleboss=rollback`.
     RollbackCmd,
+    /// `--littleboss=history`, then `metrics`.
+    HistoryCmd,
+    /// A child reports what its HTTP helpers counted: this many responses so far.
+    Counts(usize, u64),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -2074,6 +2244,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => child.clone().prop_map(Action::Unhealthy),
         1 => Just(Action::PromoteCmd),
         1 => Just(Action::RollbackCmd),
+        1 => Just(Action::HistoryCmd),
+        2 => (child.clone(), 0..1_000u64).prop_map(|(child, n)| Action::Counts(child, n)),
     ]
 }
 
@@ -2243,6 +2415,40 @@ fn play(d: &mut Driver, action: Action) {
         }
         Action::RollbackCmd => {
             d.request(Request::Rollback);
+        }
+        Action::HistoryCmd => {
+            let client = d.request(Request::History);
+            let Some(Response::History(history)) = d.answer(client) else {
+                panic!("history answered {:?}", d.answer(client));
+            };
+            assert_eq!(history.events.len(), d.m.state().journal.events.len());
+            let client = d.request(Request::Metrics);
+            assert!(matches!(d.answer(client), Some(Response::Metrics { .. })));
+        }
+        Action::Counts(i, n) => {
+            if let Some(c) = pick(d, i) {
+                let before: u64 = (d.m.state().tally.http.values())
+                    .map(|t| t.codes.iter().sum::<u64>())
+                    .sum();
+                let mut buckets =
+                    vec![0; crate::control::protocol::HTTP_DURATION_BOUNDS_US.len() + 1];
+                buckets[0] = n;
+                d.msg(
+                    c,
+                    ChildMsg::Counts(vec![crate::control::protocol::HttpCounts {
+                        listener: "http".into(),
+                        codes: [0, n, 0, 0, 0],
+                        bounds_us: crate::control::protocol::HTTP_DURATION_BOUNDS_US.to_vec(),
+                        buckets,
+                        sum_us: n,
+                        open: n % 7,
+                    }]),
+                );
+                let after: u64 = (d.m.state().tally.http.values())
+                    .map(|t| t.codes.iter().sum::<u64>())
+                    .sum();
+                assert!(after >= before, "a count went back: {before} -> {after}");
+            }
         }
     }
 }
@@ -2863,6 +3069,24 @@ fn golden_states() -> Vec<(&'static str, Driver)> {
     backoff.exit(first, WaitStatus::Code(3));
     let (mut stopping, _) = Driver::serving(settings(false, true));
     stopping.request(Request::Stop);
+    // Two reloads done (the journal's events, with their steps), and a child's counts.
+    let (mut counted, old, new) = self::moving();
+    counted.hand(old, 2);
+    assert!(counted.answer_first(new, true));
+    counted.exit(old, WaitStatus::Code(0));
+    let mut buckets = vec![0; crate::control::protocol::HTTP_DURATION_BOUNDS_US.len() + 1];
+    buckets[2] = 40;
+    counted.msg(
+        new,
+        ChildMsg::Counts(vec![crate::control::protocol::HttpCounts {
+            listener: "http".into(),
+            codes: [0, 38, 0, 1, 1],
+            bounds_us: crate::control::protocol::HTTP_DURATION_BOUNDS_US.to_vec(),
+            buckets,
+            sum_us: 600_000,
+            open: 3,
+        }]),
+    );
     vec![
         ("serving", serving),
         ("reloading.preparing", reloading),
@@ -2872,6 +3096,7 @@ fn golden_states() -> Vec<(&'static str, Driver)> {
         ("dev.idle", idle),
         ("persist.backoff", backoff),
         ("stopping", stopping),
+        ("journal.counted", counted),
     ]
 }
 
@@ -2929,14 +3154,14 @@ fn golden_handover(d: &Driver) -> crate::supervisor::handover::Handover {
     }
 }
 
-/// State versions 1 to 3, as this build writes them: what a supervisor of the next
+/// State versions 1 to 4, as this build writes them: what a supervisor of the next
 /// release must read when it is asked to upgrade this one (and the earlier versions
 /// what this build writes for a binary of a release that reads only those).
 #[test]
-fn the_upgrade_state_encodes_as_state_versions_1_to_3() {
+fn the_upgrade_state_encodes_as_state_versions_1_to_4() {
     use crate::supervisor::handover::{Handover, STATE_VERSION};
     assert_eq!(
-        STATE_VERSION, 3,
+        STATE_VERSION, 4,
         "a new state version keeps the golden bytes of the ones before"
     );
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
@@ -2957,9 +3182,22 @@ fn the_upgrade_state_encodes_as_state_versions_1_to_3() {
         let handover = Handover::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let version = name[1..2].parse().expect("vN NAME");
         assert_eq!(handover.encode(version).expect("encodes"), bytes, "{name}");
-        // Version 3 says which children can stand by; the ones before, none.
+        // Versions 3 and 4 say which children can stand by; the ones before, none.
         let standing = (handover.state.children.values()).any(|c| c.stands_by);
-        assert_eq!(standing, name == "v3 serving", "{name}");
+        assert_eq!(
+            standing,
+            name == "v3 serving" || name == "v4 serving",
+            "{name}"
+        );
+        // Version 4 carries the journal and the counts; the ones before start anew.
+        let journal = &handover.state.journal;
+        if version < 4 {
+            assert!(journal.events.is_empty(), "{name}");
+        } else if name == "v4 journal.counted" {
+            assert_eq!(journal.events.len(), 1, "{name}");
+            assert_eq!(handover.state.tally.http["http"].codes, [0, 38, 0, 1, 1]);
+            assert_eq!(handover.state.tally.moved, 1);
+        }
     }
 }
 
@@ -3029,4 +3267,22 @@ fn a_new_child_that_says_it_is_unwell_before_it_is_ready_fails_its_probation_at_
             .contains("after 0 s of probation (warm): unhealthy: no database")
     );
     d.finish();
+}
+
+/// A machine with one child serving, for the tests of what reads a state.
+#[cfg(feature = "metrics")]
+pub(super) fn serving_machine() -> Machine {
+    let (mut d, child) = Driver::serving(settings(false, true));
+    d.msg(
+        child,
+        ChildMsg::Counts(vec![crate::control::protocol::HttpCounts {
+            listener: "http".into(),
+            codes: [0, 5, 0, 0, 1],
+            bounds_us: crate::control::protocol::HTTP_DURATION_BOUNDS_US.to_vec(),
+            buckets: vec![6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sum_us: 6_000,
+            open: 2,
+        }]),
+    );
+    d.m
 }

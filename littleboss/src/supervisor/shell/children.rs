@@ -91,7 +91,10 @@ impl Shell {
         let mut infos = Vec::with_capacity(listeners.len());
         let mut fds = Vec::new();
         for record in listeners {
-            let dup = record.bound.as_ref().and_then(|(addr, key)| {
+            // The metrics' listener is the supervisor's own: off for every child.
+            let ours = self.config.metrics.as_ref() == Some(&record.name);
+            let bound = record.bound.as_ref().filter(|_| !ours);
+            let dup = bound.and_then(|(addr, key)| {
                 let fd = self.fds.get(*key)?;
                 let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0).ok()?;
                 Some((addr.to_string(), fd))

@@ -23,7 +23,9 @@ use crate::logger::Level;
 use super::child_io::Parked;
 use super::fds::FdTable;
 use super::handover::{self, FdKind, Handover};
-use super::machine::{ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, Time};
+use super::machine::{
+    ChildId, ClientId, Effect, Input, Machine, Notice, Settings, Signal, StateReader, Time,
+};
 use super::notify::{self, Notify};
 use super::parcels::Parcels;
 use super::prepare::{self, Opened, PrepareError};
@@ -87,6 +89,14 @@ pub(crate) struct Shell {
     parcels: Arc<Parcels>,
     /// Dev mode: the watch for new builds.
     build_watch: Option<watch_build::BuildWatch>,
+    /// Readings of the state asked for from outside the loop (scrapes).
+    readers: mpsc::Receiver<StateReader>,
+    /// The server of the metrics' listener.
+    #[cfg(feature = "metrics")]
+    scrape: crate::supervisor::scrape::ScrapeServer,
+    /// The journal's event of the reload whose span the log's lines carry.
+    #[cfg(feature = "tracing")]
+    reload_span: Option<u64>,
 }
 
 impl Shell {
@@ -191,6 +201,12 @@ impl Shell {
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (prepared_tx, prepared) = mpsc::unbounded_channel();
         let connections = server::Connections::new();
+        let (readers_tx, readers) = mpsc::channel(16);
+        #[cfg(feature = "metrics")]
+        let scrape = crate::supervisor::scrape::ScrapeServer::new(readers_tx);
+        // Nothing else reads the state from outside the loop.
+        #[cfg(not(feature = "metrics"))]
+        drop(readers_tx);
         let mut shell = Shell {
             config: parts.config,
             machine: parts.machine,
@@ -220,6 +236,11 @@ impl Shell {
             exec: None,
             parcels: Arc::default(),
             build_watch: None,
+            #[cfg(feature = "metrics")]
+            scrape,
+            readers,
+            #[cfg(feature = "tracing")]
+            reload_span: None,
         };
         shell.serve()?;
         if let Err(e) = descendants::become_subreaper() {
@@ -307,6 +328,7 @@ impl Shell {
                 Some(input) = self.inputs.recv() => self.handle(input),
                 Some(prepared) = self.prepared.recv() => self.prepared(prepared),
                 Some(incoming) = self.requests.recv() => self.incoming(incoming),
+                Some(read) = self.readers.recv() => read(self.machine.state()),
                 _ = term.recv() => self.handle(Input::Signal(Signal::Term)),
                 _ = int.recv() => self.handle(Input::Signal(Signal::Int)),
                 _ = hup.recv() => self.handle(Input::Signal(Signal::Hup)),
@@ -364,6 +386,61 @@ impl Shell {
         let keep = self.machine.fd_keys();
         self.fds.retain(&keep);
         self.parcels.pause(self.machine.paused_senders());
+        self.follow_metrics();
+        self.follow_reload_span();
+    }
+
+    /// With the `tracing` feature: a span per reload (`littleboss.reload`, with the
+    /// number of its event in the journal), which the lines said during it carry.
+    #[cfg(feature = "tracing")]
+    fn follow_reload_span(&mut self) {
+        let under_way = self.machine.state().journal.under_way;
+        if under_way == self.reload_span {
+            return;
+        }
+        self.reload_span = under_way;
+        let span = under_way
+            .map(|seq| tracing::info_span!(target: "littleboss", "littleboss.reload", seq));
+        self.config.logger.within(span);
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    fn follow_reload_span(&mut self) {}
+
+    /// Serves the metrics' listener as the state has it now (a reload may move it).
+    #[cfg(feature = "metrics")]
+    fn follow_metrics(&mut self) {
+        let Some(name) = self.config.metrics.clone() else {
+            return;
+        };
+        let state = self.machine.state();
+        let record = state.listeners.iter().find(|l| l.name == name);
+        if let Err(e) = self.scrape.follow(record, &self.fds) {
+            self.log(Level::Warn, &e);
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn follow_metrics(&mut self) {}
+
+    /// The answer to `--littleboss=metrics`: the Prometheus text format.
+    #[cfg(feature = "metrics")]
+    fn metrics_response(&self) -> Response {
+        use crate::supervisor::metrics::{Format, render};
+        let text = render(
+            self.machine.state(),
+            Format::Prometheus,
+            self.scrape.refused(),
+        );
+        Response::Metrics { text }
+    }
+
+    /// The answer to `--littleboss=metrics` from a build without the feature.
+    #[cfg(not(feature = "metrics"))]
+    fn metrics_response(&self) -> Response {
+        Response::Refused {
+            reason: crate::config::NO_METRICS.to_string(),
+        }
     }
 
     fn effect(&mut self, effect: Effect) {
@@ -408,6 +485,10 @@ impl Shell {
                 });
             }
             Effect::Answer { client, response } => self.answer(client, response),
+            Effect::Metrics { client } => {
+                let response = self.metrics_response();
+                self.answer(client, response);
+            }
             Effect::Interim { client, response } => self.interim(client, response),
             Effect::Notify(notice) => {
                 let text = match notice {

@@ -13,7 +13,8 @@ mod program {
             dns = "udp:127.0.0.1:5353",
             admin = "tcp6:[::1]:8080",
             off = "tcp4:",
-            api = "unix:/run/all-options.sock"
+            api = "unix:/run/all-options.sock",
+            metrics = "tcp:127.0.0.1:9100"
         ),
         lameduck = "5s",
         persist = true,
@@ -29,7 +30,8 @@ mod program {
         user = "nobody",
         group = "nogroup",
         supervisor_init = init,
-        unix_mode = "0660"
+        unix_mode = "0660",
+        metrics = "metrics"
     )]
     #[allow(clippy::needless_return)]
     pub async fn main(lb: littleboss::Context) -> Result<(), String> {

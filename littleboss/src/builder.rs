@@ -191,7 +191,11 @@ impl Littleboss {
     ///     .listener("http", "tcp::8080")
     ///     .listener("metrics", "tcp:127.0.0.1:9100")
     ///     .metrics("metrics")
-    ///     .run(|ctx| { /* serve "http" */ Ok(()) });
+    ///     .run(|lb| async move {
+    ///         let _http = lb.tcp_listener("http")?;
+    ///         lb.lameduck().await;
+    ///         Ok::<(), std::io::Error>(())
+    ///     });
     /// ```
     pub fn metrics(mut self, name: &str) -> Littleboss {
         self.config.metrics = Some(name.to_string());

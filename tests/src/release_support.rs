@@ -21,10 +21,13 @@
 //! committed `Cargo.lock` (`--locked`), all of which a build of this workspace has in
 //! the local cargo cache: no network is needed. Every fixture builds into the same
 //! directory, `<target>/releases/`, so that the dependencies they share are compiled
-//! once: cargo keys what it builds by the package's source, so each fixture's copy of
-//! the littleboss crates is built apart from the others', and each binary has a name of
-//! its own. Cargo's lock on that directory serializes the builds of all the test
-//! processes.
+//! once, and each binary has a name of its own. Cargo names the build of a path crate
+//! by its version, its path inside its workspace, its profile and its dependencies, not
+//! by the fixture it is in: fixtures of different versions or lock files build their
+//! copies of the littleboss crates apart, and one of the same version and lock file as
+//! an earlier one gives them a profile value of its own (`release-c91da15` against
+//! `release-8589d1f`: see its `Cargo.toml`), or the two would share one build. Cargo's
+//! lock on that directory serializes the builds of all the test processes.
 //!
 //! [`start_with_env`] and [`run_with_env`] run a binary with extra environment
 //! variables, such as [`TEST_PROTOCOLS`], the switch that narrows the protocol range a

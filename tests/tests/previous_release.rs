@@ -77,8 +77,8 @@ fn upgrade(env: &Env, sup: &Supervisor<'_>, bin: &Path, upgrades: u64, newest: u
     child
 }
 
-/// The release at 9e15504 reads only upgrade state version 1: refused version 2 in its
-/// probe, it is handed version 1.
+/// The release at 9e15504 reads only upgrade state version 1: refused each later
+/// version in its probe, it is handed version 1.
 #[test]
 fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_9e15504() {
     upgrades_to_this_release_under_load_and_back(&RELEASE_9E15504, 1);

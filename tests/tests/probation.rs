@@ -502,7 +502,7 @@ fn probation_with_the_previous_release_both_ways() {
     assert_ok(&sup, "stop", &env.run(&previous, &["--littleboss=stop"]));
 }
 
-/// Which children can stand by crosses an upgrade (upgrade state version 3): the
+/// Which children can stand by crosses an upgrade (upgrade state version 3 and after): the
 /// child the upgraded supervisor inherited stands by at the next probation, and a crash
 /// rolls back to it warm.
 #[test]
@@ -512,7 +512,7 @@ fn a_child_inherited_through_an_upgrade_still_stands_by() {
     let sup = env.start(&one, NO_ARGS);
     let upgraded = env.run(&two, &["--littleboss=upgrade"]);
     assert_ok(&sup, "upgrade", &upgraded);
-    let log = sup.wait_for_log("(upgrade state version 3)");
+    let log = sup.wait_for_log("(upgrade state version 4)");
     assert!(log.contains("re-executing as"), "{log}");
     let serving = sup.wait_running();
     let old = pid_in(&serving, "child_pid").expect("a child");

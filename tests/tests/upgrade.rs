@@ -130,7 +130,11 @@ fn upgrade_under_load_loses_no_request_and_keeps_the_pid_and_the_sockets() {
     assert_eq!(status["previous_path"], shown(&one), "{status}");
     assert_eq!(status["upgrades"], 1, "{status}");
     assert_eq!(status["reloads"], 1, "{status}");
-    assert_eq!(status["protocols"], serde_json::json!([1, 4]), "{status}");
+    assert_eq!(
+        status["protocols"],
+        serde_json::json!([1, littleboss::PROTOCOL]),
+        "{status}"
+    );
     assert_eq!(
         exe_of(sup.pid()),
         shown(&two),
@@ -268,8 +272,8 @@ fn an_upgrade_to_a_binary_that_refuses_the_state_changes_nothing() {
     let one = env.copy_binary(bin!("lb-http"), "one");
     let two = env.copy_binary(bin!("lb-http"), "two");
     // Every binary this supervisor probes reads another state version than it writes
-    // (it writes 3, then 2, then 1).
-    let sup = env.start_with(&one, NO_ARGS, &[("LITTLEBOSS_TEST_STATE_VERSION", "4")]);
+    // (it writes 4, then 3, 2 and 1).
+    let sup = env.start_with(&one, NO_ARGS, &[("LITTLEBOSS_TEST_STATE_VERSION", "5")]);
     sup.wait_running();
     let addr = sup.addr("http");
     let child = sup.child_pid();
@@ -277,7 +281,7 @@ fn an_upgrade_to_a_binary_that_refuses_the_state_changes_nothing() {
     let reason = upgrade_failed(&outcome);
     assert!(
         reason.contains(&format!(
-            "{} cannot take over the supervisor: the running supervisor's state is version 1; this binary reads version 4; nothing was changed",
+            "{} cannot take over the supervisor: the running supervisor's state is version 1; this binary reads version 5; nothing was changed",
             two.display()
         )),
         "{reason}"

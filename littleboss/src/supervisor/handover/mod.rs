@@ -315,7 +315,7 @@ pub(crate) enum HandoverError {
     #[error("the running supervisor's state is version {version}; this binary reads {reads}")]
     Version { version: u16, reads: Reads },
     /// A version this build does not write.
-    #[error("this build writes upgrade state versions 1 to 3, not {0}")]
+    #[error("this build writes upgrade state versions 1 to {STATE_VERSION}, not {0}")]
     Unwritten(u16),
     /// Bytes follow the state.
     #[error("{0} bytes after the state")]

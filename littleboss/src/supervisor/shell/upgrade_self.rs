@@ -78,7 +78,10 @@ impl Shell {
     /// version it read.
     pub(super) fn probe(&mut self, program: &ProgramRecord) {
         let handover = self.handover();
-        let blobs = [STATE_VERSION, 2, 1].map(|version| (version, handover.encode(version)));
+        let blobs: Vec<_> = (1..=STATE_VERSION)
+            .rev()
+            .map(|version| (version, handover.encode(version)))
+            .collect();
         let exe = self
             .fds
             .get(program.exe)
@@ -233,7 +236,7 @@ impl Shell {
 /// asked again): the version it read, or why the last said no.
 fn probe_versions(
     exe: &OwnedFd,
-    blobs: [(u16, Result<Vec<u8>, HandoverError>); 3],
+    blobs: Vec<(u16, Result<Vec<u8>, HandoverError>)>,
 ) -> Result<u16, String> {
     let mut why = String::from("not probed");
     for (version, blob) in blobs {

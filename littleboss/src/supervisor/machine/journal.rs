@@ -304,14 +304,14 @@ impl Machine {
 
     /// The program exited (`old_pid`, `reason`) and starts again: the `restart` event,
     /// or the one before it again if nothing happened since (a crash loop is one
-    /// event). Returns its number, for the child that starts.
+    /// event). The child that starts later is linked to it ([`Journal::last_of`]).
     pub(super) fn journal_restart(
         &mut self,
         old_pid: Option<u32>,
         path: String,
         reason: String,
         now: Time,
-    ) -> u64 {
+    ) {
         let wall = self.wall(now);
         let journal = &mut self.state.journal;
         let again = journal
@@ -329,9 +329,9 @@ impl Machine {
             e.new_pid = None;
             e.path = Some(path);
             e.reason = Some(cut_field(&reason));
+            // How long the loop has gone on: from its first exit to this one.
             e.duration_ms = Some(wall.saturating_sub(e.started_ms));
         });
-        seq
     }
 
     /// `n` connections that `sender` handed over were taken by their receiver.

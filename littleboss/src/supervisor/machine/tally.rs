@@ -21,6 +21,14 @@ pub(crate) const RELOAD_BOUNDS_MS: [u64; 13] = [
     10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000,
 ];
 
+/// The most listeners the HTTP totals keep, the longest listener name and the most
+/// duration buckets a report may have: what a child says is bounded, so that a child
+/// cannot grow the supervisor's memory (a listener name is short, and a program has a
+/// few).
+const MAX_LISTENERS: usize = 64;
+const MAX_NAME: usize = 128;
+const MAX_BUCKETS: usize = 64;
+
 /// How a child ended, as `littleboss_child_exits_total{cause}` says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cause {
@@ -148,10 +156,22 @@ impl Tally {
 
     /// `child` reports what it counted since it started: the increase since its last
     /// report goes to the totals. A count lower than the last one (which a child does
-    /// not send) adds nothing.
+    /// not send) adds nothing. A report past the bounds (a listener name over
+    /// [`MAX_NAME`] bytes, more than [`MAX_BUCKETS`] buckets, a listener beyond the
+    /// first [`MAX_LISTENERS`]) is left out.
     pub(crate) fn report(&mut self, child: ChildId, counts: Vec<HttpCounts>) {
+        let known = self.http.len();
         let last = self.reports.entry(child).or_default();
+        let mut new_listeners = 0;
         for now in counts {
+            let fits = now.listener.len() <= MAX_NAME
+                && now.buckets.len() <= MAX_BUCKETS
+                && now.bounds_us.len() <= MAX_BUCKETS;
+            let is_new = !self.http.contains_key(&now.listener);
+            if !fits || (is_new && known + new_listeners >= MAX_LISTENERS) {
+                continue;
+            }
+            new_listeners += usize::from(is_new);
             let before = last.get(&now.listener);
             let totals = self.http.entry(now.listener.clone()).or_default();
             for (i, total) in totals.codes.iter_mut().enumerate() {
@@ -234,6 +254,28 @@ mod tests {
         // A report lower than the last adds nothing.
         tally.report(ChildId(2), vec![counts(1, 0, 1)]);
         assert_eq!(tally.http["http"].codes, [0, 19, 0, 0, 1]);
+    }
+
+    #[test]
+    fn what_a_child_reports_is_bounded() {
+        let mut tally = Tally::default();
+        let named = |name: String| HttpCounts {
+            listener: name,
+            ..counts(1, 0, 0)
+        };
+        let many: Vec<HttpCounts> = (0..100).map(|i| named(format!("l{i}"))).collect();
+        tally.report(ChildId(1), many);
+        assert_eq!(tally.http.len(), MAX_LISTENERS);
+        let mut huge = named("x".repeat(MAX_NAME + 1));
+        tally.report(ChildId(2), vec![huge.clone()]);
+        huge.listener = "l0".into();
+        huge.buckets = vec![1; MAX_BUCKETS + 1];
+        tally.report(ChildId(2), vec![huge]);
+        assert_eq!(tally.http.len(), MAX_LISTENERS);
+        assert_eq!(tally.http["l0"].codes, [0, 1, 0, 0, 0]);
+        // A known listener is still counted.
+        tally.report(ChildId(2), vec![named("l1".into())]);
+        assert_eq!(tally.http["l1"].codes, [0, 2, 0, 0, 0]);
     }
 
     #[test]

@@ -349,7 +349,7 @@ pub mod raw {
         let mut header = [0u8; 4];
         let mut got = 0;
         while got < header.len() {
-            match stream.read(&mut header[got..])? {
+            match crate::again_if_interrupted(|| stream.read(&mut header[got..]))? {
                 0 if got == 0 => return Ok(None),
                 0 => {
                     return Err(io::Error::new(

@@ -97,6 +97,20 @@ pub fn built_example(bin: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// Runs `io` again while a signal to this test process interrupts it.
+///
+/// Linux may end a blocking socket call that has a timeout with `EINTR` when the process
+/// is stopped and continued, even with no signal handler (signal(7)), as a loaded CI
+/// machine can do: a raw client in a test reads again instead of failing.
+pub fn again_if_interrupted<T>(mut io: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match io() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            done => return done,
+        }
+    }
+}
+
 /// Polls `condition` every [`POLL`] until it returns `Some`, and returns that value.
 ///
 /// Panics, naming `what`, if `timeout` passes first.

@@ -195,7 +195,7 @@ impl KeepAlive {
     /// timeout, or unexpected bytes).
     pub fn expect_clean_close(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 1024];
-        match self.stream.read(&mut chunk)? {
+        match crate::again_if_interrupted(|| self.stream.read(&mut chunk))? {
             0 if self.buffer.is_empty() => Ok(()),
             0 => Err(invalid(format!("{} stray bytes", self.buffer.len()))),
             n => Err(invalid(format!(
@@ -208,7 +208,7 @@ impl KeepAlive {
     /// Reads more bytes into the buffer; the end of the connection is an error here.
     fn fill(&mut self, what: &str) -> io::Result<()> {
         let mut chunk = [0u8; 4096];
-        let n = self.stream.read(&mut chunk)?;
+        let n = crate::again_if_interrupted(|| self.stream.read(&mut chunk))?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -168,7 +168,7 @@ impl NotifyReceiver {
     pub fn try_recv(&self, timeout: Duration) -> io::Result<String> {
         self.socket.set_read_timeout(Some(timeout))?;
         let mut buf = vec![0u8; 64 * 1024];
-        let n = self.socket.recv(&mut buf)?;
+        let n = crate::again_if_interrupted(|| self.socket.recv(&mut buf))?;
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 

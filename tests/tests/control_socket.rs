@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use littleboss_tests::attack_support::wire::{self, Response};
 use littleboss_tests::attack_support::{Serving, fd_count, raw, vm_kib};
 use littleboss_tests::{
-    COMMAND_TIMEOUT, Env, NO_ARGS, bin, get, require_root, run_for, runnable_by_nobody,
+    COMMAND_TIMEOUT, Env, NO_ARGS, again_if_interrupted, bin, get, require_root, run_for,
+    runnable_by_nobody,
 };
 
 /// The service name of `lb-http`.
@@ -259,12 +260,7 @@ fn go_littleboss_json_is_refused() {
 /// One read of a byte, again if a signal to this test process interrupts it.
 fn read_one(stream: &mut impl Read) -> std::io::Result<usize> {
     let mut byte = [0u8; 1];
-    loop {
-        match stream.read(&mut byte) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            read => return read,
-        }
-    }
+    again_if_interrupted(|| stream.read(&mut byte))
 }
 
 #[test]

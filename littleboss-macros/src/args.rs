@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use littleboss_rules::names::{self, DEFAULT_FLAG, NameError};
 use littleboss_rules::spec::ListenerSpec;
-use littleboss_rules::wait::Wait;
+use littleboss_rules::wait::{self, Wait};
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
@@ -32,6 +32,7 @@ const OPTIONS: &[&str] = &[
     "probation",
     "probation_5xx",
     "standby",
+    "state_timeout",
     "flavor",
     "flag",
     "supervisor_init",
@@ -72,6 +73,7 @@ pub(crate) struct Config {
     pub probation: Option<Duration>,
     pub probation_5xx: Option<u8>,
     pub standby: Option<bool>,
+    pub state_timeout: Option<Duration>,
     pub flavor: Option<Flavor>,
     pub flag: Option<LitStr>,
     pub supervisor_init: Option<syn::Path>,
@@ -98,6 +100,8 @@ pub(crate) struct Options {
     probation: Option<Duration>,
     probation_5xx: Option<u8>,
     standby: Option<bool>,
+    /// With the span of its value, for the error of one longer than `ready_timeout`.
+    state_timeout: Option<(Duration, Span)>,
     /// With the span of the `flavor` key, for the error on a non-async main.
     flavor: Option<(Flavor, Span)>,
     flag: Option<LitStr>,
@@ -157,6 +161,16 @@ impl Options {
                 ));
             }
         }
+        if let Some((state_timeout, span)) = self.state_timeout {
+            // A `ready_timeout` given and refused is reported already.
+            let refused = self.seen("ready_timeout") && self.ready_timeout.is_none();
+            let ready_timeout = self.ready_timeout.unwrap_or(wait::DEFAULT_READY_TIMEOUT);
+            if !refused {
+                if let Err(e) = wait::check_state_timeout(state_timeout, ready_timeout) {
+                    self.errors.push(syn::Error::new(span, e));
+                }
+            }
+        }
         if let (Some(group), None) = (&self.group, &self.user) {
             self.errors.push(syn::Error::new(
                 group.span(),
@@ -177,6 +191,7 @@ impl Options {
             probation: self.probation,
             probation_5xx: self.probation_5xx,
             standby: self.standby,
+            state_timeout: self.state_timeout.map(|(wait, _)| wait),
             flavor: self.flavor.map(|(flavor, _)| flavor),
             flag: self.flag,
             supervisor_init: self.supervisor_init,
@@ -200,7 +215,7 @@ impl Options {
                 self.set_name(&key, &value)
             }
             "listener" => return self.parse_listeners(&key, meta),
-            "lameduck" | "settle" | "ready_timeout" | "probation" => {
+            "lameduck" | "settle" | "ready_timeout" | "probation" | "state_timeout" => {
                 let value = value(meta, &format!("{key} = \"2s\""))?;
                 self.set_duration(&key, &value)
             }
@@ -339,7 +354,7 @@ impl Options {
         Ok(())
     }
 
-    /// `lameduck`, `settle`, `ready_timeout` or `probation` `= "2s"`.
+    /// `lameduck`, `settle`, `ready_timeout`, `probation` or `state_timeout` `= "2s"`.
     fn set_duration(&mut self, key: &Ident, value: &Expr) -> syn::Result<()> {
         self.first_time(key)?;
         let lit = string(key, value, &format!("{key} = \"2s\""))?;
@@ -353,6 +368,10 @@ impl Options {
             Wait::Settle => &mut self.settle,
             Wait::ReadyTimeout => &mut self.ready_timeout,
             Wait::Probation => &mut self.probation,
+            Wait::StateTimeout => {
+                self.state_timeout = Some((duration, lit.span()));
+                return Ok(());
+            }
             _ => return Err(unknown()),
         };
         *slot = Some(duration);
@@ -572,6 +591,7 @@ mod tests {
                 probation = "30s",
                 probation_5xx = "5%",
                 standby = false,
+                state_timeout = "10s",
             ),
             quote!(
                 async fn main() {}
@@ -601,6 +621,7 @@ mod tests {
         assert_eq!(config.probation, Some(Duration::from_secs(30)));
         assert_eq!(config.probation_5xx, Some(5));
         assert_eq!(config.standby, Some(false));
+        assert_eq!(config.state_timeout, Some(Duration::from_secs(10)));
         assert_eq!(config.flavor, Some(Flavor::CurrentThread));
     }
 
@@ -616,6 +637,7 @@ mod tests {
         assert!(config.listeners.is_empty());
         assert_eq!(config.lameduck, None);
         assert_eq!(config.persist, None);
+        assert_eq!(config.state_timeout, None);
         assert_eq!(config.flavor, None);
     }
 
@@ -633,7 +655,7 @@ mod tests {
             (
                 quote!(name = "a", port = 80, flavor = "multi_thread"),
                 &[
-                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `probation`, `probation_5xx`, `standby`, `flavor`, `flag`, `supervisor_init`, `user`, `group`, `unix_mode`, `metrics`",
+                    "unknown option `port`; the options are `name`, `listener`, `lameduck`, `persist`, `fallback`, `calls_ready`, `settle`, `ready_timeout`, `probation`, `probation_5xx`, `standby`, `state_timeout`, `flavor`, `flag`, `supervisor_init`, `user`, `group`, `unix_mode`, `metrics`",
                 ],
             ),
             (
@@ -703,6 +725,36 @@ mod tests {
                     settle = "0ms",
                     ready_timeout = "3600000ms"
                 ),
+                &[],
+            ),
+            // At most the ready_timeout, declared or the default.
+            (
+                quote!(name = "a", state_timeout = "40s"),
+                &[
+                    "state_timeout of 40s is longer than ready_timeout of 30s; the new process takes its state before it is ready, so state_timeout is at most ready_timeout",
+                ],
+            ),
+            (
+                quote!(name = "a", ready_timeout = "2s", state_timeout = "2500ms"),
+                &[
+                    "state_timeout of 2500ms is longer than ready_timeout of 2s; the new process takes its state before it is ready, so state_timeout is at most ready_timeout",
+                ],
+            ),
+            (
+                quote!(name = "a", state_timeout = "0s", ready_timeout = "1m"),
+                &[
+                    "state_timeout of 0s would fail every take_state before its answer could come; the shortest is 1ms",
+                ],
+            ),
+            // A ready_timeout refused is said once, not again by the state_timeout.
+            (
+                quote!(name = "a", state_timeout = "5s", ready_timeout = "0s"),
+                &[
+                    "ready_timeout of 0s would fail every child before it could say hello; the shortest is 1ms",
+                ],
+            ),
+            (
+                quote!(name = "a", state_timeout = "30s", ready_timeout = "1m"),
                 &[],
             ),
             (

@@ -76,6 +76,10 @@ pub(crate) fn main(main: &MainFn, config: &Config) -> TokenStream {
     if let Some(standby) = config.standby {
         builder.extend(quote!(.standby(#standby)));
     }
+    if let Some(wait) = config.state_timeout {
+        let state_timeout = duration(wait);
+        builder.extend(quote!(.state_timeout(#state_timeout)));
+    }
     if let Some(flag) = &config.flag {
         builder.extend(quote!(.flag(#flag)));
     }

@@ -42,6 +42,7 @@ use proc_macro::TokenStream;
 /// | `probation = "30s"` | after a reload to this binary, how long the new process is on probation, the old one standing by | none |
 /// | `probation_5xx = "5%"` | with the HTTP helpers, the share of 5xx responses (1% to 100%, of at least 20) that fails a probation | off |
 /// | `standby = false` | during a probation the old process winds down instead of standing by | `true` |
+/// | `state_timeout = "5s"` | how long `take_state` waits for the state of the process a reload replaces, at most `ready_timeout` | `"5s"` (or `ready_timeout`, if shorter) |
 /// | `flavor = "current_thread"` | the tokio runtime of an `async` main: `"current_thread"` or `"multi_thread"` | `"multi_thread"` |
 /// | `flag = "lb"` | the control flag's name: `--lb=start` | `"littleboss"` |
 /// | `supervisor_init = my_init` | a `fn() -> ()` or `fn() -> Result<(), E>` run once in the supervisor, after binding, before the first child | none |
@@ -53,8 +54,9 @@ use proc_macro::TokenStream;
 /// A network is `tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6` or `unix`; an address is
 /// empty (the listener is off until its flag `--NAME=ADDR` gives one), `:PORT`,
 /// `HOST:PORT` or `[IPV6]:PORT`, or for `unix` a path or `@name` (abstract). A duration
-/// is an integer followed by `ms`, `s` or `m`, at most an hour (`"60m"`), and a
-/// `ready_timeout` at least `"1ms"`. The control flag and listener names are
+/// is an integer followed by `ms`, `s` or `m`, at most an hour (`"60m"`), a
+/// `ready_timeout` and a `state_timeout` at least `"1ms"`, and a `state_timeout` at
+/// most the `ready_timeout`. The control flag and listener names are
 /// `[A-Za-z0-9_-]+`, not starting with `-`, and no listener is named like the control
 /// flag. All of it is checked at compile time, by the same rules (`littleboss-rules`) that
 /// the builder applies when the program runs, and with the same messages.

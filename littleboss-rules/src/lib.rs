@@ -13,8 +13,10 @@
 //! - [`spec`]: `NETWORK:ADDRESS`, as in `tcp::443` or `udp:127.0.0.1:5353`.
 //! - [`names`]: the service name, the control flag and listener names.
 //! - [`user`]: the rule that ties `group` to `user`.
-//! - [`wait`]: `lameduck`, `settle`, `ready_timeout` and `probation`, their spelling
-//!   (`"2s"`, `"250ms"`) and their one maximum, [`MAX_WAIT`](wait::MAX_WAIT).
+//! - [`wait`]: `lameduck`, `settle`, `ready_timeout`, `probation` and `state_timeout`,
+//!   their spelling (`"2s"`, `"250ms"`), their one maximum,
+//!   [`MAX_WAIT`](wait::MAX_WAIT), and the rule that ties `state_timeout` to
+//!   `ready_timeout`.
 //! - [`share`]: `probation_5xx`, a share in percent (`"5%"`).
 //!
 //! This crate has no dependencies but an optional `serde` (the `serde` feature derives

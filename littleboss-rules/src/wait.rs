@@ -1,4 +1,5 @@
-//! The waits a program declares: `lameduck`, `settle`, `ready_timeout` and `probation`.
+//! The waits a program declares: `lameduck`, `settle`, `ready_timeout`, `probation` and
+//! `state_timeout`.
 //!
 //! In the attribute a wait is a string, an integer followed by `ms`, `s` or `m`
 //! (`"250ms"`, `"2s"`, `"1m"`); the builder takes a [`Duration`]. Either way it may be
@@ -13,17 +14,90 @@
 //! a `probation` of zero (the default) has a reload done once the new child is ready.
 //! A `ready_timeout` of zero is refused, and so is one under a millisecond
 //! ([`MIN_READY_TIMEOUT`]): the supervisor waits that long for a child's hello too, so
-//! every child would fail before it could start.
+//! every child would fail before it could start. So is a `state_timeout` under a
+//! millisecond: every `take_state` would fail before the answer could come.
+//!
+//! A `state_timeout` is at most the `ready_timeout` ([`check_state_timeout`]): the new
+//! process takes its state before it is ready, so a longer wait for the state would
+//! outlast the wait for the process. A program that declares none waits
+//! [`DEFAULT_STATE_TIMEOUT`], or its `ready_timeout` if that is shorter
+//! ([`state_timeout`]).
 
 use std::fmt;
 use std::time::Duration;
 
-/// The longest `lameduck`, `settle`, `ready_timeout` or `probation`: one hour.
+/// The longest `lameduck`, `settle`, `ready_timeout`, `probation` or `state_timeout`:
+/// one hour.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
-/// The shortest `ready_timeout`: the child's hello says it in whole milliseconds, so
-/// anything shorter is zero there.
+/// The shortest `ready_timeout` (and `state_timeout`): the child's hello says it in
+/// whole milliseconds, so anything shorter is zero there.
 pub const MIN_READY_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The `ready_timeout` of a program that declares none.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `state_timeout` of a program that declares none (unless its `ready_timeout` is
+/// shorter: see [`state_timeout`]).
+pub const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a new child's `take_state` waits for the state of the process it replaces:
+/// the `state_timeout` it declared, else [`DEFAULT_STATE_TIMEOUT`] or its
+/// `ready_timeout`, whichever is shorter (so that a program with a short
+/// `ready_timeout` and no `state_timeout` is not refused).
+///
+/// ```
+/// use std::time::Duration;
+/// use littleboss_rules::wait::state_timeout;
+/// let secs = Duration::from_secs;
+/// assert_eq!(state_timeout(None, secs(30)), secs(5));
+/// assert_eq!(state_timeout(None, secs(1)), secs(1));
+/// assert_eq!(state_timeout(Some(secs(20)), secs(30)), secs(20));
+/// ```
+pub fn state_timeout(declared: Option<Duration>, ready_timeout: Duration) -> Duration {
+    declared.unwrap_or(DEFAULT_STATE_TIMEOUT.min(ready_timeout))
+}
+
+/// Checks a declared `state_timeout` against the `ready_timeout`: it is at most that
+/// long, since the new process takes its state before it is ready. The error names
+/// both.
+///
+/// ```
+/// use std::time::Duration;
+/// use littleboss_rules::wait::check_state_timeout;
+/// let secs = Duration::from_secs;
+/// assert!(check_state_timeout(secs(30), secs(30)).is_ok());
+/// assert_eq!(
+///     check_state_timeout(secs(40), secs(30)).unwrap_err().to_string(),
+///     "state_timeout of 40s is longer than ready_timeout of 30s; the new process takes its state before it is ready, so state_timeout is at most ready_timeout"
+/// );
+/// ```
+pub fn check_state_timeout(
+    state_timeout: Duration,
+    ready_timeout: Duration,
+) -> Result<(), WaitError> {
+    if state_timeout > ready_timeout {
+        return Err(WaitError::StateAfterReady {
+            state_timeout: shown(state_timeout),
+            ready_timeout: shown(ready_timeout),
+        });
+    }
+    Ok(())
+}
+
+/// A wait as the attribute would write it (`250ms`, `30s`, `2m`), or as `Duration`
+/// shows it if it is not whole milliseconds.
+fn shown(wait: Duration) -> String {
+    if wait.subsec_nanos() % 1_000_000 != 0 {
+        return format!("{wait:?}");
+    }
+    let millis = wait.as_millis();
+    match (millis % 1000, millis / 1000) {
+        (0, secs) if secs > 0 && secs % 60 == 0 => format!("{}m", secs / 60),
+        (0, secs) => format!("{secs}s"),
+        _ => format!("{millis}ms"),
+    }
+}
 
 /// How long a new child may take, once it has its listeners, to be ready: its
 /// `ready_timeout` if it calls `ready()`, else its `settle` time; at most [`MAX_WAIT`].
@@ -54,25 +128,30 @@ pub enum Wait {
     ReadyTimeout,
     /// How long a reloaded child is on probation once ready, the old one standing by.
     Probation,
+    /// How long a new child's `take_state` waits for the state of the process it
+    /// replaces.
+    StateTimeout,
 }
 
 impl Wait {
     /// Every wait, in the order messages list them.
-    pub const ALL: [Wait; 4] = [
+    pub const ALL: [Wait; 5] = [
         Wait::Lameduck,
         Wait::Settle,
         Wait::ReadyTimeout,
         Wait::Probation,
+        Wait::StateTimeout,
     ];
 
     /// The option's name, the same in the attribute and the builder: `lameduck`,
-    /// `settle`, `ready_timeout` or `probation`.
+    /// `settle`, `ready_timeout`, `probation` or `state_timeout`.
     pub fn name(self) -> &'static str {
         match self {
             Wait::Lameduck => "lameduck",
             Wait::Settle => "settle",
             Wait::ReadyTimeout => "ready_timeout",
             Wait::Probation => "probation",
+            Wait::StateTimeout => "state_timeout",
         }
     }
 
@@ -82,7 +161,7 @@ impl Wait {
     }
 
     /// Checks a wait the builder was given: at most [`MAX_WAIT`], and for `ready_timeout`
-    /// at least [`MIN_READY_TIMEOUT`].
+    /// and `state_timeout` at least [`MIN_READY_TIMEOUT`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -134,7 +213,8 @@ impl Wait {
                 value: shown(),
             });
         }
-        if wait < MIN_READY_TIMEOUT && self == Wait::ReadyTimeout {
+        let has_minimum = matches!(self, Wait::ReadyTimeout | Wait::StateTimeout);
+        if wait < MIN_READY_TIMEOUT && has_minimum {
             return Err(WaitError::TooShort {
                 wait: self,
                 value: shown(),
@@ -163,12 +243,20 @@ pub enum WaitError {
         /// The value, as written in the attribute or as the builder's `Duration` shows.
         value: String,
     },
-    /// A `ready_timeout` under 1 ms: every child would fail.
+    /// A `ready_timeout` under 1 ms: every child would fail (or a `state_timeout`:
+    /// every `take_state` would).
     TooShort {
         /// Which wait.
         wait: Wait,
         /// The value, as written.
         value: String,
+    },
+    /// A `state_timeout` longer than the `ready_timeout`.
+    StateAfterReady {
+        /// The `state_timeout`, as the attribute writes it.
+        state_timeout: String,
+        /// The `ready_timeout` (declared, or the default), as the attribute writes it.
+        ready_timeout: String,
     },
 }
 
@@ -184,9 +272,19 @@ impl fmt::Display for WaitError {
                 "{wait} of {value} is longer than the maximum of {}m (one hour)",
                 MAX_WAIT.as_secs() / 60
             ),
-            WaitError::TooShort { wait, value } => write!(
+            WaitError::TooShort { wait, value } => {
+                let why = match wait {
+                    Wait::StateTimeout => "every take_state before its answer could come",
+                    _ => "every child before it could say hello",
+                };
+                write!(f, "{wait} of {value} would fail {why}; the shortest is 1ms")
+            }
+            WaitError::StateAfterReady {
+                state_timeout,
+                ready_timeout,
+            } => write!(
                 f,
-                "{wait} of {value} would fail every child before it could say hello; the shortest is 1ms"
+                "state_timeout of {state_timeout} is longer than ready_timeout of {ready_timeout}; the new process takes its state before it is ready, so state_timeout is at most ready_timeout"
             ),
         }
     }
@@ -335,8 +433,17 @@ mod tests {
     }
 
     #[test]
-    fn zero_is_refused_only_for_ready_timeout() {
+    fn zero_is_refused_only_for_the_timeouts() {
         assert_eq!(Wait::Lameduck.check(Duration::ZERO), Ok(Duration::ZERO));
+        assert_eq!(Wait::Probation.check(Duration::ZERO), Ok(Duration::ZERO));
+        assert_eq!(
+            Wait::StateTimeout.parse("0ms").unwrap_err().to_string(),
+            "state_timeout of 0ms would fail every take_state before its answer could come; the shortest is 1ms"
+        );
+        assert_eq!(
+            Wait::StateTimeout.check(MIN_READY_TIMEOUT),
+            Ok(MIN_READY_TIMEOUT)
+        );
         assert_eq!(Wait::Settle.check(Duration::ZERO), Ok(Duration::ZERO));
         assert_eq!(Wait::Settle.parse("0ms"), Ok(Duration::ZERO));
         let under = Duration::from_micros(999);
@@ -362,6 +469,65 @@ mod tests {
             Wait::ReadyTimeout.parse("0s").unwrap_err().to_string(),
             "ready_timeout of 0s would fail every child before it could say hello; the shortest is 1ms"
         );
+    }
+
+    #[test]
+    fn a_state_timeout_is_at_most_the_ready_timeout() {
+        let ms = Duration::from_millis;
+        for (state, ready, fits) in [
+            (ms(5_000), ms(30_000), true),
+            (ms(30_000), ms(30_000), true),
+            (ms(30_001), ms(30_000), false),
+            (ms(1), ms(1), true),
+            (ms(2), ms(1), false),
+            (MAX_WAIT, MAX_WAIT, true),
+        ] {
+            assert_eq!(
+                check_state_timeout(state, ready).is_ok(),
+                fits,
+                "{state:?} {ready:?}"
+            );
+        }
+        // Both values, as the attribute writes them.
+        for (state, ready, text) in [
+            (
+                ms(30_001),
+                ms(30_000),
+                "30001ms is longer than ready_timeout of 30s",
+            ),
+            (
+                ms(120_000),
+                ms(60_000),
+                "2m is longer than ready_timeout of 1m",
+            ),
+            (
+                ms(90_000),
+                ms(1_500),
+                "90s is longer than ready_timeout of 1500ms",
+            ),
+            (
+                Duration::from_micros(1_500),
+                ms(1),
+                "1.5ms is longer than ready_timeout of 1ms",
+            ),
+        ] {
+            let shown = check_state_timeout(state, ready).unwrap_err().to_string();
+            let expected = format!(
+                "state_timeout of {text}; the new process takes its state before it is ready, so state_timeout is at most ready_timeout"
+            );
+            assert_eq!(shown, expected);
+        }
+    }
+
+    #[test]
+    fn the_default_state_timeout_fits_a_short_ready_timeout() {
+        let secs = Duration::from_secs;
+        assert_eq!(
+            state_timeout(None, DEFAULT_READY_TIMEOUT),
+            DEFAULT_STATE_TIMEOUT
+        );
+        assert_eq!(state_timeout(None, secs(2)), secs(2));
+        assert_eq!(state_timeout(Some(secs(1)), secs(2)), secs(1));
     }
 
     #[test]

@@ -66,10 +66,11 @@ impl Littleboss {
                 fallback: true,
                 calls_ready: false,
                 settle: Duration::from_millis(250),
-                ready_timeout: Duration::from_secs(30),
+                ready_timeout: littleboss_rules::wait::DEFAULT_READY_TIMEOUT,
                 probation: Duration::ZERO,
                 probation_5xx: None,
                 standby: true,
+                state_timeout: None,
                 flavor: Flavor::MultiThread,
                 flag: crate::flags::FLAG.to_string(),
                 command: None,
@@ -177,6 +178,32 @@ impl Littleboss {
     /// that cannot afford two processes at once.
     pub fn standby(mut self, standby: bool) -> Littleboss {
         self.config.standby = standby;
+        self
+    }
+
+    /// How long [`Context::take_state`] waits for the state of the process a reload
+    /// replaces (default 5 s, or the [`ready_timeout`](Self::ready_timeout) if that is
+    /// shorter). The supervisor tells the new process it did not come once this is up,
+    /// and the program decides: start cold, or refuse to become ready. At least 1 ms,
+    /// and at most the `ready_timeout`: the new process takes its state before it is
+    /// ready, so a longer wait would outlast the supervisor's wait for it.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// # fn main() -> std::process::ExitCode {
+    /// littleboss::Littleboss::new("myblog")
+    ///     .listener("http", "tcp::8080")
+    ///     .calls_ready(true)
+    ///     .state_timeout(Duration::from_secs(20))
+    ///     .run(|lb| async move {
+    ///         let _state = lb.take_state().await;
+    ///         lb.ready();
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    /// # }
+    /// ```
+    pub fn state_timeout(mut self, state_timeout: Duration) -> Littleboss {
+        self.config.state_timeout = Some(state_timeout);
         self
     }
 

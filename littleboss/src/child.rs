@@ -1,4 +1,6 @@
-//! The child's side of the channel: hello, the listeners, ready, lameduck.
+//! The child's side of the channel: hello, the listeners, ready, lameduck; what moves
+//! between processes (connections, state) has a module of its own, which the thread
+//! that reads the supervisor's messages hands its messages to.
 
 use std::ffi::OsString;
 use std::io;
@@ -14,13 +16,14 @@ use tokio::sync::watch;
 
 use crate::channel;
 use crate::config::Config;
-use crate::context::{Slot, SlotState, Standing, Tell};
+use crate::context::{self, Slot, SlotState, Standing, Tell};
 use crate::control::protocol::{
     self, ChildHello, ChildMsg, Parcel, Probation, SupervisorMsg, Versions,
 };
 use crate::environ::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV, VERSIONS_ENV};
 use crate::handoff::{Moves, Post};
 use crate::output::errln;
+use crate::state_transfer::StateTransfer;
 use crate::sys;
 use crate::wind_down;
 
@@ -223,6 +226,7 @@ pub(crate) struct Joined {
     pub standing: watch::Receiver<Standing>,
     pub link: Arc<Link>,
     pub moves: Arc<Moves>,
+    pub state: Arc<StateTransfer>,
 }
 
 /// The child's end of the channel, shared by `ready()`, the final message and the
@@ -498,16 +502,21 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
     ));
     let reader = Arc::clone(&link);
     let (standing_tx, standing) = watch::channel(Standing::default());
+    let state = Arc::new(StateTransfer::new(
+        (version >= STATE_SINCE).then(|| Box::new(Arc::clone(&link)) as Box<dyn Post>),
+        context::winding_down(&rx, &standing),
+    ));
     std::thread::Builder::new()
         .name("littleboss-channel".into())
         .spawn({
             let lameduck_time = config.lameduck;
             let moves = Arc::clone(&moves);
+            let state = Arc::clone(&state);
             let told = Told {
                 lameduck: tx,
                 standing: standing_tx,
             };
-            move || watch_supervisor(&reader, &moves, &told, lameduck_time)
+            move || watch_supervisor(&reader, &moves, &state, &told, lameduck_time)
         })?;
     Ok(Joined {
         slots,
@@ -515,6 +524,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         standing,
         link,
         moves,
+        state,
     })
 }
 
@@ -524,6 +534,9 @@ const MOVES_SINCE: u16 = 3;
 /// The protocol version whose hello declares a probation.
 const PROBATION_SINCE: u16 = 4;
 
+/// The protocol version that moves program state between processes.
+const STATE_SINCE: u16 = 6;
+
 /// Where the supervisor's word goes: lameduck, and the process's part in a probation.
 struct Told {
     lameduck: watch::Sender<bool>,
@@ -531,12 +544,19 @@ struct Told {
 }
 
 /// Sets lameduck when the supervisor asks for it or goes away, and standby and
-/// probation as it says them.
+/// probation as it says them; gives what is about connections moving to `moves`, and
+/// what is about state transfer to `state`.
 ///
 /// When the supervisor is gone, nobody is left to kill a program that does not wind
 /// down: after its lameduck time the child kills its own process group, as the
 /// supervisor would have, so that no orphan keeps the listeners forever.
-fn watch_supervisor(link: &Link, moves: &Moves, told: &Told, lameduck_time: Duration) {
+fn watch_supervisor(
+    link: &Link,
+    moves: &Moves,
+    state: &StateTransfer,
+    told: &Told,
+    lameduck_time: Duration,
+) {
     let lameduck = &told.lameduck;
     loop {
         match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
@@ -557,6 +577,13 @@ fn watch_supervisor(link: &Link, moves: &Moves, told: &Told, lameduck_time: Dura
                         let until = Instant::now().checked_add(Duration::from_millis(ms));
                         told.standing.send_modify(|s| s.probation_until = until);
                     }
+                    Ok((version, other))
+                        if other.since() <= version && StateTransfer::handles(&other) =>
+                    {
+                        // `cut`: the kernel dropped some of its fds, this process being
+                        // out of fds; the state then fails, naming the fd limit.
+                        state.on_message(other, msg.fds, msg.cut);
+                    }
                     Ok((version, other)) if other.since() <= version && Moves::handles(&other) => {
                         moves.on_message(&other, msg.fds);
                     }
@@ -569,6 +596,7 @@ fn watch_supervisor(link: &Link, moves: &Moves, told: &Told, lameduck_time: Dura
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(None) | Err(_) => {
                 moves.gone();
+                state.gone();
                 lameduck.send_replace(true);
                 std::thread::sleep(lameduck_time);
                 errln!(

@@ -298,8 +298,53 @@ fn human_status(s: &Status) -> String {
         "  reloads {}, failures {}, restarts {}\n",
         s.reloads, s.failures, s.restarts
     ));
+    if let Some(bytes) = s.last_reload_state_bytes {
+        out.push_str(&format!(
+            "  state taken at the last reload: {bytes} bytes\n"
+        ));
+    }
     for (name, addr) in &s.listeners {
         out.push_str(&format!("  listener {name} {addr}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_says_the_state_taken_at_the_last_reload_if_any() {
+        let mut status = Status {
+            name: "svc".into(),
+            protocol: protocol::PROTOCOL,
+            protocols: [1, protocol::PROTOCOL],
+            supervisor_pid: 7,
+            supervisor_started: "2026-12-04T01:50:58Z".into(),
+            supervisor_path: Some("/bin/svc".into()),
+            upgrades: 0,
+            lameduck_ms: 2_000,
+            hello_timeout_ms: 30_000,
+            child_pid: Some(8),
+            child_path: Some("/bin/svc".into()),
+            child_args: vec!["svc".into()],
+            child_started: Some("2026-12-04T01:51:00Z".into()),
+            previous_path: None,
+            reloads: 1,
+            failures: 0,
+            restarts: 0,
+            state: "running".into(),
+            listeners: Default::default(),
+            standby_pid: None,
+            probation_ends: None,
+            last_reload_state_bytes: None,
+        };
+        assert!(!human_status(&status).contains("state taken"));
+        status.last_reload_state_bytes = Some(1_048_576);
+        let text = human_status(&status);
+        assert!(
+            text.contains("  reloads 1, failures 0, restarts 0\n  state taken at the last reload: 1048576 bytes\n"),
+            "{text}"
+        );
+    }
 }

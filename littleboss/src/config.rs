@@ -42,6 +42,9 @@ pub(crate) struct Config {
     pub probation_5xx: Option<u8>,
     /// Whether the old child stands by during a probation (if it can).
     pub standby: bool,
+    /// How long `take_state` waits for the state of the process a reload replaces, as
+    /// declared (`None`: the default, see [`Config::state_timeout`]).
+    pub state_timeout: Option<Duration>,
     pub flavor: Flavor,
     /// The control flag's name (`littleboss` gives `--littleboss=MODE`).
     pub flag: String,
@@ -67,7 +70,15 @@ impl Config {
         crate::context::Declared {
             lameduck: self.lameduck,
             probation_5xx: self.probation_5xx,
+            calls_ready: self.calls_ready,
+            state_timeout: self.state_timeout(),
         }
+    }
+
+    /// How long `take_state` waits: the `state_timeout` declared, else 5 s or the
+    /// `ready_timeout` if that is shorter.
+    pub(crate) fn state_timeout(&self) -> Duration {
+        littleboss_rules::wait::state_timeout(self.state_timeout, self.ready_timeout)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The [`Context`] a littleboss `main` receives: its listeners, lameduck and readiness.
+//! The [`Context`] a littleboss `main` receives: its listeners, lameduck, readiness and
+//! state transfer.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -19,6 +20,7 @@ use crate::handoff::{Adoptions, Handoff, Moves};
 #[cfg(feature = "hyper")]
 use crate::http_counts::ListenerCounts;
 use crate::spec::{Kind, Network};
+use crate::state_transfer::{self, Inherited, StateRequest, StateTransfer};
 
 /// The lameduck time when the program declared none.
 pub(crate) const DEFAULT_LAMEDUCK: Duration = Duration::from_secs(2);
@@ -71,6 +73,24 @@ pub(crate) struct Standing {
     pub probation_until: Option<Instant>,
 }
 
+/// What moves between a supervised child and the processes before and after it:
+/// connections, and the program's state.
+#[derive(Debug)]
+pub(crate) struct Moving {
+    pub moves: Arc<Moves>,
+    pub state: Arc<StateTransfer>,
+}
+
+/// Whether a process that gets `lameduck` and `standing` stands by or winds down now:
+/// when it may give a later snapshot of its state.
+pub(crate) fn winding_down(
+    lameduck: &watch::Receiver<bool>,
+    standing: &watch::Receiver<Standing>,
+) -> state_transfer::WindingDown {
+    let (lameduck, standing) = (lameduck.clone(), standing.clone());
+    Box::new(move || *lameduck.borrow() || standing.borrow().standby)
+}
+
 /// What a littleboss `main` gets: its listeners, the lameduck signal, readiness, and its
 /// arguments.
 ///
@@ -109,8 +129,12 @@ struct Inner {
     ready_sent: AtomicBool,
     /// Connections moving to and from the processes before and after (supervised).
     moves: Option<Arc<Moves>>,
+    /// The state given to the process after and taken from the one before.
+    state: Arc<StateTransfer>,
     args: Vec<OsString>,
     lameduck_time: OnceLock<Duration>,
+    /// `calls_ready` and the `state_timeout`, which `take_state` needs.
+    take_rules: OnceLock<(bool, Duration)>,
     /// `probation_5xx`, if declared.
     #[cfg(feature = "hyper")]
     five_xx: OnceLock<Option<u8>>,
@@ -140,6 +164,10 @@ pub(crate) struct Declared {
     /// What only the HTTP helpers read.
     #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
     pub probation_5xx: Option<u8>,
+    /// Whether the program calls `ready()` (`take_state` needs it).
+    pub calls_ready: bool,
+    /// How long `take_state` waits for the state.
+    pub state_timeout: Duration,
 }
 
 /// How many responses a probation needs before their 5xx share can fail it.
@@ -181,9 +209,19 @@ impl Context {
         lameduck: watch::Receiver<bool>,
         standing: watch::Receiver<Standing>,
         tell: Option<Box<dyn Tell>>,
-        moves: Option<Arc<Moves>>,
+        moving: Option<Moving>,
         args: Vec<OsString>,
     ) -> Context {
+        let (moves, state) = match moving {
+            Some(Moving { moves, state }) => (Some(moves), state),
+            // Without a supervisor no state comes and nobody asks for one, but the
+            // calls are checked the same way, so that a program behaves alike either
+            // way.
+            None => {
+                let state = StateTransfer::new(None, winding_down(&lameduck, &standing));
+                (None, Arc::new(state))
+            }
+        };
         Context {
             inner: Arc::new(Inner {
                 mode,
@@ -193,8 +231,10 @@ impl Context {
                 tell,
                 ready_sent: AtomicBool::new(false),
                 moves,
+                state,
                 args,
                 lameduck_time: OnceLock::new(),
+                take_rules: OnceLock::new(),
                 #[cfg(feature = "hyper")]
                 five_xx: OnceLock::new(),
                 #[cfg(feature = "hyper")]
@@ -297,6 +337,8 @@ impl Context {
     /// `main`.
     pub(crate) fn declare(&self, declared: Declared) {
         let _ = self.inner.lameduck_time.set(declared.lameduck);
+        let take_rules = (declared.calls_ready, declared.state_timeout);
+        let _ = self.inner.take_rules.set(take_rules);
         #[cfg(feature = "hyper")]
         let _ = self.inner.five_xx.set(declared.probation_5xx);
     }
@@ -393,6 +435,8 @@ impl Context {
         if self.inner.ready_sent.swap(true, Ordering::SeqCst) {
             return;
         }
+        // A state is taken before ready: one still awaited is void.
+        self.inner.state.ready_called();
         if let Some(tell) = &self.inner.tell {
             tell.tell(ChildMsg::Ready);
         }
@@ -627,6 +671,113 @@ impl Context {
             Some(moves) => moves.adopt(name),
             None => Ok(Adoptions::none(name)),
         }
+    }
+
+    /// Takes the state of the process this one replaces at a reload (state transfer):
+    /// the bytes and named fds it gives with [`StateRequest::give`], a snapshot it
+    /// keeps serving beside until this process is ready. Call it once, before
+    /// [`ready`](Self::ready), in a program that declares `calls_ready = true`.
+    ///
+    /// `Ok(None)`: there is no state to take. No process is replaced (the first start,
+    /// a restart after a crash, bypass mode), the one replaced offers none (it never
+    /// calls [`state_wanted`](Self::state_wanted)) or declined to give it, or the
+    /// supervisor is of a release without state transfer.
+    ///
+    /// `Err` ([`Error::State`], or [`Error::Timeout`]) says why none came: the process
+    /// replaced did not answer within the `state_timeout` (5 s by default, see
+    /// [`Littleboss::state_timeout`](crate::Littleboss::state_timeout)), could not give
+    /// it (over the limits), or exited halfway; what came is not a sealed file of the
+    /// size its message said; this process is out of fds. The program decides: start
+    /// cold, or refuse to become ready (the reload then fails, and the process
+    /// replaced keeps serving with its state). Misuse is an error too: without
+    /// `calls_ready = true` (a program ready after its settle time could be declared
+    /// ready while it waits), a second call (the state is taken once, and one call
+    /// while another waits), a call after `ready()` (a later snapshot comes through
+    /// [`state_updated`](Self::state_updated)). Calling `ready()` while it waits voids
+    /// the transfer; dropping the future gives the state up.
+    ///
+    /// ```no_run
+    /// # #[derive(Default, serde::Deserialize)] struct Cache;
+    /// #[littleboss::main(name = "cache", listener(http = "tcp::8080"), calls_ready = true)]
+    /// async fn main(lb: littleboss::Context) -> std::io::Result<()> {
+    ///     const FORMAT: u32 = 1;
+    ///     let cache: Cache = match lb.take_state().await {
+    ///         Ok(Some(inherited)) => inherited.take_value(FORMAT).unwrap_or_default(),
+    ///         Ok(None) => Cache::default(),
+    ///         Err(e) => {
+    ///             eprintln!("starting cold: {e}");
+    ///             Cache::default()
+    ///         }
+    ///     };
+    ///     let listener = lb.tcp_listener("http")?;
+    ///     lb.ready();
+    ///     // serve with `cache`
+    /// #   drop((cache, listener));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn take_state(
+        &self,
+    ) -> impl Future<Output = Result<Option<Inherited>, Error>> + Send + 'static {
+        let (calls_ready, timeout) = self
+            .inner
+            .take_rules
+            .get()
+            .copied()
+            .unwrap_or((false, littleboss_rules::wait::DEFAULT_STATE_TIMEOUT));
+        let wait = timeout.saturating_add(state_transfer::MARGIN);
+        self.inner.state.take(calls_ready, timeout, wait)
+    }
+
+    /// Resolves when a new process asks for this one's state (it called
+    /// [`take_state`](Self::take_state) at a reload), once per new process that asks:
+    /// answer the [`StateRequest`] with [`give`](StateRequest::give) or
+    /// [`give_value`](StateRequest::give_value), or drop it to give none. The first
+    /// call offers this process's state: a process that never calls it offers none,
+    /// and a new process that asks gets `Ok(None)` at once. Never resolves in bypass
+    /// mode, nor under a supervisor of a release without state transfer.
+    ///
+    /// Call it again for the next request: a reload that fails changes nothing here,
+    /// and the next new process asks again.
+    ///
+    /// ```no_run
+    /// # #[derive(Clone, serde::Serialize)] struct Cache;
+    /// # async fn f(lb: littleboss::Context, cache: std::sync::Arc<std::sync::Mutex<Cache>>) {
+    /// const FORMAT: u32 = 1;
+    /// tokio::spawn(async move {
+    ///     loop {
+    ///         let request = lb.state_wanted().await;
+    ///         let snapshot = cache.lock().unwrap().clone();
+    ///         match request.give_value(FORMAT, &snapshot, Vec::new()) {
+    ///             // false: the reload failed; this process serves on with its cache.
+    ///             Ok(given) => { let _committed = given.outcome().await; }
+    ///             Err(e) => eprintln!("no state given: {e}"),
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn state_wanted(&self) -> impl Future<Output = StateRequest> + Send + 'static {
+        self.inner.state.wanted()
+    }
+
+    /// Resolves with the one later snapshot that the process this one replaced gave
+    /// with [`Given::update`](crate::Given::update) (what it wrote after its first
+    /// snapshot, given while it stood by or wound down, once this process was ready).
+    /// Only once: a second call never resolves, and neither does any if no later
+    /// snapshot comes (most reloads have none).
+    ///
+    /// ```no_run
+    /// # async fn f(lb: littleboss::Context) {
+    /// tokio::spawn(async move {
+    ///     let later = lb.state_updated().await;
+    ///     // apply `later.bytes()` over what `take_state` gave
+    /// #   drop(later);
+    /// });
+    /// # }
+    /// ```
+    pub fn state_updated(&self) -> impl Future<Output = Inherited> + Send + 'static {
+        self.inner.state.updated()
     }
 
     /// The program's arguments without the flags littleboss owns (`--littleboss=MODE`

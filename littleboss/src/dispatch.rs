@@ -7,7 +7,7 @@ use littleboss_rules::names::{self, NameError};
 use littleboss_rules::wait::{Wait, WaitError};
 
 use crate::config::{Config, SupervisorInit};
-use crate::context::{Context, Mode, Standing};
+use crate::context::{Context, Mode, Moving, Standing};
 use crate::error::{Error, Failed};
 use crate::flags::{self, Command, Flags};
 use crate::output::errln;
@@ -93,7 +93,10 @@ fn run_child(
         joined.lameduck,
         joined.standing,
         Some(Box::new(joined.link)),
-        Some(joined.moves),
+        Some(Moving {
+            moves: joined.moves,
+            state: joined.state,
+        }),
         args,
     );
     // What the HTTP helpers counted last goes before the end.
@@ -169,6 +172,10 @@ fn validate(config: &Config) -> Result<(), DeclareError> {
         (Wait::Probation, config.probation),
     ] {
         wait.check(value)?;
+    }
+    if let Some(state_timeout) = config.state_timeout {
+        Wait::StateTimeout.check(state_timeout)?;
+        littleboss_rules::wait::check_state_timeout(state_timeout, config.ready_timeout)?;
     }
     if let Some(pct) = config.probation_5xx {
         littleboss_rules::share::check(pct)?;
@@ -246,7 +253,7 @@ enum DeclareError {
     /// A service, flag or listener name.
     #[error(transparent)]
     Name(#[from] NameError),
-    /// A lameduck, settle, ready timeout or probation.
+    /// A lameduck, settle, ready timeout, probation or state timeout.
     #[error(transparent)]
     Wait(#[from] WaitError),
     /// A `probation_5xx` share outside 1 to 100.
@@ -334,6 +341,28 @@ mod tests {
                 ),
             ),
             (lb().probation(MAX).probation_5xx(100).standby(false), None),
+            (lb().state_timeout(Duration::from_secs(30)), None),
+            (
+                lb().ready_timeout(Duration::from_secs(10))
+                    .state_timeout(Duration::from_millis(10_001)),
+                Some(
+                    "state_timeout of 10001ms is longer than ready_timeout of 10s; the new process takes its state before it is ready, so state_timeout is at most ready_timeout",
+                ),
+            ),
+            (
+                lb().state_timeout(Duration::from_secs(31)),
+                Some(
+                    "state_timeout of 31s is longer than ready_timeout of 30s; the new process takes its state before it is ready, so state_timeout is at most ready_timeout",
+                ),
+            ),
+            (
+                lb().state_timeout(Duration::ZERO),
+                Some(
+                    "state_timeout of 0ns would fail every take_state before its answer could come; the shortest is 1ms",
+                ),
+            ),
+            // No state_timeout declared: the default fits a short ready_timeout.
+            (lb().ready_timeout(Duration::from_secs(1)), None),
             (
                 lb().probation(MAX + Duration::from_millis(1)),
                 Some("probation of 3600.001s is longer than the maximum of 60m (one hour)"),

@@ -25,6 +25,7 @@ use crate::spec::Network;
 /// | [`Config`](Error::Config) | `InvalidInput` |
 /// | [`Bind`](Error::Bind) | the bind's own (`AddrInUse`, `PermissionDenied`, ...) |
 /// | [`Listener`](Error::Listener) | by [`ListenerProblem`]: `NotFound`, `InvalidInput`, `AlreadyExists`, `NotConnected`, `AddrInUse`, `Other` |
+/// | [`State`](Error::State) | by [`StateProblem`]: `InvalidInput`, `ResourceBusy`, `AlreadyExists`, `NotConnected`, `InvalidData`, `Other` |
 /// | [`ControlSocket`](Error::ControlSocket) | the socket's own (`NotFound`, `ConnectionRefused`, `PermissionDenied`, ...) |
 /// | [`Timeout`](Error::Timeout) | `TimedOut` |
 /// | [`Refused`](Error::Refused) | `Other` |
@@ -71,6 +72,16 @@ pub enum Error {
         listener: String,
         /// Why it cannot be given.
         problem: ListenerProblem,
+    },
+    /// A program's state could not be given to the process that replaces it, or taken
+    /// from the one it replaces (state transfer: [`Context::take_state`],
+    /// [`Context::state_wanted`](crate::Context::state_wanted)).
+    ///
+    /// [`Context::take_state`]: crate::Context::take_state
+    #[error("{problem}")]
+    State {
+        /// What went wrong.
+        problem: StateProblem,
     },
     /// The supervisor's control socket (or its directory) could not be used: none is
     /// running, another is, or the path is not safe. The text names the path where it
@@ -155,6 +166,189 @@ pub enum ListenerProblem {
     NoRuntime,
 }
 
+/// Why a state could not be given or taken: see [`Error::State`].
+///
+/// A program usually starts cold on any of them; the ones worth telling apart are
+/// [`Version`](StateProblem::Version) (a state of another format: the program decides
+/// whether to start cold or refuse to become ready) and the limits a giver broke.
+///
+/// ```
+/// use littleboss::{Error, StateProblem};
+/// fn another_format(e: &Error) -> Option<(u32, u32)> {
+///     match e {
+///         Error::State { problem: StateProblem::Version { found, wanted } } => Some((*found, *wanted)),
+///         _ => None,
+///     }
+/// }
+/// # let _ = another_format;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateProblem {
+    /// [`take_state`](crate::Context::take_state) in a program that does not declare
+    /// `calls_ready = true`.
+    NeedsCallsReady,
+    /// [`take_state`](crate::Context::take_state) after
+    /// [`ready`](crate::Context::ready).
+    AfterReady,
+    /// [`take_state`](crate::Context::take_state) while an earlier call still waits.
+    Waiting,
+    /// [`take_state`](crate::Context::take_state) again: the state is taken once.
+    Taken,
+    /// [`ready`](crate::Context::ready) was called while
+    /// [`take_state`](crate::Context::take_state) waited: the transfer is void.
+    ReadyWhileWaiting,
+    /// No state came, and why: the process replaced did not answer in time, could not
+    /// give it, or exited before it had given it all.
+    NotGiven {
+        /// The reason, as the supervisor or the process replaced said it.
+        reason: String,
+    },
+    /// The supervisor went away before the state came.
+    SupervisorGone,
+    /// What came is not a state as it must be: a file not sealed, or not of the size
+    /// its message said; fds that do not match their names.
+    Malformed {
+        /// What is wrong.
+        what: String,
+    },
+    /// This process ran out of fds (its fd limit) while it received the state's.
+    OutOfFds,
+    /// [`take_value`](crate::Inherited::take_value): the state is of another format
+    /// version than the one asked for.
+    Version {
+        /// The version the state says.
+        found: u32,
+        /// The version the program reads.
+        wanted: u32,
+    },
+    /// [`take_value`](crate::Inherited::take_value): the state does not decode as the
+    /// type asked for.
+    Decode {
+        /// Why.
+        reason: String,
+    },
+    /// [`give_value`](crate::StateRequest::give_value): the value cannot be encoded.
+    Encode {
+        /// Why.
+        reason: String,
+    },
+    /// The state given is larger than a state may be (4 GiB; what a slice holds on
+    /// a 32-bit target).
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The state given carries more fds than a state may (1,024).
+    TooManyFds {
+        /// How many.
+        count: usize,
+    },
+    /// A name given to an fd of the state cannot be: empty, longer than 255 bytes, or
+    /// given twice.
+    FdName {
+        /// The name (its start, if it is long).
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The new process that asked for the state is gone: its reload failed or was
+    /// rolled back, or it stopped waiting. Nothing was sent.
+    SuccessorGone,
+    /// [`Given::update`](crate::Given::update) while this process neither stands by
+    /// nor winds down.
+    UpdateTooEarly,
+    /// [`Given::update`](crate::Given::update) again: the later snapshot is given once.
+    UpdatedAlready,
+}
+
+impl fmt::Display for StateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::control::protocol::{MAX_STATE_BYTES, MAX_STATE_FDS};
+        match self {
+            StateProblem::NeedsCallsReady => f.write_str(
+                "take_state needs calls_ready = true: a program ready after its settle time could be declared ready while it waits for its state",
+            ),
+            StateProblem::AfterReady => f.write_str(
+                "take_state after ready(): the state is taken before ready(); a later snapshot comes through state_updated()",
+            ),
+            StateProblem::Waiting => {
+                f.write_str("take_state is waiting for the state already; call it once")
+            }
+            StateProblem::Taken => {
+                f.write_str("take_state was called before: the state is taken once")
+            }
+            StateProblem::ReadyWhileWaiting => f.write_str(
+                "ready() was called while take_state waited: the state is taken before ready(), and this transfer is void",
+            ),
+            StateProblem::NotGiven { reason } => f.write_str(reason),
+            StateProblem::SupervisorGone => {
+                f.write_str("the supervisor went away before the state came")
+            }
+            StateProblem::Malformed { what } => f.write_str(what),
+            StateProblem::OutOfFds => f.write_str(
+                "the state's fds could not all be received: this process is out of fds (its fd limit)",
+            ),
+            StateProblem::Version { found, wanted } => write!(
+                f,
+                "the state is format version {found}; this program reads version {wanted}"
+            ),
+            StateProblem::Decode { reason } => {
+                write!(f, "the state does not decode as the type asked for: {reason}")
+            }
+            StateProblem::Encode { reason } => write!(f, "the state cannot be encoded: {reason}"),
+            StateProblem::TooLarge { size } => {
+                write!(f, "the state is {size} bytes; at most {MAX_STATE_BYTES}")
+            }
+            StateProblem::TooManyFds { count } => {
+                write!(f, "the state carries {count} fds; at most {MAX_STATE_FDS}")
+            }
+            StateProblem::FdName { name, why } => write!(f, "the state's fd {name:?} {why}"),
+            StateProblem::SuccessorGone => f.write_str(
+                "the new process that asked for the state is gone (its reload failed or was rolled back, or it stopped waiting)",
+            ),
+            StateProblem::UpdateTooEarly => f.write_str(
+                "a later snapshot is given while this process stands by or winds down, once its successor is ready",
+            ),
+            StateProblem::UpdatedAlready => {
+                f.write_str("a later snapshot was given already; it is given once")
+            }
+        }
+    }
+}
+
+impl StateProblem {
+    /// The [`io::ErrorKind`] of an [`Error::State`] with this problem.
+    fn kind(&self) -> io::ErrorKind {
+        match self {
+            StateProblem::NeedsCallsReady
+            | StateProblem::AfterReady
+            | StateProblem::Encode { .. }
+            | StateProblem::TooLarge { .. }
+            | StateProblem::TooManyFds { .. }
+            | StateProblem::FdName { .. }
+            | StateProblem::UpdateTooEarly => io::ErrorKind::InvalidInput,
+            StateProblem::Waiting => io::ErrorKind::ResourceBusy,
+            StateProblem::Taken | StateProblem::UpdatedAlready => io::ErrorKind::AlreadyExists,
+            StateProblem::SupervisorGone | StateProblem::SuccessorGone => {
+                io::ErrorKind::NotConnected
+            }
+            StateProblem::Malformed { .. }
+            | StateProblem::Version { .. }
+            | StateProblem::Decode { .. } => io::ErrorKind::InvalidData,
+            StateProblem::ReadyWhileWaiting
+            | StateProblem::NotGiven { .. }
+            | StateProblem::OutOfFds => io::ErrorKind::Other,
+        }
+    }
+}
+
+impl From<StateProblem> for Error {
+    fn from(problem: StateProblem) -> Error {
+        Error::State { problem }
+    }
+}
+
 impl Error {
     /// The [`io::ErrorKind`] this error converts to (see the table on [`Error`]).
     pub fn kind(&self) -> io::ErrorKind {
@@ -171,6 +365,7 @@ impl Error {
                 ListenerProblem::Supervisor => io::ErrorKind::AddrInUse,
                 ListenerProblem::NoRuntime => io::ErrorKind::Other,
             },
+            Error::State { problem } => problem.kind(),
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::Refused { .. } | Error::Init { .. } => io::ErrorKind::Other,
             Error::Protocol { .. } => io::ErrorKind::Unsupported,
@@ -357,6 +552,51 @@ mod tests {
             "the running supervisor speaks littleboss protocol 1, this binary speaks 2-3"
         );
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn a_state_problem_says_what_it_is_and_keeps_its_kind() {
+        let cases = [
+            (
+                StateProblem::Version {
+                    found: 3,
+                    wanted: 4,
+                },
+                "the state is format version 3; this program reads version 4",
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                StateProblem::TooManyFds { count: 1025 },
+                "the state carries 1025 fds; at most 1024",
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                StateProblem::NotGiven {
+                    reason: "the process it replaces, pid 7, did not give its state within 5 s"
+                        .into(),
+                },
+                "the process it replaces, pid 7, did not give its state within 5 s",
+                io::ErrorKind::Other,
+            ),
+            (
+                StateProblem::Waiting,
+                "take_state is waiting for the state already; call it once",
+                io::ErrorKind::ResourceBusy,
+            ),
+            (
+                StateProblem::SuccessorGone,
+                "the new process that asked for the state is gone (its reload failed or was rolled back, or it stopped waiting)",
+                io::ErrorKind::NotConnected,
+            ),
+        ];
+        for (problem, text, kind) in cases {
+            let e = Error::from(problem);
+            assert_eq!(e.to_string(), text);
+            let io = io::Error::from(e);
+            assert_eq!(io.kind(), kind, "{text}");
+            let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>());
+            assert!(matches!(inner, Some(Error::State { .. })));
+        }
     }
 
     #[test]

@@ -133,6 +133,11 @@ impl Moves {
             | SupervisorMsg::Lameduck
             | SupervisorMsg::Standby
             | SupervisorMsg::Resume
+            | SupervisorMsg::StateWanted { .. }
+            | SupervisorMsg::State(_)
+            | SupervisorMsg::StateFds(_)
+            | SupervisorMsg::NoState { .. }
+            | SupervisorMsg::StateDone { .. }
             | SupervisorMsg::OnProbation { .. } => {}
         }
     }

@@ -204,6 +204,7 @@
 //! | `probation = "30s"` | [`Littleboss::probation`] | none | after a reload to this binary, how long the new child is on probation |
 //! | `probation_5xx = "5%"` | [`Littleboss::probation_5xx`] | off | with the HTTP helpers, the 5xx share that fails a probation |
 //! | `standby = false` | [`Littleboss::standby`] | true | during a probation, the old child winds down instead of standing by |
+//! | `state_timeout = "5s"` | [`Littleboss::state_timeout`] | 5 s (or `ready_timeout`, if shorter) | how long [`Context::take_state`] waits for the state of the process a reload replaces, at least 1 ms, at most `ready_timeout` |
 //! | `flavor = "current_thread"` | [`Littleboss::flavor`] | multi_thread | the tokio runtime of an async main |
 //! | `flag = "lb"` | [`Littleboss::flag`] | `littleboss` | the control flag's name, `[A-Za-z0-9_-]+` not starting with `-` |
 //! | `supervisor_init = f` | [`Littleboss::supervisor_init`] | none | run once in the supervisor, after binding |
@@ -211,8 +212,8 @@
 //! | `unix_mode = "0660"` | [`Littleboss::unix_mode`] | as the umask leaves it | the mode of `unix:` listeners' socket files |
 //!
 //! The attribute writes a duration as an integer followed by `ms`, `s` or `m`. Each of
-//! `lameduck`, `settle`, `ready_timeout` and `probation` is at most [`MAX_WAIT`], one
-//! hour: no
+//! `lameduck`, `settle`, `ready_timeout`, `probation` and `state_timeout` is at most
+//! [`MAX_WAIT`], one hour: no
 //! reload should hang on a child for longer, and every deadline the supervisor
 //! computes from them stays in the clock's range. The attribute refuses a longer one
 //! at compile time; the builder refuses it (and every other mistake the attribute
@@ -322,6 +323,41 @@
 //! A program that serves connections its own way moves them with
 //! [`Context::hand_over`] and [`Context::adopt`] (the `handoff` example).
 //!
+//! # State transfer
+//!
+//! A reload keeps the sockets and, with the helpers, the connections; what else the
+//! old process built (a cache that took minutes to warm, rate-limiter windows,
+//! sessions, upstream connections) it can give to the new one: its **state**, bytes
+//! and named fds.
+//!
+//! - The new process, declared with `calls_ready = true`, asks before it is ready:
+//!   [`Context::take_state`] gives an [`Inherited`] (its [`bytes`](Inherited::bytes)
+//!   and [`fds`](Inherited::take_fds)), `Ok(None)` when there is none to take (no
+//!   process replaced, or one that offers none), or an error saying why none came.
+//!   It waits up to its `state_timeout` (5 s by default); then the program decides:
+//!   start cold, or refuse to become ready.
+//! - The old process, still serving, answers each request that
+//!   [`Context::state_wanted`] gives with a snapshot: [`StateRequest::give`] (bytes,
+//!   copied on the calling thread: use `spawn_blocking` for a large state) or
+//!   [`StateRequest::give_value`] (a serde value after a format version the program
+//!   chooses, read back with [`Inherited::take_value`], which names both versions when
+//!   they differ). Dropping the request gives none.
+//! - It is transactional: the old process keeps its state, and littleboss the fds it
+//!   gave, until [`Given::outcome`] says how the reload ended: `true` once the new
+//!   process serves (after its probation, if it has one), `false` if the reload failed
+//!   or was rolled back. The next reload's new process asks again, so a failed reload
+//!   loses nothing.
+//! - The bytes never pass through the supervisor: they are written into a memfd sealed
+//!   against writing, growing and shrinking, whose fd it relays, and the new process
+//!   checks the seals and the size, then maps it read-only: `bytes()` is the state
+//!   without a copy (on macOS, an unlinked 0600 file in `$TMPDIR`, read into memory).
+//!   A state holds up to 4 GiB and 1,024 fds named by 1 to 255 bytes.
+//! - Once the new process is ready, the old one, standing by or in lameduck, may give
+//!   one later snapshot ([`Given::update`]: what it wrote meanwhile), which the new
+//!   process gets from [`Context::state_updated`].
+//!
+//! Each failure is an [`Error::State`] whose [`StateProblem`] a program can match.
+//!
 //! # Features
 //!
 //! | feature | what it adds |
@@ -389,6 +425,7 @@ mod logger;
 mod output;
 mod signals;
 mod socket;
+mod state_transfer;
 mod supervisor;
 mod sys;
 mod wind_down;
@@ -398,12 +435,13 @@ pub use builder::{Littleboss, MainError, MainResult};
 pub use config::Flavor;
 pub use context::{Context, Mode};
 pub use control::protocol::{OLDEST_PROTOCOL, PROTOCOL, Status};
-pub use error::{Error, ListenerProblem};
+pub use error::{Error, ListenerProblem, StateProblem};
 pub use handoff::{Adoptions, Handoff};
 pub use logger::Level;
+pub use state_transfer::{Given, Inherited, StateRequest};
 
-/// The longest `lameduck`, `settle`, `ready_timeout` or `probation` a program may declare: one
-/// hour.
+/// The longest `lameduck`, `settle`, `ready_timeout`, `probation` or `state_timeout` a
+/// program may declare: one hour.
 ///
 /// The attribute refuses a longer one at compile time, the builder when the program
 /// runs (exit code 2), so that no deadline the supervisor computes can overflow and no

@@ -2,12 +2,13 @@
 //! rest of the crate reads the same on every system.
 //!
 //! Each capability that not every system has is a question here ([`seqpacket`],
-//! [`atomic_cloexec`], [`exec_by_fd`], [`pidfds`]). The code for both answers is
-//! compiled everywhere, and the answer is chosen at run time: Linux takes the fast,
-//! exact paths; macOS, and FreeBSD where it lacks a call, take the portable ones. Setting
-//! [`PORTABLE_ENV`] makes Linux take the portable paths too, so that the code macOS
-//! runs is exercised by the Linux tests rather than only compiled. Only the calls that
-//! do not exist on a system at all sit behind `cfg`, in the shims at the end.
+//! [`atomic_cloexec`], [`exec_by_fd`], [`pidfds`], [`sealed_memfds`]). The code for
+//! both answers is compiled everywhere, and the answer is chosen at run time: Linux
+//! takes the fast, exact paths; macOS, and FreeBSD where it lacks a call, take the
+//! portable ones. Setting [`PORTABLE_ENV`] makes Linux take the portable paths too, so
+//! that the code macOS runs is exercised by the Linux tests rather than only compiled.
+//! Only the calls that do not exist on a system at all sit behind `cfg`, in the shims
+//! at the end (the memfd calls of state transfer, in `state_transfer/sealed.rs`).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -124,6 +125,17 @@ pub(crate) fn seqpacket() -> bool {
 /// (`SOCK_CLOEXEC`, `MSG_CMSG_CLOEXEC`); macOS has neither.
 pub(crate) fn atomic_cloexec() -> bool {
     cfg!(not(target_vendor = "apple")) && !portable_switch()
+}
+
+/// Whether a state's bytes travel in a sealed memfd that the receiver maps read-only
+/// (Linux, FreeBSD), else in an unlinked file that the receiver reads into memory
+/// (macOS, which has no memfds).
+pub(crate) fn sealed_memfds() -> bool {
+    cfg!(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd"
+    )) && !portable_switch()
 }
 
 /// Whether a held executable can be run through its fd (`/proc/self/fd/N` of an

@@ -16,6 +16,8 @@
 //!   release before protocol 4.
 //! - [`RELEASE_C91DA15`]: protocols 1 to 4 and upgrade state versions 1 to 3: the last
 //!   release before protocol 5.
+//! - [`RELEASE_EC17274`]: protocols 1 to 5 and upgrade state versions 1 to 4: the last
+//!   release before protocol 6.
 //!
 //! [`Release::build`] builds one, once per test process, with the versions of its
 //! committed `Cargo.lock` (`--locked`), all of which a build of this workspace has in
@@ -26,7 +28,8 @@
 //! by the fixture it is in: fixtures of different versions or lock files build their
 //! copies of the littleboss crates apart, and one of the same version and lock file as
 //! an earlier one gives them a profile value of its own (`release-c91da15` against
-//! `release-8589d1f`: see its `Cargo.toml`), or the two would share one build. Cargo's
+//! `release-8589d1f`, `codegen-units = 16` in `release-ec17274`: see their
+//! `Cargo.toml`), or the two would share one build. Cargo's
 //! lock on that directory serializes the builds of all the test processes.
 //!
 //! [`start_with_env`] and [`run_with_env`] run a binary with extra environment
@@ -83,6 +86,15 @@ pub static RELEASE_C91DA15: Release = Release {
     commit: "c91da15",
     protocols: (1, 4),
     binary: "lb-http-c91da15",
+    built: OnceLock::new(),
+};
+
+/// The release at ec17274: protocols 1 to 5, upgrade state versions 1 to 4: the last
+/// release before protocol 6.
+pub static RELEASE_EC17274: Release = Release {
+    commit: "ec17274",
+    protocols: (1, 5),
+    binary: "lb-http-ec17274",
     built: OnceLock::new(),
 };
 

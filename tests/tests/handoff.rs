@@ -325,7 +325,7 @@ fn connections_and_requests_under_way_move_through_ten_upgrades_with_no_close() 
     let log = sup.logs();
     assert_eq!(log.matches("upgraded: supervisor pid").count(), 10, "{log}");
     assert_eq!(
-        log.matches("(upgrade state version 4)").count(),
+        log.matches("(upgrade state version 5)").count(),
         10,
         "{log}"
     );

@@ -90,6 +90,7 @@ fn history_json(sup: &Supervisor<'_>) -> Vec<Value> {
                 "steps",
                 "connections",
                 "count",
+                "state",
             ],
         );
         has_keys(
@@ -132,7 +133,8 @@ fn seq(event: &Value) -> u64 {
 
 /// The line `history` prints for `event`, as its JSON says it: the time it started (to
 /// the second), then `KIND OLD -> NEW OUTCOME in N ms`, then `, moved N connections`
-/// (and the like) and `: REASON` if there are any.
+/// (and the like), `, took N bytes of state` (and `and N fds`) and `: REASON` if there
+/// are any.
 fn line_of(event: &Value) -> String {
     let started = event["started"].as_str().expect("started");
     let second = &started[..started.find('.').expect("milliseconds in started")];
@@ -153,6 +155,13 @@ fn line_of(event: &Value) -> String {
             Some(0) | None => {}
             Some(1) => line.push_str(&format!(", {what} 1 connection")),
             Some(n) => line.push_str(&format!(", {what} {n} connections")),
+        }
+    }
+    if let Some(bytes) = event["state"]["bytes"].as_u64() {
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        line.push_str(&format!(", took {bytes} byte{} of state", plural(bytes)));
+        if let Some(fds) = event["state"]["fds"].as_u64().filter(|n| *n > 0) {
+            line.push_str(&format!(" and {fds} fd{}", plural(fds)));
         }
     }
     if let Some(reason) = event["reason"].as_str() {

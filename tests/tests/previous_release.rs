@@ -1,6 +1,6 @@
 //! The previous releases that have `upgrade` and this one: the previous supervisor
 //! upgraded in place to this release under load and back again, and each release as the
-//! other's child and client. Each test runs against each of three fixtures (see
+//! other's child and client. Each test runs against each of four fixtures (see
 //! `littleboss_tests::release_support`), and says which in its name:
 //!
 //! - 9e15504, protocols 1 to 3 and upgrade state version 1: the last release before
@@ -8,7 +8,9 @@
 //! - 8589d1f, protocols 1 to 3 and upgrade state versions 1 and 2: the last release
 //!   before protocol 4;
 //! - c91da15, protocols 1 to 4 and upgrade state versions 1 to 3: the last release
-//!   before protocol 5.
+//!   before protocol 5;
+//! - ec17274, protocols 1 to 5 and upgrade state versions 1 to 4: the last release
+//!   before protocol 6.
 //!
 //! Both binaries are the service `lbhttp` with the listener `http`; each answers a
 //! request with its pid and executable, so an answer says which binary serves.
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use littleboss::PROTOCOL;
 use littleboss_tests::load_support::{Client, Load};
 use littleboss_tests::release_support::{
-    RELEASE_9E15504, RELEASE_8589D1F, RELEASE_C91DA15, Release, assert_ok,
+    RELEASE_9E15504, RELEASE_8589D1F, RELEASE_C91DA15, RELEASE_EC17274, Release, assert_ok,
 };
 use littleboss_tests::{Env, NO_ARGS, Supervisor, bin, port_is_free};
 
@@ -96,6 +98,12 @@ fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_c91da15(
     upgrades_to_this_release_under_load_and_back(&RELEASE_C91DA15, 3);
 }
 
+/// The release at ec17274 reads upgrade state versions 1 to 4: it is handed version 4.
+#[test]
+fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_ec17274() {
+    upgrades_to_this_release_under_load_and_back(&RELEASE_EC17274, 4);
+}
+
 /// A supervisor of the previous release (`release`) takes this release's `upgrade`
 /// under load: its state crosses the exec into this release, and no request fails; then
 /// the previous release's `upgrade` takes it back, as a rollback of the supervisor
@@ -150,6 +158,11 @@ fn each_release_runs_the_others_child_for_the_others_client_8589d1f() {
 #[test]
 fn each_release_runs_the_others_child_for_the_others_client_c91da15() {
     runs_the_others_child_for_the_others_client(&RELEASE_C91DA15);
+}
+
+#[test]
+fn each_release_runs_the_others_child_for_the_others_client_ec17274() {
+    runs_the_others_child_for_the_others_client(&RELEASE_EC17274);
 }
 
 /// Each release's supervisor, this one's and the previous one's (`release`), runs a

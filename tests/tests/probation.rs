@@ -512,7 +512,7 @@ fn a_child_inherited_through_an_upgrade_still_stands_by() {
     let sup = env.start(&one, NO_ARGS);
     let upgraded = env.run(&two, &["--littleboss=upgrade"]);
     assert_ok(&sup, "upgrade", &upgraded);
-    let log = sup.wait_for_log("(upgrade state version 4)");
+    let log = sup.wait_for_log("(upgrade state version 5)");
     assert!(log.contains("re-executing as"), "{log}");
     let serving = sup.wait_running();
     let old = pid_in(&serving, "child_pid").expect("a child");

@@ -272,8 +272,8 @@ fn an_upgrade_to_a_binary_that_refuses_the_state_changes_nothing() {
     let one = env.copy_binary(bin!("lb-http"), "one");
     let two = env.copy_binary(bin!("lb-http"), "two");
     // Every binary this supervisor probes reads another state version than it writes
-    // (it writes 4, then 3, 2 and 1).
-    let sup = env.start_with(&one, NO_ARGS, &[("LITTLEBOSS_TEST_STATE_VERSION", "5")]);
+    // (it writes 5, then 4, 3, 2 and 1).
+    let sup = env.start_with(&one, NO_ARGS, &[("LITTLEBOSS_TEST_STATE_VERSION", "6")]);
     sup.wait_running();
     let addr = sup.addr("http");
     let child = sup.child_pid();
@@ -281,7 +281,7 @@ fn an_upgrade_to_a_binary_that_refuses_the_state_changes_nothing() {
     let reason = upgrade_failed(&outcome);
     assert!(
         reason.contains(&format!(
-            "{} cannot take over the supervisor: the running supervisor's state is version 1; this binary reads version 5; nothing was changed",
+            "{} cannot take over the supervisor: the running supervisor's state is version 1; this binary reads version 6; nothing was changed",
             two.display()
         )),
         "{reason}"

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::history::{Event, History, Kind, Outcome, sample_reload};
+use super::history::{Event, History, Kind, Outcome, TakenState, sample_reload};
 use super::protocol::{
     ChildHello, ChildMsg, HTTP_DURATION_BOUNDS_US, HttpCounts, ListenerInfo, PROTOCOL, Parcel,
-    Probation, ReloadRequest, Request, Response, Status, SupervisorMsg, Upgraded, encode_at,
-    encode_response,
+    Probation, ReloadRequest, Request, Response, StateHeader, Status, SupervisorMsg, Upgraded,
+    encode_at, encode_response,
 };
 use crate::golden;
 use crate::spec::Network;
@@ -97,7 +97,31 @@ fn child_messages() -> Vec<(&'static str, ChildMsg)> {
                 open: 12,
             }]),
         ),
+        ("OffersState", ChildMsg::OffersState),
+        ("StateAsk", ChildMsg::StateAsk { timeout_ms: 5_000 }),
+        ("StateGive", ChildMsg::StateGive(state_header(false))),
+        (
+            "StateFds",
+            ChildMsg::StateFds(vec!["upstream".into(), "cache.db".into()]),
+        ),
+        ("StateNone", ChildMsg::StateNone { reason: None }),
+        (
+            "StateNone reason",
+            ChildMsg::StateNone {
+                reason: Some("the state is 5 GiB; at most 4 GiB".into()),
+            },
+        ),
     ]
+}
+
+/// The head of a state of 1 MiB and two fds.
+fn state_header(update: bool) -> StateHeader {
+    StateHeader {
+        size: 1 << 20,
+        fds: 2,
+        from: 4242,
+        update,
+    }
 }
 
 /// One of each supervisor -> child message, named.
@@ -145,6 +169,24 @@ fn supervisor_messages() -> Vec<(&'static str, SupervisorMsg)> {
         ("Standby", SupervisorMsg::Standby),
         ("Resume", SupervisorMsg::Resume),
         ("OnProbation", SupervisorMsg::OnProbation { ms: 30_000 }),
+        (
+            "StateWanted",
+            SupervisorMsg::StateWanted { successor: 4300 },
+        ),
+        ("State", SupervisorMsg::State(state_header(false))),
+        ("State update", SupervisorMsg::State(state_header(true))),
+        (
+            "StateFds",
+            SupervisorMsg::StateFds(vec!["upstream".into(), "cache.db".into()]),
+        ),
+        ("NoState", SupervisorMsg::NoState { reason: None }),
+        (
+            "NoState reason",
+            SupervisorMsg::NoState {
+                reason: Some("the process it replaces, pid 4242, did not answer within 5s".into()),
+            },
+        ),
+        ("StateDone", SupervisorMsg::StateDone { committed: true }),
     ]
 }
 
@@ -203,6 +245,7 @@ fn status() -> Status {
         listeners: BTreeMap::from([("https".into(), "tcp:[::]:443".into())]),
         standby_pid: None,
         probation_ends: None,
+        last_reload_state_bytes: None,
     }
 }
 
@@ -215,6 +258,41 @@ fn status_on_probation() -> Status {
         standby_pid: Some(4242),
         probation_ends: Some("2026-12-04T01:51:30Z".into()),
         ..status()
+    }
+}
+
+/// A status after a reload whose new child took a state of 1 MiB (protocol 6).
+fn status_with_state() -> Status {
+    Status {
+        protocol: 6,
+        protocols: [1, 6],
+        last_reload_state_bytes: Some(1 << 20),
+        ..status()
+    }
+}
+
+/// The journal's events as a `History` reply of protocol 5 has them.
+fn history() -> History {
+    History {
+        omitted: 3,
+        events: vec![
+            sample_reload(41),
+            Event {
+                seq: 42,
+                kind: Kind::Rollback,
+                outcome: Some(Outcome::Succeeded),
+                started_ms: 1_764_756_300_000,
+                duration_ms: None,
+                old_pid: Some(4300),
+                new_pid: Some(4242),
+                path: Some("/srv/myblog".into()),
+                reason: Some("unhealthy: database unreachable".into()),
+                steps: None,
+                connections: None,
+                count: None,
+                state: None,
+            },
+        ],
     }
 }
 
@@ -293,30 +371,7 @@ fn responses() -> Vec<(&'static str, u16, Response)> {
                 reason: "no reload is on probation".into(),
             },
         ),
-        (
-            "History",
-            5,
-            Response::History(History {
-                omitted: 3,
-                events: vec![
-                    sample_reload(41),
-                    Event {
-                        seq: 42,
-                        kind: Kind::Rollback,
-                        outcome: Some(Outcome::Succeeded),
-                        started_ms: 1_764_756_300_000,
-                        duration_ms: None,
-                        old_pid: Some(4300),
-                        new_pid: Some(4242),
-                        path: Some("/srv/myblog".into()),
-                        reason: Some("unhealthy: database unreachable".into()),
-                        steps: None,
-                        connections: None,
-                        count: None,
-                    },
-                ],
-            }),
-        ),
+        ("History", 5, Response::History(history())),
         (
             "Metrics",
             5,
@@ -324,6 +379,35 @@ fn responses() -> Vec<(&'static str, u16, Response)> {
                 text: "# TYPE littleboss_upgrades_total counter\nlittleboss_upgrades_total 2\n"
                     .into(),
             },
+        ),
+        (
+            "Status.State",
+            6,
+            Response::Status(Box::new(status_with_state())),
+        ),
+        (
+            "History.State",
+            6,
+            Response::History(History {
+                omitted: 0,
+                events: vec![
+                    Event {
+                        state: Some(TakenState {
+                            bytes: 1 << 20,
+                            fds: 3,
+                        }),
+                        ..sample_reload(43)
+                    },
+                    Event {
+                        kind: Kind::Upgrade,
+                        state: Some(TakenState {
+                            bytes: 4096,
+                            fds: 0,
+                        }),
+                        ..sample_reload(44)
+                    },
+                ],
+            }),
         ),
     ]
 }
@@ -429,4 +513,29 @@ fn the_golden_bytes_decode() {
             );
         }
     }
+}
+
+/// What protocol 6 adds (the state a reload's new child took) is not in the layouts of
+/// the versions before: a status or a history that has it is, to a client of protocol
+/// 5 or before, the very bytes it always was.
+#[test]
+fn the_state_taken_leaves_the_layouts_before_protocol_6_as_they_were() {
+    let control = golden::read("control.txt");
+    let took = Status {
+        last_reload_state_bytes: Some(1 << 20),
+        ..status()
+    };
+    for v in 1..=5 {
+        let bytes = encode_response(v, &Response::Status(Box::new(took.clone())));
+        assert_eq!(bytes, control[&format!("v{v} response Status")], "v{v}");
+    }
+    let mut with_states = history();
+    for (i, event) in with_states.events.iter_mut().enumerate() {
+        event.state = Some(TakenState {
+            bytes: 100 + i as u64,
+            fds: 1,
+        });
+    }
+    let bytes = encode_response(5, &Response::History(with_states));
+    assert_eq!(bytes, control["v5 response History"]);
 }

@@ -2,9 +2,11 @@
 //! [`Event`] per thing the supervisor did, and how `history` and `history-json` show
 //! them.
 //!
-//! The layout is part of protocol 5 and of upgrade state version 4, pinned by golden
-//! bytes: a change is a new version, never an edit. A reply is fitted to a control frame
-//! by [`status_fit::fit_history`](super::status_fit::fit_history).
+//! The layout is part of the protocol and of the upgrade state, pinned by golden bytes:
+//! a change is a new version, never an edit. Protocol 6 lays an [`Event`] out with the
+//! state its new child took ([`TakenState`]); protocol 5 without it ([`EventV5`]). A
+//! reply is fitted to a control frame by
+//! [`status_fit::fit_history`](super::status_fit::fit_history).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +36,17 @@ pub(crate) struct Event {
     pub connections: Option<Connections>,
     /// A restart: how many times in a row, with nothing else between.
     pub count: Option<u64>,
+    /// A reload or an upgrade: the state its new child took from the child it
+    /// replaced, once the transfer was committed (protocol 6).
+    pub state: Option<TakenState>,
+}
+
+/// What the new child of a reload took of the state of the child it replaced (state
+/// transfer): its bytes and named fds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TakenState {
+    pub bytes: u64,
+    pub fds: u32,
 }
 
 /// What kind of thing happened.
@@ -143,6 +156,88 @@ impl History {
     }
 }
 
+/// [`History`] as protocol 5 lays it out: its events without the state taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HistoryV5 {
+    omitted: u64,
+    events: Vec<EventV5>,
+}
+
+/// [`Event`] as protocol 5 lays it out: without `state`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventV5 {
+    seq: u64,
+    kind: Kind,
+    outcome: Option<Outcome>,
+    started_ms: u64,
+    duration_ms: Option<u64>,
+    old_pid: Option<u32>,
+    new_pid: Option<u32>,
+    path: Option<String>,
+    reason: Option<String>,
+    steps: Option<Steps>,
+    connections: Option<Connections>,
+    count: Option<u64>,
+}
+
+impl From<History> for HistoryV5 {
+    fn from(h: History) -> HistoryV5 {
+        HistoryV5 {
+            omitted: h.omitted,
+            events: h.events.into_iter().map(EventV5::from).collect(),
+        }
+    }
+}
+
+impl From<HistoryV5> for History {
+    fn from(h: HistoryV5) -> History {
+        History {
+            omitted: h.omitted,
+            events: h.events.into_iter().map(Event::from).collect(),
+        }
+    }
+}
+
+impl From<Event> for EventV5 {
+    fn from(e: Event) -> EventV5 {
+        EventV5 {
+            seq: e.seq,
+            kind: e.kind,
+            outcome: e.outcome,
+            started_ms: e.started_ms,
+            duration_ms: e.duration_ms,
+            old_pid: e.old_pid,
+            new_pid: e.new_pid,
+            path: e.path,
+            reason: e.reason,
+            steps: e.steps,
+            connections: e.connections,
+            count: e.count,
+        }
+    }
+}
+
+impl From<EventV5> for Event {
+    /// A supervisor of protocol 5 has no state transfer.
+    fn from(e: EventV5) -> Event {
+        Event {
+            seq: e.seq,
+            kind: e.kind,
+            outcome: e.outcome,
+            started_ms: e.started_ms,
+            duration_ms: e.duration_ms,
+            old_pid: e.old_pid,
+            new_pid: e.new_pid,
+            path: e.path,
+            reason: e.reason,
+            steps: e.steps,
+            connections: e.connections,
+            count: e.count,
+            state: None,
+        }
+    }
+}
+
 /// `started_ms` as a time.
 fn at(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
@@ -156,7 +251,7 @@ pub(crate) fn epoch_ms(t: SystemTime) -> u64 {
 
 impl Event {
     /// `2026-12-03T10:04:05Z reload 4242 -> 4300 succeeded in 7 ms, moved 312
-    /// connections`.
+    /// connections, took 1048576 bytes of state and 3 fds`.
     pub(crate) fn line(&self) -> String {
         let mut line = format!(
             "{} {}",
@@ -188,6 +283,14 @@ impl Event {
                 if n > 0 {
                     line.push_str(&format!(", {what} {n} connection{}", plural(n)));
                 }
+            }
+        }
+        if let Some(TakenState { bytes, fds }) = self.state {
+            let bytes_word = if bytes == 1 { "byte" } else { "bytes" };
+            line.push_str(&format!(", took {bytes} {bytes_word} of state"));
+            if fds > 0 {
+                let fds_word = if fds == 1 { "fd" } else { "fds" };
+                line.push_str(&format!(" and {fds} {fds_word}"));
             }
         }
         if let Some(reason) = &self.reason {
@@ -222,6 +325,10 @@ impl Event {
                 "closed": c.closed,
             })),
             "count": self.count,
+            "state": self.state.map(|s| json!({
+                "bytes": s.bytes,
+                "fds": s.fds,
+            })),
         })
     }
 }
@@ -250,6 +357,7 @@ pub(crate) fn sample_reload(seq: u64) -> Event {
             ..Connections::default()
         }),
         count: None,
+        state: None,
     }
 }
 
@@ -300,6 +408,8 @@ mod tests {
             "reason",
             "steps",
             "connections",
+            "count",
+            "state",
         ] {
             assert!(keys.contains(&key), "{key} in {keys:?}");
         }
@@ -307,5 +417,58 @@ mod tests {
         assert_eq!(json["outcome"], "succeeded");
         assert_eq!(json["steps"]["old_gone_ms"], 40);
         assert_eq!(json["reason"], Value::Null);
+        assert_eq!(json["state"], Value::Null);
+        let took = Event {
+            state: Some(TakenState {
+                bytes: 1_048_576,
+                fds: 3,
+            }),
+            ..sample_reload(1)
+        };
+        assert_eq!(
+            took.json()["state"],
+            json!({ "bytes": 1_048_576, "fds": 3 })
+        );
+    }
+
+    #[test]
+    fn the_state_a_reload_s_new_child_took_reads_after_its_connections() {
+        let took = |bytes, fds| Event {
+            state: Some(TakenState { bytes, fds }),
+            ..sample_reload(1)
+        };
+        assert_eq!(
+            took(1_048_576, 0).line(),
+            "2025-12-03T10:04:05Z reload 4242 -> 4300 succeeded in 7 ms, moved 312 connections, took 1048576 bytes of state"
+        );
+        assert_eq!(
+            took(1_048_576, 3).line(),
+            "2025-12-03T10:04:05Z reload 4242 -> 4300 succeeded in 7 ms, moved 312 connections, took 1048576 bytes of state and 3 fds"
+        );
+        let one = Event {
+            connections: None,
+            reason: Some("why".into()),
+            ..took(1, 1)
+        };
+        assert_eq!(
+            one.line(),
+            "2025-12-03T10:04:05Z reload 4242 -> 4300 succeeded in 7 ms, took 1 byte of state and 1 fd: why"
+        );
+    }
+
+    /// Protocol 5's layout of an event is protocol 6's without the state: the same
+    /// bytes as an event that took none.
+    #[test]
+    fn protocol_5_lays_an_event_out_without_its_state() {
+        let took = Event {
+            state: Some(TakenState { bytes: 9, fds: 2 }),
+            ..sample_reload(1)
+        };
+        let v5 = postcard::to_stdvec(&EventV5::from(took.clone())).unwrap();
+        let mut none = postcard::to_stdvec(&sample_reload(1)).unwrap();
+        assert_eq!(none.pop(), Some(0), "`state` is the last field, `None`");
+        assert_eq!(v5, none);
+        let read: EventV5 = postcard::from_bytes(&v5).unwrap();
+        assert_eq!(Event::from(read), sample_reload(1));
     }
 }

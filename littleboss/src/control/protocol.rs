@@ -25,12 +25,12 @@ use serde::{Deserialize, Serialize};
 
 use littleboss_rules::wait::MAX_WAIT;
 
-use crate::control::history::History;
+use crate::control::history::{History, HistoryV5};
 use crate::spec::Network;
 
 /// The newest protocol version this build speaks, on both the channel and the control
 /// socket.
-pub const PROTOCOL: u16 = 5;
+pub const PROTOCOL: u16 = 6;
 
 /// The oldest protocol version this build speaks: at least the previous release's
 /// (this one keeps 1, which the previous release spoke too).
@@ -164,7 +164,61 @@ pub(crate) enum ChildMsg {
     /// Protocol 5: what the HTTP helpers counted since the child started, per
     /// listener (sent at most every 100 ms while it changes, and at exit).
     Counts(Vec<HttpCounts>),
+    /// Protocol 6: the program offers its state to a successor that asks
+    /// (`Context::state_wanted` was called): sent once. A child that never sends it
+    /// offers none, and a successor's ask is answered "no state" at once.
+    OffersState,
+    /// Protocol 6, from a new child before `Ready`: it asks the process it replaces for
+    /// its state (`Context::take_state`), waiting up to `timeout_ms` for the answer.
+    StateAsk { timeout_ms: u64 },
+    /// Protocol 6, the answer to [`SupervisorMsg::StateWanted`] (or, with `update`,
+    /// the one later snapshot a child in standby or lameduck may give): `size` bytes in
+    /// the one fd that comes with it (none if `size` is 0), and `fds` more fds that
+    /// follow in [`ChildMsg::StateFds`].
+    StateGive(StateHeader),
+    /// Protocol 6: the program's named fds of the state being given, one fd each, in
+    /// order (at most [`STATE_FDS_PER_MESSAGE`] a message).
+    StateFds(Vec<String>),
+    /// Protocol 6, the answer to [`SupervisorMsg::StateWanted`]: no state (`None`: the
+    /// program declined it), or why it could not be given.
+    StateNone { reason: Option<String> },
 }
+
+/// The head of a state given or relayed (protocol 6): how many bytes are in the fd
+/// that travels with it and how many named fds follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StateHeader {
+    /// The state's length in bytes: the size of the sealed file that comes with the
+    /// message (none comes for 0).
+    pub size: u64,
+    /// How many named fds follow, in [`ChildMsg::StateFds`] or
+    /// [`SupervisorMsg::StateFds`] messages.
+    pub fds: u32,
+    /// The pid of the process that gave it (set by the supervisor when it relays: a
+    /// child's own is ignored).
+    pub from: u32,
+    /// Whether this is the one later snapshot of a child in standby or lameduck
+    /// (`Context::state_updated`), not the answer to an ask.
+    pub update: bool,
+}
+
+/// The most bytes a state may hold: 4 GiB (or what a slice can hold, on a 32-bit
+/// target).
+pub(crate) const MAX_STATE_BYTES: u64 = if (isize::MAX as u64) < (4 << 30) {
+    isize::MAX as u64
+} else {
+    4 << 30
+};
+
+/// The most named fds a state may carry.
+pub(crate) const MAX_STATE_FDS: usize = 1024;
+
+/// The most named fds one [`ChildMsg::StateFds`] or [`SupervisorMsg::StateFds`]
+/// carries (fewer than a packet may: the sealed file goes with the head).
+pub(crate) const STATE_FDS_PER_MESSAGE: usize = 100;
+
+/// The longest name of an fd in a state, in bytes.
+pub(crate) const MAX_STATE_FD_NAME: usize = 255;
 
 impl ChildMsg {
     /// The oldest protocol version in which this message exists.
@@ -180,6 +234,11 @@ impl ChildMsg {
             | ChildMsg::Unhealthy { .. }
             | ChildMsg::ServesErrors { .. } => 4,
             ChildMsg::Counts(_) => 5,
+            ChildMsg::OffersState
+            | ChildMsg::StateAsk { .. }
+            | ChildMsg::StateGive(_)
+            | ChildMsg::StateFds(_)
+            | ChildMsg::StateNone { .. } => 6,
         }
     }
 }
@@ -352,6 +411,23 @@ pub(crate) enum SupervisorMsg {
     /// Protocol 4, to a new child once it is ready: it is on probation for `ms` (its
     /// HTTP helpers count its 5xx responses meanwhile).
     OnProbation { ms: u64 },
+    /// Protocol 6, to a child that offers its state: the new child of pid `successor`
+    /// asks for it. Answered by [`ChildMsg::StateGive`] or [`ChildMsg::StateNone`].
+    StateWanted { successor: u32 },
+    /// Protocol 6, to the child that asked (or, with `update`, to the one that was
+    /// given a state and is ready): the state, its sealed file with it (none if `size`
+    /// is 0); `fds` named fds follow in [`SupervisorMsg::StateFds`].
+    State(StateHeader),
+    /// Protocol 6: named fds of the state being relayed, one fd each, in order.
+    StateFds(Vec<String>),
+    /// Protocol 6, to the child that asked: there is no state (`None`: no process to
+    /// give one, or it offers none), or why none came (a timeout, a failure).
+    NoState { reason: Option<String> },
+    /// Protocol 6, to a child that gave its state: the transfer is over. `committed`:
+    /// the successor became the serving child, and what was given is its own now;
+    /// otherwise (the reload failed or was rolled back, or the successor gave up)
+    /// nothing changed.
+    StateDone { committed: bool },
 }
 
 impl SupervisorMsg {
@@ -367,6 +443,11 @@ impl SupervisorMsg {
             | SupervisorMsg::Returned(_)
             | SupervisorMsg::Recall(_) => 3,
             SupervisorMsg::Standby | SupervisorMsg::Resume | SupervisorMsg::OnProbation { .. } => 4,
+            SupervisorMsg::StateWanted { .. }
+            | SupervisorMsg::State(_)
+            | SupervisorMsg::StateFds(_)
+            | SupervisorMsg::NoState { .. }
+            | SupervisorMsg::StateDone { .. } => 6,
         }
     }
 
@@ -615,6 +696,202 @@ pub(crate) struct Upgraded {
     pub to: u16,
 }
 
+/// The responses as protocols 4 and 5 lay them out: their `Status` has no
+/// `last_reload_state_bytes`, and their `History` no state taken by an event's new
+/// child (protocol 4 never sends a `History` or `Metrics`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum ResponseV4 {
+    Status(Box<StatusV4>),
+    Stopped {
+        code: i32,
+    },
+    Reloaded {
+        old_pid: Option<u32>,
+        new_pid: u32,
+        ms: u64,
+    },
+    Failed {
+        reason: String,
+    },
+    Upgraded(Upgraded),
+    OnProbation {
+        old_pid: Option<u32>,
+        new_pid: u32,
+        ms: u64,
+        ends_ms: u64,
+    },
+    Promoted {
+        pid: u32,
+        after_ms: u64,
+    },
+    RolledBack {
+        pid: u32,
+    },
+    Refused {
+        reason: String,
+    },
+    History(HistoryV5),
+    Metrics {
+        text: String,
+    },
+}
+
+impl From<Response> for ResponseV4 {
+    fn from(response: Response) -> ResponseV4 {
+        match response {
+            Response::Status(status) => ResponseV4::Status(Box::new(StatusV4::from(*status))),
+            Response::Stopped { code } => ResponseV4::Stopped { code },
+            Response::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            } => ResponseV4::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            },
+            Response::Failed { reason } => ResponseV4::Failed { reason },
+            Response::Upgraded(upgraded) => ResponseV4::Upgraded(upgraded),
+            Response::OnProbation {
+                old_pid,
+                new_pid,
+                ms,
+                ends_ms,
+            } => ResponseV4::OnProbation {
+                old_pid,
+                new_pid,
+                ms,
+                ends_ms,
+            },
+            Response::Promoted { pid, after_ms } => ResponseV4::Promoted { pid, after_ms },
+            Response::RolledBack { pid } => ResponseV4::RolledBack { pid },
+            Response::Refused { reason } => ResponseV4::Refused { reason },
+            Response::History(history) => ResponseV4::History(HistoryV5::from(history)),
+            Response::Metrics { text } => ResponseV4::Metrics { text },
+        }
+    }
+}
+
+impl From<ResponseV4> for Response {
+    fn from(response: ResponseV4) -> Response {
+        match response {
+            ResponseV4::Status(status) => Response::Status(Box::new(Status::from(*status))),
+            ResponseV4::Stopped { code } => Response::Stopped { code },
+            ResponseV4::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            } => Response::Reloaded {
+                old_pid,
+                new_pid,
+                ms,
+            },
+            ResponseV4::Failed { reason } => Response::Failed { reason },
+            ResponseV4::Upgraded(upgraded) => Response::Upgraded(upgraded),
+            ResponseV4::OnProbation {
+                old_pid,
+                new_pid,
+                ms,
+                ends_ms,
+            } => Response::OnProbation {
+                old_pid,
+                new_pid,
+                ms,
+                ends_ms,
+            },
+            ResponseV4::Promoted { pid, after_ms } => Response::Promoted { pid, after_ms },
+            ResponseV4::RolledBack { pid } => Response::RolledBack { pid },
+            ResponseV4::Refused { reason } => Response::Refused { reason },
+            ResponseV4::History(history) => Response::History(History::from(history)),
+            ResponseV4::Metrics { text } => Response::Metrics { text },
+        }
+    }
+}
+
+/// [`Status`] as protocols 4 and 5 lay it out: without `last_reload_state_bytes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StatusV4 {
+    name: String,
+    protocol: u16,
+    protocols: [u16; 2],
+    supervisor_pid: u32,
+    supervisor_started: String,
+    supervisor_path: Option<String>,
+    upgrades: u64,
+    lameduck_ms: u64,
+    hello_timeout_ms: u64,
+    child_pid: Option<u32>,
+    child_path: Option<String>,
+    child_args: Vec<String>,
+    child_started: Option<String>,
+    previous_path: Option<String>,
+    reloads: u64,
+    failures: u64,
+    restarts: u64,
+    state: String,
+    listeners: BTreeMap<String, String>,
+    standby_pid: Option<u32>,
+    probation_ends: Option<String>,
+}
+
+impl From<Status> for StatusV4 {
+    fn from(s: Status) -> StatusV4 {
+        StatusV4 {
+            name: s.name,
+            protocol: s.protocol,
+            protocols: s.protocols,
+            supervisor_pid: s.supervisor_pid,
+            supervisor_started: s.supervisor_started,
+            supervisor_path: s.supervisor_path,
+            upgrades: s.upgrades,
+            lameduck_ms: s.lameduck_ms,
+            hello_timeout_ms: s.hello_timeout_ms,
+            child_pid: s.child_pid,
+            child_path: s.child_path,
+            child_args: s.child_args,
+            child_started: s.child_started,
+            previous_path: s.previous_path,
+            reloads: s.reloads,
+            failures: s.failures,
+            restarts: s.restarts,
+            state: s.state,
+            listeners: s.listeners,
+            standby_pid: s.standby_pid,
+            probation_ends: s.probation_ends,
+        }
+    }
+}
+
+impl From<StatusV4> for Status {
+    /// A supervisor of protocol 4 or 5 has no state transfer.
+    fn from(s: StatusV4) -> Status {
+        Status {
+            name: s.name,
+            protocol: s.protocol,
+            protocols: s.protocols,
+            supervisor_pid: s.supervisor_pid,
+            supervisor_started: s.supervisor_started,
+            supervisor_path: s.supervisor_path,
+            upgrades: s.upgrades,
+            lameduck_ms: s.lameduck_ms,
+            hello_timeout_ms: s.hello_timeout_ms,
+            child_pid: s.child_pid,
+            child_path: s.child_path,
+            child_args: s.child_args,
+            child_started: s.child_started,
+            previous_path: s.previous_path,
+            reloads: s.reloads,
+            failures: s.failures,
+            restarts: s.restarts,
+            state: s.state,
+            listeners: s.listeners,
+            standby_pid: s.standby_pid,
+            probation_ends: s.probation_ends,
+            last_reload_state_bytes: None,
+        }
+    }
+}
+
 /// The responses as protocols 2 and 3 lay them out (their `Status` has no probation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum ResponseV2 {
@@ -709,6 +986,7 @@ impl From<StatusV2> for Status {
             listeners: s.listeners,
             standby_pid: None,
             probation_ends: None,
+            last_reload_state_bytes: None,
         }
     }
 }
@@ -796,14 +1074,18 @@ impl From<StatusV1> for Status {
             listeners: s.listeners,
             standby_pid: None,
             probation_ends: None,
+            last_reload_state_bytes: None,
         }
     }
 }
 
 /// `response` as protocol `version` lays it out.
 pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
-    if version >= 5 {
+    if version >= 6 {
         return encode_at(version, response);
+    }
+    if version >= 5 {
+        return encode_at(version, &ResponseV4::from(response.clone()));
     }
     if let Response::History(_) | Response::Metrics { .. } = response {
         // Never asked for below protocol 5 (the requests do not exist there), but if
@@ -812,7 +1094,7 @@ pub(crate) fn encode_response(version: u16, response: &Response) -> Vec<u8> {
         return encode_response(version, &Response::Failed { reason });
     }
     if version >= 4 {
-        return encode_at(version, response);
+        return encode_at(version, &ResponseV4::from(response.clone()));
     }
     if version >= 2 {
         let v2 = match response.clone() {
@@ -883,8 +1165,12 @@ pub(crate) fn decode_response(bytes: &[u8]) -> Result<Response, DecodeError> {
 /// A response of any version this build speaks, and its version.
 pub(crate) fn decode_any_response(bytes: &[u8]) -> Result<(u16, Response), DecodeError> {
     let (version, _) = peek_version(bytes, Versions::ours())?;
-    if version >= 4 {
+    if version >= 6 {
         return decode::<Response>(bytes, Versions::ours());
+    }
+    if version >= 4 {
+        let (_, v4) = decode::<ResponseV4>(bytes, Versions::ours())?;
+        return Ok((version, Response::from(v4)));
     }
     if version >= 2 {
         let (_, v2) = decode::<ResponseV2>(bytes, Versions::ours())?;
@@ -979,6 +1265,11 @@ pub struct Status {
     pub standby_pid: Option<u32>,
     /// When the probation under way ends, RFC 3339 UTC (`None` if none is).
     pub probation_ends: Option<String>,
+    /// The bytes of state the serving child took from the process it replaced, at the
+    /// reload that made it serve (state transfer). `None` if it took none: it was the
+    /// first child, or one started again, or no state was given, or the transfer did
+    /// not complete; and from a supervisor of protocol 5 or before.
+    pub last_reload_state_bytes: Option<u64>,
 }
 
 /// Why a message could not be read.
@@ -1205,6 +1496,7 @@ mod tests {
             listeners: Default::default(),
             standby_pid: None,
             probation_ends: None,
+            last_reload_state_bytes: None,
         };
         let told = status(7_000, 2_000);
         let secs = |request: &Request, status: Option<&Status>| {
@@ -1275,12 +1567,13 @@ mod tests {
             listeners: BTreeMap::new(),
             standby_pid: None,
             probation_ends: None,
+            last_reload_state_bytes: None,
         }
     }
 
     #[test]
     fn versions_parse_and_meet() {
-        assert_eq!(Versions::parse("1-5"), Some(ALL));
+        assert_eq!(Versions::parse("1-6"), Some(ALL));
         assert_eq!(
             Versions::parse("2"),
             Some(Versions {
@@ -1290,14 +1583,14 @@ mod tests {
         );
         assert_eq!(Versions::parse("2-1"), None);
         assert_eq!(Versions::parse("x"), None);
-        assert_eq!(ALL.to_string(), "1-5");
+        assert_eq!(ALL.to_string(), "1-6");
         assert_eq!(ALL.common(Versions::V1), Some(1));
         assert_eq!(
             ALL.common(Versions {
                 oldest: 2,
-                newest: 6
+                newest: 7
             }),
-            Some(5)
+            Some(6)
         );
         assert_eq!(
             Versions::V1.common(Versions {
@@ -1346,6 +1639,66 @@ mod tests {
                     reason: "no reload is on probation".into()
                 }
             );
+        }
+    }
+
+    /// A status or a history to a client of protocol 4 or 5 has their layout: without
+    /// the state taken at the last reload, or by an event's new child, which come back
+    /// empty; at protocol 6 they are read whole.
+    #[test]
+    fn a_status_and_a_history_of_protocols_4_and_5_have_no_state_transfer() {
+        use crate::control::history::{Event, TakenState, sample_reload};
+        let took = Status {
+            last_reload_state_bytes: Some(1 << 20),
+            state: "probation".into(),
+            standby_pid: Some(9),
+            ..status()
+        };
+        let response = Response::Status(Box::new(took.clone()));
+        let event = Event {
+            state: Some(TakenState {
+                bytes: 1 << 20,
+                fds: 3,
+            }),
+            ..sample_reload(7)
+        };
+        let history = Response::History(History {
+            omitted: 2,
+            events: vec![event.clone()],
+        });
+        for version in [4, 5] {
+            let bytes = encode_response(version, &response);
+            let Ok((v, Response::Status(read))) = decode_any_response(&bytes) else {
+                panic!("version {version}");
+            };
+            assert_eq!(v, version);
+            assert_eq!(read.last_reload_state_bytes, None);
+            assert_eq!(read.standby_pid, Some(9), "the probation's fields stay");
+            // As the layout of that version had it: the same bytes as with no state.
+            let none = Status {
+                last_reload_state_bytes: None,
+                ..took.clone()
+            };
+            assert_eq!(
+                bytes,
+                encode_at(version, &ResponseV4::Status(Box::new(none.into())))
+            );
+        }
+        let bytes = encode_response(5, &history);
+        let Ok((5, Response::History(read))) = decode_any_response(&bytes) else {
+            panic!("a history of protocol 5");
+        };
+        assert_eq!(read.omitted, 2);
+        assert_eq!(
+            read.events,
+            [Event {
+                state: None,
+                ..event
+            }]
+        );
+        for response in [response, history] {
+            let bytes = encode_response(6, &response);
+            assert_eq!(decode_any_response(&bytes), Ok((6, response)));
         }
     }
 

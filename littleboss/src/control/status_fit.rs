@@ -206,6 +206,8 @@ mod tests {
             listeners: Default::default(),
             standby_pid: None,
             probation_ends: None,
+            // The most it can take, so that the reply still fits with it.
+            last_reload_state_bytes: Some(u64::MAX),
         }
     }
 

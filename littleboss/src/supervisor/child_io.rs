@@ -122,7 +122,7 @@ impl ChildIo {
                         Ok(Some(received)) => {
                             let carried = !received.fds.is_empty();
                             for input in decode(id, received, &version, &parcels, &kinds) {
-                                reading = matches!(input, Input::Message { .. } | Input::HandRefused { .. });
+                                reading = matches!(input, Input::Message { .. } | Input::HandRefused { .. } | Input::StateCut { .. });
                                 report(input);
                             }
                             // A child that hands connections over as fast as it can
@@ -194,7 +194,10 @@ impl ChildIo {
         if let Some(channel) = channel.as_deref().filter(|_| reading) {
             'recv: while let Ok(Some(received)) = channel.try_recv() {
                 for input in decode(id, received, &version, &parcels, &kinds) {
-                    let more = matches!(input, Input::Message { .. } | Input::HandRefused { .. });
+                    let more = matches!(
+                        input,
+                        Input::Message { .. } | Input::HandRefused { .. } | Input::StateCut { .. }
+                    );
                     report(input);
                     if !more {
                         break 'recv;
@@ -360,6 +363,34 @@ fn decode(
                 inputs.push(Input::HandRefused { child, ids, reason });
             }
             inputs
+        }
+        // A state's head comes with its sealed file (none for an empty state), its
+        // named fds one each; held until the machine relays or drops them. Cut short,
+        // this process ran out of fds: not the child's fault.
+        Input::Message {
+            msg: msg @ (ChildMsg::StateGive(_) | ChildMsg::StateFds(_)),
+            ..
+        } => {
+            let expected = match &msg {
+                ChildMsg::StateGive(head) => usize::from(head.size > 0),
+                ChildMsg::StateFds(names) => names.len(),
+                _ => 0,
+            };
+            if fds.len() == expected {
+                parcels.hold_state(child, fds);
+                vec![Input::Message { child, msg }]
+            } else if cut && fds.len() < expected {
+                parcels.hold_state(child, fds);
+                vec![Input::StateCut { child, msg }]
+            } else {
+                vec![Input::ChannelFailed {
+                    child,
+                    reason: format!(
+                        "a message of its state came with {} fds for {expected}",
+                        fds.len()
+                    ),
+                }]
+            }
         }
         Input::Message {
             msg: ChildMsg::Hand(handed),

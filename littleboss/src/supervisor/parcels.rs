@@ -1,6 +1,7 @@
 //! The fds of connections children handed over, held by the supervisor from the task
 //! that received them until the machine forwards or returns them, and the bound on how
-//! many one child may have held at once.
+//! many one child may have held at once; and the fds of the state-transfer messages a
+//! child sent, held from their arrival until the machine relays or drops them.
 //!
 //! The bound is what paces a child handing thousands of connections over: once it has
 //! [`HOLD_MAX`] held, its task reads nothing more of its channel until some have gone
@@ -11,7 +12,7 @@
 //! ([`Machine::paused_senders`](super::machine::Machine::paused_senders)), so that what
 //! is held here only goes on, and the next image reads the rest.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard};
 
@@ -39,6 +40,10 @@ struct Inner {
     /// Children not to be read for now, whatever they have held (an upgrade waits for
     /// what is held to go on).
     paused: BTreeSet<ChildId>,
+    /// The fds of each child's state-transfer messages, one entry a message, oldest
+    /// first: the machine relays or drops each, in order (`Effect::RelayState`,
+    /// `Effect::DropState`).
+    states: HashMap<ChildId, VecDeque<Vec<OwnedFd>>>,
 }
 
 impl Parcels {
@@ -69,11 +74,37 @@ impl Parcels {
         Some(fd)
     }
 
-    /// Closes every held fd that `child` handed over.
+    /// Holds the fds of a state-transfer message of `child`, after those of its
+    /// earlier ones.
+    pub(crate) fn hold_state(&self, child: ChildId, fds: Vec<OwnedFd>) {
+        self.lock().states.entry(child).or_default().push_back(fds);
+    }
+
+    /// Takes the fds of the oldest state-transfer message of `child` held.
+    pub(crate) fn take_state(&self, child: ChildId) -> Vec<OwnedFd> {
+        let mut inner = self.lock();
+        let Some(queue) = inner.states.get_mut(&child) else {
+            return Vec::new();
+        };
+        let fds = queue.pop_front().unwrap_or_default();
+        if queue.is_empty() {
+            inner.states.remove(&child);
+        }
+        fds
+    }
+
+    /// How many fds of state-transfer messages are held, for the tests.
+    #[cfg(test)]
+    pub(crate) fn states_held(&self) -> usize {
+        self.lock().states.values().flatten().map(Vec::len).sum()
+    }
+
+    /// Closes every held fd that `child` handed over, connections and state.
     pub(crate) fn drop_child(&self, child: ChildId) {
         let mut inner = self.lock();
         inner.fds.retain(|(from, _), _| *from != child);
         inner.counts.remove(&child);
+        inner.states.remove(&child);
         drop(inner);
         self.left.notify_waiters();
     }
@@ -160,5 +191,20 @@ mod tests {
             .await
             .expect("woken")
             .unwrap();
+    }
+
+    #[test]
+    fn state_fds_go_on_message_by_message_in_order_and_with_their_child() {
+        let parcels = Parcels::default();
+        let (a, b) = (ChildId(1), ChildId(2));
+        parcels.hold_state(a, vec![fd()]);
+        parcels.hold_state(a, vec![fd(), fd()]);
+        parcels.hold_state(b, vec![fd()]);
+        assert_eq!(parcels.states_held(), 4);
+        assert_eq!(parcels.take_state(a).len(), 1, "the oldest first");
+        assert_eq!(parcels.take_state(a).len(), 2);
+        assert!(parcels.take_state(a).is_empty(), "nothing more held");
+        parcels.drop_child(b);
+        assert_eq!(parcels.states_held(), 0, "closed with their child");
     }
 }

@@ -9,8 +9,11 @@
 //!   by.
 //! - [`state_v4`]: state version 4, version 3 followed by the journal and the counts
 //!   behind the metrics.
+//! - [`state_v5`]: state version 5, version 4 followed by the state each event's new
+//!   child took.
 
 pub(crate) mod state_v1;
 pub(crate) mod state_v2;
 pub(crate) mod state_v3;
 pub(crate) mod state_v4;
+pub(crate) mod state_v5;

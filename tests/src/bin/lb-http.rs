@@ -25,6 +25,7 @@
 //! | `--ignore-lameduck` | keep serving after lameduck and never return |
 //! | `--take-spare` | also take and serve the `spare` listener |
 //! | `--slow-ms=N` | wait N ms before answering each request |
+//! | `--take-state` | before ready, take the state of the process it replaces and say what came: `lb-http: pid PID took no state`, `took a state of N bytes`, or `take_state failed: ERROR` |
 //!
 //! (The switch is `--take-spare`, not `--spare`: littleboss owns `--spare`, the flag of
 //! the `spare` listener, and would take the next argument as its address.)
@@ -51,6 +52,7 @@ struct Opts {
     ignore_lameduck: bool,
     take_spare: bool,
     slow_ms: u64,
+    take_state: bool,
 }
 
 impl Opts {
@@ -81,6 +83,7 @@ impl Opts {
                 "--ignore-lameduck" => opts.ignore_lameduck = true,
                 "--take-spare" => opts.take_spare = true,
                 "--slow-ms" => opts.slow_ms = number(value)?,
+                "--take-state" => opts.take_state = true,
                 _ => return Err(format!("unknown argument {arg:?}")),
             }
         }
@@ -112,6 +115,16 @@ async fn main(lb: Context) -> io::Result<()> {
     }
     if let Some(name) = &opts.take_listener {
         lb.tcp_listener(name)?;
+    }
+    if opts.take_state {
+        match lb.take_state().await {
+            Ok(None) => littleboss_tests::say!("lb-http: pid {pid} took no state"),
+            Ok(Some(state)) => littleboss_tests::say!(
+                "lb-http: pid {pid} took a state of {} bytes",
+                state.bytes().len()
+            ),
+            Err(e) => littleboss_tests::say!("lb-http: pid {pid} take_state failed: {e}"),
+        }
     }
     if let Some(ms) = opts.crash_after_ms {
         tokio::spawn(async move {

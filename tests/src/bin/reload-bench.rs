@@ -90,6 +90,18 @@
 //! cargo run --release -p littleboss-tests --bin reload-bench -- --mode metrics
 //! ```
 //!
+//! `--mode state` reloads `lb-state` (state transfer) with states of 1 MiB, 64 MiB and
+//! 1 GiB, each with 100 named fds, and with none (it offers nothing): the reload
+//! command's time, and the new process's time from asking for the state to having it
+//! and to having read its bytes once, against the floor of this machine (writing the
+//! bytes into a memfd and reading them once, measured here); and the supervisor's
+//! private memory before and after:
+//!
+//! ```text
+//! cargo build --release -p littleboss-tests --bins
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode state
+//! ```
+//!
 //! `--mode probation` reloads `lb-probation` (on the HTTP helpers, answering with its
 //! pid), supervised, under the load of the default mode, `--reloads` times (default
 //! 20), alternating two copies of it, to new children that declare a probation and in
@@ -167,6 +179,9 @@ enum Mode {
     /// `lb-metrics` under load with and without a scraper of its supervisor's metrics,
     /// and the supervisor's memory with its journal empty and full.
     Metrics,
+    /// `lb-state` reloaded with states of 1 MiB, 64 MiB and 1 GiB and 100 fds, against
+    /// the same reload with no state.
+    State,
 }
 
 /// Reloads enough to fill the journal (256 events) and then some.
@@ -190,6 +205,7 @@ fn main() {
         Mode::Idle => idle::run(options.connections),
         Mode::Probation => probation::run(&options),
         Mode::Metrics => metrics::run(&options),
+        Mode::State => state::run(&options),
     };
     if let Err(e) = result {
         littleboss_tests::say!("reload-bench: {e}");
@@ -252,9 +268,10 @@ fn parse_options() -> Result<Options, String> {
                     "idle" => Mode::Idle,
                     "probation" => Mode::Probation,
                     "metrics" => Mode::Metrics,
+                    "state" => Mode::State,
                     _ => {
                         return Err(format!(
-                            "--mode: {value:?} is not http1, compare, pooled, idle, probation or metrics"
+                            "--mode: {value:?} is not http1, compare, pooled, idle, probation, metrics or state"
                         ));
                     }
                 }
@@ -270,7 +287,7 @@ fn parse_options() -> Result<Options, String> {
     };
     if matches!(
         options.mode,
-        Mode::Compare | Mode::Pooled | Mode::Idle | Mode::Probation | Mode::Metrics
+        Mode::Compare | Mode::Pooled | Mode::Idle | Mode::Probation | Mode::Metrics | Mode::State
     ) {
         return Ok(options);
     }
@@ -2308,7 +2325,7 @@ mod metrics {
 
     /// The supervisor's private memory in KiB (`Private_Clean` + `Private_Dirty` of
     /// `/proc/PID/smaps_rollup`): what it alone holds.
-    fn private_kib(pid: u32) -> Option<u64> {
+    pub(super) fn private_kib(pid: u32) -> Option<u64> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
         let field = |name: &str| {
             text.lines()
@@ -2497,6 +2514,179 @@ mod metrics {
             println!("| difference | {} KiB |", full as i64 - empty as i64);
         }
         drop(cleanup);
+        Ok(())
+    }
+}
+
+mod state {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::metrics::private_kib;
+    use super::{Cleanup, Options, median, remember_child, status_of, wait_status};
+
+    /// The sizes measured, and how many reloads each.
+    const SIZES: [(u64, usize); 4] = [(0, 5), (1 << 20, 5), (64 << 20, 5), (1 << 30, 3)];
+
+    /// Named fds in each state (none in the baseline).
+    const FDS: usize = 100;
+
+    /// Writing `len` bytes into a memfd and reading them once, the least of three.
+    fn floor(len: usize) -> Result<Duration, String> {
+        let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let began = Instant::now();
+            let fd = rustix::fs::memfd_create("floor", rustix::fs::MemfdFlags::CLOEXEC)
+                .map_err(|e| e.to_string())?;
+            let mut file = std::fs::File::from(fd);
+            file.write_all(&bytes).map_err(|e| e.to_string())?;
+            let mut back = vec![0u8; len];
+            file.read_exact_at(&mut back, 0)
+                .map_err(|e| e.to_string())?;
+            let sum: u64 = back.iter().map(|b| u64::from(*b)).sum();
+            std::hint::black_box(sum);
+            best = best.min(began.elapsed());
+        }
+        Ok(best)
+    }
+
+    /// The `in A us, read in R us` of the line of the process `pid` that took a state.
+    fn took(log: &Path, pid: u32) -> Option<(Duration, Duration)> {
+        let text = std::fs::read_to_string(log).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("lb-state: pid {pid} took ")))?;
+        let (_, times) = line.rsplit_once(" in ")?;
+        let (_, ask) = line.rsplit_once(" from ")?;
+        let ask_us: u64 = ask.split_whitespace().nth(2)?.parse().ok()?;
+        let read_us: u64 = times.split_whitespace().next()?.parse().ok()?;
+        Some((
+            Duration::from_micros(ask_us),
+            Duration::from_micros(read_us),
+        ))
+    }
+
+    pub(super) fn run(options: &Options) -> Result<(), String> {
+        let _ = options;
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("no workspace")?
+            .join("target/release/lb-state");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} not found; build it first: cargo build --release -p littleboss-tests --bins",
+                bin.display()
+            ));
+        }
+        println!(
+            "reload-bench --mode state: lb-state supervised, reloaded with a state of each size and {FDS} named fds, and with none"
+        );
+        println!(
+            "| state | reload (median) | ask to having it (median) | reading it once (median) | floor: memfd write + read | moving / floor | supervisor private memory before / after |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for (size, reloads) in SIZES {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let lb_dir = dir.path().join("lb");
+            std::fs::create_dir(&lb_dir).map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&lb_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(|e| e.to_string())?;
+            let log = dir.path().join("stderr");
+            let command = |bin: &Path| {
+                let mut command = Command::new(bin);
+                command.env("LITTLEBOSS_DIR", &lb_dir);
+                command
+            };
+            let mut cleanup = Cleanup {
+                children: Vec::new(),
+                pids: Arc::default(),
+            };
+            let mut args = vec![
+                "--littleboss=start".to_string(),
+                "--http=127.0.0.1:0".to_string(),
+            ];
+            if size == 0 {
+                args.extend(["--no-offer".to_string(), "--bytes=0".to_string()]);
+            } else {
+                args.push(format!("--bytes={size}"));
+                args.push(format!("--fds={FDS}"));
+            }
+            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+            let supervisor = command(&bin)
+                .args(&args)
+                .stderr(Stdio::from(stderr))
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("start: {e}"))?;
+            let pid = supervisor.id();
+            cleanup.children.push(supervisor);
+            let status = wait_status(&command, &bin, |s| s["state"] == "running")?;
+            remember_child(&cleanup, &status);
+            let before = private_kib(pid);
+            let (mut reload_ms, mut ask_ms, mut read_ms) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..reloads {
+                let began = Instant::now();
+                let output = command(&bin)
+                    .arg("--littleboss=reload")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map_err(|e| format!("reload: {e}"))?;
+                let took_reload = began.elapsed();
+                if !output.success() {
+                    return Err(format!("reload {i} of {size} bytes failed"));
+                }
+                let status = status_of(&command, &bin)?;
+                remember_child(&cleanup, &status);
+                reload_ms.push(took_reload.as_secs_f64() * 1000.0);
+                if size > 0 {
+                    let child = status["child_pid"].as_u64().unwrap_or(0) as u32;
+                    let (ask, read) =
+                        super::wait_until(Duration::from_secs(30), || took(&log, child).is_some())
+                            .and_then(|()| took(&log, child))
+                            .ok_or_else(|| format!("pid {child} said nothing of its state"))?;
+                    ask_ms.push(ask.as_secs_f64() * 1000.0);
+                    read_ms.push(read.as_secs_f64() * 1000.0);
+                }
+                // The old process winds down before the next reload.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let after = private_kib(pid);
+            let shown = |v: &mut Vec<f64>| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.1} ms", median(v))
+                }
+            };
+            let (floor_ms, ratio) = if size > 0 {
+                let floor = floor(size as usize)?.as_secs_f64() * 1000.0;
+                let moving = median(&mut ask_ms) + median(&mut read_ms);
+                (format!("{floor:.1} ms"), format!("{:.2}", moving / floor))
+            } else {
+                ("-".to_string(), "-".to_string())
+            };
+            let what = match size {
+                0 => "none (offers nothing)".to_string(),
+                s if s >= 1 << 30 => format!("{} GiB + {FDS} fds", s >> 30),
+                s => format!("{} MiB + {FDS} fds", s >> 20),
+            };
+            let kib = |k: Option<u64>| k.map_or("-".to_string(), |k| format!("{k} KiB"));
+            println!(
+                "| {what} | {} | {} | {} | {floor_ms} | {ratio} | {} / {} |",
+                shown(&mut reload_ms),
+                shown(&mut ask_ms),
+                shown(&mut read_ms),
+                kib(before),
+                kib(after)
+            );
+            drop(cleanup);
+        }
         Ok(())
     }
 }

@@ -25,6 +25,7 @@ use crate::wire::state_v1::HandoverV1;
 use crate::wire::state_v2::HandoverV2;
 use crate::wire::state_v3::HandoverV3;
 use crate::wire::state_v4::HandoverV4;
+use crate::wire::state_v5::HandoverV5;
 
 use super::machine::{ChildId, ClientId, MovesRecord, State, Time};
 use super::state::FdKey;
@@ -33,6 +34,7 @@ mod v1;
 mod v2;
 mod v3;
 mod v4;
+mod v5;
 
 #[cfg(test)]
 pub(crate) use v1::{through_v1, v1_bytes};
@@ -40,6 +42,8 @@ pub(crate) use v1::{through_v1, v1_bytes};
 pub(crate) use v2::moves_through_v2;
 #[cfg(test)]
 pub(crate) use v4::journal_through_v4;
+#[cfg(test)]
+pub(crate) use v5::journal_through_v5;
 
 /// The first bytes of a handover.
 const MAGIC: &[u8; 20] = b"littleboss-handover\0";
@@ -48,9 +52,10 @@ const MAGIC: &[u8; 20] = b"littleboss-handover\0";
 /// [`HandoverV1`], frozen; version 2 is [`HandoverV2`], version 1 followed by the
 /// connections moving between children; version 3 is [`HandoverV3`], version 2
 /// followed by the children that can stand by; version 4 is [`HandoverV4`], version 3
-/// followed by the journal and the counts behind the metrics. A change that the newest
-/// cannot carry is a new version.
-pub(crate) const STATE_VERSION: u16 = 4;
+/// followed by the journal and the counts behind the metrics; version 5 is
+/// [`HandoverV5`], version 4 followed by the state each event's new child took. A
+/// change that the newest cannot carry is a new version.
+pub(crate) const STATE_VERSION: u16 = 5;
 
 /// The state versions this build reads: 1 to [`STATE_VERSION`], or in a build with
 /// test hooks only the one [`TEST_STATE_VERSION_ENV`] names, so that a binary that
@@ -136,11 +141,13 @@ pub(crate) struct HeldClient {
 }
 
 impl Handover {
-    /// `[MAGIC][version][body]`, in state version `version` (1 to 4: the newest the
+    /// `[MAGIC][version][body]`, in state version `version` (1 to 5: the newest the
     /// next image reads). Version 1 leaves the moves out: the machine re-executes
     /// toward it only once nothing moves. Versions 1 and 2 leave out which children can
     /// stand by: the next image takes them as children that cannot. Versions 1 to 3
     /// leave out the journal and the metrics' counts: the next image starts them anew.
+    /// Versions 1 to 4 leave out the state each event's new child took: the next
+    /// image's events say none.
     pub(crate) fn encode(&self, version: u16) -> Result<Vec<u8>, HandoverError> {
         let mut out = MAGIC.to_vec();
         out.extend(version.to_le_bytes());
@@ -156,6 +163,12 @@ impl Handover {
                 let v2 = HandoverV2::from_handover(v1, &self.moves);
                 let v3 = HandoverV3::from_handover(v2, self);
                 postcard::to_stdvec(&HandoverV4::from_handover(v3, self))
+            }
+            5 => {
+                let v2 = HandoverV2::from_handover(v1, &self.moves);
+                let v3 = HandoverV3::from_handover(v2, self);
+                let v4 = HandoverV4::from_handover(v3, self);
+                postcard::to_stdvec(&HandoverV5::from_handover(v4, self))
             }
             _ => return Err(HandoverError::Unwritten(version)),
         };
@@ -183,7 +196,9 @@ impl Handover {
                 .map(|(layout, rest)| (layout.into_handover(), rest)),
             3 => postcard::take_from_bytes::<HandoverV3>(body)
                 .map(|(layout, rest)| (layout.into_handover(), rest)),
-            _ => postcard::take_from_bytes::<HandoverV4>(body)
+            4 => postcard::take_from_bytes::<HandoverV4>(body)
+                .map(|(layout, rest)| (layout.into_handover(), rest)),
+            _ => postcard::take_from_bytes::<HandoverV5>(body)
                 .map(|(layout, rest)| (layout.into_handover(), rest)),
         };
         match read {

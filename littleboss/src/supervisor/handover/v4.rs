@@ -125,6 +125,8 @@ fn event_from_v4(e: EventV4) -> Option<Event> {
                 closed,
             }),
         count: e.count,
+        // Version 5 adds it.
+        state: None,
     })
 }
 

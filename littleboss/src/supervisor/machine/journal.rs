@@ -9,12 +9,17 @@
 //! A reload's retired child makes no event of its own, and a persist crash loop is one
 //! `restart` event whose count grows, so that a loop cannot push the reloads out.
 //!
-//! The journal is part of the state an upgrade hands over (state version 4): its
-//! numbers never repeat for the supervisor's life.
+//! A reload's event also records the state its new child took from the old one, once
+//! the transfer is committed ([`TakenState`]).
+//!
+//! The journal is part of the state an upgrade hands over (state version 4, and 5 with
+//! the states taken): its numbers never repeat for the supervisor's life.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::control::history::{Connections, Event, History, Kind, Outcome, Steps, epoch_ms};
+use crate::control::history::{
+    Connections, Event, History, Kind, Outcome, Steps, TakenState, epoch_ms,
+};
 use crate::control::status_fit::cut_field;
 
 use super::{ChildId, Exit, Machine, Time};
@@ -107,6 +112,7 @@ impl Journal {
             steps: with_steps.then(Steps::default),
             connections: with_steps.then(Connections::default),
             count: None,
+            state: None,
         });
         seq
     }
@@ -162,6 +168,29 @@ impl Journal {
                 Part::New => {}
             }
         });
+    }
+
+    /// `child`, the new child of its event, took a state of `bytes` bytes and `fds`
+    /// named fds from the child it replaced.
+    fn took_state(&mut self, child: ChildId, bytes: u64, fds: u32) {
+        if let Some(Link {
+            seq,
+            part: Part::New,
+        }) = self.links.get(&child).copied()
+        {
+            self.edit(seq, |e| e.state = Some(TakenState { bytes, fds }));
+        }
+    }
+
+    /// The bytes of state that `child` took at the event it is the new child of, if
+    /// that event is still kept and records one.
+    pub(crate) fn state_taken(&self, child: Option<ChildId>) -> Option<u64> {
+        let link = self.links.get(&child?)?;
+        if link.part != Part::New {
+            return None;
+        }
+        let event = self.events.iter().rev().find(|e| e.seq == link.seq)?;
+        event.state.map(|s| s.bytes)
     }
 
     /// `n` connections that `sender` handed over went back to it, which closes them.
@@ -238,6 +267,12 @@ impl Machine {
         {
             journal.edit(seq, |e| e.new_pid = Some(pid));
         }
+    }
+
+    /// The new child of the event `child` started took a state of `bytes` bytes and
+    /// `fds` named fds from the child it replaced (a committed state transfer).
+    pub(super) fn journal_state(&mut self, child: ChildId, bytes: u64, fds: u32) {
+        self.state.journal.took_state(child, bytes, fds);
     }
 
     /// The child exited: it is the last step of the event it was the old child of.
@@ -347,7 +382,202 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::SystemTime;
+
+    use super::super::{ClientId, Effect, Input, Settings};
     use super::*;
+    use crate::control::protocol::{
+        ChildHello, ChildMsg, PROTOCOL, ReloadRequest, Request, StateHeader, SupervisorMsg,
+        Versions,
+    };
+    use crate::supervisor::state::ProgramRecord;
+
+    /// Plays the shell for `m`: starts each child it asks for (pids from 100) and
+    /// prepares each reload's binary; returns what it sent each child.
+    fn carry_out(m: &mut Machine, sent: &mut Vec<(ChildId, SupervisorMsg)>) {
+        loop {
+            let mut inputs = Vec::new();
+            while let Some(effect) = m.poll_effect() {
+                match effect {
+                    Effect::Spawn { child, .. } => inputs.push(Input::Spawned {
+                        child,
+                        pid: 99 + child.0 as u32,
+                        started: SystemTime::UNIX_EPOCH,
+                    }),
+                    Effect::Prepare { path, args, .. } => inputs.push(Input::Prepared {
+                        program: ProgramRecord { path, args, exe: 2 },
+                        listeners: Vec::new(),
+                    }),
+                    Effect::Send { child, msg } => sent.push((child, msg)),
+                    Effect::RelayState { to, msg, .. } => sent.push((to, msg)),
+                    _ => {}
+                }
+            }
+            if inputs.is_empty() {
+                return;
+            }
+            for input in inputs {
+                m.handle(input, 10);
+            }
+        }
+    }
+
+    fn hello() -> ChildMsg {
+        ChildMsg::Hello(ChildHello {
+            name: "svc".into(),
+            pid: 0,
+            calls_ready: true,
+            settle_ms: 0,
+            ready_timeout_ms: 30_000,
+            lameduck_ms: 2_000,
+        })
+    }
+
+    /// A committed state transfer is on the reload's event, in `history` and
+    /// `history-json`, and in `status`.
+    #[test]
+    fn a_committed_transfer_shows_on_the_reload_s_event() {
+        let settings = Settings {
+            name: "svc".into(),
+            flag: "littleboss".into(),
+            persist: false,
+            fallback: true,
+            lameduck_ms: 2_000,
+            hello_timeout_ms: 30_000,
+            dev: false,
+            versions: Versions {
+                oldest: 1,
+                newest: PROTOCOL,
+            },
+            move_cap: 4,
+            take_ms: 1_000,
+        };
+        let program = ProgramRecord {
+            path: PathBuf::from("/srv/svc"),
+            args: vec!["svc".into()],
+            exe: 1,
+        };
+        let mut m = Machine::new(settings, 1, SystemTime::UNIX_EPOCH, Vec::new(), program, 0);
+        let mut sent = Vec::new();
+        let mut feed = |m: &mut Machine, child: ChildId, msg: ChildMsg| {
+            m.handle(Input::Message { child, msg }, 10);
+            carry_out(m, &mut sent);
+        };
+        carry_out(&mut m, &mut Vec::new());
+        let old = ChildId(1);
+        feed(&mut m, old, hello());
+        feed(&mut m, old, ChildMsg::Ready);
+        feed(&mut m, old, ChildMsg::OffersState);
+        let reload = Request::Reload(ReloadRequest {
+            path: b"/srv/svc".to_vec(),
+            args: None,
+            listeners: Vec::new(),
+        });
+        m.handle(
+            Input::Request {
+                client: ClientId(1),
+                request: reload,
+            },
+            10,
+        );
+        carry_out(&mut m, &mut Vec::new());
+        let new = ChildId(2);
+        assert!(
+            m.state.children.contains_key(&new),
+            "the reload's new child"
+        );
+        feed(&mut m, new, hello());
+        feed(&mut m, new, ChildMsg::StateAsk { timeout_ms: 5_000 });
+        let head = StateHeader {
+            size: 1 << 20,
+            fds: 3,
+            from: 0,
+            update: false,
+        };
+        feed(&mut m, old, ChildMsg::StateGive(head));
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        feed(&mut m, old, ChildMsg::StateFds(names));
+        // Given, but not committed yet: the event has no state.
+        let seq = m
+            .state
+            .journal
+            .last_of(Kind::Reload)
+            .expect("the reload's event");
+        let event = |m: &Machine| {
+            m.state
+                .journal
+                .events
+                .iter()
+                .find(|e| e.seq == seq)
+                .cloned()
+        };
+        assert_eq!(event(&m).and_then(|e| e.state), None);
+        feed(&mut m, new, ChildMsg::Ready);
+        assert!(
+            sent.contains(&(old, SupervisorMsg::StateDone { committed: true })),
+            "{sent:?}"
+        );
+        let event = event(&m).expect("kept");
+        assert_eq!(
+            event.state,
+            Some(TakenState {
+                bytes: 1 << 20,
+                fds: 3
+            })
+        );
+        let line = event.line();
+        assert!(line.contains(" reload 100 -> 101 succeeded in "), "{line}");
+        assert!(
+            line.ends_with(", took 1048576 bytes of state and 3 fds"),
+            "{line}"
+        );
+        assert_eq!(
+            event.json()["state"],
+            serde_json::json!({ "bytes": 1_048_576, "fds": 3 })
+        );
+        assert_eq!(m.status().last_reload_state_bytes, Some(1 << 20));
+        // After an upgrade (which hands no transfer over), the journal still says it.
+        let resumed = Machine::resume(m.settings.clone(), m.state.clone(), Default::default());
+        assert_eq!(resumed.transfers.last_bytes(Some(new)), None);
+        assert_eq!(resumed.status().last_reload_state_bytes, Some(1 << 20));
+    }
+
+    /// The state goes on the event only through its new child: the old child's part,
+    /// or a child with none, records nothing.
+    #[test]
+    fn only_the_new_child_s_state_is_recorded() {
+        let mut journal = Journal::default();
+        let seq = journal.open(Kind::Reload, 1_000);
+        for (child, part) in [(1, Part::Old), (2, Part::New)] {
+            journal.links.insert(ChildId(child), Link { seq, part });
+        }
+        journal.took_state(ChildId(1), 5, 0);
+        journal.took_state(ChildId(3), 5, 0);
+        assert_eq!(journal.events.back().and_then(|e| e.state), None);
+        assert_eq!(journal.state_taken(Some(ChildId(2))), None);
+        journal.took_state(ChildId(2), 4096, 2);
+        let event = journal
+            .events
+            .back()
+            .cloned()
+            .unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            event.state,
+            Some(TakenState {
+                bytes: 4096,
+                fds: 2
+            })
+        );
+        assert!(
+            event
+                .line()
+                .ends_with(", took 4096 bytes of state and 2 fds")
+        );
+        assert_eq!(journal.state_taken(Some(ChildId(2))), Some(4096));
+        assert_eq!(journal.state_taken(Some(ChildId(1))), None);
+        assert_eq!(journal.state_taken(None), None);
+    }
 
     #[test]
     fn the_journal_keeps_its_last_events_and_never_repeats_a_number() {

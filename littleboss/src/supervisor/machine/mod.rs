@@ -40,6 +40,7 @@ pub(crate) mod tally;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
@@ -67,6 +68,7 @@ use moves::Moving;
 pub(crate) use moves::{MovesRecord, Transit};
 use tally::Tally;
 pub(crate) use timers::{Timer, Timers};
+use transfer::Transfers;
 
 /// Milliseconds on the supervisor's monotonic clock (since it started).
 pub(crate) type Time = u64;
@@ -173,6 +175,13 @@ pub(crate) enum Input {
     Room {
         child: ChildId,
         free: u64,
+    },
+    /// The fds of a state-transfer message from a child ([`ChildMsg::StateGive`],
+    /// [`ChildMsg::StateFds`]) came cut short: this process is out of fds. Those that
+    /// came are held, as for a whole message, until [`Effect::DropState`].
+    StateCut {
+        child: ChildId,
+        msg: ChildMsg,
     },
     /// A child's channel failed, or it sent something that is not a message.
     ChannelFailed {
@@ -339,6 +348,18 @@ pub(crate) enum Effect {
     /// renders from the state.
     Metrics {
         client: ClientId,
+    },
+    /// Send `to` the state-transfer message `msg` with the fds of the oldest state
+    /// message of `from` that the shell holds ([`transfer`]); the shell's copies are
+    /// closed once sent.
+    RelayState {
+        from: ChildId,
+        to: ChildId,
+        msg: SupervisorMsg,
+    },
+    /// Close the fds of the oldest state message of `from` that the shell holds.
+    DropState {
+        from: ChildId,
     },
 }
 
@@ -521,6 +542,8 @@ pub(crate) struct Machine {
     effects: VecDeque<Effect>,
     /// Connections moving between children: not in the state an upgrade hands over.
     moves: Moving,
+    /// Program states on their way between children: not handed over either.
+    transfers: Transfers,
 }
 
 /// A child record, not started yet, and the effect that starts it.
@@ -595,6 +618,7 @@ impl Machine {
             settings,
             effects: VecDeque::from([spawn]),
             moves: Moving::default(),
+            transfers: Transfers::default(),
         }
     }
 
@@ -606,6 +630,7 @@ impl Machine {
             state,
             effects: VecDeque::new(),
             moves: Moving::from_record(moves),
+            transfers: Transfers::default(),
         }
     }
 
@@ -736,6 +761,7 @@ impl Machine {
                 busy,
             } => self.on_spawn_failed(child, reason, busy, now),
             Input::Message { child, msg } => self.on_message(child, msg, now),
+            Input::StateCut { child, msg } => self.on_state_cut(child, msg),
             Input::HandRefused { child, ids, reason } => self.on_hand_refused(child, ids, reason),
             Input::Room { child, free } => self.on_room(child, free, now),
             Input::ChannelFailed { child, reason } => self.kill(child, reason),
@@ -765,6 +791,8 @@ impl Machine {
             Input::Resumed => self.on_resumed(now),
             Input::DescendantsEnded { ended } => self.on_descendants_ended(ended),
         }
+        // A state's asker may serve now, or be lost, or its giver.
+        self.settle_transfers();
         // Room on the way may have been made, or a successor lost.
         self.forward_held(now);
         // An upgrade waiting for the connections on their way may go now.
@@ -792,10 +820,12 @@ impl Machine {
                     Timer::Exec => self.exec_now(),
                     Timer::Restart => self.restart(now),
                     Timer::Probation => self.pass_probation(None, now),
+                    Timer::StateAnswer(asker) => self.state_answer_late(asker),
                 }
             }
             self.recall(recalls, now);
         }
+        self.settle_transfers();
         self.forward_held(now);
         self.exec_if_due(now);
         self.check_done();
@@ -1062,6 +1092,14 @@ impl Machine {
             (ChildMsg::Adopts { listener }, _) if child.welcomed() => {
                 self.on_adopts(id, listener);
             }
+            (
+                msg @ (ChildMsg::OffersState
+                | ChildMsg::StateAsk { .. }
+                | ChildMsg::StateGive(_)
+                | ChildMsg::StateFds(_)
+                | ChildMsg::StateNone { .. }),
+                _,
+            ) => self.on_state_msg(id, msg, now),
             (ChildMsg::Hand(parcels), _) => self.on_hand(id, parcels, now),
             (ChildMsg::Adopted(ids), _) => self.on_answer(id, ids, true, now),
             (ChildMsg::Declined(ids), _) => self.on_answer(id, ids, false, now),
@@ -1111,7 +1149,11 @@ impl Machine {
                 let after = human_duration(lameduck);
                 self.kill(id, format!("it was still running {after} after lameduck"));
             }
-            Timer::Restart | Timer::Recall(_) | Timer::Exec | Timer::Probation => {}
+            Timer::Restart
+            | Timer::Recall(_)
+            | Timer::Exec
+            | Timer::Probation
+            | Timer::StateAnswer(_) => {}
         }
     }
 
@@ -2189,6 +2231,9 @@ impl Machine {
                 .and_then(|id| self.state.children.get(&id))
                 .map(|c| c.pid),
             probation_ends: self.probation_ends().map(rfc3339),
+            // The journal keeps it across an upgrade, which hands no transfer over.
+            last_reload_state_bytes: (self.transfers.last_bytes(self.state.serving_id()))
+                .or_else(|| self.state.journal.state_taken(self.state.serving_id())),
         }
     }
 }

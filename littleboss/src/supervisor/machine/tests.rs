@@ -2,7 +2,7 @@
 //! tests of transitions, and a property test over random sequences of inputs that
 //! checks the supervisor's promises after every step.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::moves::{ROOM_PLENTY, ROOM_TRUSTED_MS};
 use super::*;
 use crate::control::history::{Kind, Outcome};
-use crate::control::protocol::{ChildHello, Probation, ReloadRequest};
+use crate::control::protocol::{ChildHello, Probation, ReloadRequest, StateHeader};
 
 const NAME: &str = "svc";
 
@@ -125,6 +125,7 @@ struct Driver {
     /// Times the supervisor was re-executed.
     execs: u64,
     conns: Conns,
+    states: States,
     model: Model,
     /// A process the service left behind cannot be ended.
     descendants_stuck: bool,
@@ -160,6 +161,26 @@ struct Conns {
     told: Vec<ChildId>,
     /// The receivers whose room the shell was asked to measure, in order.
     measured: Vec<ChildId>,
+}
+
+/// What the driver saw of program states on their way between children.
+#[derive(Debug, Default)]
+struct States {
+    /// How many fds of each state message of each child the shell holds, one entry a
+    /// message, oldest first (as `Parcels` holds them): the machine relays or drops
+    /// each in the step it came in.
+    held: BTreeMap<ChildId, VecDeque<usize>>,
+    /// The giver each asker was asked of (from `StateWanted`), by asker.
+    givers: BTreeMap<ChildId, ChildId>,
+    /// How many times each child asked for a state.
+    asks: BTreeMap<ChildId, usize>,
+    /// What each asker was sent of its asks: heads (not updates) and `NoState`s.
+    answers: BTreeMap<ChildId, (usize, usize)>,
+    /// The named fds each receiver still expects after the last head relayed to it.
+    expecting: BTreeMap<ChildId, u32>,
+    /// Transfers committed, and relays carried out.
+    committed: usize,
+    relayed: usize,
 }
 
 /// The reference model: what a user of the supervisor must see, in a few lines, from
@@ -306,6 +327,7 @@ impl Driver {
             exec: None,
             execs: 0,
             conns: Conns::default(),
+            states: States::default(),
             model: Model::default(),
             descendants_stuck: false,
             descendants_ended: false,
@@ -331,9 +353,39 @@ impl Driver {
         if let Input::Request { client, request } = &input {
             self.model.asked(*client, request);
         }
+        let held = match &input {
+            Input::Message {
+                child,
+                msg: ChildMsg::StateGive(head),
+            } => Some((*child, usize::from(head.size > 0))),
+            Input::Message {
+                child,
+                msg: ChildMsg::StateFds(names),
+            } => Some((*child, names.len())),
+            Input::StateCut { child, .. } => Some((*child, 0)),
+            _ => None,
+        };
+        if let Some((child, fds)) = held {
+            self.states.held.entry(child).or_default().push_back(fds);
+        }
+        if let Input::Message {
+            child,
+            msg: ChildMsg::StateAsk { .. },
+        } = &input
+        {
+            *self.states.asks.entry(*child).or_default() += 1;
+        }
         let was_stopping = self.stopping();
         self.m.handle(input, self.now);
         self.drain(was_stopping);
+        // Each state message is relayed or dropped in the step it came in, so the
+        // shell holds no fd between two steps.
+        for (child, queue) in &self.states.held {
+            assert!(
+                queue.is_empty(),
+                "{child:?}'s state fds still held: {queue:?}"
+            );
+        }
         self.check();
     }
 
@@ -414,7 +466,7 @@ impl Driver {
     /// The journal's promises: at most its length, numbers that ascend and never
     /// repeat, an event under way exactly while a reload, a probation or an upgrade is,
     /// parts only for children in the table, and the journal and the counts read back
-    /// the same through state version 4.
+    /// the same through state version 5.
     fn check_journal(&self) {
         let state = self.m.state();
         let journal = &state.journal;
@@ -435,9 +487,9 @@ impl Driver {
         for child in journal.links.keys().chain(state.tally.reports.keys()) {
             assert!(state.children.contains_key(child), "{child:?} is gone");
         }
-        let (j, t) = crate::supervisor::handover::journal_through_v4(state);
-        assert_eq!(&j, journal, "the journal changed through version 4");
-        assert_eq!(&t, &state.tally, "the counts changed through version 4");
+        let (j, t) = crate::supervisor::handover::journal_through_v5(state);
+        assert_eq!(&j, journal, "the journal changed through version 5");
+        assert_eq!(&t, &state.tally, "the counts changed through version 5");
     }
 
     /// Carries out the exec asked for, if any: the state crosses into a new machine
@@ -657,6 +709,41 @@ impl Driver {
                             }
                         }
                         SupervisorMsg::Successor { .. } => self.conns.told.push(child),
+                        SupervisorMsg::StateWanted { successor } => {
+                            let asker = (self.procs.iter())
+                                .find(|(_, p)| p.pid == successor)
+                                .map(|(id, _)| *id)
+                                .expect("the state wanted by a known child");
+                            assert_ne!(asker, child, "a child asked for its own state");
+                            self.states.givers.insert(asker, child);
+                        }
+                        SupervisorMsg::NoState { .. } => {
+                            let asks = self.states.asks.get(&child).copied().unwrap_or(0);
+                            let answers = self.states.answers.entry(child).or_default();
+                            answers.1 += 1;
+                            assert!(
+                                answers.1 <= asks,
+                                "{child:?} told more often than it asked that there is no state"
+                            );
+                            self.states.expecting.remove(&child);
+                        }
+                        SupervisorMsg::StateDone { committed: true } => {
+                            let asker = (self.states.givers.iter().rev())
+                                .find(|(_, giver)| **giver == child)
+                                .map(|(asker, _)| *asker)
+                                .expect("a commit to a child that was asked");
+                            let state = self.m.state();
+                            assert_eq!(
+                                state.serving_id(),
+                                Some(asker),
+                                "committed to {asker:?}, which does not serve"
+                            );
+                            assert!(
+                                !matches!(state.lifecycle, Lifecycle::Probation(_)),
+                                "committed during a probation"
+                            );
+                            self.states.committed += 1;
+                        }
                         SupervisorMsg::Recall(ids) => {
                             for id in ids {
                                 let (_, to) = self.conns.forwarded[&id];
@@ -684,6 +771,53 @@ impl Driver {
                         );
                         self.conns.inbox.entry(to).or_default().push(parcel.id);
                     }
+                }
+                Effect::RelayState { from, to, msg } => {
+                    let fds = (self.states.held.get_mut(&from))
+                        .and_then(VecDeque::pop_front)
+                        .unwrap_or_else(|| panic!("{from:?}'s state relayed with nothing held"));
+                    assert_ne!(from, to, "a state relayed to its giver");
+                    let giver_pid = self.procs[&from].pid;
+                    let p = self.procs.get_mut(&to).expect("a relay to a known child");
+                    assert!(!p.reaped, "a state relayed to a reaped child");
+                    match &msg {
+                        SupervisorMsg::State(head) => {
+                            assert_eq!(fds, usize::from(head.size > 0), "a head with its file");
+                            assert_eq!(head.from, giver_pid, "the head names its giver");
+                            if !head.update {
+                                let asks = self.states.asks.get(&to).copied().unwrap_or(0);
+                                let answers = self.states.answers.entry(to).or_default();
+                                answers.0 += 1;
+                                assert!(
+                                    answers.0 <= asks,
+                                    "{to:?} relayed more states than it asked for"
+                                );
+                            }
+                            assert_eq!(
+                                self.states.expecting.get(&to).copied().unwrap_or(0),
+                                0,
+                                "a head relayed before the fds of the last one"
+                            );
+                            self.states.expecting.insert(to, head.fds);
+                        }
+                        SupervisorMsg::StateFds(names) => {
+                            assert_eq!(fds, names.len(), "one fd a name");
+                            let left = self.states.expecting.entry(to).or_default();
+                            assert!(
+                                names.len() as u32 <= *left,
+                                "more fds relayed than the head said"
+                            );
+                            *left -= names.len() as u32;
+                        }
+                        other => panic!("relayed {other:?}"),
+                    }
+                    p.said.push(msg);
+                    self.states.relayed += 1;
+                }
+                Effect::DropState { from } => {
+                    (self.states.held.get_mut(&from))
+                        .and_then(VecDeque::pop_front)
+                        .unwrap_or_else(|| panic!("{from:?}'s state dropped with nothing held"));
                 }
                 Effect::MeasureRoom { child } => {
                     assert!(
@@ -838,6 +972,10 @@ impl Driver {
                 ),
                 Timer::Exec => assert!(self.m.exec_wanted(), "an exec is due, unwanted"),
                 Timer::Recall(ours) => assert!(self.m.moves.carries(ours)),
+                Timer::StateAnswer(asker) => assert!(
+                    self.m.transfers.awaits(asker),
+                    "a state's answer is due for {asker:?}, which waits for none"
+                ),
                 _ => {}
             }
         }
@@ -2212,6 +2350,30 @@ enum Action {
     HistoryCmd,
     /// A child reports what its HTTP helpers counted: this many responses so far.
     Counts(usize, u64),
+    /// A child offers its state.
+    OffersState(usize),
+    /// A child asks for the state, waiting up to this long.
+    StateAsk(usize, u64),
+    /// A child gives the head of a state: this many bytes and named fds.
+    StateGive {
+        child: usize,
+        size: u64,
+        fds: u32,
+        update: bool,
+    },
+    /// A child gives this many named fds of its state.
+    StateFds(usize, usize),
+    /// A child answers that it has no state.
+    StateNone(usize),
+    /// A state message of a child comes with its fds cut short (this many names).
+    StateCut(usize, usize),
+    /// The reload's old child offers, its new one asks, and the old one gives a whole
+    /// state of this many fds (or, `update`, some child not serving gives a later
+    /// snapshot).
+    Transfer {
+        fds: u32,
+        update: bool,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -2254,7 +2416,85 @@ fn play(d: &mut Driver, action: Action) {
         let running = d.running();
         (!running.is_empty()).then(|| running[i % running.len()])
     };
+    let fd_names = |n: usize| (0..n).map(|i| format!("fd{i}")).collect::<Vec<String>>();
     match action {
+        Action::OffersState(i) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(c, ChildMsg::OffersState);
+            }
+        }
+        Action::StateAsk(i, timeout_ms) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(c, ChildMsg::StateAsk { timeout_ms });
+            }
+        }
+        Action::StateGive {
+            child,
+            size,
+            fds,
+            update,
+        } => {
+            if let Some(c) = pick(d, child) {
+                let head = StateHeader {
+                    size,
+                    fds,
+                    from: 0,
+                    update,
+                };
+                d.msg(c, ChildMsg::StateGive(head));
+            }
+        }
+        Action::StateFds(i, n) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(c, ChildMsg::StateFds(fd_names(n)));
+            }
+        }
+        Action::StateNone(i) => {
+            if let Some(c) = pick(d, i) {
+                d.msg(c, ChildMsg::StateNone { reason: None });
+            }
+        }
+        Action::StateCut(i, n) => {
+            if let Some(c) = pick(d, i) {
+                let msg = ChildMsg::StateFds(fd_names(n));
+                d.input(Input::StateCut { child: c, msg });
+            }
+        }
+        Action::Transfer { fds, update } => {
+            // Begins a reload if none is under way, to a child that calls ready().
+            if !update && matches!(d.m.state().lifecycle, Lifecycle::Serving { .. }) {
+                d.reload("/bin/next");
+                d.prepared(true, 1);
+                if let Some(new) = d.m.state().incoming_id() {
+                    d.msg(new, hello(true, 2_000));
+                }
+            }
+            let state = d.m.state();
+            let giver = match (update, &state.lifecycle) {
+                (false, Lifecycle::Reloading(reload)) => {
+                    match (reload.old.clone(), state.incoming_id()) {
+                        (Slot::Child(old), Some(new)) => Some((old, Some(new))),
+                        _ => None,
+                    }
+                }
+                (true, _) => {
+                    let serving = state.serving_id();
+                    (d.running().into_iter())
+                        .find(|c| Some(*c) != serving)
+                        .map(|c| (c, None))
+                }
+                _ => None,
+            };
+            if let Some((old, new)) = giver {
+                if let Some(new) = new {
+                    d.msg(old, ChildMsg::OffersState);
+                    d.msg(new, ChildMsg::StateAsk { timeout_ms: 5_000 });
+                }
+                if d.running().contains(&old) {
+                    d.give(old, 10, fds, update);
+                }
+            }
+        }
         Action::Hello {
             child,
             ok,
@@ -3087,6 +3327,11 @@ fn golden_states() -> Vec<(&'static str, Driver)> {
             open: 3,
         }]),
     );
+    // A reload whose new child took a state of 1 MiB and 3 fds.
+    let (mut state_taken, _) = Driver::serving(settings(false, true));
+    let (old, new) = state_taken.asking();
+    state_taken.give(old, 1 << 20, 3, false);
+    state_taken.msg(new, ChildMsg::Ready);
     vec![
         ("serving", serving),
         ("reloading.preparing", reloading),
@@ -3097,6 +3342,7 @@ fn golden_states() -> Vec<(&'static str, Driver)> {
         ("persist.backoff", backoff),
         ("stopping", stopping),
         ("journal.counted", counted),
+        ("journal.state", state_taken),
     ]
 }
 
@@ -3158,10 +3404,10 @@ fn golden_handover(d: &Driver) -> crate::supervisor::handover::Handover {
 /// release must read when it is asked to upgrade this one (and the earlier versions
 /// what this build writes for a binary of a release that reads only those).
 #[test]
-fn the_upgrade_state_encodes_as_state_versions_1_to_4() {
+fn the_upgrade_state_encodes_as_state_versions_1_to_5() {
     use crate::supervisor::handover::{Handover, STATE_VERSION};
     assert_eq!(
-        STATE_VERSION, 4,
+        STATE_VERSION, 5,
         "a new state version keeps the golden bytes of the ones before"
     );
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
@@ -3182,21 +3428,27 @@ fn the_upgrade_state_encodes_as_state_versions_1_to_4() {
         let handover = Handover::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let version = name[1..2].parse().expect("vN NAME");
         assert_eq!(handover.encode(version).expect("encodes"), bytes, "{name}");
-        // Versions 3 and 4 say which children can stand by; the ones before, none.
+        // Versions 3 and later say which children can stand by; the ones before, none.
         let standing = (handover.state.children.values()).any(|c| c.stands_by);
         assert_eq!(
             standing,
-            name == "v3 serving" || name == "v4 serving",
+            ["v3 serving", "v4 serving", "v5 serving"].contains(&name.as_str()),
             "{name}"
         );
         // Version 4 carries the journal and the counts; the ones before start anew.
         let journal = &handover.state.journal;
         if version < 4 {
             assert!(journal.events.is_empty(), "{name}");
-        } else if name == "v4 journal.counted" {
+        } else if name.ends_with(" journal.counted") {
             assert_eq!(journal.events.len(), 1, "{name}");
             assert_eq!(handover.state.tally.http["http"].codes, [0, 38, 0, 1, 1]);
             assert_eq!(handover.state.tally.moved, 1);
+        }
+        // Version 5 carries what a reload's new child took of the state; 4, nothing.
+        if name.ends_with(" journal.state") && version >= 4 {
+            let took = journal.events.back().and_then(|e| e.state);
+            let expected = (version >= 5).then_some((1 << 20, 3));
+            assert_eq!(took.map(|t| (t.bytes, t.fds)), expected, "{name}");
         }
     }
 }
@@ -3285,4 +3537,391 @@ pub(super) fn serving_machine() -> Machine {
         }]),
     );
     d.m
+}
+
+// --- state transfer -----------------------------------------------------------------
+
+impl Driver {
+    /// A reload whose new child has said hello (it calls `ready()`) and asked for the
+    /// state of the serving one, which offers it.
+    fn asking(&mut self) -> (ChildId, ChildId) {
+        let old = self.current();
+        self.msg(old, ChildMsg::OffersState);
+        self.reload("/bin/next");
+        self.prepared(true, 1);
+        let new = self.incoming();
+        self.msg(new, hello(true, 2_000));
+        self.msg(new, ChildMsg::StateAsk { timeout_ms: 5_000 });
+        (old, new)
+    }
+
+    /// `child` gives a state of `size` bytes and `fds` named fds, the fds two a message.
+    fn give(&mut self, child: ChildId, size: u64, fds: u32, update: bool) {
+        let head = StateHeader {
+            size,
+            fds,
+            from: 0,
+            update,
+        };
+        self.msg(child, ChildMsg::StateGive(head));
+        let names: Vec<String> = (0..fds).map(|i| format!("fd{i}")).collect();
+        for chunk in names.chunks(2) {
+            self.msg(child, ChildMsg::StateFds(chunk.to_vec()));
+        }
+    }
+
+    /// The state messages `child` was sent, in order.
+    fn state_said(&self, child: ChildId) -> Vec<SupervisorMsg> {
+        (self.said(child).iter())
+            .filter(|m| m.since() >= 6)
+            .cloned()
+            .collect()
+    }
+}
+
+fn head(size: u64, fds: u32, from: u32, update: bool) -> SupervisorMsg {
+    SupervisorMsg::State(StateHeader {
+        size,
+        fds,
+        from,
+        update,
+    })
+}
+
+fn names(range: std::ops::Range<u32>) -> SupervisorMsg {
+    SupervisorMsg::StateFds(range.map(|i| format!("fd{i}")).collect())
+}
+
+#[test]
+fn a_new_child_takes_the_state_of_the_one_it_replaces_committed_when_it_serves() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (old, new) = d.asking();
+    let (old_pid, new_pid) = (d.procs[&old].pid, d.procs[&new].pid);
+    assert_eq!(
+        d.state_said(old),
+        [SupervisorMsg::StateWanted { successor: new_pid }]
+    );
+    d.give(old, 1 << 20, 3, false);
+    assert_eq!(
+        d.state_said(new),
+        [head(1 << 20, 3, old_pid, false), names(0..2), names(2..3)]
+    );
+    assert_eq!(d.states.relayed, 3);
+    assert_eq!(
+        d.m.transfers.last_bytes(Some(new)),
+        None,
+        "not committed yet"
+    );
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.current(), new);
+    assert_eq!(
+        d.state_said(old).last(),
+        Some(&SupervisorMsg::StateDone { committed: true })
+    );
+    assert_eq!(d.states.committed, 1);
+    assert_eq!(d.m.transfers.last_bytes(Some(new)), Some(1 << 20));
+    // The next reload's child took none: the serving child was given nothing.
+    d.reloaded();
+    assert_eq!(d.m.transfers.last_bytes(Some(d.current())), None);
+}
+
+#[test]
+fn with_no_predecessor_or_one_that_offers_nothing_the_answer_is_none_at_once() {
+    // The first child has no predecessor.
+    let mut d = Driver::new(settings(false, true));
+    let first = d.current();
+    d.msg(first, hello(true, 2_000));
+    d.msg(first, ChildMsg::StateAsk { timeout_ms: 5_000 });
+    assert_eq!(
+        d.state_said(first),
+        [SupervisorMsg::NoState { reason: None }]
+    );
+    d.msg(first, ChildMsg::Ready);
+    // A predecessor that never offered: none, without asking it.
+    d.reload("/bin/next");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello(true, 2_000));
+    d.msg(new, ChildMsg::StateAsk { timeout_ms: 5_000 });
+    assert_eq!(d.state_said(new), [SupervisorMsg::NoState { reason: None }]);
+    assert!(
+        d.state_said(first).len() == 1,
+        "the old child was not asked"
+    );
+    // The program of the old child declines: none.
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (old, new) = d.asking();
+    d.msg(old, ChildMsg::StateNone { reason: None });
+    assert_eq!(d.state_said(new), [SupervisorMsg::NoState { reason: None }]);
+    assert_eq!(d.m.state().timers.get(Timer::StateAnswer(new)), None);
+}
+
+#[test]
+fn an_answer_that_does_not_come_in_time_is_an_error_and_a_late_one_is_refused() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (old, new) = d.asking();
+    let old_pid = d.procs[&old].pid;
+    d.advance(4_999);
+    assert_eq!(d.state_said(new), []);
+    d.advance(1);
+    assert_eq!(
+        d.state_said(new),
+        [SupervisorMsg::NoState {
+            reason: Some(format!(
+                "the process it replaces, pid {old_pid}, did not give its state within 5.0 s"
+            ))
+        }]
+    );
+    assert_eq!(
+        d.state_said(old).last(),
+        Some(&SupervisorMsg::StateDone { committed: false })
+    );
+    // Its answer after that is closed and logged, and nothing reaches the new child.
+    d.give(old, 10, 1, false);
+    assert_eq!(d.state_said(new).len(), 1);
+    assert!(
+        d.logs
+            .iter()
+            .any(|l| l.contains("a state nobody asked for")),
+        "{:?}",
+        d.logs
+    );
+    // The new child goes on to serve, cold.
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.current(), new);
+    assert_eq!(d.states.committed, 0);
+}
+
+#[test]
+fn a_failed_reload_leaves_the_state_with_its_giver_and_the_next_child_asks_again() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (old, new) = d.asking();
+    d.give(old, 100, 2, false);
+    d.exit(new, WaitStatus::Code(1));
+    assert_eq!(
+        d.state_said(old).last(),
+        Some(&SupervisorMsg::StateDone { committed: false })
+    );
+    assert_eq!(d.current(), old);
+    // The next reload's child asks, and the same child is asked again.
+    let client = d.reload("/bin/next");
+    d.prepared(true, 1);
+    let again = d.incoming();
+    d.msg(again, hello(true, 2_000));
+    d.msg(again, ChildMsg::StateAsk { timeout_ms: 5_000 });
+    let new_pid = d.procs[&again].pid;
+    assert_eq!(
+        d.state_said(old).last(),
+        Some(&SupervisorMsg::StateWanted { successor: new_pid })
+    );
+    d.give(old, 100, 2, false);
+    d.msg(again, ChildMsg::Ready);
+    assert!(matches!(d.answer(client), Some(Response::Reloaded { .. })));
+    assert_eq!(d.states.committed, 1);
+}
+
+#[test]
+fn a_giver_that_exits_halfway_leaves_the_asker_an_error() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (old, new) = d.asking();
+    d.msg(
+        old,
+        ChildMsg::StateGive(StateHeader {
+            size: 10,
+            fds: 4,
+            from: 0,
+            update: false,
+        }),
+    );
+    d.msg(old, ChildMsg::StateFds(vec!["a".into()]));
+    d.exit(old, WaitStatus::Code(0));
+    assert!(matches!(
+        d.state_said(new).last(),
+        Some(SupervisorMsg::NoState { reason: Some(r) }) if r.contains("exited before it had given its state")
+    ));
+}
+
+#[test]
+fn fds_cut_short_end_the_transfer_with_an_error_to_both_and_the_rest_is_closed() {
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (old, new) = d.asking();
+    d.msg(
+        old,
+        ChildMsg::StateGive(StateHeader {
+            size: 10,
+            fds: 5,
+            from: 0,
+            update: false,
+        }),
+    );
+    d.input(Input::StateCut {
+        child: old,
+        msg: ChildMsg::StateFds(vec!["a".into(), "b".into()]),
+    });
+    assert!(matches!(
+        d.state_said(new).last(),
+        Some(SupervisorMsg::NoState { reason: Some(r) }) if r.contains("out of fds")
+    ));
+    assert_eq!(
+        d.state_said(old).last(),
+        Some(&SupervisorMsg::StateDone { committed: false })
+    );
+    let said = d.state_said(old).len();
+    // The three fds still to come are closed as they come, without a word more.
+    d.msg(old, ChildMsg::StateFds(vec!["c".into(), "d".into()]));
+    d.msg(old, ChildMsg::StateFds(vec!["e".into()]));
+    assert_eq!(d.state_said(old).len(), said);
+    assert_eq!(d.states.relayed, 1, "only the head went on");
+    // Then a give is one nobody asked for.
+    d.msg(old, ChildMsg::StateFds(vec!["f".into()]));
+    assert_eq!(d.state_said(old).len(), said + 1);
+}
+
+#[test]
+fn a_state_nobody_asked_for_or_past_the_limits_is_refused() {
+    let (mut d, first) = Driver::serving(settings(false, true));
+    d.give(first, 10, 1, false);
+    assert_eq!(
+        d.state_said(first),
+        [
+            SupervisorMsg::StateDone { committed: false },
+            SupervisorMsg::StateDone { committed: false }
+        ]
+    );
+    assert_eq!(d.states.relayed, 0);
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (old, new) = d.asking();
+    d.msg(
+        old,
+        ChildMsg::StateGive(StateHeader {
+            size: crate::control::protocol::MAX_STATE_BYTES + 1,
+            fds: 0,
+            from: 0,
+            update: false,
+        }),
+    );
+    assert!(matches!(
+        d.state_said(new).last(),
+        Some(SupervisorMsg::NoState { reason: Some(r) }) if r.contains("at most")
+    ));
+    // An ask twice, or after ready, is answered with why.
+    let (mut d, _) = Driver::serving(settings(false, true));
+    let (_, new) = d.asking();
+    d.msg(new, ChildMsg::StateAsk { timeout_ms: 5_000 });
+    assert!(matches!(
+        d.state_said(new).last(),
+        Some(SupervisorMsg::NoState { reason: Some(r) }) if r.contains("twice")
+    ));
+}
+
+#[test]
+fn on_probation_the_state_is_committed_at_the_verdict_and_one_later_snapshot_goes_on() {
+    let (mut d, old) = serving_standing_by(settings(false, true));
+    d.msg(old, ChildMsg::OffersState);
+    let client = d.reload("/bin/next");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello_probation(30_000, true));
+    d.msg(new, ChildMsg::StateAsk { timeout_ms: 5_000 });
+    d.give(old, 64, 1, false);
+    d.msg(new, ChildMsg::Ready);
+    assert_eq!(d.m.state().standby_id(), Some(old));
+    assert!(
+        !d.state_said(old)
+            .contains(&SupervisorMsg::StateDone { committed: true }),
+        "not committed before the verdict"
+    );
+    // Standing by, it gives one later snapshot; a second is refused.
+    let old_pid = d.procs[&old].pid;
+    d.give(old, 80, 0, true);
+    assert_eq!(d.state_said(new).last(), Some(&head(80, 0, old_pid, true)));
+    d.give(old, 90, 0, true);
+    assert_eq!(d.state_said(new).last(), Some(&head(80, 0, old_pid, true)));
+    d.advance(30_000);
+    assert!(matches!(d.answer(client), Some(Response::Reloaded { .. })));
+    assert!(
+        d.state_said(old)
+            .contains(&SupervisorMsg::StateDone { committed: true })
+    );
+    // A rollback instead changes nothing: the old child keeps its state.
+    let (mut d, old) = serving_standing_by(settings(false, true));
+    d.msg(old, ChildMsg::OffersState);
+    d.reload("/bin/next");
+    d.prepared(true, 1);
+    let new = d.incoming();
+    d.msg(new, hello_probation(30_000, true));
+    d.msg(new, ChildMsg::StateAsk { timeout_ms: 5_000 });
+    d.give(old, 64, 0, false);
+    d.msg(new, ChildMsg::Ready);
+    d.msg(
+        new,
+        ChildMsg::Unhealthy {
+            reason: "no".into(),
+        },
+    );
+    assert_eq!(
+        d.state_said(old).last(),
+        Some(&SupervisorMsg::StateDone { committed: false })
+    );
+    assert_eq!(d.states.committed, 0);
+}
+
+fn transfer_action() -> impl Strategy<Value = Action> {
+    let child = 0usize..4;
+    prop_oneof![
+        2 => child.clone().prop_map(Action::OffersState),
+        2 => (child.clone(), prop_oneof![Just(0u64), 1..6_000u64, Just(u64::MAX)]).prop_map(|(c, t)| Action::StateAsk(c, t)),
+        2 => (child.clone(), prop_oneof![Just(0u64), 1..100u64, Just(u64::MAX)], 0u32..4, any::<bool>())
+            .prop_map(|(child, size, fds, update)| Action::StateGive { child, size, fds, update }),
+        3 => (child.clone(), 0usize..3).prop_map(|(c, n)| Action::StateFds(c, n)),
+        1 => child.clone().prop_map(Action::StateNone),
+        1 => (child.clone(), 0usize..3).prop_map(|(c, n)| Action::StateCut(c, n)),
+        4 => (0u32..5, any::<bool>()).prop_map(|(fds, update)| Action::Transfer { fds, update }),
+        3 => Just(Action::Reload),
+        3 => prop::bool::weighted(0.9).prop_map(Action::Prepared),
+        3 => (child.clone(), prop::bool::weighted(0.9), Just(true), Just(2_000u64))
+            .prop_map(|(child, ok, calls_ready, lameduck_ms)| Action::Hello { child, ok, calls_ready, lameduck_ms }),
+        3 => child.clone().prop_map(Action::Ready),
+        2 => (prop::bool::weighted(0.5), prop_oneof![Just(None), (1..3_000u64).prop_map(Some)])
+            .prop_map(|(adopts, probation)| Action::Promote(adopts, probation)),
+        1 => child.clone().prop_map(Action::CanStandBy),
+        1 => child.clone().prop_map(Action::Unhealthy),
+        1 => Just(Action::RollbackCmd),
+        2 => (child.clone(), prop_oneof![Just(0), Just(1), Just(-9)]).prop_map(|(child, code)| Action::Exit { child, code }),
+        3 => prop_oneof![0..300u64, 0..6_000u64].prop_map(Action::Advance),
+        1 => child.prop_map(Action::Garbage),
+        1 => Just(Action::Stop),
+        1 => Just(Action::Upgrade),
+        1 => prop::bool::weighted(0.8).prop_map(Action::Probed),
+        1 => prop::bool::weighted(0.8).prop_map(Action::Exec),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 5_000,
+        max_shrink_iters: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any sequence of state-transfer messages, reloads, probations, deaths, stops and
+    /// upgrades keeps the promises of state transfer at every step: each message's fds
+    /// are relayed or closed in the step they came in, once; a child is relayed at most
+    /// one state per ask and never more fds than its head said; a transfer is committed
+    /// only to a child that serves with no probation left.
+    #[test]
+    fn every_interleaving_of_state_transfers_keeps_the_promises(
+        actions in prop::collection::vec(transfer_action(), 0..50),
+    ) {
+        let (mut d, _) = Driver::serving(settings(false, true));
+        for action in actions {
+            if d.m.done().is_some() {
+                break;
+            }
+            play(&mut d, action);
+        }
+        if d.m.done().is_none() {
+            d.finish();
+        }
+    }
 }

@@ -31,6 +31,9 @@ pub(crate) enum Timer {
     Exec,
     /// The probation under way ends then, as passed.
     Probation,
+    /// The state this new child asked for is due then, or it is told none came
+    /// ([`transfer`](super::transfer)).
+    StateAnswer(ChildId),
 }
 
 impl Timer {
@@ -39,7 +42,11 @@ impl Timer {
     pub(crate) fn child(self) -> Option<ChildId> {
         match self {
             Timer::Hello(id) | Timer::Settled(id) | Timer::Ready(id) | Timer::Kill(id) => Some(id),
-            Timer::Restart | Timer::Recall(_) | Timer::Exec | Timer::Probation => None,
+            Timer::Restart
+            | Timer::Recall(_)
+            | Timer::Exec
+            | Timer::Probation
+            | Timer::StateAnswer(_) => None,
         }
     }
 }

@@ -187,6 +187,18 @@ impl Shell {
         }
     }
 
+    /// Sends `to` the state-transfer message `msg` with the fds of the oldest state
+    /// message of `from` held; the shell's copies close once it is sent.
+    pub(super) fn relay_state(&mut self, from: ChildId, to: ChildId, msg: SupervisorMsg) {
+        let fds = self.parcels.take_state(from);
+        self.send(to, msg, fds);
+    }
+
+    /// Closes the fds of the oldest state message of `from` held.
+    pub(super) fn drop_state(&mut self, from: ChildId) {
+        drop(self.parcels.take_state(from));
+    }
+
     /// Measures how many more fds `child` can open, for the machine.
     pub(super) fn measure_room(&mut self, child: ChildId) {
         let free = self.children.get(&child).and_then(|h| sys::free_fds(h.pid));

@@ -453,6 +453,8 @@ impl Shell {
             Effect::Welcome { child, listeners } => self.welcome(child, &listeners),
             Effect::Send { child, msg } => self.send(child, msg, Vec::new()),
             Effect::Forward { from, to, parcels } => self.forward(from, to, parcels),
+            Effect::RelayState { from, to, msg } => self.relay_state(from, to, msg),
+            Effect::DropState { from } => self.drop_state(from),
             Effect::MeasureRoom { child } => self.measure_room(child),
             Effect::Return { child, ids } => self.give_back(child, ids),
             Effect::Kill { child } => self.kill_child(child),

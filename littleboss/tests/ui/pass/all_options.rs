@@ -25,6 +25,7 @@ mod program {
         probation = "30s",
         probation_5xx = "5%",
         standby = true,
+        state_timeout = "10s",
         flavor = "multi_thread",
         flag = "lb",
         user = "nobody",

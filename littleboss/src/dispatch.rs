@@ -77,6 +77,9 @@ fn run_child(
     fd: std::os::fd::OwnedFd,
     main: impl FnOnce(Context) -> Result<(), String>,
 ) -> Result<ExitCode, Failed> {
+    // Before any thread: the fds of a state or a reload's connections arrive later,
+    // inside the runtime.
+    crate::sys::reserve_fd_table(std::os::fd::AsFd::as_fd(&fd));
     let joined = child::join(config, fd).map_err(|e| {
         let line = format!("littleboss: {}: {e}", config.name);
         Failed::new(Error::io("joining the supervisor", e), line, 1)

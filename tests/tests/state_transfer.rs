@@ -12,11 +12,20 @@
 //! or a supervisor of protocol 5 (the release before) gives no state, and the reload
 //! proceeds.
 //!
+//! Bad input from real processes (`lb-fake-child`, speaking protocol 6 by hand): a
+//! predecessor that exits halfway through giving, a state's file unsealed or shorter
+//! than its head says, a new child that never reads its channel. Each is an error to
+//! the program that can act on it; the new child starts cold, or the old one keeps its
+//! state; neither the supervisor nor the new child keeps anything of it.
+//!
 //! Helper programs: `lb-state` (service `lbstate`, `state_timeout = "3s"`; see its
 //! module docs for its switches and the lines it prints), and `lb-http --take-state`
 //! with the previous release's `lb-http`.
 
-use littleboss_tests::attack_support::fd_count;
+use std::path::Path;
+
+use littleboss_tests::attack_support::wire::{self, Response};
+use littleboss_tests::attack_support::{fd_count, raw};
 use littleboss_tests::release_support::{RELEASE_EC17274, TEST_PROTOCOLS, assert_ok};
 use littleboss_tests::{Env, NO_ARGS, Supervisor, bin};
 
@@ -238,4 +247,177 @@ fn a_predecessor_or_a_supervisor_of_protocol_5_gives_no_state_and_the_reload_pro
     let outcome = sup.run(&["--littleboss=reload", "--", "--take-state"]);
     assert_ok(&sup, "reload", &outcome);
     sup.wait_for_log(&format!("lb-http: pid {} took no state", sup.child_pid()));
+}
+
+/// Starts `lb-state` with `args`, its children free to be `lb-fake-child` of the same
+/// service, and waits until its child serves; its pid.
+fn start_with_fakes<'e>(env: &'e Env, args: &[&str]) -> (Supervisor<'e>, u32) {
+    let sup = env.start_with(bin!("lb-state"), args, &[("LB_FAKE_CHILD_NAME", "lbstate")]);
+    sup.wait_running();
+    let pid = sup.child_pid();
+    sup.wait_for_log(&format!("pid {pid} serving http"));
+    (sup, pid)
+}
+
+/// A hand-encoded reload of `sup` to `path` with `args` (its first the program's
+/// name): the new child's pid, or the reason the reload failed.
+fn raw_reload(env: &Env, sup: &Supervisor<'_>, path: &Path, args: &[&str]) -> Result<u32, String> {
+    let path = path.to_str().expect("a UTF-8 path").as_bytes();
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    let request = wire::reload_request(path, Some(&args), &[]);
+    let response = raw::ask(&env.socket("lbstate"), &request)
+        .unwrap_or_else(|e| panic!("no answer to the reload: {e}\n{}", sup.logs()));
+    match response {
+        Response::Reloaded { new_pid, .. } => {
+            sup.track(new_pid);
+            Ok(new_pid)
+        }
+        Response::Failed { reason } => Ok(reason).and_then(Err),
+        other => panic!("an answer that is no reload's: {other:?}\n{}", sup.logs()),
+    }
+}
+
+/// Reloads `sup` to `lb-fake-child MODE`, which must become the serving child.
+fn reload_to_fake(env: &Env, sup: &Supervisor<'_>, mode: &str) -> u32 {
+    let fake = raw_reload(env, sup, bin!("lb-fake-child"), &["lb-fake-child", mode])
+        .unwrap_or_else(|reason| panic!("{mode}: the reload failed: {reason}\n{}", sup.logs()));
+    sup.wait_for_log(&format!("lb-fake-child: pid {fake} sending {mode}"));
+    fake
+}
+
+/// Reloads `sup` back to `lb-state` with `args`, which must become the serving child.
+fn reload_to_lb_state(env: &Env, sup: &Supervisor<'_>, args: &[&str]) -> u32 {
+    let mut all = vec!["lb-state"];
+    all.extend_from_slice(args);
+    raw_reload(env, sup, bin!("lb-state"), &all)
+        .unwrap_or_else(|reason| panic!("the reload to lb-state failed: {reason}\n{}", sup.logs()))
+}
+
+/// What `pid` holds of a state: its fds and mappings of a memfd.
+fn memfds_of(pid: u32) -> Vec<String> {
+    let mut held: Vec<String> = fd_targets(pid)
+        .into_iter()
+        .filter(|t| t.contains("memfd:"))
+        .collect();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    held.extend(
+        maps.lines()
+            .filter(|l| l.contains("memfd:"))
+            .map(String::from),
+    );
+    held
+}
+
+#[test]
+fn a_predecessor_that_exits_halfway_through_giving_leaves_the_new_child_cold_and_nothing_open() {
+    let env = Env::new();
+    let (sup, first) = start_with_fakes(&env, &["--bytes=64"]);
+    let fake = reload_to_fake(&env, &sup, "state-half");
+    sup.wait_for_log(&format!("old child pid {first} exited"));
+    let before = fd_count(sup.pid()).expect("the supervisor's fds");
+    // The fake gives the head of a state with its file, then exits before the 2 fds
+    // it announced.
+    let next = reload_to_lb_state(&env, &sup, &["--bytes=64"]);
+    sup.wait_for_log(&format!("lb-fake-child: pid {fake} exiting halfway"));
+    let line = sup.wait_for_log(&format!("pid {next} take_state failed: "));
+    assert!(
+        line.contains("exited before it had given its state"),
+        "{line}\n{}",
+        sup.logs()
+    );
+    sup.wait_for_log(&format!("pid {next} serving http"));
+    assert_eq!(sup.child_pid(), next, "the new child serves, cold");
+    assert_eq!(
+        memfds_of(next),
+        Vec::<String>::new(),
+        "the new child keeps nothing of it"
+    );
+    wait_fds(&sup, before);
+    assert_eq!(
+        sup.status()["last_reload_state_bytes"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn a_state_file_unsealed_or_shorter_than_its_head_says_is_refused_by_the_new_child() {
+    let env = Env::new();
+    let (sup, first) = start_with_fakes(&env, &["--bytes=64"]);
+    let mut old = first;
+    for (mode, said) in [
+        ("state-unsealed", "not sealed against writing"),
+        ("state-short", "holds 8 bytes, the message said 16"),
+    ] {
+        let fake = reload_to_fake(&env, &sup, mode);
+        sup.wait_for_log(&format!("old child pid {old} exited"));
+        let before = fd_count(sup.pid()).expect("the supervisor's fds");
+        let next = reload_to_lb_state(&env, &sup, &["--bytes=64"]);
+        sup.wait_for_log(&format!("lb-fake-child: pid {fake} gave a bad state"));
+        let line = sup.wait_for_log(&format!("pid {next} take_state failed: "));
+        assert!(line.contains(said), "{mode}: {line}\n{}", sup.logs());
+        sup.wait_for_log(&format!("pid {next} serving http"));
+        sup.wait_for_log(&format!(
+            "lb-fake-child: pid {fake} got lameduck; exiting 0"
+        ));
+        // It exits with the supervisor's last word (`StateDone`) unread: that resets
+        // its channel, which is its end, not a fault of its own.
+        sup.wait_for_log(&format!("old child pid {fake} exited with code 0"));
+        assert_eq!(
+            memfds_of(next),
+            Vec::<String>::new(),
+            "{mode}: nothing kept"
+        );
+        wait_fds(&sup, before);
+        old = next;
+    }
+}
+
+#[test]
+fn a_new_child_that_never_reads_its_channel_fails_and_the_old_one_keeps_its_state() {
+    let env = Env::new();
+    let (sup, first) = start_with_fakes(&env, &["--bytes=1048576", "--fds=3"]);
+    let before = fd_count(sup.pid()).expect("the supervisor's fds");
+    // It asks, is sent the state it never reads, and is never ready.
+    let failed = raw_reload(
+        &env,
+        &sup,
+        bin!("lb-fake-child"),
+        &["lb-fake-child", "state-deaf"],
+    )
+    .expect_err("a child that is never ready fails its reload");
+    assert!(failed.contains("ready"), "{failed}");
+    sup.wait_for_log(&format!("pid {first} gave 1048576 bytes and 3 fds to "));
+    sup.wait_for_log(&format!("pid {first} outcome not committed"));
+    assert_eq!(sup.child_pid(), first, "the old child serves on");
+    wait_fds(&sup, before);
+    // The next new child takes the state as it was.
+    let next = reload(&sup, &[]);
+    let sum = pattern_sum(first, 1 << 20);
+    sup.wait_for_log(&format!(
+        "pid {next} took 1048576 bytes sum {sum} fds [fd0=fd0 of pid {first},fd1=fd1 of pid {first},fd2=fd2 of pid {first}] from {first}"
+    ));
+    sup.wait_for_log(&format!("pid {first} outcome committed"));
+}
+
+#[test]
+fn a_state_given_though_nobody_asked_is_refused_logged_and_closed() {
+    let env = Env::new();
+    let (sup, _) = start_with_fakes(&env, &["--bytes=64"]);
+    // Once reloaded, the supervisor holds what it will hold with the fake serving (the
+    // previous binary's fd among them).
+    let first = reload(&sup, &[]);
+    sup.wait_for_log(&format!("pid {first} serving http"));
+    let before = fd_count(sup.pid()).expect("the supervisor's fds");
+    let fake = reload_to_fake(&env, &sup, "state-unasked");
+    sup.wait_for_log(&format!("lb-fake-child: pid {fake} gave a bad state"));
+    sup.wait_for_log(&format!(
+        "state transfer refused: child pid {fake}: it gave a state nobody asked for"
+    ));
+    sup.wait_for_log(&format!(
+        "state transfer refused: child pid {fake}: it gave fds of a state nobody asked for"
+    ));
+    sup.wait_for_log(&format!("old child pid {first} exited"));
+    // The fake serves on, and the supervisor holds nothing of what it gave.
+    assert_eq!(sup.child_pid(), fake);
+    wait_fds(&sup, before);
 }

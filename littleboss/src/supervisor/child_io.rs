@@ -493,9 +493,17 @@ fn decode_message(child: ChildId, bytes: &[u8], version: &AtomicU16) -> Input {
     }
 }
 
+/// The next message of a child's channel, or `None` at its end.
+///
+/// A child that exits with messages of ours unread (a `StateDone` or `Taken` that came
+/// as it ended) resets its end: after what it sent, that is the end of its channel, as
+/// a plain close is, and not a fault of the child's.
 async fn recv(channel: Option<&AsyncChannel>) -> std::io::Result<Option<channel::Received>> {
     match channel {
-        Some(channel) => channel.recv().await,
+        Some(channel) => match channel.recv().await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+            received => received,
+        },
         None => std::future::pending().await,
     }
 }

@@ -113,6 +113,8 @@ impl Setup {
             path: socket_path.clone(),
             source,
         })?;
+        // Before the runtime: a relay of many fds never waits for the table to grow.
+        crate::sys::reserve_fd_table(std::os::fd::AsFd::as_fd(&control));
         Ok(Setup {
             lock,
             run_as,

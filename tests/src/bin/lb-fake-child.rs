@@ -22,6 +22,13 @@
 //! | `deaf` | a hello of protocol 3; `Ready`; then 4,000 hand-overs of a TCP connection, never reading again |
 //! | `forged` | a hello of protocol 3; `Ready`; then hand-overs of a listening socket, of a unix socket as `http`, and of a TCP connection carrying 17,000 bytes |
 //! | `garbage-when-told` | a valid hello; `Ready`; once the file `LB_FAKE_CHILD_TRIGGER` names exists, garbage |
+//! | `state-half` | a hello of protocol 6; `OffersState`; `Ready`; asked for its state, the head of one of 16 bytes and 2 fds with its sealed memfd, then exit 1 before the fds |
+//! | `state-unsealed` | as `state-half`, but the state (no fds) comes in a memfd with no seals; exits 0 at lameduck |
+//! | `state-short` | as `state-unsealed`, in a sealed memfd of 8 bytes where the head says 16 |
+//! | `state-unasked` | a hello of protocol 6; `Ready`; then, asked by nobody, a state of 16 bytes and 1 fd; exits 0 at lameduck |
+//! | `state-deaf` | a hello of protocol 6 (ready timeout 1.5 s); `StateAsk`; then never reads its channel, nor says ready |
+//!
+//! The hello names service `lbhttp`, or what `LB_FAKE_CHILD_NAME` says.
 //!
 //! In the `huge-*` modes it behaves well otherwise: it exits 0 when it gets lameduck
 //! (or when the channel closes), so a supervisor that copes with the values can retire
@@ -64,8 +71,9 @@ fn main() -> ExitCode {
     // SAFETY: the fd is open (checked above) and the supervisor left it to this process
     // alone; nothing else here owns it.
     let channel = unsafe { OwnedFd::from_raw_fd(raw) };
+    let name = std::env::var("LB_FAKE_CHILD_NAME").unwrap_or_else(|_| "lbhttp".to_string());
     let hello = wire::Hello {
-        name: "lbhttp",
+        name: &name,
         pid,
         calls_ready: true,
         settle_ms: 250,
@@ -101,6 +109,11 @@ fn main() -> ExitCode {
         }),
         "garbage-when-told" => ready_then_garbage(&channel, pid, &good_hello),
         "deaf" => hand_over_without_reading(&channel, pid, &hello),
+        "state-half" => give_bad_state(&channel, pid, &hello, BadState::Half),
+        "state-unsealed" => give_bad_state(&channel, pid, &hello, BadState::Unsealed),
+        "state-short" => give_bad_state(&channel, pid, &hello, BadState::Short),
+        "state-unasked" => give_bad_state(&channel, pid, &hello, BadState::Unasked),
+        "state-deaf" => ask_state_then_never_read(&channel, pid, &hello),
         "forged" => hand_over_forgeries(&channel, pid, &hello),
         "huge-ready-timeout" => well_behaved(
             &channel,
@@ -177,6 +190,145 @@ fn ready_at_3(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix::i
     send(channel, &wire::message(3, &wire::hello_body(hello)))?;
     report(channel, pid);
     send(channel, &wire::message(3, &wire::ready_body()))
+}
+
+/// The protocol version of state transfer.
+const STATE_VERSION: u16 = 6;
+
+/// How a fake child gives its state wrong.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BadState {
+    /// The head says 2 fds follow; the process exits before they do.
+    Half,
+    /// The memfd has no seals.
+    Unsealed,
+    /// The sealed memfd holds 8 bytes; the head says 16.
+    Short,
+    /// Given at once, with 1 fd, though nobody asked.
+    Unasked,
+}
+
+/// Says hello at protocol 6, offers its state, says ready, and answers the first
+/// `StateWanted` as `how` says; then exits (`Half`) or serves on until lameduck.
+fn give_bad_state(
+    channel: &OwnedFd,
+    pid: u32,
+    hello: &wire::Hello<'_>,
+    how: BadState,
+) -> rustix::io::Result<()> {
+    send(
+        channel,
+        &wire::message(STATE_VERSION, &wire::hello_body(hello)),
+    )?;
+    report(channel, pid);
+    // `OffersState` (variant 12), then `Ready`.
+    send(channel, &wire::message(STATE_VERSION, &[12]))?;
+    send(channel, &wire::message(STATE_VERSION, &wire::ready_body()))?;
+    let lameduck = [6, 0, 2];
+    if how != BadState::Unasked && !wait_for_request(channel, pid)? {
+        return Ok(());
+    }
+    let (holds, seal, fds): (&[u8], bool, u64) = match how {
+        BadState::Half => (&[7; 16], true, 2),
+        BadState::Unsealed => (&[7; 16], false, 0),
+        BadState::Short => (&[7; 8], true, 0),
+        BadState::Unasked => (&[7; 16], true, 1),
+    };
+    let file = memfd(holds, seal)?;
+    // `StateGive` (variant 14): size, fds, from, update.
+    let mut body = vec![14];
+    wire::varint(&mut body, 16);
+    wire::varint(&mut body, fds);
+    wire::varint(&mut body, 0);
+    body.push(0);
+    send_with(channel, &wire::message(STATE_VERSION, &body), file.as_fd())?;
+    if how == BadState::Unasked {
+        // `StateFds` (variant 15) of one name, with a copy of the file as its fd.
+        let mut body = vec![15, 1];
+        wire::bytes(&mut body, b"forged");
+        send_with(channel, &wire::message(STATE_VERSION, &body), file.as_fd())?;
+    }
+    littleboss_tests::say!("lb-fake-child: pid {pid} gave a bad state");
+    if how == BadState::Half {
+        littleboss_tests::say!("lb-fake-child: pid {pid} exiting halfway through giving");
+        std::process::exit(1);
+    }
+    loop {
+        let mut buf = [0u8; 256];
+        match rustix::net::recv(channel, &mut buf, RecvFlags::empty()) {
+            Ok((0, _)) => return Ok(()),
+            Ok((n, _)) if buf[..n] == lameduck => break,
+            Ok((n, _)) => {
+                littleboss_tests::say!("lb-fake-child: pid {pid} was told {:?}", &buf[..n]);
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    littleboss_tests::say!("lb-fake-child: pid {pid} got lameduck; exiting 0");
+    std::process::exit(0);
+}
+
+/// Reads until the supervisor asks for the state (`StateWanted`): `false` if the
+/// channel ends first; lameduck first ends the process.
+fn wait_for_request(channel: &OwnedFd, pid: u32) -> rustix::io::Result<bool> {
+    let wanted = [6, 0, 11];
+    let lameduck = [6, 0, 2];
+    loop {
+        let mut buf = [0u8; 256];
+        match rustix::net::recv(channel, &mut buf, RecvFlags::empty()) {
+            Ok((0, _)) => return Ok(false),
+            Ok((n, _)) if buf[..n].starts_with(&wanted) => return Ok(true),
+            Ok((n, _)) if buf[..n] == lameduck => {
+                littleboss_tests::say!("lb-fake-child: pid {pid} got lameduck before a request");
+                std::process::exit(0);
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A memfd holding `bytes`, sealed against writing, growing and shrinking if `seal`.
+fn memfd(bytes: &[u8], seal: bool) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(
+        "lb-fake-child",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    rustix::io::write(&fd, bytes)?;
+    if seal {
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+        )?;
+    }
+    Ok(fd)
+}
+
+/// Says hello at protocol 6 (ready within 1.5 s), takes the welcome, asks for the
+/// state of the process it replaces, and then never reads its channel again.
+fn ask_state_then_never_read(
+    channel: &OwnedFd,
+    pid: u32,
+    hello: &wire::Hello<'_>,
+) -> rustix::io::Result<()> {
+    let hello = wire::Hello {
+        ready_timeout_ms: 1_500,
+        ..hello.clone()
+    };
+    send(
+        channel,
+        &wire::message(STATE_VERSION, &wire::hello_body(&hello)),
+    )?;
+    report(channel, pid);
+    // `StateAsk` (variant 13) with a timeout of 1 s.
+    let mut body = vec![13];
+    wire::varint(&mut body, 1_000);
+    send(channel, &wire::message(STATE_VERSION, &body))?;
+    littleboss_tests::say!("lb-fake-child: pid {pid} asked for the state; reading no more");
+    std::thread::sleep(Duration::from_secs(60));
+    std::process::exit(0);
 }
 
 /// A TCP connection on loopback: its listener, its client end, and the accepted end.

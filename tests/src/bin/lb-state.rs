@@ -9,7 +9,7 @@
 //!   (A: from asking to having the state; R: reading its bytes once), or `took none`, or
 //!   `take_state failed: ERROR`), and with `--typed=V`, `took value COUNTER` (or
 //!   `take_value failed: ERROR`);
-//! - `lb-state: pid P gave N bytes and K fds to Q`, or `give failed: ERROR`, then
+//! - `lb-state: pid P gave N bytes and K fds to Q in G us` (G: the `give` call), or `give failed: ERROR`, then
 //!   `outcome committed` or `outcome not committed`;
 //! - `lb-state: pid P got a later snapshot of N bytes sum S` (the successor's
 //!   `state_updated`).
@@ -259,6 +259,7 @@ async fn give_loop(lb: Context, opts: Opts, state: State, pid: u32, busy: Arc<At
             .filter_map(|(name, fd)| fd.try_clone().ok().map(|fd| (name.clone(), fd)))
             .collect();
         let count = fds.len();
+        let giving = Instant::now();
         let given = match opts.typed {
             Some(version) => {
                 let value = Typed {
@@ -287,8 +288,9 @@ async fn give_loop(lb: Context, opts: Opts, state: State, pid: u32, busy: Arc<At
             }
         };
         say!(
-            "lb-state: pid {pid} gave {} bytes and {count} fds to {successor}",
-            state.bytes.get().len()
+            "lb-state: pid {pid} gave {} bytes and {count} fds to {successor} in {} us",
+            state.bytes.get().len(),
+            giving.elapsed().as_micros()
         );
         if opts.update {
             let lb = lb.clone();

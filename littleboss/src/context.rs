@@ -16,6 +16,8 @@ use crate::control::protocol::ChildMsg;
 use crate::output::errln;
 
 use crate::error::{Error, ListenerProblem};
+#[cfg(feature = "hyper")]
+use crate::handoff::Moved;
 use crate::handoff::{Adoptions, Handoff, Moves};
 #[cfg(feature = "hyper")]
 use crate::http_counts::ListenerCounts;
@@ -631,6 +633,16 @@ impl Context {
         }
     }
 
+    /// [`hand_over`](Self::hand_over), for the HTTP helpers: a TCP or a unix
+    /// connection.
+    #[cfg(feature = "hyper")]
+    pub(crate) async fn hand_over_moved(&self, name: &str, moving: Moved) -> Result<(), Moved> {
+        match &self.inner.moves {
+            Some(moves) => moves.hand_over_moved(name, moving).await,
+            None => Err(moving),
+        }
+    }
+
     /// The connections of listener `name` that the process before hands over at a
     /// reload (with [`hand_over`](Self::hand_over), as the HTTP helpers do). Call it
     /// before [`ready`](Self::ready): the supervisor tells the process before to hand
@@ -654,9 +666,23 @@ impl Context {
     /// }
     /// ```
     ///
+    /// It takes TCP connections: on a unix listener, a connection handed in is declined
+    /// and the process before serves it to the end (the HTTP helpers move unix
+    /// connections with a path of their own).
+    ///
     /// Errors: an undeclared name, or one adopted already. In bypass mode it yields
     /// nothing.
     pub fn adopt(&self, name: &str) -> io::Result<Adoptions> {
+        self.adopt_of(name, false)
+    }
+
+    /// [`adopt`](Self::adopt), for the HTTP helpers: unix connections are taken too.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn adopt_streams(&self, name: &str) -> io::Result<Adoptions> {
+        self.adopt_of(name, true)
+    }
+
+    fn adopt_of(&self, name: &str, unix: bool) -> io::Result<Adoptions> {
         {
             let slots = self
                 .inner
@@ -668,7 +694,7 @@ impl Context {
             }
         }
         match &self.inner.moves {
-            Some(moves) => moves.adopt(name),
+            Some(moves) => moves.adopt(name, unix),
             None => Ok(Adoptions::none(name)),
         }
     }

@@ -44,6 +44,23 @@ pub struct Handoff {
     pub buffered: Vec<u8>,
 }
 
+/// A connection handed in or on its way out, as the HTTP helpers move it: its fd (a TCP
+/// or a unix stream socket) and what was read from it and not parsed yet.
+#[derive(Debug)]
+pub(crate) struct Moved {
+    pub fd: OwnedFd,
+    pub buffered: Vec<u8>,
+}
+
+impl Moved {
+    fn into_handoff(self) -> Handoff {
+        Handoff {
+            stream: std::net::TcpStream::from(self.fd),
+            buffered: self.buffered,
+        }
+    }
+}
+
 /// Where a message to the supervisor goes: the child's channel writer.
 pub(crate) trait Post: Send + Sync {
     /// Queues `msg` with `fds` attached; returns at once.
@@ -55,6 +72,9 @@ pub(crate) trait Post: Send + Sync {
 struct Queue {
     items: Mutex<VecDeque<(u64, OwnedFd, Vec<u8>)>>,
     arrived: Notify,
+    /// Whether unix stream sockets are taken too (the HTTP helpers, on a unix
+    /// listener); [`Adoptions`] of the public API yield TCP streams only.
+    unix: bool,
 }
 
 /// The child's side of moving connections, shared by the program (through the
@@ -164,7 +184,7 @@ impl Moves {
                 continue;
             };
             match queues.get(&parcel.listener) {
-                Some(queue) if is_stream_socket(&fd) => {
+                Some(queue) if is_stream_socket(&fd, queue.unix) => {
                     lock(&queue.items).push_back((parcel.id, fd, parcel.bytes.clone()));
                     queue.arrived.notify_waiters();
                 }
@@ -219,10 +239,22 @@ impl Moves {
 
     /// Hands `moving` to the successor; `Err` gives it back if it does not move.
     pub(crate) async fn hand_over(&self, listener: &str, moving: Handoff) -> Result<(), Handoff> {
+        let moving = Moved {
+            fd: OwnedFd::from(moving.stream),
+            buffered: moving.buffered,
+        };
+        self.hand_over_moved(listener, moving)
+            .await
+            .map_err(Moved::into_handoff)
+    }
+
+    /// Hands `moving` (a TCP or unix connection) to the successor; `Err` gives it back
+    /// if it does not move.
+    pub(crate) async fn hand_over_moved(&self, listener: &str, moving: Moved) -> Result<(), Moved> {
         if !self.spoken || !self.successor_adopts(listener) || moving.buffered.len() > MAX_CARRIED {
             return Err(moving);
         }
-        let Ok(copy) = moving.stream.try_clone().map(OwnedFd::from) else {
+        let Ok(copy) = moving.fd.try_clone() else {
             return Err(moving);
         };
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -243,9 +275,13 @@ impl Moves {
         if taken { Ok(()) } else { Err(moving) }
     }
 
-    /// Opens the queue of connections handed in for `listener`.
-    pub(crate) fn adopt(self: &Arc<Self>, listener: &str) -> io::Result<Adoptions> {
-        let queue = Arc::new(Queue::default());
+    /// Opens the queue of connections handed in for `listener`: TCP ones, and unix ones
+    /// too if `unix`.
+    pub(crate) fn adopt(self: &Arc<Self>, listener: &str, unix: bool) -> io::Result<Adoptions> {
+        let queue = Arc::new(Queue {
+            unix,
+            ..Queue::default()
+        });
         {
             let mut queues = lock(&self.queues);
             if queues.contains_key(listener) {
@@ -273,14 +309,14 @@ impl Moves {
 
     /// The next connection handed in for `queue`, taken (and said so), or `None` once
     /// lameduck has come and none is left.
-    async fn next(&self, queue: &Queue) -> Option<Handoff> {
+    async fn next(&self, queue: &Queue) -> Option<Moved> {
         self.wait_for(queue, |moves, queue| moves.take(queue, 1).pop())
             .await
     }
 
     /// Every connection handed in for `queue` and there now, at least one, taken and
     /// said so in one message; `None` once lameduck has come and none is left.
-    async fn next_all(&self, queue: &Queue) -> Option<Vec<Handoff>> {
+    async fn next_all(&self, queue: &Queue) -> Option<Vec<Moved>> {
         self.wait_for(queue, |moves, queue| {
             let taken = moves.take(queue, usize::MAX);
             (!taken.is_empty()).then_some(taken)
@@ -315,7 +351,7 @@ impl Moves {
 
     /// Up to `max` connections from `queue`, taken; one message says which, and one
     /// which were not usable here (the process before keeps those).
-    fn take(&self, queue: &Queue, max: usize) -> Vec<Handoff> {
+    fn take(&self, queue: &Queue, max: usize) -> Vec<Moved> {
         let mut taken = Vec::new();
         let (mut adopted, mut declined) = (Vec::new(), Vec::new());
         while taken.len() < max {
@@ -323,10 +359,9 @@ impl Moves {
                 break;
             };
             // Non-blocking, as the program's runtime wants it, or not taken.
-            let stream = std::net::TcpStream::from(fd);
-            if stream.set_nonblocking(true).is_ok() {
+            if rustix::io::ioctl_fionbio(&fd, true).is_ok() {
                 adopted.push(id);
-                taken.push(Handoff { stream, buffered });
+                taken.push(Moved { fd, buffered });
             } else {
                 declined.push(id);
             }
@@ -349,12 +384,15 @@ impl Moves {
     }
 }
 
-/// Whether `fd` is a connected stream socket (TCP), as a handed-in connection must be.
-fn is_stream_socket(fd: &OwnedFd) -> bool {
+/// Whether `fd` is a stream socket of TCP (or of a unix socket, if `unix`), as a
+/// handed-in connection must be.
+fn is_stream_socket(fd: &OwnedFd, unix: bool) -> bool {
+    use rustix::net::AddressFamily;
     rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == rustix::net::SocketType::STREAM)
         && crate::sys::socket_family(std::os::fd::AsFd::as_fd(fd)).is_ok_and(|family| {
-            family == rustix::net::AddressFamily::INET
-                || family == rustix::net::AddressFamily::INET6
+            family == AddressFamily::INET
+                || family == AddressFamily::INET6
+                || (unix && family == AddressFamily::UNIX)
         })
 }
 
@@ -394,7 +432,7 @@ impl Adoptions {
     /// supervisor or one that does not move connections.
     pub async fn next(&mut self) -> Option<Handoff> {
         match &self.moves {
-            Some(moves) => moves.next(&self.queue).await,
+            Some(moves) => moves.next(&self.queue).await.map(Moved::into_handoff),
             None => None,
         }
     }
@@ -418,6 +456,13 @@ impl Adoptions {
     /// # }
     /// ```
     pub async fn next_all(&mut self) -> Option<Vec<Handoff>> {
+        let moved = self.next_all_moved().await?;
+        Some(moved.into_iter().map(Moved::into_handoff).collect())
+    }
+
+    /// [`next_all`](Self::next_all), as the HTTP helpers take them: TCP or unix
+    /// streams, by their fds.
+    pub(crate) async fn next_all_moved(&mut self) -> Option<Vec<Moved>> {
         match &self.moves {
             Some(moves) => moves.next_all(&self.queue).await,
             None => None,

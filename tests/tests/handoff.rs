@@ -6,11 +6,13 @@
 //!
 //! The servers are `lb-adopt` (the helper, lameduck 30 s: an old process that exits
 //! within the test's deadline did so because its connections had moved, not because
-//! its lameduck ended), `lb-serve`, the `http`, `axum` and `handoff` examples.
+//! its lameduck ended), `lb-serve` (over TCP, and over a unix socket), the `http`,
+//! `axum` and `handoff` examples.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -47,16 +49,7 @@ impl Pooled {
     /// Whether the connection is still open: no end of file and no error waiting on it
     /// (a non-blocking peek), as a pooled client looks before it reuses one.
     fn is_open(&self) -> bool {
-        let mut byte = [0u8; 1];
-        match rustix::net::recv(
-            self.stream.as_fd(),
-            &mut byte,
-            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
-        ) {
-            Err(rustix::io::Errno::AGAIN) => true,
-            // End of file, an error, or bytes nobody asked for.
-            _ => false,
-        }
+        is_open(self.stream.as_fd())
     }
 
     /// `GET /`, on the pooled connection if it is still open, else on a new one; the
@@ -82,8 +75,23 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Whether the connection `fd` is still open: no end of file and no error waiting on it
+/// (a non-blocking peek), as a pooled client looks before it reuses one.
+fn is_open(fd: BorrowedFd<'_>) -> bool {
+    let mut byte = [0u8; 1];
+    match rustix::net::recv(
+        fd,
+        &mut byte,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    ) {
+        Err(rustix::io::Errno::AGAIN) => true,
+        // End of file, an error, or bytes nobody asked for.
+        _ => false,
+    }
+}
+
 /// Sends `GET /` on `stream` and reads the whole response.
-fn request(stream: &mut TcpStream) -> Result<Answer, String> {
+fn request(stream: &mut (impl Read + Write)) -> Result<Answer, String> {
     send_part(stream, b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")?;
     read_answer(stream)
 }
@@ -94,20 +102,20 @@ fn start_reload(env: &Env, sup: &Supervisor<'_>, bin: &std::path::Path) {
     assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
 }
 
-fn send_part(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
+fn send_part(stream: &mut impl Write, bytes: &[u8]) -> Result<(), String> {
     stream
         .write_all(bytes)
         .map_err(|e| format!("sending the request: {e}"))
 }
 
 /// Reads one response (its head, then `content-length` bytes of body).
-fn read_answer(stream: &mut TcpStream) -> Result<Answer, String> {
+fn read_answer(stream: &mut impl Read) -> Result<Answer, String> {
     read_answer_after(stream, &mut Vec::new())
 }
 
 /// Reads one response, starting with the bytes in `read` that came before (of
 /// pipelined responses); what came after it stays in `read`.
-fn read_answer_after(stream: &mut TcpStream, read: &mut Vec<u8>) -> Result<Answer, String> {
+fn read_answer_after(stream: &mut impl Read, read: &mut Vec<u8>) -> Result<Answer, String> {
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -216,6 +224,55 @@ fn pool_of(sup: &Supervisor<'_>, n: usize) -> Vec<Pooled> {
         assert_eq!(conn.get().expect("an answer").pid, first);
     }
     pool
+}
+
+#[test]
+fn idle_unix_socket_connections_move_to_the_new_process_with_no_close() {
+    let env = Env::new();
+    let path = env.path().join("serve.sock");
+    let flag = format!("--sock={}", path.display());
+    let bin = bin!("lb-serve");
+    let sup = env.start(bin, &["--http=127.0.0.1:0", flag.as_str(), "--", "--unix"]);
+    let first = sup.child_pid();
+    let mut pool: Vec<UnixStream> = (0..20)
+        .map(|_| {
+            let stream = UnixStream::connect(&path).expect("the server accepts");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("a read timeout");
+            stream
+        })
+        .collect();
+    for conn in &mut pool {
+        let answer = request(conn).unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+        assert_eq!(
+            answer,
+            Answer {
+                pid: first,
+                close: false
+            }
+        );
+    }
+    for _ in 0..3 {
+        let new = reload(&env, &sup, bin, &[]);
+        for (i, conn) in pool.iter_mut().enumerate() {
+            assert!(
+                is_open(conn.as_fd()),
+                "connection {i} was closed\n{}",
+                sup.logs()
+            );
+            let answer = request(conn).unwrap_or_else(|e| panic!("{i}: {e}\n{}", sup.logs()));
+            assert_eq!(
+                answer,
+                Answer {
+                    pid: new,
+                    close: false
+                },
+                "connection {i}"
+            );
+        }
+    }
+    assert_moved(&sup.logs(), 20, 3);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,38 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::{self, Proto, Returning, Rewind, linger, sniff};
 use super::service::{InFlight, Wrapped};
+use crate::Context;
+use crate::handoff::Moved;
 use crate::http_counts::ListenerCounts;
-use crate::{Context, Handoff};
+
+/// A plaintext connection that may move: a TCP or a unix stream, taken out of the
+/// runtime as an fd to hand over, and back into it from one.
+pub(crate) trait Movable: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
+    /// The fd, out of the runtime (left non-blocking).
+    fn into_fd(self) -> std::io::Result<OwnedFd>;
+    /// A stream of the runtime from a non-blocking fd.
+    fn from_fd(fd: OwnedFd) -> std::io::Result<Self>;
+}
+
+impl Movable for tokio::net::TcpStream {
+    fn into_fd(self) -> std::io::Result<OwnedFd> {
+        self.into_std().map(OwnedFd::from)
+    }
+
+    fn from_fd(fd: OwnedFd) -> std::io::Result<Self> {
+        tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd))
+    }
+}
+
+impl Movable for tokio::net::UnixStream {
+    fn into_fd(self) -> std::io::Result<OwnedFd> {
+        self.into_std().map(OwnedFd::from)
+    }
+
+    fn from_fd(fd: OwnedFd) -> std::io::Result<Self> {
+        tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+    }
+}
 
 /// The service of one connection, as hyper runs it on a spawned task: the bounds every
 /// function here needs, in one place.
@@ -72,7 +103,8 @@ pub(crate) struct Shared<M> {
     pub tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
 }
 
-/// Serves one accepted connection until it is closed.
+/// Serves one accepted TLS connection until it is closed.
+#[cfg(feature = "rustls")]
 pub(crate) async fn serve<IO, M, S, B>(io: IO, peer: Option<SocketAddr>, shared: Arc<Shared<M>>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -80,7 +112,6 @@ where
     S: ConnService<B>,
     B: ResBody,
 {
-    #[cfg(feature = "rustls")]
     if let Some((acceptor, timeout)) = &shared.tls {
         let Ok(Ok(stream)) = tokio::time::timeout(*timeout, acceptor.accept(io)).await else {
             return;
@@ -95,15 +126,16 @@ where
     http(io, None, peer, &shared).await;
 }
 
-/// Serves a plaintext TCP connection, accepted (`read` empty) or handed in from the
-/// process before (`read`: the bytes it had read and not parsed, and it speaks HTTP/1.1):
-/// HTTP/1.1 on it may move to the next process at lameduck.
-pub(crate) async fn serve_tcp<M, S, B>(
-    mut stream: tokio::net::TcpStream,
+/// Serves a plaintext connection (TCP or unix), accepted (`read` empty) or handed in
+/// from the process before (`read`: the bytes it had read and not parsed, and it speaks
+/// HTTP/1.1): HTTP/1.1 on it may move to the next process at lameduck.
+pub(crate) async fn serve_movable<T, M, S, B>(
+    mut stream: T,
     mut read: Option<Vec<u8>>,
     peer: Option<SocketAddr>,
     shared: Arc<Shared<M>>,
 ) where
+    T: Movable,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
@@ -111,21 +143,23 @@ pub(crate) async fn serve_tcp<M, S, B>(
     // A connection that was to move when this process stood by, and was not taken
     // because the new one failed its probation, is served again as one just
     // accepted: it may move at the next reload.
-    while let Some((again, buffered)) = Box::pin(serve_tcp_once(stream, read, peer, &shared)).await
+    while let Some((again, buffered)) =
+        Box::pin(serve_movable_once(stream, read, peer, &shared)).await
     {
         stream = again;
         read = (!buffered.is_empty()).then_some(buffered);
     }
 }
 
-/// [`serve_tcp`] until the connection ends, or comes back (see there).
-async fn serve_tcp_once<M, S, B>(
-    mut stream: tokio::net::TcpStream,
+/// [`serve_movable`] until the connection ends, or comes back (see there).
+async fn serve_movable_once<T, M, S, B>(
+    mut stream: T,
     read: Option<Vec<u8>>,
     peer: Option<SocketAddr>,
     shared: &Arc<Shared<M>>,
-) -> Option<(tokio::net::TcpStream, Vec<u8>)>
+) -> Option<(T, Vec<u8>)>
 where
+    T: Movable,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
@@ -203,27 +237,28 @@ where
 /// to the end here, winding down as without a successor; or gives it back, with what
 /// was read of it, if this process stood by and serves again since (the new one failed
 /// its probation): it is served as one just accepted.
-async fn move_or_serve<M, S, B>(
-    stream: tokio::net::TcpStream,
+async fn move_or_serve<T, M, S, B>(
+    stream: T,
     buffered: Vec<u8>,
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
-) -> Option<(tokio::net::TcpStream, Vec<u8>)>
+) -> Option<(T, Vec<u8>)>
 where
+    T: Movable,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
 {
-    let stream = stream.into_std().ok()?;
-    let moving = Handoff { stream, buffered };
-    let Err(kept) = shared.lb.hand_over(&shared.listener, moving).await else {
+    let fd = stream.into_fd().ok()?;
+    let moving = Moved { fd, buffered };
+    let Err(kept) = shared.lb.hand_over_moved(&shared.listener, moving).await else {
         return None;
     };
-    let stream = tokio::net::TcpStream::from_std(kept.stream).ok()?;
+    let stream = T::from_fd(kept.fd).ok()?;
     if !shared.lb.is_winding_down() {
         return Some((stream, kept.buffered));
     }
-    // Boxed, as in `serve_tcp`: what waits for the answer stays small.
+    // Boxed, as in `serve_movable`: what waits for the answer stays small.
     if kept.buffered.is_empty() {
         // Nothing read: it may not have said what it speaks yet.
         Box::pin(http(stream, None, peer, shared)).await;
@@ -240,20 +275,21 @@ where
     None
 }
 
-/// Serves HTTP/1.1 on a plaintext TCP connection until it ends, or until lameduck if the
+/// Serves HTTP/1.1 on a plaintext connection until it ends, or until lameduck if the
 /// successor adopts its listener's connections: then, once no request is in flight
 /// (hyper's own idle state is not exposed, and shutting a connection down between a
 /// request and its response would add `Connection: close`), hyper lets go of it without
 /// shutting it down. Returns the stream and what hyper had read of it and not parsed,
 /// to move; `None` if it ended here (closed, upgraded, or wound down).
-async fn http1_movable<M, S, B>(
-    stream: tokio::net::TcpStream,
+async fn http1_movable<T, M, S, B>(
+    stream: T,
     read: Vec<u8>,
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
     in_flight: Arc<InFlight>,
-) -> Option<(tokio::net::TcpStream, Vec<u8>)>
+) -> Option<(T, Vec<u8>)>
 where
+    T: Movable,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,

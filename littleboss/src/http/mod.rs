@@ -40,12 +40,13 @@
 //! - It stops accepting by dropping its copy of the listener. The listening socket is
 //!   shared with the new process, which goes on accepting from the same queue: it is
 //!   never `shutdown()`, which would stop the new process's accepts too.
-//! - HTTP/1.1 in plain text, when the new process serves the same listener with these
-//!   helpers: each connection moves to it, socket and all, as soon as it is between two
-//!   requests. The client sees no close and no `Connection: close`; see [Handing over
-//!   idle connections](#handing-over-idle-connections).
-//! - HTTP/1.1 otherwise (TLS, a unix listener, a stop, a new process that does not
-//!   adopt connections, [`Server::hand_over`] off): each connection's next response
+//! - HTTP/1.1 in plain text, over TCP or a unix socket, when the new process serves the
+//!   same listener with these helpers: each connection moves to it, socket and all, as
+//!   soon as it is between two requests. The client sees no close and no
+//!   `Connection: close`; see [Handing over idle
+//!   connections](#handing-over-idle-connections).
+//! - HTTP/1.1 otherwise (TLS, a stop, a new process that does not adopt connections,
+//!   [`Server::hand_over`] off): each connection's next response
 //!   carries `Connection: close`, and the connection closes after it, so keep-alive
 //!   clients move to the new process between two requests, never during one. A
 //!   connection that sends nothing is closed only after a grace period
@@ -76,7 +77,8 @@
 //!
 //! Closing an idle keep-alive connection always races with a request the client may be
 //! sending on it at that moment; closing later only moves the race. So a plaintext
-//! HTTP/1.1 connection is not closed at a reload: it moves to the new process.
+//! HTTP/1.1 connection, of a TCP or a unix listener, is not closed at a reload: it moves
+//! to the new process.
 //!
 //! - The new process's `serve` says that it adopts the listener's connections before it
 //!   says ready ([`Context::adopt`]).
@@ -170,8 +172,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::task::JoinSet;
 
-use self::conn::{ConnService, ResBody};
+use self::conn::{ConnService, Movable, ResBody};
 use crate::Context;
+use crate::handoff::Moved;
 use crate::http_counts::open_while;
 use crate::output::errln;
 
@@ -385,10 +388,10 @@ impl Server {
         });
         // Before ready: the supervisor hands connections only to a process that adopts
         // them by then.
-        let mut adopted = match &listener {
-            Listener::Tcp(_) if shared.hand_over => lb.adopt(name).ok(),
-            _ => None,
-        };
+        let mut adopted = shared
+            .hand_over
+            .then(|| lb.adopt_streams(name).ok())
+            .flatten();
         // It stands by and resumes by itself: the program need do nothing.
         lb.can_stand_by();
         if self.ready {
@@ -430,12 +433,12 @@ impl Server {
                     Ok((Stream::Tcp(stream), peer)) => {
                         pause.reset();
                         let _ = stream.set_nodelay(true);
-                        let serve = conn::serve_tcp(stream, None, peer, Arc::clone(&shared));
+                        let serve = conn::serve_movable(stream, None, peer, Arc::clone(&shared));
                         connections.spawn(open_while(shared.counts.clone(), serve));
                     }
                     Ok((Stream::Unix(stream), _)) => {
                         pause.reset();
-                        let serve = conn::serve(stream, None, Arc::clone(&shared));
+                        let serve = conn::serve_movable(stream, None, None, Arc::clone(&shared));
                         connections.spawn(open_while(shared.counts.clone(), serve));
                     }
                     Err(e) if about_one_connection(&e) => {}
@@ -479,19 +482,17 @@ impl Server {
 
 /// The connections handed in from the process before and there now (at least one), if
 /// this server adopts them: taken together, with one answer to the supervisor.
-async fn next_adopted(adopted: &mut Option<crate::Adoptions>) -> Option<Vec<crate::Handoff>> {
+async fn next_adopted(adopted: &mut Option<crate::Adoptions>) -> Option<Vec<Moved>> {
     match adopted {
-        Some(adopted) => adopted.next_all().await,
+        Some(adopted) => adopted.next_all_moved().await,
         None => None,
     }
 }
 
-/// Serves a connection handed in from the process before, as if it had been accepted.
-fn adopt<M, S, B>(
-    moved: crate::Handoff,
-    shared: &Arc<conn::Shared<M>>,
-    connections: &mut JoinSet<()>,
-) where
+/// Serves a connection handed in from the process before, as if it had been accepted:
+/// a TCP one, or a unix one (of a unix listener).
+fn adopt<M, S, B>(moved: Moved, shared: &Arc<conn::Shared<M>>, connections: &mut JoinSet<()>)
+where
     M: Fn(Option<SocketAddr>) -> S + Send + Sync + 'static,
     S: ConnService<B>,
     B: ResBody,
@@ -501,15 +502,23 @@ fn adopt<M, S, B>(
     // loop, one task, only starts them.
     let shared = Arc::clone(shared);
     connections.spawn(async move {
-        let peer = moved.stream.peer_addr().ok();
-        let Ok(stream) = tokio::net::TcpStream::from_std(moved.stream) else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
         // Nothing read yet: it may not have said what it speaks.
         let read = (!moved.buffered.is_empty()).then_some(moved.buffered);
         let counts = shared.counts.clone();
-        open_while(counts, conn::serve_tcp(stream, read, peer, shared)).await;
+        let family = crate::sys::socket_family(std::os::fd::AsFd::as_fd(&moved.fd));
+        if family.is_ok_and(|f| f == rustix::net::AddressFamily::UNIX) {
+            let Ok(stream) = tokio::net::UnixStream::from_fd(moved.fd) else {
+                return;
+            };
+            open_while(counts, conn::serve_movable(stream, read, None, shared)).await;
+            return;
+        }
+        let Ok(stream) = tokio::net::TcpStream::from_fd(moved.fd) else {
+            return;
+        };
+        let peer = stream.peer_addr().ok();
+        let _ = stream.set_nodelay(true);
+        open_while(counts, conn::serve_movable(stream, read, peer, shared)).await;
     });
 }
 

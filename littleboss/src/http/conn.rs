@@ -6,7 +6,7 @@
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -15,6 +15,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::framing::Framing;
 use super::io::{self, Proto, Returning, Rewind, linger, sniff};
 use super::service::{InFlight, Wrapped};
 use crate::Context;
@@ -295,7 +296,10 @@ where
     B: ResBody,
 {
     let lb = &shared.lb;
-    let (io, back) = Returning::new(Rewind::new(read, stream));
+    // Every byte hyper reads is counted, so that at a move the stream is known to be at
+    // a request's boundary (see `framing`).
+    let framing = Arc::new(Mutex::new(Framing::default()));
+    let (io, back) = Returning::new(Rewind::framed(read, stream, Arc::clone(&framing)));
     let kept = io.kept();
     let service = Wrapped {
         inner: (shared.make)(peer),
@@ -339,8 +343,17 @@ where
             if (&mut connection).await.is_ok() {
                 // `None` if it was upgraded meanwhile: the program has it.
                 let parts = connection.into_parts()?;
-                let (rest, stream) = parts.io.into_inner().take()?.into_parts();
-                let mut buffered = parts.read_buf.to_vec();
+                let io = parts.io.into_inner().take()?;
+                // What hyper had not consumed of a body the service left unread (it
+                // drains what has come before it keeps a connection alive) is
+                // skipped; a body whose end has not been read yet cannot move.
+                let skip = skip_to_boundary(&framing, parts.read_buf.len());
+                let (rest, stream) = io.into_parts();
+                let Some(skip) = skip else {
+                    linger(stream, shared.linger).await;
+                    return None;
+                };
+                let mut buffered = parts.read_buf[skip..].to_vec();
                 buffered.extend(rest);
                 return Some((stream, buffered));
             }
@@ -351,6 +364,19 @@ where
         linger(io, shared.linger).await;
     }
     None
+}
+
+/// How many of hyper's `unparsed` bytes to skip so that what follows begins a request
+/// (the rest of a body the service left unread, which hyper had read and not
+/// consumed), or `None` if no boundary between requests has been read after what hyper
+/// consumed.
+fn skip_to_boundary(framing: &Mutex<Framing>, unparsed: usize) -> Option<usize> {
+    let framing = framing
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let consumed = framing.total().checked_sub(unparsed as u64)?;
+    let boundary = framing.boundary_from(consumed)?;
+    usize::try_from(boundary - consumed).ok()
 }
 
 /// Resolves `grace` after lameduck (or standby: the connections wind down the same).

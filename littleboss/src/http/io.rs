@@ -5,14 +5,15 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::oneshot;
 
+use super::framing::Framing;
 use crate::control::protocol::MAX_CARRIED;
 
 /// The 24 bytes every HTTP/2 connection starts with (RFC 9113, section 3.4).
@@ -85,12 +86,14 @@ pub(crate) async fn sniff<IO: AsyncRead + Unpin>(
     }
 }
 
-/// A stream whose reads give `prefix` first, then the stream's own bytes.
+/// A stream whose reads give `prefix` first, then the stream's own bytes; every byte
+/// read is counted by its [`Framing`], if it has one.
 #[derive(Debug)]
 pub(crate) struct Rewind<IO> {
     prefix: Vec<u8>,
     at: usize,
     inner: IO,
+    framing: Option<Arc<Mutex<Framing>>>,
 }
 
 impl<IO> Rewind<IO> {
@@ -99,6 +102,15 @@ impl<IO> Rewind<IO> {
             prefix,
             at: 0,
             inner,
+            framing: None,
+        }
+    }
+
+    /// As [`new`](Self::new), counting what is read in `framing`.
+    pub(crate) fn framed(prefix: Vec<u8>, inner: IO, framing: Arc<Mutex<Framing>>) -> Rewind<IO> {
+        Rewind {
+            framing: Some(framing),
+            ..Rewind::new(prefix, inner)
         }
     }
 
@@ -116,7 +128,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.at < this.prefix.len() {
+        let before = buf.filled().len();
+        let read = if this.at < this.prefix.len() {
             let rest = &this.prefix[this.at..];
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
@@ -125,9 +138,17 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
                 this.prefix = Vec::new();
                 this.at = 0;
             }
-            return Poll::Ready(Ok(()));
+            Poll::Ready(Ok(()))
+        } else {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        };
+        if let (Poll::Ready(Ok(())), Some(framing)) = (&read, &this.framing) {
+            framing
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .feed(&buf.filled()[before..]);
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        read
     }
 }
 

@@ -98,11 +98,19 @@
 //! those bytes before hyper sees them: hyper, given part of a first request, would
 //! finish it itself and answer `Connection: close`.
 //!
+//! A connection whose last request carried a body moves once that body is behind it:
+//! read by the service, or left unread and drained by hyper (which it does with what
+//! has come of the body when the service answers). The helper counts every byte hyper
+//! reads and frames the requests itself (`Content-Length`, or chunks and trailers), so
+//! that it moves the connection only at a request's boundary: what is left of a body
+//! never reaches the new process as a request. A body whose end has not come when the
+//! service answers is hyper's to close, as without littleboss.
+//!
 //! What cannot move winds down by closing, as above: TLS connections, HTTP/2 (which has
-//! GOAWAY), upgraded connections, a connection whose last request was HTTP/1.0, said
-//! `Connection: close` or carried a body (the service may not have read it to its end,
-//! and what is left of it must never reach the new process as a request), one whose
-//! last response said `Connection: close`, one holding more than 16 KiB not parsed yet,
+//! GOAWAY), upgraded connections, a connection whose last request was HTTP/1.0 or said
+//! `Connection: close`, one whose requests cannot be framed for certain (`CONNECT`,
+//! a transfer coding other than `chunked`, a `Content-Length` that is not one number),
+//! one whose last response said `Connection: close`, one holding more than 16 KiB not parsed yet,
 //! a request still in flight when the lameduck time is up, and whatever the new process
 //! did not take in time. Nothing is dropped on any of these paths while the supervisor
 //! runs (if it dies, a connection on its way may be lost). Under a supervisor of an
@@ -158,6 +166,7 @@
 )]
 
 mod conn;
+mod framing;
 mod io;
 mod service;
 #[cfg(feature = "rustls")]

@@ -42,8 +42,7 @@ pub(crate) struct InFlight {
     count: AtomicUsize,
     idle: Notify,
     /// Whether the last exchange leaves the connection not reusable: hyper closes it
-    /// after it (an HTTP/1.0 request, `Connection: close` either way), or it carried a
-    /// request body, which the service may not have read to its end.
+    /// after it (an HTTP/1.0 request, `Connection: close` either way).
     spent: AtomicBool,
     /// Decided once, at lameduck: whether the successor adopts the listener's
     /// connections.
@@ -108,9 +107,9 @@ where
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.lb.clone());
         if let Some((_, in_flight)) = &self.moving {
-            let reusable = request.version() == Version::HTTP_11
-                && !says_close(request.headers())
-                && request.body().is_end_stream();
+            // A request with a body leaves it reusable too: the move takes place only
+            // at the body's end (see `framing`).
+            let reusable = request.version() == Version::HTTP_11 && !says_close(request.headers());
             in_flight.spend(!reusable);
         }
         WrappedFuture {

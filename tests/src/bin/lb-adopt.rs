@@ -1,7 +1,8 @@
 //! `lb-adopt`: a server on `littleboss::http` (service `lbadopt`, lameduck 30 s) for the
 //! tests of connections that move to the new process at a reload. It answers every
-//! `GET` with `pid PID\n`, `GET /slow/MS` after MS milliseconds (printing `lb-adopt: pid
-//! PID slow MS` when it comes).
+//! request with `pid PID\n`, `GET /slow/MS` after MS milliseconds (printing `lb-adopt:
+//! pid PID slow MS` when it comes), and a request to `/read` once it has read its body
+//! to the end (other bodies it leaves unread).
 //!
 //! By default it is the helper as a program uses it: idle HTTP/1.1 connections move to
 //! the new process, and it adopts those of the process before. With a switch it is a
@@ -56,6 +57,11 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+        if request.uri().path() == "/read" {
+            let _ = http_body_util::BodyExt::collect(request.into_body()).await;
+            let body = Bytes::from(format!("pid {}\n", std::process::id()));
+            return Ok::<_, Infallible>(Response::new(Full::new(body)));
+        }
         let slow = request.uri().path().strip_prefix("/slow/");
         if let Some(ms) = slow.and_then(|ms| ms.parse().ok()) {
             littleboss_tests::say!("lb-adopt: pid {} slow {ms}", std::process::id());

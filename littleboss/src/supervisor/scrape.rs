@@ -11,11 +11,11 @@
 //! starts its children as another user: give it a unix or a loopback address.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::supervisor::machine::StateReader;
 use tokio::task::JoinHandle;
@@ -41,6 +41,9 @@ pub(crate) struct ScrapeServer {
     serving: Option<(FdKey, JoinHandle<()>)>,
     readers: mpsc::Sender<StateReader>,
     refused: Arc<[AtomicU64; 3]>,
+    /// One permit per connection that may be answered at once, each held by the
+    /// connection being answered.
+    slots: Arc<Semaphore>,
 }
 
 impl ScrapeServer {
@@ -50,6 +53,26 @@ impl ScrapeServer {
             serving: None,
             readers,
             refused: Arc::default(),
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        }
+    }
+
+    /// Stops accepting (the next [`follow`](Self::follow) accepts again); the
+    /// listening socket stays open, and what comes meanwhile waits in its queue.
+    pub(crate) fn pause(&mut self) {
+        if let Some((_, task)) = self.serving.take() {
+            task.abort();
+        }
+    }
+
+    /// Resolves once no scrape is being answered (after [`pause`](Self::pause), none
+    /// begins): before the supervisor's exec, which would close their sockets.
+    pub(crate) fn answered(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let slots = Arc::clone(&self.slots);
+        async move {
+            let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+            // Released at once: after a failed exec, scrapes are answered again.
+            drop(slots.acquire_many(all).await);
         }
     }
 
@@ -82,7 +105,7 @@ impl ScrapeServer {
         let shared = Shared {
             readers: self.readers.clone(),
             refused: Arc::clone(&self.refused),
-            open: Arc::default(),
+            slots: Arc::clone(&self.slots),
         };
         let task = match record.network {
             Network::Tcp => {
@@ -149,7 +172,7 @@ fn nonblocking_unix(listener: &std::os::unix::net::UnixListener) -> std::io::Res
 struct Shared {
     readers: mpsc::Sender<StateReader>,
     refused: Arc<[AtomicU64; 3]>,
-    open: Arc<AtomicUsize>,
+    slots: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -162,15 +185,14 @@ impl Shared {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             // Closed at once: answering would cost what the limit is for.
             return self.refuse(2);
-        }
+        };
         let shared = self.clone();
         tokio::spawn(async move {
             shared.answer(stream).await;
-            shared.open.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
         });
     }
 
@@ -339,7 +361,7 @@ mod tests {
         let shared = Shared {
             readers,
             refused: Arc::default(),
-            open: Arc::default(),
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         };
         tokio::spawn(async move {
             let state = crate::supervisor::machine::sample_state();
@@ -381,6 +403,27 @@ mod tests {
         }
         let garbage = ask(b"\x01\x02 nonsense\r\n\r\n").await;
         assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+    }
+
+    #[tokio::test]
+    async fn before_an_exec_the_scrapes_under_way_are_waited_for() {
+        let (readers, _rx) = mpsc::channel::<StateReader>(1);
+        let server = ScrapeServer::new(readers);
+        // Nothing under way: at once.
+        tokio::time::timeout(Duration::from_secs(5), server.answered())
+            .await
+            .expect("nothing to wait for");
+        let slot = Arc::clone(&server.slots).try_acquire_owned().unwrap();
+        let answered = server.answered();
+        let mut answered = std::pin::pin!(answered);
+        let waited = tokio::time::timeout(Duration::from_millis(50), answered.as_mut()).await;
+        assert!(waited.is_err(), "a scrape under way is waited for");
+        drop(slot);
+        tokio::time::timeout(Duration::from_secs(5), answered)
+            .await
+            .expect("answered once it ends");
+        // And scrapes are answered again after it.
+        assert!(Arc::clone(&server.slots).try_acquire_owned().is_ok());
     }
 
     #[tokio::test]

@@ -139,6 +139,7 @@ impl Shell {
         let _ = (&mut self.server).await;
         // Let the requests already accepted be answered (a stop cancels the upgrade).
         self.connections.drain(Duration::from_millis(200)).await;
+        self.drain_scrapes(Duration::from_millis(200)).await;
         while let Ok(input) = self.inputs.try_recv() {
             self.handle(input);
         }
@@ -203,6 +204,30 @@ impl Shell {
         drop(file);
         self.exec_failed(reason, None);
     }
+
+    /// Lets the scrapes of the metrics' listener under way be answered, `limit` at most,
+    /// reading the state for them meanwhile: the exec would close their sockets and
+    /// leave a scraper with no answer. What comes meanwhile waits in the listener's
+    /// queue for the next image.
+    #[cfg(feature = "metrics")]
+    async fn drain_scrapes(&mut self, limit: Duration) {
+        self.scrape.pause();
+        let answered = self.scrape.answered();
+        let mut answered = std::pin::pin!(answered);
+        let deadline = tokio::time::sleep(limit);
+        let mut deadline = std::pin::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                () = answered.as_mut() => break,
+                Some(read) = self.readers.recv() => read(self.machine.state()),
+                () = deadline.as_mut() => break,
+            }
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    async fn drain_scrapes(&mut self, _limit: Duration) {}
 
     /// The exec did not happen: the children's tasks and the control server run again,
     /// signals are delivered again, and the machine is told.

@@ -219,19 +219,30 @@ enum Next {
     Lost,
 }
 
+/// Takes from `bytes` what belongs to the CRLF-ended `line` begun: how many bytes it
+/// took, and, while the line is not whole yet, what follows for the body (it stays,
+/// or it cannot be framed: the line is too long).
+fn take_line(line: &mut Vec<u8>, bytes: &[u8]) -> (usize, Option<Next>) {
+    let used = line_end(line, bytes, b"\r\n");
+    line.extend_from_slice(&bytes[..used]);
+    if line.ends_with(b"\r\n") {
+        return (used, None);
+    }
+    let next = if line.len() > MAX_LINE {
+        Next::Lost
+    } else {
+        Next::Stay
+    };
+    (used, Some(next))
+}
+
 /// One step of a chunked body on `bytes` (not empty): how many it used, and whether
 /// the body ended or cannot be framed.
 fn chunk_step(chunk: &mut Chunk, bytes: &[u8]) -> (usize, Next) {
     match chunk {
         Chunk::Size(line) => {
-            let used = line_end(line, bytes, b"\r\n");
-            line.extend_from_slice(&bytes[..used]);
-            if !line.ends_with(b"\r\n") {
-                let next = if line.len() > MAX_LINE {
-                    Next::Lost
-                } else {
-                    Next::Stay
-                };
+            let (used, partial) = take_line(line, bytes);
+            if let Some(next) = partial {
                 return (used, next);
             }
             // The size, in hex, before any extension.
@@ -274,14 +285,8 @@ fn chunk_step(chunk: &mut Chunk, bytes: &[u8]) -> (usize, Next) {
             (1, Next::Stay)
         }
         Chunk::Trailer(line) => {
-            let used = line_end(line, bytes, b"\r\n");
-            line.extend_from_slice(&bytes[..used]);
-            if !line.ends_with(b"\r\n") {
-                let next = if line.len() > MAX_LINE {
-                    Next::Lost
-                } else {
-                    Next::Stay
-                };
+            let (used, partial) = take_line(line, bytes);
+            if let Some(next) = partial {
                 return (used, next);
             }
             if line.len() == 2 {

@@ -143,8 +143,9 @@ fn explicit_nonce(version: Version, aead: Aead) -> bool {
     version == Version::Tls12 && aead != Aead::Chacha20Poly1305
 }
 
-/// The sending direction: protects records.
-pub(crate) struct Sealer {
+/// One direction's state, as ring takes it: the key, the IV, the sequence number of
+/// the next record.
+struct Direction {
     key: LessSafeKey,
     iv: Zeroizing<[u8; 12]>,
     aead: Aead,
@@ -152,18 +153,19 @@ pub(crate) struct Sealer {
     seq: u64,
 }
 
-impl fmt::Debug for Sealer {
+impl fmt::Debug for Direction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealer")
+        f.debug_struct("Direction")
             .field("aead", &self.aead)
+            .field("version", &self.version)
             .field("seq", &self.seq)
             .finish_non_exhaustive()
     }
 }
 
-impl Sealer {
-    pub(crate) fn new(keys: Keys) -> Result<Sealer, RecordError> {
-        Ok(Sealer {
+impl Direction {
+    fn new(keys: Keys) -> Result<Direction, RecordError> {
+        Ok(Direction {
             key: ring_key(&keys)?,
             iv: keys.iv.clone(),
             aead: keys.aead,
@@ -172,9 +174,26 @@ impl Sealer {
         })
     }
 
+    /// The sequence number of this record, and the next one's counted.
+    fn next_seq(&mut self) -> Result<u64, RecordError> {
+        let seq = self.seq;
+        self.seq = seq.checked_add(1).ok_or(RecordError::Exhausted)?;
+        Ok(seq)
+    }
+}
+
+/// The sending direction: protects records.
+#[derive(Debug)]
+pub(crate) struct Sealer(Direction);
+
+impl Sealer {
+    pub(crate) fn new(keys: Keys) -> Result<Sealer, RecordError> {
+        Direction::new(keys).map(Sealer)
+    }
+
     /// The sequence number of the next record.
     pub(crate) fn seq(&self) -> u64 {
-        self.seq
+        self.0.seq
     }
 
     /// Appends to `out` one record of `content_type` holding `plaintext` (at most
@@ -188,12 +207,12 @@ impl Sealer {
         if plaintext.len() > MAX_PLAINTEXT {
             return Err(RecordError::TooLong(plaintext.len()));
         }
-        let seq = self.seq;
-        self.seq = seq.checked_add(1).ok_or(RecordError::Exhausted)?;
-        let nonce = xor_nonce(&self.iv, seq);
-        let tag = self.key.algorithm().tag_len();
+        let d = &mut self.0;
+        let seq = d.next_seq()?;
+        let nonce = xor_nonce(&d.iv, seq);
+        let tag = d.key.algorithm().tag_len();
         let start = out.len();
-        match self.version {
+        match d.version {
             Version::Tls13 => {
                 let len = plaintext.len() + 1 + tag;
                 let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
@@ -201,7 +220,7 @@ impl Sealer {
                 let mut inner = Vec::with_capacity(plaintext.len() + 1 + tag);
                 inner.extend_from_slice(plaintext);
                 inner.push(content_type);
-                self.key
+                d.key
                     .seal_in_place_append_tag(
                         Nonce::assume_unique_for_key(nonce),
                         Aad::from(header),
@@ -211,7 +230,7 @@ impl Sealer {
                 out.extend_from_slice(&inner);
             }
             Version::Tls12 => {
-                let explicit = explicit_nonce(self.version, self.aead);
+                let explicit = explicit_nonce(d.version, d.aead);
                 let len = plaintext.len() + tag + if explicit { 8 } else { 0 };
                 out.extend_from_slice(&[content_type, 3, 3, (len >> 8) as u8, len as u8]);
                 if explicit {
@@ -219,7 +238,7 @@ impl Sealer {
                 }
                 let mut body = plaintext.to_vec();
                 let aad = tls12_aad(seq, content_type, plaintext.len());
-                self.key
+                d.key
                     .seal_in_place_append_tag(
                         Nonce::assume_unique_for_key(nonce),
                         Aad::from(aad),
@@ -235,37 +254,17 @@ impl Sealer {
 }
 
 /// The receiving direction: unprotects records.
-pub(crate) struct Opener {
-    key: LessSafeKey,
-    iv: Zeroizing<[u8; 12]>,
-    aead: Aead,
-    version: Version,
-    seq: u64,
-}
-
-impl fmt::Debug for Opener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Opener")
-            .field("aead", &self.aead)
-            .field("seq", &self.seq)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub(crate) struct Opener(Direction);
 
 impl Opener {
     pub(crate) fn new(keys: Keys) -> Result<Opener, RecordError> {
-        Ok(Opener {
-            key: ring_key(&keys)?,
-            iv: keys.iv.clone(),
-            aead: keys.aead,
-            version: keys.version,
-            seq: keys.seq,
-        })
+        Direction::new(keys).map(Opener)
     }
 
     /// The sequence number of the next record.
     pub(crate) fn seq(&self) -> u64 {
-        self.seq
+        self.0.seq
     }
 
     /// Unprotects one whole record (`header` and its `payload`, which is decrypted in
@@ -275,21 +274,21 @@ impl Opener {
         header: [u8; HEADER],
         payload: &'p mut [u8],
     ) -> Result<(u8, &'p [u8]), RecordError> {
-        let tag = self.key.algorithm().tag_len();
-        let explicit = explicit_nonce(self.version, self.aead);
-        let least =
-            tag + if explicit { 8 } else { 0 } + usize::from(self.version == Version::Tls13);
+        let d = &mut self.0;
+        let tag = d.key.algorithm().tag_len();
+        let explicit = explicit_nonce(d.version, d.aead);
+        let least = tag + if explicit { 8 } else { 0 } + usize::from(d.version == Version::Tls13);
         if payload.len() < least || payload.len() > MAX_PAYLOAD {
             return Err(RecordError::BadLength(payload.len()));
         }
-        let seq = self.seq;
-        match self.version {
+        let seq = d.seq;
+        match d.version {
             Version::Tls13 => {
                 if header[0] != APPLICATION_DATA {
                     return Err(RecordError::WrongType(header[0]));
                 }
-                let nonce = xor_nonce(&self.iv, seq);
-                let inner = self
+                let nonce = xor_nonce(&d.iv, seq);
+                let inner = d
                     .key
                     .open_in_place(
                         Nonce::assume_unique_for_key(nonce),
@@ -302,7 +301,7 @@ impl Opener {
                     .iter()
                     .rposition(|b| *b != 0)
                     .ok_or(RecordError::NoType)?;
-                self.seq = seq.checked_add(1).ok_or(RecordError::Exhausted)?;
+                d.next_seq()?;
                 let content_type = inner[end];
                 Ok((content_type, &inner[..end]))
             }
@@ -311,18 +310,18 @@ impl Opener {
                 let (nonce, body) = if explicit {
                     let (explicit, body) = payload.split_at_mut(8);
                     let mut nonce = [0u8; 12];
-                    nonce[..4].copy_from_slice(&self.iv[..4]);
+                    nonce[..4].copy_from_slice(&d.iv[..4]);
                     nonce[4..].copy_from_slice(explicit);
                     (nonce, body)
                 } else {
-                    (xor_nonce(&self.iv, seq), payload)
+                    (xor_nonce(&d.iv, seq), payload)
                 };
                 let aad = tls12_aad(seq, content_type, body.len() - tag);
-                let plain = self
+                let plain = d
                     .key
                     .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
                     .map_err(|_| RecordError::Forged)?;
-                self.seq = seq.checked_add(1).ok_or(RecordError::Exhausted)?;
+                d.next_seq()?;
                 Ok((content_type, plain))
             }
         }

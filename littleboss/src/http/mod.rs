@@ -168,8 +168,12 @@
 mod conn;
 mod framing;
 mod io;
-// The record layer of TLS sessions that move to the next process: built and tested
-// against rustls peers; the move itself is not wired in yet.
+// A TLS session continued outside rustls, and its record layer, for TLS connections
+// that move to the next process: built and tested against rustls peers; the move
+// itself is not wired in yet.
+#[cfg(feature = "rustls")]
+#[cfg_attr(not(test), expect(dead_code))]
+mod continued_tls;
 #[cfg(feature = "rustls")]
 #[cfg_attr(not(test), expect(dead_code))]
 mod record_layer;

@@ -352,7 +352,7 @@ pub(crate) fn keys_of(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::{Read, Write};
     use std::sync::Arc;
 
@@ -365,12 +365,12 @@ mod tests {
 
     use super::*;
 
-    /// A client and a server of one suite and version, handshaken in memory, and the
-    /// server's keys once it is quiet.
-    fn session(
+    /// A server's config (secrets extractable) and a client's that trusts it, of one
+    /// suite and version.
+    pub(crate) fn configs(
         suite: SupportedCipherSuite,
         tls: &'static SupportedProtocolVersion,
-    ) -> (ClientConnection, Keys, Keys) {
+    ) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
             .expect("a certificate");
         let der = CertificateDer::from(cert.cert.der().to_vec());
@@ -393,9 +393,19 @@ mod tests {
             .expect("the version")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut client = ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap())
-            .expect("a client");
-        let mut server = ServerConnection::new(Arc::new(server)).expect("a server");
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// A client and a server of one suite and version, handshaken in memory, and the
+    /// server's keys once it is quiet.
+    pub(crate) fn session(
+        suite: SupportedCipherSuite,
+        tls: &'static SupportedProtocolVersion,
+    ) -> (ClientConnection, Keys, Keys) {
+        let (server, client) = configs(suite, tls);
+        let mut client =
+            ClientConnection::new(client, "localhost".try_into().unwrap()).expect("a client");
+        let mut server = ServerConnection::new(server).expect("a server");
         while client.is_handshaking() || server.is_handshaking() || server.wants_write() {
             pass(&mut client, &mut server);
         }
@@ -455,7 +465,8 @@ mod tests {
         records
     }
 
-    fn suites() -> Vec<(SupportedCipherSuite, &'static SupportedProtocolVersion)> {
+    /// The suites the record layer continues, with their protocol versions.
+    pub(crate) fn suites() -> Vec<(SupportedCipherSuite, &'static SupportedProtocolVersion)> {
         vec![
             (cipher_suite::TLS13_AES_128_GCM_SHA256, &version::TLS13),
             (cipher_suite::TLS13_AES_256_GCM_SHA384, &version::TLS13),

@@ -1,0 +1,467 @@
+//! A TLS connection served on after rustls let go of it: a stream of records protected
+//! by the [`record_layer`](super::record_layer), read and written as plaintext, as
+//! hyper wants a connection.
+//!
+//! A continued session lives by the rules it can keep. It has its traffic keys, not the
+//! secrets they were derived from, so it cannot renew them: a `KeyUpdate` from the
+//! client (or any other handshake message, a TLS 1.2 renegotiation included) ends the
+//! connection with an alert. A `close_notify` is answered with one, and a shutdown
+//! sends one. Any other alert, or a record that does not authenticate, ends it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::record_layer::{
+    ALERT, APPLICATION_DATA, HANDSHAKE, HEADER, MAX_PAYLOAD, MAX_PLAINTEXT, Opener, Sealer,
+    Version, keys_of,
+};
+
+/// Takes a session from rustls, between two requests, to go on with it here: the
+/// plaintext rustls opened and nobody read yet, and the keys of both directions. It
+/// refuses a connection with records still to write (flush it first), a protocol or
+/// suite the record layer does not continue, and a server config without
+/// `enable_secret_extraction`.
+pub(crate) fn continue_from<IO>(
+    io: IO,
+    mut conn: tokio_rustls::rustls::ServerConnection,
+) -> Result<ContinuedTls<IO>, String> {
+    use std::io::Read;
+    use tokio_rustls::rustls::ProtocolVersion;
+    let version = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => Version::Tls13,
+        Some(ProtocolVersion::TLSv1_2) => Version::Tls12,
+        other => return Err(format!("a session of {other:?}")),
+    };
+    if conn.wants_write() {
+        return Err("records are still to be written".to_string());
+    }
+    let mut plain = Vec::new();
+    match conn.reader().read_to_end(&mut plain) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let secrets = conn
+        .dangerous_extract_secrets()
+        .map_err(|e| e.to_string())?;
+    let unknown = || "a suite the record layer does not continue".to_string();
+    let sealer = keys_of(version, secrets.tx).ok_or_else(unknown)?;
+    let opener = keys_of(version, secrets.rx).ok_or_else(unknown)?;
+    let sealer = Sealer::new(sealer).map_err(|e| e.to_string())?;
+    let opener = Opener::new(opener).map_err(|e| e.to_string())?;
+    Ok(ContinuedTls::new(
+        io,
+        version,
+        opener,
+        sealer,
+        Vec::new(),
+        plain,
+    ))
+}
+
+/// The alert descriptions sent or understood here (RFC 8446 section 6).
+const CLOSE_NOTIFY: u8 = 0;
+const UNEXPECTED_MESSAGE: u8 = 10;
+const BAD_RECORD_MAC: u8 = 20;
+const INTERNAL_ERROR: u8 = 80;
+const NO_RENEGOTIATION: u8 = 100;
+/// Alert levels (TLS 1.2; TLS 1.3 ignores them but for `close_notify`).
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
+
+/// Handshake message types that may come after the handshake.
+const CLIENT_HELLO: u8 = 1;
+const KEY_UPDATE: u8 = 24;
+
+/// A TLS session continued outside rustls, over `io`.
+#[derive(Debug)]
+pub(crate) struct ContinuedTls<IO> {
+    io: IO,
+    version: Version,
+    opener: Opener,
+    sealer: Sealer,
+    /// Ciphertext read and not a whole record yet.
+    incoming: Vec<u8>,
+    /// Plaintext opened and not read yet, from `plain_at`.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// Records sealed and not written yet, from `out_at`.
+    outgoing: Vec<u8>,
+    out_at: usize,
+    /// The peer said `close_notify`: reads give the end of the stream.
+    read_closed: bool,
+    /// This side said `close_notify`.
+    write_closed: bool,
+    /// Why the session ended, once it has.
+    failed: Option<String>,
+}
+
+impl<IO> ContinuedTls<IO> {
+    /// Goes on with the session over `io`: `incoming` is what was read of it and not
+    /// opened yet (an unfinished record), `plain` what was opened and not read yet.
+    pub(crate) fn new(
+        io: IO,
+        version: Version,
+        opener: Opener,
+        sealer: Sealer,
+        incoming: Vec<u8>,
+        plain: Vec<u8>,
+    ) -> ContinuedTls<IO> {
+        ContinuedTls {
+            io,
+            version,
+            opener,
+            sealer,
+            incoming,
+            plain,
+            plain_at: 0,
+            outgoing: Vec::new(),
+            out_at: 0,
+            read_closed: false,
+            write_closed: false,
+            failed: None,
+        }
+    }
+
+    /// Queues an alert; a fatal one ends the session, with `why`.
+    fn alert(&mut self, level: u8, description: u8, why: Option<String>) {
+        if !self.write_closed {
+            let _ = self
+                .sealer
+                .seal(ALERT, &[level, description], &mut self.outgoing);
+        }
+        if let Some(why) = why {
+            self.write_closed = true;
+            self.failed = Some(why);
+        }
+    }
+
+    /// Takes one whole record from `incoming`, if there is one, and acts on it.
+    fn take_record(&mut self) -> Option<io::Result<()>> {
+        if self.incoming.len() < HEADER {
+            return None;
+        }
+        let header: [u8; HEADER] = self.incoming[..HEADER].try_into().ok()?;
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if len > MAX_PAYLOAD {
+            self.alert(
+                FATAL,
+                UNEXPECTED_MESSAGE,
+                Some(format!("a record of {len} bytes")),
+            );
+            return Some(Err(self.error()));
+        }
+        if self.incoming.len() < HEADER + len {
+            return None;
+        }
+        let mut payload: Vec<u8> = self.incoming.drain(..HEADER + len).skip(HEADER).collect();
+        let (kind, plain) = match self.opener.open(header, &mut payload) {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.alert(FATAL, BAD_RECORD_MAC, Some(e.to_string()));
+                return Some(Err(self.error()));
+            }
+        };
+        match kind {
+            APPLICATION_DATA => {
+                if self.plain_at == self.plain.len() {
+                    self.plain.clear();
+                    self.plain_at = 0;
+                }
+                self.plain.extend_from_slice(plain);
+            }
+            ALERT if plain.len() == 2 && plain[1] == CLOSE_NOTIFY => {
+                self.read_closed = true;
+                // Answered, as RFC 8446 section 6.1 asks.
+                if !self.write_closed {
+                    self.alert(WARNING, CLOSE_NOTIFY, None);
+                    self.write_closed = true;
+                }
+            }
+            ALERT => {
+                let what = plain.get(1).copied().unwrap_or(0);
+                self.failed = Some(format!("the peer sent alert {what}"));
+                self.write_closed = true;
+                return Some(Err(self.error()));
+            }
+            HANDSHAKE => {
+                let (description, why) = match (plain.first().copied(), self.version) {
+                    (Some(KEY_UPDATE), Version::Tls13) => (
+                        INTERNAL_ERROR,
+                        "the peer asked for new keys, which a moved session cannot make",
+                    ),
+                    (Some(CLIENT_HELLO), Version::Tls12) => (
+                        NO_RENEGOTIATION,
+                        "the peer asked to renegotiate, which a moved session cannot do",
+                    ),
+                    _ => (UNEXPECTED_MESSAGE, "the peer sent a handshake message"),
+                };
+                let level = if description == NO_RENEGOTIATION {
+                    WARNING
+                } else {
+                    FATAL
+                };
+                self.alert(level, description, Some(why.to_string()));
+                return Some(Err(self.error()));
+            }
+            other => {
+                self.alert(
+                    FATAL,
+                    UNEXPECTED_MESSAGE,
+                    Some(format!("a record of type {other}")),
+                );
+                return Some(Err(self.error()));
+            }
+        }
+        Some(Ok(()))
+    }
+
+    fn error(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            self.failed
+                .clone()
+                .unwrap_or_else(|| "the TLS session ended".to_string()),
+        )
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> ContinuedTls<IO> {
+    /// Writes what is sealed and not written yet.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_at < self.outgoing.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.out_at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_at += n;
+        }
+        self.outgoing.clear();
+        self.out_at = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ContinuedTls<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            // Alerts queued by what was read go out as soon as they can.
+            let _ = this.poll_send(cx);
+            if this.plain_at < this.plain.len() {
+                let n = (this.plain.len() - this.plain_at).min(buf.remaining());
+                buf.put_slice(&this.plain[this.plain_at..this.plain_at + n]);
+                this.plain_at += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.read_closed {
+                return Poll::Ready(Ok(()));
+            }
+            if this.failed.is_some() {
+                return Poll::Ready(Err(this.error()));
+            }
+            match this.take_record() {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => {
+                    let _ = this.poll_send(cx);
+                    return Poll::Ready(Err(e));
+                }
+                None => {}
+            }
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                // The end of the stream without `close_notify`: a truncation that
+                // hyper sees as the end.
+                this.read_closed = true;
+                return Poll::Ready(Ok(()));
+            }
+            this.incoming.extend_from_slice(read.filled());
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ContinuedTls<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.write_closed {
+            return Poll::Ready(Err(this.error()));
+        }
+        // One record's worth waits at most: what is sealed goes out first.
+        ready!(this.poll_send(cx))?;
+        let n = buf.len().min(MAX_PLAINTEXT);
+        this.sealer
+            .seal(APPLICATION_DATA, &buf[..n], &mut this.outgoing)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let _ = this.poll_send(cx);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.write_closed {
+            this.alert(WARNING, CLOSE_NOTIFY, None);
+            this.write_closed = true;
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use zeroize::Zeroizing;
+
+    use super::super::record_layer::tests::{configs, session, suites};
+    use super::super::record_layer::{Keys, Opener, Sealer};
+    use super::*;
+
+    /// The same keys again (what the peer holds for this direction).
+    fn copy(keys: &Keys) -> Keys {
+        Keys {
+            aead: keys.aead,
+            version: keys.version,
+            key: Zeroizing::new(keys.key.to_vec()),
+            iv: keys.iv.clone(),
+            seq: keys.seq,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_renegotiation_asked_in_tls_1_2_gets_no_renegotiation_and_ends_it() {
+        let tls12 = suites()
+            .into_iter()
+            .find(|(_, tls)| tls.version == tokio_rustls::rustls::ProtocolVersion::TLSv1_2)
+            .unwrap();
+        let (_client, tx, rx) = session(tls12.0, tls12.1);
+        // The client's side of both directions, to forge its record and read ours.
+        let mut client_sealer = Sealer::new(copy(&rx)).unwrap();
+        let mut client_opener = Opener::new(copy(&tx)).unwrap();
+        let mut hello = Vec::new();
+        client_sealer
+            .seal(HANDSHAKE, &[CLIENT_HELLO, 0, 0, 0], &mut hello)
+            .unwrap();
+        let (mut peer, io) = tokio::io::duplex(1 << 16);
+        let opener = Opener::new(rx).unwrap();
+        let sealer = Sealer::new(tx).unwrap();
+        let mut continued =
+            ContinuedTls::new(io, Version::Tls12, opener, sealer, hello, Vec::new());
+        let mut byte = [0u8; 1];
+        let error = continued.read_exact(&mut byte).await.unwrap_err();
+        assert!(error.to_string().contains("renegotiate"), "{error}");
+        drop(continued);
+        let mut wire = Vec::new();
+        peer.read_to_end(&mut wire).await.unwrap();
+        let header: [u8; HEADER] = wire[..HEADER].try_into().unwrap();
+        let (kind, alert) = client_opener.open(header, &mut wire[HEADER..]).unwrap();
+        assert_eq!((kind, alert), (ALERT, &[WARNING, NO_RENEGOTIATION][..]));
+    }
+
+    #[tokio::test]
+    async fn a_session_goes_on_after_rustls_in_every_suite_and_closes_cleanly() {
+        for (suite, tls) in suites() {
+            let name = format!("{:?}", suite.suite());
+            let (server_config, client_config) = configs(suite, tls);
+            let (client_io, server_io) = tokio::io::duplex(1 << 16);
+            let server = tokio::spawn(async move {
+                let acceptor = TlsAcceptor::from(server_config);
+                let mut tls = acceptor.accept(server_io).await.unwrap();
+                let mut ping = [0u8; 4];
+                tls.read_exact(&mut ping).await.unwrap();
+                tls.write_all(b"pong").await.unwrap();
+                tls.flush().await.unwrap();
+                let (io, conn) = tls.into_inner();
+                let mut continued = continue_from(io, conn).unwrap();
+                let mut big = vec![0u8; 40_000];
+                continued.read_exact(&mut big).await.unwrap();
+                continued.write_all(&big).await.unwrap();
+                continued.flush().await.unwrap();
+                let mut rest = Vec::new();
+                continued.read_to_end(&mut rest).await.unwrap();
+                assert!(rest.is_empty());
+                continued.shutdown().await.unwrap();
+            });
+            let connector = TlsConnector::from(client_config);
+            let mut client = connector
+                .connect("localhost".try_into().unwrap(), client_io)
+                .await
+                .unwrap();
+            client.write_all(b"ping").await.unwrap();
+            client.flush().await.unwrap();
+            let mut pong = [0u8; 4];
+            client.read_exact(&mut pong).await.unwrap();
+            assert_eq!(&pong, b"pong", "{name}");
+            let big: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+            client.write_all(&big).await.unwrap();
+            client.flush().await.unwrap();
+            let mut back = vec![0u8; big.len()];
+            client.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, big, "{name}");
+            // `close_notify` from the client is answered with one: a clean end.
+            client.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty(), "{name}");
+            server.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_update_from_the_client_ends_the_session_with_an_alert() {
+        let (suite, tls) = suites()[0];
+        let (server_config, client_config) = configs(suite, tls);
+        let (client_io, server_io) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move {
+            let mut tls = TlsAcceptor::from(server_config)
+                .accept(server_io)
+                .await
+                .unwrap();
+            let mut ping = [0u8; 4];
+            tls.read_exact(&mut ping).await.unwrap();
+            tls.write_all(b"pong").await.unwrap();
+            tls.flush().await.unwrap();
+            let (io, conn) = tls.into_inner();
+            let mut continued = continue_from(io, conn).unwrap();
+            let mut byte = [0u8; 1];
+            continued.read_exact(&mut byte).await.unwrap_err()
+        });
+        let mut client = TlsConnector::from(client_config)
+            .connect("localhost".try_into().unwrap(), client_io)
+            .await
+            .unwrap();
+        client.write_all(b"ping").await.unwrap();
+        client.flush().await.unwrap();
+        let mut pong = [0u8; 4];
+        client.read_exact(&mut pong).await.unwrap();
+        client.get_mut().1.refresh_traffic_keys().unwrap();
+        client.write_all(b"x").await.unwrap();
+        client.flush().await.unwrap();
+        let error = server.await.unwrap();
+        assert!(error.to_string().contains("new keys"), "{error}");
+        // The client is told: its next read fails with the alert, or ends.
+        let mut rest = Vec::new();
+        let read = client.read_to_end(&mut rest).await;
+        assert!(read.is_err() || rest.is_empty(), "{read:?}");
+    }
+}

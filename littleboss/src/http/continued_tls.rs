@@ -126,6 +126,14 @@ impl<IO> ContinuedTls<IO> {
         }
     }
 
+    /// What came of the session after what rustls read: put before what `io` gives.
+    pub(crate) fn with_incoming(mut self, incoming: Vec<u8>) -> ContinuedTls<IO> {
+        let mut all = incoming;
+        all.extend_from_slice(&self.incoming);
+        self.incoming = all;
+        self
+    }
+
     /// Queues an alert; a fatal one ends the session, with `why`.
     fn alert(&mut self, level: u8, description: u8, why: Option<String>) {
         if !self.write_closed {
@@ -329,11 +337,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ContinuedTls<IO> {
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use zeroize::Zeroizing;
 
-    use super::super::record_layer::tests::{configs, session, suites};
+    use super::super::record_layer::tests::{
+        client_after_ping, configs, server_after_ping, session, suites,
+    };
     use super::super::record_layer::{Keys, Opener, Sealer};
     use super::*;
 
@@ -385,12 +394,7 @@ mod tests {
             let (server_config, client_config) = configs(suite, tls);
             let (client_io, server_io) = tokio::io::duplex(1 << 16);
             let server = tokio::spawn(async move {
-                let acceptor = TlsAcceptor::from(server_config);
-                let mut tls = acceptor.accept(server_io).await.unwrap();
-                let mut ping = [0u8; 4];
-                tls.read_exact(&mut ping).await.unwrap();
-                tls.write_all(b"pong").await.unwrap();
-                tls.flush().await.unwrap();
+                let tls = server_after_ping(server_config, server_io).await;
                 let (io, conn) = tls.into_inner();
                 let mut continued = continue_from(io, conn).unwrap();
                 let mut big = vec![0u8; 40_000];
@@ -402,16 +406,7 @@ mod tests {
                 assert!(rest.is_empty());
                 continued.shutdown().await.unwrap();
             });
-            let connector = TlsConnector::from(client_config);
-            let mut client = connector
-                .connect("localhost".try_into().unwrap(), client_io)
-                .await
-                .unwrap();
-            client.write_all(b"ping").await.unwrap();
-            client.flush().await.unwrap();
-            let mut pong = [0u8; 4];
-            client.read_exact(&mut pong).await.unwrap();
-            assert_eq!(&pong, b"pong", "{name}");
+            let mut client = client_after_ping(client_config, client_io).await;
             let big: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
             client.write_all(&big).await.unwrap();
             client.flush().await.unwrap();
@@ -433,27 +428,13 @@ mod tests {
         let (server_config, client_config) = configs(suite, tls);
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move {
-            let mut tls = TlsAcceptor::from(server_config)
-                .accept(server_io)
-                .await
-                .unwrap();
-            let mut ping = [0u8; 4];
-            tls.read_exact(&mut ping).await.unwrap();
-            tls.write_all(b"pong").await.unwrap();
-            tls.flush().await.unwrap();
+            let tls = server_after_ping(server_config, server_io).await;
             let (io, conn) = tls.into_inner();
             let mut continued = continue_from(io, conn).unwrap();
             let mut byte = [0u8; 1];
             continued.read_exact(&mut byte).await.unwrap_err()
         });
-        let mut client = TlsConnector::from(client_config)
-            .connect("localhost".try_into().unwrap(), client_io)
-            .await
-            .unwrap();
-        client.write_all(b"ping").await.unwrap();
-        client.flush().await.unwrap();
-        let mut pong = [0u8; 4];
-        client.read_exact(&mut pong).await.unwrap();
+        let mut client = client_after_ping(client_config, client_io).await;
         client.get_mut().1.refresh_traffic_keys().unwrap();
         client.write_all(b"x").await.unwrap();
         client.flush().await.unwrap();

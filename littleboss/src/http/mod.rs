@@ -180,6 +180,9 @@ mod record_layer;
 mod service;
 #[cfg(feature = "rustls")]
 mod tls;
+#[cfg(feature = "rustls")]
+#[cfg_attr(not(test), expect(dead_code))]
+mod whole_records;
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;

@@ -396,6 +396,48 @@ pub(super) mod tests {
         (Arc::new(server), Arc::new(client))
     }
 
+    /// A client connected over `io` that said `ping` and read the server's `pong`.
+    pub(crate) async fn client_after_ping<IO>(
+        config: Arc<ClientConfig>,
+        io: IO,
+    ) -> tokio_rustls::client::TlsStream<IO>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut client = tokio_rustls::TlsConnector::from(config)
+            .connect("localhost".try_into().unwrap(), io)
+            .await
+            .unwrap();
+        client.write_all(b"ping").await.unwrap();
+        client.flush().await.unwrap();
+        let mut pong = [0u8; 4];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"pong");
+        client
+    }
+
+    /// A server that accepted over `io`, read `ping` and answered `pong`, flushed: a
+    /// session between two exchanges, ready to be taken from rustls.
+    pub(crate) async fn server_after_ping<IO>(
+        config: Arc<ServerConfig>,
+        io: IO,
+    ) -> tokio_rustls::server::TlsStream<IO>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = tokio_rustls::TlsAcceptor::from(config)
+            .accept(io)
+            .await
+            .unwrap();
+        let mut ping = [0u8; 4];
+        tls.read_exact(&mut ping).await.unwrap();
+        tls.write_all(b"pong").await.unwrap();
+        tls.flush().await.unwrap();
+        tls
+    }
+
     /// A client and a server of one suite and version, handshaken in memory, and the
     /// server's keys once it is quiet.
     pub(crate) fn session(

@@ -272,7 +272,7 @@ fn raw_reload(env: &Env, sup: &Supervisor<'_>, path: &Path, args: &[&str]) -> Re
             sup.track(new_pid);
             Ok(new_pid)
         }
-        Response::Failed { reason } => Ok(reason).and_then(Err),
+        Response::Failed { reason } => Err(reason),
         other => panic!("an answer that is no reload's: {other:?}\n{}", sup.logs()),
     }
 }

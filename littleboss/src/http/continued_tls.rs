@@ -14,19 +14,23 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::io::poll_read_more;
 use super::record_layer::{
     ALERT, APPLICATION_DATA, HANDSHAKE, HEADER, MAX_PAYLOAD, MAX_PLAINTEXT, Opener, Sealer,
     Version, keys_of,
 };
 
 /// Takes a session from rustls, between two requests, to go on with it here: the
-/// plaintext rustls opened and nobody read yet, and the keys of both directions. It
+/// plaintext rustls opened and nobody read yet, and the keys of both directions;
+/// `incoming` is what came of the session after what rustls read (see
+/// `whole_records`). It
 /// refuses a connection with records still to write (flush it first), a protocol or
 /// suite the record layer does not continue, and a server config without
 /// `enable_secret_extraction`.
 pub(crate) fn continue_from<IO>(
     io: IO,
     mut conn: tokio_rustls::rustls::ServerConnection,
+    incoming: Vec<u8>,
 ) -> Result<ContinuedTls<IO>, String> {
     use std::io::Read;
     use tokio_rustls::rustls::ProtocolVersion;
@@ -53,12 +57,7 @@ pub(crate) fn continue_from<IO>(
     let sealer = Sealer::new(sealer).map_err(|e| e.to_string())?;
     let opener = Opener::new(opener).map_err(|e| e.to_string())?;
     Ok(ContinuedTls::new(
-        io,
-        version,
-        opener,
-        sealer,
-        Vec::new(),
-        plain,
+        io, version, opener, sealer, incoming, plain,
     ))
 }
 
@@ -124,14 +123,6 @@ impl<IO> ContinuedTls<IO> {
             write_closed: false,
             failed: None,
         }
-    }
-
-    /// What came of the session after what rustls read: put before what `io` gives.
-    pub(crate) fn with_incoming(mut self, incoming: Vec<u8>) -> ContinuedTls<IO> {
-        let mut all = incoming;
-        all.extend_from_slice(&self.incoming);
-        self.incoming = all;
-        self
     }
 
     /// Queues an alert; a fatal one ends the session, with `why`.
@@ -283,16 +274,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ContinuedTls<IO> {
                 }
                 None => {}
             }
-            let mut chunk = [0u8; 8192];
-            let mut read = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
-            if read.filled().is_empty() {
+            if ready!(poll_read_more(&mut this.io, cx, &mut this.incoming))? == 0 {
                 // The end of the stream without `close_notify`: a truncation that
                 // hyper sees as the end.
                 this.read_closed = true;
                 return Poll::Ready(Ok(()));
             }
-            this.incoming.extend_from_slice(read.filled());
         }
     }
 }
@@ -396,7 +383,7 @@ mod tests {
             let server = tokio::spawn(async move {
                 let tls = server_after_ping(server_config, server_io).await;
                 let (io, conn) = tls.into_inner();
-                let mut continued = continue_from(io, conn).unwrap();
+                let mut continued = continue_from(io, conn, Vec::new()).unwrap();
                 let mut big = vec![0u8; 40_000];
                 continued.read_exact(&mut big).await.unwrap();
                 continued.write_all(&big).await.unwrap();
@@ -430,7 +417,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let tls = server_after_ping(server_config, server_io).await;
             let (io, conn) = tls.into_inner();
-            let mut continued = continue_from(io, conn).unwrap();
+            let mut continued = continue_from(io, conn, Vec::new()).unwrap();
             let mut byte = [0u8; 1];
             continued.read_exact(&mut byte).await.unwrap_err()
         });

@@ -127,21 +127,16 @@ impl Framing {
                 match next {
                     Next::Stay => {}
                     Next::Lost => self.state = State::Lost,
-                    Next::Ended => {
-                        self.state = State::Head(Vec::new());
-                        self.ended(used);
-                    }
+                    Next::Ended => self.ended(used),
                 }
                 used
             }
         }
     }
 
-    /// A request ended after `used` more bytes of this step.
+    /// A request ended after `used` more bytes of this step: the next head begins.
     fn ended(&mut self, used: usize) {
-        if matches!(self.state, State::Body(_)) {
-            self.state = State::Head(Vec::new());
-        }
+        self.state = State::Head(Vec::new());
         self.boundaries.push_back(self.total + used as u64);
         if self.boundaries.len() > KEPT {
             self.boundaries.pop_front();

@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -54,19 +54,21 @@ pub(crate) async fn read_more<IO: AsyncRead + Unpin>(
     io: &mut IO,
     read: &mut Vec<u8>,
 ) -> io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        let mut chunk = [0u8; 4096];
-        let mut buf = ReadBuf::new(&mut chunk);
-        match Pin::new(&mut *io).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                read.extend_from_slice(buf.filled());
-                Poll::Ready(Ok(buf.filled().len()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+    std::future::poll_fn(|cx| poll_read_more(io, cx, read)).await
+}
+
+/// [`read_more`], as a poll: what `io` has now (4 KiB at most) appended to `read`;
+/// how many bytes, 0 at the end of the stream.
+pub(crate) fn poll_read_more<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    cx: &mut Context<'_>,
+    read: &mut Vec<u8>,
+) -> Poll<io::Result<usize>> {
+    let mut chunk = [0u8; 4096];
+    let mut buf = ReadBuf::new(&mut chunk);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    read.extend_from_slice(buf.filled());
+    Poll::Ready(Ok(buf.filled().len()))
 }
 
 /// Reads into `read` until the bytes read tell HTTP/2's preface from anything else,

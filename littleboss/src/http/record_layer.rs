@@ -167,7 +167,7 @@ impl Direction {
     fn new(keys: Keys) -> Result<Direction, RecordError> {
         Ok(Direction {
             key: ring_key(&keys)?,
-            iv: keys.iv.clone(),
+            iv: keys.iv,
             aead: keys.aead,
             version: keys.version,
             seq: keys.seq,

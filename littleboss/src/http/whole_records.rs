@@ -13,6 +13,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::io::poll_read_more;
 use super::record_layer::{HEADER, MAX_PAYLOAD};
 
 /// `IO`, whose reads give whole TLS records only.
@@ -76,41 +77,30 @@ impl<IO: AsyncRead + Unpin> AsyncRead for WholeRecords<IO> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
-            if this.owed > 0 {
-                let n = this.owed.min(buf.remaining());
-                buf.put_slice(&this.held[..n]);
-                this.held.drain(..n);
-                this.owed -= n;
-                return Poll::Ready(Ok(()));
-            }
-            let Some(whole) = this.whole(buf.remaining()) else {
-                // Not TLS: rustls, given it, says so itself.
-                let n = this.held.len().min(buf.remaining());
-                buf.put_slice(&this.held[..n]);
-                this.held.drain(..n);
-                return Poll::Ready(Ok(()));
+            // What may go up now: the rest of a record given in part, whole records,
+            // or, if a header is not one, everything (rustls, given it, says it is not
+            // TLS).
+            let ready = match this.owed {
+                0 => this.whole(buf.remaining()).unwrap_or(this.held.len()),
+                owed => owed,
             };
-            if whole > 0 {
+            if ready > 0 {
                 // A record larger than what is asked is given in parts, the rest
                 // owed (see `owed`).
-                let n = whole.min(buf.remaining());
+                let n = ready.min(buf.remaining());
                 buf.put_slice(&this.held[..n]);
                 this.held.drain(..n);
-                this.owed = whole - n;
+                this.owed = ready - n;
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 8192];
-            let mut read = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
-            if read.filled().is_empty() {
+            if ready!(poll_read_more(&mut this.io, cx, &mut this.held))? == 0 {
+                if this.held.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
                 // The end: what is held of an unfinished record goes up, for rustls
                 // to see the truncation.
-                let n = this.held.len().min(buf.remaining());
-                buf.put_slice(&this.held[..n]);
-                this.held.drain(..n);
-                return Poll::Ready(Ok(()));
+                this.owed = this.held.len();
             }
-            this.held.extend_from_slice(read.filled());
         }
     }
 }
@@ -225,7 +215,7 @@ mod tests {
                 let (whole, conn) = tls.into_inner();
                 assert!(whole.between_records());
                 let (io, held) = whole.into_parts();
-                let mut continued = continue_from(io, conn).unwrap().with_incoming(held);
+                let mut continued = continue_from(io, conn, held).unwrap();
                 let mut next = [0u8; 5];
                 continued.read_exact(&mut next).await.unwrap();
                 continued.write_all(&next).await.unwrap();

@@ -717,7 +717,7 @@ impl Driver {
                             assert_ne!(asker, child, "a child asked for its own state");
                             self.states.givers.insert(asker, child);
                         }
-                        SupervisorMsg::NoState { .. } => {
+                        SupervisorMsg::NoState { reason } => {
                             let asks = self.states.asks.get(&child).copied().unwrap_or(0);
                             let answers = self.states.answers.entry(child).or_default();
                             answers.1 += 1;
@@ -725,7 +725,12 @@ impl Driver {
                                 answers.1 <= asks,
                                 "{child:?} told more often than it asked that there is no state"
                             );
-                            self.states.expecting.remove(&child);
+                            // A second ask is refused on its own: the transfer under way,
+                            // and the fds its head announced, go on.
+                            let twice = reason.as_deref().is_some_and(|r| r.contains("twice"));
+                            if !twice {
+                                self.states.expecting.remove(&child);
+                            }
                         }
                         SupervisorMsg::StateDone { committed: true } => {
                             let asker = (self.states.givers.iter().rev())

@@ -18,7 +18,7 @@ use crate::channel;
 use crate::config::Config;
 use crate::context::{self, Slot, SlotState, Standing, Tell};
 use crate::control::protocol::{
-    self, ChildHello, ChildMsg, Parcel, Probation, SupervisorMsg, Versions,
+    self, Carried, ChildHello, ChildMsg, Probation, SupervisorMsg, Versions,
 };
 use crate::environ::{self, CHANNEL_ENV, SUPERVISOR_PID_ENV, VERSIONS_ENV};
 use crate::handoff::{Moves, Post};
@@ -360,13 +360,18 @@ const BATCH_WAIT: Duration = Duration::from_micros(200);
 fn batches(msg: &ChildMsg) -> bool {
     matches!(
         msg,
-        ChildMsg::Hand(_) | ChildMsg::Adopted(_) | ChildMsg::Declined(_)
+        ChildMsg::Hand(_) | ChildMsg::HandTls(_) | ChildMsg::Adopted(_) | ChildMsg::Declined(_)
     )
 }
 
 /// About how many bytes `parcels` take in a message.
-fn carried(parcels: &[Parcel]) -> usize {
-    parcels.iter().map(Parcel::carried).sum()
+fn carried<P: Carried>(parcels: &[P]) -> usize {
+    parcels.iter().map(P::carried).sum()
+}
+
+/// `parcels` and `extra`, with their fds, fit in one message.
+fn fit<P: Carried>(parcels: &[P], extra: &[P], fds: usize) -> bool {
+    fds <= channel::MAX_FDS && carried(parcels) + carried(extra) <= channel::BATCH_BYTES
 }
 
 /// Adds `more` to `out` if both are of a kind that goes in batches (hand-overs, or
@@ -378,8 +383,14 @@ fn absorb(out: &mut Outgoing, more: Outgoing) -> Option<Outgoing> {
     }
     match (&mut out.msg, more.msg) {
         (ChildMsg::Hand(parcels), ChildMsg::Hand(extra))
-            if out.fds.len() + more.fds.len() <= channel::MAX_FDS
-                && carried(parcels) + carried(&extra) <= channel::BATCH_BYTES =>
+            if fit(parcels, &extra, out.fds.len() + more.fds.len()) =>
+        {
+            parcels.extend(extra);
+            out.fds.extend(more.fds);
+            None
+        }
+        (ChildMsg::HandTls(parcels), ChildMsg::HandTls(extra))
+            if fit(parcels, &extra, out.fds.len() + more.fds.len()) =>
         {
             parcels.extend(extra);
             out.fds.extend(more.fds);
@@ -495,11 +506,7 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         })
         .collect();
     let link = Arc::new(Link::start(fd, version)?);
-    let moves = Arc::new(Moves::new(
-        Box::new(Arc::clone(&link)),
-        version >= MOVES_SINCE,
-        rx.clone(),
-    ));
+    let moves = Arc::new(Moves::new(Box::new(Arc::clone(&link)), version, rx.clone()));
     let reader = Arc::clone(&link);
     let (standing_tx, standing) = watch::channel(Standing::default());
     let state = Arc::new(StateTransfer::new(
@@ -527,9 +534,6 @@ pub(crate) fn join(config: &Config, fd: OwnedFd) -> io::Result<Joined> {
         state,
     })
 }
-
-/// The protocol version that moves connections between processes.
-const MOVES_SINCE: u16 = 3;
 
 /// The protocol version whose hello declares a probation.
 const PROBATION_SINCE: u16 = 4;

@@ -18,7 +18,7 @@ use crate::output::errln;
 use crate::error::{Error, ListenerProblem};
 #[cfg(feature = "hyper")]
 use crate::handoff::Moved;
-use crate::handoff::{Adoptions, Handoff, Moves};
+use crate::handoff::{Adoptions, Handoff, Moves, Takes};
 #[cfg(feature = "hyper")]
 use crate::http_counts::ListenerCounts;
 use crate::spec::{Kind, Network};
@@ -673,16 +673,17 @@ impl Context {
     /// Errors: an undeclared name, or one adopted already. In bypass mode it yields
     /// nothing.
     pub fn adopt(&self, name: &str) -> io::Result<Adoptions> {
-        self.adopt_of(name, false)
+        self.adopt_of(name, Takes::default())
     }
 
-    /// [`adopt`](Self::adopt), for the HTTP helpers: unix connections are taken too.
+    /// [`adopt`](Self::adopt), for the HTTP helpers: unix connections are taken too,
+    /// and TLS ones (only those) if `tls`.
     #[cfg(feature = "hyper")]
-    pub(crate) fn adopt_streams(&self, name: &str) -> io::Result<Adoptions> {
-        self.adopt_of(name, true)
+    pub(crate) fn adopt_streams(&self, name: &str, tls: bool) -> io::Result<Adoptions> {
+        self.adopt_of(name, Takes { unix: true, tls })
     }
 
-    fn adopt_of(&self, name: &str, unix: bool) -> io::Result<Adoptions> {
+    fn adopt_of(&self, name: &str, takes: Takes) -> io::Result<Adoptions> {
         {
             let slots = self
                 .inner
@@ -694,7 +695,7 @@ impl Context {
             }
         }
         match &self.inner.moves {
-            Some(moves) => moves.adopt(name, unix),
+            Some(moves) => moves.adopt(name, takes),
             None => Ok(Adoptions::none(name)),
         }
     }

@@ -20,7 +20,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::control::protocol::{ChildMsg, MAX_CARRIED, Parcel, SupervisorMsg};
+use crate::control::protocol::{
+    ChildMsg, MAX_CARRIED, MAX_TLS_CARRIED, MOVES_SINCE, Parcel, SupervisorMsg, TLS_MOVES_SINCE,
+    TlsParcel,
+};
+use crate::secret::Secret;
 
 /// An idle connection on its way between two processes: the socket, and what was read
 /// from it and not parsed yet, which comes before what the socket gives next.
@@ -45,11 +49,13 @@ pub struct Handoff {
 }
 
 /// A connection handed in or on its way out, as the HTTP helpers move it: its fd (a TCP
-/// or a unix stream socket) and what was read from it and not parsed yet.
+/// or a unix stream socket), what was read from it and not parsed yet (plaintext), and,
+/// for a TLS connection, its session as the helpers encode it.
 #[derive(Debug)]
 pub(crate) struct Moved {
     pub fd: OwnedFd,
     pub buffered: Vec<u8>,
+    pub tls: Option<Secret>,
 }
 
 impl Moved {
@@ -59,6 +65,26 @@ impl Moved {
             buffered: self.buffered,
         }
     }
+
+    /// Whether it fits in a message: at most [`MAX_CARRIED`] bytes read, and a TLS
+    /// connection at most [`MAX_TLS_CARRIED`] with its session.
+    fn fits(&self) -> bool {
+        let session = self.tls.as_ref().map_or(0, Secret::len);
+        self.buffered.len() <= MAX_CARRIED
+            && (self.tls.is_none() || self.buffered.len() + session <= MAX_TLS_CARRIED)
+    }
+}
+
+/// What a queue of connections handed in takes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Takes {
+    /// Unix stream sockets too (the HTTP helpers, on a unix listener); [`Adoptions`]
+    /// of the public API take TCP streams only.
+    pub unix: bool,
+    /// TLS connections, and only those (the HTTP helpers, on a listener they serve
+    /// TLS on): a plaintext connection is declined, and so is a TLS one by a queue
+    /// that does not take them.
+    pub tls: bool,
 }
 
 /// Where a message to the supervisor goes: the child's channel writer.
@@ -70,11 +96,9 @@ pub(crate) trait Post: Send + Sync {
 /// One listener's connections handed in and not taken yet.
 #[derive(Default)]
 struct Queue {
-    items: Mutex<VecDeque<(u64, OwnedFd, Vec<u8>)>>,
+    items: Mutex<VecDeque<(u64, Moved)>>,
     arrived: Notify,
-    /// Whether unix stream sockets are taken too (the HTTP helpers, on a unix
-    /// listener); [`Adoptions`] of the public API yield TCP streams only.
-    unix: bool,
+    takes: Takes,
 }
 
 /// The child's side of moving connections, shared by the program (through the
@@ -84,6 +108,8 @@ pub(crate) struct Moves {
     /// Whether the conversation with the supervisor speaks of moving connections
     /// (protocol 3).
     spoken: bool,
+    /// Whether it speaks of moving TLS connections (protocol 7).
+    tls_spoken: bool,
     /// The listeners whose connections the successor takes (said before lameduck).
     successor: Mutex<BTreeSet<String>>,
     next: AtomicU64,
@@ -112,10 +138,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Moves {
-    pub(crate) fn new(post: Box<dyn Post>, spoken: bool, lameduck: watch::Receiver<bool>) -> Moves {
+    /// The moves of a conversation of protocol `version` with the supervisor.
+    pub(crate) fn new(post: Box<dyn Post>, version: u16, lameduck: watch::Receiver<bool>) -> Moves {
         Moves {
             post,
-            spoken,
+            spoken: version >= MOVES_SINCE,
+            tls_spoken: version >= TLS_MOVES_SINCE,
             successor: Mutex::new(BTreeSet::new()),
             next: AtomicU64::new(1),
             waiting: Mutex::new(Some(HashMap::new())),
@@ -144,7 +172,14 @@ impl Moves {
             SupervisorMsg::Successor { adopts } => {
                 lock(&self.successor).extend(adopts.iter().cloned());
             }
-            SupervisorMsg::Adopt(parcels) => self.handed_in(parcels, fds),
+            SupervisorMsg::Adopt(parcels) => {
+                let parcels = parcels.iter().map(|p| (p, None));
+                self.handed_in(parcels, fds);
+            }
+            SupervisorMsg::AdoptTls(parcels) => {
+                let parcels = parcels.iter().map(|p| (&p.parcel, Some(&p.session)));
+                self.handed_in(parcels, fds);
+            }
             SupervisorMsg::Taken(ids) => self.answered(ids, true),
             SupervisorMsg::Returned(ids) => self.answered(ids, false),
             SupervisorMsg::Recall(ids) => self.recall(ids),
@@ -174,18 +209,32 @@ impl Moves {
         }
     }
 
-    fn handed_in(&self, parcels: &[Parcel], fds: Vec<OwnedFd>) {
+    /// Connections handed in, each with its fd, and its session if it is a TLS one: each
+    /// goes to its listener's queue if that takes it, or is declined.
+    fn handed_in<'p>(
+        &self,
+        parcels: impl Iterator<Item = (&'p Parcel, Option<&'p Secret>)>,
+        fds: Vec<OwnedFd>,
+    ) {
         let mut declined = Vec::new();
         let queues = lock(&self.queues);
         let mut fds = fds.into_iter();
-        for parcel in parcels {
+        for (parcel, session) in parcels {
             let Some(fd) = fds.next() else {
                 declined.push(parcel.id);
                 continue;
             };
             match queues.get(&parcel.listener) {
-                Some(queue) if is_stream_socket(&fd, queue.unix) => {
-                    lock(&queue.items).push_back((parcel.id, fd, parcel.bytes.clone()));
+                Some(queue)
+                    if queue.takes.tls == session.is_some()
+                        && is_stream_socket(&fd, queue.takes.unix) =>
+                {
+                    let moved = Moved {
+                        fd,
+                        buffered: parcel.bytes.clone(),
+                        tls: session.cloned(),
+                    };
+                    lock(&queue.items).push_back((parcel.id, moved));
                     queue.arrived.notify_waiters();
                 }
                 _ => declined.push(parcel.id),
@@ -213,7 +262,7 @@ impl Moves {
         let ids: BTreeSet<u64> = ids.iter().copied().collect();
         let mut declined = Vec::new();
         for queue in lock(&self.queues).values() {
-            lock(&queue.items).retain(|(id, _, _)| {
+            lock(&queue.items).retain(|(id, _)| {
                 let keep = !ids.contains(id);
                 if !keep {
                     declined.push(*id);
@@ -242,16 +291,21 @@ impl Moves {
         let moving = Moved {
             fd: OwnedFd::from(moving.stream),
             buffered: moving.buffered,
+            tls: None,
         };
         self.hand_over_moved(listener, moving)
             .await
             .map_err(Moved::into_handoff)
     }
 
-    /// Hands `moving` (a TCP or unix connection) to the successor; `Err` gives it back
-    /// if it does not move.
+    /// Hands `moving` (a TCP or unix connection, plaintext or TLS) to the successor;
+    /// `Err` gives it back if it does not move.
     pub(crate) async fn hand_over_moved(&self, listener: &str, moving: Moved) -> Result<(), Moved> {
-        if !self.spoken || !self.successor_adopts(listener) || moving.buffered.len() > MAX_CARRIED {
+        let spoken = match moving.tls {
+            None => self.spoken,
+            Some(_) => self.tls_spoken,
+        };
+        if !spoken || !self.successor_adopts(listener) || !moving.fits() {
             return Err(moving);
         }
         let Ok(copy) = moving.fd.try_clone() else {
@@ -269,17 +323,24 @@ impl Moves {
             listener: listener.to_string(),
             bytes: moving.buffered.clone(),
         };
-        self.post.post(ChildMsg::Hand(vec![parcel]), vec![copy]);
+        let msg = match &moving.tls {
+            None => ChildMsg::Hand(vec![parcel]),
+            Some(session) => ChildMsg::HandTls(vec![TlsParcel {
+                parcel,
+                session: session.clone(),
+            }]),
+        };
+        self.post.post(msg, vec![copy]);
         // No answer (the supervisor went away) counts as taken: see `gone`.
         let taken = rx.await.unwrap_or(true);
         if taken { Ok(()) } else { Err(moving) }
     }
 
-    /// Opens the queue of connections handed in for `listener`: TCP ones, and unix ones
-    /// too if `unix`.
-    pub(crate) fn adopt(self: &Arc<Self>, listener: &str, unix: bool) -> io::Result<Adoptions> {
+    /// Opens the queue of connections handed in for `listener`, of the kinds it
+    /// `takes`.
+    pub(crate) fn adopt(self: &Arc<Self>, listener: &str, takes: Takes) -> io::Result<Adoptions> {
         let queue = Arc::new(Queue {
-            unix,
+            takes,
             ..Queue::default()
         });
         {
@@ -355,13 +416,13 @@ impl Moves {
         let mut taken = Vec::new();
         let (mut adopted, mut declined) = (Vec::new(), Vec::new());
         while taken.len() < max {
-            let Some((id, fd, buffered)) = lock(&queue.items).pop_front() else {
+            let Some((id, moved)) = lock(&queue.items).pop_front() else {
                 break;
             };
             // Non-blocking, as the program's runtime wants it, or not taken.
-            if rustix::io::ioctl_fionbio(&fd, true).is_ok() {
+            if rustix::io::ioctl_fionbio(&moved.fd, true).is_ok() {
                 adopted.push(id);
-                taken.push(Moved { fd, buffered });
+                taken.push(moved);
             } else {
                 declined.push(id);
             }
@@ -377,7 +438,7 @@ impl Moves {
 
     fn close(&self, listener: &str, queue: &Queue) {
         lock(&self.queues).remove(listener);
-        let declined: Vec<u64> = lock(&queue.items).drain(..).map(|(id, _, _)| id).collect();
+        let declined: Vec<u64> = lock(&queue.items).drain(..).map(|(id, _)| id).collect();
         if !declined.is_empty() {
             self.post.post(ChildMsg::Declined(declined), Vec::new());
         }

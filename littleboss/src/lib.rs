@@ -423,6 +423,7 @@ mod http_counts;
 mod log_queue;
 mod logger;
 mod output;
+mod secret;
 mod signals;
 mod socket;
 mod state_transfer;

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use tokio_rustls::rustls;
+
 use littleboss_tests::attack_support::fd_count;
+use littleboss_tests::http_support::Certs;
 use littleboss_tests::pool_support::pooled;
 use littleboss_tests::{Env, Supervisor, bin, example, wait_gone};
 
@@ -884,4 +887,232 @@ fn fds_stay_flat_over_100_reloads_with_500_pooled_connections() {
         first.1 >= 500,
         "the child holds the 500 connections: {counts:?}"
     );
+}
+
+/// The TLS suites a moved session continues: TLS 1.3's three, and TLS 1.2's ECDHE
+/// with AES-GCM and ChaCha20-Poly1305 (the test certificate is ECDSA).
+fn tls_suites() -> Vec<rustls::SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as s;
+    vec![
+        s::TLS13_AES_128_GCM_SHA256,
+        s::TLS13_AES_256_GCM_SHA384,
+        s::TLS13_CHACHA20_POLY1305_SHA256,
+        s::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        s::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        s::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+}
+
+/// A client of `certs` that speaks only `suite` (and its protocol version), HTTP/1.1.
+fn tls_client(certs: &Certs, suite: rustls::SupportedCipherSuite) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certs.der.clone()).expect("trust the certificate");
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let version = if suite.tls13().is_some() {
+        &rustls::version::TLS13
+    } else {
+        &rustls::version::TLS12
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .expect("the suite's version")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.enable_secret_extraction = true;
+    Arc::new(config)
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A pooled HTTPS connection: one TLS session, checked before each reuse.
+struct TlsPooled {
+    stream: TlsStream,
+    suite: String,
+}
+
+impl TlsPooled {
+    fn open(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> TlsPooled {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+        let conn = rustls::ClientConnection::new(config, name).expect("a TLS client");
+        let suite = format!("{:?}", conn.negotiated_cipher_suite().map(|s| s.suite()));
+        let mut pooled = TlsPooled {
+            stream: rustls::StreamOwned::new(conn, connect(addr)),
+            suite,
+        };
+        pooled
+            .stream
+            .conn
+            .complete_io(&mut pooled.stream.sock)
+            .expect("a handshake");
+        pooled.suite = format!("{:?}", pooled.stream.conn.negotiated_cipher_suite());
+        pooled
+    }
+
+    /// Whether the session is still open, as a pooled client looks before it reuses
+    /// it: what came meanwhile (session tickets) is read without waiting, and neither
+    /// an end, an alert nor a `close_notify` came.
+    fn is_open(&mut self) -> bool {
+        let (conn, sock) = (&mut self.stream.conn, &mut self.stream.sock);
+        sock.set_nonblocking(true).expect("non-blocking");
+        let open = loop {
+            match conn.read_tls(sock) {
+                Ok(0) => break false,
+                Ok(_) => match conn.process_new_packets() {
+                    Ok(state) if state.peer_has_closed() || state.plaintext_bytes_to_read() > 0 => {
+                        break false;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break false,
+                },
+                Err(e) => break e.kind() == std::io::ErrorKind::WouldBlock,
+            }
+        };
+        sock.set_nonblocking(false).expect("blocking");
+        open
+    }
+
+    /// `GET /` on its one session; what a closed or broken session gave instead.
+    fn get(&mut self) -> Result<Answer, String> {
+        if !self.is_open() {
+            return Err(format!("{}: the connection was closed", self.suite));
+        }
+        request(&mut self.stream).map_err(|e| format!("{}: {e}", self.suite))
+    }
+}
+
+/// Pooled HTTPS clients, one per suite a moved session continues (TLS 1.3 and 1.2),
+/// each keep their one connection through 20 reloads: every answer comes from the new
+/// process, none says `Connection: close`, none is closed. A session moved that often
+/// has moved from a process that itself continued it, and its sequence numbers went on.
+/// Then a client asks for new keys on its moved session: the server cannot make them
+/// and ends the session with an alert, and the next connection is served.
+#[test]
+fn tls_connections_move_in_every_suite_through_twenty_reloads_with_no_close() {
+    let env = Env::new();
+    let certs = Certs::new(env.path(), "localhost");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let bin = bin!("lb-serve");
+    let args = ["--cert", cert, "--key", key];
+    let sup = env.start(
+        bin,
+        &[
+            "--http=127.0.0.1:0",
+            "--",
+            args[0],
+            args[1],
+            args[2],
+            args[3],
+        ],
+    );
+    let addr = sup.addr("http");
+    let first = sup.child_pid();
+    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
+        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
+        .collect();
+    for conn in &mut pool {
+        let answer = conn.get().unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+        assert_eq!(
+            answer,
+            Answer {
+                pid: first,
+                close: false
+            }
+        );
+    }
+    for round in 0..20 {
+        let new = reload(&env, &sup, bin, &[]);
+        for conn in &mut pool {
+            let answer = conn
+                .get()
+                .unwrap_or_else(|e| panic!("reload {round}: {e}\n{}", sup.logs()));
+            assert_eq!(
+                answer,
+                Answer {
+                    pid: new,
+                    close: false
+                },
+                "{}",
+                conn.suite
+            );
+        }
+    }
+    assert_moved(&sup.logs(), pool.len(), 20);
+    // New keys asked on a TLS 1.3 session that moved: it ends, with an alert.
+    let conn = &mut pool[0];
+    conn.stream
+        .conn
+        .refresh_traffic_keys()
+        .expect("a key update");
+    let ended = request(&mut conn.stream);
+    assert!(ended.is_err(), "{ended:?}");
+    let mut fresh = TlsPooled::open(addr, tls_client(&certs, tls_suites()[0]));
+    assert_eq!(fresh.get().map(|a| a.pid), Ok(sup.child_pid()));
+    let log = sup.logs();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// The keys of a TLS session that moves reach no log line, no `status`, no journal:
+/// the client takes its session's keys (the server's are the same) and looks for them,
+/// raw and in hex, in everything the supervisor says after the session moved.
+#[test]
+fn the_keys_of_a_moving_tls_session_are_never_shown() {
+    let env = Env::new();
+    let certs = Certs::new(env.path(), "localhost");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let bin = bin!("lb-serve");
+    let sup = env.start(
+        bin,
+        &["--http=127.0.0.1:0", "--", "--cert", cert, "--key", key],
+    );
+    let addr = sup.addr("http");
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut sockets = Vec::new();
+    for suite in tls_suites() {
+        let mut conn = TlsPooled::open(addr, tls_client(&certs, suite));
+        conn.get().unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+        let TlsStream { conn: client, sock } = conn.stream;
+        let secrets = client
+            .dangerous_extract_secrets()
+            .expect("the client's keys");
+        for (_, secrets) in [secrets.tx, secrets.rx] {
+            use rustls::ConnectionTrafficSecrets as S;
+            let (key, iv) = match &secrets {
+                S::Aes128Gcm { key, iv }
+                | S::Aes256Gcm { key, iv }
+                | S::Chacha20Poly1305 { key, iv } => (key.as_ref().to_vec(), iv.as_ref().to_vec()),
+                _ => panic!("a suite the test does not know"),
+            };
+            keys.push(key);
+            keys.push(iv);
+        }
+        // Kept open (and idle), so that it moves.
+        sockets.push(sock);
+    }
+    reload(&env, &sup, bin, &[]);
+    assert_moved(&sup.logs(), sockets.len(), 1);
+    let mut said = sup.logs().into_bytes();
+    for command in [
+        "--littleboss=status",
+        "--littleboss=status-json",
+        "--littleboss=history",
+        "--littleboss=history-json",
+    ] {
+        let outcome = env.run(bin, &[command]);
+        assert_eq!(outcome.code(), Some(0), "{outcome}");
+        said.extend(outcome.stdout.as_bytes());
+        said.extend(outcome.stderr.as_bytes());
+    }
+    for key in &keys {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let text = String::from_utf8_lossy(&said).to_ascii_lowercase();
+        assert!(!text.contains(&hex), "a key in hex in what was said");
+        assert!(
+            !said.windows(key.len()).any(|w| w == key.as_slice()),
+            "a raw key in what was said"
+        );
+    }
 }

@@ -7,17 +7,31 @@ use std::collections::BTreeMap;
 use super::history::{Event, History, Kind, Outcome, TakenState, sample_reload};
 use super::protocol::{
     ChildHello, ChildMsg, HTTP_DURATION_BOUNDS_US, HttpCounts, ListenerInfo, PROTOCOL, Parcel,
-    Probation, ReloadRequest, Request, Response, StateHeader, Status, SupervisorMsg, Upgraded,
-    encode_at, encode_response,
+    Probation, ReloadRequest, Request, Response, StateHeader, Status, SupervisorMsg, TlsParcel,
+    Upgraded, encode_at, encode_response,
 };
 use crate::golden;
+use crate::secret::Secret;
 use crate::spec::Network;
+use zeroize::Zeroizing;
 
 fn parcel(id: u64) -> Parcel {
     Parcel {
         id,
         listener: "http".into(),
         bytes: b"GET / HTTP/1.1\r\nHost: a".to_vec(),
+    }
+}
+
+/// A TLS parcel, its session made-up bytes (the session's own layout is pinned in
+/// `tls-session.txt`).
+fn tls_parcel(id: u64) -> TlsParcel {
+    TlsParcel {
+        parcel: Parcel {
+            listener: "https".into(),
+            ..parcel(id)
+        },
+        session: Secret::new(Zeroizing::new(vec![1, 0xa5, 0x5a])),
     }
 }
 
@@ -54,6 +68,7 @@ fn child_messages() -> Vec<(&'static str, ChildMsg)> {
         ("Hand", ChildMsg::Hand(vec![parcel(1), parcel(2)])),
         ("Adopted", ChildMsg::Adopted(vec![7, 300])),
         ("Declined", ChildMsg::Declined(vec![8])),
+        ("HandTls", ChildMsg::HandTls(vec![tls_parcel(3)])),
         (
             "HelloProbation",
             ChildMsg::HelloProbation(
@@ -163,6 +178,7 @@ fn supervisor_messages() -> Vec<(&'static str, SupervisorMsg)> {
             },
         ),
         ("Adopt", SupervisorMsg::Adopt(vec![parcel(11)])),
+        ("AdoptTls", SupervisorMsg::AdoptTls(vec![tls_parcel(12)])),
         ("Taken", SupervisorMsg::Taken(vec![1, 2])),
         ("Returned", SupervisorMsg::Returned(vec![3])),
         ("Recall", SupervisorMsg::Recall(vec![11])),

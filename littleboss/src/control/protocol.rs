@@ -26,11 +26,12 @@ use serde::{Deserialize, Serialize};
 use littleboss_rules::wait::MAX_WAIT;
 
 use crate::control::history::{History, HistoryV5};
+use crate::secret::Secret;
 use crate::spec::Network;
 
 /// The newest protocol version this build speaks, on both the channel and the control
 /// socket.
-pub const PROTOCOL: u16 = 6;
+pub const PROTOCOL: u16 = 7;
 
 /// The oldest protocol version this build speaks: at least the previous release's
 /// (this one keeps 1, which the previous release spoke too).
@@ -182,6 +183,9 @@ pub(crate) enum ChildMsg {
     /// Protocol 6, the answer to [`SupervisorMsg::StateWanted`]: no state (`None`: the
     /// program declined it), or why it could not be given.
     StateNone { reason: Option<String> },
+    /// Protocol 7: idle TLS connections for the serving child, as [`ChildMsg::Hand`]
+    /// hands plaintext ones, each with its session.
+    HandTls(Vec<TlsParcel>),
 }
 
 /// The head of a state given or relayed (protocol 6): how many bytes are in the fd
@@ -239,6 +243,7 @@ impl ChildMsg {
             | ChildMsg::StateGive(_)
             | ChildMsg::StateFds(_)
             | ChildMsg::StateNone { .. } => 6,
+            ChildMsg::HandTls(_) => 7,
         }
     }
 }
@@ -293,10 +298,32 @@ pub(crate) struct Parcel {
     pub bytes: Vec<u8>,
 }
 
-impl Parcel {
+/// A TLS connection on its way (protocol 7): the connection as a [`Parcel`] (its
+/// `bytes` are plaintext the session opened and nobody read yet), and its session as
+/// the HTTP helpers encode it (its keys, their sequence numbers, what it read of an
+/// unfinished record). The supervisor relays the session as it came and never reads
+/// it: its machine sees the parcel only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TlsParcel {
+    pub parcel: Parcel,
+    pub session: Secret,
+}
+
+/// Something that goes in a message with an fd: a parcel, plain or TLS.
+pub(crate) trait Carried {
     /// About how many bytes it takes in a message, at most.
-    pub(crate) fn carried(&self) -> usize {
+    fn carried(&self) -> usize;
+}
+
+impl Carried for Parcel {
+    fn carried(&self) -> usize {
         self.bytes.len() + self.listener.len() + 24
+    }
+}
+
+impl Carried for TlsParcel {
+    fn carried(&self) -> usize {
+        self.parcel.carried() + self.session.len() + 4
     }
 }
 
@@ -306,12 +333,12 @@ pub(crate) const ID_BYTES: usize = 10;
 /// Splits `parcels`, each with its fd, into runs that each fit in one message: at most
 /// `max_fds` fds and `max_bytes` bytes of parcels (a parcel larger than that alone goes
 /// alone).
-pub(crate) fn parcel_batches<F>(
-    parcels: Vec<(Parcel, F)>,
+pub(crate) fn parcel_batches<P: Carried, F>(
+    parcels: Vec<(P, F)>,
     max_fds: usize,
     max_bytes: usize,
-) -> Vec<Vec<(Parcel, F)>> {
-    let mut batches: Vec<Vec<(Parcel, F)>> = Vec::new();
+) -> Vec<Vec<(P, F)>> {
+    let mut batches: Vec<Vec<(P, F)>> = Vec::new();
     let mut bytes = 0;
     for (parcel, fd) in parcels {
         let size = parcel.carried();
@@ -367,6 +394,17 @@ impl SupervisorMsg {
 /// The most bytes read and not parsed yet that a connection carries when it is handed
 /// over; one that holds more drains where it is.
 pub(crate) const MAX_CARRIED: usize = 16 * 1024;
+
+/// The protocol version that moves connections between processes.
+pub(crate) const MOVES_SINCE: u16 = 3;
+
+/// The protocol version that moves TLS connections too ([`TlsParcel`]).
+pub(crate) const TLS_MOVES_SINCE: u16 = 7;
+
+/// The most bytes a TLS connection carries when it is handed over, plaintext and
+/// session together (an unfinished record alone may be 16,645 bytes); one that holds
+/// more winds down where it is.
+pub(crate) const MAX_TLS_CARRIED: usize = 40 * 1024;
 
 /// What a child says of itself. The new binary's own options govern its readiness and
 /// lameduck, so a reload may change them.
@@ -428,6 +466,9 @@ pub(crate) enum SupervisorMsg {
     /// otherwise (the reload failed or was rolled back, or the successor gave up)
     /// nothing changed.
     StateDone { committed: bool },
+    /// Protocol 7: TLS connections handed in, one fd each, in order, as
+    /// [`SupervisorMsg::Adopt`] hands plaintext ones (the same ids and answers).
+    AdoptTls(Vec<TlsParcel>),
 }
 
 impl SupervisorMsg {
@@ -448,6 +489,7 @@ impl SupervisorMsg {
             | SupervisorMsg::StateFds(_)
             | SupervisorMsg::NoState { .. }
             | SupervisorMsg::StateDone { .. } => 6,
+            SupervisorMsg::AdoptTls(_) => 7,
         }
     }
 
@@ -1573,7 +1615,7 @@ mod tests {
 
     #[test]
     fn versions_parse_and_meet() {
-        assert_eq!(Versions::parse("1-6"), Some(ALL));
+        assert_eq!(Versions::parse("1-7"), Some(ALL));
         assert_eq!(
             Versions::parse("2"),
             Some(Versions {
@@ -1583,14 +1625,14 @@ mod tests {
         );
         assert_eq!(Versions::parse("2-1"), None);
         assert_eq!(Versions::parse("x"), None);
-        assert_eq!(ALL.to_string(), "1-6");
+        assert_eq!(ALL.to_string(), "1-7");
         assert_eq!(ALL.common(Versions::V1), Some(1));
         assert_eq!(
             ALL.common(Versions {
                 oldest: 2,
-                newest: 7
+                newest: 8
             }),
-            Some(6)
+            Some(7)
         );
         assert_eq!(
             Versions::V1.common(Versions {

@@ -1,7 +1,7 @@
 //! One connection, from accept to close: TLS, the protocol, hyper's connection, the
 //! wind-down at lameduck (or standby, which winds connections down the same way), and
-//! the lingering close; or, for a plaintext HTTP/1.1
-//! connection whose listener the new process adopts, the move to it.
+//! the lingering close; or, for an HTTP/1.1 connection (plaintext, or TLS whose session
+//! can be taken) whose listener the new process adopts, the move to it.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -21,6 +21,14 @@ use super::service::{InFlight, Wrapped};
 use crate::Context;
 use crate::handoff::Moved;
 use crate::http_counts::ListenerCounts;
+#[cfg(feature = "rustls")]
+use {
+    super::continued_tls::{ContinuedTls, Ending},
+    super::tls_session::{self, Session},
+    super::whole_records::WholeRecords,
+    crate::secret::Secret,
+    std::time::SystemTime,
+};
 
 /// A plaintext connection that may move: a TCP or a unix stream, taken out of the
 /// runtime as an fd to hand over, and back into it from one.
@@ -104,7 +112,7 @@ pub(crate) struct Shared<M> {
     pub tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
 }
 
-/// Serves one accepted TLS connection until it is closed.
+/// Serves one accepted TLS connection that does not move until it is closed.
 #[cfg(feature = "rustls")]
 pub(crate) async fn serve<IO, M, S, B>(io: IO, peer: Option<SocketAddr>, shared: Arc<Shared<M>>)
 where
@@ -127,39 +135,134 @@ where
     http(io, None, peer, &shared).await;
 }
 
-/// Serves a plaintext connection (TCP or unix), accepted (`read` empty) or handed in
-/// from the process before (`read`: the bytes it had read and not parsed, and it speaks
-/// HTTP/1.1): HTTP/1.1 on it may move to the next process at lameduck.
-pub(crate) async fn serve_movable<T, M, S, B>(
-    mut stream: T,
-    mut read: Option<Vec<u8>>,
-    peer: Option<SocketAddr>,
-    shared: Arc<Shared<M>>,
-) where
-    T: Movable,
-    M: Fn(Option<SocketAddr>) -> S,
-    S: ConnService<B>,
-    B: ResBody,
-{
-    // A connection that was to move when this process stood by, and was not taken
-    // because the new one failed its probation, is served again as one just
-    // accepted: it may move at the next reload.
-    while let Some((again, buffered)) =
-        Box::pin(serve_movable_once(stream, read, peer, &shared)).await
-    {
-        stream = again;
-        read = (!buffered.is_empty()).then_some(buffered);
+/// A connection that may move, as it is served: a plaintext stream, a TLS session in
+/// rustls, or a TLS session continued here after a move.
+pub(crate) trait Carrier: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether it can be taken apart to move now that it is flushed: a TLS session
+    /// between two records, of a suite that moves.
+    fn can_move(&self) -> bool {
+        true
+    }
+
+    /// Taken apart to move: its fd, `buffered` (plaintext read of it and not consumed)
+    /// followed by the plaintext it had read and not given, and its TLS session.
+    fn into_moved(self, buffered: Vec<u8>) -> Result<Moved, String>;
+
+    /// When it must end, gracefully, if it must: a continued TLS session.
+    #[cfg(feature = "rustls")]
+    fn ending(&self) -> Option<Ending> {
+        None
     }
 }
 
-/// [`serve_movable`] until the connection ends, or comes back (see there).
-async fn serve_movable_once<T, M, S, B>(
-    mut stream: T,
-    read: Option<Vec<u8>>,
+impl<T: Movable> Carrier for T {
+    fn into_moved(self, buffered: Vec<u8>) -> Result<Moved, String> {
+        let fd = self.into_fd().map_err(|e| e.to_string())?;
+        Ok(Moved {
+            fd,
+            buffered,
+            tls: None,
+        })
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl<T: Movable> Carrier for ContinuedTls<T> {
+    fn can_move(&self) -> bool {
+        self.movable()
+    }
+
+    fn into_moved(self, mut buffered: Vec<u8>) -> Result<Moved, String> {
+        let (io, session, plain) = self.into_session()?;
+        buffered.extend(plain);
+        let tls = session.encode()?;
+        let fd = io.into_fd().map_err(|e| e.to_string())?;
+        Ok(Moved {
+            fd,
+            buffered,
+            tls: Some(tls),
+        })
+    }
+
+    fn ending(&self) -> Option<Ending> {
+        Some(ContinuedTls::ending(self))
+    }
+}
+
+/// A TLS connection accepted here, in rustls, read in whole records so that its
+/// session can move.
+#[cfg(feature = "rustls")]
+pub(crate) struct Fresh<T> {
+    tls: tokio_rustls::server::TlsStream<WholeRecords<T>>,
+    /// When its handshake was done.
+    at: SystemTime,
+}
+
+#[cfg(feature = "rustls")]
+impl<T: Movable> Carrier for Fresh<T> {
+    fn can_move(&self) -> bool {
+        let (records, conn) = self.tls.get_ref();
+        records.between_records() && tls_session::can_take(conn)
+    }
+
+    fn into_moved(self, mut buffered: Vec<u8>) -> Result<Moved, String> {
+        let (records, conn) = self.tls.into_inner();
+        let (io, incoming) = records.into_parts();
+        let (session, plain) = Session::take(conn, incoming, self.at)?;
+        buffered.extend(plain);
+        let tls = session.encode()?;
+        let fd = io.into_fd().map_err(|e| e.to_string())?;
+        Ok(Moved {
+            fd,
+            buffered,
+            tls: Some(tls),
+        })
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl<T: Movable> AsyncRead for Fresh<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl<T: Movable> AsyncWrite for Fresh<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+/// Serves a connection accepted on a listener whose connections may move: plaintext, or
+/// TLS (HTTP/1.1 on it may move to the next process at lameduck, HTTP/2 winds down).
+pub(crate) async fn serve_movable<T, M, S, B>(
+    stream: T,
     peer: Option<SocketAddr>,
-    shared: &Arc<Shared<M>>,
-) -> Option<(T, Vec<u8>)>
-where
+    shared: Arc<Shared<M>>,
+) where
     T: Movable,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
@@ -170,14 +273,115 @@ where
     // bytes instead of one the size of hyper's connection, whose memory the process
     // would have to fault in for each.
     #[cfg(feature = "rustls")]
-    if shared.tls.is_some() {
-        Box::pin(serve(stream, peer, Arc::clone(shared))).await;
-        return None;
+    if let Some((acceptor, timeout)) = &shared.tls {
+        if !shared.hand_over {
+            Box::pin(serve(stream, peer, Arc::clone(&shared))).await;
+            return;
+        }
+        let handshake = acceptor.accept(WholeRecords::new(stream));
+        let Ok(Ok(tls)) = tokio::time::timeout(*timeout, handshake).await else {
+            return;
+        };
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            Box::pin(serve_http(tls, Proto::Http2, Vec::new(), peer, &shared)).await;
+            return;
+        }
+        let fresh = Fresh {
+            tls,
+            at: SystemTime::now(),
+        };
+        let kept = Box::pin(serve_movable_once::<T, _, M, S, B>(
+            fresh, None, peer, &shared,
+        ))
+        .await;
+        return serve_kept::<T, M, S, B>(kept, peer, &shared).await;
     }
     if !shared.hand_over {
-        Box::pin(http(stream, None, peer, shared)).await;
-        return None;
+        Box::pin(http(stream, None, peer, &shared)).await;
+        return;
     }
+    let kept = Box::pin(serve_movable_once::<T, _, M, S, B>(
+        stream, None, peer, &shared,
+    ))
+    .await;
+    serve_kept::<T, M, S, B>(kept, peer, &shared).await;
+}
+
+/// Serves a connection handed in from the process before (the bytes it had read and
+/// not parsed first; it speaks HTTP/1.1), plaintext or TLS, as one accepted here: it
+/// may move again.
+pub(crate) async fn serve_moved<T, M, S, B>(
+    moved: Moved,
+    peer: Option<SocketAddr>,
+    shared: Arc<Shared<M>>,
+) where
+    T: Movable,
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    serve_kept::<T, M, S, B>(Some(moved), peer, &shared).await;
+}
+
+/// Serves `kept` as one just accepted: a connection handed in, or one that was to move
+/// when this process stood by and was not taken because the new one failed its
+/// probation (it may move at the next reload); and so on while it comes back.
+async fn serve_kept<T, M, S, B>(
+    mut kept: Option<Moved>,
+    peer: Option<SocketAddr>,
+    shared: &Arc<Shared<M>>,
+) where
+    T: Movable,
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    while let Some(moved) = kept.take() {
+        let Ok(stream) = T::from_fd(moved.fd) else {
+            return;
+        };
+        let read = (!moved.buffered.is_empty()).then_some(moved.buffered);
+        kept = match moved.tls {
+            None => {
+                Box::pin(serve_movable_once::<T, _, M, S, B>(
+                    stream, read, peer, shared,
+                ))
+                .await
+            }
+            #[cfg(feature = "rustls")]
+            Some(session) => match continued(stream, &session) {
+                Some(tls) => {
+                    Box::pin(serve_movable_once::<T, _, M, S, B>(tls, read, peer, shared)).await
+                }
+                None => None,
+            },
+            #[cfg(not(feature = "rustls"))]
+            Some(_) => None,
+        };
+    }
+}
+
+/// The session of a TLS connection that moved, continued over `stream`.
+#[cfg(feature = "rustls")]
+fn continued<T: Movable>(stream: T, session: &Secret) -> Option<ContinuedTls<T>> {
+    let session = Session::decode(session).ok()?;
+    ContinuedTls::resume(stream, session, Vec::new()).ok()
+}
+
+/// Serves HTTP/1.1 on `conn` until it ends, moves, or comes back (see [`serve_kept`]).
+async fn serve_movable_once<T, C, M, S, B>(
+    mut conn: C,
+    read: Option<Vec<u8>>,
+    peer: Option<SocketAddr>,
+    shared: &Arc<Shared<M>>,
+) -> Option<Moved>
+where
+    T: Movable,
+    C: Carrier,
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
     let lb = &shared.lb;
     let in_flight = Arc::new(InFlight::default());
     // Until a whole request head has come, the connection is this task's, and at
@@ -199,21 +403,21 @@ where
             let proto = io::classify(&read);
             match proto {
                 Some(Proto::Http2) => {
-                    Box::pin(serve_http(stream, Proto::Http2, read, peer, shared)).await;
+                    Box::pin(serve_http(conn, Proto::Http2, read, peer, shared)).await;
                     return None;
                 }
                 Some(Proto::Http1) if draining || io::head_complete(&read) => break,
                 _ => {}
             }
             tokio::select! {
-                more = io::read_more(&mut stream, &mut read) => match more {
+                more = io::read_more(&mut conn, &mut read) => match more {
                     Ok(0) | Err(_) => return None,
                     Ok(_) => {}
                 },
                 moves = moment.as_mut(), if !draining => {
                     // Not a partial HTTP/2 preface: it speaks HTTP/1.1, or nothing yet.
                     if moves && (read.is_empty() || proto.is_some()) {
-                        return Box::pin(move_or_serve(stream, read, peer, shared)).await;
+                        return Box::pin(move_or_serve::<T, C, M, S, B>(conn, read, peer, shared)).await;
                     }
                     draining = true;
                 }
@@ -224,78 +428,115 @@ where
         }
     }
     let movable = Box::pin(http1_movable(
-        stream,
+        conn,
         read,
         peer,
         shared,
         Arc::clone(&in_flight),
     ));
-    let (stream, buffered) = movable.await?;
-    Box::pin(move_or_serve(stream, buffered, peer, shared)).await
+    let (conn, buffered) = movable.await?;
+    Box::pin(move_or_serve::<T, C, M, S, B>(conn, buffered, peer, shared)).await
 }
 
-/// Hands an idle connection to the successor, or, if it does not take it, serves it
-/// to the end here, winding down as without a successor; or gives it back, with what
-/// was read of it, if this process stood by and serves again since (the new one failed
-/// its probation): it is served as one just accepted.
-async fn move_or_serve<T, M, S, B>(
-    stream: T,
+/// Hands an idle connection to the successor, or, if it does not take it (or it cannot
+/// move: a TLS session in the middle of a record), serves it to the end here, winding
+/// down as without a successor; or gives it back, with what was read of it, if this
+/// process stood by and serves again since (the new one failed its probation): it is
+/// served as one just accepted.
+async fn move_or_serve<T, C, M, S, B>(
+    mut conn: C,
     buffered: Vec<u8>,
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
-) -> Option<(T, Vec<u8>)>
+) -> Option<Moved>
 where
     T: Movable,
+    C: Carrier,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
 {
-    let fd = stream.into_fd().ok()?;
-    let moving = Moved { fd, buffered };
+    // What TLS queued (a session ticket) is written before it is taken apart.
+    if tokio::io::AsyncWriteExt::flush(&mut conn).await.is_err() {
+        return None;
+    }
+    if !conn.can_move() {
+        Box::pin(serve_to_end(conn, buffered, peer, shared)).await;
+        return None;
+    }
+    let moving = conn.into_moved(buffered).ok()?;
     let Err(kept) = shared.lb.hand_over_moved(&shared.listener, moving).await else {
         return None;
     };
-    let stream = T::from_fd(kept.fd).ok()?;
     if !shared.lb.is_winding_down() {
-        return Some((stream, kept.buffered));
+        return Some(kept);
     }
+    let stream = T::from_fd(kept.fd).ok()?;
     // Boxed, as in `serve_movable`: what waits for the answer stays small.
-    if kept.buffered.is_empty() {
-        // Nothing read: it may not have said what it speaks yet.
-        Box::pin(http(stream, None, peer, shared)).await;
-    } else {
-        Box::pin(serve_http(
-            stream,
-            Proto::Http1,
-            kept.buffered,
-            peer,
-            shared,
-        ))
-        .await;
+    match kept.tls {
+        None => Box::pin(serve_to_end(stream, kept.buffered, peer, shared)).await,
+        #[cfg(feature = "rustls")]
+        Some(session) => {
+            let tls = continued(stream, &session)?;
+            Box::pin(serve_to_end(tls, kept.buffered, peer, shared)).await;
+        }
+        #[cfg(not(feature = "rustls"))]
+        Some(_) => {}
     }
     None
 }
 
-/// Serves HTTP/1.1 on a plaintext connection until it ends, or until lameduck if the
+/// Serves HTTP/1.1 on a connection that does not move, `buffered` first, winding down.
+async fn serve_to_end<IO, M, S, B>(
+    io: IO,
+    buffered: Vec<u8>,
+    peer: Option<SocketAddr>,
+    shared: &Shared<M>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    M: Fn(Option<SocketAddr>) -> S,
+    S: ConnService<B>,
+    B: ResBody,
+{
+    if buffered.is_empty() {
+        // Nothing read: it may not have said what it speaks yet.
+        http(io, None, peer, shared).await;
+    } else {
+        serve_http(io, Proto::Http1, buffered, peer, shared).await;
+    }
+}
+
+/// Serves HTTP/1.1 on a connection until it ends, or until lameduck if the
 /// successor adopts its listener's connections: then, once no request is in flight
 /// (hyper's own idle state is not exposed, and shutting a connection down between a
 /// request and its response would add `Connection: close`), hyper lets go of it without
 /// shutting it down. Returns the stream and what hyper had read of it and not parsed,
 /// to move; `None` if it ended here (closed, upgraded, or wound down).
-async fn http1_movable<T, M, S, B>(
-    stream: T,
+async fn http1_movable<C, M, S, B>(
+    stream: C,
     read: Vec<u8>,
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
     in_flight: Arc<InFlight>,
-) -> Option<(T, Vec<u8>)>
+) -> Option<(C, Vec<u8>)>
 where
-    T: Movable,
+    C: Carrier,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
 {
     let lb = &shared.lb;
+    // A continued TLS session that must end (its age, its keys' limit) winds down as at
+    // lameduck without a successor.
+    #[cfg(feature = "rustls")]
+    let ending = stream.ending();
+    let must_end = async {
+        #[cfg(feature = "rustls")]
+        if let Some(ending) = &ending {
+            return ending.reached().await;
+        }
+        std::future::pending::<()>().await;
+    };
     // Every byte hyper reads is counted, so that at a move the stream is known to be at
     // a request's boundary (see `framing`).
     let framing = Arc::new(Mutex::new(Framing::default()));
@@ -328,6 +569,7 @@ where
     let moves = tokio::select! {
         _ = &mut connection => None,
         moves = then => Some(moves),
+        () = must_end => Some(false),
     };
     match moves {
         None => {}

@@ -11,54 +11,71 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
 use super::io::poll_read_more;
 use super::record_layer::{
-    ALERT, APPLICATION_DATA, HANDSHAKE, HEADER, MAX_PAYLOAD, MAX_PLAINTEXT, Opener, Sealer,
-    Version, keys_of,
+    ALERT, APPLICATION_DATA, HANDSHAKE, HEADER, MAX_PAYLOAD, MAX_PLAINTEXT, Opener, Sealer, Version,
 };
+use super::tls_session::{Info, Session};
 
-/// Takes a session from rustls, between two requests, to go on with it here: the
-/// plaintext rustls opened and nobody read yet, and the keys of both directions;
-/// `incoming` is what came of the session after what rustls read (see
-/// `whole_records`). It
-/// refuses a connection with records still to write (flush it first), a protocol or
-/// suite the record layer does not continue, and a server config without
-/// `enable_secret_extraction`.
+/// Takes a session from rustls, between two requests, to go on with it here (see
+/// [`Session::take`]); `incoming` is what came of the session after what rustls read
+/// (see `whole_records`).
+#[cfg(test)]
 pub(crate) fn continue_from<IO>(
     io: IO,
-    mut conn: tokio_rustls::rustls::ServerConnection,
+    conn: tokio_rustls::rustls::ServerConnection,
     incoming: Vec<u8>,
 ) -> Result<ContinuedTls<IO>, String> {
-    use std::io::Read;
-    use tokio_rustls::rustls::ProtocolVersion;
-    let version = match conn.protocol_version() {
-        Some(ProtocolVersion::TLSv1_3) => Version::Tls13,
-        Some(ProtocolVersion::TLSv1_2) => Version::Tls12,
-        other => return Err(format!("a session of {other:?}")),
-    };
-    if conn.wants_write() {
-        return Err("records are still to be written".to_string());
+    let (session, plain) = Session::take(conn, incoming, std::time::SystemTime::now())?;
+    ContinuedTls::resume(io, session, plain)
+}
+
+/// How many records before a key's confidentiality limit a continued session asks to
+/// be closed (at most half the limit): room for the response under way.
+const LIMIT_MARGIN: u64 = 1 << 16;
+
+/// The moment a continued session must end, gracefully: its age, or its records
+/// nearing the confidentiality limit of its keys, which it cannot renew.
+#[derive(Clone, Debug)]
+pub(crate) struct Ending {
+    at: tokio::time::Instant,
+    near_limit: Arc<Signal>,
+}
+
+/// Set once, waking whoever waits.
+#[derive(Debug, Default)]
+struct Signal {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Ending {
+    /// Resolves once the session must end.
+    pub(crate) async fn reached(&self) {
+        let limit = async {
+            loop {
+                let notified = self.near_limit.notify.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if self.near_limit.set.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(self.at) => {}
+            () = limit => {}
+        }
     }
-    let mut plain = Vec::new();
-    match conn.reader().read_to_end(&mut plain) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    let secrets = conn
-        .dangerous_extract_secrets()
-        .map_err(|e| e.to_string())?;
-    let unknown = || "a suite the record layer does not continue".to_string();
-    let sealer = keys_of(version, secrets.tx).ok_or_else(unknown)?;
-    let opener = keys_of(version, secrets.rx).ok_or_else(unknown)?;
-    let sealer = Sealer::new(sealer).map_err(|e| e.to_string())?;
-    let opener = Opener::new(opener).map_err(|e| e.to_string())?;
-    Ok(ContinuedTls::new(
-        io, version, opener, sealer, incoming, plain,
-    ))
 }
 
 /// The alert descriptions sent or understood here (RFC 8446 section 6).
@@ -96,6 +113,12 @@ pub(crate) struct ContinuedTls<IO> {
     write_closed: bool,
     /// Why the session ended, once it has.
     failed: Option<String>,
+    /// The confidentiality limit of its keys, in records.
+    limit: u64,
+    /// When its handshake was (ms since the Unix epoch), and so when it must end.
+    handshake_ms: u64,
+    ending: Ending,
+    info: Info,
 }
 
 impl<IO> ContinuedTls<IO> {
@@ -122,6 +145,80 @@ impl<IO> ContinuedTls<IO> {
             read_closed: false,
             write_closed: false,
             failed: None,
+            limit: u64::MAX,
+            handshake_ms: 0,
+            ending: Ending {
+                at: far_future(),
+                near_limit: Arc::default(),
+            },
+            info: Info::default(),
+        }
+    }
+
+    /// Goes on with `session` over `io`, `plain` (opened and not read yet) first.
+    pub(crate) fn resume(
+        io: IO,
+        session: Session,
+        plain: Vec<u8>,
+    ) -> Result<ContinuedTls<IO>, String> {
+        let left = session
+            .ends_at()
+            .duration_since(std::time::SystemTime::now());
+        let opener = Opener::new(session.rx).map_err(|e| e.to_string())?;
+        let sealer = Sealer::new(session.tx).map_err(|e| e.to_string())?;
+        let mut continued =
+            ContinuedTls::new(io, session.version, opener, sealer, session.incoming, plain);
+        continued.ending.at = tokio::time::Instant::now() + left.unwrap_or_default();
+        continued.limit = session.limit;
+        continued.handshake_ms = session.handshake_ms;
+        continued.info = session.info;
+        continued.check_limit();
+        Ok(continued)
+    }
+
+    /// The session, to go on elsewhere: the stream, the session (what was read of an
+    /// unfinished record with it) and the plaintext opened and not read yet. Refused
+    /// once it has ended or while records are still to be written (flush first).
+    pub(crate) fn into_session(self) -> Result<(IO, Session, Vec<u8>), String> {
+        if self.read_closed || self.write_closed || self.failed.is_some() {
+            return Err("the TLS session has ended".to_string());
+        }
+        if self.out_at < self.outgoing.len() {
+            return Err("records are still to be written".to_string());
+        }
+        let session = Session {
+            format: super::tls_session::FORMAT,
+            version: self.version,
+            tx: self.sealer.keys(),
+            rx: self.opener.keys(),
+            incoming: self.incoming,
+            limit: self.limit,
+            handshake_ms: self.handshake_ms,
+            info: self.info,
+        };
+        let plain = self.plain[self.plain_at..].to_vec();
+        Ok((self.io, session, plain))
+    }
+
+    /// Whether it can go on elsewhere now: not ended, nothing left to write.
+    pub(crate) fn movable(&self) -> bool {
+        !self.read_closed
+            && !self.write_closed
+            && self.failed.is_none()
+            && self.out_at == self.outgoing.len()
+    }
+
+    /// When it must end, gracefully.
+    pub(crate) fn ending(&self) -> Ending {
+        self.ending.clone()
+    }
+
+    /// Signals the end once either direction nears the confidentiality limit.
+    fn check_limit(&self) {
+        let near = self.limit - LIMIT_MARGIN.min(self.limit / 2);
+        if self.sealer.seq() >= near || self.opener.seq() >= near {
+            self.ending.near_limit.set.store(true, Ordering::Release);
+            self.ending.near_limit.notify.notify_waiters();
         }
     }
 
@@ -157,7 +254,9 @@ impl<IO> ContinuedTls<IO> {
             return None;
         }
         let mut payload: Vec<u8> = self.incoming.drain(..HEADER + len).skip(HEADER).collect();
-        let (kind, plain) = match self.opener.open(header, &mut payload) {
+        let opened = self.opener.open(header, &mut payload);
+        self.check_limit();
+        let (kind, plain) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 self.alert(FATAL, BAD_RECORD_MAC, Some(e.to_string()));
@@ -300,6 +399,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ContinuedTls<IO> {
         this.sealer
             .seal(APPLICATION_DATA, &buf[..n], &mut this.outgoing)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        this.check_limit();
         let _ = this.poll_send(cx);
         Poll::Ready(Ok(n))
     }
@@ -319,6 +419,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ContinuedTls<IO> {
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
+}
+
+/// A moment that does not come (tokio's own "far future": about 30 years).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 #[cfg(test)]

@@ -166,22 +166,20 @@
 )]
 
 mod conn;
+// TLS connections that move: a session taken from rustls, continued outside it with a
+// record layer of its own.
+#[cfg(feature = "rustls")]
+mod continued_tls;
 mod framing;
 mod io;
-// A TLS session continued outside rustls, and its record layer, for TLS connections
-// that move to the next process: built and tested against rustls peers; the move
-// itself is not wired in yet.
 #[cfg(feature = "rustls")]
-#[cfg_attr(not(test), expect(dead_code))]
-mod continued_tls;
-#[cfg(feature = "rustls")]
-#[cfg_attr(not(test), expect(dead_code))]
 mod record_layer;
 mod service;
 #[cfg(feature = "rustls")]
 mod tls;
 #[cfg(feature = "rustls")]
-#[cfg_attr(not(test), expect(dead_code))]
+mod tls_session;
+#[cfg(feature = "rustls")]
 mod whole_records;
 
 use std::error::Error as StdError;
@@ -193,7 +191,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::task::JoinSet;
 
-use self::conn::{ConnService, Movable, ResBody};
+use self::conn::{ConnService, ResBody};
 use crate::Context;
 use crate::handoff::Moved;
 use crate::http_counts::open_while;
@@ -392,6 +390,7 @@ impl Server {
         B: ResBody,
     {
         let listener = Listener::take(lb, name)?;
+        let tls_on = self.tls_on();
         let lameduck_time = lb.lameduck_time();
         let shared = Arc::new(conn::Shared {
             lb: lb.clone(),
@@ -399,19 +398,23 @@ impl Server {
             idle_grace: self.idle_grace.min(lameduck_time / 2),
             linger: self.linger,
             listener: Arc::from(name),
-            // TLS connections do not move: a server of TLS adopts none either.
-            hand_over: self.hand_over && !self.tls_on(),
+            hand_over: self.hand_over,
             counts: lb.http_counts(name),
             #[cfg(feature = "rustls")]
-            tls: self
-                .tls
-                .map(|tls| (tls.acceptor, self.tls_handshake_timeout)),
+            tls: self.tls.map(|tls| {
+                let acceptor = if self.hand_over {
+                    tls.movable()
+                } else {
+                    tls.acceptor
+                };
+                (acceptor, self.tls_handshake_timeout)
+            }),
         });
         // Before ready: the supervisor hands connections only to a process that adopts
         // them by then.
         let mut adopted = shared
             .hand_over
-            .then(|| lb.adopt_streams(name).ok())
+            .then(|| lb.adopt_streams(name, tls_on).ok())
             .flatten();
         // It stands by and resumes by itself: the program need do nothing.
         lb.can_stand_by();
@@ -454,12 +457,12 @@ impl Server {
                     Ok((Stream::Tcp(stream), peer)) => {
                         pause.reset();
                         let _ = stream.set_nodelay(true);
-                        let serve = conn::serve_movable(stream, None, peer, Arc::clone(&shared));
+                        let serve = conn::serve_movable(stream, peer, Arc::clone(&shared));
                         connections.spawn(open_while(shared.counts.clone(), serve));
                     }
                     Ok((Stream::Unix(stream), _)) => {
                         pause.reset();
-                        let serve = conn::serve_movable(stream, None, None, Arc::clone(&shared));
+                        let serve = conn::serve_movable(stream, None, Arc::clone(&shared));
                         connections.spawn(open_while(shared.counts.clone(), serve));
                     }
                     Err(e) if about_one_connection(&e) => {}
@@ -523,23 +526,21 @@ where
     // loop, one task, only starts them.
     let shared = Arc::clone(shared);
     connections.spawn(async move {
-        // Nothing read yet: it may not have said what it speaks.
-        let read = (!moved.buffered.is_empty()).then_some(moved.buffered);
         let counts = shared.counts.clone();
-        let family = crate::sys::socket_family(std::os::fd::AsFd::as_fd(&moved.fd));
+        let fd = std::os::fd::AsFd::as_fd(&moved.fd);
+        let family = crate::sys::socket_family(fd);
         if family.is_ok_and(|f| f == rustix::net::AddressFamily::UNIX) {
-            let Ok(stream) = tokio::net::UnixStream::from_fd(moved.fd) else {
-                return;
-            };
-            open_while(counts, conn::serve_movable(stream, read, None, shared)).await;
+            let serve = conn::serve_moved::<tokio::net::UnixStream, _, _, _>(moved, None, shared);
+            open_while(counts, serve).await;
             return;
         }
-        let Ok(stream) = tokio::net::TcpStream::from_fd(moved.fd) else {
-            return;
-        };
-        let peer = stream.peer_addr().ok();
-        let _ = stream.set_nodelay(true);
-        open_while(counts, conn::serve_movable(stream, read, peer, shared)).await;
+        let peer = rustix::net::getpeername(fd)
+            .ok()
+            .flatten()
+            .and_then(|addr| std::net::SocketAddr::try_from(addr).ok());
+        let _ = rustix::net::sockopt::set_tcp_nodelay(fd, true);
+        let serve = conn::serve_moved::<tokio::net::TcpStream, _, _, _>(moved, peer, shared);
+        open_while(counts, serve).await;
     });
 }
 

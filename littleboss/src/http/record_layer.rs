@@ -18,6 +18,7 @@ use std::fmt;
 use ring::aead::{
     AES_128_GCM, AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey,
 };
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// The largest plaintext of one record (RFC 8446 section 5.1).
@@ -38,7 +39,7 @@ pub(crate) const ALERT: u8 = 21;
 pub(crate) const HANDSHAKE: u8 = 22;
 
 /// The AEAD of a session's suite.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Aead {
     Aes128Gcm,
     Aes256Gcm,
@@ -56,7 +57,7 @@ impl Aead {
 }
 
 /// The protocol version whose record rules apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Version {
     Tls12,
     Tls13,
@@ -65,6 +66,7 @@ pub(crate) enum Version {
 /// One direction's keys: the AEAD key, the 12-byte IV (in TLS 1.2 with AES-GCM, the
 /// 4-byte salt and 8 bytes that seed the explicit nonces), and the sequence number of
 /// the next record. Zeroed when dropped; its `Debug` shows no secret.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Keys {
     pub aead: Aead,
     pub version: Version,
@@ -147,6 +149,8 @@ fn explicit_nonce(version: Version, aead: Aead) -> bool {
 /// the next record.
 struct Direction {
     key: LessSafeKey,
+    /// The key as it came, to hand on with the session.
+    raw: Zeroizing<Vec<u8>>,
     iv: Zeroizing<[u8; 12]>,
     aead: Aead,
     version: Version,
@@ -167,11 +171,23 @@ impl Direction {
     fn new(keys: Keys) -> Result<Direction, RecordError> {
         Ok(Direction {
             key: ring_key(&keys)?,
+            raw: keys.key,
             iv: keys.iv,
             aead: keys.aead,
             version: keys.version,
             seq: keys.seq,
         })
+    }
+
+    /// The keys as they are now, the sequence number of the next record with them.
+    fn keys(&self) -> Keys {
+        Keys {
+            aead: self.aead,
+            version: self.version,
+            key: self.raw.clone(),
+            iv: self.iv.clone(),
+            seq: self.seq,
+        }
     }
 
     /// The sequence number of this record, and the next one's counted.
@@ -189,6 +205,11 @@ pub(crate) struct Sealer(Direction);
 impl Sealer {
     pub(crate) fn new(keys: Keys) -> Result<Sealer, RecordError> {
         Direction::new(keys).map(Sealer)
+    }
+
+    /// Its keys as they are now, to go on elsewhere.
+    pub(crate) fn keys(&self) -> Keys {
+        self.0.keys()
     }
 
     /// The sequence number of the next record.
@@ -260,6 +281,11 @@ pub(crate) struct Opener(Direction);
 impl Opener {
     pub(crate) fn new(keys: Keys) -> Result<Opener, RecordError> {
         Direction::new(keys).map(Opener)
+    }
+
+    /// Its keys as they are now, to go on elsewhere.
+    pub(crate) fn keys(&self) -> Keys {
+        self.0.keys()
     }
 
     /// The sequence number of the next record.

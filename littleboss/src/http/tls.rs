@@ -72,6 +72,15 @@ impl Tls {
         }
     }
 
+    /// The acceptor, its config able to give its sessions' keys so that a session can
+    /// move to the next process (`enable_secret_extraction`, on a copy of the
+    /// program's config).
+    pub(crate) fn movable(&self) -> tokio_rustls::TlsAcceptor {
+        let mut config = rustls::ServerConfig::clone(self.acceptor.config());
+        config.enable_secret_extraction = true;
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
     fn build(cert_pem: &[u8], cert: &Path, key_pem: &[u8], key: &Path) -> Result<Tls, TlsError> {
         let chain = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()

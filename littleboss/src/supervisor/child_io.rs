@@ -17,7 +17,10 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::{self, AsyncChannel};
-use crate::control::protocol::{self, ChildMsg, MAX_CARRIED, Parcel, SupervisorMsg, Versions};
+use crate::control::protocol::{
+    self, ChildMsg, MAX_CARRIED, MAX_TLS_CARRIED, Parcel, SupervisorMsg, Versions,
+};
+use crate::secret::Secret;
 use crate::spec::Kind;
 
 use super::machine::{ChildId, Input, WaitStatus};
@@ -313,10 +316,13 @@ pub(crate) fn spoken(version: &AtomicU16) -> Option<u16> {
 
 /// A message from the child; its first (the hello) fixes the conversation's version,
 /// any this supervisor speaks. Only connections handed over come with fds, one each,
-/// and those are held in `parcels` for the machine to forward or return. A parcel that
-/// is not a connection of one of the child's listeners (`kinds`, once it is known), or
-/// carries more than [`MAX_CARRIED`] bytes, is refused: its fd is closed, and the
-/// machine gives it back to the child with the reason ([`Input::HandRefused`]).
+/// and those are held in `parcels` for the machine to forward or return (with the
+/// session of a TLS one: the machine sees a TLS connection handed over as any other,
+/// [`ChildMsg::Hand`], and never its keys). A parcel that is not a connection of one of
+/// the child's listeners (`kinds`, once it is known), or carries more than
+/// [`MAX_CARRIED`] bytes ([`MAX_TLS_CARRIED`] with a TLS session), is refused: its fd
+/// is closed, and the machine gives it back to the child with the reason
+/// ([`Input::HandRefused`]).
 fn decode(
     child: ChildId,
     received: channel::Received,
@@ -324,7 +330,27 @@ fn decode(
     parcels: &Parcels,
     kinds: &HashMap<String, Kind>,
 ) -> Vec<Input> {
-    let input = decode_message(child, &received.bytes, version);
+    let input = match decode_message(child, &received.bytes, version) {
+        // Told apart: the parcels for the machine, the sessions for `parcels`.
+        Input::Message {
+            msg: ChildMsg::HandTls(handed),
+            ..
+        } => {
+            let (handed, sessions) = handed
+                .into_iter()
+                .map(|tls| (tls.parcel, Some(tls.session)))
+                .unzip();
+            return hand(
+                child,
+                (handed, sessions),
+                received.fds,
+                received.cut,
+                parcels,
+                kinds,
+            );
+        }
+        input => input,
+    };
     let (fds, cut) = (received.fds, received.cut);
     match input {
         // Fewer fds than parcels only where the kernel cut the list short: this
@@ -332,37 +358,9 @@ fn decode(
         Input::Message {
             msg: ChildMsg::Hand(handed),
             ..
-        } if (handed.len() == fds.len() || cut && fds.len() < handed.len())
-            && distinct(&handed) =>
-        {
-            let mut good = Vec::new();
-            let mut refused: Vec<(u64, String)> = Vec::new();
-            let mut fds = fds.into_iter();
-            for parcel in handed {
-                let Some(fd) = fds.next() else {
-                    let why = "the supervisor is out of fds (its fd limit)".to_string();
-                    refused.push((parcel.id, why));
-                    continue;
-                };
-                match refusal(&parcel, fd.as_fd(), kinds) {
-                    Some(why) => refused.push((parcel.id, why)),
-                    None => {
-                        parcels.hold(child, parcel.id, fd);
-                        good.push(parcel);
-                    }
-                }
-            }
-            let mut inputs = Vec::new();
-            if !good.is_empty() {
-                let msg = ChildMsg::Hand(good);
-                inputs.push(Input::Message { child, msg });
-            }
-            if let Some((_, reason)) = refused.first() {
-                let reason = reason.clone();
-                let ids = refused.into_iter().map(|(id, _)| id).collect();
-                inputs.push(Input::HandRefused { child, ids, reason });
-            }
-            inputs
+        } => {
+            let sessions = vec![None; handed.len()];
+            hand(child, (handed, sessions), fds, cut, parcels, kinds)
         }
         // A state's head comes with its sealed file (none for an empty state), its
         // named fds one each; held until the machine relays or drops them. Cut short,
@@ -392,17 +390,6 @@ fn decode(
                 }]
             }
         }
-        Input::Message {
-            msg: ChildMsg::Hand(handed),
-            ..
-        } => vec![Input::ChannelFailed {
-            child,
-            reason: format!(
-                "it handed over {} connections with {} fds, or one id twice",
-                handed.len(),
-                fds.len()
-            ),
-        }],
         _ if !fds.is_empty() => vec![Input::ChannelFailed {
             child,
             reason: "it sent fds".to_string(),
@@ -411,15 +398,81 @@ fn decode(
     }
 }
 
+/// The connections `child` handed over (with the session of each TLS one), each with
+/// its fd: held, and given to the machine as [`ChildMsg::Hand`]; those refused, given
+/// back with the reason.
+fn hand(
+    child: ChildId,
+    (handed, sessions): (Vec<Parcel>, Vec<Option<Secret>>),
+    fds: Vec<OwnedFd>,
+    cut: bool,
+    parcels: &Parcels,
+    kinds: &HashMap<String, Kind>,
+) -> Vec<Input> {
+    // Fewer fds than parcels only where the kernel cut the list short: this process
+    // ran out of fds. Those without one go back; nobody is to blame.
+    if !(handed.len() == fds.len() || cut && fds.len() < handed.len()) || !distinct(&handed) {
+        return vec![Input::ChannelFailed {
+            child,
+            reason: format!(
+                "it handed over {} connections with {} fds, or one id twice",
+                handed.len(),
+                fds.len()
+            ),
+        }];
+    }
+    let mut good = Vec::new();
+    let mut refused: Vec<(u64, String)> = Vec::new();
+    let mut fds = fds.into_iter();
+    for (parcel, session) in handed.into_iter().zip(sessions) {
+        let Some(fd) = fds.next() else {
+            let why = "the supervisor is out of fds (its fd limit)".to_string();
+            refused.push((parcel.id, why));
+            continue;
+        };
+        match refusal(&parcel, session.as_ref(), fd.as_fd(), kinds) {
+            Some(why) => refused.push((parcel.id, why)),
+            None => {
+                parcels.hold(child, parcel.id, fd, session);
+                good.push(parcel);
+            }
+        }
+    }
+    let mut inputs = Vec::new();
+    if !good.is_empty() {
+        let msg = ChildMsg::Hand(good);
+        inputs.push(Input::Message { child, msg });
+    }
+    if let Some((_, reason)) = refused.first() {
+        let reason = reason.clone();
+        let ids = refused.into_iter().map(|(id, _)| id).collect();
+        inputs.push(Input::HandRefused { child, ids, reason });
+    }
+    inputs
+}
+
 /// Why a parcel handed over is not taken as a connection of its listener, if it is not:
 /// its fd must be a connected stream socket (not a listening one) of the listener's
 /// kind, and what it carries must fit.
-fn refusal(parcel: &Parcel, fd: BorrowedFd<'_>, kinds: &HashMap<String, Kind>) -> Option<String> {
+fn refusal(
+    parcel: &Parcel,
+    session: Option<&Secret>,
+    fd: BorrowedFd<'_>,
+    kinds: &HashMap<String, Kind>,
+) -> Option<String> {
     if parcel.bytes.len() > MAX_CARRIED {
         return Some(format!(
             "a connection carries {} bytes read, more than {MAX_CARRIED}",
             parcel.bytes.len()
         ));
+    }
+    if let Some(session) = session {
+        let carried = parcel.bytes.len() + session.len();
+        if carried > MAX_TLS_CARRIED {
+            return Some(format!(
+                "a TLS connection carries {carried} bytes with its session, more than {MAX_TLS_CARRIED}"
+            ));
+        }
     }
     // Two calls for the common case, a connection (ten thousand of them at a move):
     // its type, and its peer, which gives the family; a listening socket, or one never

@@ -1,5 +1,6 @@
-//! The fds of connections children handed over, held by the supervisor from the task
-//! that received them until the machine forwards or returns them, and the bound on how
+//! The fds of connections children handed over (with the session of a TLS one, which
+//! the machine never sees), held by the supervisor from the task that received them
+//! until the machine forwards or returns them, and the bound on how
 //! many one child may have held at once; and the fds of the state-transfer messages a
 //! child sent, held from their arrival until the machine relays or drops them.
 //!
@@ -19,6 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use super::machine::ChildId;
+use crate::secret::Secret;
 
 /// The most connections of one child held at once: twice the default cap of those on
 /// their way, so that the way stays full.
@@ -34,7 +36,7 @@ pub(crate) struct Parcels {
 
 #[derive(Debug, Default)]
 struct Inner {
-    fds: HashMap<(ChildId, u64), OwnedFd>,
+    fds: HashMap<(ChildId, u64), (OwnedFd, Option<Secret>)>,
     /// How many each child has held.
     counts: HashMap<ChildId, usize>,
     /// Children not to be read for now, whatever they have held (an upgrade waits for
@@ -53,17 +55,18 @@ impl Parcels {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Holds `fd`, connection `id` of `child`. An id held already is replaced (and its
-    /// fd closed): the channel's decoder lets no child hand one id over twice at once.
-    pub(crate) fn hold(&self, child: ChildId, id: u64, fd: OwnedFd) {
+    /// Holds `fd`, connection `id` of `child`, with its TLS session if it has one. An id
+    /// held already is replaced (and its fd closed): the channel's decoder lets no
+    /// child hand one id over twice at once.
+    pub(crate) fn hold(&self, child: ChildId, id: u64, fd: OwnedFd, session: Option<Secret>) {
         let mut inner = self.lock();
-        if inner.fds.insert((child, id), fd).is_none() {
+        if inner.fds.insert((child, id), (fd, session)).is_none() {
             *inner.counts.entry(child).or_default() += 1;
         }
     }
 
-    /// Takes the held fd of connection `id` of `child`.
-    pub(crate) fn take(&self, child: ChildId, id: u64) -> Option<OwnedFd> {
+    /// Takes the held fd of connection `id` of `child`, and its TLS session.
+    pub(crate) fn take(&self, child: ChildId, id: u64) -> Option<(OwnedFd, Option<Secret>)> {
         let mut inner = self.lock();
         let fd = inner.fds.remove(&(child, id))?;
         if let Some(count) = inner.counts.get_mut(&child) {
@@ -155,13 +158,13 @@ mod tests {
         let parcels = std::sync::Arc::new(Parcels::default());
         let (a, b) = (ChildId(1), ChildId(2));
         for id in 0..HOLD_MAX as u64 {
-            parcels.hold(a, id, fd());
+            parcels.hold(a, id, fd(), None);
         }
-        parcels.hold(b, 0, fd());
+        parcels.hold(b, 0, fd(), None);
         assert!(parcels.full(a));
         assert!(!parcels.full(b), "each child has its own room");
         // Held twice under one id counts once.
-        parcels.hold(b, 0, fd());
+        parcels.hold(b, 0, fd(), None);
         let waiting = tokio::spawn({
             let parcels = std::sync::Arc::clone(&parcels);
             async move { parcels.room_for(a).await }

@@ -11,7 +11,9 @@ use rustix::process::{Pid, Signal as OsSignal};
 use tokio::sync::mpsc;
 
 use crate::channel;
-use crate::control::protocol::{ListenerInfo, Parcel, SupervisorMsg, parcel_batches};
+use crate::control::protocol::{
+    ChildMsg, ListenerInfo, Parcel, SupervisorMsg, TLS_MOVES_SINCE, TlsParcel, parcel_batches,
+};
 use crate::socket;
 use crate::sys;
 
@@ -176,14 +178,36 @@ impl Shell {
         );
     }
 
-    /// Sends `to` the connections `from` handed over, each with its fd.
+    /// Sends `to` the connections `from` handed over, each with its fd, and a TLS one
+    /// with its session. A TLS one cannot go to a child whose protocol has no TLS
+    /// connections (before 7): it declines it, as it would a connection of a kind it
+    /// does not serve, and the sender winds it down.
     pub(super) fn forward(&mut self, from: ChildId, to: ChildId, parcels: Vec<(u64, Parcel)>) {
-        let held: Vec<(Parcel, OwnedFd)> = (parcels.into_iter())
-            .filter_map(|(theirs, parcel)| self.parcels.take(from, theirs).map(|fd| (parcel, fd)))
-            .collect();
-        for batch in parcel_batches(held, channel::MAX_FDS, channel::BATCH_BYTES) {
+        let speaks_tls = (self.children.get(&to))
+            .and_then(|handle| child_io::spoken(&handle.version))
+            .is_some_and(|v| v >= TLS_MOVES_SINCE);
+        let (mut plain, mut tls, mut declined) = (Vec::new(), Vec::new(), Vec::new());
+        for (theirs, parcel) in parcels {
+            match self.parcels.take(from, theirs) {
+                Some((fd, None)) => plain.push((parcel, fd)),
+                Some((fd, Some(session))) if speaks_tls => {
+                    tls.push((TlsParcel { parcel, session }, fd));
+                }
+                Some((_, Some(_))) => declined.push(parcel.id),
+                None => {}
+            }
+        }
+        for batch in parcel_batches(plain, channel::MAX_FDS, channel::BATCH_BYTES) {
             let (forwarded, fds) = batch.into_iter().unzip();
             self.send(to, SupervisorMsg::Adopt(forwarded), fds);
+        }
+        for batch in parcel_batches(tls, channel::MAX_FDS, channel::BATCH_BYTES) {
+            let (forwarded, fds) = batch.into_iter().unzip();
+            self.send(to, SupervisorMsg::AdoptTls(forwarded), fds);
+        }
+        if !declined.is_empty() {
+            let msg = ChildMsg::Declined(declined);
+            let _ = self.inputs_tx.send(Input::Message { child: to, msg });
         }
     }
 

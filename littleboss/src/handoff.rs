@@ -538,3 +538,143 @@ impl Drop for Adoptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use zeroize::Zeroizing;
+
+    use super::*;
+
+    /// What was posted to the supervisor.
+    #[derive(Default)]
+    struct Posted(Mutex<Vec<ChildMsg>>);
+
+    impl Post for Arc<Posted> {
+        fn post(&self, msg: ChildMsg, _: Vec<OwnedFd>) {
+            lock(&self.0).push(msg);
+        }
+    }
+
+    fn moves(version: u16) -> (Arc<Moves>, Arc<Posted>) {
+        let posted = Arc::new(Posted::default());
+        let (_, lameduck) = watch::channel(false);
+        let moves = Moves::new(Box::new(Arc::clone(&posted)), version, lameduck);
+        (Arc::new(moves), posted)
+    }
+
+    /// A connected TCP socket (its peer kept open by the listener's backlog).
+    fn socket(listener: &TcpListener) -> OwnedFd {
+        OwnedFd::from(TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+    }
+
+    fn parcel(id: u64, listener: &str) -> Parcel {
+        Parcel {
+            id,
+            listener: listener.to_string(),
+            bytes: b"GET".to_vec(),
+        }
+    }
+
+    fn session() -> Secret {
+        Secret::new(Zeroizing::new(vec![1, 2, 3]))
+    }
+
+    #[test]
+    fn a_queue_takes_tls_connections_or_plaintext_ones_never_both() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (moves, posted) = moves(7);
+        let plain = moves.adopt("http", Takes::default()).unwrap();
+        let tls = (moves.adopt(
+            "https",
+            Takes {
+                unix: false,
+                tls: true,
+            },
+        ))
+        .unwrap();
+        let tls_parcels = vec![
+            TlsParcel {
+                parcel: parcel(1, "http"),
+                session: session(),
+            },
+            TlsParcel {
+                parcel: parcel(2, "https"),
+                session: session(),
+            },
+        ];
+        let fds = vec![socket(&listener), socket(&listener)];
+        moves.on_message(&SupervisorMsg::AdoptTls(tls_parcels), fds);
+        let fds = vec![socket(&listener), socket(&listener)];
+        let plain_parcels = vec![parcel(3, "http"), parcel(4, "https")];
+        moves.on_message(&SupervisorMsg::Adopt(plain_parcels), fds);
+        assert_eq!(
+            lock(&posted.0)[2..],
+            [ChildMsg::Declined(vec![1]), ChildMsg::Declined(vec![4])]
+        );
+        let taken = moves.take(&plain.queue, usize::MAX);
+        assert_eq!(taken.len(), 1);
+        assert!(taken[0].tls.is_none());
+        let taken = moves.take(&tls.queue, usize::MAX);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(
+            taken[0].tls.as_ref().map(Secret::expose),
+            Some(&[1, 2, 3][..])
+        );
+        assert_eq!(taken[0].buffered, b"GET");
+    }
+
+    #[tokio::test]
+    async fn a_tls_connection_is_handed_over_with_its_session_only_in_protocol_7() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        for version in [6, 7] {
+            let (moves, posted) = moves(version);
+            moves.on_message(
+                &SupervisorMsg::Successor {
+                    adopts: vec!["https".into()],
+                },
+                Vec::new(),
+            );
+            let moving = Moved {
+                fd: socket(&listener),
+                buffered: Vec::new(),
+                tls: Some(session()),
+            };
+            let handing = moves.hand_over_moved("https", moving);
+            let answer = tokio::time::timeout(Duration::from_millis(50), handing).await;
+            if version == 6 {
+                assert!(matches!(answer, Ok(Err(_))), "given back at once");
+                assert!(lock(&posted.0).is_empty());
+                continue;
+            }
+            assert!(answer.is_err(), "it waits for the supervisor's word");
+            let posted = lock(&posted.0);
+            let [ChildMsg::HandTls(parcels)] = posted.as_slice() else {
+                panic!("{posted:?}");
+            };
+            assert_eq!(parcels[0].session.expose(), &[1, 2, 3]);
+            assert_eq!(parcels[0].parcel.listener, "https");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tls_connection_too_large_to_carry_is_given_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (moves, posted) = moves(7);
+        moves.on_message(
+            &SupervisorMsg::Successor {
+                adopts: vec!["https".into()],
+            },
+            Vec::new(),
+        );
+        let moving = Moved {
+            fd: socket(&listener),
+            buffered: vec![0; MAX_CARRIED],
+            tls: Some(Secret::new(Zeroizing::new(vec![0; MAX_TLS_CARRIED]))),
+        };
+        assert!(moves.hand_over_moved("https", moving).await.is_err());
+        assert!(lock(&posted.0).is_empty());
+    }
+}

@@ -22,6 +22,7 @@ use tokio_rustls::rustls;
 use littleboss_tests::attack_support::fd_count;
 use littleboss_tests::http_support::Certs;
 use littleboss_tests::pool_support::pooled;
+use littleboss_tests::release_support::{TEST_PROTOCOLS, start_with_env};
 use littleboss_tests::{Env, Supervisor, bin, example, wait_gone};
 
 /// What one request on a pooled connection got.
@@ -1115,4 +1116,135 @@ fn the_keys_of_a_moving_tls_session_are_never_shown() {
             "a raw key in what was said"
         );
     }
+}
+
+/// Pooled HTTPS clients through a probation that fails: their sessions move to the new
+/// process when the old one stands by, and back to the old one at the rollback, which
+/// continues them with its own record layer (rustls is gone from them); none is closed,
+/// and the next reload moves them on again.
+#[test]
+fn tls_connections_move_to_a_child_on_probation_and_back_at_its_rollback() {
+    let env = Env::new();
+    let certs = Certs::new(env.path(), "localhost");
+    let cert = format!("--cert={}", certs.cert.display());
+    let key = format!("--key={}", certs.key.display());
+    let bin = bin!("lb-probation");
+    let sup = env.start(bin, &[cert.as_str(), key.as_str()]);
+    let addr = sup.addr("http");
+    let old = sup.child_pid();
+    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
+        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
+        .collect();
+    let mut all_answered_by = |pid: u32, what: &str| {
+        sup.wait_for(what, || {
+            let answers: Vec<u32> = (pool.iter_mut())
+                .map(|conn| {
+                    conn.get()
+                        .unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()))
+                        .pid
+                })
+                .collect();
+            answers.iter().all(|&p| p == pid).then_some(())
+        });
+    };
+    all_answered_by(old, "the first child's answers");
+    let args = [
+        "--littleboss=reload",
+        "--",
+        "--probation-ms=30000",
+        "--unhealthy-after-ms=1500",
+        cert.as_str(),
+        key.as_str(),
+    ];
+    let client = env.spawn(bin, &args);
+    let new = sup.wait_for("a child on probation", || {
+        let status = sup.try_status().ok()?;
+        let pid = status["child_pid"].as_u64()?;
+        (status["state"] == "probation").then_some(pid as u32)
+    });
+    sup.track(new);
+    all_answered_by(new, "the answers of the child on probation");
+    assert_eq!(
+        client.wait_code(),
+        1,
+        "{}{}",
+        client.stdout(),
+        client.stderr()
+    );
+    wait_gone(new, "the unhealthy child");
+    all_answered_by(old, "the answers of the old child, resumed");
+    let next = reload(&env, &sup, bin, &[cert.as_str(), key.as_str()]);
+    all_answered_by(next, "the answers after the next reload");
+}
+
+/// Under a supervisor that speaks protocols only up to 6 (as one of the release before
+/// does), TLS connections are not handed over: they wind down by closing, as before
+/// protocol 7, and no request fails.
+#[test]
+fn under_a_supervisor_of_protocol_6_tls_connections_wind_down_by_closing() {
+    let env = Env::new();
+    let certs = Certs::new(env.path(), "localhost");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let bin = bin!("lb-serve");
+    let args = ["--http=127.0.0.1:0", "--", "--cert", cert, "--key", key];
+    let sup = start_with_env(&env, bin, &[(TEST_PROTOCOLS, "1-6")], &args);
+    let addr = sup.addr("http");
+    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
+        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
+        .collect();
+    for conn in &mut pool {
+        conn.get().unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+    }
+    let new = reload(&env, &sup, bin, &[]);
+    for conn in &mut pool {
+        assert!(!conn.is_open(), "{}: closed by the old process", conn.suite);
+    }
+    let mut fresh = TlsPooled::open(addr, tls_client(&certs, tls_suites()[0]));
+    assert_eq!(fresh.get().map(|a| a.pid), Ok(new));
+    let log = sup.logs();
+    assert!(!log.contains("connections moved"), "{log}");
+}
+
+/// A TLS connection is never sent to a child whose protocol has no TLS connections
+/// (before 7), even one that adopts the listener's connections (a program that served
+/// it in plaintext before): the supervisor declines it for that child, and the old
+/// process winds it down by closing.
+#[test]
+fn a_tls_connection_is_not_sent_to_a_child_of_protocol_6_that_adopts_its_listener() {
+    use littleboss_tests::attack_support::{raw, wire};
+    let env = Env::new();
+    let certs = Certs::new(env.path(), "localhost");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let bin = bin!("lb-serve");
+    let args = ["--http=127.0.0.1:0", "--", "--cert", cert, "--key", key];
+    let sup = start_with_env(&env, bin, &[("LB_FAKE_CHILD_NAME", "lbserve")], &args);
+    let addr = sup.addr("http");
+    let old = sup.child_pid();
+    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
+        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
+        .collect();
+    for conn in &mut pool {
+        conn.get().unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
+    }
+    let fake = bin!("lb-fake-child");
+    let path = fake.to_str().expect("a UTF-8 path").as_bytes();
+    let fake_args: [&[u8]; 2] = [b"lb-fake-child", b"adopt-6"];
+    let request = wire::reload_request(path, Some(&fake_args), &[]);
+    let answer = raw::ask(&env.socket("lbserve"), &request);
+    let Ok(wire::Response::Reloaded { new_pid, .. }) = answer else {
+        panic!("{answer:?}\n{}", sup.logs());
+    };
+    sup.track(new_pid);
+    wait_gone(old, "the old child");
+    for conn in &mut pool {
+        assert!(!conn.is_open(), "{}: closed by the old process", conn.suite);
+    }
+    let log = sup.logs();
+    assert!(!log.contains("got message 4"), "nothing adopted: {log}");
+    // Handed over, and given back to be wound down.
+    let history = sup.run(&["--littleboss=history-json"]);
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).expect("JSON");
+    let connections = &history["events"][0]["connections"];
+    assert_eq!(connections["closed"], pool.len(), "{history}");
+    assert_eq!(connections["moved"], 0, "{history}");
 }

@@ -667,6 +667,56 @@ pub(crate) fn reap(pid: u32) {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use crate::control::protocol::TlsParcel;
+    use zeroize::Zeroizing;
+
+    /// A TLS connection handed over is held with its session, and the machine is given
+    /// the parcel alone; one that carries more than a TLS parcel may is refused.
+    #[test]
+    fn a_tls_connection_is_held_with_its_session_and_the_machine_sees_the_parcel() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = || {
+            let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            OwnedFd::from(stream)
+        };
+        let handed = |id, session: usize| TlsParcel {
+            parcel: Parcel {
+                id,
+                listener: "https".into(),
+                bytes: b"GET".to_vec(),
+            },
+            session: Secret::new(Zeroizing::new(vec![7; session])),
+        };
+        let msg = ChildMsg::HandTls(vec![handed(1, 300), handed(2, MAX_TLS_CARRIED)]);
+        let received = channel::Received {
+            bytes: protocol::encode_at(7, &msg),
+            fds: vec![socket(), socket()],
+            cut: false,
+        };
+        let (child, version) = (ChildId(4), AtomicU16::new(7));
+        let parcels = Parcels::default();
+        let kinds = HashMap::from([("https".to_string(), Kind::Tcp)]);
+        let inputs = decode(child, received, &version, &parcels, &kinds);
+        let [
+            Input::Message {
+                msg: ChildMsg::Hand(good),
+                ..
+            },
+            Input::HandRefused { ids, reason, .. },
+        ] = inputs.as_slice()
+        else {
+            panic!("{inputs:?}");
+        };
+        assert_eq!(good.iter().map(|p| p.id).collect::<Vec<_>>(), [1]);
+        assert_eq!(ids, &[2]);
+        assert!(
+            reason.starts_with("a TLS connection carries 40963 bytes"),
+            "{reason}"
+        );
+        let (_, session) = parcels.take(child, 1).expect("held");
+        assert_eq!(session.map(|s| s.len()), Some(300));
+        assert!(parcels.take(child, 2).is_none(), "closed");
+    }
 
     /// Seeing a child's exit does not reap it, whether it is seen on a pidfd or on
     /// `SIGCHLD` (as without pidfds): until [`reap`], its pid (and the id of

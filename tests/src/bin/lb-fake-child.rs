@@ -27,6 +27,7 @@
 //! | `state-short` | as `state-unsealed`, in a sealed memfd of 8 bytes where the head says 16 |
 //! | `state-unasked` | a hello of protocol 6; `Ready`; then, asked by nobody, a state of 16 bytes and 1 fd; exits 0 at lameduck |
 //! | `state-deaf` | a hello of protocol 6 (ready timeout 1.5 s); `StateAsk`; then never reads its channel, nor says ready |
+//! | `adopt-6` | a hello of protocol 6; `Adopts` of listener `http`; `Ready`; then it says what each message it gets is (`got message N with F fds`, N the variant's index) and exits 0 at lameduck |
 //!
 //! The hello names service `lbhttp`, or what `LB_FAKE_CHILD_NAME` says.
 //!
@@ -115,6 +116,7 @@ fn main() -> ExitCode {
         "state-unasked" => give_bad_state(&channel, pid, &hello, BadState::Unasked),
         "state-deaf" => ask_state_then_never_read(&channel, pid, &hello),
         "forged" => hand_over_forgeries(&channel, pid, &hello),
+        "adopt-6" => adopt_at_6(&channel, pid, &hello),
         "huge-ready-timeout" => well_behaved(
             &channel,
             pid,
@@ -178,6 +180,45 @@ fn well_behaved(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix:
             Ok((n, _)) if buf[..n] == lameduck[..] => break,
             Ok(_) | Err(rustix::io::Errno::INTR) => continue,
             Err(_) => break,
+        }
+    }
+    littleboss_tests::say!("lb-fake-child: pid {pid} got lameduck; exiting 0");
+    std::process::exit(0);
+}
+
+/// Says `hello` at protocol 6, adopts the connections of listener `http`, says ready,
+/// then says what each message it gets is, until lameduck.
+fn adopt_at_6(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix::io::Result<()> {
+    send(
+        channel,
+        &wire::message(STATE_VERSION, &wire::hello_body(hello)),
+    )?;
+    report(channel, pid);
+    // `Adopts` (variant 3) of `http`.
+    let mut adopts = vec![3];
+    wire::bytes(&mut adopts, b"http");
+    send(channel, &wire::message(STATE_VERSION, &adopts))?;
+    send(channel, &wire::message(STATE_VERSION, &wire::ready_body()))?;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(128))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        match rustix::net::recvmsg(
+            channel,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(msg) if msg.bytes >= 3 => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => break,
+        }
+        let fds = control.drain().count();
+        let variant = buf[2];
+        littleboss_tests::say!("lb-fake-child: pid {pid} got message {variant} with {fds} fds");
+        // `Lameduck` (variant 2).
+        if variant == 2 {
+            break;
         }
     }
     littleboss_tests::say!("lb-fake-child: pid {pid} got lameduck; exiting 0");

@@ -17,6 +17,7 @@
 //! | `--unhealthy-after-ms=N` | call `unhealthy("told to")` N ms after it is ready |
 //! | `--own-loop` | serve with an accept loop of its own that cannot stand by |
 //! | `--print-times` | say when it calls `unhealthy` or exits with code 101 (below) |
+//! | `--cert=PATH --key=PATH` | serve TLS with this certificate chain and key |
 //!
 //! `GET /slow/MS` is answered after MS milliseconds (it prints `lb-probation: pid PID
 //! slow MS` when it comes). It prints `lb-probation: pid PID standing by`, `...
@@ -47,6 +48,8 @@ struct Opts {
     unhealthy_after_ms: Option<u64>,
     own_loop: bool,
     print_times: bool,
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 impl Opts {
@@ -78,6 +81,8 @@ impl Opts {
                 "--unhealthy-after-ms" => opts.unhealthy_after_ms = Some(number()?),
                 "--own-loop" => opts.own_loop = true,
                 "--print-times" => opts.print_times = true,
+                "--cert" => opts.cert = value.map(str::to_string),
+                "--key" => opts.key = value.map(str::to_string),
                 _ => {}
             }
         }
@@ -175,7 +180,11 @@ async fn serve(lb: Context, opts: Opts) -> Result<(), Box<dyn std::error::Error>
         *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
         Ok::<_, Infallible>(response)
     });
-    littleboss::http::serve(&lb, "http", service).await?;
+    let mut server = littleboss::http::Server::new();
+    if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
+        server = server.tls(littleboss::http::Tls::from_pem_files(cert, key)?);
+    }
+    server.serve(&lb, "http", service).await?;
     Ok(())
 }
 

@@ -449,6 +449,103 @@ mod tests {
         }
     }
 
+    /// A session of `tx` and `rx`, its handshake `age` ago, its keys' limit `limit`.
+    fn moved(tx: Keys, rx: Keys, age: Duration, limit: u64) -> Session {
+        let at = std::time::SystemTime::now() - age;
+        let handshake_ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        Session {
+            format: super::super::tls_session::FORMAT,
+            version: tx.version,
+            tx,
+            rx,
+            incoming: Vec::new(),
+            limit,
+            handshake_ms: handshake_ms as u64,
+            info: Info::default(),
+        }
+    }
+
+    /// A moved session cannot renew its keys: it asks to end a day after its
+    /// handshake, and as its records near the confidentiality limit, and not before.
+    #[tokio::test]
+    async fn a_moved_session_must_end_a_day_after_its_handshake_or_near_its_keys_limit() {
+        let (suite, tls) = suites()[0];
+        let soon = Duration::from_millis(50);
+        let (_client, tx, rx) = session(suite, tls);
+        let (_peer, io) = tokio::io::duplex(1 << 16);
+        let day = super::super::tls_session::MAX_AGE;
+        let old = moved(tx, rx, day + Duration::from_secs(1), u64::MAX);
+        let old = ContinuedTls::resume(io, old, Vec::new()).unwrap();
+        let ending = old.ending();
+        tokio::time::timeout(soon, ending.reached())
+            .await
+            .expect("a day old");
+
+        let (_client, tx, rx) = session(suite, tls);
+        let (mut peer, io) = tokio::io::duplex(1 << 16);
+        let start = tx.seq;
+        // It asks to end at half the limit (less than the margin): 10 records on.
+        let young = moved(tx, rx, Duration::ZERO, 2 * (start + 10));
+        let mut young = ContinuedTls::resume(io, young, Vec::new()).unwrap();
+        let ending = young.ending();
+        assert!(tokio::time::timeout(soon, ending.reached()).await.is_err());
+        for _ in 0..9 {
+            young.write_all(b"x").await.unwrap();
+        }
+        assert!(tokio::time::timeout(soon, ending.reached()).await.is_err());
+        young.write_all(b"x").await.unwrap();
+        tokio::time::timeout(soon, ending.reached())
+            .await
+            .expect("near the limit");
+        drop(young);
+        let mut wire = Vec::new();
+        peer.read_to_end(&mut wire).await.unwrap();
+        assert!(!wire.is_empty());
+    }
+
+    /// A continued session goes on elsewhere with its sequence numbers, the unfinished
+    /// record it had read and the plaintext nobody read, and not once it has ended.
+    #[tokio::test]
+    async fn a_continued_session_moves_on_with_what_it_holds() {
+        let (suite, tls) = suites()[0];
+        let (_client, tx, rx) = session(suite, tls);
+        let (tx_seq, rx_seq) = (tx.seq, rx.seq);
+        let (_peer, io) = tokio::io::duplex(1 << 16);
+        let session = moved(tx, rx, Duration::ZERO, u64::MAX);
+        let mut continued = ContinuedTls::resume(io, session, b"GET /".to_vec()).unwrap();
+        continued.incoming = vec![23, 3, 3, 0, 40, 1];
+        let mut first = [0u8; 3];
+        continued.read_exact(&mut first).await.unwrap();
+        continued.write_all(b"answer").await.unwrap();
+        continued.flush().await.unwrap();
+        assert!(continued.movable());
+        let (_io, session, plain) = continued.into_session().unwrap();
+        assert_eq!(plain, b" /");
+        assert_eq!(session.incoming, [23, 3, 3, 0, 40, 1]);
+        assert_eq!((session.tx.seq, session.rx.seq), (tx_seq + 1, rx_seq));
+        let encoded = session.encode().unwrap();
+        let again = Session::decode(&encoded).unwrap();
+        assert_eq!(again.tx.seq, tx_seq + 1);
+
+        let (_client, tx, rx) = session_of_suite();
+        let (peer, io) = tokio::io::duplex(1 << 16);
+        drop(peer);
+        let session = moved(tx, rx, Duration::ZERO, u64::MAX);
+        let mut ended = ContinuedTls::resume(io, session, Vec::new()).unwrap();
+        let mut rest = Vec::new();
+        ended.read_to_end(&mut rest).await.unwrap();
+        assert!(!ended.movable());
+        assert!(ended.into_session().is_err());
+    }
+
+    fn session_of_suite() -> (tokio_rustls::rustls::ClientConnection, Keys, Keys) {
+        let (suite, tls) = suites()[0];
+        session(suite, tls)
+    }
+
     #[tokio::test]
     async fn a_renegotiation_asked_in_tls_1_2_gets_no_renegotiation_and_ends_it() {
         let tls12 = suites()

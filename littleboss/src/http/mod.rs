@@ -40,13 +40,13 @@
 //! - It stops accepting by dropping its copy of the listener. The listening socket is
 //!   shared with the new process, which goes on accepting from the same queue: it is
 //!   never `shutdown()`, which would stop the new process's accepts too.
-//! - HTTP/1.1 in plain text, over TCP or a unix socket, when the new process serves the
-//!   same listener with these helpers: each connection moves to it, socket and all, as
-//!   soon as it is between two requests. The client sees no close and no
+//! - HTTP/1.1, in plain text or TLS, over TCP or a unix socket, when the new process
+//!   serves the same listener with these helpers: each connection moves to it, socket
+//!   and all (and its TLS session), as soon as it is between two requests. The client sees no close and no
 //!   `Connection: close`; see [Handing over idle
 //!   connections](#handing-over-idle-connections).
-//! - HTTP/1.1 otherwise (TLS, a stop, a new process that does not adopt connections,
-//!   [`Server::hand_over`] off): each connection's next response
+//! - HTTP/1.1 otherwise (a stop, a new process that does not adopt connections,
+//!   [`Server::hand_over`] off, a TLS session that cannot move): each connection's next response
 //!   carries `Connection: close`, and the connection closes after it, so keep-alive
 //!   clients move to the new process between two requests, never during one. A
 //!   connection that sends nothing is closed only after a grace period
@@ -87,7 +87,8 @@
 //!   stopping a connection between a request and its response would make that response
 //!   say `Connection: close`. Then it takes the socket back from hyper with the bytes
 //!   hyper had read and not parsed (the start of the next request, if the client was
-//!   sending one), and hands both over ([`Context::hand_over`]).
+//!   sending one), and hands both over ([`Context::hand_over`]); a TLS connection, with
+//!   its session (see [TLS connections](#tls-connections)).
 //! - The new process serves it as if it had accepted it, those bytes first. A request
 //!   sent while the connection was on its way waits in the kernel's buffer and is
 //!   answered by the new process.
@@ -106,16 +107,49 @@
 //! never reaches the new process as a request. A body whose end has not come when the
 //! service answers is hyper's to close, as without littleboss.
 //!
-//! What cannot move winds down by closing, as above: TLS connections, HTTP/2 (which has
-//! GOAWAY), upgraded connections, a connection whose last request was HTTP/1.0 or said
-//! `Connection: close`, one whose requests cannot be framed for certain (`CONNECT`,
-//! a transfer coding other than `chunked`, a `Content-Length` that is not one number),
-//! one whose last response said `Connection: close`, one holding more than 16 KiB not parsed yet,
-//! a request still in flight when the lameduck time is up, and whatever the new process
-//! did not take in time. Nothing is dropped on any of these paths while the supervisor
-//! runs (if it dies, a connection on its way may be lost). Under a supervisor of an
-//! earlier release, or with [`Server::hand_over`] off, every connection winds down by
-//! closing.
+//! What cannot move winds down by closing, as above: HTTP/2 (which has GOAWAY),
+//! upgraded connections, a TLS session that cannot move (below), a connection whose
+//! last request was HTTP/1.0 or said `Connection: close`, one whose requests cannot be
+//! framed for certain (`CONNECT`, a transfer coding other than `chunked`, a
+//! `Content-Length` that is not one number), one whose last response said
+//! `Connection: close`, one holding more than 16 KiB not parsed yet (40 KiB with its
+//! session, for TLS), a request still in flight when the lameduck time is up, and
+//! whatever the new process did not take in time. Nothing is dropped on any of these
+//! paths while the supervisor runs (if it dies, a connection on its way may be lost).
+//! Under a supervisor of an earlier release, or with [`Server::hand_over`] off, every
+//! connection winds down by closing; TLS connections do under a supervisor, or with a
+//! new process, of a release before protocol 7.
+//!
+//! # TLS connections
+//!
+//! rustls cannot be rebuilt from a session's keys, so a TLS connection moves as its
+//! socket and its session, continued in the new process by a record layer of these
+//! helpers (with `ring::aead`, per RFC 8446 section 5 and RFC 5246 section 6.2):
+//!
+//! - rustls reads the socket through a wrapper that gives it whole records only, so
+//!   that between two records it holds no ciphertext;
+//! - at the move, what rustls queued is flushed and the session taken out of it
+//!   (`dangerous_extract_secrets`, on a copy of the program's config with
+//!   `enable_secret_extraction` set): both directions' keys, IVs and sequence numbers,
+//!   the plaintext not read yet, what came of a record not whole yet, and the SNI,
+//!   ALPN protocol and client certificates. It travels with the socket as a secret:
+//!   zeroed when dropped, never printed, relayed by the supervisor unread;
+//! - the new process serves HTTP/1.1 on it as on any connection, and at the next
+//!   reload moves it on; a session that comes back (not taken, or moved back at a
+//!   probation's rollback) is served here with the same record layer.
+//!
+//! Sessions of TLS 1.3 with AES-128-GCM, AES-256-GCM or ChaCha20-Poly1305, and of TLS
+//! 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305, move; any other winds down by
+//! closing. The record layer uses ring whatever provider did the handshake: a
+//! program whose `Tls::from_config` uses another provider that must not be left for
+//! ring turns [`Server::hand_over`] off.
+//!
+//! A moved session lives by the rules it can keep: it has its keys, not the secrets
+//! they came from, so it cannot renew them. A `KeyUpdate` from the client ends it with
+//! an `internal_error` alert, a TLS 1.2 renegotiation gets `no_renegotiation` and ends
+//! it, a `close_notify` is answered with one. It winds down gracefully (as at lameduck
+//! without a successor) 65,536 records before its keys' confidentiality limit (at half
+//! of a smaller one), and 24 hours after its handshake.
 //!
 //! # Upgrades and WebSockets
 //!
@@ -319,8 +353,10 @@ impl Server {
     }
 
     /// Whether idle HTTP/1.1 connections move to the new process at a reload (default
-    /// `true`): see [handing over](self#handing-over-idle-connections). Off, every
-    /// connection winds down by closing, as a server does without littleboss's help.
+    /// `true`): see [handing over](self#handing-over-idle-connections), and [TLS
+    /// connections](self#tls-connections). Off, every connection winds down by closing,
+    /// as a server does without littleboss's help, and the TLS config is used as it is
+    /// (without `enable_secret_extraction`).
     pub fn hand_over(mut self, hand_over: bool) -> Server {
         self.hand_over = hand_over;
         self

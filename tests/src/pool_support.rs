@@ -19,6 +19,11 @@
 //! idempotent request on a new connection; counting it shows how often they would have
 //! to).
 //!
+//! Over TLS ([`pooled_tls`]), a client opens its connection with a handshake, and the
+//! check before reuse reads what came meanwhile without waiting: nothing (open), a
+//! session ticket (open), or the end of the stream, a `close_notify`, an alert or
+//! unexpected bytes (closed).
+//!
 //! The clients are tasks on one thread (a current-thread tokio runtime), so that a few
 //! hundred of them cost little on a small machine. They stop when the `stop` flag is
 //! set: a client that is pausing stops at once, one with a request in flight after its
@@ -49,9 +54,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+    ReadBuf,
+};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::rustls;
 
 use crate::http_support::pid_in;
 
@@ -224,12 +233,33 @@ pub fn pooled(
     max_pause: Duration,
     stop: Arc<AtomicBool>,
 ) -> PoolHandle {
+    pool(addr, None, clients, max_pause, stop)
+}
+
+/// [`pooled`], over TLS with `config` (server name `localhost`).
+pub fn pooled_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    clients: usize,
+    max_pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> PoolHandle {
+    pool(addr, Some(config), clients, max_pause, stop)
+}
+
+fn pool(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    clients: usize,
+    max_pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> PoolHandle {
     let flag = Arc::clone(&stop);
     let progress = Arc::new(Progress::default());
     let counts = Arc::clone(&progress);
     let spawned = std::thread::Builder::new()
         .name("pooled-clients".into())
-        .spawn(move || run(addr, clients, max_pause, &flag, &counts));
+        .spawn(move || run(addr, tls, clients, max_pause, &flag, &counts));
     let thread = spawned.map_err(|e| {
         // A thread that could not start reports that as its one failure.
         let mut report = PoolReport::default();
@@ -247,6 +277,7 @@ pub fn pooled(
 /// the `stop` flag, and adds up their reports.
 fn run(
     addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
     clients: usize,
     max_pause: Duration,
     stop: &AtomicBool,
@@ -275,6 +306,7 @@ fn run(
                 let progress = Arc::clone(progress);
                 tokio::spawn(client(
                     addr,
+                    tls.clone(),
                     max_pause,
                     rng,
                     started,
@@ -301,6 +333,7 @@ fn run(
 /// One client: see the [module](self) documentation.
 async fn client(
     addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
     max_pause: Duration,
     mut rng: Rng,
     started: Instant,
@@ -308,14 +341,16 @@ async fn client(
     progress: Arc<Progress>,
 ) -> PoolReport {
     let mut report = PoolReport::default();
-    let mut pooled: Option<BufReader<TcpStream>> = None;
+    let mut pooled: Option<BufReader<Conn>> = None;
     while !pause(&mut stopped, rng.below(max_pause)).await {
         // The check before reuse.
         let reused = match pooled.take() {
-            Some(conn) if still_open(&conn) => Some(conn),
-            Some(_) => {
-                report.closed_by_server += 1;
-                None
+            Some(mut conn) => {
+                let open = still_open(&mut conn).await;
+                if !open {
+                    report.closed_by_server += 1;
+                }
+                open.then_some(conn)
             }
             None => None,
         };
@@ -324,24 +359,25 @@ async fn client(
         let at = started.elapsed();
         let (mut conn, reused) = match reused {
             Some(conn) => (conn, true),
-            None => match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => {
-                    report.opened += 1;
-                    let _ = stream.set_nodelay(true);
-                    (BufReader::with_capacity(2048, stream), false)
+            None => {
+                match tokio::time::timeout(CONNECT_TIMEOUT, connect(addr, tls.as_ref())).await {
+                    Ok(Ok(stream)) => {
+                        report.opened += 1;
+                        (BufReader::with_capacity(2048, stream), false)
+                    }
+                    Ok(Err(e)) => {
+                        report.fail(at, format!("connect: {e}"));
+                        continue;
+                    }
+                    Err(_) => {
+                        report.fail(
+                            at,
+                            format!("connect: no connection within {CONNECT_TIMEOUT:?}"),
+                        );
+                        continue;
+                    }
                 }
-                Ok(Err(e)) => {
-                    report.fail(at, format!("connect: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    report.fail(
-                        at,
-                        format!("connect: no connection within {CONNECT_TIMEOUT:?}"),
-                    );
-                    continue;
-                }
-            },
+            }
         };
         let exchanged = tokio::time::timeout(RESPONSE_TIMEOUT, exchange(&mut conn)).await;
         let answer = match exchanged {
@@ -393,19 +429,97 @@ async fn pause(stopped: &mut watch::Receiver<bool>, time: Duration) -> bool {
     }
 }
 
+/// A client's connection: plain TCP, or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// A new connection to `addr`, with a TLS handshake if `tls`.
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Conn> {
+    let stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    let Some(config) = tls else {
+        return Ok(Conn::Plain(stream));
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a server name");
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+    Ok(Conn::Tls(Box::new(connector.connect(name, stream).await?)))
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The check of a pooled connection before its reuse: open unless a non-blocking peek
 /// sees the end of the stream or an error, or there are bytes no request asked for
-/// (already read, or waiting).
-fn still_open(conn: &BufReader<TcpStream>) -> bool {
+/// (already read, or waiting). Over TLS, what came meanwhile is read without waiting:
+/// records that carry no data (a session ticket) leave it open, and the end of the
+/// stream, a `close_notify`, an alert or data close it.
+async fn still_open(conn: &mut BufReader<Conn>) -> bool {
     use rustix::io::Errno;
     use rustix::net::RecvFlags;
     if !conn.buffer().is_empty() {
         return false;
     }
+    let stream = match conn.get_mut() {
+        Conn::Plain(stream) => stream,
+        Conn::Tls(tls) => {
+            let mut byte = [0u8; 1];
+            // Polled once: ready only if something came.
+            let read = tokio::time::timeout(Duration::ZERO, tls.read(&mut byte)).await;
+            return read.is_err();
+        }
+    };
     let mut byte = [0u8; 1];
     loop {
         match rustix::net::recv(
-            conn.get_ref(),
+            &*stream,
             &mut byte[..],
             RecvFlags::PEEK | RecvFlags::DONTWAIT,
         ) {
@@ -448,8 +562,12 @@ impl ExchangeError {
 }
 
 /// Sends the request on `conn` and reads its response.
-async fn exchange(conn: &mut BufReader<TcpStream>) -> Result<Answer, ExchangeError> {
-    if let Err(e) = conn.get_mut().write_all(REQUEST).await {
+async fn exchange(conn: &mut BufReader<Conn>) -> Result<Answer, ExchangeError> {
+    let sent = async {
+        conn.get_mut().write_all(REQUEST).await?;
+        conn.get_mut().flush().await
+    };
+    if let Err(e) = sent.await {
         return Err(ExchangeError {
             before_any_byte: true,
             what: format!("send: {e}"),

@@ -18,6 +18,8 @@
 //!   release before protocol 5.
 //! - [`RELEASE_EC17274`]: protocols 1 to 5 and upgrade state versions 1 to 4: the last
 //!   release before protocol 6.
+//! - [`RELEASE_AEC18B9`]: protocols 1 to 6 and upgrade state versions 1 to 5: the last
+//!   release before protocol 7.
 //!
 //! [`Release::build`] builds one, once per test process, with the versions of its
 //! committed `Cargo.lock` (`--locked`), all of which a build of this workspace has in
@@ -28,7 +30,8 @@
 //! by the fixture it is in: fixtures of different versions or lock files build their
 //! copies of the littleboss crates apart, and one of the same version and lock file as
 //! an earlier one gives them a profile value of its own (`release-c91da15` against
-//! `release-8589d1f`, `codegen-units = 16` in `release-ec17274`: see their
+//! `release-8589d1f`, `codegen-units = 16` in `release-ec17274`, 8 in
+//! `release-aec18b9`: see their
 //! `Cargo.toml`), or the two would share one build. Cargo's
 //! lock on that directory serializes the builds of all the test processes.
 //!
@@ -95,6 +98,15 @@ pub static RELEASE_EC17274: Release = Release {
     commit: "ec17274",
     protocols: (1, 5),
     binary: "lb-http-ec17274",
+    built: OnceLock::new(),
+};
+
+/// The release at aec18b9: protocols 1 to 6, upgrade state versions 1 to 5: the last
+/// release before protocol 7.
+pub static RELEASE_AEC18B9: Release = Release {
+    commit: "aec18b9",
+    protocols: (1, 6),
+    binary: "lb-http-aec18b9",
     built: OnceLock::new(),
 };
 

@@ -1,6 +1,6 @@
 //! The previous releases that have `upgrade` and this one: the previous supervisor
 //! upgraded in place to this release under load and back again, and each release as the
-//! other's child and client. Each test runs against each of four fixtures (see
+//! other's child and client. Each test runs against each of five fixtures (see
 //! `littleboss_tests::release_support`), and says which in its name:
 //!
 //! - 9e15504, protocols 1 to 3 and upgrade state version 1: the last release before
@@ -10,7 +10,10 @@
 //! - c91da15, protocols 1 to 4 and upgrade state versions 1 to 3: the last release
 //!   before protocol 5;
 //! - ec17274, protocols 1 to 5 and upgrade state versions 1 to 4: the last release
-//!   before protocol 6.
+//!   before protocol 6;
+//! - aec18b9, protocols 1 to 6 and upgrade state versions 1 to 5: the last release
+//!   before protocol 7 (TLS connections that move), whose state version is this
+//!   release's.
 //!
 //! Both binaries are the service `lbhttp` with the listener `http`; each answers a
 //! request with its pid and executable, so an answer says which binary serves.
@@ -20,7 +23,8 @@ use std::path::{Path, PathBuf};
 use littleboss::PROTOCOL;
 use littleboss_tests::load_support::{Client, Load};
 use littleboss_tests::release_support::{
-    RELEASE_9E15504, RELEASE_8589D1F, RELEASE_C91DA15, RELEASE_EC17274, Release, assert_ok,
+    RELEASE_9E15504, RELEASE_8589D1F, RELEASE_AEC18B9, RELEASE_C91DA15, RELEASE_EC17274, Release,
+    assert_ok,
 };
 use littleboss_tests::{Env, NO_ARGS, Supervisor, bin, port_is_free};
 
@@ -104,6 +108,13 @@ fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_ec17274(
     upgrades_to_this_release_under_load_and_back(&RELEASE_EC17274, 4);
 }
 
+/// The release at aec18b9 reads upgrade state versions 1 to 5, as this one does: the
+/// state crosses both ways as version 5.
+#[test]
+fn the_previous_supervisor_upgrades_to_this_release_under_load_and_back_aec18b9() {
+    upgrades_to_this_release_under_load_and_back(&RELEASE_AEC18B9, 5);
+}
+
 /// A supervisor of the previous release (`release`) takes this release's `upgrade`
 /// under load: its state crosses the exec into this release, and no request fails; then
 /// the previous release's `upgrade` takes it back, as a rollback of the supervisor
@@ -163,6 +174,11 @@ fn each_release_runs_the_others_child_for_the_others_client_c91da15() {
 #[test]
 fn each_release_runs_the_others_child_for_the_others_client_ec17274() {
     runs_the_others_child_for_the_others_client(&RELEASE_EC17274);
+}
+
+#[test]
+fn each_release_runs_the_others_child_for_the_others_client_aec18b9() {
+    runs_the_others_child_for_the_others_client(&RELEASE_AEC18B9);
 }
 
 /// Each release's supervisor, this one's and the previous one's (`release`), runs a

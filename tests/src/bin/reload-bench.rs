@@ -56,6 +56,10 @@
 //!   process;
 //! - the `http` example again, replaced by `--littleboss=upgrade` each time (the
 //!   supervisor too, after the child): connections move as at a reload;
+//! - the `https` example (`littleboss::http::Server::tls`, a new self-signed
+//!   certificate), with TLS clients (rustls, TLS 1.3, ALPN `http/1.1`; the check before
+//!   reuse reads what came without waiting): TLS sessions move with their
+//!   connections;
 //! - `lb-axum-drain` (`littleboss::http::Server::new().hand_over(false)`), the helper
 //!   winding down by closing;
 //! - `lb-axum-plain` (plain `axum::serve`).
@@ -100,6 +104,23 @@
 //! ```text
 //! cargo build --release -p littleboss-tests --bins
 //! cargo run --release -p littleboss-tests --bin reload-bench -- --mode state
+//! ```
+//!
+//! `--mode tls` measures what a TLS connection that moved costs the new process,
+//! against a fresh one: `--clients` (default 400) rustls clients (TLS 1.3, their
+//! default suites, HTTP/1.1) connect to the `https` example, one request each, and stay
+//! idle; a reload moves them, and the new process's CPU time (all its threads,
+//! `/proc/PID/task/*/schedstat`) is read once the old one is gone, against a new
+//! process's own start with no connection; then each sends one request. Then the same
+//! number of fresh connections (connect, handshake, one request) go to a new process.
+//! Per connection, it prints the CPU to take a moved session, the CPU of a fresh
+//! connection less a request's, a request's for scale, and the client's time to its
+//! first answer on a moved connection and on a fresh one:
+//!
+//! ```text
+//! cargo build --release -p littleboss-examples --examples
+//! cargo build --release -p littleboss-tests --bins
+//! cargo run --release -p littleboss-tests --bin reload-bench -- --mode tls
 //! ```
 //!
 //! `--mode probation` reloads `lb-probation` (on the HTTP helpers, answering with its
@@ -182,6 +203,9 @@ enum Mode {
     /// `lb-state` reloaded with states of 1 MiB, 64 MiB and 1 GiB and 100 fds, against
     /// the same reload with no state.
     State,
+    /// What a TLS connection that moved costs the new process, against a fresh
+    /// handshake.
+    Tls,
 }
 
 /// Reloads enough to fill the journal (256 events) and then some.
@@ -193,7 +217,7 @@ fn main() {
         Err(e) => {
             littleboss_tests::say!("reload-bench: {e}");
             littleboss_tests::say!(
-                "usage: reload-bench [--mode http1|compare|pooled|idle|probation|metrics] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
+                "usage: reload-bench [--mode http1|compare|pooled|idle|probation|metrics|state|tls] [--reloads N] [--threads N] [--interval-ms N] [--clients N] [--max-pause-ms N] [--slices N] [--slice-ms N] [--rate N] [--bin PATH] [--stderr null|unread-fifo]"
             );
             std::process::exit(2);
         }
@@ -206,6 +230,7 @@ fn main() {
         Mode::Probation => probation::run(&options),
         Mode::Metrics => metrics::run(&options),
         Mode::State => state::run(&options),
+        Mode::Tls => tls_cost::run(&options),
     };
     if let Err(e) = result {
         littleboss_tests::say!("reload-bench: {e}");
@@ -269,9 +294,10 @@ fn parse_options() -> Result<Options, String> {
                     "probation" => Mode::Probation,
                     "metrics" => Mode::Metrics,
                     "state" => Mode::State,
+                    "tls" => Mode::Tls,
                     _ => {
                         return Err(format!(
-                            "--mode: {value:?} is not http1, compare, pooled, idle, probation, metrics or state"
+                            "--mode: {value:?} is not http1, compare, pooled, idle, probation, metrics, state or tls"
                         ));
                     }
                 }
@@ -287,7 +313,13 @@ fn parse_options() -> Result<Options, String> {
     };
     if matches!(
         options.mode,
-        Mode::Compare | Mode::Pooled | Mode::Idle | Mode::Probation | Mode::Metrics | Mode::State
+        Mode::Compare
+            | Mode::Pooled
+            | Mode::Idle
+            | Mode::Probation
+            | Mode::Metrics
+            | Mode::State
+            | Mode::Tls
     ) {
         return Ok(options);
     }
@@ -1012,6 +1044,14 @@ impl Served {
         })
     }
 
+    /// The pid of the child that serves now.
+    fn child_pid(&self) -> Result<u32, String> {
+        let command = |bin: &Path| self.command(bin);
+        let status = status_of(&command, &self.copies[0])?;
+        let pid = status["child_pid"].as_u64().ok_or("no child pid")?;
+        Ok(pid as u32)
+    }
+
     /// Stops the supervisor, kills what is left, and returns how many old children its
     /// log says were killed at the lameduck limit.
     fn stop(self) -> usize {
@@ -1248,7 +1288,8 @@ mod pooled {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
-    use littleboss_tests::pool_support::{PoolReport, pooled};
+    use littleboss_tests::http_support::Certs;
+    use littleboss_tests::pool_support::{PoolReport, pooled, pooled_tls};
 
     use super::{Options, Served, Swap, median_max};
 
@@ -1259,33 +1300,46 @@ mod pooled {
         bin: &'static str,
         /// How it is replaced each time.
         by: Swap,
+        /// Whether it serves TLS (its listener `https`, a certificate made for it).
+        tls: bool,
     }
 
-    const COLUMNS: [Column; 5] = [
+    const COLUMNS: [Column; 6] = [
         Column {
             title: "`http` example (hands over)",
             bin: "examples/http",
             by: Swap::Reload,
+            tls: false,
         },
         Column {
             title: "`http` example, `upgrade` each time",
             bin: "examples/http",
             by: Swap::Upgrade,
+            tls: false,
+        },
+        Column {
+            title: "`https` example (hands over, TLS)",
+            bin: "examples/https",
+            by: Swap::Reload,
+            tls: true,
         },
         Column {
             title: "`axum` example (hands over)",
             bin: "examples/axum",
             by: Swap::Reload,
+            tls: false,
         },
         Column {
             title: "lb-axum-drain (helper, closes)",
             bin: "lb-axum-drain",
             by: Swap::Reload,
+            tls: false,
         },
         Column {
             title: "lb-axum-plain (plain axum::serve)",
             bin: "lb-axum-plain",
             by: Swap::Reload,
+            tls: false,
         },
     ];
 
@@ -1312,7 +1366,7 @@ mod pooled {
         let mut results = Vec::new();
         for column in &COLUMNS {
             littleboss_tests::say!("reload-bench: {} ...", column.title);
-            results.push(measure(options, &dir.join(column.bin), column.by)?);
+            results.push(measure(options, &dir.join(column.bin), column)?);
         }
         println!(
             "reload-bench --mode pooled: {} reloads a server, {} ms between them; {} pooled keep-alive clients, each pausing up to {} ms between two requests",
@@ -1371,11 +1425,31 @@ mod pooled {
 
     /// One column: the server started, its pooled clients connected and idle, then the
     /// reloads, then time for every client to come back once more.
-    fn measure(options: &Options, bin: &Path, by: Swap) -> Result<Measured, String> {
+    fn measure(options: &Options, bin: &Path, column: &Column) -> Result<Measured, String> {
+        let by = column.by;
         let mut served = Served::new(bin)?;
-        let addr = served.start("http", &[])?;
         let stop = Arc::new(AtomicBool::new(false));
-        let pool = pooled(addr, options.clients, options.max_pause, Arc::clone(&stop));
+        let pool = if column.tls {
+            let certs = Certs::new(served.dir.path(), "localhost");
+            let args = [
+                "--cert".into(),
+                certs.cert.clone().into(),
+                "--key".into(),
+                certs.key.clone().into(),
+            ];
+            let addr = served.start("https", &args)?;
+            let config = certs.client(&[b"http/1.1"]);
+            pooled_tls(
+                addr,
+                config,
+                options.clients,
+                options.max_pause,
+                Arc::clone(&stop),
+            )
+        } else {
+            let addr = served.start("http", &[])?;
+            pooled(addr, options.clients, options.max_pause, Arc::clone(&stop))
+        };
         // Every client has sent its first request (each after a first pause of up to
         // `max_pause`), and pools its connection.
         let settle = options.max_pause + Duration::from_millis(500);
@@ -2697,5 +2771,146 @@ mod state {
             drop(cleanup);
         }
         Ok(())
+    }
+}
+
+/// `--mode tls`: see the crate documentation.
+mod tls_cost {
+    use std::time::{Duration, Instant};
+
+    use littleboss_tests::http_support::{Certs, Client, Connection, Outcome, Version};
+
+    use super::{Options, Served, ms};
+
+    /// The CPU time process `pid` has used, all its threads: the sum of the first
+    /// field of each thread's `/proc/PID/task/TID/schedstat` (nanoseconds).
+    fn cpu(pid: u32) -> Result<Duration, String> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+        let mut ns = 0u64;
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            ns += stat
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok(Duration::from_nanos(ns))
+    }
+
+    /// `GET /` on each of `conns`, each timed; every answer must come from `pid`.
+    async fn get_all(conns: &mut [Connection], pid: u32) -> Result<Vec<Duration>, String> {
+        let mut times = Vec::new();
+        for conn in conns.iter_mut() {
+            let t0 = Instant::now();
+            match conn.get("/", false).await {
+                Outcome::Answered {
+                    pid: by,
+                    close: false,
+                } if by == pid => {}
+                other => return Err(format!("{other:?} where pid {pid} was to answer")),
+            }
+            times.push(t0.elapsed());
+        }
+        Ok(times)
+    }
+
+    pub(super) fn run(options: &Options) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let bin = exe.parent().ok_or("no directory")?.join("examples/https");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} not found; build first: cargo build --release -p littleboss-examples --examples",
+                bin.display()
+            ));
+        }
+        let n = options.clients;
+        let mut served = Served::new(&bin)?;
+        let certs = Certs::new(served.dir.path(), "localhost");
+        let args = [
+            "--cert".into(),
+            certs.cert.clone().into(),
+            "--key".into(),
+            certs.key.clone().into(),
+        ];
+        let addr = served.start("https", &args)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let client = Client::tls(addr, Version::Http1, &certs);
+        runtime.block_on(async {
+            // The baseline: a new process with no connection, once its old one is gone.
+            served.reload(0)?;
+            let idle_child = served.child_pid()?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let baseline = cpu(idle_child)?;
+            // n connections, handshaken and answered once, idle; then a reload moves
+            // them.
+            let mut conns = Vec::new();
+            for _ in 0..n {
+                conns.push(client.connect().await.map_err(|e| e.to_string())?);
+            }
+            get_all(&mut conns, idle_child).await?;
+            let reloaded = served.reload(1)?;
+            let moved_to = served.child_pid()?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let adopted = cpu(moved_to)?;
+            let mut moved_first = get_all(&mut conns, moved_to).await?;
+            let served_moved = cpu(moved_to)?;
+            drop(conns);
+            // The same n as fresh connections to a new process.
+            served.reload(2)?;
+            let fresh_child = served.child_pid()?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let fresh_baseline = cpu(fresh_child)?;
+            let mut fresh_first = Vec::new();
+            let mut fresh = Vec::new();
+            for _ in 0..n {
+                let t0 = Instant::now();
+                let mut conn = client.connect().await.map_err(|e| e.to_string())?;
+                match conn.get("/", false).await {
+                    Outcome::Answered { pid, .. } if pid == fresh_child => {}
+                    other => return Err(format!("{other:?}")),
+                }
+                fresh_first.push(t0.elapsed());
+                fresh.push(conn);
+            }
+            let served_fresh = cpu(fresh_child)?;
+            drop(fresh);
+            let per = |d: Duration| format!("{} µs", (d / n as u32).as_micros());
+            let requests = served_moved.saturating_sub(adopted);
+            println!(
+                "reload-bench --mode tls: {n} TLS 1.3 connections (rustls clients and their default suites, an ECDSA P-256 certificate, HTTP/1.1) to the `https` example"
+            );
+            println!("| on the new process's side | per connection |");
+            println!("|---|---|");
+            println!(
+                "| CPU to take a moved session (the adoption, above a new process's own start) | {} |",
+                per(adopted.saturating_sub(baseline))
+            );
+            println!(
+                "| CPU to accept a fresh connection and its handshake (less a request's) | {} |",
+                per(served_fresh.saturating_sub(fresh_baseline).saturating_sub(requests))
+            );
+            println!("| CPU of one request, for scale | {} |", per(requests));
+            println!("| the client's first request, median: on a moved connection | {} |", median(&mut moved_first));
+            println!(
+                "| the client's first request, median: connect, handshake and request | {} |",
+                median(&mut fresh_first)
+            );
+            println!(
+                "| the reload that moved them: old process gone after | {} |",
+                ms(reloaded.old_gone)
+            );
+            Ok::<(), String>(())
+        })?;
+        served.stop();
+        Ok(())
+    }
+
+    fn median(v: &mut [Duration]) -> String {
+        v.sort();
+        v.get(v.len() / 2).map_or("-".into(), |d| ms(*d))
     }
 }

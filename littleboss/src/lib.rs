@@ -313,8 +313,9 @@
 //! needs, so that no request is lost: `littleboss::http::serve(&lb, "http", service)`
 //! for a hyper service, `littleboss::axum::serve(&lb, "http", app)` for an axum app, and
 //! `littleboss::http::Server` for their options and, with the `rustls` feature, TLS. They
-//! stop accepting at lameduck without touching the shared listener, hand idle plaintext
-//! HTTP/1.1 connections to the new process (the client sees no close), close the other
+//! stop accepting at lameduck without touching the shared listener, hand idle HTTP/1.1
+//! connections, plaintext or TLS, to the new process (the client sees no close; a TLS
+//! session goes on there with its keys), close the other
 //! HTTP/1.1 connections between requests (`Connection: close`, a grace period for idle
 //! ones), send HTTP/2 connections a GOAWAY, close every connection with a lingering
 //! close, and fit it all in [`Context::lameduck_time`]. See the `http` module's

@@ -256,7 +256,10 @@ fn recv_packet(socket: BorrowedFd<'_>, flags: RecvFlags) -> io::Result<Option<Re
     let (buf, returned, fds) = PACKET.with_borrow_mut(|packet| {
         packet.resize(MAX_MESSAGE, 0);
         let (len, returned, fds) = recvmsg(socket, packet, flags)?;
-        io::Result::Ok((packet[..len].to_vec(), returned, fds))
+        let bytes = packet[..len].to_vec();
+        // What it held (a TLS session's keys, say) is not left behind for the next.
+        zeroize::Zeroize::zeroize(&mut packet[..len]);
+        io::Result::Ok((bytes, returned, fds))
     })?;
     let len = buf.len();
     if returned.contains(ReturnFlags::TRUNC) {

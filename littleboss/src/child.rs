@@ -13,6 +13,7 @@ use rustix::fs::FileType;
 use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, RecvFlags, SocketType, sockopt};
 use tokio::sync::watch;
+use zeroize::Zeroize;
 
 use crate::channel;
 use crate::config::Config;
@@ -330,11 +331,10 @@ fn send_queued(fd: &OwnedFd, version: u16, queue: &mpsc::Receiver<Outgoing>) {
         let borrowed: Vec<BorrowedFd<'_>> = out.fds.iter().map(|fd| fd.as_fd()).collect();
         // If the supervisor is gone there is nobody to tell; the reader thread has seen
         // the channel close and set lameduck already.
-        let result = channel::send(
-            fd.as_fd(),
-            &protocol::encode_at(version, &out.msg),
-            &borrowed,
-        );
+        let mut bytes = protocol::encode_at(version, &out.msg);
+        let result = channel::send(fd.as_fd(), &bytes, &borrowed);
+        // It may hold a TLS session's keys.
+        bytes.zeroize();
         if let Some(sent) = out.sent {
             let _ = sent.send(result.is_ok());
         }
@@ -564,8 +564,11 @@ fn watch_supervisor(
     let lameduck = &told.lameduck;
     loop {
         match channel::recv(link.fd.as_ref().as_fd(), RecvFlags::empty()) {
-            Ok(Some(msg)) => {
-                match protocol::decode::<SupervisorMsg>(&msg.bytes, only(link.version)) {
+            Ok(Some(mut msg)) => {
+                let decoded = protocol::decode::<SupervisorMsg>(&msg.bytes, only(link.version));
+                // It may hold a TLS session's keys, which live on in a `Secret` only.
+                msg.bytes.zeroize();
+                match decoded {
                     Ok((_, SupervisorMsg::Lameduck)) => {
                         lameduck.send_replace(true);
                     }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::control::protocol::{
     ChildMsg, MAX_CARRIED, MAX_TLS_CARRIED, MOVES_SINCE, Parcel, SupervisorMsg, TLS_MOVES_SINCE,
-    TlsParcel,
+    TLS_SESSION_LAYOUT, TlsParcel,
 };
 use crate::secret::Secret;
 
@@ -224,9 +224,12 @@ impl Moves {
                 declined.push(parcel.id);
                 continue;
             };
+            // A session of a layout this build does not read cannot go on here.
+            let layout = session.map(|s| s.expose().first() == Some(&TLS_SESSION_LAYOUT));
             match queues.get(&parcel.listener) {
                 Some(queue)
                     if queue.takes.tls == session.is_some()
+                        && layout != Some(false)
                         && is_stream_socket(&fd, queue.takes.unix) =>
                 {
                     let moved = Moved {
@@ -579,11 +582,11 @@ mod tests {
     }
 
     fn session() -> Secret {
-        Secret::new(Zeroizing::new(vec![1, 2, 3]))
+        Secret::new(Zeroizing::new(vec![TLS_SESSION_LAYOUT, 2, 3]))
     }
 
     #[test]
-    fn a_queue_takes_tls_connections_or_plaintext_ones_never_both() {
+    fn a_queue_takes_tls_connections_or_plaintext_ones_never_both_and_sessions_it_reads() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let (moves, posted) = moves(7);
         let plain = moves.adopt("http", Takes::default()).unwrap();
@@ -604,15 +607,19 @@ mod tests {
                 parcel: parcel(2, "https"),
                 session: session(),
             },
+            TlsParcel {
+                parcel: parcel(5, "https"),
+                session: Secret::new(Zeroizing::new(vec![TLS_SESSION_LAYOUT + 1, 2, 3])),
+            },
         ];
-        let fds = vec![socket(&listener), socket(&listener)];
+        let fds = vec![socket(&listener), socket(&listener), socket(&listener)];
         moves.on_message(&SupervisorMsg::AdoptTls(tls_parcels), fds);
         let fds = vec![socket(&listener), socket(&listener)];
         let plain_parcels = vec![parcel(3, "http"), parcel(4, "https")];
         moves.on_message(&SupervisorMsg::Adopt(plain_parcels), fds);
         assert_eq!(
             lock(&posted.0)[2..],
-            [ChildMsg::Declined(vec![1]), ChildMsg::Declined(vec![4])]
+            [ChildMsg::Declined(vec![1, 5]), ChildMsg::Declined(vec![4])]
         );
         let taken = moves.take(&plain.queue, usize::MAX);
         assert_eq!(taken.len(), 1);
@@ -621,7 +628,7 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(
             taken[0].tls.as_ref().map(Secret::expose),
-            Some(&[1, 2, 3][..])
+            Some(&[TLS_SESSION_LAYOUT, 2, 3][..])
         );
         assert_eq!(taken[0].buffered, b"GET");
     }
@@ -654,7 +661,7 @@ mod tests {
             let [ChildMsg::HandTls(parcels)] = posted.as_slice() else {
                 panic!("{posted:?}");
             };
-            assert_eq!(parcels[0].session.expose(), &[1, 2, 3]);
+            assert_eq!(parcels[0].session.expose(), &[TLS_SESSION_LAYOUT, 2, 3]);
             assert_eq!(parcels[0].parcel.listener, "https");
         }
     }

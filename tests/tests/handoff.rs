@@ -929,6 +929,21 @@ fn tls_client(certs: &Certs, suite: rustls::SupportedCipherSuite) -> Arc<rustls:
 
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
+/// `GET /tls` on `stream`: the whole response, which ends with what the request's
+/// `TlsInfo` said (`lb-serve`'s `pid PID sni NAME alpn PROTO`).
+fn tls_info(stream: &mut TlsStream) -> String {
+    send_part(stream, b"GET /tls HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sent");
+    let mut said = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !said.ends_with(b"\n") || !said.windows(5).any(|w| w == b"alpn ") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&said).into_owned()
+}
+
 /// A pooled HTTPS connection: one TLS session, checked before each reuse.
 struct TlsPooled {
     stream: TlsStream,
@@ -1023,6 +1038,9 @@ fn tls_connections_move_in_every_suite_through_twenty_reloads_with_no_close() {
                 close: false
             }
         );
+        let said = tls_info(&mut conn.stream);
+        let want = format!("pid {first} sni localhost alpn http/1.1\n");
+        assert!(said.ends_with(&want), "{}: {said:?}", conn.suite);
     }
     for round in 0..20 {
         let new = reload(&env, &sup, bin, &[]);
@@ -1042,6 +1060,13 @@ fn tls_connections_move_in_every_suite_through_twenty_reloads_with_no_close() {
         }
     }
     assert_moved(&sup.logs(), pool.len(), 20);
+    // The service sees what the handshake said, though another process did it.
+    let last = sup.child_pid();
+    for conn in &mut pool {
+        let said = tls_info(&mut conn.stream);
+        let want = format!("pid {last} sni localhost alpn http/1.1\n");
+        assert!(said.ends_with(&want), "{}: {said:?}", conn.suite);
+    }
     // New keys asked on a TLS 1.3 session that moved: it ends, with an alert.
     let conn = &mut pool[0];
     conn.stream

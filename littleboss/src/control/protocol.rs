@@ -401,6 +401,10 @@ pub(crate) const MOVES_SINCE: u16 = 3;
 /// The protocol version that moves TLS connections too ([`TlsParcel`]).
 pub(crate) const TLS_MOVES_SINCE: u16 = 7;
 
+/// The layout of the sessions of [`TlsParcel`]s this build makes and reads: their first
+/// byte. A child declines a TLS connection whose session is of another layout.
+pub(crate) const TLS_SESSION_LAYOUT: u8 = 1;
+
 /// The most bytes a TLS connection carries when it is handed over, plaintext and
 /// session together (an unfinished record alone may be 16,645 bytes); one that holds
 /// more winds down where it is.

@@ -17,12 +17,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::framing::Framing;
 use super::io::{self, Proto, Returning, Rewind, linger, sniff};
-use super::service::{InFlight, Wrapped};
+use super::service::{ConnInfo, InFlight, Wrapped};
 use crate::Context;
 use crate::handoff::Moved;
 use crate::http_counts::ListenerCounts;
 #[cfg(feature = "rustls")]
 use {
+    super::TlsInfo,
     super::continued_tls::{ContinuedTls, Ending},
     super::tls_session::{self, Session},
     super::whole_records::WholeRecords,
@@ -30,9 +31,48 @@ use {
     std::time::SystemTime,
 };
 
+/// What a connection says of itself to each of its requests: what its TLS handshake
+/// said, if it is TLS (a request's `TlsInfo`).
+pub(crate) trait Described {
+    fn info(&self) -> ConnInfo {
+        ConnInfo::default()
+    }
+}
+
+impl Described for tokio::net::TcpStream {}
+
+impl Described for tokio::net::UnixStream {}
+
+#[cfg(feature = "rustls")]
+impl<IO> Described for tokio_rustls::server::TlsStream<IO> {
+    fn info(&self) -> ConnInfo {
+        ConnInfo {
+            tls: Some(TlsInfo::of(self.get_ref().1)),
+        }
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl<T> Described for ContinuedTls<T> {
+    fn info(&self) -> ConnInfo {
+        ConnInfo {
+            tls: Some(TlsInfo::from_moved(self.handshake())),
+        }
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl<T> Described for Fresh<T> {
+    fn info(&self) -> ConnInfo {
+        self.tls.info()
+    }
+}
+
 /// A plaintext connection that may move: a TCP or a unix stream, taken out of the
 /// runtime as an fd to hand over, and back into it from one.
-pub(crate) trait Movable: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
+pub(crate) trait Movable:
+    AsyncRead + AsyncWrite + Described + Unpin + Send + Sized + 'static
+{
     /// The fd, out of the runtime (left non-blocking).
     fn into_fd(self) -> std::io::Result<OwnedFd>;
     /// A stream of the runtime from a non-blocking fd.
@@ -116,7 +156,7 @@ pub(crate) struct Shared<M> {
 #[cfg(feature = "rustls")]
 pub(crate) async fn serve<IO, M, S, B>(io: IO, peer: Option<SocketAddr>, shared: Arc<Shared<M>>)
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Described + Unpin + Send + 'static,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
@@ -137,7 +177,9 @@ where
 
 /// A connection that may move, as it is served: a plaintext stream, a TLS session in
 /// rustls, or a TLS session continued here after a move.
-pub(crate) trait Carrier: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+pub(crate) trait Carrier:
+    AsyncRead + AsyncWrite + Described + Unpin + Send + 'static
+{
     /// Whether it can be taken apart to move now that it is flushed: a TLS session
     /// between two records, of a suite that moves.
     fn can_move(&self) -> bool {
@@ -493,7 +535,7 @@ async fn serve_to_end<IO, M, S, B>(
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Described + Unpin + Send + 'static,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
@@ -537,6 +579,7 @@ where
         }
         std::future::pending::<()>().await;
     };
+    let info = stream.info();
     // Every byte hyper reads is counted, so that at a move the stream is known to be at
     // a request's boundary (see `framing`).
     let framing = Arc::new(Mutex::new(Framing::default()));
@@ -548,6 +591,7 @@ where
         http1: true,
         moving: Some((Arc::clone(&shared.listener), Arc::clone(&in_flight))),
         counts: shared.counts.clone(),
+        info,
     };
     // No timer, as in `http`.
     let mut connection = http1::Builder::new()
@@ -635,7 +679,7 @@ async fn http<IO, M, S, B>(
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Described + Unpin + Send + 'static,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
@@ -667,12 +711,13 @@ async fn serve_http<IO, M, S, B>(
     peer: Option<SocketAddr>,
     shared: &Shared<M>,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Described + Unpin + Send + 'static,
     M: Fn(Option<SocketAddr>) -> S,
     S: ConnService<B>,
     B: ResBody,
 {
     let lb = &shared.lb;
+    let info = io.info();
     let (io, back) = Returning::new(Rewind::new(read, io));
     let io = TokioIo::new(io);
     let service = Wrapped {
@@ -681,6 +726,7 @@ async fn serve_http<IO, M, S, B>(
         http1: proto == Proto::Http1,
         moving: None,
         counts: shared.counts.clone(),
+        info,
     };
     match proto {
         Proto::Http1 => {

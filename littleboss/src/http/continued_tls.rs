@@ -200,6 +200,11 @@ impl<IO> ContinuedTls<IO> {
         Ok((self.io, session, plain))
     }
 
+    /// What the handshake said of the peer.
+    pub(crate) fn handshake(&self) -> &Info {
+        &self.info
+    }
+
     /// Whether it can go on elsewhere now: not ended, nothing left to write.
     pub(crate) fn movable(&self) -> bool {
         !self.read_closed

@@ -71,7 +71,9 @@
 //!
 //! Every request carries the [`Context`] in its extensions
 //! (`request.extensions().get::<littleboss::Context>()`), so that the program's code
-//! sees lameduck too.
+//! sees lameduck too; over TLS, also what the handshake said (`TlsInfo`: the server
+//! name, the ALPN protocol, the client's certificates), the same after the connection
+//! moved to a new process.
 //!
 //! # Handing over idle connections
 //!
@@ -132,8 +134,9 @@
 //!   (`dangerous_extract_secrets`, on a copy of the program's config with
 //!   `enable_secret_extraction` set): both directions' keys, IVs and sequence numbers,
 //!   the plaintext not read yet, what came of a record not whole yet, and the SNI,
-//!   ALPN protocol and client certificates. It travels with the socket as a secret:
-//!   zeroed when dropped, never printed, relayed by the supervisor unread;
+//!   ALPN protocol and client certificates (the requests' `TlsInfo`). It travels with
+//!   the socket as a secret: zeroed when dropped, never printed, relayed by the
+//!   supervisor unread;
 //! - the new process serves HTTP/1.1 on it as on any connection, and at the next
 //!   reload moves it on; a session that comes back (not taken, or moved back at a
 //!   probation's rollback) is served here with the same record layer.
@@ -232,7 +235,7 @@ use crate::http_counts::open_while;
 use crate::output::errln;
 
 #[cfg(feature = "rustls")]
-pub use self::tls::{Tls, TlsError};
+pub use self::tls::{Tls, TlsError, TlsInfo};
 /// The rustls crate [`Tls::from_config`] takes a configuration of (feature `rustls`).
 #[cfg(feature = "rustls")]
 pub use tokio_rustls::rustls;

@@ -31,6 +31,26 @@ pub(crate) struct Wrapped<S> {
     pub moving: Option<(Arc<str>, Arc<InFlight>)>,
     /// The listener's counts for the supervisor's metrics, if they are kept.
     pub counts: Option<Arc<ListenerCounts>>,
+    /// What the connection says of itself to each request.
+    pub info: ConnInfo,
+}
+
+/// What a connection says of itself in each of its requests' extensions, besides the
+/// [`Context`]: what its TLS handshake said (feature `rustls`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnInfo {
+    #[cfg(feature = "rustls")]
+    pub tls: Option<super::TlsInfo>,
+}
+
+impl ConnInfo {
+    fn insert(&self, extensions: &mut http::Extensions) {
+        #[cfg(feature = "rustls")]
+        if let Some(tls) = &self.tls {
+            extensions.insert(tls.clone());
+        }
+        let _ = extensions;
+    }
 }
 
 /// What one connection that may move knows of itself: its requests in flight (from the
@@ -106,6 +126,7 @@ where
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.lb.clone());
+        self.info.insert(request.extensions_mut());
         if let Some((_, in_flight)) = &self.moving {
             // A request with a body leaves it reusable too: the move takes place only
             // at the body's end (see `framing`).

@@ -10,6 +10,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::tls_session::Info;
+
 /// A TLS configuration for [`Server::tls`](super::Server::tls): the certificate chain,
 /// its private key, and ALPN `h2` and `http/1.1`, so that clients pick HTTP/2 or
 /// HTTP/1.1 during the handshake.
@@ -117,6 +119,72 @@ impl Tls {
             })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls::from_config(Arc::new(config)))
+    }
+}
+
+/// What the TLS handshake of a request's connection said, in every request's extensions
+/// on a TLS listener: the server name the client asked for (SNI), the ALPN protocol
+/// agreed on, and the client's certificate chain (with client authentication). A
+/// connection that moved to a new process at a reload keeps it: the new process's
+/// service sees what the handshake said, though the handshake was the old process's.
+///
+/// ```no_run
+/// # use hyper::{Request, body::Incoming};
+/// # fn f(request: Request<Incoming>) {
+/// if let Some(tls) = request.extensions().get::<littleboss::http::TlsInfo>() {
+///     println!("asked for {:?}", tls.server_name());
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct TlsInfo(Arc<TlsInfoInner>);
+
+#[derive(Debug)]
+struct TlsInfoInner {
+    server_name: Option<String>,
+    alpn: Option<Vec<u8>>,
+    certificates: Vec<CertificateDer<'static>>,
+}
+
+impl TlsInfo {
+    /// The server name the client asked for (SNI), if it asked for one.
+    pub fn server_name(&self) -> Option<&str> {
+        self.0.server_name.as_deref()
+    }
+
+    /// The ALPN protocol agreed on (`http/1.1`, `h2`), if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.0.alpn.as_deref()
+    }
+
+    /// The client's certificate chain, its own first: empty without client
+    /// authentication.
+    pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
+        &self.0.certificates
+    }
+
+    /// What rustls says of `conn`'s handshake.
+    pub(crate) fn of(conn: &rustls::ServerConnection) -> TlsInfo {
+        let certificates = conn.peer_certificates().unwrap_or_default();
+        TlsInfo(Arc::new(TlsInfoInner {
+            server_name: conn.server_name().map(str::to_string),
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            certificates: certificates
+                .iter()
+                .map(|c| c.clone().into_owned())
+                .collect(),
+        }))
+    }
+
+    /// What a moved session carried of its handshake.
+    pub(crate) fn from_moved(info: &Info) -> TlsInfo {
+        TlsInfo(Arc::new(TlsInfoInner {
+            server_name: info.server_name.clone(),
+            alpn: info.alpn.clone(),
+            certificates: (info.peer_certificates.iter())
+                .map(|der| CertificateDer::from(der.clone()))
+                .collect(),
+        }))
     }
 }
 

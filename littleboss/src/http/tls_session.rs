@@ -19,8 +19,9 @@ use zeroize::Zeroizing;
 use super::record_layer::{Keys, Version, keys_of};
 use crate::secret::Secret;
 
-/// The version of the session's layout.
-pub(crate) const FORMAT: u8 = 1;
+/// The version of the session's layout (its first byte), which the channel's protocol
+/// names so that a child declines a session of a layout it does not read.
+pub(crate) const FORMAT: u8 = crate::control::protocol::TLS_SESSION_LAYOUT;
 
 /// The longest a session lives after its handshake once it has moved: a continued
 /// session cannot renew its keys, so it closes gracefully by then.

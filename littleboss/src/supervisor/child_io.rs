@@ -22,6 +22,7 @@ use crate::control::protocol::{
 };
 use crate::secret::Secret;
 use crate::spec::Kind;
+use zeroize::Zeroize;
 
 use super::machine::{ChildId, Input, WaitStatus};
 use super::parcels::Parcels;
@@ -240,14 +241,17 @@ fn next_write(
 ) -> Option<Writing> {
     let channel = channel?;
     while let Some((msg, fds)) = queue.pop_front() {
-        let Some(bytes) = msg.encode_for(spoken(version)) else {
+        let Some(mut bytes) = msg.encode_for(spoken(version)) else {
             continue;
         };
         let welcome = matches!(msg, SupervisorMsg::Welcome { .. });
         let channel = Arc::clone(channel);
         let future = Box::pin(async move {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
-            channel.send(&bytes, &borrowed).await
+            let sent = channel.send(&bytes, &borrowed).await;
+            // It may hold a TLS session's keys.
+            bytes.zeroize();
+            sent
         });
         return Some(Writing {
             future,
@@ -330,7 +334,11 @@ fn decode(
     parcels: &Parcels,
     kinds: &HashMap<String, Kind>,
 ) -> Vec<Input> {
-    let input = match decode_message(child, &received.bytes, version) {
+    let mut bytes = received.bytes;
+    let decoded = decode_message(child, &bytes, version);
+    // It may hold a TLS session's keys, which live on in a `Secret` only.
+    bytes.zeroize();
+    let input = match decoded {
         // Told apart: the parcels for the machine, the sessions for `parcels`.
         Input::Message {
             msg: ChildMsg::HandTls(handed),

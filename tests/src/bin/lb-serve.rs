@@ -12,6 +12,8 @@
 //!
 //! - `GET /`: at once.
 //! - `GET /slow/MS`: after MS milliseconds.
+//! - `GET /tls`: `pid PID sni NAME alpn PROTO\n`, what the request's
+//!   `littleboss::http::TlsInfo` says (`-` for none).
 //! - `GET /upgrade` (with `Upgrade: echo`): `101`, then echoes what the client sends
 //!   until lameduck, when it writes `bye\n` and closes; it finds lameduck through the
 //!   `littleboss::Context` in the request's extensions.
@@ -95,6 +97,14 @@ async fn main(lb: Context) -> Result<(), Box<dyn std::error::Error>> {
             let upgrade = request.uri().path() == "/upgrade";
             let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
             let lb = request.extensions().get::<Context>().cloned();
+            if request.uri().path() == "/tls" {
+                let tls = request.extensions().get::<littleboss::http::TlsInfo>();
+                let sni = tls.and_then(|t| t.server_name()).unwrap_or("-");
+                let alpn = tls.and_then(|t| t.alpn_protocol()).unwrap_or(b"-");
+                let alpn = String::from_utf8_lossy(alpn);
+                let body = format!("pid {} sni {sni} alpn {alpn}\n", std::process::id());
+                return Ok(Response::new(Full::new(Bytes::from(body))));
+            }
             Ok::<_, Infallible>(
                 answer::<Full<Bytes>>(request.uri().path(), on_upgrade.zip(lb)).await,
             )

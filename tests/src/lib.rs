@@ -147,6 +147,21 @@ pub fn require_root(what: &str) {
     );
 }
 
+/// The program `name` on `PATH`; panics, naming the Debian package `package` that has
+/// it, if there is none: a test that needs a tool is `#[ignore]`d and run on purpose
+/// (by `.ci/run`, which installs it), and must not pass without it.
+pub fn required_tool(name: &str, package: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| panic!("{name} not found: install the Debian package {package}"))
+}
+
 /// A test's private littleboss environment: a temporary directory that holds the
 /// control directory (`LITTLEBOSS_DIR`), the logs of the processes it starts, and
 /// copies of binaries. Everything is removed when it is dropped.

@@ -550,17 +550,9 @@ fn an_empty_metrics_flag_turns_the_listener_off_and_the_command_still_prints() {
     assert_ok(&sup, "stop", &sup.run(&["--littleboss=stop"]));
 }
 
-/// The program `name` on `PATH`; panics, saying which Debian package has it, if there
-/// is none (a test that needs it is run on purpose and must not pass without it).
+/// The program `name` of the Debian package prometheus, on `PATH`.
 fn required(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| panic!("{name} not found: install the Debian package prometheus"))
+    littleboss_tests::required_tool(name, "prometheus")
 }
 
 /// Runs `promtool check metrics` on `exposition` (written to a file in `env`, `what`

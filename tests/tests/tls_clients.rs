@@ -8,11 +8,8 @@
 //! that they never pass without it, and `.ci/run` installs the tools and runs them.
 //! A missing tool fails the test, naming the Debian package that has it.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-
 use littleboss_tests::http_support::Certs;
-use littleboss_tests::{Env, Spawned, Supervisor, bin, wait_gone};
+use littleboss_tests::{Env, Spawned, Supervisor, bin, required_tool, wait_gone};
 
 /// How long each request waits in the server: a reload happens meanwhile, and the
 /// client's next request, on the same connection, goes to the new process.
@@ -34,19 +31,6 @@ const SUITES: [(bool, &str); 6] = [
     (false, "ECDHE-ECDSA-AES256-GCM-SHA384"),
     (false, "ECDHE-ECDSA-CHACHA20-POLY1305"),
 ];
-
-/// The program `name` on `PATH`; panics, naming the Debian package `package`, if there
-/// is none (a test that needs it is run on purpose and must not pass without it).
-fn required(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| panic!("{name} not found: install the Debian package {package}"))
-}
 
 /// `lb-serve` over TLS with a new certificate for `localhost`.
 fn start(env: &Env) -> (Supervisor<'_>, Certs) {
@@ -125,7 +109,7 @@ fn each_kept_its_connection(sup: &Supervisor<'_>, clients: &[(String, Spawned)],
 #[test]
 #[ignore = "needs curl"]
 fn curl_keeps_one_connection_through_twenty_reloads_in_every_suite() {
-    let curl = required("curl", "curl");
+    let curl = required_tool("curl", "curl");
     let env = Env::new();
     let (sup, certs) = start(&env);
     let addr = sup.addr("http");
@@ -205,7 +189,7 @@ print("connects", connects - 1 if connects else 0)
 #[test]
 #[ignore = "needs python3"]
 fn python_ssl_keeps_one_connection_through_twenty_reloads_in_every_suite() {
-    let python = required("python3", "python3");
+    let python = required_tool("python3", "python3");
     let env = Env::new();
     let (sup, certs) = start(&env);
     let script = env.path().join("client.py");
@@ -259,7 +243,7 @@ fn openssl_conf(suite: &str) -> String {
 #[ignore = "needs openssl"]
 fn a_key_update_from_openssl_s_client_after_a_move_ends_its_session_with_an_alert() {
     use std::io::Write;
-    let openssl = required("openssl", "openssl");
+    let openssl = required_tool("openssl", "openssl");
     let env = Env::new();
     let (sup, certs) = start(&env);
     let addr = sup.addr("http");

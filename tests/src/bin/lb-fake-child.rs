@@ -199,22 +199,15 @@ fn adopt_at_6(channel: &OwnedFd, pid: u32, hello: &wire::Hello<'_>) -> rustix::i
     wire::bytes(&mut adopts, b"http");
     send(channel, &wire::message(STATE_VERSION, &adopts))?;
     send(channel, &wire::message(STATE_VERSION, &wire::ready_body()))?;
-    let mut buf = vec![0u8; 65536];
     loop {
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(128))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        match rustix::net::recvmsg(
-            channel,
-            &mut [std::io::IoSliceMut::new(&mut buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Ok(msg) if msg.bytes >= 3 => {}
+        let (bytes, fds) = match receive(channel) {
+            Ok(Some(received)) => received,
             Err(rustix::io::Errno::INTR) => continue,
-            _ => break,
-        }
-        let fds = control.drain().count();
-        let variant = buf[2];
+            Ok(None) | Err(_) => break,
+        };
+        let Some(&variant) = bytes.get(2) else {
+            break;
+        };
         littleboss_tests::say!("lb-fake-child: pid {pid} got message {variant} with {fds} fds");
         // `Lameduck` (variant 2).
         if variant == 2 {
@@ -488,21 +481,12 @@ fn send_with(
 /// Receives one packet and prints its size; `false` at the end of the channel or on an
 /// error (a timeout included).
 fn report(channel: &OwnedFd, pid: u32) -> bool {
-    let mut buf = vec![0u8; 65536];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    match rustix::net::recvmsg(
-        channel,
-        &mut [std::io::IoSliceMut::new(&mut buf)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    ) {
-        Ok(msg) if msg.bytes == 0 => false,
-        Ok(msg) => {
-            let fds = control.drain().count();
+    match receive(channel) {
+        Ok(None) => false,
+        Ok(Some((bytes, fds))) => {
             littleboss_tests::say!(
                 "lb-fake-child: pid {pid} got {} bytes and {fds} control messages from the supervisor",
-                msg.bytes
+                bytes.len()
             );
             true
         }
@@ -512,4 +496,24 @@ fn report(channel: &OwnedFd, pid: u32) -> bool {
             false
         }
     }
+}
+
+/// One packet from the supervisor: its bytes and how many control messages (of fds)
+/// came with it (closed at once); `None` at the end of the channel.
+fn receive(channel: &OwnedFd) -> rustix::io::Result<Option<(Vec<u8>, usize)>> {
+    let mut buf = vec![0u8; 65536];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(128))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = rustix::net::recvmsg(
+        channel,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    let fds = control.drain().count();
+    buf.truncate(msg.bytes);
+    Ok(Some((buf, fds)))
 }

@@ -158,6 +158,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use littleboss_tests::attack_support::{fd_count, vm_kib};
+use littleboss_tests::http_support::Certs;
 use littleboss_tests::zombie_children;
 
 struct Options {
@@ -1010,6 +1011,20 @@ impl Served {
             .ok_or_else(|| "no listener address".into())
     }
 
+    /// [`start`](Self::start) for the `https` example: its listener `https`, with a new
+    /// certificate for `localhost` (which a client trusts from the `Certs`).
+    fn start_tls(&mut self) -> Result<(SocketAddr, Certs), String> {
+        let certs = Certs::new(self.dir.path(), "localhost");
+        let args = [
+            "--cert".into(),
+            certs.cert.clone().into(),
+            "--key".into(),
+            certs.key.clone().into(),
+        ];
+        let addr = self.start("https", &args)?;
+        Ok((addr, certs))
+    }
+
     /// Reload number `i` (to the other copy of the binary): `BIN --littleboss=reload`,
     /// then a wait (up to 10 s) until the child that served before it has exited.
     fn reload(&self, i: usize) -> Result<Reloaded, String> {
@@ -1288,7 +1303,6 @@ mod pooled {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
-    use littleboss_tests::http_support::Certs;
     use littleboss_tests::pool_support::{PoolReport, pooled, pooled_tls};
 
     use super::{Options, Served, Swap, median_max};
@@ -1430,14 +1444,7 @@ mod pooled {
         let mut served = Served::new(bin)?;
         let stop = Arc::new(AtomicBool::new(false));
         let pool = if column.tls {
-            let certs = Certs::new(served.dir.path(), "localhost");
-            let args = [
-                "--cert".into(),
-                certs.cert.clone().into(),
-                "--key".into(),
-                certs.key.clone().into(),
-            ];
-            let addr = served.start("https", &args)?;
+            let (addr, certs) = served.start_tls()?;
             let config = certs.client(&[b"http/1.1"]);
             pooled_tls(
                 addr,
@@ -2778,7 +2785,7 @@ mod state {
 mod tls_cost {
     use std::time::{Duration, Instant};
 
-    use littleboss_tests::http_support::{Certs, Client, Connection, Outcome, Version};
+    use littleboss_tests::http_support::{Client, Connection, Outcome, Version};
 
     use super::{Options, Served, ms};
 
@@ -2826,14 +2833,7 @@ mod tls_cost {
         }
         let n = options.clients;
         let mut served = Served::new(&bin)?;
-        let certs = Certs::new(served.dir.path(), "localhost");
-        let args = [
-            "--cert".into(),
-            certs.cert.clone().into(),
-            "--key".into(),
-            certs.key.clone().into(),
-        ];
-        let addr = served.start("https", &args)?;
+        let (addr, certs) = served.start_tls()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

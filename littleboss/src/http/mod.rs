@@ -141,11 +141,11 @@
 //!   reload moves it on; a session that comes back (not taken, or moved back at a
 //!   probation's rollback) is served here with the same record layer.
 //!
-//! Sessions of TLS 1.3 with AES-128-GCM, AES-256-GCM or ChaCha20-Poly1305, and of TLS
-//! 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305, move; any other winds down by
-//! closing. The record layer uses ring whatever provider did the handshake: a
-//! program whose `Tls::from_config` uses another provider that must not be left for
-//! ring turns [`Server::hand_over`] off.
+//! Sessions of the suites of rustls's ring provider (TLS 1.3 with AES-128-GCM,
+//! AES-256-GCM or ChaCha20-Poly1305, TLS 1.2 with ECDHE and AES-GCM or
+//! ChaCha20-Poly1305) move. A session of another provider (a `Tls::from_config` built
+//! on aws-lc-rs, say: its program chose not to have ring protect its records), or of
+//! another suite, winds down by closing.
 //!
 //! A moved session lives by the rules it can keep: it has its keys, not the secrets
 //! they came from, so it cannot renew them. A `KeyUpdate` from the client ends it with

@@ -466,17 +466,27 @@ pub(super) mod tests {
 
     /// A client and a server of one suite and version, handshaken in memory, and the
     /// server's keys once it is quiet.
-    pub(crate) fn session(
-        suite: SupportedCipherSuite,
-        tls: &'static SupportedProtocolVersion,
-    ) -> (ClientConnection, Keys, Keys) {
-        let (server, client) = configs(suite, tls);
+    /// A client and a server of these configs, their handshake done, nothing left to
+    /// write.
+    pub(crate) fn handshake(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> (ClientConnection, ServerConnection) {
         let mut client =
             ClientConnection::new(client, "localhost".try_into().unwrap()).expect("a client");
         let mut server = ServerConnection::new(server).expect("a server");
         while client.is_handshaking() || server.is_handshaking() || server.wants_write() {
             pass(&mut client, &mut server);
         }
+        (client, server)
+    }
+
+    pub(crate) fn session(
+        suite: SupportedCipherSuite,
+        tls: &'static SupportedProtocolVersion,
+    ) -> (ClientConnection, Keys, Keys) {
+        let (server, client) = configs(suite, tls);
+        let (mut client, mut server) = handshake(server, client);
         // A first exchange through rustls on both sides, so that the keys continue
         // from sequence numbers that are not 0.
         client.writer().write_all(b"first").unwrap();

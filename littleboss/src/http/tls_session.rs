@@ -60,30 +60,34 @@ pub(crate) struct Info {
     pub peer_certificates: Vec<Vec<u8>>,
 }
 
-/// Whether a session of `conn` can be taken: TLS 1.3 or 1.2, with a suite whose AEAD
-/// the record layer continues (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305), nothing
-/// queued to write.
+/// Whether a session of `conn` can be taken: TLS 1.3 or 1.2, with one of the suites of
+/// rustls's ring provider (TLS 1.3 with AES-128-GCM, AES-256-GCM or ChaCha20-Poly1305;
+/// TLS 1.2 with ECDHE and those), nothing queued to write. A session of another
+/// provider's suite is not taken: its program chose not to have ring protect its
+/// records (the suite is told apart from ring's own by identity, not by name).
 pub(crate) fn can_take(conn: &ServerConnection) -> bool {
-    use tokio_rustls::rustls::CipherSuite as S;
     let version = matches!(
         conn.protocol_version(),
         Some(ProtocolVersion::TLSv1_3 | ProtocolVersion::TLSv1_2)
     );
-    let suite = conn.negotiated_cipher_suite().is_some_and(|s| {
-        matches!(
-            s.suite(),
-            S::TLS13_AES_128_GCM_SHA256
-                | S::TLS13_AES_256_GCM_SHA384
-                | S::TLS13_CHACHA20_POLY1305_SHA256
-                | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                | S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-                | S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-                | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-                | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-                | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-        )
+    let suite = conn.negotiated_cipher_suite().is_some_and(|negotiated| {
+        tokio_rustls::rustls::crypto::ring::ALL_CIPHER_SUITES
+            .iter()
+            .any(|ring| same_suite(*ring, negotiated))
     });
     version && suite && !conn.wants_write()
+}
+
+/// Whether `a` and `b` are the same suite of the same provider: the same suite, whose
+/// hash is the same provider's (the same static; a suite's own address is not one
+/// rustls keeps unique).
+fn same_suite(a: SupportedCipherSuite, b: SupportedCipherSuite) -> bool {
+    let common = |suite| match suite {
+        SupportedCipherSuite::Tls13(s) => &s.common,
+        SupportedCipherSuite::Tls12(s) => &s.common,
+    };
+    let (a, b) = (common(a), common(b));
+    a.suite == b.suite && std::ptr::addr_eq(a.hash_provider, b.hash_provider)
 }
 
 /// The session's confidentiality limit, in records.
@@ -233,6 +237,60 @@ mod tests {
             decoded.ends_at(),
             UNIX_EPOCH + Duration::from_millis(1_764_950_400_000) + MAX_AGE
         );
+    }
+
+    /// Another provider's hash: ring's, under another name.
+    struct OtherHash(&'static dyn tokio_rustls::rustls::crypto::hash::Hash);
+
+    impl tokio_rustls::rustls::crypto::hash::Hash for OtherHash {
+        fn start(&self) -> Box<dyn tokio_rustls::rustls::crypto::hash::Context> {
+            self.0.start()
+        }
+
+        fn hash(&self, data: &[u8]) -> tokio_rustls::rustls::crypto::hash::Output {
+            self.0.hash(data)
+        }
+
+        fn output_len(&self) -> usize {
+            self.0.output_len()
+        }
+
+        fn algorithm(&self) -> tokio_rustls::rustls::crypto::hash::HashAlgorithm {
+            self.0.algorithm()
+        }
+    }
+
+    /// A session of ring's suites is taken; one of the same suite from another
+    /// provider (here a copy of ring's, which is not ring's) is not.
+    #[test]
+    fn only_sessions_of_the_ring_providers_suites_are_taken() {
+        use super::super::record_layer::tests::{configs, handshake, suites};
+        use tokio_rustls::rustls::Tls13CipherSuite;
+        use tokio_rustls::rustls::crypto::CipherSuiteCommon;
+        for (suite, tls) in suites() {
+            let (server, client) = configs(suite, tls);
+            let (_client, server) = handshake(server, client);
+            assert!(can_take(&server), "{:?}", suite.suite());
+        }
+        let (suite, tls) = suites()[0];
+        let SupportedCipherSuite::Tls13(ring) = suite else {
+            panic!("a TLS 1.3 suite first");
+        };
+        let other: &'static Tls13CipherSuite = Box::leak(Box::new(Tls13CipherSuite {
+            common: CipherSuiteCommon {
+                suite: ring.common.suite,
+                hash_provider: Box::leak(Box::new(OtherHash(ring.common.hash_provider))),
+                confidentiality_limit: ring.common.confidentiality_limit,
+            },
+            hkdf_provider: ring.hkdf_provider,
+            aead_alg: ring.aead_alg,
+            quic: ring.quic,
+        }));
+        let (server, client) = configs(SupportedCipherSuite::Tls13(other), tls);
+        let (_client, server) = handshake(server, client);
+        assert!(!can_take(&server));
+        let taken = Session::take(server, Vec::new(), SystemTime::now());
+        assert!(taken.is_err());
     }
 
     #[test]

@@ -1004,8 +1004,9 @@ impl TlsPooled {
 /// each keep their one connection through 20 reloads: every answer comes from the new
 /// process, none says `Connection: close`, none is closed. A session moved that often
 /// has moved from a process that itself continued it, and its sequence numbers went on.
-/// Then a client asks for new keys on its moved session: the server cannot make them
-/// and ends the session with an alert, and the next connection is served.
+/// Two upgrades of the supervisor move them too. Then a client asks for new keys on its
+/// moved session: the server cannot make them and ends the session with an alert, and
+/// the next connection is served.
 #[test]
 fn tls_connections_move_in_every_suite_through_twenty_reloads_with_no_close() {
     let env = Env::new();
@@ -1060,6 +1061,29 @@ fn tls_connections_move_in_every_suite_through_twenty_reloads_with_no_close() {
         }
     }
     assert_moved(&sup.logs(), pool.len(), 20);
+    // An upgrade of the supervisor moves them as a reload does.
+    for _ in 0..2 {
+        let old = sup.child_pid();
+        let outcome = env.run(bin, &["--littleboss=upgrade"]);
+        assert_eq!(outcome.code(), Some(0), "{outcome}\n{}", sup.logs());
+        wait_gone(old, "the old child");
+        let new = sup.child_pid();
+        for conn in &mut pool {
+            let answer = conn
+                .get()
+                .unwrap_or_else(|e| panic!("upgrade: {e}\n{}", sup.logs()));
+            assert_eq!(
+                answer,
+                Answer {
+                    pid: new,
+                    close: false
+                },
+                "{}",
+                conn.suite
+            );
+        }
+    }
+    assert_moved(&sup.logs(), pool.len(), 22);
     // The service sees what the handshake said, though another process did it.
     let last = sup.child_pid();
     for conn in &mut pool {

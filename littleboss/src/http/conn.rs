@@ -144,7 +144,8 @@ pub(crate) struct Shared<M> {
     pub linger: Duration,
     /// The listener's name, for moving its connections.
     pub listener: Arc<str>,
-    /// Whether plaintext HTTP/1.1 connections move to the new process at a reload.
+    /// Whether HTTP/1.1 connections (plaintext, or TLS of a suite that moves) move to
+    /// the new process at a reload.
     pub hand_over: bool,
     /// The listener's counts for the supervisor's metrics, if they are kept.
     pub counts: Option<Arc<ListenerCounts>>,

@@ -1000,6 +1000,23 @@ impl TlsPooled {
     }
 }
 
+/// `lb-serve` over TLS (`lb-serve --http=127.0.0.1:0 -- --cert ... --key ...`) with a
+/// new certificate for `localhost`, its environment with `vars`.
+fn start_tls<'e>(env: &'e Env, vars: &[(&str, &str)]) -> (Supervisor<'e>, Certs) {
+    let certs = Certs::new(env.path(), "localhost");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let args = ["--http=127.0.0.1:0", "--", "--cert", cert, "--key", key];
+    let sup = start_with_env(env, bin!("lb-serve"), vars, &args);
+    (sup, certs)
+}
+
+/// One pooled TLS connection to `addr` in each suite of [`tls_suites`].
+fn tls_pool(addr: SocketAddr, certs: &Certs) -> Vec<TlsPooled> {
+    (tls_suites().into_iter())
+        .map(|suite| TlsPooled::open(addr, tls_client(certs, suite)))
+        .collect()
+}
+
 /// Pooled HTTPS clients, one per suite a moved session continues (TLS 1.3 and 1.2),
 /// each keep their one connection through 20 reloads: every answer comes from the new
 /// process, none says `Connection: close`, none is closed. A session moved that often
@@ -1010,26 +1027,11 @@ impl TlsPooled {
 #[test]
 fn tls_connections_move_in_every_suite_through_twenty_reloads_with_no_close() {
     let env = Env::new();
-    let certs = Certs::new(env.path(), "localhost");
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
     let bin = bin!("lb-serve");
-    let args = ["--cert", cert, "--key", key];
-    let sup = env.start(
-        bin,
-        &[
-            "--http=127.0.0.1:0",
-            "--",
-            args[0],
-            args[1],
-            args[2],
-            args[3],
-        ],
-    );
+    let (sup, certs) = start_tls(&env, &[]);
     let addr = sup.addr("http");
     let first = sup.child_pid();
-    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
-        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
-        .collect();
+    let mut pool = tls_pool(addr, &certs);
     for conn in &mut pool {
         let answer = conn.get().unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
         assert_eq!(
@@ -1111,13 +1113,8 @@ fn tls_connections_move_in_every_suite_through_twenty_reloads_with_no_close() {
 #[test]
 fn the_keys_of_a_moving_tls_session_are_never_shown() {
     let env = Env::new();
-    let certs = Certs::new(env.path(), "localhost");
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
     let bin = bin!("lb-serve");
-    let sup = env.start(
-        bin,
-        &["--http=127.0.0.1:0", "--", "--cert", cert, "--key", key],
-    );
+    let (sup, certs) = start_tls(&env, &[]);
     let addr = sup.addr("http");
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut sockets = Vec::new();
@@ -1181,9 +1178,7 @@ fn tls_connections_move_to_a_child_on_probation_and_back_at_its_rollback() {
     let sup = env.start(bin, &[cert.as_str(), key.as_str()]);
     let addr = sup.addr("http");
     let old = sup.child_pid();
-    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
-        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
-        .collect();
+    let mut pool = tls_pool(addr, &certs);
     let mut all_answered_by = |pid: u32, what: &str| {
         sup.wait_for(what, || {
             let answers: Vec<u32> = (pool.iter_mut())
@@ -1232,15 +1227,10 @@ fn tls_connections_move_to_a_child_on_probation_and_back_at_its_rollback() {
 #[test]
 fn under_a_supervisor_of_protocol_6_tls_connections_wind_down_by_closing() {
     let env = Env::new();
-    let certs = Certs::new(env.path(), "localhost");
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
     let bin = bin!("lb-serve");
-    let args = ["--http=127.0.0.1:0", "--", "--cert", cert, "--key", key];
-    let sup = start_with_env(&env, bin, &[(TEST_PROTOCOLS, "1-6")], &args);
+    let (sup, certs) = start_tls(&env, &[(TEST_PROTOCOLS, "1-6")]);
     let addr = sup.addr("http");
-    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
-        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
-        .collect();
+    let mut pool = tls_pool(addr, &certs);
     for conn in &mut pool {
         conn.get().unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
     }
@@ -1263,16 +1253,10 @@ fn under_a_supervisor_of_protocol_6_tls_connections_wind_down_by_closing() {
 fn a_tls_connection_is_not_sent_to_a_child_of_protocol_6_that_adopts_its_listener() {
     use littleboss_tests::attack_support::{raw, wire};
     let env = Env::new();
-    let certs = Certs::new(env.path(), "localhost");
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
-    let bin = bin!("lb-serve");
-    let args = ["--http=127.0.0.1:0", "--", "--cert", cert, "--key", key];
-    let sup = start_with_env(&env, bin, &[("LB_FAKE_CHILD_NAME", "lbserve")], &args);
+    let (sup, certs) = start_tls(&env, &[("LB_FAKE_CHILD_NAME", "lbserve")]);
     let addr = sup.addr("http");
     let old = sup.child_pid();
-    let mut pool: Vec<TlsPooled> = (tls_suites().into_iter())
-        .map(|suite| TlsPooled::open(addr, tls_client(&certs, suite)))
-        .collect();
+    let mut pool = tls_pool(addr, &certs);
     for conn in &mut pool {
         conn.get().unwrap_or_else(|e| panic!("{e}\n{}", sup.logs()));
     }

@@ -215,16 +215,9 @@ impl<T: Movable> Carrier for ContinuedTls<T> {
         self.movable()
     }
 
-    fn into_moved(self, mut buffered: Vec<u8>) -> Result<Moved, String> {
+    fn into_moved(self, buffered: Vec<u8>) -> Result<Moved, String> {
         let (io, session, plain) = self.into_session()?;
-        buffered.extend(plain);
-        let tls = session.encode()?;
-        let fd = io.into_fd().map_err(|e| e.to_string())?;
-        Ok(Moved {
-            fd,
-            buffered,
-            tls: Some(tls),
-        })
+        moved_tls(io, &session, buffered, plain)
     }
 
     fn ending(&self) -> Option<Ending> {
@@ -248,19 +241,31 @@ impl<T: Movable> Carrier for Fresh<T> {
         records.between_records() && tls_session::can_take(conn)
     }
 
-    fn into_moved(self, mut buffered: Vec<u8>) -> Result<Moved, String> {
+    fn into_moved(self, buffered: Vec<u8>) -> Result<Moved, String> {
         let (records, conn) = self.tls.into_inner();
         let (io, incoming) = records.into_parts();
         let (session, plain) = Session::take(conn, incoming, self.at)?;
-        buffered.extend(plain);
-        let tls = session.encode()?;
-        let fd = io.into_fd().map_err(|e| e.to_string())?;
-        Ok(Moved {
-            fd,
-            buffered,
-            tls: Some(tls),
-        })
+        moved_tls(io, &session, buffered, plain)
     }
+}
+
+/// A TLS connection to move: its stream's fd, `buffered` then `plain` (what the
+/// session opened and nobody read), and `session`, encoded.
+#[cfg(feature = "rustls")]
+fn moved_tls<T: Movable>(
+    io: T,
+    session: &Session,
+    mut buffered: Vec<u8>,
+    plain: Vec<u8>,
+) -> Result<Moved, String> {
+    buffered.extend(plain);
+    let tls = session.encode()?;
+    let fd = io.into_fd().map_err(|e| e.to_string())?;
+    Ok(Moved {
+        fd,
+        buffered,
+        tls: Some(tls),
+    })
 }
 
 #[cfg(feature = "rustls")]

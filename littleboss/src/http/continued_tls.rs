@@ -180,11 +180,8 @@ impl<IO> ContinuedTls<IO> {
     /// unfinished record with it) and the plaintext opened and not read yet. Refused
     /// once it has ended or while records are still to be written (flush first).
     pub(crate) fn into_session(self) -> Result<(IO, Session, Vec<u8>), String> {
-        if self.read_closed || self.write_closed || self.failed.is_some() {
-            return Err("the TLS session has ended".to_string());
-        }
-        if self.out_at < self.outgoing.len() {
-            return Err("records are still to be written".to_string());
+        if !self.movable() {
+            return Err("the TLS session has ended, or has records to write".to_string());
         }
         let session = Session {
             format: super::tls_session::FORMAT,
@@ -221,9 +218,11 @@ impl<IO> ContinuedTls<IO> {
     /// Signals the end once either direction nears the confidentiality limit.
     fn check_limit(&self) {
         let near = self.limit - LIMIT_MARGIN.min(self.limit / 2);
-        if self.sealer.seq() >= near || self.opener.seq() >= near {
-            self.ending.near_limit.set.store(true, Ordering::Release);
-            self.ending.near_limit.notify.notify_waiters();
+        let signal = &self.ending.near_limit;
+        if (self.sealer.seq() >= near || self.opener.seq() >= near)
+            && !signal.set.swap(true, Ordering::AcqRel)
+        {
+            signal.notify.notify_waiters();
         }
     }
 

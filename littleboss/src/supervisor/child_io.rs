@@ -338,37 +338,24 @@ fn decode(
     let decoded = decode_message(child, &bytes, version);
     // It may hold a TLS session's keys, which live on in a `Secret` only.
     bytes.zeroize();
-    let input = match decoded {
+    let (fds, cut) = (received.fds, received.cut);
+    match decoded {
+        Input::Message {
+            msg: ChildMsg::Hand(handed),
+            ..
+        } => {
+            let handed = handed.into_iter().map(|parcel| (parcel, None)).collect();
+            hand(child, handed, fds, cut, parcels, kinds)
+        }
         // Told apart: the parcels for the machine, the sessions for `parcels`.
         Input::Message {
             msg: ChildMsg::HandTls(handed),
             ..
         } => {
-            let (handed, sessions) = handed
-                .into_iter()
+            let handed = (handed.into_iter())
                 .map(|tls| (tls.parcel, Some(tls.session)))
-                .unzip();
-            return hand(
-                child,
-                (handed, sessions),
-                received.fds,
-                received.cut,
-                parcels,
-                kinds,
-            );
-        }
-        input => input,
-    };
-    let (fds, cut) = (received.fds, received.cut);
-    match input {
-        // Fewer fds than parcels only where the kernel cut the list short: this
-        // process ran out of fds. Those without one go back; nobody is to blame.
-        Input::Message {
-            msg: ChildMsg::Hand(handed),
-            ..
-        } => {
-            let sessions = vec![None; handed.len()];
-            hand(child, (handed, sessions), fds, cut, parcels, kinds)
+                .collect();
+            hand(child, handed, fds, cut, parcels, kinds)
         }
         // A state's head comes with its sealed file (none for an empty state), its
         // named fds one each; held until the machine relays or drops them. Cut short,
@@ -411,7 +398,7 @@ fn decode(
 /// back with the reason.
 fn hand(
     child: ChildId,
-    (handed, sessions): (Vec<Parcel>, Vec<Option<Secret>>),
+    handed: Vec<(Parcel, Option<Secret>)>,
     fds: Vec<OwnedFd>,
     cut: bool,
     parcels: &Parcels,
@@ -432,7 +419,7 @@ fn hand(
     let mut good = Vec::new();
     let mut refused: Vec<(u64, String)> = Vec::new();
     let mut fds = fds.into_iter();
-    for (parcel, session) in handed.into_iter().zip(sessions) {
+    for (parcel, session) in handed {
         let Some(fd) = fds.next() else {
             let why = "the supervisor is out of fds (its fd limit)".to_string();
             refused.push((parcel.id, why));
@@ -522,9 +509,9 @@ fn refusal(
 }
 
 /// Whether no two parcels have the same id (each is held by its id).
-fn distinct(parcels: &[Parcel]) -> bool {
-    let ids: std::collections::BTreeSet<u64> = parcels.iter().map(|p| p.id).collect();
-    ids.len() == parcels.len()
+fn distinct(handed: &[(Parcel, Option<Secret>)]) -> bool {
+    let ids: std::collections::BTreeSet<u64> = handed.iter().map(|(p, _)| p.id).collect();
+    ids.len() == handed.len()
 }
 
 fn decode_message(child: ChildId, bytes: &[u8], version: &AtomicU16) -> Input {
